@@ -1,0 +1,36 @@
+# Test helpers: one function per kind of test, so no test is added by copy-pasted CMake.
+#
+#   moe_add_unit_test(NAME SOURCES ... LIBS ... [LABELS ...])
+#       a gtest executable run once by ctest (label unit unless LABELS says otherwise)
+#   moe_add_mpi_test(NAME SOURCES ... LIBS ... NP 1 2 4)
+#       a gtest executable run under mpirun once per rank count, label mpi. Open MPI needs
+#       --oversubscribe to start more ranks than cores and --allow-run-as-root in containers.
+
+set(MOE_MPIEXEC_PREFLAGS "--oversubscribe;--allow-run-as-root;--bind-to;none"
+    CACHE STRING "Flags placed before the program in mpirun test commands")
+set(MOE_TEST_TIMEOUT 600 CACHE STRING "Per-test timeout in seconds")
+
+function(moe_add_unit_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} moe_test_support GTest::gtest_main)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${MOE_TEST_TIMEOUT}
+                       ENVIRONMENT "OMP_NUM_THREADS=2")
+endfunction()
+
+function(moe_add_mpi_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;NP" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} moe_test_support moe_mpi_gtest_main MPI::MPI_CXX)
+  foreach(np IN LISTS T_NP)
+    add_test(NAME ${name}_np${np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MOE_MPIEXEC_PREFLAGS}
+                     $<TARGET_FILE:${name}> --expected-ranks=${np} ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi PROCESSORS ${np}
+                         TIMEOUT ${MOE_TEST_TIMEOUT} ENVIRONMENT "OMP_NUM_THREADS=1")
+  endforeach()
+endfunction()

@@ -1,0 +1,29 @@
+#include "core/log.h"
+
+#include <cstdio>
+
+namespace moe {
+
+static int g_rank = 0;
+static int g_world_size = 1;
+
+void set_log_rank(int rank, int world_size) {
+  g_rank = rank;
+  g_world_size = world_size;
+  set_error_rank(world_size > 1 ? rank : -1);
+}
+
+void log_message(LogLevel level, const std::string& message) {
+  if (level == LogLevel::info && g_rank != 0) return;
+  const char* tag = level == LogLevel::info      ? ""
+                    : level == LogLevel::warning ? "warning: "
+                                                 : "error: ";
+  std::FILE* out = level == LogLevel::info ? stdout : stderr;
+  if (g_world_size > 1)
+    std::fprintf(out, "[rank %d] %s%s\n", g_rank, tag, message.c_str());
+  else
+    std::fprintf(out, "%s%s\n", tag, message.c_str());
+  std::fflush(out);
+}
+
+}  // namespace moe

@@ -1,0 +1,23 @@
+// Logging: one line per message, prefixed with the rank when there is more than one.
+// By default only rank 0 prints info; warnings and errors print on every rank.
+#pragma once
+
+#include <string>
+
+#include "core/error.h"
+
+namespace moe {
+
+enum class LogLevel { info, warning, error };
+
+void set_log_rank(int rank, int world_size);
+void log_message(LogLevel level, const std::string& message);
+
+}  // namespace moe
+
+#define MOE_LOG_INFO(...) \
+  ::moe::log_message(::moe::LogLevel::info, ::moe::detail::concat(__VA_ARGS__))
+#define MOE_LOG_WARN(...) \
+  ::moe::log_message(::moe::LogLevel::warning, ::moe::detail::concat(__VA_ARGS__))
+#define MOE_LOG_ERROR(...) \
+  ::moe::log_message(::moe::LogLevel::error, ::moe::detail::concat(__VA_ARGS__))

@@ -1,0 +1,118 @@
+// Memory and elementwise ops on the CPU: fill, copy, dtype conversion, add, axpy, scale and the
+// f64-accumulated sum of squares used by gradient-norm clipping. OpenMP over elements.
+#include <cstring>
+
+#include "core/half.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/float_dispatch.h"
+
+namespace moe::cpu {
+
+void fill(Tensor& out, double value, Stream&) {
+  const int64_t n = out.numel();
+  switch (out.dtype()) {
+    case DType::i32:
+      std::fill_n(out.data<int32_t>(), n, static_cast<int32_t>(value));
+      return;
+    case DType::i64:
+      std::fill_n(out.data<int64_t>(), n, static_cast<int64_t>(value));
+      return;
+    case DType::bf16:
+      std::fill_n(out.data<bf16_t>(), n, float_to_bf16(static_cast<float>(value)));
+      return;
+    case DType::f16:
+      std::fill_n(out.data<f16_t>(), n, float_to_f16(static_cast<float>(value)));
+      return;
+    default:
+      float_dispatch(out.dtype(), "fill",
+                     [&]<typename T>() { std::fill_n(out.data<T>(), n, static_cast<T>(value)); });
+  }
+}
+
+void copy(const Tensor& src, Tensor& dst, Stream&) {
+  if (src.nbytes() && src.raw() != dst.raw()) std::memcpy(dst.raw(), src.raw(), src.nbytes());
+}
+
+// Reads element i of any float tensor as double, writes double to any float tensor.
+static double load(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::f32:
+      return t.data<float>()[i];
+    case DType::f64:
+      return t.data<double>()[i];
+    case DType::bf16:
+      return bf16_to_float(t.data<bf16_t>()[i]);
+    case DType::f16:
+      return f16_to_float(t.data<f16_t>()[i]);
+    default:
+      MOE_ASSERT(false, "load: not a float dtype");
+  }
+}
+
+static void store(Tensor& t, int64_t i, double value) {
+  switch (t.dtype()) {
+    case DType::f32:
+      t.data<float>()[i] = static_cast<float>(value);
+      return;
+    case DType::f64:
+      t.data<double>()[i] = value;
+      return;
+    case DType::bf16:
+      t.data<bf16_t>()[i] = float_to_bf16(static_cast<float>(value));
+      return;
+    case DType::f16:
+      t.data<f16_t>()[i] = float_to_f16(static_cast<float>(value));
+      return;
+    default:
+      MOE_ASSERT(false, "store: not a float dtype");
+  }
+}
+
+void convert(const Tensor& src, Tensor& dst, Stream&) {
+  const int64_t n = src.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) store(dst, i, load(src, i));
+}
+
+void add(const Tensor& a, const Tensor& b, Tensor& out, Stream&) {
+  float_dispatch(a.dtype(), "add", [&]<typename T>() {
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    const int64_t n = a.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) po[i] = pa[i] + pb[i];
+  });
+}
+
+void axpy(float alpha, const Tensor& x, Tensor& y, Stream&) {
+  float_dispatch(x.dtype(), "axpy", [&]<typename T>() {
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const int64_t n = x.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) py[i] += static_cast<T>(alpha) * px[i];
+  });
+}
+
+void scale(Tensor& x, float factor, Stream&) {
+  float_dispatch(x.dtype(), "scale", [&]<typename T>() {
+    T* px = x.data<T>();
+    const int64_t n = x.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) px[i] *= static_cast<T>(factor);
+  });
+}
+
+double sum_of_squares(const Tensor& x, Stream&) {
+  double total = 0;
+  float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
+    const T* px = x.data<T>();
+    const int64_t n = x.numel();
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(px[i]) * px[i];
+  });
+  return total;
+}
+
+}  // namespace moe::cpu

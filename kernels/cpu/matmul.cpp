@@ -1,0 +1,79 @@
+// GEMM on the CPU through cblas (OpenBLAS): sgemm for f32, dgemm for f64, one call per batch entry.
+// Backward is two GEMMs: for c = op(a) op(b),
+//   dop(a) = dc op(b)^T  and  dop(b) = op(a)^T dc,
+// and the transposes fold into the GEMM flags, so da and db come out in a's and b's own layout.
+// Both accumulate (beta = 1).
+#include <cblas.h>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/float_dispatch.h"
+
+namespace moe::cpu {
+
+namespace {
+
+struct Gemm {
+  int64_t batch, m, n, k;
+};
+
+Gemm gemm_dims(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  const int r = a.ndim() - 2;
+  return {r ? a.dim(0) : 1, trans_a ? a.dim(r + 1) : a.dim(r), trans_b ? b.dim(r) : b.dim(r + 1),
+          trans_a ? a.dim(r) : a.dim(r + 1)};
+}
+
+// c[m,n] = alpha * op(a) op(b) + beta * c, row-major, for each batch entry. lda/ldb are the stored
+// row lengths of a and b.
+template <typename T>
+void gemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int64_t k,
+          bool trans_a, bool trans_b, int64_t lda, int64_t ldb, T alpha, T beta) {
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans;
+  const auto tb = trans_b ? CblasTrans : CblasNoTrans;
+  for (int64_t i = 0; i < batch; ++i) {
+    const T* ai = a + i * m * k;
+    const T* bi = b + i * k * n;
+    T* ci = c + i * m * n;
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, n);
+    else
+      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, n);
+  }
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
+            float beta, Stream&) {
+  const Gemm g = gemm_dims(a, b, trans_a, trans_b);
+  if (g.m == 0 || g.n == 0) return;
+  float_dispatch(a.dtype(), "matmul", [&]<typename T>() {
+    if (g.k == 0) {  // an empty sum: c = beta * c
+      T* pc = c.data<T>();
+      for (int64_t i = 0; i < c.numel(); ++i)
+        pc[i] = beta == 0 ? T(0) : static_cast<T>(beta) * pc[i];
+      return;
+    }
+    gemm<T>(a.data<T>(), b.data<T>(), c.data<T>(), g.batch, g.m, g.n, g.k, trans_a, trans_b,
+            trans_a ? g.m : g.k, trans_b ? g.k : g.n, alpha, beta);
+  });
+}
+
+void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor* da, Tensor* db,
+                     bool trans_a, bool trans_b, Stream& stream) {
+  // a is stored [m,k] (or [k,m] when trans_a). d(op(a)) = dc op(b)^T; when trans_a the stored
+  // gradient is its transpose, op(b) dc^T.
+  if (da) {
+    if (!trans_a)
+      matmul(dc, b, *da, false, !trans_b, 1.0f, 1.0f, stream);
+    else
+      matmul(b, dc, *da, trans_b, true, 1.0f, 1.0f, stream);
+  }
+  if (db) {
+    if (!trans_b)
+      matmul(a, dc, *db, !trans_a, false, 1.0f, 1.0f, stream);
+    else
+      matmul(dc, a, *db, true, trans_a, 1.0f, 1.0f, stream);
+  }
+}
+
+}  // namespace moe::cpu

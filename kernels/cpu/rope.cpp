@@ -1,0 +1,66 @@
+// Rotary position embedding on the CPU, in the Hugging Face "rotate half" pairing: element i of a
+// head and element i + hd/2 form a pair that turns by position * theta^(-2i/hd).
+// - Angles, cos and sin are computed in double, once per (row, pair), and shared by all heads.
+// - Both elements of a pair are read before either is written, so out may alias x.
+// - Backward is the same rotation by the negated angle: a rotation's transpose is its inverse.
+// - Positions are checked before the parallel loop, so a bad one throws from the calling thread.
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/float_dispatch.h"
+
+namespace moe::cpu {
+
+namespace {
+
+void check_positions(const char* op, const Tensor& positions) {
+  const int32_t* pos = positions.data<int32_t>();
+  for (int64_t n = 0; n < positions.numel(); ++n)
+    MOE_CHECK(pos[n] >= 0, op, ": positions[", n, "] is ", pos[n], ", positions must be >= 0");
+}
+
+std::vector<double> inverse_frequencies(float theta, int64_t head_dim) {
+  std::vector<double> inv_freq(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < inv_freq.size(); ++i)
+    inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / head_dim);
+  return inv_freq;
+}
+
+// out = x with every pair turned by direction * angle (direction +1 forward, -1 backward).
+void rotate(const char* op, const Tensor& x, const Tensor& positions, float theta, double direction,
+            Tensor& out) {
+  check_positions(op, positions);
+  const int64_t rows = x.dim(0), heads = x.dim(1), head_dim = x.dim(2), half = head_dim / 2;
+  const std::vector<double> inv_freq = inverse_frequencies(theta, head_dim);
+  const int32_t* pos = positions.data<int32_t>();
+  float_dispatch(x.dtype(), op, [&]<typename T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) {
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = direction * pos[n] * inv_freq[static_cast<size_t>(i)];
+        const double c = std::cos(angle), s = std::sin(angle);
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t lo = (n * heads + h) * head_dim + i, hi = lo + half;
+          const double a = px[lo], b = px[hi];
+          po[lo] = static_cast<T>(a * c - b * s);
+          po[hi] = static_cast<T>(b * c + a * s);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void rope_forward(const Tensor& x, const Tensor& positions, float theta, Tensor& out, Stream&) {
+  rotate("rope_forward", x, positions, theta, 1.0, out);
+}
+
+void rope_backward(const Tensor& dout, const Tensor& positions, float theta, Tensor& dx, Stream&) {
+  rotate("rope_backward", dout, positions, theta, -1.0, dx);
+}
+
+}  // namespace moe::cpu

@@ -1,0 +1,460 @@
+// The op API: validates every call once, then hands it to a backend.
+// This is the only file with #if MOE_WITH_CUDA (DESIGN.md §2). Ops without a CUDA kernel yet are
+// dispatched with MOE_DISPATCH_CPU_ONLY, which names the op when called on a CUDA tensor. Index
+// values (ids, targets, positions) are checked by the backend, where the data is.
+#include "kernels/ops.h"
+
+#include <cmath>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/op_checks.h"
+#if MOE_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
+namespace moe::ops {
+
+[[noreturn]] static void no_cuda_kernel(const char* op, Device device) {
+#if MOE_WITH_CUDA
+  MOE_THROW(InputError, op, ": no CUDA kernel yet for this op (called on ", device.str(), ")");
+#else
+  MOE_THROW(InputError, op, ": called on ", device.str(), " but MoEForge was built without CUDA");
+#endif
+}
+
+#if MOE_WITH_CUDA
+#define MOE_CUDA_CALL(op, device, ...) return cuda::op(__VA_ARGS__)
+#else
+#define MOE_CUDA_CALL(op, device, ...) no_cuda_kernel(#op, device)
+#endif
+
+#define MOE_DISPATCH(op, device, ...)                   \
+  do {                                                  \
+    if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
+    MOE_CUDA_CALL(op, device, __VA_ARGS__);             \
+  } while (0)
+
+#define MOE_DISPATCH_CPU_ONLY(op, device, ...)          \
+  do {                                                  \
+    if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
+    no_cuda_kernel(#op, device);                        \
+  } while (0)
+
+// --- backends -------------------------------------------------------------------------------
+
+void init_backends() {
+#if MOE_WITH_CUDA
+  register_allocator(DeviceType::cuda, &cuda::device_allocator());
+#endif
+}
+
+bool built_with_cuda() { return MOE_WITH_CUDA != 0; }
+
+int cuda_device_count() {
+#if MOE_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+// --- memory and elementwise -----------------------------------------------------------------
+
+void fill(Tensor& out, double value, Stream& stream) {
+  expect_defined("fill", "out", out);
+  MOE_DISPATCH(fill, out.device(), out, value, stream);
+}
+
+void copy(const Tensor& src, Tensor& dst, Stream& stream) {
+  expect_defined("copy", "src", src);
+  expect_defined("copy", "dst", dst);
+  expect_dtype("copy", "dst", dst, src.dtype());
+  MOE_CHECK(src.numel() == dst.numel(), "copy: src ", src.str(), " and dst ", dst.str(),
+            " have different element counts");
+  if (src.is_cpu() && dst.is_cpu()) return cpu::copy(src, dst, stream);
+  MOE_CUDA_CALL(copy, dst.device(), src, dst, stream);
+}
+
+void convert(const Tensor& src, Tensor& dst, Stream& stream) {
+  expect_float("convert", "src", src);
+  expect_float("convert", "dst", dst);
+  MOE_CHECK(src.device() == dst.device(), "convert: src on ", src.device().str(), ", dst on ",
+            dst.device().str(), " (use copy to move between devices)");
+  MOE_CHECK(src.numel() == dst.numel(), "convert: src ", src.str(), " and dst ", dst.str(),
+            " have different element counts");
+  MOE_DISPATCH_CPU_ONLY(convert, src.device(), src, dst, stream);
+}
+
+void add(const Tensor& a, const Tensor& b, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("add", {&a, &b, &out});
+  expect_shape("add", "b", b, a.shape());
+  expect_shape("add", "out", out, a.shape());
+  MOE_DISPATCH_CPU_ONLY(add, a.device(), a, b, out, stream);
+}
+
+void axpy(float alpha, const Tensor& x, Tensor& y, Stream& stream) {
+  expect_same_device_and_float_dtype("axpy", {&x, &y});
+  expect_shape("axpy", "y", y, x.shape());
+  MOE_DISPATCH_CPU_ONLY(axpy, x.device(), alpha, x, y, stream);
+}
+
+void scale(Tensor& x, float factor, Stream& stream) {
+  expect_float("scale", "x", x);
+  MOE_DISPATCH_CPU_ONLY(scale, x.device(), x, factor, stream);
+}
+
+double sum_of_squares(const Tensor& x, Stream& stream) {
+  expect_float("sum_of_squares", "x", x);
+  MOE_DISPATCH_CPU_ONLY(sum_of_squares, x.device(), x, stream);
+}
+
+// --- matmul ---------------------------------------------------------------------------------
+
+namespace {
+struct MatmulDims {
+  int64_t batch, m, n, k;
+};
+
+MatmulDims matmul_dims(const char* op, const Tensor& a, const Tensor& b, bool trans_a,
+                       bool trans_b) {
+  MOE_CHECK(a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3), op,
+            ": a and b must both be 2-D or both 3-D (batched), got a ", a.shape().str(), " and b ",
+            b.shape().str());
+  const int r = a.ndim() - 2;
+  const int64_t batch = r ? a.dim(0) : 1;
+  MOE_CHECK(!r || b.dim(0) == batch, op, ": batch sizes differ: a ", a.shape().str(), ", b ",
+            b.shape().str());
+  const int64_t m = trans_a ? a.dim(r + 1) : a.dim(r);
+  const int64_t ka = trans_a ? a.dim(r) : a.dim(r + 1);
+  const int64_t kb = trans_b ? b.dim(r + 1) : b.dim(r);
+  const int64_t n = trans_b ? b.dim(r) : b.dim(r + 1);
+  MOE_CHECK(ka == kb, op, ": inner dims differ: op(a) is ", m, "x", ka, ", op(b) is ", kb, "x", n,
+            " (a ", a.shape().str(), trans_a ? " transposed" : "", ", b ", b.shape().str(),
+            trans_b ? " transposed" : "", ")");
+  return {batch, m, n, ka};
+}
+
+Shape matmul_out_shape(const MatmulDims& d, int ndim) {
+  return ndim == 3 ? Shape{d.batch, d.m, d.n} : Shape{d.m, d.n};
+}
+}  // namespace
+
+void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
+            float beta, Stream& stream) {
+  expect_same_device_and_float_dtype("matmul", {&a, &b, &c});
+  const MatmulDims d = matmul_dims("matmul", a, b, trans_a, trans_b);
+  expect_shape("matmul", "c", c, matmul_out_shape(d, a.ndim()));
+  MOE_DISPATCH_CPU_ONLY(matmul, a.device(), a, b, c, trans_a, trans_b, alpha, beta, stream);
+}
+
+void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor* da, Tensor* db,
+                     bool trans_a, bool trans_b, Stream& stream) {
+  expect_same_device_and_float_dtype("matmul_backward", {&a, &b, &dc});
+  const MatmulDims d = matmul_dims("matmul_backward", a, b, trans_a, trans_b);
+  expect_shape("matmul_backward", "dc", dc, matmul_out_shape(d, a.ndim()));
+  if (da) expect_same_device_and_float_dtype("matmul_backward", {&a, da});
+  if (da) expect_shape("matmul_backward", "da", *da, a.shape());
+  if (db) expect_same_device_and_float_dtype("matmul_backward", {&a, db});
+  if (db) expect_shape("matmul_backward", "db", *db, b.shape());
+  MOE_DISPATCH_CPU_ONLY(matmul_backward, a.device(), a, b, dc, da, db, trans_a, trans_b, stream);
+}
+
+// --- embedding ------------------------------------------------------------------------------
+
+void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("embedding_forward", {&ids, &table, &out});
+  expect_ndim("embedding_forward", "ids", ids, 1);
+  expect_dtype("embedding_forward", "ids", ids, DType::i32);
+  expect_ndim("embedding_forward", "table", table, 2);
+  expect_shape("embedding_forward", "out", out, {ids.dim(0), table.dim(1)});
+  MOE_DISPATCH_CPU_ONLY(embedding_forward, ids.device(), ids, table, out, stream);
+}
+
+void embedding_backward(const Tensor& ids, const Tensor& dout, Tensor& dtable, Stream& stream) {
+  expect_same_device_and_float_dtype("embedding_backward", {&ids, &dout, &dtable});
+  expect_ndim("embedding_backward", "ids", ids, 1);
+  expect_dtype("embedding_backward", "ids", ids, DType::i32);
+  expect_ndim("embedding_backward", "dtable", dtable, 2);
+  expect_shape("embedding_backward", "dout", dout, {ids.dim(0), dtable.dim(1)});
+  MOE_DISPATCH_CPU_ONLY(embedding_backward, ids.device(), ids, dout, dtable, stream);
+}
+
+// --- rmsnorm --------------------------------------------------------------------------------
+
+void rmsnorm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& y, Tensor& rstd,
+                     Stream& stream) {
+  expect_same_device_and_float_dtype("rmsnorm_forward", {&x, &weight, &y, &rstd});
+  expect_ndim("rmsnorm_forward", "x", x, 2);
+  expect_shape("rmsnorm_forward", "weight", weight, {x.dim(1)});
+  expect_shape("rmsnorm_forward", "y", y, x.shape());
+  expect_shape("rmsnorm_forward", "rstd", rstd, {x.dim(0)});
+  MOE_CHECK(eps > 0, "rmsnorm_forward: eps must be > 0, got ", eps);
+  MOE_DISPATCH_CPU_ONLY(rmsnorm_forward, x.device(), x, weight, eps, y, rstd, stream);
+}
+
+void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                      Tensor& dx, Tensor& dweight, Stream& stream) {
+  expect_same_device_and_float_dtype("rmsnorm_backward", {&dy, &x, &weight, &rstd, &dx, &dweight});
+  expect_ndim("rmsnorm_backward", "x", x, 2);
+  expect_shape("rmsnorm_backward", "dy", dy, x.shape());
+  expect_shape("rmsnorm_backward", "dx", dx, x.shape());
+  expect_shape("rmsnorm_backward", "weight", weight, {x.dim(1)});
+  expect_shape("rmsnorm_backward", "dweight", dweight, {x.dim(1)});
+  expect_shape("rmsnorm_backward", "rstd", rstd, {x.dim(0)});
+  MOE_DISPATCH_CPU_ONLY(rmsnorm_backward, x.device(), dy, x, weight, rstd, dx, dweight, stream);
+}
+
+// --- rope -----------------------------------------------------------------------------------
+
+static void check_rope(const char* op, const Tensor& x, const Tensor& positions, float theta,
+                       const Tensor& out) {
+  expect_same_device_and_float_dtype(op, {&x, &positions, &out});
+  expect_ndim(op, "x", x, 3);
+  MOE_CHECK(x.dim(2) % 2 == 0, op, ": head_dim must be even for rotary embedding, got ", x.dim(2));
+  expect_shape(op, "positions", positions, {x.dim(0)});
+  expect_dtype(op, "positions", positions, DType::i32);
+  expect_shape(op, "out", out, x.shape());
+  MOE_CHECK(theta > 0, op, ": rope theta must be > 0, got ", theta);
+}
+
+void rope_forward(const Tensor& x, const Tensor& positions, float theta, Tensor& out,
+                  Stream& stream) {
+  check_rope("rope_forward", x, positions, theta, out);
+  MOE_DISPATCH_CPU_ONLY(rope_forward, x.device(), x, positions, theta, out, stream);
+}
+
+void rope_backward(const Tensor& dout, const Tensor& positions, float theta, Tensor& dx,
+                   Stream& stream) {
+  check_rope("rope_backward", dout, positions, theta, dx);
+  MOE_DISPATCH_CPU_ONLY(rope_backward, dout.device(), dout, positions, theta, dx, stream);
+}
+
+// --- attention ------------------------------------------------------------------------------
+
+static void check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse) {
+  expect_same_device_and_float_dtype(op, {&q, &k, &v, &out, &lse});
+  expect_ndim(op, "q", q, 4);
+  expect_ndim(op, "k", k, 4);
+  const int64_t batch = q.dim(0), seq = q.dim(1), q_heads = q.dim(2), head_dim = q.dim(3);
+  const int64_t kv_heads = k.dim(2);
+  MOE_CHECK(kv_heads > 0 && q_heads % kv_heads == 0, op, ": query heads (", q_heads,
+            ") must be a multiple of key/value heads (", kv_heads, ")");
+  expect_shape(op, "k", k, {batch, seq, kv_heads, head_dim});
+  expect_shape(op, "v", v, {batch, seq, kv_heads, head_dim});
+  expect_shape(op, "out", out, q.shape());
+  expect_shape(op, "lse", lse, {batch, q_heads, seq});
+}
+
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float softmax_scale,
+                       Tensor& out, Tensor& lse, Stream& stream) {
+  check_attention("attention_forward", q, k, v, out, lse);
+  MOE_DISPATCH_CPU_ONLY(attention_forward, q.device(), q, k, v, softmax_scale, out, lse, stream);
+}
+
+void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, float softmax_scale, Tensor& dq,
+                        Tensor& dk, Tensor& dv, Stream& stream) {
+  check_attention("attention_backward", q, k, v, out, lse);
+  expect_same_device_and_float_dtype("attention_backward", {&q, &dout, &dq, &dk, &dv});
+  expect_shape("attention_backward", "dout", dout, q.shape());
+  expect_shape("attention_backward", "dq", dq, q.shape());
+  expect_shape("attention_backward", "dk", dk, k.shape());
+  expect_shape("attention_backward", "dv", dv, v.shape());
+  MOE_DISPATCH_CPU_ONLY(attention_backward, q.device(), dout, q, k, v, out, lse, softmax_scale, dq,
+                        dk, dv, stream);
+}
+
+// --- swiglu ---------------------------------------------------------------------------------
+
+void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("swiglu_forward", {&gate, &up, &out});
+  expect_ndim("swiglu_forward", "gate", gate, 2);
+  expect_shape("swiglu_forward", "up", up, gate.shape());
+  expect_shape("swiglu_forward", "out", out, gate.shape());
+  MOE_DISPATCH_CPU_ONLY(swiglu_forward, gate.device(), gate, up, out, stream);
+}
+
+void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, Tensor& dgate,
+                     Tensor& dup, Stream& stream) {
+  expect_same_device_and_float_dtype("swiglu_backward", {&dout, &gate, &up, &dgate, &dup});
+  expect_ndim("swiglu_backward", "gate", gate, 2);
+  for (const auto& [name, t] :
+       {std::pair{"dout", &dout}, {"up", &up}, {"dgate", &dgate}, {"dup", &dup}})
+    expect_shape("swiglu_backward", name, *t, gate.shape());
+  MOE_DISPATCH_CPU_ONLY(swiglu_backward, gate.device(), dout, gate, up, dgate, dup, stream);
+}
+
+// --- cross-entropy --------------------------------------------------------------------------
+
+static void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
+                                const Tensor& lse) {
+  expect_same_device_and_float_dtype(op, {&logits, &targets, &lse});
+  expect_ndim(op, "logits", logits, 2);
+  expect_shape(op, "targets", targets, {logits.dim(0)});
+  expect_dtype(op, "targets", targets, DType::i32);
+  expect_shape(op, "lse", lse, {logits.dim(0)});
+}
+
+void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index,
+                           Tensor& losses, Tensor& lse, Stream& stream) {
+  check_cross_entropy("cross_entropy_forward", logits, targets, lse);
+  expect_same_device_and_float_dtype("cross_entropy_forward", {&logits, &losses});
+  expect_shape("cross_entropy_forward", "losses", losses, {logits.dim(0)});
+  MOE_DISPATCH_CPU_ONLY(cross_entropy_forward, logits.device(), logits, targets, ignore_index,
+                        losses, lse, stream);
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                            int ignore_index, float grad_scale, Tensor& dlogits, Stream& stream) {
+  check_cross_entropy("cross_entropy_backward", logits, targets, lse);
+  expect_same_device_and_float_dtype("cross_entropy_backward", {&logits, &dlogits});
+  expect_shape("cross_entropy_backward", "dlogits", dlogits, logits.shape());
+  MOE_DISPATCH_CPU_ONLY(cross_entropy_backward, logits.device(), logits, targets, lse, ignore_index,
+                        grad_scale, dlogits, stream);
+}
+
+// --- router ---------------------------------------------------------------------------------
+
+static void check_router(const char* op, const Tensor& scores, const Tensor& probs,
+                         const Tensor& expert_ids, const RouterTopkOptions& options) {
+  expect_same_device_and_float_dtype(op, {&scores, &probs, &expert_ids});
+  expect_ndim(op, "scores", scores, 2);
+  const int64_t num_experts = scores.dim(1);
+  MOE_CHECK(options.k >= 1 && options.k <= num_experts, op, ": top-k must be in [1, ", num_experts,
+            "] (the number of experts), got ", options.k);
+  expect_shape(op, "probs", probs, {scores.dim(0), options.k});
+  expect_shape(op, "expert_ids", expert_ids, {scores.dim(0), options.k});
+  expect_dtype(op, "expert_ids", expert_ids, DType::i32);
+}
+
+void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterTopkOptions& options,
+                         Tensor& probs, Tensor& expert_ids, Tensor& scores, Stream& stream) {
+  check_router("router_topk_forward", logits, probs, expert_ids, options);
+  expect_same_device_and_float_dtype("router_topk_forward", {&logits, &scores});
+  expect_shape("router_topk_forward", "scores", scores, logits.shape());
+  if (bias.defined()) {
+    expect_same_device_and_float_dtype("router_topk_forward", {&logits, &bias});
+    expect_shape("router_topk_forward", "bias", bias, {logits.dim(1)});
+  }
+  MOE_DISPATCH_CPU_ONLY(router_topk_forward, logits.device(), logits, bias, options, probs,
+                        expert_ids, scores, stream);
+}
+
+void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const Tensor& scores,
+                          const RouterTopkOptions& options, Tensor& dlogits, Stream& stream) {
+  check_router("router_topk_backward", scores, dprobs, expert_ids, options);
+  expect_same_device_and_float_dtype("router_topk_backward", {&scores, &dlogits});
+  expect_shape("router_topk_backward", "dlogits", dlogits, scores.shape());
+  MOE_DISPATCH_CPU_ONLY(router_topk_backward, scores.device(), dprobs, expert_ids, scores, options,
+                        dlogits, stream);
+}
+
+// --- token permutation by expert -------------------------------------------------------------
+
+static void check_sorted_slots(const char* op, const Tensor& sorted_slots) {
+  expect_ndim(op, "sorted_slots", sorted_slots, 1);
+  expect_dtype(op, "sorted_slots", sorted_slots, DType::i32);
+}
+
+void moe_sort_by_expert(const Tensor& expert_ids, int num_experts, Tensor& sorted_slots,
+                        Tensor& counts, Stream& stream) {
+  expect_same_device_and_float_dtype("moe_sort_by_expert", {&expert_ids, &sorted_slots, &counts});
+  expect_ndim("moe_sort_by_expert", "expert_ids", expert_ids, 2);
+  expect_dtype("moe_sort_by_expert", "expert_ids", expert_ids, DType::i32);
+  MOE_CHECK(num_experts >= 1, "moe_sort_by_expert: num_experts must be >= 1, got ", num_experts);
+  check_sorted_slots("moe_sort_by_expert", sorted_slots);
+  expect_shape("moe_sort_by_expert", "sorted_slots", sorted_slots, {expert_ids.numel()});
+  expect_shape("moe_sort_by_expert", "counts", counts, {num_experts});
+  expect_dtype("moe_sort_by_expert", "counts", counts, DType::i64);
+  MOE_DISPATCH_CPU_ONLY(moe_sort_by_expert, expert_ids.device(), expert_ids, num_experts,
+                        sorted_slots, counts, stream);
+}
+
+static void check_permute(const char* op, const Tensor& tokens, const Tensor& sorted_slots, int k,
+                          const Tensor& rows) {
+  expect_same_device_and_float_dtype(op, {&tokens, &sorted_slots, &rows});
+  check_sorted_slots(op, sorted_slots);
+  expect_ndim(op, "x", tokens, 2);
+  MOE_CHECK(k >= 1, op, ": k must be >= 1, got ", k);
+  MOE_CHECK(sorted_slots.numel() <= tokens.dim(0) * k, op, ": ", sorted_slots.numel(),
+            " sorted slots for ", tokens.dim(0), " tokens with k=", k);
+  expect_shape(op, "out", rows, {sorted_slots.numel(), tokens.dim(1)});
+}
+
+void moe_permute(const Tensor& x, const Tensor& sorted_slots, int k, Tensor& out, Stream& stream) {
+  check_permute("moe_permute", x, sorted_slots, k, out);
+  MOE_DISPATCH_CPU_ONLY(moe_permute, x.device(), x, sorted_slots, k, out, stream);
+}
+
+void moe_permute_backward(const Tensor& dout, const Tensor& sorted_slots, int k, Tensor& dx,
+                          Stream& stream) {
+  check_permute("moe_permute_backward", dx, sorted_slots, k, dout);
+  MOE_DISPATCH_CPU_ONLY(moe_permute_backward, dx.device(), dout, sorted_slots, k, dx, stream);
+}
+
+void moe_unpermute(const Tensor& y, const Tensor& sorted_slots, Tensor& y_slots, Stream& stream) {
+  check_permute("moe_unpermute", y_slots, sorted_slots, 1, y);
+  MOE_DISPATCH_CPU_ONLY(moe_unpermute, y.device(), y, sorted_slots, y_slots, stream);
+}
+
+void moe_unpermute_backward(const Tensor& dy_slots, const Tensor& sorted_slots, Tensor& dy,
+                            Stream& stream) {
+  check_permute("moe_unpermute_backward", dy_slots, sorted_slots, 1, dy);
+  MOE_DISPATCH_CPU_ONLY(moe_unpermute_backward, dy.device(), dy_slots, sorted_slots, dy, stream);
+}
+
+static void check_combine(const char* op, const Tensor& y_slots, const Tensor& probs,
+                          const Tensor& out) {
+  expect_same_device_and_float_dtype(op, {&y_slots, &probs, &out});
+  expect_ndim(op, "probs", probs, 2);
+  expect_ndim(op, "out", out, 2);
+  expect_shape(op, "probs", probs, {out.dim(0), probs.dim(1)});
+  expect_shape(op, "y_slots", y_slots, {out.dim(0) * probs.dim(1), out.dim(1)});
+}
+
+void moe_combine(const Tensor& y_slots, const Tensor& probs, Tensor& out, Stream& stream) {
+  check_combine("moe_combine", y_slots, probs, out);
+  MOE_DISPATCH_CPU_ONLY(moe_combine, out.device(), y_slots, probs, out, stream);
+}
+
+void moe_combine_backward(const Tensor& dout, const Tensor& y_slots, const Tensor& probs,
+                          Tensor& dy_slots, Tensor& dprobs, Stream& stream) {
+  check_combine("moe_combine_backward", y_slots, probs, dout);
+  expect_same_device_and_float_dtype("moe_combine_backward", {&y_slots, &dy_slots, &dprobs});
+  expect_shape("moe_combine_backward", "dy_slots", dy_slots, y_slots.shape());
+  expect_shape("moe_combine_backward", "dprobs", dprobs, probs.shape());
+  MOE_DISPATCH_CPU_ONLY(moe_combine_backward, dout.device(), dout, y_slots, probs, dy_slots, dprobs,
+                        stream);
+}
+
+// --- optimizer ------------------------------------------------------------------------------
+
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                const AdamWOptions& options, int64_t step, Stream& stream) {
+  expect_same_device_and_float_dtype("adamw_step", {&param, &grad, &m, &v});
+  expect_shape("adamw_step", "grad", grad, param.shape());
+  expect_shape("adamw_step", "m", m, param.shape());
+  expect_shape("adamw_step", "v", v, param.shape());
+  MOE_CHECK(step >= 1, "adamw_step: step counts from 1, got ", step);
+  MOE_CHECK(options.lr >= 0, "adamw_step: lr must be >= 0, got ", options.lr);
+  MOE_CHECK(options.beta1 >= 0 && options.beta1 < 1, "adamw_step: beta1 must be in [0, 1), got ",
+            options.beta1);
+  MOE_CHECK(options.beta2 >= 0 && options.beta2 < 1, "adamw_step: beta2 must be in [0, 1), got ",
+            options.beta2);
+  MOE_CHECK(options.eps > 0, "adamw_step: eps must be > 0, got ", options.eps);
+  MOE_DISPATCH_CPU_ONLY(adamw_step, param.device(), param, grad, m, v, options, step, stream);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm, Stream& stream) {
+  double total = 0.0;
+  for (const Tensor& g : grads) total += sum_of_squares(g, stream);
+  const double norm = std::sqrt(total);
+  if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
+    const float factor = static_cast<float>(max_norm / (norm + 1e-6));
+    for (Tensor g : grads) scale(g, factor, stream);
+  }
+  return norm;
+}
+
+}  // namespace moe::ops

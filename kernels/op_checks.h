@@ -1,0 +1,20 @@
+// Argument checks shared by the op API: each throws InputError naming the op, the argument, what it
+// got and what was expected.
+#pragma once
+
+#include <initializer_list>
+
+#include "core/tensor.h"
+
+namespace moe::ops {
+
+void expect_defined(const char* op, const char* arg, const Tensor& t);
+void expect_shape(const char* op, const char* arg, const Tensor& t, const Shape& expected);
+void expect_ndim(const char* op, const char* arg, const Tensor& t, int ndim);
+void expect_dtype(const char* op, const char* arg, const Tensor& t, DType dtype);
+void expect_float(const char* op, const char* arg, const Tensor& t);
+// All tensors on the same device and, for the float ones, of the same dtype as the first.
+void expect_same_device_and_float_dtype(const char* op,
+                                        std::initializer_list<const Tensor*> tensors);
+
+}  // namespace moe::ops

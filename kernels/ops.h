@@ -1,0 +1,38 @@
+// The device-neutral op API. Module code calls only these functions.
+//
+// Conventions (DESIGN.md §3, STYLE-ANCHORS.md §2.4):
+// - Every op takes explicit output tensors and the stream last; nothing allocates behind the
+// caller.
+// - All tensors of one call live on one device. The CPU backend computes in f32 or f64 (f64 exists
+// so
+//   that finite-difference gradient checks run the real kernels in double precision).
+// - Backward ops ASSIGN activation gradients and ACCUMULATE (+=) parameter gradients (the weights
+// of
+//   embedding, rmsnorm, and both operands of matmul_backward).
+// - Shapes use the letters: N tokens (rows), D model dim, F ffn dim, V vocab, E experts, k top-k,
+//   B batch, T sequence, H heads, hd head dim, R permuted rows.
+// - Bad shapes, dtypes, devices or index values throw InputError naming the op, the argument, what
+// it
+//   got and what was expected. dispatch.cpp does these checks, once, for every backend.
+#pragma once
+
+#include <vector>
+
+#include "core/stream.h"
+#include "core/tensor.h"
+#include "kernels/op_types.h"
+
+namespace moe::ops {
+
+// --- backends -------------------------------------------------------------------------------
+void init_backends();  // registers the CUDA allocator when built with CUDA; idempotent
+bool built_with_cuda();
+int cuda_device_count();  // 0 without CUDA, or when cudaGetDeviceCount reports an error
+
+#include "kernels/op_signatures.inc"
+
+// The global L2 norm of all grads; when it exceeds max_norm every grad is scaled by
+// max_norm / (norm + 1e-6). Returns the norm before clipping. max_norm <= 0 disables clipping.
+double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm, Stream& stream);
+
+}  // namespace moe::ops

@@ -1,0 +1,35 @@
+# Shared by launch/quickstart.sh and tests/run.sh: install what is missing, then configure and build.
+# Sourced, not run. Idempotent: packages already present are not touched, and a second build only
+# recompiles what changed (ninja + ccache).
+
+MOE_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
+  libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev
+  libgtest-dev libbenchmark-dev
+)
+
+moe_install_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+moe_build() {
+  local build_dir="$1"
+  # The CUDA toolkit's usual home; CMake builds the CUDA backend when it finds nvcc (MOE_WITH_CUDA=AUTO).
+  if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH="/usr/local/cuda/bin:$PATH"
+  fi
+  cmake -S "$MOE_ROOT" -B "$build_dir" -G Ninja \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
+    ${MOE_CMAKE_ARGS:-}
+  cmake --build "$build_dir"
+}

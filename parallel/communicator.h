@@ -1,0 +1,54 @@
+// Communicator: the one interface every parallel algorithm talks to (DESIGN.md §3).
+//
+// Decisions:
+// - Implementations: MpiCommunicator (host tensors, always built, so every parallel algorithm is
+//   tested under mpirun on a CPU-only machine) and, with CUDA, an NCCL one (device tensors).
+// - Communicators are passed to whoever needs them; there is no global instance.
+// - A collective on a communicator of one rank returns at once (copying in to out where they
+// differ).
+// - Tensors are split along dim 0 ("rows"). Every method below communicates, and every rank of the
+//   communicator must call it in the same order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/stream.h"
+#include "core/tensor.h"
+
+namespace moe {
+
+enum class ReduceOp { sum, max, min };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // x = op over ranks of x, in place. Float and integer dtypes.
+  virtual void all_reduce(Tensor& x, ReduceOp op, Stream& stream) = 0;
+  // in[size * n, ...] -> out[n, ...]: rank r gets op over ranks of block r of `in`.
+  virtual void reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, Stream& stream) = 0;
+  // in[n, ...] -> out[size * n, ...]: block r of `out` is rank r's `in`.
+  virtual void all_gather(const Tensor& in, Tensor& out, Stream& stream) = 0;
+  // Rows of `in` go in consecutive blocks: send_rows[p] rows to rank p. `out` receives recv_rows[p]
+  // rows from each rank p, in rank order. Counts may be zero and uneven; recv_rows must match what
+  // the peers send (use exchange_counts to learn them). Any dtype.
+  virtual void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                            const std::vector<int64_t>& recv_rows, Stream& stream) = 0;
+  // Host counts: returns recv with recv[p] = the value rank p passed in send[rank()].
+  virtual std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send) = 0;
+  // x on every rank = x on `root`.
+  virtual void broadcast(Tensor& x, int root, Stream& stream) = 0;
+  virtual void barrier() = 0;
+  // Ranks with the same color form a new communicator, ordered by key (then by rank).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+};
+
+// A communicator over all processes of the MPI job (MPI must be initialized).
+std::unique_ptr<Communicator> mpi_world_communicator();
+
+}  // namespace moe

@@ -1,0 +1,251 @@
+// MpiCommunicator: one MPI collective per method (design decisions in mpi_communicator.h).
+// Each method checks its arguments, returns early on a communicator of one rank (copying in to out
+// where they differ), then makes exactly one collective call.
+#include "parallel/mpi_communicator.h"
+
+#include <cstring>
+#include <limits>
+
+#include "parallel/mpi_check.h"
+
+namespace moe {
+
+namespace {
+
+void expect_host(const char* op, const char* arg, const Tensor& t) {
+  MOE_CHECK(t.defined(), op, ": '", arg, "' is an undefined tensor");
+  MOE_CHECK(t.is_cpu(), op, ": '", arg, "' is ", t.str(),
+            ", but the MPI communicator works on host tensors only");
+}
+
+void expect_same_dtype(const char* op, const Tensor& in, const Tensor& out) {
+  MOE_CHECK(in.dtype() == out.dtype(), op, ": 'in' is ", dtype_name(in.dtype()), " but 'out' is ",
+            dtype_name(out.dtype()));
+}
+
+void expect_rows(const char* op, const char* arg, const Tensor& t) {
+  MOE_CHECK(t.ndim() >= 1, op, ": '", arg, "' must have at least one dim (rows), got ", t.str());
+}
+
+// MPI's rule: the send and receive buffers of a collective must not overlap (unless MPI_IN_PLACE).
+void expect_disjoint(const char* op, const Tensor& in, const Tensor& out) {
+  const char* a = static_cast<const char*>(in.raw());
+  const char* b = static_cast<const char*>(out.raw());
+  const bool overlap = in.nbytes() && out.nbytes() && a < b + out.nbytes() && b < a + in.nbytes();
+  MOE_CHECK(!overlap, op, ": 'in' ", in.str(), " and 'out' ", out.str(), " overlap in memory");
+}
+
+int as_int(const char* op, const char* what, int64_t value) {
+  MOE_CHECK(value <= std::numeric_limits<int>::max(), op, ": ", what, " = ", value,
+            " exceeds the int range of MPI counts");
+  return static_cast<int>(value);
+}
+
+MPI_Datatype reduction_type(const char* op, DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::f64:
+      return MPI_DOUBLE;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    default:
+      MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
+                " cannot be reduced over MPI (supported: f32, f64, i32, i64)");
+  }
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum:
+      return MPI_SUM;
+    case ReduceOp::max:
+      return MPI_MAX;
+    case ReduceOp::min:
+      return MPI_MIN;
+  }
+  MOE_THROW(InternalError, "unknown ReduceOp ", static_cast<int>(op));
+}
+
+int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.dim(0); }
+
+int64_t row_bytes(const Tensor& t) {
+  int64_t bytes = static_cast<int64_t>(dtype_size(t.dtype()));
+  for (int i = 1; i < t.ndim(); ++i) bytes *= t.dim(i);
+  return bytes;
+}
+
+void copy_bytes(const Tensor& in, Tensor& out) {
+  if (in.nbytes() && in.raw() != out.raw()) std::memcpy(out.raw(), in.raw(), in.nbytes());
+}
+
+// A contiguous MPI datatype of one row, freed when it goes out of scope.
+class RowType {
+ public:
+  RowType(const char* op, int64_t bytes) {
+    MOE_MPI_CHECK(MPI_Type_contiguous(as_int(op, "row size in bytes", bytes), MPI_BYTE, &type_));
+    MOE_MPI_CHECK(MPI_Type_commit(&type_));
+  }
+  ~RowType() { MPI_Type_free(&type_); }
+  RowType(const RowType&) = delete;
+  RowType& operator=(const RowType&) = delete;
+  MPI_Datatype get() const { return type_; }
+
+ private:
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+};
+
+// Per-peer row counts: one non-negative entry per rank, summing to the rows of the tensor.
+void check_row_counts(const char* op, const char* arg, const std::vector<int64_t>& rows, int size,
+                      const char* tensor_arg, const Tensor& t) {
+  MOE_CHECK(static_cast<int64_t>(rows.size()) == size, op, ": '", arg, "' has ", rows.size(),
+            " entries for ", size, " ranks");
+  int64_t total = 0;
+  for (size_t p = 0; p < rows.size(); ++p) {
+    MOE_CHECK(rows[p] >= 0, op, ": ", arg, "[", p, "] = ", rows[p], " is negative");
+    total += rows[p];
+  }
+  MOE_CHECK(total == t.dim(0), op, ": '", arg, "' sums to ", total, " rows but '", tensor_arg, "' ",
+            t.str(), " has ", t.dim(0));
+  as_int(op, "total rows", total);
+}
+
+// Row counts and displacements in MPI's int, in units of one row.
+void to_mpi_counts(const std::vector<int64_t>& rows, std::vector<int>& counts,
+                   std::vector<int>& displs) {
+  counts.resize(rows.size());
+  displs.resize(rows.size());
+  int offset = 0;
+  for (size_t p = 0; p < rows.size(); ++p) {
+    counts[p] = static_cast<int>(rows[p]);
+    displs[p] = offset;
+    offset += counts[p];
+  }
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm) : comm_(comm) {
+  MOE_ASSERT(comm_ != MPI_COMM_NULL, "MpiCommunicator needs a valid MPI communicator");
+  MOE_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  MOE_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  MOE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Comm_free(&comm_);  // a destructor cannot throw, so the code is not checked
+}
+
+void MpiCommunicator::all_reduce(Tensor& x, ReduceOp op, Stream&) {
+  expect_host("all_reduce", "x", x);
+  const MPI_Datatype type = reduction_type("all_reduce", x.dtype());
+  const int count = as_int("all_reduce", "element count", x.numel());
+  if (size_ == 1) return;
+  MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x.raw(), count, type, mpi_op(op), comm_));
+}
+
+void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, Stream&) {
+  const char* name = "reduce_scatter";
+  expect_host(name, "in", in);
+  expect_host(name, "out", out);
+  expect_same_dtype(name, in, out);
+  expect_rows(name, "out", out);
+  const Shape expected = out.shape().with_dim(0, size_ * out.dim(0));
+  MOE_CHECK(in.shape() == expected, name, ": 'in' has shape ", in.shape().str(), ", expected ",
+            expected.str(), " (", size_, " blocks of 'out' ", out.shape().str(), ")");
+  expect_disjoint(name, in, out);
+  const MPI_Datatype type = reduction_type(name, in.dtype());
+  const int count = as_int(name, "block element count", out.numel());
+  if (size_ == 1) return copy_bytes(in, out);
+  MOE_MPI_CHECK(MPI_Reduce_scatter_block(in.raw(), out.raw(), count, type, mpi_op(op), comm_));
+}
+
+void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
+  const char* name = "all_gather";
+  expect_host(name, "in", in);
+  expect_host(name, "out", out);
+  expect_same_dtype(name, in, out);
+  expect_rows(name, "in", in);
+  const Shape expected = in.shape().with_dim(0, size_ * in.dim(0));
+  MOE_CHECK(out.shape() == expected, name, ": 'out' has shape ", out.shape().str(), ", expected ",
+            expected.str(), " (", size_, " blocks of 'in' ", in.shape().str(), ")");
+  const size_t block_bytes = in.nbytes();
+  const bool in_place =
+      block_bytes && in.raw() == static_cast<char*>(out.raw()) + rank_ * block_bytes;
+  if (!in_place) expect_disjoint(name, in, out);
+  const int rows = as_int(name, "rows of 'in'", in.dim(0));
+  if (size_ == 1) return copy_bytes(in, out);
+  const RowType row(name, row_bytes(in));
+  MOE_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.raw(), rows, row.get(), out.raw(), rows,
+                              row.get(), comm_));
+}
+
+void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows,
+                                   Tensor& out, const std::vector<int64_t>& recv_rows, Stream&) {
+  const char* name = "all_to_all_v";
+  expect_host(name, "in", in);
+  expect_host(name, "out", out);
+  expect_same_dtype(name, in, out);
+  expect_rows(name, "in", in);
+  expect_rows(name, "out", out);
+  MOE_CHECK(row_bytes(in) == row_bytes(out), name, ": rows of 'in' ", in.str(), " and 'out' ",
+            out.str(), " differ in size");
+  check_row_counts(name, "send_rows", send_rows, size_, "in", in);
+  check_row_counts(name, "recv_rows", recv_rows, size_, "out", out);
+  MOE_CHECK(send_rows[rank_] == recv_rows[rank_], name, ": rank ", rank_, " sends itself ",
+            send_rows[rank_], " rows but expects ", recv_rows[rank_], " from itself");
+  expect_disjoint(name, in, out);
+  if (size_ == 1) return copy_bytes(in, out);
+  std::vector<int> send_counts, send_displs, recv_counts, recv_displs;
+  to_mpi_counts(send_rows, send_counts, send_displs);
+  to_mpi_counts(recv_rows, recv_counts, recv_displs);
+  const RowType row(name, row_bytes(in));
+  MOE_MPI_CHECK(MPI_Alltoallv(in.raw(), send_counts.data(), send_displs.data(), row.get(),
+                              out.raw(), recv_counts.data(), recv_displs.data(), row.get(), comm_));
+}
+
+std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>& send) {
+  MOE_CHECK(static_cast<int64_t>(send.size()) == size_, "exchange_counts: ", send.size(),
+            " counts for ", size_, " ranks");
+  if (size_ == 1) return send;
+  std::vector<int64_t> recv(send.size());
+  MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
+  return recv;
+}
+
+void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {
+  expect_host("broadcast", "x", x);
+  MOE_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this ", size_,
+            "-rank communicator");
+  const int rows = as_int("broadcast", "rows of 'x'", rows_of(x));
+  if (size_ == 1) return;
+  const RowType row("broadcast", row_bytes(x));
+  MOE_MPI_CHECK(MPI_Bcast(x.raw(), rows, row.get(), root, comm_));
+}
+
+void MpiCommunicator::barrier() {
+  if (size_ == 1) return;
+  MOE_MPI_CHECK(MPI_Barrier(comm_));
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  MOE_CHECK(color >= 0, "split: color must be >= 0, got ", color);
+  MPI_Comm sub = MPI_COMM_NULL;
+  MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  return std::make_unique<MpiCommunicator>(sub);
+}
+
+std::unique_ptr<Communicator> mpi_world_communicator() {
+  int initialized = 0;
+  MOE_MPI_CHECK(MPI_Initialized(&initialized));
+  MOE_CHECK(initialized, "mpi_world_communicator: MPI is not initialized (call MPI_Init first)");
+  MPI_Comm comm = MPI_COMM_NULL;
+  MOE_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm));
+  return std::make_unique<MpiCommunicator>(comm);
+}
+
+}  // namespace moe

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: install missing packages, build (CUDA code too when nvcc is present), run
+# every ctest test (unit, mpi, cuda: the cuda tests skip without a GPU) and exit non-zero on any
+# failure. .ci/run calls this; so can you.
+# Environment: MOE_BUILD_DIR (default build), MOE_CMAKE_ARGS (extra CMake flags), CTEST_ARGS (e.g.
+# "-L unit" or "-R communicator").
+set -euo pipefail
+MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$MOE_ROOT/launch/common.sh"
+
+build_dir="${MOE_BUILD_DIR:-$MOE_ROOT/build}"
+moe_install_packages "${MOE_PACKAGES[@]}"
+moe_build "$build_dir"
+
+cd "$build_dir"
+ctest --output-on-failure --parallel "$(nproc)" ${CTEST_ARGS:-}

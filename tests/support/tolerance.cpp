@@ -1,0 +1,48 @@
+#include "tests/support/tolerance.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace moe::testing {
+
+double element_as_double(const Tensor& t, int64_t index) {
+  switch (t.dtype()) {
+    case DType::f32:
+      return t.data<float>()[index];
+    case DType::f64:
+      return t.data<double>()[index];
+    case DType::i32:
+      return t.data<int32_t>()[index];
+    case DType::i64:
+      return static_cast<double>(t.data<int64_t>()[index]);
+    default:
+      MOE_THROW(InputError, "all_close: unsupported dtype ", dtype_name(t.dtype()));
+  }
+}
+
+::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,
+                                     double rtol) {
+  if (!(got.shape() == expected.shape()))
+    return ::testing::AssertionFailure()
+           << "shape " << got.shape().str() << " != expected " << expected.shape().str();
+  int64_t worst = -1, failures = 0;
+  double worst_ratio = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double g = element_as_double(got, i), e = element_as_double(expected, i);
+    const double allowed = atol + rtol * std::fabs(e);
+    const double diff = std::fabs(g - e);
+    const double ratio = std::isnan(g) != std::isnan(e) ? INFINITY : diff == 0 ? 0 : diff / allowed;
+    if (ratio > 1 || std::isnan(ratio)) ++failures;
+    if (worst < 0 || ratio > worst_ratio || std::isnan(ratio)) worst = i, worst_ratio = ratio;
+  }
+  if (failures == 0) return ::testing::AssertionSuccess();
+  std::ostringstream msg;
+  msg.precision(10);
+  msg << failures << " of " << got.numel() << " elements outside atol=" << atol << " rtol=" << rtol
+      << "; worst at flat index " << worst << ": got " << element_as_double(got, worst)
+      << ", expected " << element_as_double(expected, worst) << " (" << worst_ratio * 100
+      << "% of tolerance)";
+  return ::testing::AssertionFailure() << msg.str();
+}
+
+}  // namespace moe::testing

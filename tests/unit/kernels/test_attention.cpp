@@ -1,0 +1,283 @@
+// Causal grouped-query attention through the public op API. The forward is checked against a naive
+// reference written here (the full T x T softmax, plain loops), also for sequences spanning several
+// kernel blocks; gradients against fp64 finite differences; errors name the argument at fault.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kernels/ops.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
+
+namespace moe {
+namespace {
+
+using testing::all_close;
+using testing::random_tensor;
+
+struct Case {
+  int64_t batch, seq, q_heads, kv_heads, head_dim;
+};
+
+struct Inputs {
+  Tensor q, k, v;
+};
+
+struct Outputs {
+  Tensor out, lse;
+};
+
+Inputs random_inputs(const Case& c, DType dtype, uint64_t seed) {
+  return {random_tensor({c.batch, c.seq, c.q_heads, c.head_dim}, dtype, seed),
+          random_tensor({c.batch, c.seq, c.kv_heads, c.head_dim}, dtype, seed + 1),
+          random_tensor({c.batch, c.seq, c.kv_heads, c.head_dim}, dtype, seed + 2)};
+}
+
+Outputs attention(const Inputs& in, float scale) {
+  Stream stream;
+  Outputs o{Tensor::empty(in.q.shape(), in.q.dtype()),
+            Tensor::empty({in.q.dim(0), in.q.dim(2), in.q.dim(1)}, in.q.dtype())};
+  ops::attention_forward(in.q, in.k, in.v, scale, o.out, o.lse, stream);
+  return o;
+}
+
+struct Grads {
+  Tensor dq, dk, dv;
+};
+
+Grads attention_grads(const Inputs& in, const Outputs& o, const Tensor& dout, float scale) {
+  Stream stream;
+  Grads g{Tensor::empty(in.q.shape(), in.q.dtype()), Tensor::empty(in.k.shape(), in.k.dtype()),
+          Tensor::empty(in.v.shape(), in.v.dtype())};
+  ops::attention_backward(dout, in.q, in.k, in.v, o.out, o.lse, scale, g.dq, g.dk, g.dv, stream);
+  return g;
+}
+
+// Element [b, t, h, d] of a [B, T, H, hd] tensor, as double.
+double at(const Tensor& x, int64_t b, int64_t t, int64_t h, int64_t d) {
+  return testing::element_as_double(x, ((b * x.dim(1) + t) * x.dim(2) + h) * x.dim(3) + d);
+}
+
+// The textbook computation: per (batch, head), the full causal T x T score matrix, a max-shifted
+// softmax per row, then probabilities times values. f64 outputs whatever the input dtype.
+Outputs reference_attention(const Inputs& in, double scale) {
+  const int64_t batch = in.q.dim(0), seq = in.q.dim(1), q_heads = in.q.dim(2), hd = in.q.dim(3);
+  const int64_t group = q_heads / in.k.dim(2);
+  Outputs o{Tensor::zeros(in.q.shape(), DType::f64),
+            Tensor::zeros({batch, q_heads, seq}, DType::f64)};
+  double* out = o.out.data<double>();
+  double* lse = o.lse.data<double>();
+  std::vector<double> scores(static_cast<size_t>(seq * seq));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < q_heads; ++h) {
+      for (int64_t t = 0; t < seq; ++t)
+        for (int64_t s = 0; s <= t; ++s) {
+          double score = 0;
+          for (int64_t d = 0; d < hd; ++d)
+            score += at(in.q, b, t, h, d) * at(in.k, b, s, h / group, d);
+          scores[t * seq + s] = scale * score;
+        }
+      for (int64_t t = 0; t < seq; ++t) {
+        const double* row = &scores[t * seq];
+        const double max = *std::max_element(row, row + t + 1);
+        double sum = 0;
+        for (int64_t s = 0; s <= t; ++s) sum += std::exp(row[s] - max);
+        lse[(b * q_heads + h) * seq + t] = max + std::log(sum);
+        for (int64_t s = 0; s <= t; ++s)
+          for (int64_t d = 0; d < hd; ++d)
+            out[((b * seq + t) * q_heads + h) * hd + d] +=
+                std::exp(row[s] - max) / sum * at(in.v, b, s, h / group, d);
+      }
+    }
+  return o;
+}
+
+void expect_matches_reference(const Case& c, DType dtype, float scale, double tolerance) {
+  const Inputs in = random_inputs(c, dtype, 100);
+  const Outputs got = attention(in, scale);
+  const Outputs expected = reference_attention(in, scale);
+  EXPECT_TRUE(all_close(got.out, expected.out, tolerance, tolerance));
+  EXPECT_TRUE(all_close(got.lse, expected.lse, tolerance, tolerance));
+}
+
+// loss = <out, R>; the analytic gradients come from backward with dout = R.
+void expect_gradients_match(const Case& c) {
+  const float scale = 0.7f;
+  const Inputs in = random_inputs(c, DType::f64, 200);
+  const Tensor projection = random_tensor(in.q.shape(), DType::f64, 300);
+  const Grads g = attention_grads(in, attention(in, scale), projection, scale);
+  const auto loss = [&] { return testing::dot(attention(in, scale).out, projection); };
+  EXPECT_TRUE(
+      testing::gradients_match(loss, {{"q", in.q, g.dq}, {"k", in.k, g.dk}, {"v", in.v, g.dv}}));
+}
+
+// Expects call to throw InputError and returns its message.
+std::string input_error_message(const std::function<void()>& call) {
+  std::string message;
+  EXPECT_THROW(
+      try { call(); } catch (const InputError& e) {
+        message = e.what();
+        throw;
+      },
+      InputError);
+  return message;
+}
+
+TEST(Attention, ForwardMatchesNaiveReference) {
+  for (const Case& c : {Case{2, 7, 4, 2, 8}, Case{1, 6, 3, 3, 4}, Case{2, 5, 4, 1, 4}}) {
+    SCOPED_TRACE(::testing::Message() << "Hq=" << c.q_heads << " Hkv=" << c.kv_heads);
+    expect_matches_reference(c, DType::f64, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                             1e-12);
+  }
+}
+
+TEST(Attention, BlockedForwardMatchesReferenceBeyondOneBlock) {
+  // The kernel walks keys and queries in blocks of 32: lengths below, at, just past and well past
+  // the block size, multiples of it and not.
+  for (int64_t seq : {31, 32, 33, 64, 70, 97}) {
+    SCOPED_TRACE(::testing::Message() << "T=" << seq);
+    expect_matches_reference({2, seq, 4, 2, 8}, DType::f64, 0.35f, 1e-12);
+  }
+}
+
+TEST(Attention, OnlineSoftmaxSurvivesLargeScores) {
+  // Scores up to ~100 in magnitude: exp without the running max would overflow or lose every row.
+  expect_matches_reference({1, 70, 2, 1, 16}, DType::f64, 25.0f, 1e-10);
+}
+
+TEST(Attention, Float32MatchesReference) {
+  expect_matches_reference({2, 40, 4, 2, 16}, DType::f32, 0.25f, 1e-5);
+}
+
+TEST(Attention, SingleTokenReturnsItsValue) {
+  const Inputs in = random_inputs({2, 1, 4, 2, 4}, DType::f64, 400);
+  const Outputs o = attention(in, 0.5f);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < 4; ++h)
+      for (int64_t d = 0; d < 4; ++d) EXPECT_EQ(at(o.out, b, 0, h, d), at(in.v, b, 0, h / 2, d));
+}
+
+TEST(Attention, FutureKeysDoNotChangeEarlierRows) {
+  const Case c{1, 40, 2, 1, 4};
+  const Inputs in = random_inputs(c, DType::f64, 500);
+  const Outputs before = attention(in, 0.5f);
+  Inputs changed{in.q, in.k.clone(), in.v.clone()};
+  const int64_t last_row = (c.seq - 1) * c.kv_heads * c.head_dim;
+  for (int64_t i = last_row; i < changed.k.numel(); ++i) {
+    changed.k.data<double>()[i] += 3.0;
+    changed.v.data<double>()[i] -= 2.0;
+  }
+  const Outputs after = attention(changed, 0.5f);
+  const auto rows = [&](const Outputs& o, int64_t start, int64_t count) {
+    return o.out.view({c.seq, c.q_heads * c.head_dim}).narrow(start, count).to_vector<double>();
+  };
+  EXPECT_EQ(rows(after, 0, c.seq - 1), rows(before, 0, c.seq - 1));
+  EXPECT_NE(rows(after, c.seq - 1, 1), rows(before, c.seq - 1, 1));
+}
+
+TEST(Attention, GradientMatchesFiniteDifferences) { expect_gradients_match({2, 5, 4, 2, 4}); }
+
+TEST(Attention, GradientMatchesFiniteDifferencesMultiHead) {
+  expect_gradients_match({2, 6, 3, 3, 4});
+}
+
+TEST(Attention, GradientMatchesFiniteDifferencesSingleToken) {
+  expect_gradients_match({2, 1, 4, 2, 4});
+}
+
+TEST(Attention, GradientMatchesFiniteDifferencesAcrossBlocks) {
+  expect_gradients_match({1, 37, 2, 1, 2});
+}
+
+TEST(Attention, BackwardAssignsGradients) {
+  const float scale = 0.5f;
+  const Inputs in = random_inputs({2, 9, 4, 2, 4}, DType::f64, 600);
+  const Outputs o = attention(in, scale);
+  const Tensor dout = random_tensor(in.q.shape(), DType::f64, 700);
+  const Grads first = attention_grads(in, o, dout, scale);
+  Grads second{first.dq.clone(), first.dk.clone(), first.dv.clone()};
+  Stream stream;
+  ops::attention_backward(dout, in.q, in.k, in.v, o.out, o.lse, scale, second.dq, second.dk,
+                          second.dv, stream);
+  EXPECT_EQ(second.dq.to_vector<double>(), first.dq.to_vector<double>());
+  EXPECT_EQ(second.dk.to_vector<double>(), first.dk.to_vector<double>());
+  EXPECT_EQ(second.dv.to_vector<double>(), first.dv.to_vector<double>());
+}
+
+TEST(Attention, Float32BackwardMatchesFloat64) {
+  const Case c{2, 40, 4, 2, 8};
+  const float scale = 0.35f;
+  const Inputs in32 = random_inputs(c, DType::f32, 800);
+  const Inputs in64 = random_inputs(c, DType::f64, 800);
+  const Grads g32 = attention_grads(in32, attention(in32, scale),
+                                    random_tensor(in32.q.shape(), DType::f32, 900), scale);
+  const Grads g64 = attention_grads(in64, attention(in64, scale),
+                                    random_tensor(in64.q.shape(), DType::f64, 900), scale);
+  EXPECT_TRUE(all_close(g32.dq, g64.dq, 1e-5, 1e-4));
+  EXPECT_TRUE(all_close(g32.dk, g64.dk, 1e-5, 1e-4));
+  EXPECT_TRUE(all_close(g32.dv, g64.dv, 1e-5, 1e-4));
+}
+
+TEST(Attention, RejectsQueryHeadsNotAMultipleOfKvHeads) {
+  const Inputs in = random_inputs({1, 4, 3, 2, 4}, DType::f32, 1000);
+  const std::string message = input_error_message([&] { attention(in, 1.0f); });
+  EXPECT_NE(message.find("attention_forward"), std::string::npos) << message;
+  EXPECT_NE(message.find("query heads (3)"), std::string::npos) << message;
+  EXPECT_NE(message.find("key/value heads (2)"), std::string::npos) << message;
+}
+
+TEST(Attention, RejectsMismatchedShapes) {
+  const Case c{1, 4, 2, 1, 4};
+  const Inputs good = random_inputs(c, DType::f32, 1100);
+  const Tensor wrong_head_dim = random_tensor({1, 4, 1, 6}, DType::f32, 1200);
+  const Tensor wrong_seq = random_tensor({1, 3, 1, 4}, DType::f32, 1300);
+  const auto expect_names = [](const std::function<void()>& call, const std::string& arg) {
+    const std::string message = input_error_message(call);
+    EXPECT_NE(message.find("'" + arg + "'"), std::string::npos) << message;
+  };
+  expect_names([&] { attention({good.q, wrong_head_dim, good.v}, 1.0f); }, "k");
+  expect_names([&] { attention({good.q, good.k, wrong_seq}, 1.0f); }, "v");
+  expect_names([&] { attention({good.q.view({4, 2, 4}), good.k, good.v}, 1.0f); }, "q");
+
+  Stream stream;
+  Tensor out = Tensor::empty(good.q.shape(), DType::f32);
+  Tensor bad_lse = Tensor::empty({1, 4, 2}, DType::f32);
+  expect_names([&] { ops::attention_forward(good.q, good.k, good.v, 1.0f, out, bad_lse, stream); },
+               "lse");
+}
+
+TEST(Attention, BackwardRejectsMismatchedGradientShapes) {
+  const Inputs in = random_inputs({1, 4, 2, 1, 4}, DType::f32, 1400);
+  const Outputs o = attention(in, 1.0f);
+  Stream stream;
+  Tensor dq = Tensor::empty(in.q.shape(), DType::f32);
+  Tensor dk = Tensor::empty(in.q.shape(), DType::f32);  // kv shape expected
+  Tensor dv = Tensor::empty(in.v.shape(), DType::f32);
+  std::string message = input_error_message([&] {
+    ops::attention_backward(o.out, in.q, in.k, in.v, o.out, o.lse, 1.0f, dq, dk, dv, stream);
+  });
+  EXPECT_NE(message.find("'dk'"), std::string::npos) << message;
+
+  const Tensor short_dout = random_tensor({1, 3, 2, 4}, DType::f32, 1500);
+  Tensor good_dk = Tensor::empty(in.k.shape(), DType::f32);
+  message = input_error_message([&] {
+    ops::attention_backward(short_dout, in.q, in.k, in.v, o.out, o.lse, 1.0f, dq, good_dk, dv,
+                            stream);
+  });
+  EXPECT_NE(message.find("'dout'"), std::string::npos) << message;
+}
+
+TEST(Attention, RejectsMixedFloatDtypes) {
+  const Inputs f32 = random_inputs({1, 4, 2, 1, 4}, DType::f32, 1600);
+  const Inputs f64 = random_inputs({1, 4, 2, 1, 4}, DType::f64, 1600);
+  const std::string message = input_error_message([&] { attention({f32.q, f64.k, f32.v}, 1.0f); });
+  EXPECT_NE(message.find("dtypes"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace moe

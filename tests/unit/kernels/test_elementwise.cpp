@@ -1,0 +1,109 @@
+// Memory and elementwise ops: fill, copy, convert, add, axpy, scale, sum_of_squares and gradient
+// clipping, plus their argument errors.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "core/half.h"
+#include "kernels/ops.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
+
+namespace moe {
+namespace {
+
+using testing::random_tensor;
+using testing::zeros_like;
+
+TEST(Elementwise, FillEveryDtype) {
+  Stream stream;
+  for (DType dtype : {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64}) {
+    Tensor t = Tensor::empty({3, 2}, dtype);
+    ops::fill(t, 1.5, stream);
+    Tensor as_f64 = Tensor::empty({3, 2}, DType::f64);
+    if (is_floating(dtype)) {
+      ops::convert(t, as_f64, stream);
+      for (double v : as_f64.to_vector<double>()) EXPECT_EQ(v, 1.5) << dtype_name(dtype);
+    } else {
+      EXPECT_EQ(testing::element_as_double(t, 5), 1.0) << dtype_name(dtype);
+    }
+  }
+}
+
+TEST(Elementwise, ConvertRoundTripsThroughBf16WithinHalfAnUlp) {
+  Stream stream;
+  Tensor x = random_tensor({64}, DType::f32, 1, -100, 100);
+  Tensor half = Tensor::empty({64}, DType::bf16), back = Tensor::empty({64}, DType::f32);
+  ops::convert(x, half, stream);
+  ops::convert(half, back, stream);
+  EXPECT_TRUE(testing::all_close(back, x, 0, std::ldexp(1.0, -8)));
+}
+
+TEST(Elementwise, CopyAcrossNarrowedViews) {
+  Stream stream;
+  Tensor x = random_tensor({4, 3}, DType::f32, 2);
+  Tensor y = Tensor::zeros({2, 3}, DType::f32);
+  ops::copy(x.narrow(1, 2), y, stream);
+  EXPECT_EQ(y.to_vector<float>()[0], x.to_vector<float>()[3]);
+  EXPECT_EQ(y.to_vector<float>()[5], x.to_vector<float>()[8]);
+  Tensor wrong = Tensor::zeros({5}, DType::f32);
+  EXPECT_THROW(ops::copy(x, wrong, stream), InputError);
+  Tensor other_dtype = Tensor::zeros({4, 3}, DType::f64);
+  EXPECT_THROW(ops::copy(x, other_dtype, stream), InputError);
+}
+
+TEST(Elementwise, AddAxpyScaleSumOfSquares) {
+  Stream stream;
+  Tensor a = random_tensor({10}, DType::f64, 3), b = random_tensor({10}, DType::f64, 4);
+  Tensor out = zeros_like(a);
+  ops::add(a, b, out, stream);
+  Tensor y = b.clone();
+  ops::axpy(-2.0f, a, y, stream);
+  double expected_squares = 0;
+  for (int i = 0; i < 10; ++i) {
+    const double av = a.data<double>()[i], bv = b.data<double>()[i];
+    EXPECT_DOUBLE_EQ(out.data<double>()[i], av + bv);
+    EXPECT_DOUBLE_EQ(y.data<double>()[i], bv - 2 * av);
+    expected_squares += av * av;
+  }
+  EXPECT_NEAR(ops::sum_of_squares(a, stream), expected_squares, 1e-12);
+  ops::scale(a, 3.0f, stream);
+  EXPECT_NEAR(ops::sum_of_squares(a, stream), 9 * expected_squares, 1e-11);
+  Tensor c = random_tensor({11}, DType::f64, 5);
+  EXPECT_THROW(ops::add(a, c, out, stream), InputError);
+}
+
+TEST(Elementwise, AddIsItsOwnGradient) {
+  Stream stream;
+  Tensor a = random_tensor({3, 4}, DType::f64, 6), b = random_tensor({3, 4}, DType::f64, 7);
+  Tensor out = zeros_like(a), projection = random_tensor({3, 4}, DType::f64, 8);
+  auto loss = [&] {
+    ops::add(a, b, out, stream);
+    return testing::dot(out, projection);
+  };
+  // d(a + b)/da = d(a + b)/db = identity: both gradients are the upstream gradient itself.
+  EXPECT_TRUE(testing::gradients_match(loss, {{"a", a, projection}, {"b", b, projection}}));
+}
+
+TEST(Elementwise, ClipGradNormScalesOnlyAboveTheLimit) {
+  Stream stream;
+  Tensor g1 = Tensor::from_vector<float>({2}, {3, 0}), g2 = Tensor::from_vector<float>({1}, {4});
+  EXPECT_NEAR(ops::clip_grad_norm({g1, g2}, 10.0, stream), 5.0, 1e-6);
+  EXPECT_FLOAT_EQ(g1.data<float>()[0], 3.0f);
+  EXPECT_NEAR(ops::clip_grad_norm({g1, g2}, 1.0, stream), 5.0, 1e-6);
+  EXPECT_NEAR(std::sqrt(ops::sum_of_squares(g1, stream) + ops::sum_of_squares(g2, stream)), 1.0,
+              1e-5);
+  EXPECT_NEAR(g1.data<float>()[0] / g2.data<float>()[0], 0.75, 1e-6);
+}
+
+TEST(Elementwise, DeviceTensorsWithoutARegisteredBackendAreAClearError) {
+  try {
+    Tensor t = Tensor::empty({4}, DType::f32, Device::cuda(0));
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA allocator"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,166 @@
+// Rotary position embedding through the public op API: hand-computed rotations, invariants
+// (position 0, pair norms, inverse), in-place use, fp64 gradients and argument errors.
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kernels/ops.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
+
+namespace moe {
+namespace {
+
+using testing::all_close;
+using testing::random_tensor;
+
+constexpr float kTheta = 10000.0f;
+
+Tensor positions_of(const std::vector<int32_t>& values) {
+  return Tensor::from_vector<int32_t>({static_cast<int64_t>(values.size())}, values);
+}
+
+Tensor rope(const Tensor& x, const Tensor& positions, float theta = kTheta) {
+  Stream stream;
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  ops::rope_forward(x, positions, theta, out, stream);
+  return out;
+}
+
+Tensor rope_inverse(const Tensor& dout, const Tensor& positions, float theta = kTheta) {
+  Stream stream;
+  Tensor dx = Tensor::empty(dout.shape(), dout.dtype());
+  ops::rope_backward(dout, positions, theta, dx, stream);
+  return dx;
+}
+
+// Expects call to throw InputError and returns its message.
+std::string input_error_message(const std::function<void()>& call) {
+  std::string message;
+  EXPECT_THROW(
+      try { call(); } catch (const InputError& e) {
+        message = e.what();
+        throw;
+      },
+      InputError);
+  return message;
+}
+
+TEST(Rope, MatchesHandRotation) {
+  // One token, one head of dim 4, position 3, theta 100: pairs (0, 2) and (1, 3) turn by
+  // 3 * 100^0 = 3 and 3 * 100^(-1/2) = 0.3 radians.
+  const std::vector<double> x = {0.5, -1.0, 2.0, 0.25};
+  const Tensor out = rope(Tensor::from_vector<double>({1, 1, 4}, x), positions_of({3}), 100.0f);
+  const double c0 = std::cos(3.0), s0 = std::sin(3.0), c1 = std::cos(0.3), s1 = std::sin(0.3);
+  const Tensor expected = Tensor::from_vector<double>(
+      {1, 1, 4},
+      {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1, x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
+  EXPECT_TRUE(all_close(out, expected, 1e-12, 1e-12));
+}
+
+TEST(Rope, PositionZeroIsIdentity) {
+  const Tensor x = random_tensor({3, 2, 8}, DType::f64, 1);
+  EXPECT_EQ(rope(x, positions_of({0, 0, 0})).to_vector<double>(), x.to_vector<double>());
+}
+
+TEST(Rope, PreservesTheNormOfEveryPair) {
+  const int64_t rows = 4, heads = 3, head_dim = 6, half = head_dim / 2;
+  const Tensor x = random_tensor({rows, heads, head_dim}, DType::f64, 2);
+  const Tensor out = rope(x, positions_of({0, 1, 57, 4095}));
+  const double* px = x.data<double>();
+  const double* po = out.data<double>();
+  for (int64_t row = 0; row < rows * heads; ++row)
+    for (int64_t i = 0; i < half; ++i) {
+      const int64_t lo = row * head_dim + i, hi = lo + half;
+      EXPECT_NEAR(std::hypot(po[lo], po[hi]), std::hypot(px[lo], px[hi]), 1e-12)
+          << "row " << row << " pair " << i;
+    }
+}
+
+TEST(Rope, HeadsOfOneTokenTurnAlike) {
+  const Tensor one_head = random_tensor({1, 1, 8}, DType::f64, 3);
+  std::vector<double> values = one_head.to_vector<double>();
+  values.insert(values.end(), values.begin(), values.end());
+  const Tensor out = rope(Tensor::from_vector<double>({1, 2, 8}, values), positions_of({9}));
+  const Tensor second_head = out.view({2, 8}).narrow(1, 1);
+  EXPECT_EQ(second_head.to_vector<double>(), rope(one_head, positions_of({9})).to_vector<double>());
+}
+
+TEST(Rope, BackwardInvertsForward) {
+  const Tensor positions = positions_of({0, 3, 100, 2047, 5});
+  const Tensor x64 = random_tensor({5, 2, 16}, DType::f64, 4);
+  EXPECT_TRUE(all_close(rope_inverse(rope(x64, positions), positions), x64, 1e-12, 0));
+  const Tensor x32 = random_tensor({5, 2, 16}, DType::f32, 4);
+  EXPECT_TRUE(all_close(rope_inverse(rope(x32, positions), positions), x32, 1e-6, 0));
+}
+
+TEST(Rope, Float32MatchesFloat64) {
+  const Tensor positions = positions_of({1, 700, 31});
+  EXPECT_TRUE(all_close(rope(random_tensor({3, 4, 32}, DType::f32, 5), positions),
+                        rope(random_tensor({3, 4, 32}, DType::f64, 5), positions), 1e-6, 1e-6));
+}
+
+TEST(Rope, RunsInPlace) {
+  Stream stream;
+  const Tensor positions = positions_of({2, 11});
+  const Tensor x = random_tensor({2, 3, 4}, DType::f64, 6);
+  Tensor y = x.clone();
+  ops::rope_forward(y, positions, kTheta, y, stream);
+  EXPECT_EQ(y.to_vector<double>(), rope(x, positions).to_vector<double>());
+  ops::rope_backward(y, positions, kTheta, y, stream);
+  EXPECT_TRUE(all_close(y, x, 1e-12, 0));
+}
+
+TEST(Rope, GradientMatchesFiniteDifferences) {
+  Stream stream;
+  const Tensor positions = positions_of({0, 5, 17});
+  const float theta = 50.0f;
+  Tensor x = random_tensor({3, 2, 6}, DType::f64, 7);
+  const Tensor projection = random_tensor({3, 2, 6}, DType::f64, 8);
+  Tensor dx = Tensor::empty(x.shape(), DType::f64);
+  ops::rope_backward(projection, positions, theta, dx, stream);
+  const auto loss = [&] { return testing::dot(rope(x, positions, theta), projection); };
+  EXPECT_TRUE(testing::gradients_match(loss, {{"x", x, dx}}));
+}
+
+TEST(Rope, RejectsOddHeadDim) {
+  const Tensor x = random_tensor({2, 1, 5}, DType::f32, 9);
+  const std::string message = input_error_message([&] { rope(x, positions_of({0, 1})); });
+  EXPECT_NE(message.find("head_dim"), std::string::npos) << message;
+  EXPECT_NE(message.find("got 5"), std::string::npos) << message;
+  EXPECT_THROW(rope_inverse(x, positions_of({0, 1})), InputError);
+}
+
+TEST(Rope, RejectsNegativePosition) {
+  const Tensor x = random_tensor({3, 1, 4}, DType::f32, 10);
+  const std::string message = input_error_message([&] { rope(x, positions_of({0, 4, -2})); });
+  EXPECT_NE(message.find("rope_forward"), std::string::npos) << message;
+  EXPECT_NE(message.find("positions[2]"), std::string::npos) << message;
+  EXPECT_NE(message.find("-2"), std::string::npos) << message;
+  EXPECT_THROW(rope_inverse(x, positions_of({-1, 0, 0})), InputError);
+}
+
+TEST(Rope, RejectsWrongPositionsShapeOrDtype) {
+  const Tensor x = random_tensor({3, 1, 4}, DType::f32, 11);
+  std::string message = input_error_message([&] { rope(x, positions_of({0, 1})); });
+  EXPECT_NE(message.find("positions"), std::string::npos) << message;
+  const Tensor float_positions = Tensor::from_vector<float>({3}, {0, 1, 2});
+  message = input_error_message([&] { rope(x, float_positions); });
+  EXPECT_NE(message.find("positions"), std::string::npos) << message;
+}
+
+TEST(Rope, RejectsWrongOutShape) {
+  Stream stream;
+  const Tensor x = random_tensor({3, 1, 4}, DType::f32, 12);
+  Tensor out = Tensor::empty({3, 4}, DType::f32);
+  const std::string message = input_error_message([&] {
+    ops::rope_forward(x, positions_of({0, 1, 2}), kTheta, out, stream);
+  });
+  EXPECT_NE(message.find("'out'"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,351 @@
+// Run configuration: defaults, the shipped configs, every kind of error message (checked for the
+// key, value, source and what is allowed, not only the exception type), --set overrides, print ->
+// parse round trips, and that docs/config.md lists every key.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "trainer/config.h"
+
+namespace moe {
+namespace {
+
+const std::filesystem::path repo_root = std::filesystem::path(__FILE__).parent_path() / "../../..";
+
+#define EXPECT_CONTAINS(text, part) \
+  EXPECT_NE((text).find(part), std::string::npos) << "missing \"" << (part) << "\" in: " << (text)
+
+// The message of the InputError that parsing `yaml` (as run.yaml) with `overrides` throws.
+std::string parse_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(yaml, "run.yaml", overrides);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no InputError for:\n" << yaml;
+  return "";
+}
+
+std::string validate_error(const Config& config) {
+  try {
+    config.validate();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "validate() accepted the config";
+  return "";
+}
+
+TEST(Config, DefaultsValidateAndAnEmptyFileGivesThem) {
+  EXPECT_NO_THROW(Config{}.validate());
+  EXPECT_EQ(parse_config("", "empty.yaml"), Config{});
+  EXPECT_EQ(parse_config("model:\ntrain: {}\n", "empty_sections.yaml"), Config{});
+}
+
+TEST(Config, QuickstartParses) {
+  const Config c = load_config((repo_root / "configs/quickstart.yaml").string());
+  EXPECT_EQ(c.model.n_layers, 4);
+  EXPECT_EQ(c.model.d_model, 128);
+  EXPECT_EQ(c.moe.num_experts, 8);
+  EXPECT_EQ(c.moe.top_k, 2);
+  EXPECT_EQ(c.data.seq_len, 128);
+  EXPECT_EQ(c.data.path, "data/kjv.txt");
+  EXPECT_EQ(c.train.device, "cpu");
+}
+
+TEST(Config, ValuesOfEveryType) {
+  const Config c = parse_config(
+      "model: {d_model: 064, qk_norm: True, rope_theta: 5e5}\n"
+      "train: {steps: 1e3, lr: +3e-4}\n"
+      "data: {path: }\n",
+      "run.yaml");
+  EXPECT_EQ(c.model.d_model, 64);  // decimal, not octal
+  EXPECT_TRUE(c.model.qk_norm);
+  EXPECT_EQ(c.model.rope_theta, 5e5);
+  EXPECT_EQ(c.train.steps, 1000);
+  EXPECT_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.data.path, "");
+}
+
+TEST(Config, UnknownKeyNamesThePathAndTheNearestKey) {
+  EXPECT_CONTAINS(parse_error("model:\n  n_layer: 3\n"),
+                  "unknown key 'model.n_layer' in run.yaml; did you mean 'model.n_layers'?");
+  EXPECT_CONTAINS(parse_error("moe:\n  experts: 4\n"), "did you mean 'moe.num_experts'?");
+  EXPECT_CONTAINS(parse_error("train:\n  d_model: 64\n"),
+                  "unknown key 'train.d_model' in run.yaml; did you mean 'model.d_model'?");
+  EXPECT_CONTAINS(parse_error("log:\n  colour: true\n"),
+                  "unknown key 'log.colour' in run.yaml; valid keys in 'log' are: interval, "
+                  "metrics_file, level");
+}
+
+TEST(Config, UnknownSection) {
+  EXPECT_CONTAINS(parse_error("modle:\n  d_model: 64\n"),
+                  "unknown key 'modle' in run.yaml; did you mean 'model'?");
+  EXPECT_CONTAINS(
+      parse_error("optimizer: {}\n"),
+      "unknown key 'optimizer' in run.yaml; valid sections are: model, moe, parallel, data, train, "
+      "checkpoint, log, init");
+}
+
+TEST(Config, UnknownKeyIsReportedBeforeTypeErrors) {
+  EXPECT_CONTAINS(parse_error("moe:\n  top_k: many\n  top_kk: 2\n"), "unknown key 'moe.top_kk'");
+}
+
+TEST(Config, DuplicateKey) {
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: 64\n  d_model: 96\n"),
+                  "duplicate key 'model.d_model' in run.yaml");
+}
+
+TEST(Config, WrongTypeNamesKeyAndValue) {
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: abc\n"),
+                  "wrong type for 'model.d_model' in run.yaml: expected an integer, got 'abc'");
+  EXPECT_CONTAINS(parse_error("model:\n  n_layers: 2.5\n"), "expected an integer, got '2.5'");
+  EXPECT_CONTAINS(parse_error("model:\n  qk_norm: yes\n"),
+                  "wrong type for 'model.qk_norm' in run.yaml: expected true or false, got 'yes'");
+  EXPECT_CONTAINS(parse_error("train:\n  lr: .nan\n"),
+                  "'train.lr' in run.yaml: expected a finite number, got '.nan'");
+  EXPECT_CONTAINS(parse_error("model:\n  d_model:\n    size: 3\n    list:\n      - 1\n"),
+                  "'model.d_model' in run.yaml: expected an integer, got {size: 3, list: [1]}");
+  EXPECT_CONTAINS(parse_error("data:\n  path: [a, b]\n"),
+                  "'data.path' in run.yaml: expected a string, got [a, b]");
+  EXPECT_CONTAINS(parse_error("model: 5\n"),
+                  "wrong type for 'model' in run.yaml: expected a mapping of keys, got '5'");
+  EXPECT_CONTAINS(parse_error("- model\n"),
+                  "top level of run.yaml: expected a mapping of sections");
+}
+
+TEST(Config, OutOfRangeNamesTheRange) {
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: 0\n"),
+                  "value 0 for 'model.d_model' in run.yaml is out of range: allowed >= 1");
+  EXPECT_CONTAINS(parse_error("train:\n  beta2: 1.0\n"),
+                  "value 1 for 'train.beta2' in run.yaml is out of range: allowed [0, 1)");
+  EXPECT_CONTAINS(parse_error("model:\n  norm_eps: 0\n"),
+                  "'model.norm_eps' in run.yaml is out of range: allowed > 0");
+  EXPECT_CONTAINS(
+      parse_error("model:\n  d_model: 3000000000\n"),
+      "value 3000000000 for 'model.d_model' in run.yaml is out of range: allowed [1, 2147483647]");
+  EXPECT_CONTAINS(parse_error("train:\n  seed: -1\n"),
+                  "value -1 for 'train.seed' in run.yaml is out of range: allowed >= 0");
+}
+
+TEST(Config, BadChoiceListsTheChoices) {
+  EXPECT_CONTAINS(parse_error("moe:\n  router_score: softmx\n"),
+                  "value 'softmx' for 'moe.router_score' in run.yaml is not a valid choice: "
+                  "allowed softmax, sigmoid");
+  EXPECT_CONTAINS(parse_error("train:\n  schedule: cos\n"),
+                  "allowed cosine, linear, constant, wsd");
+}
+
+TEST(Config, SetOverridesNestedValues) {
+  const Config c = parse_config(
+      "train:\n  lr: 1.0e-3\n  steps: 100\n", "run.yaml",
+      {"train.lr=3e-4", "moe.top_k=4", "model.qk_norm=true", "data.path=corpus/a b.txt",
+       "train.steps=50", "train.steps = 70", "checkpoint={dir: out, interval: 5}"});
+  EXPECT_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.moe.top_k, 4);
+  EXPECT_TRUE(c.model.qk_norm);
+  EXPECT_EQ(c.data.path, "corpus/a b.txt");
+  EXPECT_EQ(c.train.steps, 70);  // the last --set of a key wins
+  EXPECT_EQ(c.checkpoint.dir, "out");
+  EXPECT_EQ(c.checkpoint.interval, 5);
+  EXPECT_EQ(c.checkpoint.keep_last, CheckpointConfig{}.keep_last);
+}
+
+TEST(Config, SetGoesThroughTheSameChecksAndNamesTheSet) {
+  EXPECT_CONTAINS(
+      parse_error("", {"model.n_layer=3"}),
+      "unknown key 'model.n_layer' in --set model.n_layer=3; did you mean 'model.n_layers'?");
+  EXPECT_CONTAINS(parse_error("", {"trian.lr=1"}),
+                  "unknown key 'trian' in --set trian.lr=1; did you mean 'train'?");
+  EXPECT_CONTAINS(
+      parse_error("", {"checkpoint={dri: x}"}),
+      "unknown key 'checkpoint.dri' in --set checkpoint={dri: x}; did you mean 'checkpoint.dir'?");
+  EXPECT_CONTAINS(
+      parse_error("train:\n  steps: 10\n", {"train.steps=[1, 2]"}),
+      "wrong type for 'train.steps' in --set train.steps=[1, 2]: expected an integer, got [1, 2]");
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: 64\n", {"model.d_model.x=1"}),
+                  "wrong type for 'model.d_model' in --set model.d_model.x=1");
+  EXPECT_CONTAINS(
+      parse_error("", {"train.beta1=-0.5"}),
+      "value -0.5 for 'train.beta1' in --set train.beta1=-0.5 is out of range: allowed [0, 1)");
+  // A key the --set did not touch is still blamed on the file.
+  EXPECT_CONTAINS(parse_error("model:\n  n_layer: 3\n", {"model.d_model=64"}),
+                  "'model.n_layer' in run.yaml");
+}
+
+TEST(Config, MalformedSet) {
+  EXPECT_CONTAINS(parse_error("", {"train.lr"}),
+                  "malformed --set 'train.lr': expected key.path=value");
+  EXPECT_CONTAINS(parse_error("", {"train..lr=1"}),
+                  "malformed --set 'train..lr=1': the key path 'train..lr' has an empty part");
+  EXPECT_CONTAINS(parse_error("", {"=1"}), "malformed --set '=1'");
+  EXPECT_CONTAINS(parse_error("", {"train.lr=[1,"}),
+                  "malformed --set 'train.lr=[1,': the value is not valid YAML");
+}
+
+TEST(Config, CrossFieldConstraints) {
+  EXPECT_CONTAINS(parse_error("moe:\n  num_experts: 8\n  top_k: 9\n"),
+                  "invalid config in run.yaml: moe.top_k = 9 is out of range: allowed [1, "
+                  "moe.num_experts] = [1, 8]");
+  EXPECT_CONTAINS(parse_error("", {"moe.top_k=9"}),
+                  "invalid config in run.yaml with --set moe.top_k=9: moe.top_k = 9");
+  EXPECT_CONTAINS(parse_error("model:\n  n_heads: 4\n  n_kv_heads: 3\n"),
+                  "model.n_kv_heads = 3 must divide model.n_heads = 4");
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: 130\n"),
+                  "model.n_heads = 4 must divide model.d_model = 130 when model.head_dim is 0");
+  EXPECT_NO_THROW(parse_config("model:\n  d_model: 130\n  head_dim: 32\n", "run.yaml"));
+
+  Config c;
+  c.train.min_lr = 0.1;
+  EXPECT_CONTAINS(validate_error(c),
+                  "invalid config in config: train.min_lr = 0.1 exceeds train.lr = 0.003");
+  c = Config{};
+  c.train.warmup_steps = 300;
+  EXPECT_CONTAINS(validate_error(c), "train.warmup_steps = 300 exceeds train.steps = 200");
+  c = Config{};
+  c.moe.first_k_dense = 5;
+  EXPECT_CONTAINS(validate_error(c), "moe.first_k_dense = 5 exceeds model.n_layers = 4");
+  c = Config{};
+  c.data.seq_len = 512;
+  EXPECT_CONTAINS(validate_error(c), "data.seq_len = 512 exceeds model.max_seq_len = 256");
+  c = Config{};
+  c.parallel.ep = 3;
+  EXPECT_CONTAINS(validate_error(c), "parallel.ep = 3 must divide moe.num_experts = 8");
+  c = Config{};
+  c.parallel.ep = 4;
+  c.parallel.dp = 2;
+  EXPECT_CONTAINS(validate_error(c), "parallel.ep = 4 must divide parallel.dp = 2");
+  c = Config{};
+  c.parallel.tp = 3;
+  EXPECT_CONTAINS(validate_error(c), "parallel.tp = 3 must divide model.n_heads = 4");
+  c = Config{};
+  c.init.method = "drop";
+  EXPECT_CONTAINS(validate_error(c), "init.method = 'drop' needs init.from");
+  c.init.from = "ckpt/dense";
+  EXPECT_NO_THROW(c.validate());
+  c.init.method = "scratch";
+  EXPECT_CONTAINS(validate_error(c),
+                  "init.method = 'scratch' does not read init.from = 'ckpt/dense'");
+}
+
+TEST(Config, ValidateChecksFieldRulesOfConfigsBuiltInCode) {
+  Config c;
+  c.moe.top_k = 0;
+  EXPECT_CONTAINS(validate_error(c),
+                  "value 0 for 'moe.top_k' in config is out of range: allowed >= 1");
+  c = Config{};
+  c.train.device = "tpu";
+  EXPECT_CONTAINS(
+      validate_error(c),
+      "value 'tpu' for 'train.device' in config is not a valid choice: allowed cpu, cuda");
+}
+
+TEST(Config, PrintParseRoundTrip) {
+  EXPECT_EQ(parse_config(to_yaml(Config{}), "printed.yaml"), Config{});
+
+  Config c;
+  c.model.vocab_size = 50304;
+  c.model.d_model = 96;
+  c.model.n_heads = 6;
+  c.model.n_kv_heads = 2;
+  c.model.head_dim = 32;
+  c.model.norm_eps = 1e-6;
+  c.model.qk_norm = true;
+  c.model.tie_embeddings = false;
+  c.model.init_std = 1.0 / 3.0;
+  c.moe.router_score = "sigmoid";
+  c.moe.capacity_factor = 1.25;
+  c.moe.routed_scaling = 2.5;
+  c.moe.shared_experts = 2;
+  c.moe.expert_bias = true;
+  c.parallel.dp = 4;
+  c.parallel.ep = 2;
+  c.data.path = "a: b # not a comment";
+  c.data.seed = 9007199254740993;  // not exactly representable as a double
+  c.train.lr = 0.1;
+  c.train.min_lr = 3e-5;
+  c.train.eps = 1e-15;
+  c.train.schedule = "wsd";
+  c.checkpoint.dir = "null";
+  c.checkpoint.resume_from = "  spaced\tand \"quoted\"\n";
+  c.log.metrics_file = "true";
+  c.init.method = "noise";
+  c.init.from = "123";
+  c.init.noise_std = 0.01;
+  ASSERT_NO_THROW(c.validate());
+  const std::string printed = to_yaml(c);
+  EXPECT_EQ(parse_config(printed, "printed.yaml"), c) << printed;
+}
+
+TEST(Config, PrintedConfigHasEveryKeyWithItsMeaning) {
+  const std::string printed = to_yaml(Config{});
+  EXPECT_CONTAINS(printed, "  d_model: 128  # model width (residual stream)\n");
+  EXPECT_CONTAINS(printed, "  rope_theta: 10000.0  # RoPE base\n");
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.find('.') + 1);
+    EXPECT_CONTAINS(printed, "\n  " + leaf + ": ");
+  }
+}
+
+TEST(Config, MissingFileNamesThePath) {
+  try {
+    load_config("/nonexistent/dir/run.yaml");
+    FAIL() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_CONTAINS(
+        std::string(e.what()),
+        "cannot open config file '/nonexistent/dir/run.yaml': No such file or directory");
+  }
+  try {
+    load_config((repo_root / "configs").string());
+    FAIL() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_CONTAINS(std::string(e.what()), "configs' is a directory");
+  }
+}
+
+TEST(Config, InvalidYamlNamesTheLine) {
+  EXPECT_CONTAINS(parse_error("model:\n  d_model: [1,\n"), "invalid YAML in run.yaml at line");
+}
+
+TEST(Config, DerivedValues) {
+  ModelConfig m;
+  EXPECT_EQ(m.effective_head_dim(), 32);
+  m.head_dim = 48;
+  EXPECT_EQ(m.effective_head_dim(), 48);
+  MoeConfig moe;
+  EXPECT_EQ(moe.effective_shared_expert_hidden(), 256);
+  moe.shared_expert_hidden = 64;
+  EXPECT_EQ(moe.effective_shared_expert_hidden(), 64);
+  moe.first_k_dense = 1;
+  moe.moe_layer_freq = 2;
+  EXPECT_FALSE(moe.is_moe_layer(0));
+  EXPECT_FALSE(moe.is_moe_layer(1));
+  EXPECT_TRUE(moe.is_moe_layer(2));
+  EXPECT_FALSE(moe.is_moe_layer(3));
+  EXPECT_TRUE(moe.is_moe_layer(4));
+}
+
+// Every key appears as `key` in a table under its "## section" heading of docs/config.md.
+TEST(Config, DocsListEveryKey) {
+  std::ifstream in(repo_root / "docs/config.md");
+  ASSERT_TRUE(in) << "cannot open docs/config.md";
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string docs = text.str();
+  for (const auto& key : config_keys()) {
+    const std::string section = key.substr(0, key.find('.'));
+    const auto begin = docs.find("\n## " + section + "\n");
+    ASSERT_NE(begin, std::string::npos) << "no '## " << section << "' heading";
+    const auto end = docs.find("\n## ", begin + 1);
+    const std::string body =
+        docs.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    EXPECT_CONTAINS(body, "| `" + key.substr(section.size() + 1) + "` |");
+  }
+}
+
+}  // namespace
+}  // namespace moe
