@@ -22,14 +22,16 @@ moe_install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-moe_build() {
-  local build_dir="$1"
+# Installs what is missing and builds into $MOE_BUILD_DIR (default: build/ in the repo).
+moe_install_and_build() {
+  MOE_BUILD_DIR="${MOE_BUILD_DIR:-$MOE_ROOT/build}"
+  moe_install_packages "${MOE_PACKAGES[@]}"
   # The CUDA toolkit's usual home; CMake builds the CUDA backend when it finds nvcc (MOE_WITH_CUDA=AUTO).
   if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
     export PATH="/usr/local/cuda/bin:$PATH"
   fi
-  cmake -S "$MOE_ROOT" -B "$build_dir" -G Ninja \
+  cmake -S "$MOE_ROOT" -B "$MOE_BUILD_DIR" -G Ninja \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
     ${MOE_CMAKE_ARGS:-}
-  cmake --build "$build_dir"
+  cmake --build "$MOE_BUILD_DIR"
 }

@@ -8,9 +8,7 @@ set -euo pipefail
 MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
 
-build_dir="${MOE_BUILD_DIR:-$MOE_ROOT/build}"
-moe_install_packages "${MOE_PACKAGES[@]}"
-moe_build "$build_dir"
+moe_install_and_build
 
 echo "== kernel self-check: forward values and fp64 gradient checks of every CPU op"
-OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}" "$build_dir/tests/kernel_tests" --gtest_brief=1
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}" "$MOE_BUILD_DIR/tests/kernel_tests" --gtest_brief=1

@@ -8,9 +8,7 @@ set -euo pipefail
 MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
 
-build_dir="${MOE_BUILD_DIR:-$MOE_ROOT/build}"
-moe_install_packages "${MOE_PACKAGES[@]}"
-moe_build "$build_dir"
+moe_install_and_build
 
-cd "$build_dir"
+cd "$MOE_BUILD_DIR"
 ctest --output-on-failure --parallel "$(nproc)" ${CTEST_ARGS:-}

@@ -1,14 +1,122 @@
-// TEMPORARY STUB (replaced before commit)
+// Router top-k on the CPU, one token row at a time (OpenMP over rows), math in double.
+// - Scores: softmax over experts (max-subtracted) or an elementwise sigmoid.
+// - Selection ranks experts by score + bias with a full comparator (key descending, then expert id
+//   ascending), so ties resolve the same way on every machine and thread count. The bias only
+//   ranks; the gate weights are the raw scores of the chosen experts.
+// - Gates: optionally divided by their sum over the k chosen, then multiplied by the scaling.
+// Backward runs the chain in reverse: scaling, the renormalization quotient, then the softmax
+// Jacobian s_e (g_e - sum_f s_f g_f) or the sigmoid derivative s (1 - s). Selection has no
+// gradient.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/float_dispatch.h"
 
 namespace moe::cpu {
 
-void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterTopkOptions& options, Tensor& probs, Tensor& expert_ids, Tensor& scores, Stream& stream) {
-  MOE_THROW(InternalError, "router_topk_forward not implemented yet");
+namespace {
+
+template <typename T>
+void compute_scores(const T* logits, int64_t experts, RouterScore score, T* scores) {
+  if (score == RouterScore::sigmoid) {
+    for (int64_t e = 0; e < experts; ++e)
+      scores[e] = static_cast<T>(1.0 / (1.0 + std::exp(-static_cast<double>(logits[e]))));
+    return;
+  }
+  const double max = *std::max_element(logits, logits + experts);
+  double sum = 0;
+  for (int64_t e = 0; e < experts; ++e) sum += std::exp(logits[e] - max);
+  for (int64_t e = 0; e < experts; ++e) scores[e] = static_cast<T>(std::exp(logits[e] - max) / sum);
 }
 
-void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const Tensor& scores, const RouterTopkOptions& options, Tensor& dlogits, Stream& stream) {
-  MOE_THROW(InternalError, "router_topk_backward not implemented yet");
+// The k expert ids with the highest score + bias, best first, ties to the lower id.
+template <typename T>
+void choose_experts(const T* scores, const T* bias, int64_t experts, int k,
+                    std::vector<int32_t>& order) {
+  order.resize(static_cast<size_t>(experts));
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](int32_t e) {  // NaN ranks last, so the comparator stays a strict weak order
+    const double value =
+        static_cast<double>(scores[e]) + (bias ? static_cast<double>(bias[e]) : 0.0);
+    return std::isnan(value) ? -INFINITY : value;
+  };
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    const double ka = key(a), kb = key(b);
+    return ka > kb || (ka == kb && a < b);
+  });
+}
+
+}  // namespace
+
+void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterTopkOptions& options,
+                         Tensor& probs, Tensor& expert_ids, Tensor& scores, Stream&) {
+  const int64_t tokens = logits.dim(0), experts = logits.dim(1);
+  const int k = options.k;
+  float_dispatch(logits.dtype(), "router_topk_forward", [&]<typename T>() {
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+#pragma omp parallel
+    {
+      std::vector<int32_t> order;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < tokens; ++n) {
+        T* s = scores.data<T>() + n * experts;
+        compute_scores(logits.data<T>() + n * experts, experts, options.score, s);
+        choose_experts(s, pb, experts, k, order);
+        double sum = 0;
+        for (int j = 0; j < k; ++j) sum += s[order[j]];
+        const double norm = options.renormalize ? options.scaling / sum : options.scaling;
+        for (int j = 0; j < k; ++j) {
+          expert_ids.data<int32_t>()[n * k + j] = order[j];
+          probs.data<T>()[n * k + j] = static_cast<T>(s[order[j]] * norm);
+        }
+      }
+    }
+  });
+}
+
+void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const Tensor& scores,
+                          const RouterTopkOptions& options, Tensor& dlogits, Stream&) {
+  const int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  const int k = options.k;
+  const int32_t* ids = expert_ids.data<int32_t>();
+  for (int64_t i = 0; i < tokens * k; ++i)
+    MOE_CHECK(ids[i] >= 0 && ids[i] < experts, "router_topk_backward: expert_ids[", i / k, ", ",
+              i % k, "] = ", ids[i], " is outside [0, ", experts, ")");
+  float_dispatch(scores.dtype(), "router_topk_backward", [&]<typename T>() {
+#pragma omp parallel
+    {
+      std::vector<double> dscores(static_cast<size_t>(experts));
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < tokens; ++n) {
+        const T* s = scores.data<T>() + n * experts;
+        const T* dp = dprobs.data<T>() + n * k;
+        const int32_t* chosen = ids + n * k;
+        std::fill(dscores.begin(), dscores.end(), 0.0);
+        double sum = 0, weighted = 0;  // S = sum of chosen scores, sum_j dp_j * s_j
+        for (int j = 0; j < k; ++j) {
+          sum += s[chosen[j]];
+          weighted += static_cast<double>(dp[j]) * s[chosen[j]];
+        }
+        for (int j = 0; j < k; ++j) {
+          dscores[chosen[j]] += options.renormalize
+                                    ? options.scaling * (dp[j] / sum - weighted / (sum * sum))
+                                    : options.scaling * static_cast<double>(dp[j]);
+        }
+        T* dl = dlogits.data<T>() + n * experts;
+        if (options.score == RouterScore::sigmoid) {
+          for (int64_t e = 0; e < experts; ++e)
+            dl[e] = static_cast<T>(dscores[e] * s[e] * (1.0 - s[e]));
+        } else {
+          double dot = 0;
+          for (int64_t e = 0; e < experts; ++e) dot += dscores[e] * s[e];
+          for (int64_t e = 0; e < experts; ++e) dl[e] = static_cast<T>(s[e] * (dscores[e] - dot));
+        }
+      }
+    }
+  });
 }
 
 }  // namespace moe::cpu

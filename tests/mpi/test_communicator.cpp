@@ -18,9 +18,13 @@
 #include "parallel/communicator.h"
 #include "parallel/mpi_check.h"
 #include "parallel/mpi_communicator.h"
+#include "tests/support/error_message.h"
 
 namespace moe {
 namespace {
+
+using testing::input_error_message;
+using testing::mentions;
 
 class CommunicatorTest : public ::testing::Test {
  protected:
@@ -60,28 +64,6 @@ void check_all_reduce(Communicator& comm, ReduceOp op, Value value) {
   Stream stream;
   comm.all_reduce(x, op, stream);
   EXPECT_EQ(x.to_vector<T>(), expected) << dtype_name(x.dtype()) << " " << op_name(op);
-}
-
-template <typename Call>
-std::string input_error_message(Call&& call) {
-  std::string message;
-  EXPECT_THROW(
-      {
-        try {
-          call();
-        } catch (const InputError& e) {
-          message = e.what();
-          throw;
-        }
-      },
-      InputError);
-  return message;
-}
-
-::testing::AssertionResult mentions(const std::string& message, const std::string& fragment) {
-  if (message.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "message \"" << message << "\" does not mention \"" << fragment << "\"";
 }
 
 // Lets a test make tensors tagged cuda:0 without a GPU: while alive, it is the registered CUDA

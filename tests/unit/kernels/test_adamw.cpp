@@ -9,11 +9,15 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
 namespace {
+
+using testing::input_error_message;
+using testing::mentions;
 
 using ops::AdamWOptions;
 
@@ -44,28 +48,6 @@ struct ScalarAdamW {
     p = p * (1 - lr * wd) - lr * m_hat / (std::sqrt(v_hat) + eps);
   }
 };
-
-template <typename Call>
-std::string input_error_message(Call&& call) {
-  std::string message;
-  EXPECT_THROW(
-      {
-        try {
-          call();
-        } catch (const InputError& e) {
-          message = e.what();
-          throw;
-        }
-      },
-      InputError);
-  return message;
-}
-
-::testing::AssertionResult mentions(const std::string& message, const std::string& fragment) {
-  if (message.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "message \"" << message << "\" does not mention \"" << fragment << "\"";
-}
 
 // With m = v = 0, step 1 gives m_hat = g and v_hat = g^2, so the update is g / (|g| + eps).
 TEST(AdamW, FirstStepMovesEachParameterByLrTimesSignOfGrad) {

@@ -11,11 +11,14 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
 namespace {
+
+using testing::input_error_message;
 
 using testing::all_close;
 using testing::random_tensor;
@@ -114,18 +117,6 @@ void expect_gradients_match(const Case& c) {
   const auto loss = [&] { return testing::dot(attention(in, scale).out, projection); };
   EXPECT_TRUE(
       testing::gradients_match(loss, {{"q", in.q, g.dq}, {"k", in.k, g.dk}, {"v", in.v, g.dv}}));
-}
-
-// Expects call to throw InputError and returns its message.
-std::string input_error_message(const std::function<void()>& call) {
-  std::string message;
-  EXPECT_THROW(
-      try { call(); } catch (const InputError& e) {
-        message = e.what();
-        throw;
-      },
-      InputError);
-  return message;
 }
 
 TEST(Attention, ForwardMatchesNaiveReference) {

@@ -8,11 +8,15 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
 namespace {
+
+using testing::input_error_message;
+using testing::mentions;
 
 constexpr int kIgnore = -100;
 
@@ -40,29 +44,6 @@ Tensor backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, 
 
 Tensor targets_of(const std::vector<int32_t>& values) {
   return Tensor::from_vector<int32_t>({static_cast<int64_t>(values.size())}, values);
-}
-
-// The message of the InputError that `call` throws (the test fails when it throws nothing).
-template <typename Call>
-std::string input_error_message(Call&& call) {
-  std::string message;
-  EXPECT_THROW(
-      {
-        try {
-          call();
-        } catch (const InputError& e) {
-          message = e.what();
-          throw;
-        }
-      },
-      InputError);
-  return message;
-}
-
-::testing::AssertionResult mentions(const std::string& message, const std::string& fragment) {
-  if (message.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "message \"" << message << "\" does not mention \"" << fragment << "\"";
 }
 
 TEST(CrossEntropy, GradientMatchesFiniteDifferencesWithIgnoredRows) {

@@ -8,11 +8,14 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
 namespace {
+
+using testing::input_error_message;
 
 using testing::all_close;
 using testing::random_tensor;
@@ -35,18 +38,6 @@ Tensor rope_inverse(const Tensor& dout, const Tensor& positions, float theta = k
   Tensor dx = Tensor::empty(dout.shape(), dout.dtype());
   ops::rope_backward(dout, positions, theta, dx, stream);
   return dx;
-}
-
-// Expects call to throw InputError and returns its message.
-std::string input_error_message(const std::function<void()>& call) {
-  std::string message;
-  EXPECT_THROW(
-      try { call(); } catch (const InputError& e) {
-        message = e.what();
-        throw;
-      },
-      InputError);
-  return message;
 }
 
 TEST(Rope, MatchesHandRotation) {

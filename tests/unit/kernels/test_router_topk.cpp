@@ -1,1 +1,164 @@
+// router top-k: fp64 gradients for every scoring mode, the selection rules (descending order, ties
+// to the lower id, the bias choosing without weighting), the gate values against their definitions,
+// and the argument errors.
+#include <cmath>
+#include <limits>
+#include <vector>
+
 #include <gtest/gtest.h>
+
+#include "kernels/ops.h"
+#include "tests/support/error_message.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
+
+namespace moe {
+namespace {
+
+using ops::RouterScore;
+using ops::RouterTopkOptions;
+using testing::input_error_message;
+using testing::mentions;
+using testing::random_tensor;
+
+struct RouterOut {
+  Tensor probs, expert_ids, scores;
+};
+
+RouterOut route(const Tensor& logits, const RouterTopkOptions& options, const Tensor& bias = {}) {
+  Stream stream;
+  const int64_t tokens = logits.dim(0);
+  RouterOut out{Tensor::empty({tokens, options.k}, logits.dtype()),
+                Tensor::empty({tokens, options.k}, DType::i32),
+                Tensor::empty(logits.shape(), logits.dtype())};
+  ops::router_topk_forward(logits, bias, options, out.probs, out.expert_ids, out.scores, stream);
+  return out;
+}
+
+Tensor row_of(const std::vector<double>& values) {
+  return Tensor::from_vector<double>({1, static_cast<int64_t>(values.size())}, values);
+}
+
+std::vector<int32_t> ids_of(const RouterOut& out) { return out.expert_ids.to_vector<int32_t>(); }
+
+// Every combination of score function, renormalization and scaling, with and without a bias large
+// enough to override the scores. Random logits keep the keys of neighbouring experts far apart
+// compared with the finite-difference step, so the selection is the same on both sides of it.
+TEST(RouterTopk, GradientMatchesFiniteDifferencesInEveryMode) {
+  const int64_t tokens = 5, experts = 6;
+  const Tensor bias = Tensor::from_vector<double>({experts}, {0, 0, 4, 0, 0, 4});
+  for (RouterScore score : {RouterScore::softmax, RouterScore::sigmoid})
+    for (bool renormalize : {true, false})
+      for (float scaling : {1.0f, 2.5f})
+        for (bool with_bias : {false, true}) {
+          const RouterTopkOptions options{3, score, renormalize, scaling};
+          Tensor logits = random_tensor({tokens, experts}, DType::f64, 21, -2.0, 2.0);
+          const Tensor projection = random_tensor({tokens, options.k}, DType::f64, 22);
+          const Tensor used_bias = with_bias ? bias : Tensor();
+          auto loss = [&] {
+            return testing::dot(route(logits, options, used_bias).probs, projection);
+          };
+          const RouterOut out = route(logits, options, used_bias);
+          Tensor dlogits = testing::zeros_like(logits);
+          Stream stream;
+          ops::router_topk_backward(projection, out.expert_ids, out.scores, options, dlogits,
+                                    stream);
+          EXPECT_TRUE(testing::gradients_match(loss, {{"logits", logits, dlogits}}))
+              << "score=" << (score == RouterScore::softmax ? "softmax" : "sigmoid")
+              << " renormalize=" << renormalize << " scaling=" << scaling << " bias=" << with_bias;
+        }
+}
+
+TEST(RouterTopk, ChoosesInDescendingOrderWithTiesToTheLowerId) {
+  const RouterTopkOptions top2{2, RouterScore::softmax, false, 1.0f};
+  EXPECT_EQ(ids_of(route(row_of({0, 2, 1, 3}), top2)), (std::vector<int32_t>{3, 1}));
+  EXPECT_EQ(ids_of(route(row_of({1, 3, 3, 0}), top2)), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(ids_of(route(row_of({5, 5, 5, 5, 5}), {4, RouterScore::sigmoid, true, 1.0f})),
+            (std::vector<int32_t>{0, 1, 2, 3}));
+  // A NaN logit ranks last under sigmoid scores instead of corrupting the order.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(ids_of(route(row_of({nan, 1, 2}), {2, RouterScore::sigmoid, false, 1.0f})),
+            (std::vector<int32_t>{2, 1}));
+}
+
+TEST(RouterTopk, BiasChoosesExpertsButGatesAreTheRawScores) {
+  const std::vector<double> logits = {2, 1, 0, -1};
+  const Tensor bias = Tensor::from_vector<double>({4}, {0, 0, 10, 0});
+  const RouterOut out = route(row_of(logits), {2, RouterScore::softmax, false, 1.0f}, bias);
+  EXPECT_EQ(ids_of(out), (std::vector<int32_t>{2, 0}));
+  double sum = 0;
+  for (double l : logits) sum += std::exp(l);
+  EXPECT_TRUE(testing::all_close(
+      out.probs, row_of({std::exp(logits[2]) / sum, std::exp(logits[0]) / sum}), 1e-15, 1e-14));
+}
+
+// With renormalization, softmax top-k gates equal a softmax over the chosen logits alone.
+TEST(RouterTopk, RenormalizedSoftmaxGatesAreSoftmaxOverTheChosenLogits) {
+  const int64_t tokens = 7, experts = 8;
+  const float scaling = 1.5f;
+  const Tensor logits = random_tensor({tokens, experts}, DType::f64, 31, -3.0, 3.0);
+  const RouterOut out = route(logits, {3, RouterScore::softmax, true, scaling});
+  const std::vector<int32_t> ids = ids_of(out);
+  Tensor expected = Tensor::empty({tokens, 3}, DType::f64);
+  for (int64_t n = 0; n < tokens; ++n) {
+    const double* row = logits.data<double>() + n * experts;
+    double sum = 0;
+    for (int j = 0; j < 3; ++j) sum += std::exp(row[ids[n * 3 + j]]);
+    for (int j = 0; j < 3; ++j)
+      expected.data<double>()[n * 3 + j] = scaling * std::exp(row[ids[n * 3 + j]]) / sum;
+  }
+  EXPECT_TRUE(testing::all_close(out.probs, expected, 1e-15, 1e-13));
+}
+
+TEST(RouterTopk, SigmoidScoresAndUnnormalizedScaledGates) {
+  const std::vector<double> logits = {-1.5, 0.25, 3, 0.5};
+  const RouterOut out = route(row_of(logits), {2, RouterScore::sigmoid, false, 2.0f});
+  Tensor expected_scores = row_of(logits);
+  for (int64_t e = 0; e < 4; ++e)
+    expected_scores.data<double>()[e] = 1.0 / (1.0 + std::exp(-logits[e]));
+  EXPECT_TRUE(testing::all_close(out.scores, expected_scores, 1e-15, 1e-14));
+  EXPECT_EQ(ids_of(out), (std::vector<int32_t>{2, 3}));
+  EXPECT_TRUE(testing::all_close(
+      out.probs, row_of({2.0 / (1.0 + std::exp(-3.0)), 2.0 / (1.0 + std::exp(-0.5))}), 1e-15,
+      1e-14));
+}
+
+TEST(RouterTopk, Float32AgreesWithFloat64) {
+  const RouterTopkOptions options{2, RouterScore::softmax, true, 1.0f};
+  const Tensor logits64 = random_tensor({16, 8}, DType::f64, 41, -3.0, 3.0);
+  const Tensor logits32 = random_tensor({16, 8}, DType::f32, 41, -3.0, 3.0);
+  const RouterOut out64 = route(logits64, options), out32 = route(logits32, options);
+  EXPECT_EQ(ids_of(out32), ids_of(out64));
+  EXPECT_TRUE(testing::all_close(out32.probs, out64.probs, 1e-6, 1e-6));
+}
+
+TEST(RouterTopk, RejectsBadArguments) {
+  Stream stream;
+  const Tensor logits = Tensor::zeros({3, 4}, DType::f32);
+  Tensor probs = Tensor::zeros({3, 2}, DType::f32), ids = Tensor::zeros({3, 2}, DType::i32);
+  Tensor scores = Tensor::zeros({3, 4}, DType::f32);
+  const RouterTopkOptions top2{2, RouterScore::softmax, true, 1.0f};
+  auto forward = [&](const RouterTopkOptions& options, Tensor& p, Tensor& i, const Tensor& bias) {
+    return input_error_message(
+        [&] { ops::router_topk_forward(logits, bias, options, p, i, scores, stream); });
+  };
+  EXPECT_TRUE(mentions(forward({0, RouterScore::softmax, true, 1.0f}, probs, ids, {}),
+                       "top-k must be in [1, 4] (the number of experts), got 0"));
+  EXPECT_TRUE(mentions(forward({5, RouterScore::softmax, true, 1.0f}, probs, ids, {}), "got 5"));
+  Tensor wide_probs = Tensor::zeros({3, 3}, DType::f32);
+  EXPECT_TRUE(mentions(forward(top2, wide_probs, ids, {}), "probs"));
+  Tensor float_ids = Tensor::zeros({3, 2}, DType::f32);
+  EXPECT_TRUE(mentions(forward(top2, probs, float_ids, {}), "expert_ids"));
+  EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({5}, DType::f32)), "bias"));
+  EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({4}, DType::f64)), "dtypes"));
+
+  Tensor bad_ids = Tensor::from_vector<int32_t>({3, 2}, {0, 1, 2, 3, 4, 0});
+  Tensor dlogits = Tensor::zeros({3, 4}, DType::f32);
+  EXPECT_TRUE(mentions(input_error_message([&] {
+                         ops::router_topk_backward(probs, bad_ids, scores, top2, dlogits, stream);
+                       }),
+                       "expert_ids[2, 0] = 4 is outside [0, 4)"));
+}
+
+}  // namespace
+}  // namespace moe
