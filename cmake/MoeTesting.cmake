@@ -19,7 +19,7 @@ function(moe_add_unit_test name)
   target_link_libraries(${name} PRIVATE ${T_LIBS} moe_test_support GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${MOE_TEST_TIMEOUT}
-                       ENVIRONMENT "OMP_NUM_THREADS=2")
+                       ENVIRONMENT "OMP_NUM_THREADS=2;OMP_WAIT_POLICY=passive")
 endfunction()
 
 function(moe_add_mpi_test name)

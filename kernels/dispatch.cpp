@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/op_checks.h"
+#include "kernels/op_profile.h"
 #if MOE_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif
@@ -30,12 +31,14 @@ namespace moe::ops {
 
 #define MOE_DISPATCH(op, device, ...)                   \
   do {                                                  \
+    const OpProfileScope profile_scope(#op);            \
     if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
     MOE_CUDA_CALL(op, device, __VA_ARGS__);             \
   } while (0)
 
 #define MOE_DISPATCH_CPU_ONLY(op, device, ...)          \
   do {                                                  \
+    const OpProfileScope profile_scope(#op);            \
     if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
     no_cuda_kernel(#op, device);                        \
   } while (0)
@@ -341,13 +344,83 @@ void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterT
                         expert_ids, scores, stream);
 }
 
-void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const Tensor& scores,
-                          const RouterTopkOptions& options, Tensor& dlogits, Stream& stream) {
+void router_topk_backward(const Tensor& dprobs, const Tensor& dscores, const Tensor& expert_ids,
+                          const Tensor& scores, const RouterTopkOptions& options, Tensor& dlogits,
+                          Stream& stream) {
   check_router("router_topk_backward", scores, dprobs, expert_ids, options);
   expect_same_device_and_float_dtype("router_topk_backward", {&scores, &dlogits});
   expect_shape("router_topk_backward", "dlogits", dlogits, scores.shape());
-  MOE_DISPATCH_CPU_ONLY(router_topk_backward, scores.device(), dprobs, expert_ids, scores, options,
-                        dlogits, stream);
+  if (dscores.defined()) {
+    expect_same_device_and_float_dtype("router_topk_backward", {&scores, &dscores});
+    expect_dtype("router_topk_backward", "dscores", dscores, scores.dtype());
+    expect_shape("router_topk_backward", "dscores", dscores, scores.shape());
+  }
+  MOE_DISPATCH_CPU_ONLY(router_topk_backward, scores.device(), dprobs, dscores, expert_ids, scores,
+                        options, dlogits, stream);
+}
+
+// --- router losses --------------------------------------------------------------------------
+
+// group >= 1 and divides the rows of t; returns the number of groups.
+static int64_t check_groups(const char* op, const char* arg, const Tensor& t, int64_t group) {
+  MOE_CHECK(group >= 1, op, ": group must be >= 1, got ", group);
+  MOE_CHECK(t.dim(0) % group == 0, op, ": N = ", t.dim(0), " rows of '", arg,
+            "' is not divisible by group = ", group);
+  return t.dim(0) / group;
+}
+
+void moe_expert_counts(const Tensor& expert_ids, int64_t group, int choices, Tensor& counts,
+                       Stream& stream) {
+  const char* op = "moe_expert_counts";
+  expect_same_device_and_float_dtype(op, {&expert_ids, &counts});
+  expect_ndim(op, "expert_ids", expert_ids, 2);
+  expect_dtype(op, "expert_ids", expert_ids, DType::i32);
+  const int64_t groups = check_groups(op, "expert_ids", expert_ids, group);
+  MOE_CHECK(choices >= 1 && choices <= expert_ids.dim(1), op, ": choices must be in [1, ",
+            expert_ids.dim(1), "] (k), got ", choices);
+  expect_ndim(op, "counts", counts, 2);
+  expect_shape(op, "counts", counts, {groups, counts.dim(1)});
+  expect_dtype(op, "counts", counts, DType::i64);
+  MOE_DISPATCH_CPU_ONLY(moe_expert_counts, counts.device(), expert_ids, group, choices, counts,
+                        stream);
+}
+
+// full[N,E] and its per-group reduction reduced[N/group,E].
+static void check_group_rows(const char* op, const char* full_arg, const Tensor& full,
+                             int64_t group, const char* reduced_arg, const Tensor& reduced) {
+  expect_same_device_and_float_dtype(op, {&full, &reduced});
+  expect_ndim(op, full_arg, full, 2);
+  expect_shape(op, reduced_arg, reduced, {check_groups(op, full_arg, full, group), full.dim(1)});
+}
+
+void group_sum(const Tensor& x, int64_t group, Tensor& out, Stream& stream) {
+  check_group_rows("group_sum", "x", x, group, "out", out);
+  MOE_DISPATCH_CPU_ONLY(group_sum, x.device(), x, group, out, stream);
+}
+
+void group_broadcast(const Tensor& w, int64_t group, Tensor& out, Stream& stream) {
+  check_group_rows("group_broadcast", "out", out, group, "w", w);
+  MOE_DISPATCH_CPU_ONLY(group_broadcast, w.device(), w, group, out, stream);
+}
+
+static void check_logsumexp(const char* op, const Tensor& x, const Tensor& lse) {
+  expect_same_device_and_float_dtype(op, {&x, &lse});
+  expect_ndim(op, "x", x, 2);
+  expect_shape(op, "lse", lse, {x.dim(0)});
+}
+
+void logsumexp_rows(const Tensor& x, Tensor& lse, Stream& stream) {
+  check_logsumexp("logsumexp_rows", x, lse);
+  MOE_DISPATCH_CPU_ONLY(logsumexp_rows, x.device(), x, lse, stream);
+}
+
+void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& dlse, Tensor& dx,
+                             Stream& stream) {
+  check_logsumexp("logsumexp_rows_backward", x, lse);
+  expect_same_device_and_float_dtype("logsumexp_rows_backward", {&x, &dlse, &dx});
+  expect_shape("logsumexp_rows_backward", "dlse", dlse, lse.shape());
+  expect_shape("logsumexp_rows_backward", "dx", dx, x.shape());
+  MOE_DISPATCH_CPU_ONLY(logsumexp_rows_backward, x.device(), x, lse, dlse, dx, stream);
 }
 
 // --- token permutation by expert -------------------------------------------------------------
@@ -369,6 +442,40 @@ void moe_sort_by_expert(const Tensor& expert_ids, int num_experts, Tensor& sorte
   expect_dtype("moe_sort_by_expert", "counts", counts, DType::i64);
   MOE_DISPATCH_CPU_ONLY(moe_sort_by_expert, expert_ids.device(), expert_ids, num_experts,
                         sorted_slots, counts, stream);
+}
+
+// counts is read here, on the host, for every backend: no negative count, and they add up to the
+// sorted slots. Slot values are checked by the backend.
+int64_t moe_apply_capacity(const Tensor& sorted_slots, const Tensor& counts, const Tensor& probs,
+                           int64_t capacity, DropPolicy policy, Tensor& kept_slots,
+                           Tensor& kept_counts, Stream& stream) {
+  const char* op = "moe_apply_capacity";
+  expect_same_device_and_float_dtype(op, {&sorted_slots, &probs, &kept_slots, &kept_counts});
+  check_sorted_slots(op, sorted_slots);
+  expect_ndim(op, "counts", counts, 1);
+  expect_dtype(op, "counts", counts, DType::i64);
+  MOE_CHECK(counts.is_cpu(), op, ": counts must be a host tensor, got ", counts.str());
+  expect_ndim(op, "probs", probs, 2);
+  expect_float(op, "probs", probs);
+  MOE_CHECK(sorted_slots.numel() <= probs.numel(), op, ": ", sorted_slots.numel(),
+            " sorted slots for probs ", probs.shape().str());
+  MOE_CHECK(capacity >= 0, op, ": capacity must be >= 0, got ", capacity);
+  expect_ndim(op, "kept_slots", kept_slots, 1);
+  expect_dtype(op, "kept_slots", kept_slots, DType::i32);
+  MOE_CHECK(kept_slots.numel() >= sorted_slots.numel(), op, ": kept_slots has ", kept_slots.numel(),
+            " elements, fewer than the ", sorted_slots.numel(), " sorted slots");
+  expect_shape(op, "kept_counts", kept_counts, counts.shape());
+  expect_dtype(op, "kept_counts", kept_counts, DType::i64);
+  int64_t total = 0;
+  for (int64_t e = 0; e < counts.numel(); ++e) {
+    const int64_t count = counts.data<int64_t>()[e];
+    MOE_CHECK(count >= 0, op, ": counts[", e, "] = ", count, " is negative");
+    total += count;
+  }
+  MOE_CHECK(total == sorted_slots.numel(), op, ": counts add up to ", total, ", but there are ",
+            sorted_slots.numel(), " sorted slots");
+  MOE_DISPATCH_CPU_ONLY(moe_apply_capacity, sorted_slots.device(), sorted_slots, counts, probs,
+                        capacity, policy, kept_slots, kept_counts, stream);
 }
 
 static void check_permute(const char* op, const Tensor& tokens, const Tensor& sorted_slots, int k,

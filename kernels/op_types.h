@@ -11,6 +11,9 @@ struct RouterTopkOptions {
   float scaling = 1.0f;     // routed scaling factor applied to the gate weights
 };
 
+// Which assignments an over-capacity expert drops (moe_apply_capacity).
+enum class DropPolicy { probs, position };
+
 struct AdamWOptions {
   float lr = 1e-3f;
   float beta1 = 0.9f;

@@ -2,18 +2,15 @@
 //
 // Conventions (DESIGN.md §3, STYLE-ANCHORS.md §2.4):
 // - Every op takes explicit output tensors and the stream last; nothing allocates behind the
-// caller.
+//   caller.
 // - All tensors of one call live on one device. The CPU backend computes in f32 or f64 (f64 exists
-// so
-//   that finite-difference gradient checks run the real kernels in double precision).
+//   so that finite-difference gradient checks run the real kernels in double precision).
 // - Backward ops ASSIGN activation gradients and ACCUMULATE (+=) parameter gradients (the weights
-// of
-//   embedding, rmsnorm, and both operands of matmul_backward).
+//   of embedding, rmsnorm, and both operands of matmul_backward).
 // - Shapes use the letters: N tokens (rows), D model dim, F ffn dim, V vocab, E experts, k top-k,
 //   B batch, T sequence, H heads, hd head dim, R permuted rows.
 // - Bad shapes, dtypes, devices or index values throw InputError naming the op, the argument, what
-// it
-//   got and what was expected. dispatch.cpp does these checks, once, for every backend.
+//   it got and what was expected. dispatch.cpp does these checks, once, for every backend.
 #pragma once
 
 #include <vector>

@@ -1,4 +1,5 @@
-# Shared by launch/quickstart.sh and tests/run.sh: install what is missing, then configure and build.
+# Shared by launch/quickstart.sh, launch/prepare_corpus.sh and tests/run.sh: install what is
+# missing, then configure and build.
 # Sourced, not run. Idempotent: packages already present are not touched, and a second build only
 # recompiles what changed (ninja + ccache).
 
@@ -7,6 +8,7 @@ MOE_PACKAGES=(
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev
   libgtest-dev libbenchmark-dev
+  python3-matplotlib bible-kjv
 )
 
 moe_install_packages() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: install missing packages, build (CUDA code too when nvcc is present), run
-# every ctest test (unit, mpi, cuda: the cuda tests skip without a GPU) and exit non-zero on any
+# every ctest test (unit, mpi, e2e, cuda: the cuda tests skip without a GPU) and exit non-zero on any
 # failure. .ci/run calls this; so can you.
 # Environment: MOE_BUILD_DIR (default build), MOE_CMAKE_ARGS (extra CMake flags), CTEST_ARGS (e.g.
 # "-L unit" or "-R communicator").
@@ -9,6 +9,7 @@ MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
 
 moe_install_and_build
+bash "$MOE_ROOT/launch/prepare_corpus.sh"  # the e2e tests train on it
 
 cd "$MOE_BUILD_DIR"
 ctest --output-on-failure --parallel "$(nproc)" ${CTEST_ARGS:-}

@@ -12,6 +12,7 @@
 namespace moe::cpu {
 
 using ops::AdamWOptions;
+using ops::DropPolicy;
 using ops::RouterScore;
 using ops::RouterTopkOptions;
 

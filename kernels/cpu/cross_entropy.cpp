@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/float_dispatch.h"
+#include "kernels/cpu/logsumexp.h"
 
 namespace moe::cpu {
 
@@ -35,11 +36,7 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int igno
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
       const T* row = px + n * vocab;
-      double max = -INFINITY;
-      for (int64_t v = 0; v < vocab; ++v) max = std::fmax(max, static_cast<double>(row[v]));
-      double sum = 0;
-      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
-      const double row_lse = max + std::log(sum);
+      const double row_lse = logsumexp(row, vocab);
       plse[n] = static_cast<T>(row_lse);
       ploss[n] = pt[n] == ignore_index ? T(0) : static_cast<T>(row_lse - row[pt[n]]);
     }

@@ -5,8 +5,8 @@
 //   ranks; the gate weights are the raw scores of the chosen experts.
 // - Gates: optionally divided by their sum over the k chosen, then multiplied by the scaling.
 // Backward runs the chain in reverse: scaling, the renormalization quotient, then the softmax
-// Jacobian s_e (g_e - sum_f s_f g_f) or the sigmoid derivative s (1 - s). Selection has no
-// gradient.
+// Jacobian s_e (g_e - sum_f s_f g_f) or the sigmoid derivative s (1 - s), where g is the gradient
+// at the scores: the optional dscores plus what flows back from dprobs. Selection has no gradient.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -77,8 +77,9 @@ void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterT
   });
 }
 
-void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const Tensor& scores,
-                          const RouterTopkOptions& options, Tensor& dlogits, Stream&) {
+void router_topk_backward(const Tensor& dprobs, const Tensor& dscores, const Tensor& expert_ids,
+                          const Tensor& scores, const RouterTopkOptions& options, Tensor& dlogits,
+                          Stream&) {
   const int64_t tokens = scores.dim(0), experts = scores.dim(1);
   const int k = options.k;
   const int32_t* ids = expert_ids.data<int32_t>();
@@ -88,31 +89,33 @@ void router_topk_backward(const Tensor& dprobs, const Tensor& expert_ids, const 
   float_dispatch(scores.dtype(), "router_topk_backward", [&]<typename T>() {
 #pragma omp parallel
     {
-      std::vector<double> dscores(static_cast<size_t>(experts));
+      std::vector<double> g(static_cast<size_t>(experts));  // the gradient at this row's scores
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < tokens; ++n) {
         const T* s = scores.data<T>() + n * experts;
         const T* dp = dprobs.data<T>() + n * k;
         const int32_t* chosen = ids + n * k;
-        std::fill(dscores.begin(), dscores.end(), 0.0);
+        if (dscores.defined())
+          std::copy_n(dscores.data<T>() + n * experts, experts, g.begin());
+        else
+          std::fill(g.begin(), g.end(), 0.0);
         double sum = 0, weighted = 0;  // S = sum of chosen scores, sum_j dp_j * s_j
         for (int j = 0; j < k; ++j) {
           sum += s[chosen[j]];
           weighted += static_cast<double>(dp[j]) * s[chosen[j]];
         }
         for (int j = 0; j < k; ++j) {
-          dscores[chosen[j]] += options.renormalize
-                                    ? options.scaling * (dp[j] / sum - weighted / (sum * sum))
-                                    : options.scaling * static_cast<double>(dp[j]);
+          g[chosen[j]] += options.renormalize
+                              ? options.scaling * (dp[j] / sum - weighted / (sum * sum))
+                              : options.scaling * static_cast<double>(dp[j]);
         }
         T* dl = dlogits.data<T>() + n * experts;
         if (options.score == RouterScore::sigmoid) {
-          for (int64_t e = 0; e < experts; ++e)
-            dl[e] = static_cast<T>(dscores[e] * s[e] * (1.0 - s[e]));
+          for (int64_t e = 0; e < experts; ++e) dl[e] = static_cast<T>(g[e] * s[e] * (1.0 - s[e]));
         } else {
           double dot = 0;
-          for (int64_t e = 0; e < experts; ++e) dot += dscores[e] * s[e];
-          for (int64_t e = 0; e < experts; ++e) dl[e] = static_cast<T>(s[e] * (dscores[e] - dot));
+          for (int64_t e = 0; e < experts; ++e) dot += g[e] * s[e];
+          for (int64_t e = 0; e < experts; ++e) dl[e] = static_cast<T>(s[e] * (g[e] - dot));
         }
       }
     }

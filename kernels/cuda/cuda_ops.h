@@ -13,6 +13,7 @@
 namespace moe::cuda {
 
 using ops::AdamWOptions;
+using ops::DropPolicy;
 using ops::RouterScore;
 using ops::RouterTopkOptions;
 

@@ -65,7 +65,9 @@ TEST(MoePermute, SortOfRandomRoutingIsAStablePartition) {
   for (int e = 0; e < experts; ++e)
     for (int64_t i = 0; i < counts[e]; ++i, ++r) {
       ASSERT_EQ(choices[slots[r]], e) << "row " << r;
-      if (i > 0) EXPECT_LT(slots[r - 1], slots[r]) << "expert " << e << " is not in token order";
+      if (i > 0) {
+        EXPECT_LT(slots[r - 1], slots[r]) << "expert " << e << " is not in token order";
+      }
       EXPECT_FALSE(seen[slots[r]]) << "slot " << slots[r] << " listed twice";
       seen[slots[r]] = true;
     }

@@ -1,6 +1,6 @@
-// router top-k: fp64 gradients for every scoring mode, the selection rules (descending order, ties
-// to the lower id, the bias choosing without weighting), the gate values against their definitions,
-// and the argument errors.
+// router top-k: fp64 gradients for every scoring mode (also with a gradient at the scores), the
+// selection rules (descending order, ties to the lower id, the bias choosing without weighting),
+// the gate values against their definitions, and the argument errors.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -61,12 +61,35 @@ TEST(RouterTopk, GradientMatchesFiniteDifferencesInEveryMode) {
           const RouterOut out = route(logits, options, used_bias);
           Tensor dlogits = testing::zeros_like(logits);
           Stream stream;
-          ops::router_topk_backward(projection, out.expert_ids, out.scores, options, dlogits,
-                                    stream);
+          ops::router_topk_backward(projection, Tensor(), out.expert_ids, out.scores, options,
+                                    dlogits, stream);
           EXPECT_TRUE(testing::gradients_match(loss, {{"logits", logits, dlogits}}))
               << "score=" << (score == RouterScore::softmax ? "softmax" : "sigmoid")
               << " renormalize=" << renormalize << " scaling=" << scaling << " bias=" << with_bias;
         }
+}
+
+// A loss that also reads the scores directly (as the load-balancing loss does): its gradient
+// dscores joins the one from the gates before the softmax/sigmoid backward.
+TEST(RouterTopk, GradientWithScoresTermMatchesFiniteDifferences) {
+  const int64_t tokens = 5, experts = 6;
+  for (RouterScore score : {RouterScore::softmax, RouterScore::sigmoid}) {
+    const RouterTopkOptions options{2, score, true, 1.5f};
+    Tensor logits = random_tensor({tokens, experts}, DType::f64, 23, -2.0, 2.0);
+    const Tensor gate_projection = random_tensor({tokens, options.k}, DType::f64, 24);
+    const Tensor score_projection = random_tensor({tokens, experts}, DType::f64, 25);
+    auto loss = [&] {
+      const RouterOut out = route(logits, options);
+      return testing::dot(out.probs, gate_projection) + testing::dot(out.scores, score_projection);
+    };
+    const RouterOut out = route(logits, options);
+    Tensor dlogits = testing::zeros_like(logits);
+    Stream stream;
+    ops::router_topk_backward(gate_projection, score_projection, out.expert_ids, out.scores,
+                              options, dlogits, stream);
+    EXPECT_TRUE(testing::gradients_match(loss, {{"logits", logits, dlogits}}))
+        << "score=" << (score == RouterScore::softmax ? "softmax" : "sigmoid");
+  }
 }
 
 TEST(RouterTopk, ChoosesInDescendingOrderWithTiesToTheLowerId) {
@@ -152,12 +175,19 @@ TEST(RouterTopk, RejectsBadArguments) {
   EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({5}, DType::f32)), "bias"));
   EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({4}, DType::f64)), "dtypes"));
 
-  Tensor bad_ids = Tensor::from_vector<int32_t>({3, 2}, {0, 1, 2, 3, 4, 0});
   Tensor dlogits = Tensor::zeros({3, 4}, DType::f32);
-  EXPECT_TRUE(mentions(input_error_message([&] {
-                         ops::router_topk_backward(probs, bad_ids, scores, top2, dlogits, stream);
-                       }),
-                       "expert_ids[2, 0] = 4 is outside [0, 4)"));
+  auto backward = [&](const Tensor& dscores, const Tensor& expert_ids) {
+    return input_error_message([&] {
+      ops::router_topk_backward(probs, dscores, expert_ids, scores, top2, dlogits, stream);
+    });
+  };
+  const Tensor bad_ids = Tensor::from_vector<int32_t>({3, 2}, {0, 1, 2, 3, 4, 0});
+  EXPECT_TRUE(mentions(backward({}, bad_ids), "expert_ids[2, 0] = 4 is outside [0, 4)"));
+  EXPECT_TRUE(mentions(backward(Tensor::zeros({3, 5}, DType::f32), ids),
+                       "argument 'dscores' has shape [3, 5], expected [3, 4]"));
+  EXPECT_TRUE(mentions(backward(Tensor::zeros({3, 4}, DType::f64), ids), "dtypes"));
+  EXPECT_TRUE(mentions(backward(Tensor::zeros({3, 4}, DType::i32), ids),
+                       "argument 'dscores' has dtype i32, expected f32"));
 }
 
 }  // namespace

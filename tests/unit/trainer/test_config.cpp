@@ -52,7 +52,7 @@ TEST(Config, QuickstartParses) {
   EXPECT_EQ(c.moe.num_experts, 8);
   EXPECT_EQ(c.moe.top_k, 2);
   EXPECT_EQ(c.data.seq_len, 128);
-  EXPECT_EQ(c.data.path, "data/kjv.txt");
+  EXPECT_EQ(c.data.path, "corpora/kjv.txt");
   EXPECT_EQ(c.train.device, "cpu");
 }
 

@@ -1,0 +1,85 @@
+// The reductions the router's auxiliary losses are built from, on the CPU.
+// - moe_expert_counts counts the first `choices` columns of expert_ids per run of `group` tokens
+//   (the load-balancing loss's f_e per micro-batch or sequence). It runs serially: it checks every
+//   id it reads, and an exception must not leave a parallel region.
+// - group_sum sums rows per group in double (OpenMP over groups); group_broadcast, its adjoint and
+//   so its backward, copies each group's row back to the group's rows (OpenMP over rows).
+// - logsumexp_rows is max-subtracted with the sum in double, stable for any logit scale (the
+//   z-loss). Its backward recomputes softmax = exp(x - lse) from the saved lse and accumulates.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/float_dispatch.h"
+#include "kernels/cpu/logsumexp.h"
+
+namespace moe::cpu {
+
+void moe_expert_counts(const Tensor& expert_ids, int64_t group, int choices, Tensor& counts,
+                       Stream&) {
+  const int32_t* ids = expert_ids.data<int32_t>();
+  const int64_t tokens = expert_ids.dim(0), k = expert_ids.dim(1), experts = counts.dim(1);
+  int64_t* count = counts.data<int64_t>();
+  std::fill_n(count, counts.numel(), 0);
+  for (int64_t n = 0; n < tokens; ++n)
+    for (int64_t j = 0; j < choices; ++j) {
+      const int32_t e = ids[n * k + j];
+      MOE_CHECK(e >= 0 && e < experts, "moe_expert_counts: expert_ids[", n, ", ", j, "] = ", e,
+                " is outside [0, ", experts, ")");
+      ++count[(n / group) * experts + e];
+    }
+}
+
+void group_sum(const Tensor& x, int64_t group, Tensor& out, Stream&) {
+  const int64_t groups = out.dim(0), width = out.dim(1);
+  float_dispatch(x.dtype(), "group_sum", [&]<typename T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t c = 0; c < width; ++c) {
+        double sum = 0;
+        for (int64_t n = g * group; n < (g + 1) * group; ++n) sum += px[n * width + c];
+        po[g * width + c] = static_cast<T>(sum);
+      }
+  });
+}
+
+void group_broadcast(const Tensor& w, int64_t group, Tensor& out, Stream&) {
+  const int64_t rows = out.dim(0), width = out.dim(1);
+  float_dispatch(w.dtype(), "group_broadcast", [&]<typename T>() {
+    const T* pw = w.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) std::copy_n(pw + (n / group) * width, width, po + n * width);
+  });
+}
+
+void logsumexp_rows(const Tensor& x, Tensor& lse, Stream&) {
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  float_dispatch(x.dtype(), "logsumexp_rows", [&]<typename T>() {
+    const T* px = x.data<T>();
+    T* pl = lse.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) pl[n] = static_cast<T>(logsumexp(px + n * width, width));
+  });
+}
+
+void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& dlse, Tensor& dx,
+                             Stream&) {
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  float_dispatch(x.dtype(), "logsumexp_rows_backward", [&]<typename T>() {
+    const T* px = x.data<T>();
+    const T* pl = lse.data<T>();
+    const T* pd = dlse.data<T>();
+    T* pdx = dx.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n)
+      for (int64_t c = 0; c < width; ++c) {
+        const double softmax = std::exp(static_cast<double>(px[n * width + c]) - pl[n]);
+        pdx[n * width + c] += static_cast<T>(pd[n] * softmax);
+      }
+  });
+}
+
+}  // namespace moe::cpu

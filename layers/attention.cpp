@@ -1,0 +1,107 @@
+#include "layers/attention.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Attention::Attention(ParameterStore& store, const std::string& name, const ModelConfig& config)
+    : n_heads_(config.n_heads),
+      n_kv_heads_(config.n_kv_heads),
+      head_dim_(config.effective_head_dim()),
+      rope_theta_(static_cast<float>(config.rope_theta)),
+      norm_eps_(static_cast<float>(config.norm_eps)),
+      wq_(store, name + ".wq", config.d_model, n_heads_ * head_dim_, config.qkv_bias,
+          config.init_std),
+      wk_(store, name + ".wk", config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias,
+          config.init_std),
+      wv_(store, name + ".wv", config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias,
+          config.init_std),
+      wo_(store, name + ".wo", n_heads_ * head_dim_, config.d_model, false, config.init_std) {
+  if (config.qk_norm) {
+    q_norm_ = &store.add(name + ".q_norm.weight", {head_dim_}, Init::ones, 0.0, false);
+    k_norm_ = &store.add(name + ".k_norm.weight", {head_dim_}, Init::ones, 0.0, false);
+  }
+}
+
+void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, const Tensor& x,
+                                   const Tensor& positions, int64_t heads, Tensor& raw,
+                                   Tensor& rstd, Tensor& rotated, Stream& stream) const {
+  const int64_t tokens = x.dim(0);
+  rotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype());
+  Tensor flat = rotated.view({tokens, heads * head_dim_});
+  if (norm) {
+    raw = Tensor::empty({tokens, heads * head_dim_}, x.dtype());
+    rstd = Tensor::empty({tokens * heads}, x.dtype());
+    proj.forward(x, raw, stream);
+    Tensor rows = rotated.view({tokens * heads, head_dim_});
+    ops::rmsnorm_forward(raw.view({tokens * heads, head_dim_}), norm->value, norm_eps_, rows, rstd,
+                         stream);
+  } else {
+    proj.forward(x, flat, stream);
+  }
+  ops::rope_forward(rotated, positions, rope_theta_, rotated, stream);
+}
+
+void Attention::rotate_and_project_backward(const Linear& proj, const Parameter* norm,
+                                            const Tensor& x, const Tensor& positions, int64_t heads,
+                                            const Tensor& raw, const Tensor& rstd,
+                                            const Tensor& drotated, Tensor& dx,
+                                            Stream& stream) const {
+  const int64_t tokens = x.dim(0);
+  Tensor dunrotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype());
+  ops::rope_backward(drotated.view({tokens, heads, head_dim_}), positions, rope_theta_, dunrotated,
+                     stream);
+  Tensor dproj = dunrotated.view({tokens, heads * head_dim_});
+  if (norm) {
+    Tensor draw = Tensor::empty({tokens * heads, head_dim_}, x.dtype());
+    Tensor dweight = norm->grad;
+    ops::rmsnorm_backward(dunrotated.view({tokens * heads, head_dim_}),
+                          raw.view({tokens * heads, head_dim_}), norm->value, rstd, draw, dweight,
+                          stream);
+    dproj = draw.view({tokens, heads * head_dim_});
+  }
+  proj.backward(x, dproj, &dx, true, stream);
+}
+
+void Attention::forward(const Tensor& x, const Tensor& positions, int64_t batch,
+                        AttentionSaved& saved, Tensor& y, Stream& stream) const {
+  const int64_t tokens = x.dim(0), seq_len = tokens / batch;
+  project_and_rotate(wq_, q_norm_, x, positions, n_heads_, saved.q_raw, saved.q_rstd, saved.q,
+                     stream);
+  project_and_rotate(wk_, k_norm_, x, positions, n_kv_heads_, saved.k_raw, saved.k_rstd, saved.k,
+                     stream);
+  saved.v = Tensor::empty({tokens, n_kv_heads_ * head_dim_}, x.dtype());
+  wv_.forward(x, saved.v, stream);
+  saved.q = saved.q.view({batch, seq_len, n_heads_, head_dim_});
+  saved.k = saved.k.view({batch, seq_len, n_kv_heads_, head_dim_});
+  saved.v = saved.v.view({batch, seq_len, n_kv_heads_, head_dim_});
+  saved.out = Tensor::empty({batch, seq_len, n_heads_, head_dim_}, x.dtype());
+  saved.lse = Tensor::empty({batch, n_heads_, seq_len}, x.dtype());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
+  ops::attention_forward(saved.q, saved.k, saved.v, scale, saved.out, saved.lse, stream);
+  wo_.forward(saved.out.view({tokens, n_heads_ * head_dim_}), y, stream);
+}
+
+void Attention::backward(const Tensor& x, const Tensor& positions, const AttentionSaved& saved,
+                         const Tensor& dy, Tensor& dx, Stream& stream) const {
+  const int64_t tokens = x.dim(0);
+  const Tensor out = saved.out.view({tokens, n_heads_ * head_dim_});
+  Tensor dout = Tensor::empty(saved.out.shape(), x.dtype());
+  Tensor dout_flat = dout.view({tokens, n_heads_ * head_dim_});
+  wo_.backward(out, dy, &dout_flat, false, stream);
+  Tensor dq = Tensor::empty(saved.q.shape(), x.dtype());
+  Tensor dk = Tensor::empty(saved.k.shape(), x.dtype());
+  Tensor dv = Tensor::empty(saved.v.shape(), x.dtype());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
+  ops::attention_backward(dout, saved.q, saved.k, saved.v, saved.out, saved.lse, scale, dq, dk, dv,
+                          stream);
+  wv_.backward(x, dv.view({tokens, n_kv_heads_ * head_dim_}), &dx, false, stream);
+  rotate_and_project_backward(wq_, q_norm_, x, positions, n_heads_, saved.q_raw, saved.q_rstd, dq,
+                              dx, stream);
+  rotate_and_project_backward(wk_, k_norm_, x, positions, n_kv_heads_, saved.k_raw, saved.k_rstd,
+                              dk, dx, stream);
+}
+
+}  // namespace moe

@@ -1,0 +1,50 @@
+// Causal grouped-query self-attention with rotary positions (Llama family): q, k, v projections
+// (optional bias), optional RMSNorm over each query and key head (QK-norm, applied before RoPE as
+// in Qwen3/OLMoE), RoPE, the attention op and the output projection.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "layers/linear.h"
+#include "trainer/config.h"
+
+namespace moe {
+
+struct AttentionSaved {
+  Tensor q_raw, k_raw;    // projections before QK-norm, [N, H*hd] (QK-norm only)
+  Tensor q_rstd, k_rstd;  // [N*H] (QK-norm only)
+  Tensor q, k, v;         // what attention read, [B,T,H,hd]
+  Tensor out, lse;        // attention output [B,T,Hq,hd], lse [B,Hq,T]
+};
+
+class Attention {
+ public:
+  Attention(ParameterStore& store, const std::string& name, const ModelConfig& config);
+
+  // x[N,D] with N = batch * seq_len; positions i32[N].
+  void forward(const Tensor& x, const Tensor& positions, int64_t batch, AttentionSaved& saved,
+               Tensor& y, Stream& stream) const;
+  // dx is assigned.
+  void backward(const Tensor& x, const Tensor& positions, const AttentionSaved& saved,
+                const Tensor& dy, Tensor& dx, Stream& stream) const;
+
+ private:
+  // Projection -> (QK-norm) -> RoPE for q or k; raw/rstd stay undefined without QK-norm.
+  void project_and_rotate(const Linear& proj, const Parameter* norm, const Tensor& x,
+                          const Tensor& positions, int64_t heads, Tensor& raw, Tensor& rstd,
+                          Tensor& rotated, Stream& stream) const;
+  // The adjoint of project_and_rotate from drotated; adds to dx.
+  void rotate_and_project_backward(const Linear& proj, const Parameter* norm, const Tensor& x,
+                                   const Tensor& positions, int64_t heads, const Tensor& raw,
+                                   const Tensor& rstd, const Tensor& drotated, Tensor& dx,
+                                   Stream& stream) const;
+
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+  float rope_theta_, norm_eps_;
+  Linear wq_, wk_, wv_, wo_;
+  Parameter* q_norm_ = nullptr;
+  Parameter* k_norm_ = nullptr;
+};
+
+}  // namespace moe

@@ -1,0 +1,88 @@
+#include "layers/block.h"
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Block::Block(ParameterStore& store, int layer, const Config& config)
+    : norm_eps_(static_cast<float>(config.model.norm_eps)),
+      attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight",
+                           {config.model.d_model}, Init::ones, 0.0, false)),
+      ffn_norm_(store.add("layers." + std::to_string(layer) + ".ffn_norm.weight",
+                          {config.model.d_model}, Init::ones, 0.0, false)),
+      attention_(store, "layers." + std::to_string(layer) + ".attn", config.model) {
+  const std::string prefix = "layers." + std::to_string(layer);
+  if (config.moe.is_moe_layer(layer))
+    moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", config.moe, config.model.d_model,
+                                      config.model.init_std);
+  else
+    mlp_ = std::make_unique<Mlp>(store, prefix + ".mlp", config.model.d_model,
+                                 config.model.ffn_hidden, config.model.init_std);
+}
+
+void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch, BlockSaved& saved,
+                        Tensor& out, Stream& stream) const {
+  const int64_t tokens = x.dim(0), d_model = x.dim(1);
+  const DType dtype = x.dtype();
+  saved.x = x;
+  saved.attn_in = Tensor::empty({tokens, d_model}, dtype);
+  saved.attn_rstd = Tensor::empty({tokens}, dtype);
+  ops::rmsnorm_forward(x, attn_norm_.value, norm_eps_, saved.attn_in, saved.attn_rstd, stream);
+  saved.h = Tensor::empty({tokens, d_model}, dtype);
+  attention_.forward(saved.attn_in, positions, batch, saved.attn, saved.h, stream);
+  ops::add(saved.h, x, saved.h, stream);
+
+  saved.ffn_in = Tensor::empty({tokens, d_model}, dtype);
+  saved.ffn_rstd = Tensor::empty({tokens}, dtype);
+  ops::rmsnorm_forward(saved.h, ffn_norm_.value, norm_eps_, saved.ffn_in, saved.ffn_rstd, stream);
+  if (moe_) {
+    moe_->forward(saved.ffn_in, tokens / batch, saved.moe, out, stream);
+    saved.stats = {true, saved.moe.router.aux_loss, saved.moe.router.z_loss, saved.moe.load,
+                   saved.moe.dropped};
+  } else {
+    saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype);
+    mlp_->forward(saved.ffn_in, saved.mlp, out, stream);
+  }
+  ops::add(out, saved.h, out, stream);
+  saved.complete = true;
+}
+
+void Block::forward(const Tensor& x, const Tensor& positions, int64_t batch, bool recompute,
+                    BlockSaved& saved, Tensor& out, Stream& stream) const {
+  run_forward(x, positions, batch, saved, out, stream);
+  if (!recompute) return;
+  BlockStats stats = std::move(saved.stats);
+  saved = BlockSaved{};
+  saved.x = x;
+  saved.stats = std::move(stats);
+}
+
+void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& saved,
+                     const Tensor& dout, double loss_scale, Tensor& dx, Stream& stream) const {
+  if (!saved.complete) {
+    BlockSaved rebuilt;
+    Tensor out = Tensor::empty(saved.x.shape(), saved.x.dtype());
+    run_forward(saved.x, positions, batch, rebuilt, out, stream);
+    backward(positions, batch, rebuilt, dout, loss_scale, dx, stream);
+    return;
+  }
+  const Tensor& x = saved.x;
+  const DType dtype = x.dtype();
+  Tensor dffn_in = Tensor::empty(x.shape(), dtype);
+  if (moe_)
+    moe_->backward(saved.ffn_in, saved.moe, dout, loss_scale, dffn_in, stream);
+  else
+    mlp_->backward(saved.ffn_in, dout, saved.mlp, dffn_in, false, stream);
+  Tensor dh = Tensor::empty(x.shape(), dtype);
+  Tensor ffn_dweight = ffn_norm_.grad;
+  ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.value, saved.ffn_rstd, dh, ffn_dweight, stream);
+  ops::add(dh, dout, dh, stream);
+
+  Tensor dattn_in = Tensor::empty(x.shape(), dtype);
+  attention_.backward(saved.attn_in, positions, saved.attn, dh, dattn_in, stream);
+  Tensor attn_dweight = attn_norm_.grad;
+  ops::rmsnorm_backward(dattn_in, x, attn_norm_.value, saved.attn_rstd, dx, attn_dweight, stream);
+  ops::add(dx, dh, dx, stream);
+}
+
+}  // namespace moe

@@ -1,0 +1,58 @@
+// One pre-norm decoder block: h = x + attn(norm1(x)); out = h + ffn(norm2(h)), where ffn is a
+// dense SwiGLU MLP or an MoE layer.
+//
+// Activation recompute: with `recompute`, forward keeps only the block input and the MoE
+// statistics, and backward runs forward again to rebuild the rest. Forward is deterministic (the
+// router's tie-breaking included), so gradients are identical either way.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "layers/attention.h"
+#include "layers/moe_layer.h"
+
+namespace moe {
+
+// What a block measured in forward, kept even when its activations are dropped.
+struct BlockStats {
+  bool is_moe = false;
+  double aux_loss = 0, z_loss = 0;
+  std::vector<int64_t> load;
+  int64_t dropped = 0;
+};
+
+struct BlockSaved {
+  Tensor x;  // block input: the only activation kept under recompute
+  bool complete = false;
+  Tensor attn_in, attn_rstd, h, ffn_in, ffn_rstd;
+  AttentionSaved attn;
+  MoeSaved moe;
+  FfnSaved mlp;
+  BlockStats stats;
+};
+
+class Block {
+ public:
+  Block(ParameterStore& store, int layer, const Config& config);
+
+  bool is_moe() const { return moe_ != nullptr; }
+  const MoeLayer* moe() const { return moe_.get(); }
+  void forward(const Tensor& x, const Tensor& positions, int64_t batch, bool recompute,
+               BlockSaved& saved, Tensor& out, Stream& stream) const;
+  // dx is assigned; dout and dx may not alias.
+  void backward(const Tensor& positions, int64_t batch, const BlockSaved& saved, const Tensor& dout,
+                double loss_scale, Tensor& dx, Stream& stream) const;
+
+ private:
+  void run_forward(const Tensor& x, const Tensor& positions, int64_t batch, BlockSaved& saved,
+                   Tensor& out, Stream& stream) const;
+
+  float norm_eps_;
+  Parameter &attn_norm_, &ffn_norm_;
+  Attention attention_;
+  std::unique_ptr<Mlp> mlp_;
+  std::unique_ptr<MoeLayer> moe_;
+};
+
+}  // namespace moe

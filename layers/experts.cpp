@@ -1,0 +1,68 @@
+#include "layers/experts.h"
+
+#include <numeric>
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Experts::Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
+                 int64_t hidden, double init_std)
+    : num_experts_(num_experts),
+      d_model_(d_model),
+      hidden_(hidden),
+      w_gate_(store.add(name + ".w_gate", {num_experts, hidden, d_model}, Init::normal, init_std,
+                        true)),
+      w_up_(
+          store.add(name + ".w_up", {num_experts, hidden, d_model}, Init::normal, init_std, true)),
+      w_down_(store.add(name + ".w_down", {num_experts, d_model, hidden}, Init::normal, init_std,
+                        true)) {}
+
+FfnWeights Experts::expert(int e) const {
+  auto slice = [e](const Tensor& t) { return t.narrow(e, 1).view({t.dim(1), t.dim(2)}); };
+  return {slice(w_gate_.value), slice(w_up_.value), slice(w_down_.value),
+          slice(w_gate_.grad),  slice(w_up_.grad),  slice(w_down_.grad)};
+}
+
+template <class Fn>
+void Experts::for_each_block(const std::vector<int64_t>& counts, int64_t total_rows,
+                             ExpertsImpl impl, Fn&& fn) const {
+  MOE_ASSERT(static_cast<int>(counts.size()) == num_experts_, "counts for ", counts.size(),
+             " experts, expected ", num_experts_);
+  MOE_ASSERT(std::accumulate(counts.begin(), counts.end(), int64_t{0}) == total_rows,
+             "expert counts do not add up to the ", total_rows, " permuted rows");
+  int64_t row = 0;
+  for (int e = 0; e < num_experts_; ++e) {
+    if (impl == ExpertsImpl::grouped) {
+      if (counts[e] > 0) fn(e, row, counts[e]);
+      row += counts[e];
+    } else {
+      for (int64_t i = 0; i < counts[e]; ++i) fn(e, row++, int64_t{1});
+    }
+  }
+}
+
+static FfnSaved rows_of(const FfnSaved& saved, int64_t first, int64_t rows) {
+  return {saved.gate.narrow(first, rows), saved.up.narrow(first, rows),
+          saved.hidden.narrow(first, rows)};
+}
+
+void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved,
+                      Tensor& y, Stream& stream, ExpertsImpl impl) const {
+  for_each_block(counts, x.dim(0), impl, [&](int e, int64_t first, int64_t rows) {
+    FfnSaved block = rows_of(saved, first, rows);
+    Tensor out = y.narrow(first, rows);
+    ffn_forward(x.narrow(first, rows), expert(e), block, out, stream);
+  });
+}
+
+void Experts::backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
+                       const FfnSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl) const {
+  for_each_block(counts, x.dim(0), impl, [&](int e, int64_t first, int64_t rows) {
+    Tensor dx_rows = dx.narrow(first, rows);
+    ffn_backward(x.narrow(first, rows), dy.narrow(first, rows), expert(e),
+                 rows_of(saved, first, rows), dx_rows, false, stream);
+  });
+}
+
+}  // namespace moe

@@ -1,0 +1,39 @@
+#include "layers/linear.h"
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Linear::Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
+               double init_std)
+    : weight_(store.add(name + ".weight", {out, in}, Init::normal, init_std, true)) {
+  if (bias) bias_ = &store.add(name + ".bias", {out}, Init::zeros, 0.0, false);
+}
+
+Tensor ones_column(int64_t rows, DType dtype, Stream& stream) {
+  Tensor ones = Tensor::empty({rows, 1}, dtype);
+  ops::fill(ones, 1.0, stream);
+  return ones;
+}
+
+void Linear::forward(const Tensor& x, Tensor& y, Stream& stream) const {
+  ops::matmul(x, weight_.value, y, false, true, 1.0f, 0.0f, stream);
+  if (bias_) {
+    const Tensor ones = ones_column(x.dim(0), x.dtype(), stream);
+    ops::matmul(ones, bias_->value.view({1, bias_->shape[0]}), y, false, false, 1.0f, 1.0f, stream);
+  }
+}
+
+void Linear::backward(const Tensor& x, const Tensor& dy, Tensor* dx, bool accumulate_dx,
+                      Stream& stream) const {
+  ops::matmul(dy, x, weight_.grad, true, false, 1.0f, 1.0f, stream);
+  if (bias_) {
+    const Tensor ones = ones_column(x.dim(0), x.dtype(), stream);
+    Tensor db = bias_->grad.view({1, bias_->shape[0]});
+    ops::matmul(ones, dy, db, true, false, 1.0f, 1.0f, stream);
+  }
+  if (dx)
+    ops::matmul(dy, weight_.value, *dx, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f, stream);
+}
+
+}  // namespace moe

@@ -1,0 +1,33 @@
+// y[N,out] = x[N,in] @ W[out,in]^T (+ b[out]): the projection every layer uses.
+// The bias is added as ones[N,1] @ b[1,out] through the GEMM (beta = 1), so no extra kernel is
+// needed; its gradient is the matching ones^T @ dy.
+#pragma once
+
+#include <string>
+
+#include "layers/parameters.h"
+
+namespace moe {
+
+class Linear {
+ public:
+  Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
+         double init_std);
+
+  void forward(const Tensor& x, Tensor& y, Stream& stream) const;
+  // Parameter gradients accumulate; dx is assigned, or added to when accumulate_dx (several
+  // projections of one input), or skipped when null.
+  void backward(const Tensor& x, const Tensor& dy, Tensor* dx, bool accumulate_dx,
+                Stream& stream) const;
+
+  const Parameter& weight() const { return weight_; }
+
+ private:
+  Parameter& weight_;
+  Parameter* bias_ = nullptr;
+};
+
+// Host tensor of ones[rows, 1] in dtype, for bias GEMMs.
+Tensor ones_column(int64_t rows, DType dtype, Stream& stream);
+
+}  // namespace moe

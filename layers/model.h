@@ -1,0 +1,69 @@
+// The decoder language model: token embedding, blocks, final RMSNorm, LM head (tied to the
+// embedding or its own), mean cross-entropy over the tokens, plus the MoE layers' auxiliary losses.
+//
+// Decisions:
+// - The model owns the activations between forward and backward (one micro-batch at a time), so
+//   the training loop reads as forward(); backward(); and evaluation passes keep_for_backward =
+//   false to drop each block's activations as soon as the next block has its input.
+// - The objective is lm_loss + aux_loss_coeff * sum(aux) + z_loss_coeff * sum(z) over MoE layers;
+//   backward(loss_scale) adds loss_scale times its gradient to the parameter gradients, which is
+//   how gradient accumulation averages micro-batches.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "layers/block.h"
+
+namespace moe {
+
+struct ModelOutput {
+  double lm_loss = 0;   // mean cross-entropy per target token
+  double aux_loss = 0;  // sum over MoE layers, before the coefficient
+  double z_loss = 0;    // sum over MoE layers, before the coefficient
+  double total = 0;     // the objective backward differentiates
+  Tensor logits;        // [B*T, V], for sampling
+  std::vector<BlockStats> layers;
+};
+
+struct ParameterCounts {
+  int64_t total = 0;
+  int64_t active_per_token = 0;  // routed experts counted k of E
+  int64_t embedding = 0;
+};
+
+class Model {
+ public:
+  Model(const Config& config, ParameterStore& store);
+
+  // inputs, targets: i32 [B,T]; targets equal to ignore_index do not count.
+  ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
+                      Stream& stream);
+  void backward(double loss_scale, Stream& stream);
+  // Applies the aux-loss-free expert bias update from per-layer loads (one entry per block; empty
+  // for dense blocks).
+  void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const;
+
+  ParameterCounts parameter_counts() const;
+  // Training FLOPs per token: 6 per active matmul weight plus causal attention at seq_len.
+  double flops_per_token(int64_t seq_len) const;
+  static constexpr int ignore_index = -100;
+
+ private:
+  const Config& config_;
+  ParameterStore& store_;
+  Parameter& embedding_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  Parameter& final_norm_;
+  std::unique_ptr<Linear> lm_head_;  // null when tied
+
+  struct Saved {
+    Tensor inputs, targets, positions;
+    int64_t batch = 0;
+    std::vector<BlockSaved> blocks;
+    Tensor final_in, final_rstd, normed, logits, lse;
+    int64_t counted_targets = 0;
+  } saved_;
+};
+
+}  // namespace moe

@@ -1,0 +1,84 @@
+#include "layers/moe_layer.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config,
+                   int64_t d_model, double init_std)
+    : config_(config),
+      router_(store, name + ".router", config, d_model, init_std),
+      experts_(store, name + ".experts", config.num_experts, d_model, config.expert_hidden,
+               init_std) {
+  if (config.shared_experts > 0)
+    shared_ = std::make_unique<Mlp>(
+        store, name + ".shared_experts", d_model,
+        int64_t{config.shared_experts} * config.effective_shared_expert_hidden(), init_std);
+}
+
+void MoeLayer::forward(const Tensor& x, int64_t seq_len, MoeSaved& saved, Tensor& y, Stream& stream,
+                       ExpertsImpl impl) const {
+  const int64_t tokens = x.dim(0), d_model = x.dim(1);
+  const int k = config_.top_k, experts = config_.num_experts;
+  router_.forward(x, seq_len, saved.router, stream);
+
+  Tensor all_slots = Tensor::empty({tokens * k}, DType::i32);
+  Tensor counts = Tensor::empty({experts}, DType::i64);
+  ops::moe_sort_by_expert(saved.router.expert_ids, experts, all_slots, counts, stream);
+  saved.load = counts.to_vector<int64_t>();
+  saved.sorted_slots = all_slots;
+  saved.dropped = 0;
+  if (config_.capacity_factor > 0) {
+    const auto capacity = static_cast<int64_t>(
+        std::ceil(static_cast<double>(k) * tokens / experts * config_.capacity_factor));
+    Tensor kept = Tensor::empty({tokens * k}, DType::i32);
+    Tensor kept_counts = Tensor::empty({experts}, DType::i64);
+    const ops::DropPolicy policy =
+        config_.drop_policy == "position" ? ops::DropPolicy::position : ops::DropPolicy::probs;
+    const int64_t rows = ops::moe_apply_capacity(all_slots, counts, saved.router.probs, capacity,
+                                                 policy, kept, kept_counts, stream);
+    saved.sorted_slots = kept.narrow(0, rows);
+    counts = kept_counts;
+    saved.dropped = tokens * k - rows;
+  }
+  saved.counts = counts.to_vector<int64_t>();
+
+  const int64_t rows = saved.sorted_slots.numel();
+  saved.permuted = Tensor::empty({rows, d_model}, x.dtype());
+  ops::moe_permute(x, saved.sorted_slots, k, saved.permuted, stream);
+  saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype());
+  saved.expert_out = Tensor::empty({rows, d_model}, x.dtype());
+  experts_.forward(saved.permuted, saved.counts, saved.experts, saved.expert_out, stream, impl);
+  saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype());
+  ops::moe_unpermute(saved.expert_out, saved.sorted_slots, saved.y_slots, stream);
+  ops::moe_combine(saved.y_slots, saved.router.probs, y, stream);
+
+  if (shared_) {
+    saved.shared = ffn_saved_for(tokens, shared_->hidden(), x.dtype());
+    Tensor shared_out = Tensor::empty({tokens, d_model}, x.dtype());
+    shared_->forward(x, saved.shared, shared_out, stream);
+    ops::add(y, shared_out, y, stream);
+  }
+}
+
+void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy, double loss_scale,
+                        Tensor& dx, Stream& stream, ExpertsImpl impl) const {
+  const int64_t tokens = x.dim(0), d_model = x.dim(1), rows = saved.sorted_slots.numel();
+  const int k = config_.top_k;
+  Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype());
+  Tensor dprobs = Tensor::empty(saved.router.probs.shape(), x.dtype());
+  ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
+  Tensor dexpert_out = Tensor::empty({rows, d_model}, x.dtype());
+  ops::moe_unpermute_backward(dy_slots, saved.sorted_slots, dexpert_out, stream);
+  Tensor dpermuted = Tensor::empty({rows, d_model}, x.dtype());
+  experts_.backward(saved.permuted, saved.counts, dexpert_out, saved.experts, dpermuted, stream,
+                    impl);
+  MOE_ASSERT(dx.dim(0) == tokens, "dx rows");
+  ops::moe_permute_backward(dpermuted, saved.sorted_slots, k, dx, stream);
+  router_.backward(x, saved.router, dprobs, loss_scale, dx, stream);
+  if (shared_) shared_->backward(x, dy, saved.shared, dx, true, stream);
+}
+
+}  // namespace moe

@@ -1,0 +1,53 @@
+// The MoE feed-forward layer: router -> sort by expert (-> capacity) -> permute -> experts ->
+// unpermute -> gate-weighted combine, plus the shared experts (DESIGN.md §3, "MoE layer flow").
+//
+// Decisions:
+// - Dropless unless moe.capacity_factor > 0; then each expert keeps at most
+//   ceil(k N / E * capacity_factor) assignments, by moe.drop_policy. A dropped assignment gets a
+//   zero expert output (so zero gate gradient); the block's residual carries the token.
+// - Per-expert counts come back to the host (they size the expert GEMMs) and are reported as the
+//   layer's load: assignments per expert before dropping, and how many were dropped.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/experts.h"
+#include "layers/mlp.h"
+#include "layers/router.h"
+
+namespace moe {
+
+struct MoeSaved {
+  RouterSaved router;
+  Tensor sorted_slots;          // i32 [R]: the slots kept, grouped by expert
+  std::vector<int64_t> counts;  // kept rows per expert
+  std::vector<int64_t> load;    // assignments per expert before capacity
+  int64_t dropped = 0;
+  Tensor permuted;  // x rows in expert order [R,D]
+  FfnSaved experts;
+  Tensor expert_out, y_slots;  // [R,D], [N*k,D]
+  FfnSaved shared;
+};
+
+class MoeLayer {
+ public:
+  MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
+           double init_std);
+
+  void forward(const Tensor& x, int64_t seq_len, MoeSaved& saved, Tensor& y, Stream& stream,
+               ExpertsImpl impl = ExpertsImpl::grouped) const;
+  // dx is assigned.
+  void backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy, double loss_scale,
+                Tensor& dx, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
+  const Router& router() const { return router_; }
+
+ private:
+  const MoeConfig& config_;
+  Router router_;
+  Experts experts_;
+  std::unique_ptr<Mlp> shared_;
+};
+
+}  // namespace moe

@@ -1,0 +1,112 @@
+#include "layers/router.h"
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& config,
+               int64_t d_model, double init_std)
+    : config_(config),
+      num_experts_(config.num_experts),
+      options_{
+          config.top_k,
+          config.router_score == "sigmoid" ? ops::RouterScore::sigmoid : ops::RouterScore::softmax,
+          config.renormalize, static_cast<float>(config.routed_scaling)},
+      gate_(store, name + ".gate", d_model, config.num_experts, false, init_std) {
+  MOE_CHECK(config.aux_loss_type != "global_batch",
+            "moe.aux_loss_type = global_batch needs the distributed trainer, which is not built "
+            "yet; use micro_batch or sequence");
+  if (config.expert_bias) expert_bias_ = &store.add_buffer(name + ".expert_bias", {num_experts_});
+}
+
+// f_i of the load-balancing loss, per group, times E / (G * T_g): the weight each token's score of
+// expert i gets in L. Host [G,E] in dtype.
+static Tensor aux_weights(const Tensor& counts, int64_t group, int k, const std::string& norm,
+                          DType dtype) {
+  const int64_t groups = counts.dim(0), experts = counts.dim(1);
+  const double per_assignment = norm == "megatron" ? 1.0 / (group * k) : 1.0 / group;
+  Tensor weights = Tensor::empty(counts.shape(), DType::f64);
+  for (int64_t i = 0; i < counts.numel(); ++i)
+    weights.data<double>()[i] = static_cast<double>(counts.data<int64_t>()[i]) * per_assignment *
+                                experts / (groups * group);
+  if (dtype == DType::f64) return weights;
+  Tensor converted = Tensor::empty(counts.shape(), dtype);
+  Stream stream;
+  ops::convert(weights, converted, stream);
+  return converted;
+}
+
+void Router::forward(const Tensor& x, int64_t seq_len, RouterSaved& saved, Stream& stream) const {
+  const int64_t tokens = x.dim(0);
+  const int k = options_.k;
+  const DType dtype = x.dtype();
+  saved.logits = Tensor::empty({tokens, num_experts_}, dtype);
+  saved.scores = Tensor::empty({tokens, num_experts_}, dtype);
+  saved.probs = Tensor::empty({tokens, k}, dtype);
+  saved.expert_ids = Tensor::empty({tokens, k}, DType::i32);
+  gate_.forward(x, saved.logits, stream);
+  const Tensor bias = expert_bias_ ? expert_bias_->value : Tensor();
+  ops::router_topk_forward(saved.logits, bias, options_, saved.probs, saved.expert_ids,
+                           saved.scores, stream);
+
+  saved.group = config_.aux_loss_type == "sequence" ? seq_len : tokens;
+  const int64_t groups = tokens / saved.group;
+  saved.aux_counts = Tensor::empty({groups, num_experts_}, DType::i64);
+  ops::moe_expert_counts(saved.expert_ids, saved.group, config_.aux_loss_norm == "switch" ? 1 : k,
+                         saved.aux_counts, stream);
+  Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype);
+  ops::group_sum(saved.scores, saved.group, score_sums, stream);
+  const Tensor weights =
+      aux_weights(saved.aux_counts, saved.group, k, config_.aux_loss_norm, DType::f64);
+  Tensor sums64 = Tensor::empty(score_sums.shape(), DType::f64);
+  ops::convert(score_sums, sums64, stream);
+  saved.aux_loss = 0;
+  for (int64_t i = 0; i < weights.numel(); ++i)
+    saved.aux_loss += weights.data<double>()[i] * sums64.data<double>()[i];
+
+  saved.lse = Tensor::empty({tokens}, dtype);
+  ops::logsumexp_rows(saved.logits, saved.lse, stream);
+  saved.z_loss = ops::sum_of_squares(saved.lse, stream) / static_cast<double>(tokens);
+}
+
+void Router::backward(const Tensor& x, const RouterSaved& saved, const Tensor& dprobs,
+                      double loss_scale, Tensor& dx, Stream& stream) const {
+  const int64_t tokens = x.dim(0);
+  const DType dtype = x.dtype();
+  Tensor dscores;
+  if (config_.aux_loss_coeff > 0) {
+    Tensor weights =
+        aux_weights(saved.aux_counts, saved.group, options_.k, config_.aux_loss_norm, dtype);
+    ops::scale(weights, static_cast<float>(config_.aux_loss_coeff * loss_scale), stream);
+    dscores = Tensor::empty(saved.scores.shape(), dtype);
+    ops::group_broadcast(weights, saved.group, dscores, stream);
+  }
+  Tensor dlogits = Tensor::empty(saved.logits.shape(), dtype);
+  ops::router_topk_backward(dprobs, dscores, saved.expert_ids, saved.scores, options_, dlogits,
+                            stream);
+  if (config_.z_loss_coeff > 0) {
+    Tensor dlse = Tensor::empty({tokens}, dtype);
+    ops::copy(saved.lse, dlse, stream);
+    ops::scale(dlse, static_cast<float>(2.0 * config_.z_loss_coeff * loss_scale / tokens), stream);
+    ops::logsumexp_rows_backward(saved.logits, saved.lse, dlse, dlogits, stream);
+  }
+  gate_.backward(x, dlogits, &dx, true, stream);
+}
+
+void Router::update_expert_bias(const std::vector<int64_t>& load) const {
+  if (!expert_bias_) return;
+  MOE_ASSERT(static_cast<int>(load.size()) == num_experts_, "load of ", load.size(), " experts");
+  double mean = 0;
+  for (int64_t l : load) mean += static_cast<double>(l) / num_experts_;
+  const double rate = config_.expert_bias_rate;
+  Tensor& bias = expert_bias_->value;
+  for (int e = 0; e < num_experts_; ++e) {
+    const double step = load[e] < mean ? rate : load[e] > mean ? -rate : 0.0;
+    if (bias.dtype() == DType::f32)
+      bias.data<float>()[e] += static_cast<float>(step);
+    else
+      bias.data<double>()[e] += step;
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,143 @@
+// The MoE layer against simpler models of itself: one expert with top-1 is the dense MLP, the
+// grouped expert GEMMs equal the row-by-row reference, the load-balancing loss takes its documented
+// value when routing is uniform, and the expert bias moves against the load.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kernels/ops.h"
+#include "layers/moe_layer.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
+#include "tests/unit/layers/tiny_config.h"
+
+namespace moe {
+namespace {
+
+using testing::random_tensor;
+
+void copy_values(const Parameter& from, Parameter& to) {
+  ASSERT_EQ(from.value.numel(), to.value.numel()) << from.name << " -> " << to.name;
+  Stream stream;
+  ops::copy(from.value, to.value, stream);
+}
+
+TEST(MoeLayer, OneExpertTopOneIsTheDenseMlp) {
+  MoeConfig moe_config;
+  moe_config.num_experts = 1;
+  moe_config.top_k = 1;
+  moe_config.expert_hidden = 12;
+  moe_config.z_loss_coeff = 0;  // with one expert the z-loss still pulls on the router logit
+  const int64_t d_model = 8, tokens = 6;
+  ParameterStore store(DType::f64);
+  MoeLayer layer(store, "moe", moe_config, d_model, 0.3);
+  Mlp mlp(store, "mlp", d_model, moe_config.expert_hidden, 0.3);
+  store.allocate(3);
+  for (const char* w : {"w_gate", "w_up", "w_down"})
+    copy_values(store.find(std::string("mlp.") + w), store.find(std::string("moe.experts.") + w));
+
+  Stream stream;
+  const Tensor x = random_tensor({tokens, d_model}, DType::f64, 4);
+  const Tensor dy = random_tensor({tokens, d_model}, DType::f64, 5);
+  MoeSaved moe_saved;
+  Tensor moe_y = Tensor::empty({tokens, d_model}, DType::f64);
+  layer.forward(x, tokens, moe_saved, moe_y, stream);
+  FfnSaved mlp_saved = ffn_saved_for(tokens, moe_config.expert_hidden, DType::f64);
+  Tensor mlp_y = Tensor::empty({tokens, d_model}, DType::f64);
+  mlp.forward(x, mlp_saved, mlp_y, stream);
+  EXPECT_TRUE(testing::all_close(moe_y, mlp_y, 1e-15, 1e-13));
+
+  Tensor moe_dx = Tensor::empty({tokens, d_model}, DType::f64);
+  Tensor mlp_dx = Tensor::empty({tokens, d_model}, DType::f64);
+  layer.backward(x, moe_saved, dy, 1.0, moe_dx, stream);
+  mlp.backward(x, dy, mlp_saved, mlp_dx, false, stream);
+  EXPECT_TRUE(testing::all_close(moe_dx, mlp_dx, 1e-14, 1e-12));
+  for (const char* w : {"w_gate", "w_up", "w_down"})
+    EXPECT_TRUE(testing::all_close(store.find(std::string("moe.experts.") + w)
+                                       .grad.view(store.find(std::string("mlp.") + w).shape),
+                                   store.find(std::string("mlp.") + w).grad, 1e-14, 1e-12))
+        << w;
+}
+
+TEST(MoeLayer, GroupedExpertsEqualTheRowByRowReference) {
+  Config c = testing::tiny_moe_config();
+  c.moe.num_experts = 5;
+  c.moe.top_k = 3;
+  const int64_t d_model = c.model.d_model, tokens = 12;
+  struct Run {
+    Tensor y, dx, grads;
+  };
+  auto run = [&](ExpertsImpl impl) {
+    ParameterStore store(DType::f64);
+    MoeLayer layer(store, "moe", c.moe, d_model, 0.4);
+    store.allocate(5);
+    Stream stream;
+    const Tensor x = random_tensor({tokens, d_model}, DType::f64, 6);
+    const Tensor dy = random_tensor({tokens, d_model}, DType::f64, 7);
+    MoeSaved saved;
+    Run r{Tensor::empty({tokens, d_model}, DType::f64),
+          Tensor::empty({tokens, d_model}, DType::f64),
+          {}};
+    layer.forward(x, tokens, saved, r.y, stream, impl);
+    layer.backward(x, saved, dy, 1.0, r.dx, stream, impl);
+    r.grads = store.grads().clone();
+    return r;
+  };
+  const Run grouped = run(ExpertsImpl::grouped), sequential = run(ExpertsImpl::sequential);
+  EXPECT_TRUE(testing::all_close(grouped.y, sequential.y, 1e-14, 1e-12));
+  EXPECT_TRUE(testing::all_close(grouped.dx, sequential.dx, 1e-14, 1e-12));
+  EXPECT_TRUE(testing::all_close(grouped.grads, sequential.grads, 1e-14, 1e-12));
+}
+
+// With a zero router every score is 1/E, so P_i = 1/E and L = E * sum_i f_i * (1/E) = sum_i f_i:
+// 1 for megatron and switch, k for hf (METHODS.md §5.1), however the ties were broken.
+TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
+  for (const char* norm : {"megatron", "switch", "hf"})
+    for (const char* type : {"micro_batch", "sequence"}) {
+      MoeConfig moe_config;
+      moe_config.num_experts = 4;
+      moe_config.top_k = 2;
+      moe_config.aux_loss_norm = norm;
+      moe_config.aux_loss_type = type;
+      ParameterStore store(DType::f64);
+      Router router(store, "router", moe_config, 8, 0.1);
+      store.allocate(1);
+      Stream stream;
+      ops::fill(store.values(), 0.0, stream);
+      RouterSaved saved;
+      router.forward(random_tensor({12, 8}, DType::f64, 8), 3, saved, stream);
+      const double expected = std::string(norm) == "hf" ? 2.0 : 1.0;
+      EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
+      EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
+    }
+}
+
+TEST(MoeLayer, ExpertBiasMovesAgainstTheLoad) {
+  MoeConfig moe_config;
+  moe_config.num_experts = 4;
+  moe_config.expert_bias = true;
+  moe_config.expert_bias_rate = 0.125;
+  ParameterStore store(DType::f32);
+  Router router(store, "router", moe_config, 8, 0.1);
+  store.allocate(1);
+  router.update_expert_bias({10, 2, 5, 3});  // mean 5
+  EXPECT_EQ(store.buffers().front().value.to_vector<float>(),
+            (std::vector<float>{-0.125f, 0.125f, 0.0f, 0.125f}));
+}
+
+TEST(MoeLayer, GlobalBatchAuxLossIsAClearErrorUntilTheDistributedTrainer) {
+  MoeConfig moe_config;
+  moe_config.aux_loss_type = "global_batch";
+  ParameterStore store(DType::f32);
+  try {
+    Router router(store, "router", moe_config, 8, 0.1);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("global_batch"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe

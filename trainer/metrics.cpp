@@ -1,0 +1,141 @@
+#include "trainer/metrics.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+
+#include "core/error.h"
+
+namespace moe {
+namespace {
+
+void append_json_string(std::string& out, const std::string& text) {
+  out += '"';
+  for (const char ch : text) {
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned char>(ch));
+          out += escaped;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+void append_number(std::string& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  const std::string_view text(buffer, end - buffer);
+  out += text;
+  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+void append_number(std::string& out, int64_t value) {
+  char buffer[24];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  out.append(buffer, end);
+}
+
+template <typename T>
+void append_list(std::string& out, const std::vector<T>& values) {
+  out += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    append_number(out, values[i]);
+  }
+  out += ']';
+}
+
+}  // namespace
+
+MetricRecord& MetricRecord::put(std::string key, MetricValue value) {
+  for (const auto& field : fields_) {
+    MOE_ASSERT(field.first != key, "metric key '", key, "' added twice to one record");
+  }
+  fields_.emplace_back(std::move(key), std::move(value));
+  return *this;
+}
+
+std::string to_json_line(const MetricRecord& record) {
+  std::string out = "{";
+  for (size_t i = 0; i < record.fields().size(); ++i) {
+    const auto& [key, value] = record.fields()[i];
+    if (i > 0) out += ", ";
+    append_json_string(out, key);
+    out += ": ";
+    std::visit(
+        [&out](const auto& v) {
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, std::string>) {
+            append_json_string(out, v);
+          } else if constexpr (std::is_same_v<V, double> || std::is_same_v<V, int64_t>) {
+            append_number(out, v);
+          } else {
+            append_list(out, v);
+          }
+        },
+        value);
+  }
+  out += '}';
+  return out;
+}
+
+MetricsWriter::MetricsWriter(const std::string& path, MetricsOpenMode mode) : path_(path) {
+  if (path.empty()) return;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    MOE_CHECK(!ec, "cannot create the directory of metrics file '", path,
+              "' (log.metrics_file): ", ec.message());
+  }
+  MOE_CHECK(!std::filesystem::is_directory(path), "metrics file '", path,
+            "' (log.metrics_file) is a directory");
+  file_.reset(std::fopen(path.c_str(), mode == MetricsOpenMode::append ? "a" : "w"));
+  MOE_CHECK(file_ != nullptr, "cannot open metrics file '", path,
+            "' (log.metrics_file): ", std::strerror(errno));
+}
+
+void MetricsWriter::write(const MetricRecord& record) {
+  if (!enabled()) return;
+  const std::string line = to_json_line(record) + "\n";
+  const bool written = std::fwrite(line.data(), 1, line.size(), file_.get()) == line.size();
+  MOE_CHECK(written && std::fflush(file_.get()) == 0, "cannot write metrics file '", path_,
+            "': ", std::strerror(errno));
+}
+
+}  // namespace moe

@@ -1,0 +1,248 @@
+#include "trainer/training_loop.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <vector>
+
+#include "core/log.h"
+#include "data/token_loader.h"
+#include "kernels/op_profile.h"
+#include "kernels/ops.h"
+#include "layers/model.h"
+#include "trainer/expert_load.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics.h"
+#include "trainer/optimizer.h"
+#include "trainer/sampling.h"
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string clock_text(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  else
+    std::snprintf(text, sizeof text, "%02lld:%02lld", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  return text;
+}
+
+std::string number(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+int64_t peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;
+}
+
+Tensor tokens_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t seq_len) {
+  return Tensor::from_vector<int32_t>({batch, seq_len}, values);
+}
+
+// Sums over the steps of one log interval.
+struct IntervalStats {
+  int64_t steps = 0, tokens = 0;
+  double lm_loss = 0, aux_loss = 0, z_loss = 0, grad_norm = 0;
+  std::vector<std::vector<int64_t>> loads;  // per block; empty for dense blocks
+  std::vector<int64_t> dropped;
+
+  void add_micro_batch(const ModelOutput& out, int grad_accum) {
+    lm_loss += out.lm_loss / grad_accum;
+    aux_loss += out.aux_loss / grad_accum;
+    z_loss += out.z_loss / grad_accum;
+    if (loads.empty()) {
+      loads.resize(out.layers.size());
+      dropped.assign(out.layers.size(), 0);
+    }
+    for (size_t i = 0; i < out.layers.size(); ++i) {
+      const BlockStats& layer = out.layers[i];
+      if (!layer.is_moe) continue;
+      if (loads[i].empty()) loads[i].assign(layer.load.size(), 0);
+      for (size_t e = 0; e < layer.load.size(); ++e) loads[i][e] += layer.load[e];
+      dropped[i] += layer.dropped;
+    }
+  }
+};
+
+double evaluate(Model& model, const TokenLoader& loader, int64_t batch, int eval_batches,
+                Stream& stream) {
+  const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(batch));
+  if (batches == 0) return std::numeric_limits<double>::quiet_NaN();
+  double total = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    const TokenBatch b = loader.val_batch(i, batch);
+    total += model
+                 .forward(tokens_tensor(b.inputs, b.batch, b.seq_len),
+                          tokens_tensor(b.targets, b.batch, b.seq_len), false, stream)
+                 .lm_loss;
+  }
+  return total / static_cast<double>(batches);
+}
+
+}  // namespace
+
+TrainingSummary train_model(const Config& config, const TrainingOptions& options) {
+  const TrainConfig& train = config.train;
+  MOE_CHECK(train.device == "cpu",
+            "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
+  const auto run_start = Clock::now();
+  std::unique_ptr<TokenLoader> loader = make_token_loader(config.data);
+  MOE_CHECK(loader->vocab_size() <= config.model.vocab_size,
+            "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
+            loader->vocab_size(), " tokens");
+
+  ParameterStore store(DType::f32);
+  Model model(config, store);
+  store.allocate(static_cast<uint64_t>(train.seed));
+  AdamW optimizer(store, train);
+  Stream stream;
+
+  const ParameterCounts counts = model.parameter_counts();
+  const int64_t seq_len = config.data.seq_len;
+  const int64_t tokens_per_step = int64_t{train.micro_batch_size} * train.grad_accum * seq_len;
+  MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding), ",
+               counts.active_per_token, " active per token; ",
+               number("%.3g", model.flops_per_token(seq_len)),
+               " training FLOPs per token at seq_len ", seq_len);
+  MOE_LOG_INFO("data: ", config.data.path, ", ", train.steps, " steps of ", tokens_per_step,
+               " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
+               " micro-batches)");
+  if (!config.checkpoint.dir.empty())
+    MOE_LOG_WARN(
+        "checkpoint.dir is set, but this build does not write checkpoints yet; none will "
+        "be saved");
+  const bool has_moe = config.moe.first_k_dense < config.model.n_layers;
+  if (has_moe)
+    MOE_LOG_INFO(
+        "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
+        "idle experts");
+
+  MetricsWriter metrics(config.log.metrics_file);
+  IntervalStats interval;
+  auto interval_start = Clock::now();
+  const auto train_start = Clock::now();
+  TrainingSummary summary;
+  summary.val_loss = std::numeric_limits<double>::quiet_NaN();
+
+  ops::set_op_profiling(options.profile);
+  for (int64_t step = 0; step < train.steps; ++step) {
+    const double lr = learning_rate(train, step);
+    store.zero_grads(stream);
+    IntervalStats step_stats;
+    for (int micro = 0; micro < train.grad_accum; ++micro) {
+      const TokenBatch b = loader->next_train_batch(train.micro_batch_size);
+      const ModelOutput out =
+          model.forward(tokens_tensor(b.inputs, b.batch, b.seq_len),
+                        tokens_tensor(b.targets, b.batch, b.seq_len), true, stream);
+      MOE_CHECK(std::isfinite(out.total), "the loss is ", out.total, " at step ", step + 1,
+                " (micro-batch ", micro, "); lower train.lr or check the data");
+      model.backward(1.0 / train.grad_accum, stream);
+      step_stats.add_micro_batch(out, train.grad_accum);
+      interval.add_micro_batch(out, train.grad_accum);
+    }
+    const double grad_norm = optimizer.step(lr, stream);
+    model.update_expert_bias(step_stats.loads);
+    interval.steps += 1;
+    interval.tokens += tokens_per_step;
+    interval.grad_norm += grad_norm;
+
+    const bool last = step + 1 == train.steps;
+    if ((step + 1) % config.log.interval == 0 || last) {
+      const double n = static_cast<double>(interval.steps);
+      const double tokens_per_s =
+          static_cast<double>(interval.tokens) / seconds_since(interval_start);
+      const double elapsed = seconds_since(train_start);
+      const double eta = elapsed / static_cast<double>(step + 1) * (train.steps - step - 1);
+      std::string line = "step " + std::to_string(step + 1) + "/" + std::to_string(train.steps) +
+                         " | loss " + number("%.4f", interval.lm_loss / n);
+      if (has_moe)
+        line += " | aux " + number("%.4f", interval.aux_loss / n) + " | z " +
+                number("%.4f", interval.z_loss / n);
+      line += " | lr " + number("%.2e", lr) + " | gnorm " + number("%.3f", interval.grad_norm / n) +
+              " | " + number("%.0f", tokens_per_s) + " tok/s | " + clock_text(elapsed) +
+              " elapsed, ETA " + clock_text(eta);
+      MetricRecord record;
+      record.add("step", step + 1)
+          .add("loss", interval.lm_loss / n)
+          .add("aux_loss", interval.aux_loss / n)
+          .add("z_loss", interval.z_loss / n)
+          .add("lr", lr)
+          .add("grad_norm", interval.grad_norm / n)
+          .add("tokens_per_s", tokens_per_s)
+          .add("elapsed_s", elapsed);
+      std::string load_text;
+      for (size_t i = 0; i < interval.loads.size(); ++i) {
+        if (interval.loads[i].empty()) continue;
+        const LoadSummary s = summarize_load(interval.loads[i]);
+        load_text += " L" + std::to_string(i) + " " + number("%.2f", s.max_over_mean) + "/" +
+                     number("%.2f", s.cv) + "/" + std::to_string(s.idle_experts);
+        const std::string layer = ".layer" + std::to_string(i);
+        record.add("load" + layer, interval.loads[i])
+            .add("load_max_over_mean" + layer, s.max_over_mean)
+            .add("load_cv" + layer, s.cv)
+            .add("idle_experts" + layer, s.idle_experts);
+        if (config.moe.capacity_factor > 0) record.add("dropped" + layer, interval.dropped[i]);
+      }
+      if (!load_text.empty()) line += " | load" + load_text;
+      MOE_LOG_INFO(line);
+      metrics.write(record);
+      summary.train_loss = interval.lm_loss / n;
+      summary.tokens_per_s = tokens_per_s;
+      interval = IntervalStats{};
+      interval_start = Clock::now();
+    }
+    if ((train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) || last) {
+      const auto eval_start = Clock::now();
+      summary.val_loss =
+          evaluate(model, *loader, train.micro_batch_size, train.eval_batches, stream);
+      MOE_LOG_INFO("eval step ", step + 1, " | val_loss ", number("%.4f", summary.val_loss), " (",
+                   number("%.1f", seconds_since(eval_start)), " s)");
+      metrics.write(MetricRecord().add("step", step + 1).add("val_loss", summary.val_loss));
+      interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
+    }
+  }
+  summary.steps = train.steps;
+  if (options.profile) {
+    ops::set_op_profiling(false);
+    MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
+                 format_op_profile(ops::op_profile()));
+  }
+  summary.wall_s = seconds_since(train_start);
+  const double train_tokens = static_cast<double>(tokens_per_step) * train.steps;
+  MOE_LOG_INFO("done: ", train.steps, " steps in ", clock_text(summary.wall_s), " (",
+               number("%.0f", train_tokens / summary.wall_s),
+               " tok/s overall, evaluation "
+               "included); final train loss ",
+               number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
+               "; peak memory ", peak_rss_mb(), " MB; run ", clock_text(seconds_since(run_start)));
+
+  if (options.sample_tokens > 0) {
+    std::vector<int32_t> prompt;
+    for (unsigned char c : options.sample_prompt) prompt.push_back(c);
+    const std::vector<int32_t> text =
+        generate(model, prompt, seq_len,
+                 {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
+    summary.sample = loader->decode(text);
+    MOE_LOG_INFO("sample:\n", summary.sample);
+  }
+  return summary;
+}
+
+}  // namespace moe

@@ -1,0 +1,39 @@
+// The single-process training loop behind moe-train: build the model, train with AdamW and the
+// configured schedule, log, evaluate, and write metrics.
+//
+// Decisions:
+// - One log line per log.interval steps with interval averages (loss, aux terms, grad norm) and
+//   the rates since the previous line, so a slow step shows up instead of being averaged away.
+// - Per MoE layer the expert load summed over the interval goes in full to the metrics file
+//   ("load.layer<i>": tokens per expert) and as max/mean, CV and idle experts into the line.
+// - A non-finite loss stops the run with an error naming the step: training past it only wastes
+//   compute.
+// - Evaluation scores the same validation batches every time (eval_batches of them, or fewer when
+//   the split is smaller), at every eval_interval steps and after the last step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "trainer/config.h"
+
+namespace moe {
+
+struct TrainingOptions {
+  int64_t sample_tokens = 0;  // generate this many tokens after training (0 = none)
+  std::string sample_prompt = "And God said";
+  bool profile = false;  // print the time per op after training
+};
+
+struct TrainingSummary {
+  int64_t steps = 0;
+  double train_loss = 0;  // mean over the last log interval
+  double val_loss = 0;    // last evaluation (NaN if none)
+  double tokens_per_s = 0;
+  double wall_s = 0;
+  std::string sample;
+};
+
+TrainingSummary train_model(const Config& config, const TrainingOptions& options);
+
+}  // namespace moe
