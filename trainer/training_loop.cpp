@@ -16,8 +16,8 @@
 #include "trainer/expert_load.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
-#include "trainer/optimizer.h"
 #include "trainer/sampling.h"
+#include "trainer/train_step.h"
 
 namespace moe {
 namespace {
@@ -52,35 +52,6 @@ int64_t peak_rss_mb() {
   return usage.ru_maxrss / 1024;
 }
 
-Tensor tokens_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t seq_len) {
-  return Tensor::from_vector<int32_t>({batch, seq_len}, values);
-}
-
-// Sums over the steps of one log interval.
-struct IntervalStats {
-  int64_t steps = 0, tokens = 0;
-  double lm_loss = 0, aux_loss = 0, z_loss = 0, grad_norm = 0;
-  std::vector<std::vector<int64_t>> loads;  // per block; empty for dense blocks
-  std::vector<int64_t> dropped;
-
-  void add_micro_batch(const ModelOutput& out, int grad_accum) {
-    lm_loss += out.lm_loss / grad_accum;
-    aux_loss += out.aux_loss / grad_accum;
-    z_loss += out.z_loss / grad_accum;
-    if (loads.empty()) {
-      loads.resize(out.layers.size());
-      dropped.assign(out.layers.size(), 0);
-    }
-    for (size_t i = 0; i < out.layers.size(); ++i) {
-      const BlockStats& layer = out.layers[i];
-      if (!layer.is_moe) continue;
-      if (loads[i].empty()) loads[i].assign(layer.load.size(), 0);
-      for (size_t e = 0; e < layer.load.size(); ++e) loads[i][e] += layer.load[e];
-      dropped[i] += layer.dropped;
-    }
-  }
-};
-
 double evaluate(Model& model, const TokenLoader& loader, int64_t batch, int eval_batches,
                 Stream& stream) {
   const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(batch));
@@ -89,8 +60,8 @@ double evaluate(Model& model, const TokenLoader& loader, int64_t batch, int eval
   for (int64_t i = 0; i < batches; ++i) {
     const TokenBatch b = loader.val_batch(i, batch);
     total += model
-                 .forward(tokens_tensor(b.inputs, b.batch, b.seq_len),
-                          tokens_tensor(b.targets, b.batch, b.seq_len), false, stream)
+                 .forward(token_tensor(b.inputs, b.batch, b.seq_len),
+                          token_tensor(b.targets, b.batch, b.seq_len), false, stream)
                  .lm_loss;
   }
   return total / static_cast<double>(batches);
@@ -135,7 +106,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
         "idle experts");
 
   MetricsWriter metrics(config.log.metrics_file);
-  IntervalStats interval;
+  StepStats interval;
   auto interval_start = Clock::now();
   const auto train_start = Clock::now();
   TrainingSummary summary;
@@ -144,24 +115,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   ops::set_op_profiling(options.profile);
   for (int64_t step = 0; step < train.steps; ++step) {
     const double lr = learning_rate(train, step);
-    store.zero_grads(stream);
-    IntervalStats step_stats;
-    for (int micro = 0; micro < train.grad_accum; ++micro) {
-      const TokenBatch b = loader->next_train_batch(train.micro_batch_size);
-      const ModelOutput out =
-          model.forward(tokens_tensor(b.inputs, b.batch, b.seq_len),
-                        tokens_tensor(b.targets, b.batch, b.seq_len), true, stream);
-      MOE_CHECK(std::isfinite(out.total), "the loss is ", out.total, " at step ", step + 1,
-                " (micro-batch ", micro, "); lower train.lr or check the data");
-      model.backward(1.0 / train.grad_accum, stream);
-      step_stats.add_micro_batch(out, train.grad_accum);
-      interval.add_micro_batch(out, train.grad_accum);
-    }
-    const double grad_norm = optimizer.step(lr, stream);
-    model.update_expert_bias(step_stats.loads);
-    interval.steps += 1;
-    interval.tokens += tokens_per_step;
-    interval.grad_norm += grad_norm;
+    interval.add(train_step(model, optimizer, store, *loader, train, lr, step, stream));
 
     const bool last = step + 1 == train.steps;
     if ((step + 1) % config.log.interval == 0 || last) {
@@ -205,7 +159,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
       metrics.write(record);
       summary.train_loss = interval.lm_loss / n;
       summary.tokens_per_s = tokens_per_s;
-      interval = IntervalStats{};
+      interval = StepStats{};
       interval_start = Clock::now();
     }
     if ((train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) || last) {
