@@ -23,10 +23,9 @@ Model (Llama/Mixtral family, fp32 throughout):
 
 Data: the bytes of data.path (or --data). The quickstart corpus is the King James Bible from
 Debian's bible-kjv package, dumped one verse per line (31,102 lines, 4,404,412 bytes) with
-    apt-get install bible-kjv && bible -f Gen1:1-Rev22:21 > data/kjv.txt
+    launch/prepare_corpus.sh  (bible -f Gen1:1-Rev22:21 > corpora/kjv.txt)
 (`-f` turns pretty-printing off: each verse on one line after its reference, e.g. "Ge1:1 In the
-beginning ..."). If the configured file is missing and `bible` is installed, this script writes
-that dump to $TMPDIR and uses it, saying so on stderr.
+beginning ...").
 """
 
 import argparse
@@ -36,10 +35,7 @@ import json
 import math
 import os
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 try:
@@ -442,28 +438,11 @@ class MoELM(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Data: random windows of the corpus bytes.
 
-def kjv_dump():
-    """The bible-kjv text, one verse per line, written once to $TMPDIR."""
-    out = os.path.join(tempfile.gettempdir(), "moeforge-kjv.txt")
-    if not os.path.exists(out):
-        text = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], check=True,
-                              capture_output=True).stdout
-        with open(out + ".part", "wb") as f:
-            f.write(text)
-        os.replace(out + ".part", out)
-    return out
-
-
 def resolve_data(path):
     if path and os.path.exists(path):
         return path
-    if shutil.which("bible"):
-        out = kjv_dump()
-        print(f"note: data file '{path}' not found; using the bible-kjv dump {out} "
-              "(bible -f Gen1:1-Rev22:21)", file=sys.stderr)
-        return out
-    raise SystemExit(f"error: data file '{path}' not found; pass --data FILE, or "
-                     "apt-get install bible-kjv && bible -f Gen1:1-Rev22:21 > data/kjv.txt")
+    raise SystemExit(f"error: data file '{path}' not found; pass --data FILE, or run "
+                     "launch/prepare_corpus.sh for corpora/kjv.txt")
 
 
 class Batches:
