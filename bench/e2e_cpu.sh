@@ -14,7 +14,7 @@ WARMUP="${WARMUP:-3}"
 STEPS="${STEPS:-20}"
 BUILD="${MOE_BUILD_DIR:-build}"
 
-bash launch/prepare_corpus.sh
+bash launch/prepare_corpora.sh
 profile="$(mktemp)"
 moeforge="$(OMP_NUM_THREADS="$THREADS" "$BUILD/bench/bench_train_step" --config "$CONFIG" \
   --warmup "$WARMUP" --steps "$STEPS" --profile 2> "$profile")"

@@ -1,14 +1,11 @@
 #include "data/token_loader.h"
 
-#include "core/error.h"
-#include "data/byte_text_dataset.h"
+#include "data/indexed_loader.h"
 
 namespace moe {
 
-std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data) {
-  MOE_CHECK(data.tokenizer == "byte", "unknown data.tokenizer '", data.tokenizer,
-            "'; expected: byte");
-  return std::make_unique<ByteTextDataset>(data);
+std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data, int dp_rank, int dp_size) {
+  return std::make_unique<IndexedLoader>(data, dp_rank, dp_size);
 }
 
 }  // namespace moe

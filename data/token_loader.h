@@ -1,23 +1,23 @@
-// The token loader the trainer reads batches from (DESIGN.md §2 data/). An interface, because the
-// byte-level text loader of this milestone will be joined by the indexed (.bin/.idx), blended and
-// sharded pipeline; the trainer only ever sees this.
+// The token loader the trainer reads batches from (DESIGN.md §2 data/): training batches from a
+// blend of indexed datasets, each data-parallel rank its own slice, and named validation sets.
 //
 // Decisions:
 // - Batches are plain host vectors of token ids, row-major [batch, seq_len]; the trainer copies
 //   them into tensors on its device. targets[b, t] is the token after inputs[b, t].
-// - Training batches come from a position: the number of sequences drawn so far. Sequence i of
-//   the stream is a pure function of (seed, i), so a run resumes by restoring the position, and a
-//   different batch size after resuming still continues the same stream of sequences.
-// - Validation batches are addressed by index and are the same on every call, so every evaluation
-//   of a run (and of different runs on the same data) scores the same tokens.
+// - The training stream is a sequence of global samples; a global batch is `batch` samples per
+//   data-parallel rank, rank r taking the r-th slice. The position (global samples consumed) is
+//   the whole loader state: restoring it continues the exact same stream, and the union of the
+//   rank slices is the single-rank batch, step by step.
+// - Validation sets are addressed by (set, batch index), always the same tokens, so every
+//   evaluation of a run scores the same data; there is one set per domain.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "trainer/config.h"
 
 namespace moe {
@@ -33,24 +33,24 @@ class TokenLoader {
  public:
   virtual ~TokenLoader() = default;
 
-  // The next `batch` training sequences; advances train_position() by `batch`.
+  // This rank's `batch` samples of the next global batch; advances train_position() by
+  // batch * data-parallel size.
   virtual TokenBatch next_train_batch(int64_t batch) = 0;
-  // Sequences drawn so far, and setting it (resume).
   virtual int64_t train_position() const = 0;
-  virtual void set_train_position(int64_t sequences) = 0;
+  virtual void set_train_position(int64_t samples) = 0;
 
-  // Validation batch `index` of `batch` sequences: always the same tokens. Throws InputError when
-  // index >= num_val_batches(batch).
-  virtual TokenBatch val_batch(int64_t index, int64_t batch) const = 0;
-  virtual int64_t num_val_batches(int64_t batch) const = 0;
+  virtual int num_val_sets() const = 0;
+  virtual const std::string& val_set_name(int set) const = 0;
+  // Validation batch `index` of set `set`; InputError when index >= num_val_batches(set, batch).
+  virtual TokenBatch val_batch(int set, int64_t index, int64_t batch) const = 0;
+  virtual int64_t num_val_batches(int set, int64_t batch) const = 0;
 
-  virtual int vocab_size() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
   virtual int64_t seq_len() const = 0;
-  // Text of token ids, for printing samples.
-  virtual std::string decode(std::span<const int32_t> tokens) const = 0;
 };
 
-// The loader for data.path with data.tokenizer, data.seq_len, data.val_fraction and data.seed.
-std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data);
+// The loader for the config's data section, for data-parallel rank dp_rank of dp_size.
+std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data, int dp_rank = 0,
+                                               int dp_size = 1);
 
 }  // namespace moe

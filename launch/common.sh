@@ -1,4 +1,4 @@
-# Shared by launch/quickstart.sh, launch/prepare_corpus.sh and tests/run.sh: install what is
+# Shared by the launch/ scripts and tests/run.sh: install what is
 # missing, then configure and build.
 # Sourced, not run. Idempotent: packages already present are not touched, and a second build only
 # recompiles what changed (ninja + ccache).
@@ -8,7 +8,7 @@ MOE_PACKAGES=(
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev
   libgtest-dev libbenchmark-dev
-  python3-matplotlib bible-kjv
+  python3-matplotlib bible-kjv clang libclang-rt-14-dev
 )
 
 moe_install_packages() {

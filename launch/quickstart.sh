@@ -11,7 +11,7 @@ MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
 
 moe_install_and_build
-bash "$MOE_ROOT/launch/prepare_corpus.sh"
+bash "$MOE_ROOT/launch/prepare_corpora.sh"
 
 cd "$MOE_ROOT"
 run_dir=runs/quickstart

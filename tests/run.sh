@@ -9,7 +9,7 @@ MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
 
 moe_install_and_build
-bash "$MOE_ROOT/launch/prepare_corpus.sh"  # the e2e tests train on it
+bash "$MOE_ROOT/launch/prepare_corpora.sh"  # the e2e tests train on them
 
 cd "$MOE_BUILD_DIR"
 ctest --output-on-failure --parallel "$(nproc)" ${CTEST_ARGS:-}

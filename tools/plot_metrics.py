@@ -4,7 +4,7 @@
     python3 tools/plot_metrics.py metrics.jsonl --out plots/
 
 Writes, for what the file holds:
-  loss.png         training `loss` and evaluation `val_loss` against `step`
+  loss.png         training `loss` and evaluation `val_loss` (and each `val_loss.<set>`) by `step`
   aux_losses.png   every other key ending in `_loss` (load-balancing, z-loss, ...), one panel each
   expert_load.png  per-layer heatmaps of `load.layer<N>` (a list of per-expert token counts):
                    x = step, y = expert, colour = the expert's load relative to a perfectly
@@ -116,12 +116,25 @@ def cell_edges(steps):
     return [steps[0] - (mids[0] - steps[0])] + mids + [steps[-1] + (steps[-1] - mids[-1])]
 
 
+def validation_set_keys(records):
+    """The per-set validation losses, "val_loss.<set>", in order of first appearance."""
+    keys = []
+    for _, r in records:
+        for key in r:
+            if key.startswith("val_loss.") and key not in keys:
+                keys.append(key)
+    return keys
+
+
 def plot_losses(plt, records, out_dir):
     fig, ax = plt.subplots(figsize=(8, 5))
-    for key, label in (("loss", "train loss"), ("val_loss", "validation loss")):
+    curves = [("loss", "train loss"), ("val_loss", "validation loss")]
+    curves += [(key, "validation: " + key[len("val_loss."):]) for key in validation_set_keys(records)]
+    for key, label in curves:
         steps, values = series(records, key)
         if steps:
-            ax.plot(steps, values, marker="o" if key == "val_loss" else None, markersize=3,
+            ax.plot(steps, values, marker="o" if key.startswith("val_loss") else None,
+                    markersize=3, linestyle="--" if key.startswith("val_loss.") else "-",
                     label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

@@ -35,7 +35,9 @@ def run_metrics(records):
                   "z_loss": None if step == 3 else 0.5, **loads}
         lines.append(json.dumps(record))
         if step % 5 == 4:
-            lines.append(json.dumps({"step": step, "val_loss": 5.1 - 0.1 * step}))
+            lines.append(json.dumps({"step": step, "val_loss.bible": 5.0 - 0.1 * step,
+                                     "val_loss.code": 5.2 - 0.1 * step,
+                                     "val_loss": 5.1 - 0.1 * step}))
     return lines
 
 
@@ -132,6 +134,9 @@ class PlotMetrics(unittest.TestCase):
         self.assertEqual(plot_metrics.aux_loss_keys(
             [(1, {"loss": 1, "val_loss": 1, "aux_loss": 0, "z_loss": 0, "lr": 1})]),
             ["aux_loss", "z_loss"])
+        self.assertEqual(plot_metrics.validation_set_keys(
+            [(1, {"step": 1, "val_loss.b": 1, "val_loss": 1}), (2, {"val_loss.a": 2})]),
+            ["val_loss.b", "val_loss.a"])
 
 
 if __name__ == "__main__":

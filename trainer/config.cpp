@@ -436,9 +436,6 @@ void Config::validate(const std::string& where) const {
             " when model.head_dim is 0 (derived)");
   MOE_CHECK(data.seq_len <= m.max_seq_len, "invalid config in ", where,
             ": data.seq_len = ", data.seq_len, " exceeds model.max_seq_len = ", m.max_seq_len);
-  MOE_CHECK(data.tokenizer != "byte" || m.vocab_size >= 256, "invalid config in ", where,
-            ": model.vocab_size = ", m.vocab_size,
-            " is too small for the byte tokenizer (needs >= 256)");
 
   MOE_CHECK(moe.top_k <= moe.num_experts, "invalid config in ", where, ": moe.top_k = ", moe.top_k,
             " is out of range: allowed [1, moe.num_experts] = [1, ", moe.num_experts, "]");

@@ -52,7 +52,7 @@ struct Choices {
 // A visitor has section(name, Section&, doc) and field(name, T&, [Range | Choices,] doc).
 
 struct ModelConfig {
-  int vocab_size = 256;
+  int vocab_size = 257;
   int d_model = 128;
   int n_layers = 4;
   int n_heads = 4;
@@ -164,7 +164,8 @@ struct ParallelConfig {
 };
 
 struct DataConfig {
-  std::string path;
+  std::string train;
+  std::string valid;
   std::string tokenizer = "byte";
   int seq_len = 128;
   double val_fraction = 0.01;
@@ -172,11 +173,15 @@ struct DataConfig {
 
   template <class V>
   void visit(V& v) {
-    v.field("path", path, "training corpus");
-    v.field("tokenizer", tokenizer, Choices{"byte"}, "tokenizer");
+    v.field("train", train,
+            "training blend: 'PREFIX WEIGHT, PREFIX WEIGHT, ...' (indexed datasets)");
+    v.field("valid", valid,
+            "validation datasets 'PREFIX, PREFIX, ...'; empty = hold out from train");
+    v.field("tokenizer", tokenizer, "byte, or a tokenizer.json (or a directory with one)");
     v.field("seq_len", seq_len, Range::at_least(1), "tokens per sequence, <= model.max_seq_len");
-    v.field("val_fraction", val_fraction, Range::right_open(0, 1), "fraction held out for eval");
-    v.field("seed", seed, Range::at_least(0), "seed of the split and the shuffle");
+    v.field("val_fraction", val_fraction, Range::right_open(0, 1),
+            "without data.valid: share of each training dataset's documents held out");
+    v.field("seed", seed, Range::at_least(0), "seed of the shuffle");
   }
   bool operator==(const DataConfig&) const = default;
 };

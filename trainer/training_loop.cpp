@@ -52,13 +52,14 @@ int64_t peak_rss_mb() {
   return usage.ru_maxrss / 1024;
 }
 
-double evaluate(Model& model, const TokenLoader& loader, int64_t batch, int eval_batches,
+// Mean loss over the first eval_batches batches of one validation set (fewer if it is smaller).
+double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
                 Stream& stream) {
-  const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(batch));
+  const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
   if (batches == 0) return std::numeric_limits<double>::quiet_NaN();
   double total = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    const TokenBatch b = loader.val_batch(i, batch);
+    const TokenBatch b = loader.val_batch(set, i, batch);
     total += model
                  .forward(token_tensor(b.inputs, b.batch, b.seq_len),
                           token_tensor(b.targets, b.batch, b.seq_len), false, stream)
@@ -75,9 +76,10 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
             "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
   const auto run_start = Clock::now();
   std::unique_ptr<TokenLoader> loader = make_token_loader(config.data);
-  MOE_CHECK(loader->vocab_size() <= config.model.vocab_size,
+  MOE_CHECK(loader->tokenizer().vocab_size() <= config.model.vocab_size,
             "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
-            loader->vocab_size(), " tokens");
+            loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
+            ")");
 
   ParameterStore store(DType::f32);
   Model model(config, store);
@@ -92,7 +94,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                counts.active_per_token, " active per token; ",
                number("%.3g", model.flops_per_token(seq_len)),
                " training FLOPs per token at seq_len ", seq_len);
-  MOE_LOG_INFO("data: ", config.data.path, ", ", train.steps, " steps of ", tokens_per_step,
+  MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
                " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
                " micro-batches)");
   if (!config.checkpoint.dir.empty())
@@ -164,11 +166,25 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
     }
     if ((train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) || last) {
       const auto eval_start = Clock::now();
-      summary.val_loss =
-          evaluate(model, *loader, train.micro_batch_size, train.eval_batches, stream);
-      MOE_LOG_INFO("eval step ", step + 1, " | val_loss ", number("%.4f", summary.val_loss), " (",
+      MetricRecord record;
+      record.add("step", step + 1);
+      std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
+      std::string per_set;
+      double sum = 0;
+      for (int set = 0; set < loader->num_val_sets(); ++set) {
+        const double loss =
+            evaluate(model, *loader, set, train.micro_batch_size, train.eval_batches, stream);
+        sum += loss;
+        record.add("val_loss." + loader->val_set_name(set), loss);
+        per_set += " | " + loader->val_set_name(set) + " " + number("%.4f", loss);
+      }
+      summary.val_loss = loader->num_val_sets() > 0 ? sum / loader->num_val_sets()
+                                                    : std::numeric_limits<double>::quiet_NaN();
+      record.add("val_loss", summary.val_loss);
+      if (loader->num_val_sets() == 1) per_set.clear();
+      MOE_LOG_INFO(line, number("%.4f", summary.val_loss), per_set, " (",
                    number("%.1f", seconds_since(eval_start)), " s)");
-      metrics.write(MetricRecord().add("step", step + 1).add("val_loss", summary.val_loss));
+      metrics.write(record);
       interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
     }
   }
@@ -188,12 +204,11 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                "; peak memory ", peak_rss_mb(), " MB; run ", clock_text(seconds_since(run_start)));
 
   if (options.sample_tokens > 0) {
-    std::vector<int32_t> prompt;
-    for (unsigned char c : options.sample_prompt) prompt.push_back(c);
+    const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);
     const std::vector<int32_t> text =
         generate(model, prompt, seq_len,
                  {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
-    summary.sample = loader->decode(text);
+    summary.sample = loader->tokenizer().decode(text);
     MOE_LOG_INFO("sample:\n", summary.sample);
   }
   return summary;

@@ -28,7 +28,7 @@ struct TrainingOptions {
 struct TrainingSummary {
   int64_t steps = 0;
   double train_loss = 0;  // mean over the last log interval
-  double val_loss = 0;    // last evaluation (NaN if none)
+  double val_loss = 0;    // last evaluation, mean over the validation sets (NaN if none)
   double tokens_per_s = 0;
   double wall_s = 0;
   std::string sample;

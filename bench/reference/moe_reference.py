@@ -21,11 +21,10 @@ Model (Llama/Mixtral family, fp32 throughout):
   L_aux = E / (k T^2) * sum_i (sum_t p_i(t)) * count_i (Megatron, micro-batch) and
   L_z = mean_t logsumexp(router logits(t))^2.
 
-Data: the bytes of data.path (or --data). The quickstart corpus is the King James Bible from
-Debian's bible-kjv package, dumped one verse per line (31,102 lines, 4,404,412 bytes) with
-    launch/prepare_corpus.sh  (bible -f Gen1:1-Rev22:21 > corpora/kjv.txt)
-(`-f` turns pretty-printing off: each verse on one line after its reference, e.g. "Ge1:1 In the
-beginning ...").
+Data: the tokens of the first dataset of data.train (or --data PREFIX), a Megatron-style indexed
+dataset (PREFIX.idx / PREFIX.bin, docs/data.md) as launch/prepare_corpora.sh writes them; random
+windows of seq_len + 1 tokens of its concatenated documents. (MoEForge packs shuffled documents;
+for a throughput benchmark the difference does not matter.)
 """
 
 import argparse
@@ -58,7 +57,7 @@ import yaml
 
 DEFAULTS = {
     "model": {
-        "vocab_size": 256, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 4,
+        "vocab_size": 257, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 4,
         "head_dim": 0, "ffn_hidden": 512, "rope_theta": 10000.0, "norm_eps": 1e-5,
         "qk_norm": False, "qkv_bias": False, "tie_embeddings": True, "max_seq_len": 256,
         "init_std": 0.02,
@@ -72,7 +71,8 @@ DEFAULTS = {
         "expert_bias": False, "expert_bias_rate": 0.001,
     },
     "parallel": {"tp": 1, "dp": 0, "ep": 1, "expert_tp": False, "fssdp": False},
-    "data": {"path": "", "tokenizer": "byte", "seq_len": 128, "val_fraction": 0.01, "seed": 1234},
+    "data": {"train": "", "valid": "", "tokenizer": "byte", "seq_len": 128, "val_fraction": 0.01,
+             "seed": 1234},
     "train": {
         "device": "cpu", "steps": 200, "micro_batch_size": 8, "grad_accum": 1, "lr": 3e-3,
         "min_lr": 3e-4, "warmup_steps": 20, "schedule": "cosine", "decay_fraction": 0.2,
@@ -438,23 +438,27 @@ class MoELM(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Data: random windows of the corpus bytes.
 
-def resolve_data(path):
-    if path and os.path.exists(path):
-        return path
-    raise SystemExit(f"error: data file '{path}' not found; pass --data FILE, or run "
-                     "launch/prepare_corpus.sh for corpora/kjv.txt")
+def read_indexed_tokens(prefix):
+    """All tokens of PREFIX.bin, in the dtype PREFIX.idx names (Megatron's layout)."""
+    import numpy as np
+    dtypes = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64,
+              7: np.float32, 8: np.uint16}
+    if not os.path.exists(prefix + ".idx") or not os.path.exists(prefix + ".bin"):
+        raise SystemExit(f"error: dataset '{prefix}' (.idx/.bin) not found; pass --data PREFIX, "
+                         "or run launch/prepare_corpora.sh")
+    with open(prefix + ".idx", "rb") as f:
+        header = f.read(9 + 8 + 1)
+    if header[:9] != b"MMIDIDX\x00\x00":
+        raise SystemExit(f"error: {prefix}.idx is not an indexed dataset index")
+    return np.fromfile(prefix + ".bin", dtype=dtypes[header[17]]).astype(np.int64)
 
 
 class Batches:
-    def __init__(self, path, cfg):
-        with open(path, "rb") as f:
-            raw = f.read()
-        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
-        n_train = int(len(data) * (1.0 - cfg.data.val_fraction))  # tail held out, unused here
-        self.data = data[:n_train]
+    def __init__(self, prefix, cfg):
+        self.data = torch.from_numpy(read_indexed_tokens(prefix))
         self.b, self.s = cfg.train.micro_batch_size, cfg.data.seq_len
         if len(self.data) <= self.s + 1:
-            raise SystemExit(f"error: corpus {path} shorter than seq_len + 1")
+            raise SystemExit(f"error: dataset {prefix} shorter than seq_len + 1")
         self.gen = torch.Generator().manual_seed(cfg.data.seed)
 
     def next(self):
@@ -557,7 +561,8 @@ def main():
     ap.add_argument("--config", default="", help="MoEForge YAML config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (value read as YAML); repeatable")
-    ap.add_argument("--data", default=None, help="text corpus (default: data.path)")
+    ap.add_argument("--data", default=None,
+                    help="indexed dataset prefix (default: the first of data.train)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -586,8 +591,8 @@ def main():
         selftest(cfg)
         return
 
-    data_path = resolve_data(args.data if args.data is not None else cfg.data.path)
-    batches = Batches(data_path, cfg)
+    first_train = cfg.data.train.split(",")[0].split()[0] if cfg.data.train.strip() else ""
+    batches = Batches(args.data if args.data is not None else first_train, cfg)
     model = MoELM(cfg)
     model.train()
     opt = make_optimizer(model, cfg.train)

@@ -30,7 +30,7 @@ expect nonzero "cannot open config file 'missing.yaml'" "$moe_train" --config mi
 expect nonzero "unknown key 'moe.num_expert' in --set moe.num_expert=4; did you mean 'moe.num_experts'?" \
   "$moe_train" --config "$config" --set moe.num_expert=4
 expect nonzero "moe.top_k = 9 is out of range" "$moe_train" --config "$config" --set moe.top_k=9
-expect nonzero "/no/such/corpus.txt" "$moe_train" --config "$config" --set data.path=/no/such/corpus.txt
+expect nonzero "/no/such/corpus" "$moe_train" --config "$config" --set data.train=/no/such/corpus
 expect nonzero "train.device = cuda" "$moe_train" --config "$config" --set train.device=cuda
 expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
 if [ $# -gt 0 ]; then

@@ -52,7 +52,8 @@ TEST(Config, QuickstartParses) {
   EXPECT_EQ(c.moe.num_experts, 8);
   EXPECT_EQ(c.moe.top_k, 2);
   EXPECT_EQ(c.data.seq_len, 128);
-  EXPECT_EQ(c.data.path, "corpora/kjv.txt");
+  EXPECT_EQ(c.data.train,
+            "corpora/bible_train 0.6, corpora/austen_train 0.2, corpora/code_train 0.2");
   EXPECT_EQ(c.train.device, "cpu");
 }
 
@@ -60,14 +61,14 @@ TEST(Config, ValuesOfEveryType) {
   const Config c = parse_config(
       "model: {d_model: 064, qk_norm: True, rope_theta: 5e5}\n"
       "train: {steps: 1e3, lr: +3e-4}\n"
-      "data: {path: }\n",
+      "data: {train: }\n",
       "run.yaml");
   EXPECT_EQ(c.model.d_model, 64);  // decimal, not octal
   EXPECT_TRUE(c.model.qk_norm);
   EXPECT_EQ(c.model.rope_theta, 5e5);
   EXPECT_EQ(c.train.steps, 1000);
   EXPECT_EQ(c.train.lr, 3e-4);
-  EXPECT_EQ(c.data.path, "");
+  EXPECT_EQ(c.data.train, "");
 }
 
 TEST(Config, UnknownKeyNamesThePathAndTheNearestKey) {
@@ -109,8 +110,8 @@ TEST(Config, WrongTypeNamesKeyAndValue) {
                   "'train.lr' in run.yaml: expected a finite number, got '.nan'");
   EXPECT_CONTAINS(parse_error("model:\n  d_model:\n    size: 3\n    list:\n      - 1\n"),
                   "'model.d_model' in run.yaml: expected an integer, got {size: 3, list: [1]}");
-  EXPECT_CONTAINS(parse_error("data:\n  path: [a, b]\n"),
-                  "'data.path' in run.yaml: expected a string, got [a, b]");
+  EXPECT_CONTAINS(parse_error("data:\n  train: [a, b]\n"),
+                  "'data.train' in run.yaml: expected a string, got [a, b]");
   EXPECT_CONTAINS(parse_error("model: 5\n"),
                   "wrong type for 'model' in run.yaml: expected a mapping of keys, got '5'");
   EXPECT_CONTAINS(parse_error("- model\n"),
@@ -142,12 +143,12 @@ TEST(Config, BadChoiceListsTheChoices) {
 TEST(Config, SetOverridesNestedValues) {
   const Config c = parse_config(
       "train:\n  lr: 1.0e-3\n  steps: 100\n", "run.yaml",
-      {"train.lr=3e-4", "moe.top_k=4", "model.qk_norm=true", "data.path=corpus/a b.txt",
+      {"train.lr=3e-4", "moe.top_k=4", "model.qk_norm=true", "data.train=corpus/a b.txt",
        "train.steps=50", "train.steps = 70", "checkpoint={dir: out, interval: 5}"});
   EXPECT_EQ(c.train.lr, 3e-4);
   EXPECT_EQ(c.moe.top_k, 4);
   EXPECT_TRUE(c.model.qk_norm);
-  EXPECT_EQ(c.data.path, "corpus/a b.txt");
+  EXPECT_EQ(c.data.train, "corpus/a b.txt");
   EXPECT_EQ(c.train.steps, 70);  // the last --set of a key wins
   EXPECT_EQ(c.checkpoint.dir, "out");
   EXPECT_EQ(c.checkpoint.interval, 5);
@@ -263,7 +264,7 @@ TEST(Config, PrintParseRoundTrip) {
   c.moe.expert_bias = true;
   c.parallel.dp = 4;
   c.parallel.ep = 2;
-  c.data.path = "a: b # not a comment";
+  c.data.train = "a: b # not a comment";
   c.data.seed = 9007199254740993;  // not exactly representable as a double
   c.train.lr = 0.1;
   c.train.min_lr = 3e-5;
