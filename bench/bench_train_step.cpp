@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
       if (step == warmup) ops::set_op_profiling(profile);
       const auto start = std::chrono::steady_clock::now();
       const StepStats stats =
-          train_step(model, optimizer, store, *loader, config.train, config.train.lr, step, stream);
+          train_step(model, optimizer, store, *loader, config.train, nullptr, config.train.lr,
+                     step, stream);
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();

@@ -5,6 +5,10 @@
 #   moe_add_mpi_test(NAME SOURCES ... LIBS ... NP 1 2 4)
 #       a gtest executable run under mpirun once per rank count, label mpi. Open MPI needs
 #       --oversubscribe to start more ranks than cores and --allow-run-as-root in containers.
+#   moe_add_fuzz_test(TARGET SEED_DIR SOURCES...)
+#       tests/fuzz/TARGET.cpp built with clang++ -fsanitize=fuzzer,address,undefined against the
+#       listed sources (relative to the repo root) and fuzzed for 20 s from SEED_DIR; label unit.
+#       Needs MOE_CLANGXX (Debian: clang, libclang-rt-14-dev).
 
 set(MOE_MPIEXEC_PREFLAGS "--oversubscribe;--allow-run-as-root;--bind-to;none"
     CACHE STRING "Flags placed before the program in mpirun test commands")
@@ -33,4 +37,11 @@ function(moe_add_mpi_test name)
     set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi PROCESSORS ${np}
                          TIMEOUT ${MOE_TEST_TIMEOUT} ENVIRONMENT "OMP_NUM_THREADS=1")
   endforeach()
+endfunction()
+
+function(moe_add_fuzz_test target seeds)
+  add_test(NAME ${target}
+           COMMAND ${PROJECT_SOURCE_DIR}/tests/fuzz/run_fuzz.sh ${MOE_CLANGXX} ${PROJECT_SOURCE_DIR}
+                   ${CMAKE_CURRENT_BINARY_DIR}/${target} 20 ${target} ${seeds} ${ARGN})
+  set_tests_properties(${target} PROPERTIES LABELS unit TIMEOUT ${MOE_TEST_TIMEOUT})
 endfunction()

@@ -7,8 +7,8 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "data/bpe_json.h"
 #include "data/bpe_tokenizer.h"
+#include "data/json.h"
 
 namespace moe {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "data/bpe_byte_level.h"
-#include "data/bpe_json.h"
+#include "data/json.h"
 #include "data/unicode.h"
 
 namespace moe {

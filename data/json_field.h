@@ -1,6 +1,6 @@
-// One string field of a JSON Lines record: a strict JSON parser (RFC 8259) for a line that holds
-// one object, returning the string under a key of that object. moe-data reads the text of each
-// document of a .jsonl file through it.
+// One string field of a JSON Lines record: the line, parsed by the shared JSON parser
+// (data/json.h), must hold one object; the field is the string under a key of that object.
+// moe-data reads the text of each document of a .jsonl file through it.
 //
 // Decisions:
 // - The whole line is validated, not just the field, so a truncated or concatenated record is an
@@ -10,6 +10,8 @@
 //   surrogate, which crawled data does contain and UTF-8 cannot encode, becomes U+FFFD. Raw bytes
 //   of strings pass through unchanged (byte-level tokenizers take any bytes).
 // - A key given twice takes its last value, as Python's json module does.
+// - Errors name the place as "<where>: column C" (a line's byte column; column 1 when the problem
+//   is the key or its value), not as the parser's "line 1, column C".
 #pragma once
 
 #include <string>

@@ -10,47 +10,10 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "data/json.h"
 
 namespace moe {
 namespace {
-
-void append_json_string(std::string& out, const std::string& text) {
-  out += '"';
-  for (const char ch : text) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned char>(ch));
-          out += escaped;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
 
 void append_number(std::string& out, double value) {
   if (!std::isfinite(value)) {

@@ -1,14 +1,16 @@
 // moe-train: train a model described by one YAML config (DESIGN.md §1).
 //   moe-train --config configs/quickstart.yaml [--set train.steps=100 ...] [--sample 300]
-// Runs with or without mpirun; this build trains on one rank. Every error reaches the user as one
-// "error: ..." line (prefixed by the rank under mpirun) and a non-zero exit; under mpirun with
-// several ranks the job is aborted so no rank is left waiting.
+// Runs with or without mpirun; under mpirun the ranks train data-parallel (parallel.dp; tensor and
+// expert parallelism are not built yet). Every error reaches the user as one "error: ..." line
+// (prefixed by the rank under mpirun) and a non-zero exit; with several ranks the job is aborted so
+// no rank is left waiting.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
 #include <exception>
 
 #include "core/log.h"
+#include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/training_loop.h"
 
@@ -38,10 +40,19 @@ int main(int argc, char** argv) {
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
-      MOE_CHECK(world == 1, "moe-train runs on one rank in this build (got ", world,
-                " ranks); distributed training is not built yet");
+      MOE_CHECK(config.parallel.tp == 1 && config.parallel.ep == 1 && !config.parallel.fssdp,
+                "this build trains with data parallelism only: parallel.tp = ", config.parallel.tp,
+                ", parallel.ep = ", config.parallel.ep,
+                " and parallel.fssdp must stay 1, 1 and false");
+      std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
+      moe::ProcessGrid grid(*world_comm, config.parallel.tp, config.parallel.dp,
+                            config.parallel.ep);
+      moe::Config run = config;
+      if (rank != 0) run.log.metrics_file.clear();  // one writer per job
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
-      moe::train_model(config, options);
+      MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = tp ", grid.tp_size(), " x dp ",
+                   grid.dp_size());
+      moe::train_model(run, options, &grid.dp_group());
     }
   } catch (const std::exception& e) {
     MOE_LOG_ERROR(e.what());

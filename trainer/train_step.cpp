@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/ops.h"
+
 namespace moe {
 
 void StepStats::add_micro_batch(const ModelOutput& out, int grad_accum) {
@@ -43,8 +45,34 @@ Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t s
   return Tensor::from_vector<int32_t>({batch, seq_len}, values);
 }
 
-StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, double lr, int64_t step, Stream& stream) {
+namespace {
+
+// Sums the step's losses and loads over the group and divides the losses by its size; tokens count
+// the whole global batch.
+void reduce_over(Communicator& group, StepStats& stats, Stream& stream) {
+  const double n = group.size();
+  Tensor losses = Tensor::from_vector<double>({3}, {stats.lm_loss, stats.aux_loss, stats.z_loss});
+  group.all_reduce(losses, ReduceOp::sum, stream);
+  stats.lm_loss = losses.data<double>()[0] / n;
+  stats.aux_loss = losses.data<double>()[1] / n;
+  stats.z_loss = losses.data<double>()[2] / n;
+  stats.tokens *= group.size();
+  std::vector<int64_t> flat;
+  for (const auto& layer : stats.loads) flat.insert(flat.end(), layer.begin(), layer.end());
+  flat.insert(flat.end(), stats.dropped.begin(), stats.dropped.end());
+  Tensor counts = Tensor::from_vector<int64_t>({static_cast<int64_t>(flat.size())}, flat);
+  group.all_reduce(counts, ReduceOp::sum, stream);
+  const int64_t* summed = counts.data<int64_t>();
+  for (auto& layer : stats.loads)
+    for (int64_t& load : layer) load = *summed++;
+  for (int64_t& dropped : stats.dropped) dropped = *summed++;
+}
+
+}  // namespace
+
+StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
+                               const TrainConfig& train, Communicator* dp_group, int64_t step,
+                               Stream& stream) {
   StepStats stats;
   store.zero_grads(stream);
   for (int micro = 0; micro < train.grad_accum; ++micro) {
@@ -58,6 +86,18 @@ StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, Toke
     stats.add_micro_batch(out, train.grad_accum);
     stats.tokens += b.batch * b.seq_len;
   }
+  if (dp_group && dp_group->size() > 1) {
+    dp_group->all_reduce(store.grads(), ReduceOp::sum, stream);
+    ops::scale(store.grads(), 1.0f / static_cast<float>(dp_group->size()), stream);
+    reduce_over(*dp_group, stats, stream);
+  }
+  return stats;
+}
+
+StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
+                     const TrainConfig& train, Communicator* dp_group, double lr, int64_t step,
+                     Stream& stream) {
+  StepStats stats = accumulate_gradients(model, store, loader, train, dp_group, step, stream);
   stats.grad_norm = optimizer.step(lr, stream);
   stats.steps = 1;
   model.update_expert_bias(stats.loads);

@@ -1,6 +1,12 @@
-// One optimizer step (gradient accumulation over micro-batches, clipping, AdamW, the expert-bias
-// update) and the statistics it produced, shared by the training loop and the benchmarks so that
-// both time exactly the same work.
+// One optimizer step (gradient accumulation over micro-batches, data-parallel averaging, clipping,
+// AdamW, the expert-bias update) and the statistics it produced, shared by the training loop, the
+// benchmarks and the parallel tests so that all of them run exactly the same work.
+//
+// Data parallelism: every rank computes the gradient of the mean loss over its own slice of the
+// global batch; the gradients are then summed over the data-parallel group in one all-reduce over
+// the flat gradient arena and divided by its size, which is the gradient of the mean over the
+// global batch when every rank holds the same number of target tokens. Losses and expert loads are
+// reduced the same way, so every rank logs global numbers and moves the expert bias identically.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +14,7 @@
 
 #include "data/token_loader.h"
 #include "layers/model.h"
+#include "parallel/communicator.h"
 #include "trainer/optimizer.h"
 
 namespace moe {
@@ -26,9 +33,16 @@ struct StepStats {
 
 Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t seq_len);
 
-// Runs optimizer step `step` (from 0) at learning rate lr. Throws InputError when the loss is not
-// finite.
+// Zeroes the gradients, runs forward and backward over train.grad_accum micro-batches and averages
+// gradients, losses and loads over dp_group (null or size 1: no communication). Throws InputError
+// when the loss is not finite. `step` (from 0) only names the step in that message.
+StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
+                               const TrainConfig& train, Communicator* dp_group, int64_t step,
+                               Stream& stream);
+
+// accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
 StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, double lr, int64_t step, Stream& stream);
+                     const TrainConfig& train, Communicator* dp_group, double lr, int64_t step,
+                     Stream& stream);
 
 }  // namespace moe

@@ -70,12 +70,15 @@ double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch,
 
 }  // namespace
 
-TrainingSummary train_model(const Config& config, const TrainingOptions& options) {
+TrainingSummary train_model(const Config& config, const TrainingOptions& options,
+                            Communicator* dp_group) {
   const TrainConfig& train = config.train;
   MOE_CHECK(train.device == "cpu",
             "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
   const auto run_start = Clock::now();
-  std::unique_ptr<TokenLoader> loader = make_token_loader(config.data);
+  const int dp_size = dp_group ? dp_group->size() : 1;
+  std::unique_ptr<TokenLoader> loader =
+      make_token_loader(config.data, dp_group ? dp_group->rank() : 0, dp_size);
   MOE_CHECK(loader->tokenizer().vocab_size() <= config.model.vocab_size,
             "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
             loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
@@ -89,14 +92,15 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
 
   const ParameterCounts counts = model.parameter_counts();
   const int64_t seq_len = config.data.seq_len;
-  const int64_t tokens_per_step = int64_t{train.micro_batch_size} * train.grad_accum * seq_len;
+  const int64_t tokens_per_step =
+      int64_t{train.micro_batch_size} * train.grad_accum * seq_len * dp_size;
   MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding), ",
                counts.active_per_token, " active per token; ",
                number("%.3g", model.flops_per_token(seq_len)),
                " training FLOPs per token at seq_len ", seq_len);
   MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
                " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
-               " micro-batches)");
+               " micro-batches x ", dp_size, " data-parallel ranks)");
   if (!config.checkpoint.dir.empty())
     MOE_LOG_WARN(
         "checkpoint.dir is set, but this build does not write checkpoints yet; none will "
@@ -117,7 +121,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   ops::set_op_profiling(options.profile);
   for (int64_t step = 0; step < train.steps; ++step) {
     const double lr = learning_rate(train, step);
-    interval.add(train_step(model, optimizer, store, *loader, train, lr, step, stream));
+    interval.add(train_step(model, optimizer, store, *loader, train, dp_group, lr, step, stream));
 
     const bool last = step + 1 == train.steps;
     if ((step + 1) % config.log.interval == 0 || last) {
@@ -203,7 +207,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
                "; peak memory ", peak_rss_mb(), " MB; run ", clock_text(seconds_since(run_start)));
 
-  if (options.sample_tokens > 0) {
+  if (options.sample_tokens > 0 && (!dp_group || dp_group->rank() == 0)) {
     const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);
     const std::vector<int32_t> text =
         generate(model, prompt, seq_len,

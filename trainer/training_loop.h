@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 
+#include "parallel/communicator.h"
 #include "trainer/config.h"
 
 namespace moe {
@@ -34,6 +35,9 @@ struct TrainingSummary {
   std::string sample;
 };
 
-TrainingSummary train_model(const Config& config, const TrainingOptions& options);
+// dp_group: the data-parallel group this rank belongs to (null: train alone). Every rank of it
+// calls train_model with the same config; each reads its slice of every global batch.
+TrainingSummary train_model(const Config& config, const TrainingOptions& options,
+                            Communicator* dp_group = nullptr);
 
 }  // namespace moe

@@ -5,27 +5,12 @@
 # crash, and leaving no half-written dataset behind.
 #   test_moe_data_cli.sh <moe-data>
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 moe_data="$1"
-failures=0
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-# expect <exit: zero|nonzero> <text the output must contain> <command...>
-expect() {
-  local want="$1" text="$2"
-  shift 2
-  local output status
-  output="$("$@" 2>&1)"
-  status=$?
-  if { [ "$want" = zero ] && [ $status -ne 0 ]; } || { [ "$want" = nonzero ] && [ $status -eq 0 ]; }; then
-    echo "FAIL: exit $status ($want expected): $*"; echo "$output" | tail -5; failures=$((failures + 1))
-  elif [[ "$output" != *"$text"* ]]; then
-    echo "FAIL: no '$text' in the output of: $*"; echo "$output" | tail -5; failures=$((failures + 1))
-  else
-    echo "ok: $*"
-  fi
-}
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # Inputs: a tree of text files, a JSON Lines file, a list.

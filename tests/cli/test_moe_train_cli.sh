@@ -3,26 +3,11 @@
 # exit non-zero with one clear message, never crash or hang.
 #   test_moe_train_cli.sh <moe-train> <repo root> [mpirun flags...]
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 moe_train="$1"
 root="$2"
 shift 2
-failures=0
 
-# expect <exit: zero|nonzero> <text the output must contain> <command...>
-expect() {
-  local want="$1" text="$2"
-  shift 2
-  local output status
-  output="$("$@" 2>&1)"
-  status=$?
-  if { [ "$want" = zero ] && [ $status -ne 0 ]; } || { [ "$want" = nonzero ] && [ $status -eq 0 ]; }; then
-    echo "FAIL: exit $status ($want expected): $*"; echo "$output" | tail -5; failures=$((failures + 1))
-  elif [[ "$output" != *"$text"* ]]; then
-    echo "FAIL: no '$text' in the output of: $*"; echo "$output" | tail -5; failures=$((failures + 1))
-  else
-    echo "ok: $*"
-  fi
-}
 
 config="$root/configs/quickstart.yaml"
 expect nonzero "--config is required" "$moe_train"
@@ -34,6 +19,7 @@ expect nonzero "/no/such/corpus" "$moe_train" --config "$config" --set data.trai
 expect nonzero "train.device = cuda" "$moe_train" --config "$config" --set train.device=cuda
 expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
 if [ $# -gt 0 ]; then
-  expect nonzero "runs on one rank in this build (got 2 ranks)" "$@" -np 2 "$moe_train" --config "$config"
+  expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
+  expect nonzero "this build trains with data parallelism only" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
 fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

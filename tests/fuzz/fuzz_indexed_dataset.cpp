@@ -1,7 +1,7 @@
 // libFuzzer target for the .idx reader (DESIGN.md §3 "Errors": bad input never crashes). Each
 // input is written as PREFIX.idx beside a fixed 1 KiB PREFIX.bin; opening it must either succeed,
 // and then every sequence reads and check_vocab runs, or throw InputError. A crash, a sanitizer
-// report or any other exception is a finding. Built and run by run_fuzz_indexed_dataset.sh.
+// report or any other exception is a finding. Built and run by run_fuzz.sh.
 #include <unistd.h>
 
 #include <algorithm>

@@ -49,8 +49,9 @@ TEST(JsonField, MalformedLinesNameTheLineAndColumn) {
   EXPECT_TRUE(mentions(error_of(R"(["text"])"), "column 1: expected a JSON object"));
   EXPECT_TRUE(
       mentions(error_of(R"({"text": "open)"), "column 10: the string starting here never ends"));
-  EXPECT_TRUE(mentions(error_of(R"({"text": "a"} {})"), "column 15: expected the end of the line"));
-  EXPECT_TRUE(mentions(error_of(R"({"text": "a",})"), "column 14: expected a member name"));
+  EXPECT_TRUE(
+      mentions(error_of(R"({"text": "a"} {})"), "column 15: unexpected text after the JSON value"));
+  EXPECT_TRUE(mentions(error_of(R"({"text": "a",})"), "column 14: expected a string key"));
   EXPECT_TRUE(mentions(error_of(R"({"text": "\x41"})"), "column 11: invalid escape '\\x'"));
   EXPECT_TRUE(mentions(error_of(R"({"text": "\u12G4"})"), "expected 4 hex digits after \\u"));
   EXPECT_TRUE(mentions(error_of("{\"text\": \"a\tb\"}"), "raw control character 0x09"));

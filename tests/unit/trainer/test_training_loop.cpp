@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "tests/support/text_dataset.h"
+#include "tests/support/tiny_run.h"
 #include "trainer/training_loop.h"
 
 namespace moe {
@@ -21,25 +22,11 @@ const std::string& gpl_dataset() {
   return prefix;
 }
 
-Config tiny_run(const std::string& metrics_file = "") {
-  Config c;
-  c.model.d_model = 32;
-  c.model.n_layers = 2;
-  c.model.n_heads = 2;
-  c.model.n_kv_heads = 1;
-  c.model.ffn_hidden = 64;
-  c.model.max_seq_len = 32;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_hidden = 32;
-  c.moe.first_k_dense = 1;
-  c.data.train = gpl_dataset();
-  c.data.seq_len = 32;
+Config logged_run(const std::string& metrics_file = "") {
+  Config c = testing::tiny_run(gpl_dataset());
   c.data.val_fraction = 0.1;
   c.train.steps = 30;
   c.train.warmup_steps = 3;
-  c.train.micro_batch_size = 4;
-  c.train.grad_accum = 2;
   c.train.eval_interval = 15;
   c.train.eval_batches = 2;
   c.log.interval = 10;
@@ -61,7 +48,7 @@ std::string train_error(const Config& config) {
 TEST(TrainingLoop, LossFallsAndMetricsHoldEveryDocumentedKey) {
   const std::string metrics = ::testing::TempDir() + "moe_training_loop/metrics.jsonl";
   std::filesystem::remove(metrics);
-  const TrainingSummary summary = train_model(tiny_run(metrics), {20, "GNU", false});
+  const TrainingSummary summary = train_model(logged_run(metrics), {20, "GNU", false});
   EXPECT_LT(summary.train_loss, std::log(256.0) - 1.0) << "the loss did not fall from ln 256";
   EXPECT_TRUE(std::isfinite(summary.val_loss));
   EXPECT_EQ(summary.sample.size(), 3u + 20u);
@@ -83,14 +70,14 @@ TEST(TrainingLoop, LossFallsAndMetricsHoldEveryDocumentedKey) {
 }
 
 TEST(TrainingLoop, MissingDataFileIsAClearError) {
-  Config c = tiny_run();
+  Config c = logged_run();
   c.data.train = "/nonexistent/corpus";
   const std::string message = train_error(c);
   EXPECT_NE(message.find("/nonexistent/corpus"), std::string::npos) << message;
 }
 
 TEST(TrainingLoop, CudaDeviceIsAClearErrorInThisBuild) {
-  Config c = tiny_run();
+  Config c = logged_run();
   c.train.device = "cuda";
   const std::string message = train_error(c);
   EXPECT_NE(message.find("train.device"), std::string::npos) << message;

@@ -1,17 +1,23 @@
-// JSON for tokenizer files (tokenizer.json, vocab.json): a parser into a value tree, typed access
-// whose errors name the file and the key path, and string escaping for the files we write.
+// JSON: a strict parser into a value tree, typed access whose errors name the file and the key
+// path, and string escaping for the JSON we write. Tokenizer files (tokenizer.json, vocab.json),
+// JSON Lines records (data/json_field.h) and the metrics file (trainer/metrics.h) all use it.
 //
 // Decisions:
 // - Our own small parser, not yaml-cpp (which reads JSON as YAML 1.2): yaml-cpp 0.7 rejects
 //   surrogate pairs such as "\ud83d\ude00", which Python's json.dump writes for every character
 //   outside the BMP, and is slow on the multi-megabyte files of 100k-token vocabularies.
-// - Strict RFC 8259: no comments, trailing commas, NaN or raw control characters; lone surrogates
-//   are errors (they are not UTF-8). A syntax error is an InputError naming the file, line and
-//   column.
-// - Objects keep their members in file order, duplicates included; the loaders decide what a
+// - Strict RFC 8259: no comments, trailing commas, NaN or raw control characters. A lone surrogate
+//   (not UTF-8) is an error unless JsonParseOptions says to make it U+FFFD (crawled text has
+//   them). Nesting is limited, as the parser recurses. Raw bytes of strings pass through unchecked.
+// - A syntax error is a JsonSyntaxError, an InputError naming the file, line and column; it keeps
+//   the column and the problem for callers that name the place their own way.
+// - Objects keep their members in file order, duplicates included; the callers decide what a
 //   duplicate means. Numbers are doubles; as_int() requires an integral value.
+// - Escaping writes \" \\ \b \f \n \r \t and \u00XX for the other control characters, as Python's
+//   json.dumps and serde_json do; every other byte passes through (the text is UTF-8).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +25,8 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "core/error.h"
 
 namespace moe {
 
@@ -32,14 +40,37 @@ class JsonValue {
   JsonValue() : data_(nullptr) {}
   explicit JsonValue(Data data) : data_(std::move(data)) {}
   const Data& data() const { return data_; }
+  Data& data() { return data_; }
   const char* kind_name() const;  // "null", "a boolean", "a number", "a string", ...
 
  private:
   Data data_;
 };
 
+enum class LoneSurrogates { error, replace };  // replace: U+FFFD
+
+struct JsonParseOptions {
+  LoneSurrogates lone_surrogates = LoneSurrogates::error;
+  int max_depth = 256;          // deeper nesting is an error
+  bool require_object = false;  // the document must be an object: "expected a JSON object ('{')"
+};
+
+// "malformed JSON in '<file>' at line L, column C: <problem>"; column counts bytes from 1.
+class JsonSyntaxError : public InputError {
+ public:
+  JsonSyntaxError(const std::string& message, size_t column, std::string problem)
+      : InputError(message), column_(column), problem_(std::move(problem)) {}
+  size_t column() const { return column_; }
+  const std::string& problem() const { return problem_; }
+
+ private:
+  size_t column_;
+  std::string problem_;
+};
+
 // Parses a whole document; `file` names it in errors.
-JsonValue parse_json(std::string_view text, const std::string& file);
+JsonValue parse_json(std::string_view text, const std::string& file,
+                     const JsonParseOptions& options = {});
 // Reads and parses a file (InputError when it cannot be opened).
 JsonValue read_json_file(const std::string& path);
 
