@@ -8,8 +8,13 @@
 // differ).
 // - Tensors are split along dim 0 ("rows"). Every method below communicates, and every rank of the
 //   communicator must call it in the same order.
+// - Every communicator counts the bytes this rank hands to each kind of collective (volume()): the
+//   payload it sends (the tensor it contributes; for all-to-all only the rows for other ranks; for
+//   broadcast only on the root), not the wire traffic of the algorithm behind it. A communicator of
+//   one rank counts nothing, because it sends nothing. The trainer logs it per step.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -20,6 +25,16 @@
 namespace moe {
 
 enum class ReduceOp { sum, max, min };
+
+enum class Collective { all_reduce, reduce_scatter, all_gather, all_to_all, broadcast };
+constexpr int kCollectiveKinds = 5;
+const char* collective_name(Collective kind);
+
+struct CommVolume {
+  std::array<int64_t, kCollectiveKinds> bytes{};
+  int64_t operator[](Collective kind) const { return bytes[static_cast<int>(kind)]; }
+  int64_t total() const;
+};
 
 class Communicator {
  public:
@@ -46,6 +61,15 @@ class Communicator {
   virtual void barrier() = 0;
   // Ranks with the same color form a new communicator, ordered by key (then by rank).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  const CommVolume& volume() const { return volume_; }
+  void reset_volume() { volume_ = {}; }
+
+ protected:
+  void count(Collective kind, int64_t bytes) { volume_.bytes[static_cast<int>(kind)] += bytes; }
+
+ private:
+  CommVolume volume_;
 };
 
 // A communicator over all processes of the MPI job (MPI must be initialized).

@@ -146,6 +146,7 @@ void MpiCommunicator::all_reduce(Tensor& x, ReduceOp op, Stream&) {
   const int count = as_int("all_reduce", "element count", x.numel());
   if (size_ == 1) return;
   MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x.raw(), count, type, mpi_op(op), comm_));
+  this->count(Collective::all_reduce, static_cast<int64_t>(x.nbytes()));
 }
 
 void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, Stream&) {
@@ -162,6 +163,7 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op,
   const int count = as_int(name, "block element count", out.numel());
   if (size_ == 1) return copy_bytes(in, out);
   MOE_MPI_CHECK(MPI_Reduce_scatter_block(in.raw(), out.raw(), count, type, mpi_op(op), comm_));
+  this->count(Collective::reduce_scatter, static_cast<int64_t>(in.nbytes()));
 }
 
 void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
@@ -182,6 +184,7 @@ void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
   const RowType row(name, row_bytes(in));
   MOE_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.raw(), rows, row.get(), out.raw(), rows,
                               row.get(), comm_));
+  count(Collective::all_gather, static_cast<int64_t>(block_bytes));
 }
 
 void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows,
@@ -206,6 +209,9 @@ void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>&
   const RowType row(name, row_bytes(in));
   MOE_MPI_CHECK(MPI_Alltoallv(in.raw(), send_counts.data(), send_displs.data(), row.get(),
                               out.raw(), recv_counts.data(), recv_displs.data(), row.get(), comm_));
+  int64_t sent_rows = 0;
+  for (int p = 0; p < size_; ++p) sent_rows += p == rank_ ? 0 : send_rows[p];
+  count(Collective::all_to_all, sent_rows * row_bytes(in));
 }
 
 std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>& send) {
@@ -214,6 +220,7 @@ std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>
   if (size_ == 1) return send;
   std::vector<int64_t> recv(send.size());
   MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
+  count(Collective::all_to_all, static_cast<int64_t>(sizeof(int64_t)) * (size_ - 1));
   return recv;
 }
 
@@ -225,6 +232,7 @@ void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {
   if (size_ == 1) return;
   const RowType row("broadcast", row_bytes(x));
   MOE_MPI_CHECK(MPI_Bcast(x.raw(), rows, row.get(), root, comm_));
+  if (rank_ == root) count(Collective::broadcast, static_cast<int64_t>(x.nbytes()));
 }
 
 void MpiCommunicator::barrier() {

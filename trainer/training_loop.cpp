@@ -147,6 +147,18 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
           .add("grad_norm", interval.grad_norm / n)
           .add("tokens_per_s", tokens_per_s)
           .add("elapsed_s", elapsed);
+      if (dp_size > 1) {
+        const CommVolume& volume = dp_group->volume();
+        line +=
+            " | comm " + number("%.2f", static_cast<double>(volume.total()) / n / 1e6) + " MB/step";
+        record.add("comm_bytes_per_step", static_cast<double>(volume.total()) / n);
+        for (int kind = 0; kind < kCollectiveKinds; ++kind)
+          if (volume.bytes[kind] > 0)
+            record.add(std::string("comm_bytes_per_step.") +
+                           collective_name(static_cast<Collective>(kind)),
+                       static_cast<double>(volume.bytes[kind]) / n);
+        dp_group->reset_volume();
+      }
       std::string load_text;
       for (size_t i = 0; i < interval.loads.size(); ++i) {
         if (interval.loads[i].empty()) continue;

@@ -309,6 +309,35 @@ TEST_F(CommunicatorTest, CommunicatorOfOneRankCopiesInToOut) {
   alone->barrier();
 }
 
+// Each rank counts the payload it hands over: the tensor for reductions and gathers, the rows for
+// other ranks in all-to-all, the tensor on the broadcast root only; one rank sends nothing.
+TEST_F(CommunicatorTest, CountsTheBytesEachRankSends) {
+  comm->reset_volume();
+  Tensor x = Tensor::zeros({10}, DType::f32);
+  comm->all_reduce(x, ReduceOp::sum, stream);
+  comm->all_reduce(x, ReduceOp::max, stream);
+  Tensor rows = Tensor::zeros({size, 3}, DType::f64),
+         gathered = Tensor::zeros({size * size, 3}, DType::f64);
+  comm->all_gather(rows, gathered, stream);
+  const std::vector<int64_t> one_row_each(static_cast<size_t>(size), 1);
+  Tensor received = Tensor::zeros({size, 3}, DType::f64);
+  comm->all_to_all_v(rows, one_row_each, received, one_row_each, stream);
+  comm->broadcast(x, 0, stream);
+  const CommVolume& v = comm->volume();
+  if (size == 1) {
+    EXPECT_EQ(v.total(), 0);
+    return;
+  }
+  EXPECT_EQ(v[Collective::all_reduce], 2 * 40);
+  EXPECT_EQ(v[Collective::all_gather], size * 24);
+  EXPECT_EQ(v[Collective::all_to_all], (size - 1) * 24);
+  EXPECT_EQ(v[Collective::broadcast], rank == 0 ? 40 : 0);
+  EXPECT_EQ(v[Collective::reduce_scatter], 0);
+  EXPECT_EQ(v.total(), 80 + size * 24 + (size - 1) * 24 + (rank == 0 ? 40 : 0));
+  comm->reset_volume();
+  EXPECT_EQ(comm->volume().total(), 0);
+}
+
 TEST_F(CommunicatorTest, AllToAllVRejectsBadCounts) {
   const Tensor in = Tensor::zeros({4, 2}, DType::f32);
   Tensor out = Tensor::zeros({4, 2}, DType::f32);
