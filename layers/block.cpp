@@ -20,8 +20,9 @@ Block::Block(ParameterStore& store, int layer, const Config& config)
                                  config.model.ffn_hidden, config.model.init_std);
 }
 
-void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch, BlockSaved& saved,
-                        Tensor& out, Stream& stream) const {
+void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
+                        const CountSource& source, BlockSaved& saved, Tensor& out,
+                        Stream& stream) const {
   const int64_t tokens = x.dim(0), d_model = x.dim(1);
   const DType dtype = x.dtype();
   saved.x = x;
@@ -36,9 +37,10 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   saved.ffn_rstd = Tensor::empty({tokens}, dtype);
   ops::rmsnorm_forward(saved.h, ffn_norm_.value, norm_eps_, saved.ffn_in, saved.ffn_rstd, stream);
   if (moe_) {
-    moe_->forward(saved.ffn_in, tokens / batch, saved.moe, out, stream);
-    saved.stats = {true, saved.moe.router.aux_loss, saved.moe.router.z_loss, saved.moe.load,
-                   saved.moe.dropped};
+    moe_->forward(saved.ffn_in, tokens / batch, source, saved.moe, out, stream);
+    const RouterSaved& router = saved.moe.router;
+    saved.stats = {true,           router.aux_loss,   router.z_loss,
+                   saved.moe.load, saved.moe.dropped, router.aux};
   } else {
     saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype);
     mlp_->forward(saved.ffn_in, saved.mlp, out, stream);
@@ -48,8 +50,8 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
 }
 
 void Block::forward(const Tensor& x, const Tensor& positions, int64_t batch, bool recompute,
-                    BlockSaved& saved, Tensor& out, Stream& stream) const {
-  run_forward(x, positions, batch, saved, out, stream);
+                    bool training, BlockSaved& saved, Tensor& out, Stream& stream) const {
+  run_forward(x, positions, batch, {nullptr, training}, saved, out, stream);
   if (!recompute) return;
   BlockStats stats = std::move(saved.stats);
   saved = BlockSaved{};
@@ -62,7 +64,7 @@ void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& s
   if (!saved.complete) {
     BlockSaved rebuilt;
     Tensor out = Tensor::empty(saved.x.shape(), saved.x.dtype());
-    run_forward(saved.x, positions, batch, rebuilt, out, stream);
+    run_forward(saved.x, positions, batch, {&saved.stats.aux, false}, rebuilt, out, stream);
     backward(positions, batch, rebuilt, dout, loss_scale, dx, stream);
     return;
   }

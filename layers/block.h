@@ -20,6 +20,7 @@ struct BlockStats {
   double aux_loss = 0, z_loss = 0;
   std::vector<int64_t> load;
   int64_t dropped = 0;
+  AuxCounts aux;  // what the load-balancing loss was computed from, reused by recompute
 };
 
 struct BlockSaved {
@@ -38,15 +39,16 @@ class Block {
 
   bool is_moe() const { return moe_ != nullptr; }
   const MoeLayer* moe() const { return moe_.get(); }
+  // training: a forward whose backward follows (global-batch counts enter the step's buffer).
   void forward(const Tensor& x, const Tensor& positions, int64_t batch, bool recompute,
-               BlockSaved& saved, Tensor& out, Stream& stream) const;
+               bool training, BlockSaved& saved, Tensor& out, Stream& stream) const;
   // dx is assigned; dout and dx may not alias.
   void backward(const Tensor& positions, int64_t batch, const BlockSaved& saved, const Tensor& dout,
                 double loss_scale, Tensor& dx, Stream& stream) const;
 
  private:
-  void run_forward(const Tensor& x, const Tensor& positions, int64_t batch, BlockSaved& saved,
-                   Tensor& out, Stream& stream) const;
+  void run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
+                   const CountSource& source, BlockSaved& saved, Tensor& out, Stream& stream) const;
 
   float norm_eps_;
   Parameter &attn_norm_, &ffn_norm_;

@@ -46,7 +46,8 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
   s.blocks.resize(blocks_.size());
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Tensor out = Tensor::empty({tokens, d_model}, dtype);
-    blocks_[i]->forward(x, s.positions, batch, config_.train.recompute, s.blocks[i], out, stream);
+    blocks_[i]->forward(x, s.positions, batch, config_.train.recompute, keep_for_backward,
+                        s.blocks[i], out, stream);
     const BlockStats& stats = s.blocks[i].stats;
     result.layers.push_back(stats);
     result.aux_loss += stats.aux_loss;
@@ -109,6 +110,11 @@ void Model::backward(double loss_scale, Stream& stream) {
   }
   ops::embedding_backward(s.inputs, dx, embedding_.grad, stream);
   saved_ = Saved{};
+}
+
+void Model::begin_step(Communicator* dp_group) const {
+  for (const auto& block : blocks_)
+    if (block->is_moe()) block->moe()->router().begin_step(dp_group);
 }
 
 void Model::update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const {

@@ -40,6 +40,9 @@ class Model {
   ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
                       Stream& stream);
   void backward(double loss_scale, Stream& stream);
+  // Starts an optimizer step (the global-batch load-balancing counts start over); dp_group (may be
+  // null) is the data-parallel group they are summed over.
+  void begin_step(Communicator* dp_group) const;
   // Applies the aux-loss-free expert bias update from per-layer loads (one entry per block; empty
   // for dense blocks).
   void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const;

@@ -18,11 +18,11 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConf
         int64_t{config.shared_experts} * config.effective_shared_expert_hidden(), init_std);
 }
 
-void MoeLayer::forward(const Tensor& x, int64_t seq_len, MoeSaved& saved, Tensor& y, Stream& stream,
-                       ExpertsImpl impl) const {
+void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
+                       Tensor& y, Stream& stream, ExpertsImpl impl) const {
   const int64_t tokens = x.dim(0), d_model = x.dim(1);
   const int k = config_.top_k, experts = config_.num_experts;
-  router_.forward(x, seq_len, saved.router, stream);
+  router_.forward(x, seq_len, source, saved.router, stream);
 
   Tensor all_slots = Tensor::empty({tokens * k}, DType::i32);
   Tensor counts = Tensor::empty({experts}, DType::i64);

@@ -36,8 +36,8 @@ class MoeLayer {
   MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
            double init_std);
 
-  void forward(const Tensor& x, int64_t seq_len, MoeSaved& saved, Tensor& y, Stream& stream,
-               ExpertsImpl impl = ExpertsImpl::grouped) const;
+  void forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
+               Tensor& y, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
   // dx is assigned.
   void backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy, double loss_scale,
                 Tensor& dx, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;

@@ -13,30 +13,60 @@ Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& 
           config.router_score == "sigmoid" ? ops::RouterScore::sigmoid : ops::RouterScore::softmax,
           config.renormalize, static_cast<float>(config.routed_scaling)},
       gate_(store, name + ".gate", d_model, config.num_experts, false, init_std) {
-  MOE_CHECK(config.aux_loss_type != "global_batch",
-            "moe.aux_loss_type = global_batch needs the distributed trainer, which is not built "
-            "yet; use micro_batch or sequence");
   if (config.expert_bias) expert_bias_ = &store.add_buffer(name + ".expert_bias", {num_experts_});
 }
 
-// f_i of the load-balancing loss, per group, times E / (G * T_g): the weight each token's score of
-// expert i gets in L. Host [G,E] in dtype.
-static Tensor aux_weights(const Tensor& counts, int64_t group, int k, const std::string& norm,
+// The weight each token's score of expert i gets in L: E * f_i / (G * T_g), with f_i from the
+// counts and the group's T_g local tokens. Host [G,E] in dtype.
+static Tensor aux_weights(const AuxCounts& aux, int64_t group, int k, const std::string& norm,
                           DType dtype) {
-  const int64_t groups = counts.dim(0), experts = counts.dim(1);
-  const double per_assignment = norm == "megatron" ? 1.0 / (group * k) : 1.0 / group;
-  Tensor weights = Tensor::empty(counts.shape(), DType::f64);
-  for (int64_t i = 0; i < counts.numel(); ++i)
-    weights.data<double>()[i] = static_cast<double>(counts.data<int64_t>()[i]) * per_assignment *
-                                experts / (groups * group);
+  const int64_t groups = aux.counts.dim(0), experts = aux.counts.dim(1);
+  const double per_assignment =
+      norm == "megatron" ? 1.0 / (aux.tokens_per_group * k) : 1.0 / aux.tokens_per_group;
+  Tensor weights = Tensor::empty(aux.counts.shape(), DType::f64);
+  for (int64_t i = 0; i < aux.counts.numel(); ++i)
+    weights.data<double>()[i] =
+        aux.counts.data<double>()[i] * per_assignment * experts / (groups * group);
   if (dtype == DType::f64) return weights;
-  Tensor converted = Tensor::empty(counts.shape(), dtype);
+  Tensor converted = Tensor::empty(aux.counts.shape(), dtype);
   Stream stream;
   ops::convert(weights, converted, stream);
   return converted;
 }
 
-void Router::forward(const Tensor& x, int64_t seq_len, RouterSaved& saved, Stream& stream) const {
+void Router::begin_step(Communicator* dp_group) const {
+  dp_group_ = dp_group;
+  step_counts_ = Tensor::zeros({1, num_experts_}, DType::f64);
+  micro_batches_ = 0;
+}
+
+AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Stream& stream) const {
+  if (source.reuse) return *source.reuse;
+  const int64_t tokens = saved.expert_ids.dim(0), groups = tokens / saved.group;
+  Tensor counts = Tensor::empty({groups, num_experts_}, DType::i64);
+  ops::moe_expert_counts(saved.expert_ids, saved.group,
+                         config_.aux_loss_norm == "switch" ? 1 : options_.k, counts, stream);
+  AuxCounts aux{Tensor::empty(counts.shape(), DType::f64), saved.group};
+  if (config_.aux_loss_type == "global_batch" && source.training) {
+    const int ranks = dp_group_ ? dp_group_->size() : 1;
+    if (ranks > 1) dp_group_->all_reduce(counts, ReduceOp::sum, stream);
+    if (!step_counts_.defined()) begin_step(dp_group_);
+    ++micro_batches_;
+    for (int64_t e = 0; e < num_experts_; ++e) {
+      double& sum = step_counts_.data<double>()[e];
+      sum += static_cast<double>(counts.data<int64_t>()[e]);
+      aux.counts.data<double>()[e] = sum / micro_batches_;
+    }
+    aux.tokens_per_group = saved.group * ranks;
+    return aux;
+  }
+  for (int64_t i = 0; i < counts.numel(); ++i)
+    aux.counts.data<double>()[i] = static_cast<double>(counts.data<int64_t>()[i]);
+  return aux;
+}
+
+void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source,
+                     RouterSaved& saved, Stream& stream) const {
   const int64_t tokens = x.dim(0);
   const int k = options_.k;
   const DType dtype = x.dtype();
@@ -51,13 +81,10 @@ void Router::forward(const Tensor& x, int64_t seq_len, RouterSaved& saved, Strea
 
   saved.group = config_.aux_loss_type == "sequence" ? seq_len : tokens;
   const int64_t groups = tokens / saved.group;
-  saved.aux_counts = Tensor::empty({groups, num_experts_}, DType::i64);
-  ops::moe_expert_counts(saved.expert_ids, saved.group, config_.aux_loss_norm == "switch" ? 1 : k,
-                         saved.aux_counts, stream);
+  saved.aux = count(saved, source, stream);
   Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype);
   ops::group_sum(saved.scores, saved.group, score_sums, stream);
-  const Tensor weights =
-      aux_weights(saved.aux_counts, saved.group, k, config_.aux_loss_norm, DType::f64);
+  const Tensor weights = aux_weights(saved.aux, saved.group, k, config_.aux_loss_norm, DType::f64);
   Tensor sums64 = Tensor::empty(score_sums.shape(), DType::f64);
   ops::convert(score_sums, sums64, stream);
   saved.aux_loss = 0;
@@ -75,8 +102,7 @@ void Router::backward(const Tensor& x, const RouterSaved& saved, const Tensor& d
   const DType dtype = x.dtype();
   Tensor dscores;
   if (config_.aux_loss_coeff > 0) {
-    Tensor weights =
-        aux_weights(saved.aux_counts, saved.group, options_.k, config_.aux_loss_norm, dtype);
+    Tensor weights = aux_weights(saved.aux, saved.group, options_.k, config_.aux_loss_norm, dtype);
     ops::scale(weights, static_cast<float>(config_.aux_loss_coeff * loss_scale), stream);
     dscores = Tensor::empty(saved.scores.shape(), dtype);
     ops::group_broadcast(weights, saved.group, dscores, stream);

@@ -4,10 +4,13 @@
 // Decisions:
 // - Load-balancing loss L = E * sum_i f_i * P_i per group of tokens (the micro-batch, or each
 //   sequence), averaged over groups. P_i is the mean score of expert i over the group and carries
-//   the gradient; f_i comes from counts that are an input of its own (aux_counts), so the
-//   global-batch variant only has to hand in all-reduced counts. Normalizations
+//   the gradient; f_i comes from counts (AuxCounts) that are an input of their own. Normalizations
 //   (moe.aux_loss_norm): megatron f_i = count_i / (T k) and switch f_i = first-choice count_i / T,
 //   both 1 when balanced; hf f_i = count_i / T, k when balanced.
+// - Global batch (METHODS.md §5.3): the counts are summed over the data-parallel group (T counts
+//   every rank's tokens) and averaged over the micro-batches of the optimizer step so far, while
+//   P_i stays local; the mean of the ranks' losses is then the loss of the whole global batch. Only
+//   training forwards enter the step's buffer; evaluation uses its own micro-batch counts.
 // - z-loss = mean over tokens of logsumexp(logits)^2.
 // - Both reach the logits through router_topk_backward's dscores input and logsumexp's backward,
 //   scaled by their coefficient and the caller's loss scale.
@@ -22,15 +25,29 @@
 
 #include "kernels/op_types.h"
 #include "layers/linear.h"
+#include "parallel/communicator.h"
 #include "trainer/config.h"
 
 namespace moe {
 
+// What f_i is computed from: counts[G,E] (f64: global-batch counts are averages) and the number of
+// tokens T per group they were counted over.
+struct AuxCounts {
+  Tensor counts;
+  int64_t tokens_per_group = 0;
+};
+
+// Where forward takes its AuxCounts from.
+struct CountSource {
+  const AuxCounts* reuse = nullptr;  // recompute: exactly what the first forward used
+  bool training = false;             // global batch: enter this step's buffer and all-reduce
+};
+
 struct RouterSaved {
   Tensor logits, scores, probs, expert_ids, lse;  // [N,E], [N,E], [N,k], [N,k] i32, [N]
-  Tensor aux_counts;                              // i64 [G,E], what f_i was computed from
-  int64_t group = 0;                              // tokens per load-balancing group
-  double aux_loss = 0, z_loss = 0;                // unscaled by their coefficients
+  AuxCounts aux;
+  int64_t group = 0;                // tokens per load-balancing group on this rank
+  double aux_loss = 0, z_loss = 0;  // unscaled by their coefficients
 };
 
 class Router {
@@ -41,13 +58,17 @@ class Router {
   int num_experts() const { return num_experts_; }
   const ops::RouterTopkOptions& options() const { return options_; }
   // x[N,D] in sequences of seq_len tokens.
-  void forward(const Tensor& x, int64_t seq_len, RouterSaved& saved, Stream& stream) const;
+  void forward(const Tensor& x, int64_t seq_len, const CountSource& source, RouterSaved& saved,
+               Stream& stream) const;
   // dprobs[N,k] from the combine; adds the router's part of dL/dx to dx. loss_scale multiplies the
   // aux and z terms the same way it multiplies the language-model loss.
   void backward(const Tensor& x, const RouterSaved& saved, const Tensor& dprobs, double loss_scale,
                 Tensor& dx, Stream& stream) const;
   // Aux-loss-free balancing: bias += rate * sign(mean(load) - load). No-op without the bias.
   void update_expert_bias(const std::vector<int64_t>& load) const;
+  // Starts an optimizer step: empties the global-batch count buffer; dp_group (may be null) is the
+  // group its counts are summed over.
+  void begin_step(Communicator* dp_group) const;
 
  private:
   const MoeConfig& config_;
@@ -55,6 +76,12 @@ class Router {
   ops::RouterTopkOptions options_;
   Linear gate_;
   Buffer* expert_bias_ = nullptr;
+  // The counts f_i is computed from, as the source says (see AuxCounts).
+  AuxCounts count(const RouterSaved& saved, const CountSource& source, Stream& stream) const;
+
+  mutable Communicator* dp_group_ = nullptr;
+  mutable Tensor step_counts_;  // f64 [1,E]: global counts of this step's micro-batches so far
+  mutable int micro_batches_ = 0;
 };
 
 }  // namespace moe

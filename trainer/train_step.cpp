@@ -75,6 +75,7 @@ StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader&
                                Stream& stream) {
   StepStats stats;
   store.zero_grads(stream);
+  model.begin_step(dp_group);
   for (int micro = 0; micro < train.grad_accum; ++micro) {
     const TokenBatch b = loader.next_train_batch(train.micro_batch_size);
     const ModelOutput out =

@@ -24,9 +24,9 @@ namespace {
 
 constexpr int64_t kGlobalBatch = 4;
 
-Config layout_independent_run(const std::string& dataset) {
+Config layout_independent_run(const std::string& dataset, const std::string& aux_loss_type) {
   Config c = testing::tiny_run(dataset);
-  c.moe.aux_loss_type = "sequence";
+  c.moe.aux_loss_type = aux_loss_type;
   c.moe.expert_bias = true;  // its update must see the global loads, or ranks drift apart
   c.data.val_fraction = 0;
   return c;
@@ -62,9 +62,11 @@ std::string dataset_for(const Communicator& world) {
       ::testing::TempDir() + "moe_data_parallel_rank" + std::to_string(world.rank()) + "/gpl");
 }
 
-TEST(DataParallel, AveragedGradientEqualsTheSingleRankGradient) {
+class DataParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DataParallel, AveragedGradientEqualsTheSingleRankGradient) {
   std::unique_ptr<Communicator> world = mpi_world_communicator();
-  const Config c = layout_independent_run(dataset_for(*world));
+  const Config c = layout_independent_run(dataset_for(*world), GetParam());
   Replica reference(c, 0, 1), parallel(c, world->rank(), world->size());
   Stream stream;
   const StepStats ref = reference.gradients(nullptr, stream);
@@ -77,9 +79,9 @@ TEST(DataParallel, AveragedGradientEqualsTheSingleRankGradient) {
   EXPECT_TRUE(testing::all_close(parallel.store.grads(), reference.store.grads(), 1e-7, 1e-4));
 }
 
-TEST(DataParallel, ThirtyStepsFollowTheSingleRankLossCurve) {
+TEST_P(DataParallel, ThirtyStepsFollowTheSingleRankLossCurve) {
   std::unique_ptr<Communicator> world = mpi_world_communicator();
-  const Config c = layout_independent_run(dataset_for(*world));
+  const Config c = layout_independent_run(dataset_for(*world), GetParam());
   Replica reference(c, 0, 1), parallel(c, world->rank(), world->size());
   Stream stream;
   for (int64_t step = 0; step < 30; ++step) {
@@ -92,6 +94,8 @@ TEST(DataParallel, ThirtyStepsFollowTheSingleRankLossCurve) {
                                  reference.store.buffers().front().value, 0, 0))
       << "the expert bias moved differently";
 }
+
+INSTANTIATE_TEST_SUITE_P(AuxLoss, DataParallel, ::testing::Values("sequence", "global_batch"));
 
 }  // namespace
 }  // namespace moe

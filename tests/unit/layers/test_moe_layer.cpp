@@ -43,7 +43,7 @@ TEST(MoeLayer, OneExpertTopOneIsTheDenseMlp) {
   const Tensor dy = random_tensor({tokens, d_model}, DType::f64, 5);
   MoeSaved moe_saved;
   Tensor moe_y = Tensor::empty({tokens, d_model}, DType::f64);
-  layer.forward(x, tokens, moe_saved, moe_y, stream);
+  layer.forward(x, tokens, {}, moe_saved, moe_y, stream);
   FfnSaved mlp_saved = ffn_saved_for(tokens, moe_config.expert_hidden, DType::f64);
   Tensor mlp_y = Tensor::empty({tokens, d_model}, DType::f64);
   mlp.forward(x, mlp_saved, mlp_y, stream);
@@ -80,7 +80,7 @@ TEST(MoeLayer, GroupedExpertsEqualTheRowByRowReference) {
     Run r{Tensor::empty({tokens, d_model}, DType::f64),
           Tensor::empty({tokens, d_model}, DType::f64),
           {}};
-    layer.forward(x, tokens, saved, r.y, stream, impl);
+    layer.forward(x, tokens, {}, saved, r.y, stream, impl);
     layer.backward(x, saved, dy, 1.0, r.dx, stream, impl);
     r.grads = store.grads().clone();
     return r;
@@ -107,7 +107,7 @@ TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
       Stream stream;
       ops::fill(store.values(), 0.0, stream);
       RouterSaved saved;
-      router.forward(random_tensor({12, 8}, DType::f64, 8), 3, saved, stream);
+      router.forward(random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
       const double expected = std::string(norm) == "hf" ? 2.0 : 1.0;
       EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
       EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
@@ -127,16 +127,35 @@ TEST(MoeLayer, ExpertBiasMovesAgainstTheLoad) {
             (std::vector<float>{-0.125f, 0.125f, 0.0f, 0.125f}));
 }
 
-TEST(MoeLayer, GlobalBatchAuxLossIsAClearErrorUntilTheDistributedTrainer) {
-  MoeConfig moe_config;
-  moe_config.aux_loss_type = "global_batch";
-  ParameterStore store(DType::f32);
-  try {
-    Router router(store, "router", moe_config, 8, 0.1);
-    FAIL() << "expected InputError";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("global_batch"), std::string::npos) << e.what();
-  }
+// Global batch on one rank: the counts are the running mean over the step's micro-batches, so the
+// first micro-batch of a step has the micro-batch loss and the second averages both count vectors.
+TEST(MoeLayer, GlobalBatchAuxLossAveragesCountsOverTheStep) {
+  MoeConfig global, micro;
+  global.aux_loss_type = "global_batch";
+  ParameterStore store(DType::f64);
+  const Router global_router(store, "global", global, 8, 0.5),
+      micro_router(store, "micro", micro, 8, 0.5);
+  store.allocate(2);
+  copy_values(store.find("micro.gate.weight"), store.find("global.gate.weight"));
+  Stream stream;
+  const Tensor first = random_tensor({6, 8}, DType::f64, 9),
+               second = random_tensor({6, 8}, DType::f64, 10);
+  RouterSaved g1, g2, m1, m2, eval;
+  global_router.begin_step(nullptr);
+  global_router.forward(first, 6, {nullptr, true}, g1, stream);
+  global_router.forward(second, 6, {nullptr, true}, g2, stream);
+  global_router.forward(second, 6, {nullptr, false}, eval, stream);  // evaluation: not counted
+  micro_router.forward(first, 6, {}, m1, stream);
+  micro_router.forward(second, 6, {}, m2, stream);
+  EXPECT_DOUBLE_EQ(g1.aux_loss, m1.aux_loss);
+  EXPECT_DOUBLE_EQ(eval.aux_loss, m2.aux_loss);
+  for (int64_t e = 0; e < 8; ++e)
+    EXPECT_DOUBLE_EQ(g2.aux.counts.data<double>()[e],
+                     (m1.aux.counts.data<double>()[e] + m2.aux.counts.data<double>()[e]) / 2);
+  RouterSaved next;
+  global_router.begin_step(nullptr);
+  global_router.forward(second, 6, {nullptr, true}, next, stream);
+  EXPECT_DOUBLE_EQ(next.aux_loss, m2.aux_loss) << "begin_step must empty the buffer";
 }
 
 }  // namespace
