@@ -151,6 +151,7 @@ struct ParallelConfig {
   int ep = 1;
   bool expert_tp = false;
   bool fssdp = false;
+  int zero = 0;
 
   template <class V>
   void visit(V& v) {
@@ -159,6 +160,8 @@ struct ParallelConfig {
     v.field("ep", ep, Range::at_least(1), "expert-parallel size, divides dp and num_experts");
     v.field("expert_tp", expert_tp, "also split each expert over the TP group");
     v.field("fssdp", fssdp, "shard experts over the world, gather them where tokens go");
+    v.field("zero", zero, Range::within(0, 1),
+            "1 = shard the optimizer moments over data parallelism (ZeRO-1)");
   }
   bool operator==(const ParallelConfig&) const = default;
 };

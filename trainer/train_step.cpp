@@ -71,8 +71,8 @@ void reduce_over(Communicator& group, StepStats& stats, Stream& stream) {
 }  // namespace
 
 StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
-                               const TrainConfig& train, Communicator* dp_group, int64_t step,
-                               Stream& stream) {
+                               const TrainConfig& train, Communicator* dp_group,
+                               bool average_gradients, int64_t step, Stream& stream) {
   StepStats stats;
   store.zero_grads(stream);
   model.begin_step(dp_group);
@@ -88,8 +88,10 @@ StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader&
     stats.tokens += b.batch * b.seq_len;
   }
   if (dp_group && dp_group->size() > 1) {
-    dp_group->all_reduce(store.grads(), ReduceOp::sum, stream);
-    ops::scale(store.grads(), 1.0f / static_cast<float>(dp_group->size()), stream);
+    if (average_gradients) {
+      dp_group->all_reduce(store.grads(), ReduceOp::sum, stream);
+      ops::scale(store.grads(), 1.0f / static_cast<float>(dp_group->size()), stream);
+    }
     reduce_over(*dp_group, stats, stream);
   }
   return stats;
@@ -98,7 +100,8 @@ StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader&
 StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
                      const TrainConfig& train, Communicator* dp_group, double lr, int64_t step,
                      Stream& stream) {
-  StepStats stats = accumulate_gradients(model, store, loader, train, dp_group, step, stream);
+  StepStats stats = accumulate_gradients(model, store, loader, train, dp_group, !optimizer.shards(),
+                                         step, stream);
   stats.grad_norm = optimizer.step(lr, stream);
   stats.steps = 1;
   model.update_expert_bias(stats.loads);

@@ -34,11 +34,12 @@ struct StepStats {
 Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t seq_len);
 
 // Zeroes the gradients, runs forward and backward over train.grad_accum micro-batches and averages
-// gradients, losses and loads over dp_group (null or size 1: no communication). Throws InputError
-// when the loss is not finite. `step` (from 0) only names the step in that message.
+// losses and loads, and (when average_gradients) the gradients, over dp_group (null or size 1: no
+// communication). A ZeRO-1 optimizer averages the gradients itself, by reduce-scatter. Throws
+// InputError when the loss is not finite. `step` (from 0) only names the step in that message.
 StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
-                               const TrainConfig& train, Communicator* dp_group, int64_t step,
-                               Stream& stream);
+                               const TrainConfig& train, Communicator* dp_group,
+                               bool average_gradients, int64_t step, Stream& stream);
 
 // accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
 StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,

@@ -87,7 +87,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   ParameterStore store(DType::f32);
   Model model(config, store);
   store.allocate(static_cast<uint64_t>(train.seed));
-  AdamW optimizer(store, train);
+  AdamW optimizer(store, train, config.parallel.zero == 1 ? dp_group : nullptr);
   Stream stream;
 
   const ParameterCounts counts = model.parameter_counts();

@@ -40,15 +40,16 @@ struct Replica {
   std::unique_ptr<AdamW> optimizer;
   std::unique_ptr<TokenLoader> loader;
 
-  Replica(const Config& c, int dp_rank, int dp) : config(c) {
+  // shard_group: ZeRO-1 over this group (null: plain AdamW).
+  Replica(const Config& c, int dp_rank, int dp, Communicator* shard_group = nullptr) : config(c) {
     config.train.micro_batch_size = static_cast<int>(kGlobalBatch / dp);
     model = std::make_unique<Model>(config, store);
     store.allocate(1);
-    optimizer = std::make_unique<AdamW>(store, config.train);
+    optimizer = std::make_unique<AdamW>(store, config.train, shard_group);
     loader = make_token_loader(config.data, dp_rank, dp);
   }
   StepStats gradients(Communicator* dp_group, Stream& stream) {
-    return accumulate_gradients(*model, store, *loader, config.train, dp_group, 0, stream);
+    return accumulate_gradients(*model, store, *loader, config.train, dp_group, true, 0, stream);
   }
   StepStats step(Communicator* dp_group, int64_t step, Stream& stream) {
     return train_step(*model, *optimizer, store, *loader, config.train, dp_group, 3e-3, step,
@@ -93,6 +94,29 @@ TEST_P(DataParallel, ThirtyStepsFollowTheSingleRankLossCurve) {
   EXPECT_TRUE(testing::all_close(parallel.store.buffers().front().value,
                                  reference.store.buffers().front().value, 0, 0))
       << "the expert bias moved differently";
+}
+
+// ZeRO-1 (moments sharded, gradients reduce-scattered, parameters all-gathered) gives the numbers
+// of plain data parallelism, with each rank holding only its share of the moments.
+TEST(ZeroOne, MatchesPlainDataParallelWithAShareOfTheMoments) {
+  std::unique_ptr<Communicator> world = mpi_world_communicator();
+  const Config c = layout_independent_run(dataset_for(*world), "global_batch");
+  Replica plain(c, world->rank(), world->size()),
+      sharded(c, world->rank(), world->size(), world.get());
+  const int64_t params = plain.store.numel(), ranks = world->size();
+  EXPECT_EQ(plain.optimizer->moment_elements(), params);
+  EXPECT_LE(sharded.optimizer->moment_elements(), (params + ranks - 1) / ranks);
+  Tensor owned = Tensor::from_vector<int64_t>({1}, {sharded.optimizer->moment_elements()});
+  Stream stream;
+  world->all_reduce(owned, ReduceOp::sum, stream);
+  EXPECT_EQ(owned.data<int64_t>()[0], params) << "the shards must cover every parameter once";
+  for (int64_t step = 0; step < 10; ++step) {
+    const StepStats a = plain.step(world.get(), step, stream);
+    const StepStats b = sharded.step(world.get(), step, stream);
+    ASSERT_NEAR(b.lm_loss, a.lm_loss, 1e-5 * a.lm_loss) << "step " << step;
+    ASSERT_NEAR(b.grad_norm, a.grad_norm, 1e-4 * a.grad_norm) << "step " << step;
+  }
+  EXPECT_TRUE(testing::all_close(sharded.store.values(), plain.store.values(), 1e-6, 1e-4));
 }
 
 INSTANTIATE_TEST_SUITE_P(AuxLoss, DataParallel, ::testing::Values("sequence", "global_batch"));
