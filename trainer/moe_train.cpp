@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <exception>
 
 #include "core/log.h"
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
       moe::train_model(run, options, &grid.dp_group());
     }
   } catch (const std::exception& e) {
-    MOE_LOG_ERROR(e.what());
+    // MoEForge's exceptions already name the rank; the log prefix would repeat it.
+    std::fprintf(stderr, "error: %s\n", e.what());
     status = 1;
     if (world > 1) MPI_Abort(MPI_COMM_WORLD, status);
   }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -53,6 +54,16 @@ int64_t peak_rss_mb() {
 }
 
 // Mean loss over the first eval_batches batches of one validation set (fewer if it is smaller).
+// Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
+// throw at step s, so that tests can check that one failing rank ends the whole job at once.
+void fail_if_asked(int64_t step) {
+  const char* rank = std::getenv("MOE_FAIL_RANK");
+  const char* at = std::getenv("MOE_FAIL_STEP");
+  if (rank && at && std::atoi(rank) == error_rank() && std::atoll(at) == step + 1)
+    MOE_THROW(InternalError, "failure injected at step ", step + 1,
+              " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
+}
+
 double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
                 Stream& stream) {
   const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
@@ -120,6 +131,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
 
   ops::set_op_profiling(options.profile);
   for (int64_t step = 0; step < train.steps; ++step) {
+    fail_if_asked(step);
     const double lr = learning_rate(train, step);
     interval.add(train_step(model, optimizer, store, *loader, train, dp_group, lr, step, stream));
 

@@ -9,6 +9,7 @@ root="$2"
 shift 2
 
 
+cd "$root"  # the config names its datasets relative to the repository
 config="$root/configs/quickstart.yaml"
 expect nonzero "--config is required" "$moe_train"
 expect nonzero "cannot open config file 'missing.yaml'" "$moe_train" --config missing.yaml
@@ -21,5 +22,12 @@ expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
 if [ $# -gt 0 ]; then
   expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
   expect nonzero "this build trains with data parallelism only" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
+  # One rank failing mid-run ends the whole job quickly, with that rank's message.
+  start=$(date +%s)
+  expect nonzero "[rank 1] trainer/training_loop.cpp" env MOE_FAIL_RANK=1 MOE_FAIL_STEP=3 "$@" -np 2 \
+    -x MOE_FAIL_RANK -x MOE_FAIL_STEP "$moe_train" --config "$config" --set train.steps=20 \
+    --set train.warmup_steps=1 --set model.n_layers=1 --set train.micro_batch_size=1
+  elapsed=$(( $(date +%s) - start ))
+  if [ $elapsed -gt 60 ]; then echo "FAIL: the job took ${elapsed} s to end"; failures=$((failures + 1)); fi
 fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
