@@ -1,5 +1,6 @@
 #include "data/blend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -44,26 +45,27 @@ BlendIndex::BlendIndex(std::vector<double> weights)
   for (double& w : weights_) w /= total;
 }
 
-void BlendIndex::extend_to(int64_t g) const {
-  while (static_cast<int64_t>(assigned_.size()) <= g) {
-    const double next = static_cast<double>(assigned_.size()) + 1.0;
+std::pair<int, int64_t> BlendIndex::locate(int64_t g) const {
+  MOE_ASSERT(g >= 0, "negative sample index ", g);
+  if (g + 1 < next_) {  // an earlier sample: replay from the start
+    std::fill(taken_.begin(), taken_.end(), 0);
+    next_ = 0;
+  }
+  while (next_ <= g) {
+    const double placed = static_cast<double>(next_) + 1.0;
     int best = 0;
     double best_deficit = -INFINITY;
     for (size_t d = 0; d < weights_.size(); ++d) {
-      const double deficit = weights_[d] * next - static_cast<double>(taken_[d]);
+      const double deficit = weights_[d] * placed - static_cast<double>(taken_[d]);
       if (deficit > best_deficit) {
         best_deficit = deficit;
         best = static_cast<int>(d);
       }
     }
-    assigned_.emplace_back(best, taken_[best]++);
+    last_ = {best, taken_[best]++};
+    ++next_;
   }
-}
-
-std::pair<int, int64_t> BlendIndex::locate(int64_t g) const {
-  MOE_ASSERT(g >= 0, "negative sample index ", g);
-  extend_to(g);
-  return assigned_[g];
+  return last_;
 }
 
 }  // namespace moe

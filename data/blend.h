@@ -8,6 +8,9 @@
 //   weight_d * (g + 1) - taken_d (ties to the lower d). The realized mix over any prefix of the
 //   stream is within one sample per dataset of the weights, and the assignment of sample g
 //   depends on nothing but the weights, so it is the same on every rank and after a resume.
+// - The index keeps only the rule's state after the last sample it placed (O(datasets) memory):
+//   reading forward, as training does, costs O(datasets) per sample; asking for an earlier sample
+//   (a resume) replays the rule from sample 0 once.
 #pragma once
 
 #include <cstdint>
@@ -32,11 +35,10 @@ class BlendIndex {
   std::pair<int, int64_t> locate(int64_t g) const;
 
  private:
-  void extend_to(int64_t g) const;
-
-  std::vector<double> weights_;  // normalized
-  mutable std::vector<int64_t> taken_;
-  mutable std::vector<std::pair<int, int64_t>> assigned_;
+  std::vector<double> weights_;         // normalized
+  mutable std::vector<int64_t> taken_;  // samples given to each dataset among the first next_
+  mutable int64_t next_ = 0;            // samples placed so far
+  mutable std::pair<int, int64_t> last_{0, 0};  // where sample next_ - 1 went
 };
 
 }  // namespace moe
