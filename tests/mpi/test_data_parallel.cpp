@@ -22,7 +22,7 @@
 namespace moe {
 namespace {
 
-constexpr int64_t kGlobalBatch = 4;
+constexpr int64_t kGlobalBatch = 8;
 
 Config layout_independent_run(const std::string& dataset, const std::string& aux_loss_type) {
   Config c = testing::tiny_run(dataset);
