@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     for (int step = 0; step < warmup + steps; ++step) {
       if (step == warmup) ops::set_op_profiling(profile);
       const auto start = std::chrono::steady_clock::now();
-      const StepStats stats = train_step(model, optimizer, store, *loader, config.train, nullptr,
+      const StepStats stats = train_step(model, optimizer, store, *loader, config.train, {},
                                          config.train.lr, step, stream);
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)

@@ -164,22 +164,31 @@ void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor*
 
 // --- embedding ------------------------------------------------------------------------------
 
-void embedding_forward(const Tensor& ids, const Tensor& table, Tensor& out, Stream& stream) {
+// The first vocabulary id of a shard (vocab-parallel embedding and cross-entropy).
+static void expect_vocab_start(const char* op, int64_t vocab_start) {
+  MOE_CHECK(vocab_start >= 0, op, ": vocab_start must be >= 0, got ", vocab_start);
+}
+
+void embedding_forward(const Tensor& ids, const Tensor& table, int64_t vocab_start, Tensor& out,
+                       Stream& stream) {
   expect_same_device_and_float_dtype("embedding_forward", {&ids, &table, &out});
   expect_ndim("embedding_forward", "ids", ids, 1);
   expect_dtype("embedding_forward", "ids", ids, DType::i32);
   expect_ndim("embedding_forward", "table", table, 2);
   expect_shape("embedding_forward", "out", out, {ids.dim(0), table.dim(1)});
-  MOE_DISPATCH_CPU_ONLY(embedding_forward, ids.device(), ids, table, out, stream);
+  expect_vocab_start("embedding_forward", vocab_start);
+  MOE_DISPATCH_CPU_ONLY(embedding_forward, ids.device(), ids, table, vocab_start, out, stream);
 }
 
-void embedding_backward(const Tensor& ids, const Tensor& dout, Tensor& dtable, Stream& stream) {
+void embedding_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_start, Tensor& dtable,
+                        Stream& stream) {
   expect_same_device_and_float_dtype("embedding_backward", {&ids, &dout, &dtable});
   expect_ndim("embedding_backward", "ids", ids, 1);
   expect_dtype("embedding_backward", "ids", ids, DType::i32);
   expect_ndim("embedding_backward", "dtable", dtable, 2);
   expect_shape("embedding_backward", "dout", dout, {ids.dim(0), dtable.dim(1)});
-  MOE_DISPATCH_CPU_ONLY(embedding_backward, ids.device(), ids, dout, dtable, stream);
+  expect_vocab_start("embedding_backward", vocab_start);
+  MOE_DISPATCH_CPU_ONLY(embedding_backward, ids.device(), ids, dout, vocab_start, dtable, stream);
 }
 
 // --- rmsnorm --------------------------------------------------------------------------------
@@ -291,30 +300,33 @@ void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, T
 // --- cross-entropy --------------------------------------------------------------------------
 
 static void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
-                                const Tensor& lse) {
+                                const Tensor& lse, int64_t vocab_start) {
   expect_same_device_and_float_dtype(op, {&logits, &targets, &lse});
   expect_ndim(op, "logits", logits, 2);
   expect_shape(op, "targets", targets, {logits.dim(0)});
   expect_dtype(op, "targets", targets, DType::i32);
   expect_shape(op, "lse", lse, {logits.dim(0)});
+  expect_vocab_start(op, vocab_start);
 }
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index,
-                           Tensor& losses, Tensor& lse, Stream& stream) {
-  check_cross_entropy("cross_entropy_forward", logits, targets, lse);
-  expect_same_device_and_float_dtype("cross_entropy_forward", {&logits, &losses});
-  expect_shape("cross_entropy_forward", "losses", losses, {logits.dim(0)});
+                           int64_t vocab_start, Tensor& target_logits, Tensor& lse,
+                           Stream& stream) {
+  check_cross_entropy("cross_entropy_forward", logits, targets, lse, vocab_start);
+  expect_same_device_and_float_dtype("cross_entropy_forward", {&logits, &target_logits});
+  expect_shape("cross_entropy_forward", "target_logits", target_logits, {logits.dim(0)});
   MOE_DISPATCH_CPU_ONLY(cross_entropy_forward, logits.device(), logits, targets, ignore_index,
-                        losses, lse, stream);
+                        vocab_start, target_logits, lse, stream);
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                            int ignore_index, float grad_scale, Tensor& dlogits, Stream& stream) {
-  check_cross_entropy("cross_entropy_backward", logits, targets, lse);
+                            int ignore_index, int64_t vocab_start, float grad_scale,
+                            Tensor& dlogits, Stream& stream) {
+  check_cross_entropy("cross_entropy_backward", logits, targets, lse, vocab_start);
   expect_same_device_and_float_dtype("cross_entropy_backward", {&logits, &dlogits});
   expect_shape("cross_entropy_backward", "dlogits", dlogits, logits.shape());
   MOE_DISPATCH_CPU_ONLY(cross_entropy_backward, logits.device(), logits, targets, lse, ignore_index,
-                        grad_scale, dlogits, stream);
+                        vocab_start, grad_scale, dlogits, stream);
 }
 
 // --- router ---------------------------------------------------------------------------------

@@ -3,25 +3,30 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "layers/tensor_parallel.h"
 
 namespace moe {
 
-Attention::Attention(ParameterStore& store, const std::string& name, const ModelConfig& config)
-    : n_heads_(config.n_heads),
-      n_kv_heads_(config.n_kv_heads),
+Attention::Attention(ParameterStore& store, const std::string& name, const ModelConfig& config,
+                     const ParallelGroups& groups)
+    : tp_(groups.tp),
+      n_heads_(tp_share(config.n_heads, "model.n_heads", groups)),
+      n_kv_heads_(tp_share(config.n_kv_heads, "model.n_kv_heads", groups)),
       head_dim_(config.effective_head_dim()),
       rope_theta_(static_cast<float>(config.rope_theta)),
       norm_eps_(static_cast<float>(config.norm_eps)),
-      wq_(store, name + ".wq", config.d_model, n_heads_ * head_dim_, config.qkv_bias,
-          config.init_std),
-      wk_(store, name + ".wk", config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias,
-          config.init_std),
-      wv_(store, name + ".wv", config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias,
-          config.init_std),
-      wo_(store, name + ".wo", n_heads_ * head_dim_, config.d_model, false, config.init_std) {
+      wq_(store, name + ".wq", config.d_model, config.n_heads * head_dim_, config.qkv_bias,
+          config.init_std, column_parallel(groups)),
+      wk_(store, name + ".wk", config.d_model, config.n_kv_heads * head_dim_, config.qkv_bias,
+          config.init_std, column_parallel(groups)),
+      wv_(store, name + ".wv", config.d_model, config.n_kv_heads * head_dim_, config.qkv_bias,
+          config.init_std, column_parallel(groups)),
+      wo_(store, name + ".wo", config.n_heads * head_dim_, config.d_model, false, config.init_std,
+          row_parallel(groups)) {
+  const Placement shared{ParamGroup::dense, TpMode::partial, {}};
   if (config.qk_norm) {
-    q_norm_ = &store.add(name + ".q_norm.weight", {head_dim_}, Init::ones, 0.0, false);
-    k_norm_ = &store.add(name + ".k_norm.weight", {head_dim_}, Init::ones, 0.0, false);
+    q_norm_ = &store.add(name + ".q_norm.weight", {head_dim_}, Init::ones, 0.0, false, shared);
+    k_norm_ = &store.add(name + ".k_norm.weight", {head_dim_}, Init::ones, 0.0, false, shared);
   }
 }
 
@@ -82,6 +87,7 @@ void Attention::forward(const Tensor& x, const Tensor& positions, int64_t batch,
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   ops::attention_forward(saved.q, saved.k, saved.v, scale, saved.out, saved.lse, stream);
   wo_.forward(saved.out.view({tokens, n_heads_ * head_dim_}), y, stream);
+  all_reduce_sum(tp_, y, stream);
 }
 
 void Attention::backward(const Tensor& x, const Tensor& positions, const AttentionSaved& saved,
@@ -102,6 +108,7 @@ void Attention::backward(const Tensor& x, const Tensor& positions, const Attenti
                               dx, stream);
   rotate_and_project_backward(wk_, k_norm_, x, positions, n_kv_heads_, saved.k_raw, saved.k_rstd,
                               dk, dx, stream);
+  all_reduce_sum(tp_, dx, stream);
 }
 
 }  // namespace moe

@@ -1,12 +1,18 @@
 // Causal grouped-query self-attention with rotary positions (Llama family): q, k, v projections
 // (optional bias), optional RMSNorm over each query and key head (QK-norm, applied before RoPE as
 // in Qwen3/OLMoE), RoPE, the attention op and the output projection.
+//
+// Tensor parallel (Megatron): each TP rank holds n_heads/tp query heads and n_kv_heads/tp kv heads
+// (column-parallel q, k, v), so grouped-query pairs stay on one rank; the row-parallel output
+// projection's partial sums and the input gradient's partial sums are all-reduced over TP. The
+// QK-norm weights are shared by all heads, so each rank's gradient of them is partial.
 #pragma once
 
 #include <optional>
 #include <string>
 
 #include "layers/linear.h"
+#include "parallel/parallel_groups.h"
 #include "trainer/config.h"
 
 namespace moe {
@@ -20,7 +26,8 @@ struct AttentionSaved {
 
 class Attention {
  public:
-  Attention(ParameterStore& store, const std::string& name, const ModelConfig& config);
+  Attention(ParameterStore& store, const std::string& name, const ModelConfig& config,
+            const ParallelGroups& groups = {});
 
   // x[N,D] with N = batch * seq_len; positions i32[N].
   void forward(const Tensor& x, const Tensor& positions, int64_t batch, AttentionSaved& saved,
@@ -40,7 +47,8 @@ class Attention {
                                    const Tensor& rstd, const Tensor& drotated, Tensor& dx,
                                    Stream& stream) const;
 
-  int64_t n_heads_, n_kv_heads_, head_dim_;
+  Communicator* tp_;
+  int64_t n_heads_, n_kv_heads_, head_dim_;  // heads on this rank
   float rope_theta_, norm_eps_;
   Linear wq_, wk_, wv_, wo_;
   Parameter* q_norm_ = nullptr;

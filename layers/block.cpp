@@ -4,20 +4,20 @@
 
 namespace moe {
 
-Block::Block(ParameterStore& store, int layer, const Config& config)
+Block::Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups)
     : norm_eps_(static_cast<float>(config.model.norm_eps)),
       attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight",
                            {config.model.d_model}, Init::ones, 0.0, false)),
       ffn_norm_(store.add("layers." + std::to_string(layer) + ".ffn_norm.weight",
                           {config.model.d_model}, Init::ones, 0.0, false)),
-      attention_(store, "layers." + std::to_string(layer) + ".attn", config.model) {
+      attention_(store, "layers." + std::to_string(layer) + ".attn", config.model, groups) {
   const std::string prefix = "layers." + std::to_string(layer);
   if (config.moe.is_moe_layer(layer))
     moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", config.moe, config.model.d_model,
-                                      config.model.init_std);
+                                      config.model.init_std, groups);
   else
     mlp_ = std::make_unique<Mlp>(store, prefix + ".mlp", config.model.d_model,
-                                 config.model.ffn_hidden, config.model.init_std);
+                                 config.model.ffn_hidden, config.model.init_std, groups);
 }
 
 void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,

@@ -35,7 +35,7 @@ struct BlockSaved {
 
 class Block {
  public:
-  Block(ParameterStore& store, int layer, const Config& config);
+  Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups = {});
 
   bool is_moe() const { return moe_ != nullptr; }
   const MoeLayer* moe() const { return moe_.get(); }

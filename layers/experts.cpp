@@ -3,20 +3,36 @@
 #include <numeric>
 
 #include "kernels/ops.h"
+#include "layers/tensor_parallel.h"
 
 namespace moe {
 
+// The placement of a stacked expert weight whose hidden units are on dim hidden_dim.
+static Placement expert_placement(const ParallelGroups& groups, int hidden_dim) {
+  const Split by_ep{0, group_rank(groups.ep), group_size(groups.ep)};
+  if (groups.expert_tp)
+    return {ParamGroup::expert, TpMode::split, {by_ep, tp_split(groups, hidden_dim)}};
+  return {ParamGroup::expert, TpMode::partial, {by_ep}};
+}
+
+static int local_experts(int num_experts, const ParallelGroups& groups) {
+  const int ep = group_size(groups.ep);
+  MOE_CHECK(num_experts % ep == 0, "parallel.ep = ", ep,
+            " must divide moe.num_experts = ", num_experts);
+  return num_experts / ep;
+}
+
 Experts::Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
-                 int64_t hidden, double init_std)
-    : num_experts_(num_experts),
+                 int64_t hidden, double init_std, const ParallelGroups& groups)
+    : num_experts_(local_experts(num_experts, groups)),
       d_model_(d_model),
-      hidden_(hidden),
+      hidden_(groups.expert_tp ? tp_share(hidden, "moe.expert_hidden", groups) : hidden),
       w_gate_(store.add(name + ".w_gate", {num_experts, hidden, d_model}, Init::normal, init_std,
-                        true)),
-      w_up_(
-          store.add(name + ".w_up", {num_experts, hidden, d_model}, Init::normal, init_std, true)),
+                        true, expert_placement(groups, 1))),
+      w_up_(store.add(name + ".w_up", {num_experts, hidden, d_model}, Init::normal, init_std, true,
+                      expert_placement(groups, 1))),
       w_down_(store.add(name + ".w_down", {num_experts, d_model, hidden}, Init::normal, init_std,
-                        true)) {}
+                        true, expert_placement(groups, 2))) {}
 
 FfnWeights Experts::expert(int e) const {
   auto slice = [e](const Tensor& t) { return t.narrow(e, 1).view({t.dim(1), t.dim(2)}); };

@@ -4,6 +4,12 @@
 // output of moe_sort_by_expert / moe_apply_capacity). Two implementations of the same math:
 // - grouped: one GEMM per expert over its contiguous block of rows (the production path);
 // - sequential: every row on its own with 1-row GEMMs, the reference the tests hold grouped to.
+//
+// Parallel placement: expert parallelism gives EP rank p the experts [p E/ep, (p+1) E/ep) (a split
+// of dim 0); with parallel.expert_tp each expert's FFN is also split over TP like the dense MLP
+// (hidden units on dim 1 of w_gate/w_up, dim 2 of w_down), otherwise every TP rank holds the whole
+// experts and runs them on its 1/tp of the tokens (duplicate token dropping), so its gradients
+// are partial sums over TP.
 #pragma once
 
 #include <string>
@@ -11,6 +17,7 @@
 
 #include "layers/parameters.h"
 #include "layers/swiglu_ffn.h"
+#include "parallel/parallel_groups.h"
 
 namespace moe {
 
@@ -18,10 +25,12 @@ enum class ExpertsImpl { grouped, sequential };
 
 class Experts {
  public:
+  // num_experts and hidden are global sizes.
   Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
-          int64_t hidden, double init_std);
+          int64_t hidden, double init_std, const ParallelGroups& groups = {});
 
-  int64_t hidden() const { return hidden_; }
+  int num_local_experts() const { return num_experts_; }
+  int64_t hidden() const { return hidden_; }  // on this rank
   // saved holds [R,F] activations (see ffn_saved_for); y[R,D].
   void forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved, Tensor& y,
                Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
@@ -37,7 +46,7 @@ class Experts {
   void for_each_block(const std::vector<int64_t>& counts, int64_t total_rows, ExpertsImpl impl,
                       Fn&& fn) const;
 
-  int num_experts_;
+  int num_experts_;  // on this rank
   int64_t d_model_, hidden_;
   Parameter &w_gate_, &w_up_, &w_down_;
 };

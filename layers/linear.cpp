@@ -4,10 +4,18 @@
 
 namespace moe {
 
+static Placement bias_placement(const Placement& weight) {
+  Placement bias{weight.group, TpMode::replicated, {}};
+  for (const Split& split : weight.splits)
+    if (split.dim == 0) bias = {weight.group, weight.tp, {split}};
+  return bias;
+}
+
 Linear::Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
-               double init_std)
-    : weight_(store.add(name + ".weight", {out, in}, Init::normal, init_std, true)) {
-  if (bias) bias_ = &store.add(name + ".bias", {out}, Init::zeros, 0.0, false);
+               double init_std, const Placement& placement)
+    : weight_(store.add(name + ".weight", {out, in}, Init::normal, init_std, true, placement)) {
+  if (bias)
+    bias_ = &store.add(name + ".bias", {out}, Init::zeros, 0.0, false, bias_placement(placement));
 }
 
 Tensor ones_column(int64_t rows, DType dtype, Stream& stream) {

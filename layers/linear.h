@@ -1,4 +1,6 @@
-// y[N,out] = x[N,in] @ W[out,in]^T (+ b[out]): the projection every layer uses.
+// y[N,out] = x[N,in] @ W[out,in]^T (+ b[out]): the projection every layer uses. `in` and `out`
+// are global sizes; the placement says which block of W this rank holds (tensor_parallel.h), and a
+// bias follows the weight's output split.
 // The bias is added as ones[N,1] @ b[1,out] through the GEMM (beta = 1), so no extra kernel is
 // needed; its gradient is the matching ones^T @ dy.
 #pragma once
@@ -12,7 +14,7 @@ namespace moe {
 class Linear {
  public:
   Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
-         double init_std);
+         double init_std, const Placement& placement = {});
 
   void forward(const Tensor& x, Tensor& y, Stream& stream) const;
   // Parameter gradients accumulate; dx is assigned, or added to when accumulate_dx (several

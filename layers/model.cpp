@@ -1,20 +1,63 @@
 #include "layers/model.h"
 
+#include <cmath>
+#include <cstring>
+
 #include "kernels/ops.h"
+#include "layers/tensor_parallel.h"
 
 namespace moe {
 
-Model::Model(const Config& config, ParameterStore& store)
+Model::Model(const Config& config, ParameterStore& store, const ParallelGroups& groups)
     : config_(config),
       store_(store),
+      tp_(groups.tp),
+      vocab_shard_(tp_share(config.model.vocab_size, "model.vocab_size", groups)),
+      vocab_start_(group_rank(groups.tp) * vocab_shard_),
       embedding_(store.add("embedding.weight", {config.model.vocab_size, config.model.d_model},
-                           Init::normal, config.model.init_std, !config.train.no_decay_embeddings)),
+                           Init::normal, config.model.init_std, !config.train.no_decay_embeddings,
+                           column_parallel(groups))),
       final_norm_(store.add("final_norm.weight", {config.model.d_model}, Init::ones, 0.0, false)) {
   for (int layer = 0; layer < config.model.n_layers; ++layer)
-    blocks_.push_back(std::make_unique<Block>(store, layer, config));
+    blocks_.push_back(std::make_unique<Block>(store, layer, config, groups));
   if (!config.model.tie_embeddings)
-    lm_head_ = std::make_unique<Linear>(store, "lm_head", config.model.d_model,
-                                        config.model.vocab_size, false, config.model.init_std);
+    lm_head_ =
+        std::make_unique<Linear>(store, "lm_head", config.model.d_model, config.model.vocab_size,
+                                 false, config.model.init_std, column_parallel(groups));
+}
+
+// Token ids must be in the vocabulary; targets too, or ignore_index.
+static void check_ids(const Tensor& ids, const char* what, int64_t vocab, bool allow_ignore) {
+  const int32_t* p = ids.data<int32_t>();
+  for (int64_t n = 0; n < ids.numel(); ++n) {
+    if (allow_ignore && p[n] == Model::ignore_index) continue;
+    MOE_CHECK(p[n] >= 0 && p[n] < vocab, "Model::forward: ", what, "[", n, "] = ", p[n],
+              " is outside the vocabulary [0, ", vocab, ") of model.vocab_size");
+  }
+}
+
+// The full-vocabulary logsumexp from each TP rank's logsumexp over its shard: f64 host [N].
+static std::vector<double> full_vocab_lse(const Tensor& shard_lse, Communicator* tp,
+                                          Stream& stream) {
+  const int64_t rows = shard_lse.numel();
+  const int ranks = group_size(tp);
+  Tensor all = Tensor::empty({rows * ranks}, shard_lse.dtype());
+  if (ranks > 1)
+    tp->all_gather(shard_lse, all, stream);
+  else
+    all = shard_lse;
+  Tensor all64 = Tensor::empty({rows * ranks}, DType::f64);
+  ops::convert(all, all64, stream);
+  const double* l = all64.data<double>();
+  std::vector<double> lse(rows);
+  for (int64_t n = 0; n < rows; ++n) {
+    double max = l[n];
+    for (int r = 1; r < ranks; ++r) max = std::max(max, l[r * rows + n]);
+    double sum = 0;
+    for (int r = 0; r < ranks; ++r) sum += std::exp(l[r * rows + n] - max);
+    lse[n] = max + std::log(sum);
+  }
+  return lse;
 }
 
 static Tensor positions_for(int64_t batch, int64_t seq_len) {
@@ -32,7 +75,9 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
   const int64_t batch = inputs.dim(0), seq_len = inputs.dim(1), tokens = batch * seq_len;
   MOE_CHECK(seq_len <= config_.model.max_seq_len, "Model::forward: sequence of ", seq_len,
             " tokens exceeds model.max_seq_len = ", config_.model.max_seq_len);
-  const int64_t d_model = config_.model.d_model, vocab = config_.model.vocab_size;
+  const int64_t d_model = config_.model.d_model;
+  check_ids(inputs, "inputs", config_.model.vocab_size, false);
+  check_ids(targets, "targets", config_.model.vocab_size, true);
   const DType dtype = store_.dtype();
   Saved s;
   s.inputs = inputs.view({tokens});
@@ -41,7 +86,8 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
   s.batch = batch;
 
   Tensor x = Tensor::empty({tokens, d_model}, dtype);
-  ops::embedding_forward(s.inputs, embedding_.value, x, stream);
+  ops::embedding_forward(s.inputs, embedding_.value, vocab_start_, x, stream);
+  all_reduce_sum(tp_, x, stream);
   ModelOutput result;
   s.blocks.resize(blocks_.size());
   for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -60,20 +106,29 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
   s.normed = Tensor::empty({tokens, d_model}, dtype);
   ops::rmsnorm_forward(x, final_norm_.value, static_cast<float>(config_.model.norm_eps), s.normed,
                        s.final_rstd, stream);
-  s.logits = Tensor::empty({tokens, vocab}, dtype);
+  s.logits = Tensor::empty({tokens, vocab_shard_}, dtype);
   if (lm_head_)
     lm_head_->forward(s.normed, s.logits, stream);
   else
     ops::matmul(s.normed, embedding_.value, s.logits, false, true, 1.0f, 0.0f, stream);
-  Tensor losses = Tensor::empty({tokens}, dtype);
+  Tensor target_logits = Tensor::empty({tokens}, dtype), shard_lse = Tensor::empty({tokens}, dtype);
+  ops::cross_entropy_forward(s.logits, s.targets, ignore_index, vocab_start_, target_logits,
+                             shard_lse, stream);
+  all_reduce_sum(tp_, target_logits, stream);
+  const std::vector<double> lse = full_vocab_lse(shard_lse, tp_, stream);
+  Tensor lse64 = Tensor::from_vector<double>({tokens}, lse);
   s.lse = Tensor::empty({tokens}, dtype);
-  ops::cross_entropy_forward(s.logits, s.targets, ignore_index, losses, s.lse, stream);
+  ops::convert(lse64, s.lse, stream);
 
-  Tensor losses64 = Tensor::empty({tokens}, DType::f64);
-  ops::convert(losses, losses64, stream);
+  Tensor target64 = Tensor::empty({tokens}, DType::f64);
+  ops::convert(target_logits, target64, stream);
+  const int32_t* t = s.targets.data<int32_t>();
   double sum = 0;
-  for (double l : losses64.to_vector<double>()) sum += l;
-  for (int32_t t : s.targets.to_vector<int32_t>()) s.counted_targets += t != ignore_index;
+  for (int64_t n = 0; n < tokens; ++n) {
+    if (t[n] == ignore_index) continue;
+    sum += lse[n] - target64.data<double>()[n];
+    ++s.counted_targets;
+  }
   result.lm_loss = s.counted_targets > 0 ? sum / static_cast<double>(s.counted_targets) : 0.0;
   result.total = result.lm_loss + config_.moe.aux_loss_coeff * result.aux_loss +
                  config_.moe.z_loss_coeff * result.z_loss;
@@ -90,7 +145,7 @@ void Model::backward(double loss_scale, Stream& stream) {
   Tensor dlogits = Tensor::empty(s.logits.shape(), dtype);
   const double grad_scale =
       s.counted_targets > 0 ? loss_scale / static_cast<double>(s.counted_targets) : 0.0;
-  ops::cross_entropy_backward(s.logits, s.targets, s.lse, ignore_index,
+  ops::cross_entropy_backward(s.logits, s.targets, s.lse, ignore_index, vocab_start_,
                               static_cast<float>(grad_scale), dlogits, stream);
   Tensor dnormed = Tensor::empty({tokens, d_model}, dtype);
   if (lm_head_) {
@@ -99,6 +154,7 @@ void Model::backward(double loss_scale, Stream& stream) {
     ops::matmul(dlogits, embedding_.value, dnormed, false, false, 1.0f, 0.0f, stream);
     ops::matmul(dlogits, s.normed, embedding_.grad, true, false, 1.0f, 1.0f, stream);
   }
+  all_reduce_sum(tp_, dnormed, stream);
   Tensor dx = Tensor::empty({tokens, d_model}, dtype);
   ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.value, s.final_rstd, dx, final_norm_.grad,
                         stream);
@@ -108,7 +164,7 @@ void Model::backward(double loss_scale, Stream& stream) {
     s.blocks[i] = BlockSaved{};
     std::swap(dx, dprev);
   }
-  ops::embedding_backward(s.inputs, dx, embedding_.grad, stream);
+  ops::embedding_backward(s.inputs, dx, vocab_start_, embedding_.grad, stream);
   saved_ = Saved{};
 }
 
@@ -122,10 +178,27 @@ void Model::update_expert_bias(const std::vector<std::vector<int64_t>>& loads) c
     if (blocks_[i]->is_moe()) blocks_[i]->moe()->router().update_expert_bias(loads.at(i));
 }
 
+Tensor Model::full_logits(const Tensor& shard, Stream& stream) const {
+  const int ranks = group_size(tp_);
+  if (ranks == 1) return shard;
+  const int64_t rows = shard.dim(0);
+  Tensor blocks = Tensor::empty({ranks * rows, vocab_shard_}, shard.dtype());
+  tp_->all_gather(shard, blocks, stream);
+  // Block r holds columns [r * shard, (r + 1) * shard) of every row.
+  Tensor full = Tensor::empty({rows, ranks * vocab_shard_}, shard.dtype());
+  const int64_t row_bytes = vocab_shard_ * static_cast<int64_t>(dtype_size(shard.dtype()));
+  const auto* src = static_cast<const char*>(blocks.raw());
+  auto* dst = static_cast<char*>(full.raw());
+  for (int r = 0; r < ranks; ++r)
+    for (int64_t n = 0; n < rows; ++n)
+      std::memcpy(dst + (n * ranks + r) * row_bytes, src + (r * rows + n) * row_bytes, row_bytes);
+  return full;
+}
+
 ParameterCounts Model::parameter_counts() const {
   ParameterCounts counts;
-  counts.total = store_.numel();
-  counts.embedding = embedding_.shape.numel();
+  for (const Parameter& p : store_.parameters()) counts.total += p.global_shape.numel();
+  counts.embedding = embedding_.global_shape.numel();
   const MoeConfig& moe = config_.moe;
   int64_t inactive = 0;
   for (const auto& block : blocks_)

@@ -8,6 +8,10 @@
 // - The objective is lm_loss + aux_loss_coeff * sum(aux) + z_loss_coeff * sum(z) over MoE layers;
 //   backward(loss_scale) adds loss_scale times its gradient to the parameter gradients, which is
 //   how gradient accumulation averages micro-batches.
+// - Tensor parallel (Megatron): the embedding is vocab parallel (each TP rank holds vocab/tp rows
+//   and the lookups are all-reduced) and so is the LM head (tied or not), with the cross-entropy
+//   computed over the vocabulary shards: each rank's logsumexp is all-gathered and combined, and
+//   the target logits are all-reduced; the full logits never exist on one rank during training.
 #pragma once
 
 #include <memory>
@@ -22,7 +26,7 @@ struct ModelOutput {
   double aux_loss = 0;  // sum over MoE layers, before the coefficient
   double z_loss = 0;    // sum over MoE layers, before the coefficient
   double total = 0;     // the objective backward differentiates
-  Tensor logits;        // [B*T, V], for sampling
+  Tensor logits;        // [B*T, V/tp]: this rank's vocabulary shard (full_logits gathers it)
   std::vector<BlockStats> layers;
 };
 
@@ -34,7 +38,7 @@ struct ParameterCounts {
 
 class Model {
  public:
-  Model(const Config& config, ParameterStore& store);
+  Model(const Config& config, ParameterStore& store, const ParallelGroups& groups = {});
 
   // inputs, targets: i32 [B,T]; targets equal to ignore_index do not count.
   ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
@@ -47,6 +51,10 @@ class Model {
   // for dense blocks).
   void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const;
 
+  // The whole vocabulary's logits [N, V] from ModelOutput::logits (an all-gather over TP, so
+  // every TP rank must call it).
+  Tensor full_logits(const Tensor& shard, Stream& stream) const;
+
   ParameterCounts parameter_counts() const;
   // Training FLOPs per token: 6 per active matmul weight plus causal attention at seq_len.
   double flops_per_token(int64_t seq_len) const;
@@ -55,6 +63,8 @@ class Model {
  private:
   const Config& config_;
   ParameterStore& store_;
+  Communicator* tp_;
+  int64_t vocab_shard_, vocab_start_;  // this rank's vocabulary rows [start, start + shard)
   Parameter& embedding_;
   std::vector<std::unique_ptr<Block>> blocks_;
   Parameter& final_norm_;

@@ -7,15 +7,16 @@
 namespace moe {
 
 MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config,
-                   int64_t d_model, double init_std)
+                   int64_t d_model, double init_std, const ParallelGroups& groups)
     : config_(config),
       router_(store, name + ".router", config, d_model, init_std),
       experts_(store, name + ".experts", config.num_experts, d_model, config.expert_hidden,
-               init_std) {
+               init_std, groups),
+      dispatcher_(config.num_experts, groups) {
   if (config.shared_experts > 0)
     shared_ = std::make_unique<Mlp>(
         store, name + ".shared_experts", d_model,
-        int64_t{config.shared_experts} * config.effective_shared_expert_hidden(), init_std);
+        int64_t{config.shared_experts} * config.effective_shared_expert_hidden(), init_std, groups);
 }
 
 void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
@@ -45,14 +46,15 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   }
   saved.counts = counts.to_vector<int64_t>();
 
-  const int64_t rows = saved.sorted_slots.numel();
-  saved.permuted = Tensor::empty({rows, d_model}, x.dtype());
-  ops::moe_permute(x, saved.sorted_slots, k, saved.permuted, stream);
+  saved.plan = dispatcher_.plan(saved.sorted_slots, saved.counts, stream);
+  saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
+  const int64_t rows = saved.permuted.dim(0);
   saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype());
   saved.expert_out = Tensor::empty({rows, d_model}, x.dtype());
-  experts_.forward(saved.permuted, saved.counts, saved.experts, saved.expert_out, stream, impl);
+  experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
+                   stream, impl);
   saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype());
-  ops::moe_unpermute(saved.expert_out, saved.sorted_slots, saved.y_slots, stream);
+  dispatcher_.combine(saved.expert_out, saved.plan, saved.y_slots, stream);
   ops::moe_combine(saved.y_slots, saved.router.probs, y, stream);
 
   if (shared_) {
@@ -65,18 +67,17 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
 
 void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy, double loss_scale,
                         Tensor& dx, Stream& stream, ExpertsImpl impl) const {
-  const int64_t tokens = x.dim(0), d_model = x.dim(1), rows = saved.sorted_slots.numel();
+  const int64_t tokens = x.dim(0);
   const int k = config_.top_k;
   Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype());
   Tensor dprobs = Tensor::empty(saved.router.probs.shape(), x.dtype());
   ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
-  Tensor dexpert_out = Tensor::empty({rows, d_model}, x.dtype());
-  ops::moe_unpermute_backward(dy_slots, saved.sorted_slots, dexpert_out, stream);
-  Tensor dpermuted = Tensor::empty({rows, d_model}, x.dtype());
-  experts_.backward(saved.permuted, saved.counts, dexpert_out, saved.experts, dpermuted, stream,
-                    impl);
+  const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
+  Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype());
+  experts_.backward(saved.permuted, saved.plan.expert_counts, dexpert_out, saved.experts, dpermuted,
+                    stream, impl);
   MOE_ASSERT(dx.dim(0) == tokens, "dx rows");
-  ops::moe_permute_backward(dpermuted, saved.sorted_slots, k, dx, stream);
+  dispatcher_.dispatch_backward(dpermuted, k, saved.plan, dx, stream);
   router_.backward(x, saved.router, dprobs, loss_scale, dx, stream);
   if (shared_) shared_->backward(x, dy, saved.shared, dx, true, stream);
 }

@@ -5,8 +5,11 @@
 // - Dropless unless moe.capacity_factor > 0; then each expert keeps at most
 //   ceil(k N / E * capacity_factor) assignments, by moe.drop_policy. A dropped assignment gets a
 //   zero expert output (so zero gate gradient); the block's residual carries the token.
-// - Per-expert counts come back to the host (they size the expert GEMMs) and are reported as the
-//   layer's load: assignments per expert before dropping, and how many were dropped.
+// - Per-expert counts come back to the host (they size the expert GEMMs and the all-to-all) and
+//   are reported as the layer's load: assignments per expert before dropping, and how many were
+//   dropped.
+// - Under expert or tensor parallelism the TokenDispatcher moves the permuted rows to the ranks
+//   that hold their experts and back; with ep = tp = 1 it only reorders them.
 #pragma once
 
 #include <memory>
@@ -16,6 +19,7 @@
 #include "layers/experts.h"
 #include "layers/mlp.h"
 #include "layers/router.h"
+#include "layers/token_dispatcher.h"
 
 namespace moe {
 
@@ -25,16 +29,17 @@ struct MoeSaved {
   std::vector<int64_t> counts;  // kept rows per expert
   std::vector<int64_t> load;    // assignments per expert before capacity
   int64_t dropped = 0;
-  Tensor permuted;  // x rows in expert order [R,D]
+  DispatchPlan plan;
+  Tensor permuted;  // the local experts' input rows, expert-major [R_local,D]
   FfnSaved experts;
-  Tensor expert_out, y_slots;  // [R,D], [N*k,D]
+  Tensor expert_out, y_slots;  // [R_local,D], [N*k,D]
   FfnSaved shared;
 };
 
 class MoeLayer {
  public:
   MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
-           double init_std);
+           double init_std, const ParallelGroups& groups = {});
 
   void forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
                Tensor& y, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
@@ -47,6 +52,7 @@ class MoeLayer {
   const MoeConfig& config_;
   Router router_;
   Experts experts_;
+  TokenDispatcher dispatcher_;
   std::unique_ptr<Mlp> shared_;
 };
 

@@ -14,11 +14,21 @@ ParameterStore::ParameterStore(DType dtype) : dtype_(dtype) {
 }
 
 Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, double init_std,
-                               bool weight_decay) {
+                               bool weight_decay, Placement placement) {
   MOE_ASSERT(!allocated(), "parameter ", name, " declared after allocate()");
   for (const Parameter& p : parameters_) MOE_ASSERT(p.name != name, "parameter ", name, " twice");
-  numel_ += shape.numel();
-  return parameters_.emplace_back(Parameter{name, shape, init, init_std, weight_decay, {}, {}});
+  Parameter p{name, shape, init, init_std, weight_decay, placement, shape, {}, 0, {}, {}};
+  p.offset.assign(shape.ndim(), 0);
+  for (const Split& split : placement.splits) {
+    MOE_ASSERT(split.dim >= 0 && split.dim < shape.ndim() && split.count >= 1 && split.index >= 0 &&
+                   split.index < split.count && p.shape[split.dim] == p.global_shape[split.dim] &&
+                   shape[split.dim] % split.count == 0,
+               "parameter ", name, ": bad split of dim ", split.dim, " into ", split.count);
+    p.shape = p.shape.with_dim(split.dim, shape[split.dim] / split.count);
+    p.offset[split.dim] = split.index * p.shape[split.dim];
+  }
+  numel_ += p.shape.numel();
+  return parameters_.emplace_back(std::move(p));
 }
 
 Buffer& ParameterStore::add_buffer(const std::string& name, Shape shape) {
@@ -36,27 +46,67 @@ Parameter& ParameterStore::find(const std::string& name) {
   return const_cast<Parameter&>(static_cast<const ParameterStore&>(*this).find(name));
 }
 
+static int arena_order(const Placement& placement) {
+  return static_cast<int>(placement.group) * 3 + static_cast<int>(placement.tp);
+}
+
+int64_t global_index(const Shape& local, const std::vector<int64_t>& offset, const Shape& global,
+                     int64_t i) {
+  int64_t index = 0, stride = 1;
+  for (int d = local.ndim() - 1; d >= 0; --d) {
+    index += (i % local[d] + offset[d]) * stride;
+    i /= local[d];
+    stride *= global[d];
+  }
+  return index;
+}
+
 void ParameterStore::allocate(uint64_t seed) {
   MOE_ASSERT(!allocated(), "ParameterStore::allocate called twice");
   values_ = Tensor::zeros({numel_}, dtype_);
   grads_ = Tensor::zeros({numel_}, dtype_);
   int64_t offset = 0;
+  for (int order = 0; order < 6; ++order)
+    for (Parameter& p : parameters_)
+      if (arena_order(p.placement) == order) {
+        p.arena_offset = offset;
+        offset += p.shape.numel();
+      }
   for (Parameter& p : parameters_) {
     const int64_t n = p.shape.numel();
-    p.value = values_.narrow(offset, n).view(p.shape);
-    p.grad = grads_.narrow(offset, n).view(p.shape);
-    offset += n;
+    p.value = values_.narrow(p.arena_offset, n).view(p.shape);
+    p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
     if (p.init == Init::zeros) continue;
     const Philox rng(seed, stream_id(p.name));
     for (int64_t i = 0; i < n; ++i) {
-      const double v =
-          p.init == Init::ones ? 1.0 : p.init_std * rng.normal(static_cast<uint64_t>(i));
+      const double v = p.init == Init::ones
+                           ? 1.0
+                           : p.init_std * rng.normal(static_cast<uint64_t>(
+                                              global_index(p.shape, p.offset, p.global_shape, i)));
       if (dtype_ == DType::f32)
         p.value.data<float>()[i] = static_cast<float>(v);
       else
         p.value.data<double>()[i] = v;
     }
   }
+}
+
+ArenaRange ParameterStore::range(ParamGroup group) const {
+  const ArenaRange first = range(group, TpMode::replicated), last = range(group, TpMode::partial);
+  return {first.begin, last.end};
+}
+
+// The arena is ordered by arena_order, so a (group, mode) range starts after everything ordered
+// before it.
+ArenaRange ParameterStore::range(ParamGroup group, TpMode mode) const {
+  const int order = arena_order({group, mode, {}});
+  ArenaRange r;
+  for (const Parameter& p : parameters_) {
+    const int other = arena_order(p.placement);
+    if (other < order) r.begin += p.shape.numel();
+    if (other <= order) r.end += p.shape.numel();
+  }
+  return r;
 }
 
 void ParameterStore::zero_grads(Stream& stream) { ops::fill(grads_, 0.0, stream); }

@@ -10,11 +10,18 @@
 //   gets the same values whatever else the model contains and in any parallel layout.
 // - One float dtype per store: f32 to train, f64 so that gradient checks run whole modules in
 // double.
+// - Every parameter has a global identity (name, global shape) and a Placement: which block of the
+//   global tensor this rank holds (splits over TP and EP), which data-parallel group averages its
+//   gradient, and how TP ranks share it. Init is by global element index, so a shard starts with
+//   exactly the values of the same block of the unsharded parameter.
+// - The arenas are ordered by (group, TP mode), so each kind of gradient sync is one collective
+//   over one contiguous range.
 // - Buffers are state without a gradient (the router's expert bias): saved, never optimized.
 #pragma once
 
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -23,13 +30,45 @@ namespace moe {
 
 enum class Init { normal, ones, zeros };
 
+// Which data-parallel group averages the gradient: dp (dense) or edp (routed experts).
+enum class ParamGroup { dense, expert };
+// How the ranks of a TP group hold a parameter:
+// - split: each holds another block (the parameter names the dim in its splits);
+// - replicated: each holds the same tensor and computes the same gradient;
+// - partial: each holds the same tensor but computes only a part of its gradient (QK-norm weights
+//   over a rank's heads; whole experts that see 1/tp of the tokens), summed over TP after backward.
+enum class TpMode { replicated, split, partial };
+
+// This rank holds part `index` of `count` equal parts of the global tensor along `dim`.
+struct Split {
+  int dim = 0;
+  int index = 0;
+  int count = 1;
+};
+
+struct Placement {
+  ParamGroup group = ParamGroup::dense;
+  TpMode tp = TpMode::replicated;
+  std::vector<Split> splits;
+};
+
 struct Parameter {
   std::string name;  // global, e.g. "layers.3.moe.experts.w_gate"
-  Shape shape;       // global shape
+  Shape shape;       // local shape: the block this rank holds
   Init init = Init::normal;
   double init_std = 0.0;  // for Init::normal
   bool weight_decay = true;
-  Tensor value, grad;  // views into the arenas once allocated
+  Placement placement;
+  Shape global_shape;
+  std::vector<int64_t> offset;  // where the local block starts in the global tensor, per dim
+  int64_t arena_offset = 0;     // where value and grad start in the arenas
+  Tensor value, grad;           // views into the arenas once allocated
+};
+
+// A range [begin, end) of the flat arenas.
+struct ArenaRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
 };
 
 struct Buffer {
@@ -37,12 +76,18 @@ struct Buffer {
   Tensor value;  // the store's dtype, zero-initialized
 };
 
+// The flat index in a tensor of shape `global` of element i of its block of shape `local` that
+// starts at `offset` (one entry per dim).
+int64_t global_index(const Shape& local, const std::vector<int64_t>& offset, const Shape& global,
+                     int64_t i);
+
 class ParameterStore {
  public:
   explicit ParameterStore(DType dtype = DType::f32);
 
+  // shape is the global shape; the placement's splits must divide it.
   Parameter& add(const std::string& name, Shape shape, Init init, double init_std,
-                 bool weight_decay);
+                 bool weight_decay, Placement placement = {});
   Buffer& add_buffer(const std::string& name, Shape shape);
   // Creates the arenas, initializes every value from `seed` and zeroes the gradients.
   void allocate(uint64_t seed);
@@ -55,7 +100,10 @@ class ParameterStore {
   std::deque<Buffer>& buffers() { return buffers_; }
   const Parameter& find(const std::string& name) const;  // InputError when absent
   Parameter& find(const std::string& name);
-  int64_t numel() const { return numel_; }
+  int64_t numel() const { return numel_; }  // local elements
+  // The arena range of one group's parameters, or of one group's parameters in one TP mode.
+  ArenaRange range(ParamGroup group) const;
+  ArenaRange range(ParamGroup group, TpMode mode) const;
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
   void zero_grads(Stream& stream);

@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "parallel/communicator.h"
+#include "parallel/parallel_groups.h"
 
 namespace moe {
 
@@ -35,6 +36,10 @@ class ProcessGrid {
   Communicator& dp_group() { return *dp_group_; }
   Communicator& ep_group() { return *ep_group_; }
   Communicator& edp_group() { return *edp_group_; }
+  ParallelGroups groups(bool expert_tp) {
+    return {&world_,         tp_group_.get(),  dp_group_.get(),
+            ep_group_.get(), edp_group_.get(), expert_tp};
+  }
 
  private:
   Communicator& world_;

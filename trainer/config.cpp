@@ -448,6 +448,14 @@ void Config::validate(const std::string& where) const {
             " and model.n_kv_heads = ", m.n_kv_heads);
   MOE_CHECK(m.ffn_hidden % p.tp == 0, "invalid config in ", where, ": parallel.tp = ", p.tp,
             " must divide model.ffn_hidden = ", m.ffn_hidden);
+  MOE_CHECK(m.vocab_size % p.tp == 0, "invalid config in ", where, ": parallel.tp = ", p.tp,
+            " must divide model.vocab_size = ", m.vocab_size,
+            " (the vocabulary is split over TP; a larger vocab_size than the tokenizer's is fine)");
+  const int64_t shared_hidden = int64_t{moe.shared_experts} * moe.effective_shared_expert_hidden();
+  MOE_CHECK(shared_hidden % p.tp == 0, "invalid config in ", where, ": parallel.tp = ", p.tp,
+            " must divide the shared experts' hidden size moe.shared_experts x "
+            "moe.shared_expert_hidden = ",
+            shared_hidden);
   MOE_CHECK(!p.expert_tp || moe.expert_hidden % p.tp == 0, "invalid config in ", where,
             ": parallel.tp = ", p.tp, " must divide moe.expert_hidden = ", moe.expert_hidden,
             " when parallel.expert_tp is set");

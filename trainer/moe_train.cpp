@@ -41,10 +41,8 @@ int main(int argc, char** argv) {
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
-      MOE_CHECK(config.parallel.tp == 1 && config.parallel.ep == 1 && !config.parallel.fssdp,
-                "this build trains with data parallelism only: parallel.tp = ", config.parallel.tp,
-                ", parallel.ep = ", config.parallel.ep,
-                " and parallel.fssdp must stay 1, 1 and false");
+      MOE_CHECK(!config.parallel.fssdp,
+                "parallel.fssdp is not built yet; train with parallel.ep for expert parallelism");
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
       moe::ProcessGrid grid(*world_comm, config.parallel.tp, config.parallel.dp,
                             config.parallel.ep);
@@ -52,8 +50,9 @@ int main(int argc, char** argv) {
       if (rank != 0) run.log.metrics_file.clear();  // one writer per job
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
       MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = tp ", grid.tp_size(), " x dp ",
-                   grid.dp_size());
-      moe::train_model(run, options, &grid.dp_group());
+                   grid.dp_size(), ", experts over ep ", grid.ep_size(), " x edp ", grid.edp_size(),
+                   config.parallel.expert_tp ? ", experts split over tp" : "");
+      moe::train_model(run, options, grid.groups(config.parallel.expert_tp));
     }
   } catch (const std::exception& e) {
     // MoEForge's exceptions already name the rank; the log prefix would repeat it.

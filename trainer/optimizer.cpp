@@ -4,64 +4,106 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "trainer/gradient_sync.h"
 
 namespace moe {
 
-AdamW::AdamW(ParameterStore& store, const TrainConfig& train, Communicator* shard_group)
-    : store_(store), train_(train) {
+AdamW::AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGroups& groups,
+             bool zero)
+    : store_(store), train_(train), groups_(groups), zero_(zero) {
   MOE_ASSERT(store.allocated(), "AdamW needs the parameters allocated");
-  const int64_t n = store.numel();
-  hi_ = n;
-  if (shard_group && shard_group->size() > 1) {
-    shard_group_ = shard_group;
-    shard_ = (n + shard_group->size() - 1) / shard_group->size();
-    lo_ = std::min(n, shard_group->rank() * shard_);
-    hi_ = std::min(n, lo_ + shard_);
+  for (ParamGroup group : {ParamGroup::dense, ParamGroup::expert}) {
+    Segment s{group, store.range(group)};
+    s.lo = s.range.begin;
+    s.hi = s.range.end;
+    Communicator* over = reduction_group(groups, group);
+    if (zero && group_size(over) > 1) {
+      s.shard_group = over;
+      s.slice = (s.range.size() + over->size() - 1) / over->size();
+      s.lo = s.range.begin + std::min(s.range.size(), over->rank() * s.slice);
+      s.hi = std::min(s.range.end, s.lo + s.slice);
+    }
+    s.m = Tensor::zeros({s.hi - s.lo}, store.dtype());
+    s.v = Tensor::zeros({s.hi - s.lo}, store.dtype());
+    segments_.push_back(std::move(s));
   }
-  m_ = Tensor::zeros({hi_ - lo_}, store.dtype());
-  v_ = Tensor::zeros({hi_ - lo_}, store.dtype());
 }
 
-Tensor AdamW::owned_gradient(Stream& stream) {
-  if (!shard_group_) return store_.grads();
-  const int ranks = shard_group_->size();
-  Tensor padded = Tensor::zeros({shard_ * ranks}, store_.dtype());
-  Tensor head = padded.narrow(0, store_.numel());
-  ops::copy(store_.grads(), head, stream);
-  Tensor mine = Tensor::empty({shard_}, store_.dtype());
-  shard_group_->reduce_scatter(padded, mine, ReduceOp::sum, stream);
-  ops::scale(mine, 1.0f / static_cast<float>(ranks), stream);
-  return mine.narrow(0, hi_ - lo_);
+int64_t AdamW::moment_elements() const {
+  int64_t n = 0;
+  for (const Segment& s : segments_) n += s.m.numel();
+  return n;
+}
+
+Tensor AdamW::owned_gradient(const Segment& s, Stream& stream) {
+  Tensor all = store_.grads().narrow(s.range.begin, s.range.size());
+  const float average = 1.0f / static_cast<float>(group_size(groups_.dp));
+  if (!s.shard_group) {
+    if (zero_ && group_size(groups_.dp) > 1) {  // an expert group of one edp rank
+      all_reduce_sum(reduction_group(groups_, s.group), all, stream);
+      ops::scale(all, average, stream);
+    }
+    return all;
+  }
+  const int ranks = s.shard_group->size();
+  Tensor padded = Tensor::zeros({s.slice * ranks}, store_.dtype());
+  Tensor head = padded.narrow(0, s.range.size());
+  ops::copy(all, head, stream);
+  Tensor mine = Tensor::empty({s.slice}, store_.dtype());
+  s.shard_group->reduce_scatter(padded, mine, ReduceOp::sum, stream);
+  ops::scale(mine, average, stream);
+  return mine.narrow(0, s.hi - s.lo);
+}
+
+double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stream) const {
+  if (!s.shard_group && group_rank(reduction_group(groups_, s.group)) != 0) return 0;
+  double squares = 0;
+  for (const Parameter& p : store_.parameters()) {
+    if (p.placement.group != s.group) continue;
+    if (p.placement.tp != TpMode::split && group_rank(groups_.tp) != 0) continue;
+    const int64_t begin = std::max(p.arena_offset, s.lo),
+                  end = std::min(p.arena_offset + p.shape.numel(), s.hi);
+    if (begin < end) squares += ops::sum_of_squares(grad.narrow(begin - s.lo, end - begin), stream);
+  }
+  return squares;
 }
 
 double AdamW::step(double lr, Stream& stream) {
-  Tensor grad = owned_gradient(stream);
-  Tensor squares = Tensor::from_vector<double>({1}, {ops::sum_of_squares(grad, stream)});
-  if (shard_group_) shard_group_->all_reduce(squares, ReduceOp::sum, stream);
-  const double norm = std::sqrt(squares.data<double>()[0]);
-  if (train_.grad_clip > 0 && norm > train_.grad_clip && std::isfinite(norm))
-    ops::scale(grad, static_cast<float>(train_.grad_clip / (norm + 1e-6)), stream);
+  std::vector<Tensor> grads;
+  double squares = 0;
+  for (const Segment& s : segments_) {
+    grads.push_back(owned_gradient(s, stream));
+    squares += counted_squares(s, grads.back(), stream);
+  }
+  Tensor total = Tensor::from_vector<double>({1}, {squares});
+  all_reduce_sum(groups_.world, total, stream);
+  const double norm = std::sqrt(total.data<double>()[0]);
+  const bool clip = train_.grad_clip > 0 && norm > train_.grad_clip && std::isfinite(norm);
   ++step_;
   ops::AdamWOptions options{static_cast<float>(lr), static_cast<float>(train_.beta1),
                             static_cast<float>(train_.beta2), static_cast<float>(train_.eps), 0.0f};
   Tensor values = store_.values();
-  int64_t offset = 0;
-  for (const Parameter& p : store_.parameters()) {
-    const int64_t begin = std::max(offset, lo_), end = std::min(offset + p.shape.numel(), hi_);
-    offset += p.shape.numel();
-    if (begin >= end) continue;
-    Tensor value = values.narrow(begin, end - begin), m = m_.narrow(begin - lo_, end - begin),
-           v = v_.narrow(begin - lo_, end - begin);
-    options.weight_decay = p.weight_decay ? static_cast<float>(train_.weight_decay) : 0.0f;
-    ops::adamw_step(value, grad.narrow(begin - lo_, end - begin), m, v, options, step_, stream);
-  }
-  if (shard_group_) {
-    Tensor gathered = Tensor::empty({shard_ * shard_group_->size()}, store_.dtype());
-    Tensor mine = Tensor::zeros({shard_}, store_.dtype());
-    Tensor owned = mine.narrow(0, hi_ - lo_);
-    ops::copy(values.narrow(lo_, hi_ - lo_), owned, stream);
-    shard_group_->all_gather(mine, gathered, stream);
-    ops::copy(gathered.narrow(0, store_.numel()), values, stream);
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    Segment& s = segments_[i];
+    if (clip) ops::scale(grads[i], static_cast<float>(train_.grad_clip / (norm + 1e-6)), stream);
+    for (const Parameter& p : store_.parameters()) {
+      const int64_t begin = std::max(p.arena_offset, s.lo),
+                    end = std::min(p.arena_offset + p.shape.numel(), s.hi);
+      if (p.placement.group != s.group || begin >= end) continue;
+      Tensor value = values.narrow(begin, end - begin), m = s.m.narrow(begin - s.lo, end - begin),
+             v = s.v.narrow(begin - s.lo, end - begin);
+      options.weight_decay = p.weight_decay ? static_cast<float>(train_.weight_decay) : 0.0f;
+      ops::adamw_step(value, grads[i].narrow(begin - s.lo, end - begin), m, v, options, step_,
+                      stream);
+    }
+    if (!s.shard_group) continue;
+    Tensor gathered = Tensor::empty({s.slice * s.shard_group->size()}, store_.dtype());
+    Tensor mine = Tensor::zeros({s.slice}, store_.dtype());
+    Tensor owned = mine.narrow(0, s.hi - s.lo);
+    ops::copy(values.narrow(s.lo, s.hi - s.lo), owned, stream);
+    s.shard_group->all_gather(mine, gathered, stream);
+    Tensor range = values.narrow(s.range.begin, s.range.size());
+    ops::copy(gathered.narrow(0, s.range.size()), range, stream);
   }
   return norm;
 }

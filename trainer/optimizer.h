@@ -2,42 +2,59 @@
 // decay only on parameters declared with weight_decay (norm weights and biases never; the
 // embedding unless train.no_decay_embeddings), and clipping by the global gradient norm.
 //
-// ZeRO-1 (parallel.zero: 1): given a data-parallel group, each rank owns one contiguous 1/dp slice
-// of the flat parameter arena and keeps moments for it alone. A step reduce-scatters the (not yet
-// averaged) gradients so that each rank receives the averaged gradient of its slice, takes the
-// global norm from the slices' sums of squares, updates its slice and all-gathers the parameters.
-// The arithmetic per element is the same as without sharding, so the numbers match to rounding.
+// The global norm counts every element of the global model once: TP-split blocks on every TP rank,
+// TP copies on TP rank 0 only, replicas over data parallelism on one of them only; the counted
+// sums of squares are all-reduced over the world.
+//
+// ZeRO-1 (parallel.zero: 1): each parameter group's part of the flat arena (dense, experts) is
+// split into contiguous slices over the group that reduces its gradients (dp, edp); each rank
+// keeps moments for its slices alone. A step reduce-scatters the (not yet averaged) gradients so
+// that each rank receives the averaged gradient of its slice, updates its slice and all-gathers the
+// parameters. The arithmetic per element is the same as without sharding.
 #pragma once
 
+#include <vector>
+
 #include "layers/parameters.h"
-#include "parallel/communicator.h"
+#include "parallel/parallel_groups.h"
 #include "trainer/config.h"
 
 namespace moe {
 
 class AdamW {
  public:
-  // shard_group: the data-parallel group to shard the moments over (null or one rank: no sharding).
-  AdamW(ParameterStore& store, const TrainConfig& train, Communicator* shard_group = nullptr);
+  // zero: shard the moments (ZeRO-1) over the data-parallel groups.
+  AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGroups& groups = {},
+        bool zero = false);
 
   // Clips the gradients (train.grad_clip; 0 = off), then updates every parameter at learning rate
   // lr. Returns the gradient norm before clipping. Steps count from 1 for the bias correction.
-  // Sharded, the gradients must be each rank's own sums (the step averages them); otherwise they
-  // must already be averaged.
+  // With zero the gradients must be each rank's own sums (the step averages them); otherwise they
+  // must already be averaged (average_gradients).
   double step(double lr, Stream& stream);
-  bool shards() const { return shard_group_ != nullptr; }
-  int64_t moment_elements() const { return m_.numel(); }
+  bool averages_gradients() const { return zero_; }
+  int64_t moment_elements() const;
   int64_t steps_taken() const { return step_; }
 
  private:
-  // The averaged gradient of the owned range [lo_, hi_).
-  Tensor owned_gradient(Stream& stream);
+  // One parameter group's range of the arena and the slice [lo, hi) of it this rank updates.
+  struct Segment {
+    ParamGroup group;
+    ArenaRange range;
+    Communicator* shard_group = nullptr;  // null: not sharded
+    int64_t lo = 0, hi = 0, slice = 0;    // owned range (arena offsets); padded slice size
+    Tensor m, v;
+  };
+  // The averaged gradient of the owned range.
+  Tensor owned_gradient(const Segment& segment, Stream& stream);
+  // The sum of squares of this rank's counted elements of the owned gradient (see the header).
+  double counted_squares(const Segment& segment, const Tensor& grad, Stream& stream) const;
 
   ParameterStore& store_;
   const TrainConfig& train_;
-  Communicator* shard_group_ = nullptr;
-  int64_t lo_ = 0, hi_ = 0, shard_ = 0;  // owned range of the flat arena; padded slice size
-  Tensor m_, v_;
+  ParallelGroups groups_;
+  bool zero_;
+  std::vector<Segment> segments_;
   int64_t step_ = 0;
 };
 

@@ -21,9 +21,10 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt,
     const Tensor targets = Tensor::from_vector<int32_t>(
         {1, length}, std::vector<int32_t>(length, Model::ignore_index));
     const ModelOutput out = model.forward(inputs, targets, false, stream);
-    const int64_t vocab = out.logits.dim(1);
+    const Tensor all_logits = model.full_logits(out.logits, stream);
+    const int64_t vocab = all_logits.dim(1);
     Tensor last = Tensor::empty({vocab}, DType::f64);
-    ops::convert(out.logits.narrow(length - 1, 1).view({vocab}), last, stream);
+    ops::convert(all_logits.narrow(length - 1, 1).view({vocab}), last, stream);
     const double* logits = last.data<double>();
     int32_t next = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
     if (options.temperature > 0) {

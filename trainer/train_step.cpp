@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "trainer/gradient_sync.h"
 
 namespace moe {
 
@@ -71,11 +72,11 @@ void reduce_over(Communicator& group, StepStats& stats, Stream& stream) {
 }  // namespace
 
 StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
-                               const TrainConfig& train, Communicator* dp_group,
-                               bool average_gradients, int64_t step, Stream& stream) {
+                               const TrainConfig& train, const ParallelGroups& groups, bool average,
+                               int64_t step, Stream& stream) {
   StepStats stats;
   store.zero_grads(stream);
-  model.begin_step(dp_group);
+  model.begin_step(groups.dp);
   for (int micro = 0; micro < train.grad_accum; ++micro) {
     const TokenBatch b = loader.next_train_batch(train.micro_batch_size);
     const ModelOutput out =
@@ -87,21 +88,17 @@ StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader&
     stats.add_micro_batch(out, train.grad_accum);
     stats.tokens += b.batch * b.seq_len;
   }
-  if (dp_group && dp_group->size() > 1) {
-    if (average_gradients) {
-      dp_group->all_reduce(store.grads(), ReduceOp::sum, stream);
-      ops::scale(store.grads(), 1.0f / static_cast<float>(dp_group->size()), stream);
-    }
-    reduce_over(*dp_group, stats, stream);
-  }
+  sum_partial_gradients(store, groups, stream);
+  if (average) average_gradients(store, groups, stream);
+  if (group_size(groups.dp) > 1) reduce_over(*groups.dp, stats, stream);
   return stats;
 }
 
 StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, Communicator* dp_group, double lr, int64_t step,
-                     Stream& stream) {
-  StepStats stats = accumulate_gradients(model, store, loader, train, dp_group, !optimizer.shards(),
-                                         step, stream);
+                     const TrainConfig& train, const ParallelGroups& groups, double lr,
+                     int64_t step, Stream& stream) {
+  StepStats stats = accumulate_gradients(model, store, loader, train, groups,
+                                         !optimizer.averages_gradients(), step, stream);
   stats.grad_norm = optimizer.step(lr, stream);
   stats.steps = 1;
   model.update_expert_bias(stats.loads);

@@ -3,10 +3,10 @@
 // benchmarks and the parallel tests so that all of them run exactly the same work.
 //
 // Data parallelism: every rank computes the gradient of the mean loss over its own slice of the
-// global batch; the gradients are then summed over the data-parallel group in one all-reduce over
-// the flat gradient arena and divided by its size, which is the gradient of the mean over the
-// global batch when every rank holds the same number of target tokens. Losses and expert loads are
-// reduced the same way, so every rank logs global numbers and moves the expert bias identically.
+// global batch; gradient_sync.h turns those into the gradient of the mean over the global batch
+// (exact when every rank holds the same number of target tokens). Losses and expert loads are
+// summed over the data-parallel group too, so every rank logs global numbers and moves the expert
+// bias identically; TP ranks compute them identically from the same tokens.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@
 
 #include "data/token_loader.h"
 #include "layers/model.h"
-#include "parallel/communicator.h"
+#include "parallel/parallel_groups.h"
 #include "trainer/optimizer.h"
 
 namespace moe {
@@ -33,17 +33,18 @@ struct StepStats {
 
 Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t seq_len);
 
-// Zeroes the gradients, runs forward and backward over train.grad_accum micro-batches and averages
-// losses and loads, and (when average_gradients) the gradients, over dp_group (null or size 1: no
-// communication). A ZeRO-1 optimizer averages the gradients itself, by reduce-scatter. Throws
-// InputError when the loss is not finite. `step` (from 0) only names the step in that message.
+// Zeroes the gradients, runs forward and backward over train.grad_accum micro-batches, sums the
+// TP-partial gradients, and averages losses and loads, and (when average) the gradients, over the
+// data-parallel groups. A ZeRO-1 optimizer averages the gradients itself, by reduce-scatter.
+// Throws InputError when the loss is not finite. `step` (from 0) only names the step in that
+// message.
 StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
-                               const TrainConfig& train, Communicator* dp_group,
-                               bool average_gradients, int64_t step, Stream& stream);
+                               const TrainConfig& train, const ParallelGroups& groups, bool average,
+                               int64_t step, Stream& stream);
 
 // accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
 StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, Communicator* dp_group, double lr, int64_t step,
-                     Stream& stream);
+                     const TrainConfig& train, const ParallelGroups& groups, double lr,
+                     int64_t step, Stream& stream);
 
 }  // namespace moe

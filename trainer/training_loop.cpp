@@ -82,23 +82,23 @@ double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch,
 }  // namespace
 
 TrainingSummary train_model(const Config& config, const TrainingOptions& options,
-                            Communicator* dp_group) {
+                            const ParallelGroups& groups) {
   const TrainConfig& train = config.train;
   MOE_CHECK(train.device == "cpu",
             "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
   const auto run_start = Clock::now();
-  const int dp_size = dp_group ? dp_group->size() : 1;
+  const int dp_size = group_size(groups.dp);
   std::unique_ptr<TokenLoader> loader =
-      make_token_loader(config.data, dp_group ? dp_group->rank() : 0, dp_size);
+      make_token_loader(config.data, group_rank(groups.dp), dp_size);
   MOE_CHECK(loader->tokenizer().vocab_size() <= config.model.vocab_size,
             "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
             loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
             ")");
 
   ParameterStore store(DType::f32);
-  Model model(config, store);
+  Model model(config, store, groups);
   store.allocate(static_cast<uint64_t>(train.seed));
-  AdamW optimizer(store, train, config.parallel.zero == 1 ? dp_group : nullptr);
+  AdamW optimizer(store, train, groups, config.parallel.zero == 1);
   Stream stream;
 
   const ParameterCounts counts = model.parameter_counts();
@@ -133,7 +133,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   for (int64_t step = 0; step < train.steps; ++step) {
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
-    interval.add(train_step(model, optimizer, store, *loader, train, dp_group, lr, step, stream));
+    interval.add(train_step(model, optimizer, store, *loader, train, groups, lr, step, stream));
 
     const bool last = step + 1 == train.steps;
     if ((step + 1) % config.log.interval == 0 || last) {
@@ -159,8 +159,8 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
           .add("grad_norm", interval.grad_norm / n)
           .add("tokens_per_s", tokens_per_s)
           .add("elapsed_s", elapsed);
-      if (dp_size > 1) {
-        const CommVolume& volume = dp_group->volume();
+      if (group_size(groups.world) > 1) {
+        const CommVolume volume = total_volume(groups);
         line +=
             " | comm " + number("%.2f", static_cast<double>(volume.total()) / n / 1e6) + " MB/step";
         record.add("comm_bytes_per_step", static_cast<double>(volume.total()) / n);
@@ -169,7 +169,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
             record.add(std::string("comm_bytes_per_step.") +
                            collective_name(static_cast<Collective>(kind)),
                        static_cast<double>(volume.bytes[kind]) / n);
-        dp_group->reset_volume();
+        reset_volume(groups);
       }
       std::string load_text;
       for (size_t i = 0; i < interval.loads.size(); ++i) {
@@ -231,13 +231,13 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
                "; peak memory ", peak_rss_mb(), " MB; run ", clock_text(seconds_since(run_start)));
 
-  if (options.sample_tokens > 0 && (!dp_group || dp_group->rank() == 0)) {
+  if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
     const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);
     const std::vector<int32_t> text =
         generate(model, prompt, seq_len,
                  {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
     summary.sample = loader->tokenizer().decode(text);
-    MOE_LOG_INFO("sample:\n", summary.sample);
+    if (group_rank(groups.world) == 0) MOE_LOG_INFO("sample:\n", summary.sample);
   }
   return summary;
 }

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <string>
 
-#include "parallel/communicator.h"
+#include "parallel/parallel_groups.h"
 #include "trainer/config.h"
 
 namespace moe {
@@ -35,9 +35,10 @@ struct TrainingSummary {
   std::string sample;
 };
 
-// dp_group: the data-parallel group this rank belongs to (null: train alone). Every rank of it
-// calls train_model with the same config; each reads its slice of every global batch.
+// groups: this rank's parallel groups (ProcessGrid::groups; {} trains alone). Every rank of the
+// job calls train_model with the same config; each data-parallel rank reads its slice of every
+// global batch. Only world rank 0 writes metrics and the sample; every rank logs.
 TrainingSummary train_model(const Config& config, const TrainingOptions& options,
-                            Communicator* dp_group = nullptr);
+                            const ParallelGroups& groups = {});
 
 }  // namespace moe

@@ -1,11 +1,14 @@
-// Fused softmax cross-entropy over the vocabulary on the CPU. Per row n:
+// Fused softmax cross-entropy on the CPU, on one vocabulary shard (vocab-parallel under tensor
+// parallelism): logits[N,V] are the classes [vocab_start, vocab_start + V). Per row n, with
+// t = target[n] - vocab_start:
 //   lse[n] = max + log(sum_v exp(logits[n,v] - max))   (sum in double, stable for any logit scale)
-//   loss[n] = lse[n] - logits[n, target[n]]
-//   dlogits[n,v] = grad_scale * (exp(logits[n,v] - lse[n]) - [v == target[n]])
-// Softmax probabilities are never stored: backward recomputes them from the saved lse. Rows whose
-// target is ignore_index get loss 0 and gradient 0 (their lse is still written). Targets are
-// validated in a serial pass before the OpenMP loop, because an exception must not leave a parallel
-// region.
+//   target_logits[n] = logits[n, t] if 0 <= t < V, else 0
+//   dlogits[n,v] = grad_scale * (exp(logits[n,v] - lse_full[n]) - [v == t])
+// The caller combines the shards: lse_full = log(sum_s exp(lse_s)), loss = lse_full - sum_s
+// target_logits_s, and passes lse_full to backward. Softmax probabilities are never stored:
+// backward recomputes them from that lse. Rows whose target is ignore_index get target logit 0 and
+// gradient 0 (their lse is still written). Targets are validated in a serial pass before the OpenMP
+// loop, because an exception must not leave a parallel region.
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -14,39 +17,44 @@
 
 namespace moe::cpu {
 
-static void check_targets(const char* op, const Tensor& targets, int ignore_index, int64_t vocab) {
+// Only the lower bound: a shard does not know the full vocabulary size.
+static void check_targets(const char* op, const Tensor& targets, int ignore_index) {
   const int32_t* pt = targets.data<int32_t>();
-  for (int64_t n = 0; n < targets.numel(); ++n) {
-    if (pt[n] == ignore_index) continue;
-    MOE_CHECK(pt[n] >= 0 && pt[n] < vocab, op, ": targets[", n, "] = ", pt[n],
-              " is out of range for vocab size ", vocab, " (and is not ignore_index ", ignore_index,
-              ")");
-  }
+  for (int64_t n = 0; n < targets.numel(); ++n)
+    MOE_CHECK(pt[n] >= 0 || pt[n] == ignore_index, op, ": targets[", n, "] = ", pt[n],
+              " is negative (and is not ignore_index ", ignore_index, ")");
+}
+
+// The target's column in this shard, or -1 when the row is ignored or its target lies elsewhere.
+static int64_t shard_column(int32_t target, int ignore_index, int64_t vocab_start, int64_t vocab) {
+  const int64_t column = static_cast<int64_t>(target) - vocab_start;
+  return target != ignore_index && column >= 0 && column < vocab ? column : -1;
 }
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index,
-                           Tensor& losses, Tensor& lse, Stream&) {
+                           int64_t vocab_start, Tensor& target_logits, Tensor& lse, Stream&) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
-  check_targets("cross_entropy_forward", targets, ignore_index, vocab);
+  check_targets("cross_entropy_forward", targets, ignore_index);
   float_dispatch(logits.dtype(), "cross_entropy_forward", [&]<typename T>() {
     const T* px = logits.data<T>();
     const int32_t* pt = targets.data<int32_t>();
-    T* ploss = losses.data<T>();
+    T* ptarget = target_logits.data<T>();
     T* plse = lse.data<T>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
       const T* row = px + n * vocab;
-      const double row_lse = logsumexp(row, vocab);
-      plse[n] = static_cast<T>(row_lse);
-      ploss[n] = pt[n] == ignore_index ? T(0) : static_cast<T>(row_lse - row[pt[n]]);
+      plse[n] = static_cast<T>(logsumexp(row, vocab));
+      const int64_t column = shard_column(pt[n], ignore_index, vocab_start, vocab);
+      ptarget[n] = column < 0 ? T(0) : row[column];
     }
   });
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                            int ignore_index, float grad_scale, Tensor& dlogits, Stream&) {
+                            int ignore_index, int64_t vocab_start, float grad_scale,
+                            Tensor& dlogits, Stream&) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
-  check_targets("cross_entropy_backward", targets, ignore_index, vocab);
+  check_targets("cross_entropy_backward", targets, ignore_index);
   float_dispatch(logits.dtype(), "cross_entropy_backward", [&]<typename T>() {
     const T* px = logits.data<T>();
     const int32_t* pt = targets.data<int32_t>();
@@ -62,9 +70,10 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
       }
       const T* row = px + n * vocab;
       const double row_lse = plse[n];
+      const int64_t column = shard_column(pt[n], ignore_index, vocab_start, vocab);
       for (int64_t v = 0; v < vocab; ++v) {
         const double prob = std::exp(static_cast<double>(row[v]) - row_lse);
-        drow[v] = static_cast<T>(scale * (prob - (v == pt[n] ? 1.0 : 0.0)));
+        drow[v] = static_cast<T>(scale * (prob - (v == column ? 1.0 : 0.0)));
       }
     }
   });

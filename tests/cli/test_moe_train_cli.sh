@@ -21,7 +21,13 @@ expect nonzero "train.device = cuda" "$moe_train" --config "$config" --set train
 expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
 if [ $# -gt 0 ]; then
   expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
-  expect nonzero "this build trains with data parallelism only" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
+  expect nonzero "parallel.tp = 2 must divide model.vocab_size = 257" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
+  expect nonzero "parallel.fssdp is not built yet" "$@" -np 2 "$moe_train" --config "$config" --set parallel.fssdp=true
+  # Expert and tensor parallel runs start, train and finish (their numbers are tests/mpi's).
+  small=(--set train.steps=4 --set train.warmup_steps=1 --set model.n_layers=2 --set train.eval_batches=1)
+  expect zero "done: 4 steps" "$@" -np 2 "$moe_train" --config "$config" --set parallel.ep=2 "${small[@]}"
+  expect zero "done: 4 steps" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2 \
+    --set model.vocab_size=258 --set parallel.expert_tp=true "${small[@]}"
   # One rank failing mid-run ends the whole job quickly, with that rank's message.
   start=$(date +%s)
   expect nonzero "[rank 1] trainer/training_loop.cpp" env MOE_FAIL_RANK=1 MOE_FAIL_STEP=3 "$@" -np 2 \

@@ -1,0 +1,199 @@
+#include "layers/token_dispatcher.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/ops.h"
+
+namespace moe {
+
+namespace {
+
+// TP rank t's share of a run of c rows: [c t / tp, c (t + 1) / tp).
+int64_t share_begin(int64_t c, int t, int tp) { return c * t / tp; }
+int64_t share_size(int64_t c, int t, int tp) {
+  return share_begin(c, t + 1, tp) - share_begin(c, t, tp);
+}
+
+int64_t max_of(const std::vector<int64_t>& v) { return *std::max_element(v.begin(), v.end()); }
+
+}  // namespace
+
+TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups)
+    : num_experts_(num_experts),
+      tp_(groups.tp),
+      ep_(groups.ep),
+      tp_size_(group_size(groups.tp)),
+      tp_rank_(group_rank(groups.tp)),
+      ep_size_(group_size(groups.ep)),
+      ep_rank_(group_rank(groups.ep)),
+      expert_tp_(groups.expert_tp) {
+  MOE_CHECK(num_experts % ep_size_ == 0, "parallel.ep = ", ep_size_,
+            " must divide moe.num_experts = ", num_experts);
+}
+
+DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
+                                   Stream& stream) const {
+  const int experts = num_experts_, local = experts / ep_size_, tp = tp_size_;
+  MOE_ASSERT(static_cast<int>(counts.size()) == experts, "counts of ", counts.size(), " experts");
+  // all[s * E + e]: rows EP rank s routes to expert e (the count exchange).
+  std::vector<int64_t> all = counts;
+  if (ep_size_ > 1) {
+    const Tensor mine = Tensor::from_vector<int64_t>({experts}, counts);
+    Tensor gathered = Tensor::empty({int64_t{ep_size_} * experts}, DType::i64);
+    ep_->all_gather(mine, gathered, stream);
+    all = gathered.to_vector<int64_t>();
+  }
+
+  DispatchPlan plan;
+  plan.rows = sorted_slots.numel();
+  const int32_t* slots = sorted_slots.data<int32_t>();
+  std::vector<int32_t> share_slots;
+  for (int t = 0; t < tp; ++t) {
+    plan.share_offset.push_back(static_cast<int64_t>(share_slots.size()));
+    int64_t run = 0;
+    for (int e = 0; e < experts; ++e) {
+      const int64_t first = run + share_begin(counts[e], t, tp);
+      share_slots.insert(share_slots.end(), slots + first,
+                         slots + first + share_size(counts[e], t, tp));
+      run += counts[e];
+    }
+    plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
+  }
+  plan.share_slots = Tensor::from_vector<int32_t>({plan.rows}, share_slots);
+  std::vector<int32_t> gather;
+  for (int t = 0; t < tp; ++t)
+    for (int64_t i = 0; i < plan.share_rows[t]; ++i)
+      gather.push_back(static_cast<int32_t>(t * max_of(plan.share_rows) + i));
+  plan.share_gather = Tensor::from_vector<int32_t>({plan.rows}, gather);
+
+  // Rows of expert `e` (local index) that TP rank t of EP rank s sends here or receives.
+  auto rows_from = [&](int t, int s, int e) {
+    return share_size(all[int64_t{s} * experts + ep_rank_ * local + e], t, tp);
+  };
+  for (int q = 0; q < ep_size_; ++q) {
+    int64_t send = 0, recv = 0;
+    for (int e = 0; e < local; ++e) {
+      send += share_size(counts[q * local + e], tp_rank_, tp);
+      recv += rows_from(tp_rank_, q, e);
+    }
+    plan.send_rows.push_back(send);
+    plan.recv_rows.push_back(recv);
+  }
+  for (int t = 0; t < tp; ++t) {
+    int64_t arrived = 0;
+    for (int s = 0; s < ep_size_; ++s)
+      for (int e = 0; e < local; ++e) arrived += rows_from(t, s, e);
+    plan.arrived_rows.push_back(arrived);
+  }
+
+  // The arrived layout: TP blocks (only this rank's unless experts gather), each by source rank,
+  // then local expert. expert_order lists it expert by expert.
+  std::vector<int> blocks;
+  if (gathers_experts())
+    for (int t = 0; t < tp; ++t) blocks.push_back(t);
+  else
+    blocks.push_back(tp_rank_);
+  const int64_t block_rows =
+      gathers_experts() ? max_of(plan.arrived_rows) : plan.arrived_rows[tp_rank_];
+  plan.arrived = block_rows * static_cast<int64_t>(blocks.size());
+  std::vector<int32_t> order;
+  plan.expert_counts.assign(local, 0);
+  for (int e = 0; e < local; ++e)
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      int64_t offset = static_cast<int64_t>(b) * block_rows;
+      for (int s = 0; s < ep_size_; ++s) {
+        for (int before = 0; before < e; ++before) offset += rows_from(blocks[b], s, before);
+        const int64_t n = rows_from(blocks[b], s, e);
+        for (int64_t i = 0; i < n; ++i) order.push_back(static_cast<int32_t>(offset + i));
+        plan.expert_counts[e] += n;
+        for (int after = e; after < local; ++after) offset += rows_from(blocks[b], s, after);
+      }
+    }
+  plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
+  return plan;
+}
+
+Tensor TokenDispatcher::exchange(const Tensor& rows, const std::vector<int64_t>& send,
+                                 const std::vector<int64_t>& recv, Stream& stream) const {
+  if (ep_size_ == 1) return rows;
+  const int64_t total = std::accumulate(recv.begin(), recv.end(), int64_t{0});
+  Tensor out = Tensor::empty({total, rows.dim(1)}, rows.dtype());
+  ep_->all_to_all_v(rows, send, out, recv, stream);
+  return out;
+}
+
+Tensor TokenDispatcher::gather_over_tp(const Tensor& rows, const std::vector<int64_t>& sizes,
+                                       Stream& stream) const {
+  const int64_t block = max_of(sizes), width = rows.dim(1);
+  Tensor padded = Tensor::zeros({block, width}, rows.dtype());
+  Tensor head = padded.narrow(0, rows.dim(0));
+  ops::copy(rows, head, stream);
+  Tensor out = Tensor::empty({block * tp_size_, width}, rows.dtype());
+  tp_->all_gather(padded, out, stream);
+  return out;
+}
+
+Tensor TokenDispatcher::reduce_scatter_over_tp(const Tensor& padded,
+                                               const std::vector<int64_t>& sizes,
+                                               Stream& stream) const {
+  Tensor mine = Tensor::empty({max_of(sizes), padded.dim(1)}, padded.dtype());
+  tp_->reduce_scatter(padded, mine, ReduceOp::sum, stream);
+  return mine.narrow(0, sizes[tp_rank_]);
+}
+
+Tensor TokenDispatcher::all_shares(const Tensor& mine, const DispatchPlan& plan,
+                                   Stream& stream) const {
+  if (tp_size_ == 1) return mine;
+  const Tensor padded = gather_over_tp(mine, plan.share_rows, stream);
+  Tensor rows = Tensor::empty({plan.rows, mine.dim(1)}, mine.dtype());
+  ops::moe_permute(padded, plan.share_gather, 1, rows, stream);
+  return rows;
+}
+
+Tensor TokenDispatcher::dispatch(const Tensor& x, int k, const DispatchPlan& plan,
+                                 Stream& stream) const {
+  const Tensor mine =
+      plan.share_slots.narrow(plan.share_offset[tp_rank_], plan.share_rows[tp_rank_]);
+  Tensor send = Tensor::empty({mine.numel(), x.dim(1)}, x.dtype());
+  ops::moe_permute(x, mine, k, send, stream);
+  Tensor arrived = exchange(send, plan.send_rows, plan.recv_rows, stream);
+  if (gathers_experts()) arrived = gather_over_tp(arrived, plan.arrived_rows, stream);
+  Tensor in = Tensor::empty({plan.expert_order.numel(), x.dim(1)}, x.dtype());
+  ops::moe_permute(arrived, plan.expert_order, 1, in, stream);
+  return in;
+}
+
+void TokenDispatcher::combine(const Tensor& expert_out, const DispatchPlan& plan, Tensor& y_slots,
+                              Stream& stream) const {
+  Tensor arrived = Tensor::empty({plan.arrived, expert_out.dim(1)}, expert_out.dtype());
+  ops::moe_permute_backward(expert_out, plan.expert_order, 1, arrived, stream);
+  if (gathers_experts()) arrived = reduce_scatter_over_tp(arrived, plan.arrived_rows, stream);
+  const Tensor back = exchange(arrived, plan.recv_rows, plan.send_rows, stream);
+  const Tensor rows = all_shares(back, plan, stream);
+  ops::moe_unpermute(rows, plan.share_slots, y_slots, stream);
+}
+
+Tensor TokenDispatcher::combine_backward(const Tensor& dy_slots, const DispatchPlan& plan,
+                                         Stream& stream) const {
+  Tensor drows = Tensor::empty({plan.rows, dy_slots.dim(1)}, dy_slots.dtype());
+  ops::moe_unpermute_backward(dy_slots, plan.share_slots, drows, stream);
+  const Tensor mine = drows.narrow(plan.share_offset[tp_rank_], plan.share_rows[tp_rank_]);
+  Tensor arrived = exchange(mine, plan.send_rows, plan.recv_rows, stream);
+  if (gathers_experts()) arrived = gather_over_tp(arrived, plan.arrived_rows, stream);
+  Tensor dout = Tensor::empty({plan.expert_order.numel(), dy_slots.dim(1)}, dy_slots.dtype());
+  ops::moe_permute(arrived, plan.expert_order, 1, dout, stream);
+  return dout;
+}
+
+void TokenDispatcher::dispatch_backward(const Tensor& dexpert_in, int k, const DispatchPlan& plan,
+                                        Tensor& dx, Stream& stream) const {
+  Tensor arrived = Tensor::empty({plan.arrived, dexpert_in.dim(1)}, dexpert_in.dtype());
+  ops::moe_permute_backward(dexpert_in, plan.expert_order, 1, arrived, stream);
+  if (gathers_experts()) arrived = reduce_scatter_over_tp(arrived, plan.arrived_rows, stream);
+  const Tensor back = exchange(arrived, plan.recv_rows, plan.send_rows, stream);
+  const Tensor rows = all_shares(back, plan, stream);
+  ops::moe_permute_backward(rows, plan.share_slots, k, dx, stream);
+}
+
+}  // namespace moe

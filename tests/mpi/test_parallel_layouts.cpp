@@ -1,0 +1,229 @@
+// Any layout trains the same model (issue: distributed training). For each process-grid layout
+// that fits the job's ranks (data, tensor and expert parallel, with and without ZeRO-1 and
+// expert_tp), every rank also builds the single-rank reference (same seed, the whole global batch,
+// no communication) and compares:
+// - one global batch: the losses (the global-batch aux loss included, computed on N ranks against
+//   the single rank's concatenated batch), the expert loads and every parameter's gradient,
+//   gathered from all ranks' blocks to its global shape;
+// - 30 optimizer steps on real text: the loss curve, the final parameters and the expert bias;
+// - copies of one block on several ranks (TP copies such as the router, DP replicas) are
+//   bit-identical, so the router decides the same on every TP rank;
+// - duplicate token dropping: with tp = 2 each TP rank's all-to-all moves its share of the rows,
+//   the shares adding up exactly to what the same data-parallel rank moves with tp = 1.
+//
+// Tolerance: fp32, and the runs sum the same terms in a different order (per-rank partial sums,
+// then all-reduces; per-shard logsumexps combined), so results differ by a few float roundings:
+// relative 1e-4 with an absolute floor of 1e-7 for gradients, which a missing 1/dp, a missing rank,
+// a wrong shard offset or a dropped token exceeds by far. After 30 steps of AdamW (which divides
+// by sqrt(v) and so magnifies tiny differences in near-zero gradients) the parameters agree to
+// relative 1e-3 with an absolute floor of 1e-5.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "parallel/process_grid.h"
+#include "tests/support/global_tensor.h"
+#include "tests/support/text_dataset.h"
+#include "tests/support/tiny_run.h"
+#include "tests/support/tolerance.h"
+#include "trainer/train_step.h"
+
+namespace moe {
+namespace {
+
+constexpr int64_t kGlobalBatch = 8;
+
+struct Layout {
+  int tp = 1, dp = 1, ep = 1;
+  bool expert_tp = false, zero = false, tied = false;
+  std::string name() const {
+    return "tp" + std::to_string(tp) + " dp" + std::to_string(dp) + " ep" + std::to_string(ep) +
+           (expert_tp ? " expert_tp" : "") + (zero ? " zero1" : "") + (tied ? " tied" : "");
+  }
+};
+
+// The layouts of the issue, by the number of ranks they need.
+std::vector<Layout> layouts_for(int world) {
+  switch (world) {
+    case 2:
+      return {
+          {1, 2, 1}, {2, 1, 1}, {2, 1, 1, true, false, true}, {1, 2, 2}, {1, 2, 2, false, true}};
+    case 4:
+      return {{2, 2, 1},
+              {1, 4, 4},
+              {2, 2, 2},
+              {2, 2, 2, true},
+              {2, 2, 2, false, true},
+              {1, 4, 2, false, true, true}};
+    case 8:
+      return {{2, 4, 2}, {2, 4, 2, true, true}, {1, 8, 4, false, true}};
+    default:
+      return {};
+  }
+}
+
+// A tiny MoE model every layout can split: 4 heads over 2 kv heads, QK-norm and QKV bias (TP
+// partial and split biases), a shared expert (TP-split MLP inside the MoE layer), vocabulary
+// 258 (even) and global-batch load balancing with the expert bias (whose update must see the
+// global loads, or ranks drift apart).
+Config layout_run(const std::string& dataset, const Layout& layout) {
+  Config c = testing::tiny_run(dataset);
+  c.model.n_heads = 4;
+  c.model.n_kv_heads = 2;
+  c.model.vocab_size = 258;
+  c.model.qk_norm = true;
+  c.model.qkv_bias = true;
+  c.model.tie_embeddings = layout.tied;
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_hidden = 32;
+  c.moe.aux_loss_type = "global_batch";
+  c.moe.expert_bias = true;
+  c.moe.z_loss_coeff = 1e-3;
+  c.data.val_fraction = 0;
+  return c;
+}
+
+// A model, its optimizer and its loader on this rank's part of `groups` ({}: the reference).
+struct Replica {
+  Config config;
+  ParallelGroups groups;
+  ParameterStore store{DType::f32};
+  std::unique_ptr<Model> model;
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<TokenLoader> loader;
+
+  Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c), groups(g) {
+    const int dp = group_size(groups.dp);
+    config.train.micro_batch_size = static_cast<int>(kGlobalBatch / dp);
+    model = std::make_unique<Model>(config, store, groups);
+    store.allocate(1);
+    optimizer = std::make_unique<AdamW>(store, config.train, groups, zero);
+    loader = make_token_loader(config.data, group_rank(groups.dp), dp);
+  }
+  StepStats gradients(Stream& stream) {
+    return accumulate_gradients(*model, store, *loader, config.train, groups, true, 0, stream);
+  }
+  StepStats step(int64_t step, Stream& stream) {
+    return train_step(*model, *optimizer, store, *loader, config.train, groups, 3e-3, step, stream);
+  }
+};
+
+std::string dataset_for(const Communicator& world) {
+  return testing::write_text_dataset(
+      "/usr/share/common-licenses/GPL-3",
+      ::testing::TempDir() + "moe_layouts_rank" + std::to_string(world.rank()) + "/gpl");
+}
+
+// Every parameter's global gradient (or value) equals the reference's; copies agree bit for bit.
+void expect_same_parameters(Replica& parallel, Replica& reference, Communicator& world, bool grads,
+                            double atol, double rtol) {
+  for (Parameter& p : parallel.store.parameters()) {
+    const testing::GlobalTensor global = testing::gather_global(p, grads ? p.grad : p.value, world);
+    const Parameter& ref = reference.store.find(p.name);
+    EXPECT_EQ(global.uncovered, 0) << p.name;
+    EXPECT_EQ(global.mismatched, 0) << p.name << ": copies on different ranks differ";
+    EXPECT_TRUE(testing::all_close(global.values, grads ? ref.grad : ref.value, atol, rtol))
+        << p.name << (grads ? " gradient" : " value");
+  }
+}
+
+class ParallelLayouts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    world = mpi_world_communicator();
+    layouts = layouts_for(world->size());
+    ASSERT_FALSE(layouts.empty()) << "no layouts for " << world->size() << " ranks";
+  }
+  std::unique_ptr<Communicator> world;
+  std::vector<Layout> layouts;
+};
+
+TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    const Config c = layout_run(dataset_for(*world), layout);
+    Replica reference(c, {}, false), parallel(c, grid.groups(layout.expert_tp), false);
+    Stream stream;
+    const StepStats ref = reference.gradients(stream);
+    const StepStats par = parallel.gradients(stream);
+    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+    EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
+    EXPECT_NEAR(par.z_loss, ref.z_loss, 1e-5 * ref.z_loss);
+    EXPECT_EQ(par.loads, ref.loads);
+    EXPECT_EQ(par.tokens, ref.tokens);
+    expect_same_parameters(parallel, reference, *world, true, 1e-7, 1e-4);
+  }
+}
+
+TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
+  for (const Layout& layout : layouts) {
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    const Config c = layout_run(dataset_for(*world), layout);
+    Replica reference(c, {}, false), parallel(c, grid.groups(layout.expert_tp), layout.zero);
+    Stream stream;
+    for (int64_t step = 0; step < 30; ++step) {
+      const StepStats ref = reference.step(step, stream);
+      const StepStats par = parallel.step(step, stream);
+      ASSERT_NEAR(par.lm_loss, ref.lm_loss, 1e-4 * ref.lm_loss) << "step " << step;
+      ASSERT_NEAR(par.grad_norm, ref.grad_norm, 1e-3 * ref.grad_norm) << "step " << step;
+    }
+    expect_same_parameters(parallel, reference, *world, false, 1e-5, 1e-3);
+    EXPECT_TRUE(testing::all_close(parallel.store.buffers().front().value,
+                                   reference.store.buffers().front().value, 0, 0))
+        << "the expert bias moved differently";
+  }
+}
+
+// ZeRO-1 keeps moments only for this rank's slice of each parameter group: dense parameters
+// sharded over dp, experts over edp; the slices cover every local element once.
+TEST_F(ParallelLayouts, ZeroOneKeepsAShareOfTheMoments) {
+  for (const Layout& layout : layouts) {
+    if (!layout.zero) continue;
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    const Config c = layout_run(dataset_for(*world), layout);
+    Replica sharded(c, grid.groups(layout.expert_tp), true);
+    const int64_t dense = sharded.store.range(ParamGroup::dense).size(),
+                  experts = sharded.store.range(ParamGroup::expert).size();
+    EXPECT_LE(sharded.optimizer->moment_elements(),
+              (dense + grid.dp_size() - 1) / grid.dp_size() +
+                  (experts + grid.edp_size() - 1) / grid.edp_size());
+    Tensor owned = Tensor::from_vector<int64_t>({1}, {sharded.optimizer->moment_elements()});
+    Stream stream;
+    grid.dp_group().all_reduce(owned, ReduceOp::sum, stream);
+    // Over dp the dense slices add up to the dense part once and the expert slices to the experts
+    // once per EP rank (ep different expert sets).
+    EXPECT_EQ(owned.data<int64_t>()[0], dense + experts * grid.ep_size());
+  }
+}
+
+// Duplicate token dropping: ranks {0,2} and {1,3} each run tp1 dp2 ep2 (a split world) on the
+// same data as the matching data-parallel rank of tp2 dp2 ep2 on all four ranks.
+TEST_F(ParallelLayouts, DuplicateTokenDroppingSplitsTheAllToAllOverTp) {
+  if (world->size() != 4) GTEST_SKIP() << "needs exactly 4 ranks";
+  const Config c = layout_run(dataset_for(*world), {});
+  ProcessGrid with_tp(*world, 2, 2, 2);
+  std::unique_ptr<Communicator> half = world->split(world->rank() % 2, world->rank());
+  ProcessGrid without_tp(*half, 1, 2, 2);
+  ASSERT_EQ(with_tp.dp_rank(), without_tp.dp_rank());
+  Replica a(c, with_tp.groups(false), false), b(c, without_tp.groups(false), false);
+  Stream stream;
+  const StepStats sa = a.gradients(stream);
+  const StepStats sb = b.gradients(stream);
+  EXPECT_NEAR(sa.lm_loss, sb.lm_loss, 1e-5 * sb.lm_loss);
+  const int64_t bytes_tp = with_tp.ep_group().volume()[Collective::all_to_all],
+                bytes_alone = without_tp.ep_group().volume()[Collective::all_to_all];
+  ASSERT_GT(bytes_alone, 0);
+  EXPECT_LT(bytes_tp, 0.6 * static_cast<double>(bytes_alone));
+  Tensor shares = Tensor::from_vector<int64_t>({1}, {bytes_tp});
+  with_tp.tp_group().all_reduce(shares, ReduceOp::sum, stream);
+  EXPECT_EQ(shares.data<int64_t>()[0], bytes_alone)
+      << "the TP ranks' shares must add up to the rows one rank sends without TP";
+}
+
+}  // namespace
+}  // namespace moe

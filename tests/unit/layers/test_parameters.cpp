@@ -1,0 +1,71 @@
+// The parameter store's placements: a block of a split parameter starts with exactly the values
+// of the same block of the unsplit parameter (so every layout initializes the same model), the
+// arena is grouped by (parameter group, TP mode) for the gradient collectives, and bad splits are
+// caught.
+#include <gtest/gtest.h>
+
+#include "layers/parameters.h"
+
+namespace moe {
+namespace {
+
+TEST(ParameterStore, ABlockStartsWithTheUnsplitParametersValues) {
+  ParameterStore whole;
+  whole.add("w", {4, 6, 3}, Init::normal, 0.5, true);
+  whole.allocate(7);
+  const Tensor& all = whole.find("w").value;
+  for (int ep = 0; ep < 2; ++ep)
+    for (int tp = 0; tp < 3; ++tp) {
+      ParameterStore part;
+      part.add("w", {4, 6, 3}, Init::normal, 0.5, true,
+               {ParamGroup::expert, TpMode::split, {{0, ep, 2}, {1, tp, 3}}});
+      part.allocate(7);
+      const Parameter& p = part.find("w");
+      ASSERT_EQ(p.shape, (Shape{2, 2, 3}));
+      EXPECT_EQ(p.offset, (std::vector<int64_t>{2 * ep, 2 * tp, 0}));
+      EXPECT_EQ(p.global_shape, (Shape{4, 6, 3}));
+      for (int64_t e = 0; e < 2; ++e)
+        for (int64_t f = 0; f < 2; ++f)
+          for (int64_t d = 0; d < 3; ++d)
+            EXPECT_EQ(p.value.data<float>()[(e * 2 + f) * 3 + d],
+                      all.data<float>()[((2 * ep + e) * 6 + 2 * tp + f) * 3 + d])
+                << "block ep " << ep << " tp " << tp << " at " << e << "," << f << "," << d;
+    }
+}
+
+TEST(ParameterStore, ArenaIsGroupedByParameterGroupThenTpMode) {
+  ParameterStore store;
+  Parameter& expert = store.add("expert", {4, 2}, Init::normal, 1, true,
+                                {ParamGroup::expert, TpMode::partial, {{0, 1, 2}}});
+  Parameter& norm = store.add("norm", {3}, Init::ones, 0, false);
+  Parameter& split = store.add("split", {2, 5}, Init::normal, 1, true,
+                               {ParamGroup::dense, TpMode::split, {{1, 0, 5}}});
+  store.allocate(1);
+  EXPECT_EQ(store.numel(), 4 + 3 + 2);
+  EXPECT_EQ(norm.arena_offset, 0);
+  EXPECT_EQ(split.arena_offset, 3);
+  EXPECT_EQ(expert.arena_offset, 5);
+  EXPECT_EQ(store.range(ParamGroup::dense).begin, 0);
+  EXPECT_EQ(store.range(ParamGroup::dense).end, 5);
+  EXPECT_EQ(store.range(ParamGroup::dense, TpMode::split).begin, 3);
+  EXPECT_EQ(store.range(ParamGroup::dense, TpMode::partial).size(), 0);
+  EXPECT_EQ(store.range(ParamGroup::expert).begin, 5);
+  EXPECT_EQ(store.range(ParamGroup::expert, TpMode::partial).end, 9);
+  EXPECT_TRUE(expert.value.shares_storage_with(store.values()));
+}
+
+TEST(ParameterStore, GlobalIndexMapsABlockElementIntoTheGlobalTensor) {
+  // Element (1, 2) of a [2, 3] block at offset (4, 3) of a [6, 8] tensor is (5, 5) = 45.
+  EXPECT_EQ(global_index({2, 3}, {4, 3}, {6, 8}, 1 * 3 + 2), 45);
+  EXPECT_EQ(global_index({2, 3}, {0, 0}, {2, 3}, 4), 4);
+}
+
+TEST(ParameterStore, ASplitThatDoesNotDivideIsAnInternalError) {
+  ParameterStore store;
+  EXPECT_THROW(store.add("w", {5, 2}, Init::normal, 1, true,
+                         {ParamGroup::dense, TpMode::split, {{0, 0, 2}}}),
+               InternalError);
+}
+
+}  // namespace
+}  // namespace moe
