@@ -44,21 +44,27 @@ struct Layout {
   }
 };
 
-// The layouts of the issue, by the number of ranks they need.
+// The layouts of the issue, by the number of ranks they need; {tp, dp, ep, expert_tp, zero, tied}.
 std::vector<Layout> layouts_for(int world) {
   switch (world) {
     case 2:
-      return {
-          {1, 2, 1}, {2, 1, 1}, {2, 1, 1, true, false, true}, {1, 2, 2}, {1, 2, 2, false, true}};
+      return {{1, 2, 1}, {1, 2, 1, false, true}, {2, 1, 1}, {2, 1, 1, true, true, true},
+              {1, 2, 2}, {1, 2, 2, false, true}};
     case 4:
       return {{2, 2, 1},
+              {2, 2, 1, false, true},
               {1, 4, 4},
+              {1, 4, 4, false, true},
               {2, 2, 2},
               {2, 2, 2, true},
               {2, 2, 2, false, true},
               {1, 4, 2, false, true, true}};
     case 8:
-      return {{2, 4, 2}, {2, 4, 2, true, true}, {1, 8, 4, false, true}};
+      return {{2, 4, 2},
+              {2, 4, 2, true},
+              {2, 4, 2, false, true},
+              {2, 4, 2, true, true},
+              {1, 8, 4, false, true}};
     default:
       return {};
   }
