@@ -214,6 +214,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                    number("%.1f", seconds_since(eval_start)), " s)");
       metrics.write(record);
       interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
+      reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
     }
   }
   summary.steps = train.steps;
