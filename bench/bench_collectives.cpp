@@ -1,7 +1,8 @@
 // Collective throughput over MPI (the Communicator every parallel algorithm uses), message sizes
 // 4 KiB to 64 MiB, in the nccl-tests style: time per call, algorithm bandwidth (bytes / time) and
 // bus bandwidth (algorithm bandwidth times the factor that makes it comparable across rank counts:
-// 2(n-1)/n for all-reduce, (n-1)/n for all-gather, reduce-scatter and all-to-all).
+// 2(n-1)/n for all-reduce, (n-1)/n for all-gather, reduce-scatter and all-to-all, 1 for the
+// grouped send/recv ring).
 //   mpirun -np 2 build/bench/bench_collectives [--min-bytes 4096] [--max-bytes 67108864] [--iters
 //   20]
 // "bytes" is the size of each rank's whole buffer (all-reduce: the tensor; all-gather and
@@ -85,6 +86,16 @@ int main(int argc, char** argv) {
            }
            const std::vector<int64_t> counts(static_cast<size_t>(n), rows / n);
            c.all_to_all_v(in, counts, out, counts, s);
+         }},
+        {"send_recv", 1.0,  // a ring: each rank sends its buffer to the next and receives one
+         [](Communicator& c, int64_t floats, Stream& s) {
+           static Tensor in, out;
+           if (in.numel() != floats) {
+             in = Tensor::zeros({floats}, DType::f32);
+             out = Tensor::zeros({floats}, DType::f32);
+           }
+           const int next = (c.rank() + 1) % c.size(), prev = (c.rank() + c.size() - 1) % c.size();
+           c.send_recv({{next, in}}, {{prev, out}}, s);
          }},
     };
     Stream stream;

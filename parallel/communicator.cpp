@@ -16,6 +16,8 @@ const char* collective_name(Collective kind) {
       return "all_to_all";
     case Collective::broadcast:
       return "broadcast";
+    case Collective::send_recv:
+      return "send_recv";
   }
   return "?";
 }

@@ -26,14 +26,20 @@ namespace moe {
 
 enum class ReduceOp { sum, max, min };
 
-enum class Collective { all_reduce, reduce_scatter, all_gather, all_to_all, broadcast };
-constexpr int kCollectiveKinds = 5;
+enum class Collective { all_reduce, reduce_scatter, all_gather, all_to_all, broadcast, send_recv };
+constexpr int kCollectiveKinds = 6;
 const char* collective_name(Collective kind);
 
 struct CommVolume {
   std::array<int64_t, kCollectiveKinds> bytes{};
   int64_t operator[](Collective kind) const { return bytes[static_cast<int>(kind)]; }
   int64_t total() const;
+};
+
+// One point-to-point transfer of a whole tensor to or from `peer` (see send_recv).
+struct Transfer {
+  int peer = 0;
+  Tensor tensor;  // sent from, or received into (a handle: its storage is written)
 };
 
 class Communicator {
@@ -56,6 +62,12 @@ class Communicator {
                             const std::vector<int64_t>& recv_rows, Stream& stream) = 0;
   // Host counts: returns recv with recv[p] = the value rank p passed in send[rank()].
   virtual std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send) = 0;
+  // A group of point-to-point transfers, as NCCL's grouped send/recv: every receive and send is
+  // posted, then all are awaited, so no order of them deadlocks. Each receive must have the size of
+  // the matching send its peer posts to this rank (in posting order between one pair of ranks);
+  // a transfer with this rank itself is a copy. Any dtype. Counted: the bytes sent to other ranks.
+  virtual void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
+                         Stream& stream) = 0;
   // x on every rank = x on `root`.
   virtual void broadcast(Tensor& x, int root, Stream& stream) = 0;
   virtual void barrier() = 0;

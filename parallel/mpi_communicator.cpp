@@ -1,10 +1,12 @@
-// MpiCommunicator: one MPI collective per method (design decisions in mpi_communicator.h).
+// MpiCommunicator: one MPI collective per method, and nonblocking sends and receives awaited
+// together for send_recv (design decisions in mpi_communicator.h).
 // Each method checks its arguments, returns early on a communicator of one rank (copying in to out
 // where they differ), then makes exactly one collective call.
 #include "parallel/mpi_communicator.h"
 
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "parallel/mpi_check.h"
 
@@ -222,6 +224,38 @@ std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>
   MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
   count(Collective::all_to_all, static_cast<int64_t>(sizeof(int64_t)) * (size_ - 1));
   return recv;
+}
+
+void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
+                                const std::vector<Transfer>& recvs, Stream&) {
+  const char* name = "send_recv";
+  for (const std::vector<Transfer>* list : {&recvs, &sends})
+    for (const Transfer& t : *list) {
+      expect_host(name, list == &sends ? "a sent tensor" : "a received tensor", t.tensor);
+      MOE_CHECK(t.peer >= 0 && t.peer < size_, name, ": peer ", t.peer, " is not a rank of this ",
+                size_, "-rank communicator");
+      as_int(name, "rows of a transferred tensor", rows_of(t.tensor));
+    }
+  std::vector<MPI_Request> requests;
+  std::vector<std::unique_ptr<RowType>> types;
+  auto post = [&](const Transfer& t, bool send) {
+    types.push_back(std::make_unique<RowType>(name, row_bytes(t.tensor)));
+    MPI_Request request = MPI_REQUEST_NULL;
+    const int rows = static_cast<int>(rows_of(t.tensor));
+    if (send)
+      MOE_MPI_CHECK(
+          MPI_Isend(t.tensor.raw(), rows, types.back()->get(), t.peer, 0, comm_, &request));
+    else
+      MOE_MPI_CHECK(
+          MPI_Irecv(t.tensor.raw(), rows, types.back()->get(), t.peer, 0, comm_, &request));
+    requests.push_back(request);
+  };
+  for (const Transfer& t : recvs) post(t, false);
+  for (const Transfer& t : sends) post(t, true);
+  MOE_MPI_CHECK(
+      MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  for (const Transfer& t : sends)
+    if (t.peer != rank_) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
 }
 
 void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {

@@ -38,6 +38,8 @@ class MpiCommunicator final : public Communicator {
   void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
                     const std::vector<int64_t>& recv_rows, Stream& stream) override;
   std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send) override;
+  void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
+                 Stream& stream) override;
   void broadcast(Tensor& x, int root, Stream& stream) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;

@@ -258,6 +258,46 @@ TEST_F(CommunicatorTest, BroadcastFromTheLastRank) {
   EXPECT_EQ(scalar.data<float>()[0], static_cast<float>(root) + 0.5f);
 }
 
+// A ring in both directions plus a transfer to itself, posted in an order that would deadlock
+// with blocking calls (everyone receives first); two messages to one peer arrive in order.
+TEST_F(CommunicatorTest, GroupedSendRecvRingAndSelf) {
+  const int next = (rank + 1) % size, prev = (rank + size - 1) % size;
+  auto message = [](int from, int to, int which) {
+    return make_tensor<int64_t>(
+        {2, 3}, [=](int64_t i) { return from * 10000 + to * 100 + which * 10 + i; });
+  };
+  Tensor from_prev_a = Tensor::zeros({2, 3}, DType::i64),
+         from_prev_b = Tensor::zeros({2, 3}, DType::i64),
+         from_next = Tensor::zeros({2, 3}, DType::i64),
+         from_self = Tensor::zeros({2, 3}, DType::i64);
+  comm->reset_volume();
+  comm->send_recv({{next, message(rank, next, 0)},
+                   {next, message(rank, next, 1)},
+                   {prev, message(rank, prev, 2)},
+                   {rank, message(rank, rank, 3)}},
+                  {{prev, from_prev_a}, {prev, from_prev_b}, {next, from_next}, {rank, from_self}},
+                  stream);
+  EXPECT_EQ(from_prev_a.to_vector<int64_t>(), message(prev, rank, 0).to_vector<int64_t>());
+  EXPECT_EQ(from_prev_b.to_vector<int64_t>(), message(prev, rank, 1).to_vector<int64_t>());
+  EXPECT_EQ(from_next.to_vector<int64_t>(), message(next, rank, 2).to_vector<int64_t>());
+  EXPECT_EQ(from_self.to_vector<int64_t>(), message(rank, rank, 3).to_vector<int64_t>());
+  // Counted: the three 48-byte messages to other ranks (none with one rank, where all are to self).
+  EXPECT_EQ(comm->volume()[Collective::send_recv], size == 1 ? 0 : 3 * 48);
+}
+
+TEST_F(CommunicatorTest, SendRecvRejectsABadPeerBeforeSending) {
+  const Tensor t = Tensor::zeros({2}, DType::f32);
+  EXPECT_TRUE(mentions(input_error_message([&] {
+                         comm->send_recv({{size, t}}, {}, stream);
+                       }),
+                       "peer " + std::to_string(size) + " is not a rank"));
+  EXPECT_TRUE(mentions(input_error_message([&] {
+                         comm->send_recv({}, {{-1, t}}, stream);
+                       }),
+                       "peer -1 is not a rank"));
+  comm->barrier();
+}
+
 TEST_F(CommunicatorTest, SplitIntoEvenAndOddRanks) {
   const int parity = rank % 2;
   int expected_size = 0, expected_sum = 0;
