@@ -8,7 +8,7 @@ MOE_PACKAGES=(
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev
   libgtest-dev libbenchmark-dev
-  python3-matplotlib bible-kjv clang libclang-rt-14-dev
+  python3-matplotlib python3-h5py bible-kjv clang libclang-rt-14-dev
 )
 
 moe_install_packages() {

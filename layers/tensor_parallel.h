@@ -30,4 +30,11 @@ inline Placement row_parallel(const ParallelGroups& groups) {
   return {ParamGroup::dense, TpMode::split, {tp_split(groups, 1)}};
 }
 
+// Whether this rank holds the primary copy of its block of a parameter: of the ranks that hold the
+// same block (TP copies, data-parallel replicas), the one that checkpoints write and norms count.
+inline bool holds_primary_copy(const Placement& placement, const ParallelGroups& groups) {
+  if (placement.tp != TpMode::split && group_rank(groups.tp) != 0) return false;
+  return group_rank(placement.group == ParamGroup::dense ? groups.dp : groups.edp) == 0;
+}
+
 }  // namespace moe

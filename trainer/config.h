@@ -243,14 +243,15 @@ struct CheckpointConfig {
   std::string dir;
   int interval = 0;
   int keep_last = 3;
-  std::string resume_from;
+  std::string resume = "auto";
 
   template <class V>
   void visit(V& v) {
     v.field("dir", dir, "where step directories go; empty = no checkpoints");
     v.field("interval", interval, Range::at_least(0), "save every n steps; 0 = only at the end");
     v.field("keep_last", keep_last, Range::at_least(0), "newest checkpoints kept; 0 = all");
-    v.field("resume_from", resume_from, "checkpoint directory to resume from");
+    v.field("resume", resume,
+            "auto = the newest committed checkpoint in dir (if any), none, or a step directory");
   }
   bool operator==(const CheckpointConfig&) const = default;
 };

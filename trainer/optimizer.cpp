@@ -13,7 +13,9 @@ AdamW::AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGrou
     : store_(store), train_(train), groups_(groups), zero_(zero) {
   MOE_ASSERT(store.allocated(), "AdamW needs the parameters allocated");
   for (ParamGroup group : {ParamGroup::dense, ParamGroup::expert}) {
-    Segment s{group, store.range(group)};
+    Segment s;
+    s.group = group;
+    s.range = store.range(group);
     s.lo = s.range.begin;
     s.hi = s.range.end;
     Communicator* over = reduction_group(groups, group);
@@ -66,6 +68,39 @@ double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stre
     if (begin < end) squares += ops::sum_of_squares(grad.narrow(begin - s.lo, end - begin), stream);
   }
   return squares;
+}
+
+std::pair<Tensor, Tensor> AdamW::local_moments(Stream& stream) const {
+  Tensor m = Tensor::zeros({store_.numel()}, store_.dtype()),
+         v = Tensor::zeros({store_.numel()}, store_.dtype());
+  for (const Segment& s : segments_) {
+    const std::pair<const Tensor*, Tensor*> pairs[] = {{&s.m, &m}, {&s.v, &v}};
+    for (const auto& [owned, whole] : pairs) {
+      Tensor range = whole->narrow(s.range.begin, s.range.size());
+      if (!s.shard_group) {
+        ops::copy(*owned, range, stream);
+        continue;
+      }
+      Tensor mine = Tensor::zeros({s.slice}, store_.dtype());
+      Tensor head = mine.narrow(0, s.hi - s.lo);
+      ops::copy(*owned, head, stream);
+      Tensor gathered = Tensor::empty({s.slice * s.shard_group->size()}, store_.dtype());
+      s.shard_group->all_gather(mine, gathered, stream);
+      ops::copy(gathered.narrow(0, s.range.size()), range, stream);
+    }
+  }
+  return {m, v};
+}
+
+void AdamW::load_moments(const Tensor& exp_avg, const Tensor& exp_avg_sq, int64_t steps) {
+  MOE_ASSERT(exp_avg.numel() == store_.numel() && exp_avg_sq.numel() == store_.numel(),
+             "moments for ", exp_avg.numel(), " elements, the store has ", store_.numel());
+  Stream stream;
+  for (Segment& s : segments_) {
+    ops::copy(exp_avg.narrow(s.lo, s.hi - s.lo), s.m, stream);
+    ops::copy(exp_avg_sq.narrow(s.lo, s.hi - s.lo), s.v, stream);
+  }
+  step_ = steps;
 }
 
 double AdamW::step(double lr, Stream& stream) {

@@ -13,6 +13,7 @@
 // parameters. The arithmetic per element is the same as without sharding.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "layers/parameters.h"
@@ -33,6 +34,13 @@ class AdamW {
   // must already be averaged (average_gradients).
   double step(double lr, Stream& stream);
   bool averages_gradients() const { return zero_; }
+  // The moments of this rank's whole local arena (exp_avg, exp_avg_sq; store.numel() elements at
+  // the parameters' arena offsets): a ZeRO-1 optimizer all-gathers its slices within each shard
+  // group, so every rank of the group must call it. Checkpoints save these.
+  std::pair<Tensor, Tensor> local_moments(Stream& stream) const;
+  // Takes this rank's slices of whole-arena moments and the number of steps taken (the bias
+  // correction's count).
+  void load_moments(const Tensor& exp_avg, const Tensor& exp_avg_sq, int64_t steps);
   int64_t moment_elements() const;
   int64_t steps_taken() const { return step_; }
 

@@ -14,10 +14,12 @@
 #include "kernels/op_profile.h"
 #include "kernels/ops.h"
 #include "layers/model.h"
+#include "trainer/checkpointing.h"
 #include "trainer/expert_load.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/sampling.h"
+#include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 
 namespace moe {
@@ -53,7 +55,6 @@ int64_t peak_rss_mb() {
   return usage.ru_maxrss / 1024;
 }
 
-// Mean loss over the first eval_batches batches of one validation set (fewer if it is smaller).
 // Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
 // throw at step s, so that tests can check that one failing rank ends the whole job at once.
 void fail_if_asked(int64_t step) {
@@ -64,6 +65,7 @@ void fail_if_asked(int64_t step) {
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
 }
 
+// Mean loss over the first eval_batches batches of one validation set (fewer if it is smaller).
 double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
                 Stream& stream) {
   const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
@@ -112,10 +114,27 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
                " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
                " micro-batches x ", dp_size, " data-parallel ranks)");
-  if (!config.checkpoint.dir.empty())
-    MOE_LOG_WARN(
-        "checkpoint.dir is set, but this build does not write checkpoints yet; none will "
-        "be saved");
+  const CheckpointConfig& checkpoint = config.checkpoint;
+  if (!checkpoint.dir.empty() && group_rank(groups.world) == 0)
+    clean_checkpoints(checkpoint.dir, 0);  // interrupted saves
+  if (group_size(groups.world) > 1) groups.world->barrier();
+  TrainerState state{config, store, optimizer, *loader, groups};
+  int64_t first_step = 0;
+  if (const std::string dir = resume_directory(checkpoint); !dir.empty()) {
+    const auto load_start = Clock::now();
+    const CheckpointMeta meta = resume_from(state, dir);
+    first_step = meta.step;
+    MOE_LOG_INFO("resumed from ", dir, " at step ", meta.step, " (", meta.consumed_tokens,
+                 " tokens consumed; saved under tp ", meta.tp, " dp ", meta.dp, " ep ", meta.ep,
+                 meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
+                 number("%.2f", seconds_since(load_start)), " s");
+    if (meta.seed != train.seed)
+      MOE_LOG_WARN("train.seed = ", train.seed, " differs from the checkpoint's ", meta.seed,
+                   ": the data order changes from here on");
+    MOE_CHECK(meta.step <= train.steps, "the checkpoint ", dir, " is at step ", meta.step,
+              ", beyond train.steps = ", train.steps, "; raise train.steps to train further");
+  }
+  install_stop_handlers();
   const bool has_moe = config.moe.first_k_dense < config.model.n_layers;
   if (has_moe)
     MOE_LOG_INFO(
@@ -127,21 +146,25 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   auto interval_start = Clock::now();
   const auto train_start = Clock::now();
   TrainingSummary summary;
+  summary.steps = first_step;
   summary.val_loss = std::numeric_limits<double>::quiet_NaN();
 
   ops::set_op_profiling(options.profile);
-  for (int64_t step = 0; step < train.steps; ++step) {
+  int stop_signal = 0;
+  for (int64_t step = first_step; step < train.steps && !stop_signal; ++step) {
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
     interval.add(train_step(model, optimizer, store, *loader, train, groups, lr, step, stream));
 
+    stop_signal = stop_requested(groups.world);
     const bool last = step + 1 == train.steps;
-    if ((step + 1) % config.log.interval == 0 || last) {
+    if ((step + 1) % config.log.interval == 0 || last || stop_signal) {
       const double n = static_cast<double>(interval.steps);
       const double tokens_per_s =
           static_cast<double>(interval.tokens) / seconds_since(interval_start);
       const double elapsed = seconds_since(train_start);
-      const double eta = elapsed / static_cast<double>(step + 1) * (train.steps - step - 1);
+      const double eta =
+          elapsed / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
       std::string line = "step " + std::to_string(step + 1) + "/" + std::to_string(train.steps) +
                          " | loss " + number("%.4f", interval.lm_loss / n);
       if (has_moe)
@@ -216,16 +239,29 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
       interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
       reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
     }
+    if (!checkpoint.dir.empty() &&
+        ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
+         stop_signal)) {
+      const auto save_start = Clock::now();
+      const std::string dir = save_state(state, step + 1, stream);
+      MOE_LOG_INFO("saved ", dir, " in ", number("%.2f", seconds_since(save_start)), " s");
+      interval_start += Clock::now() - save_start;
+      reset_volume(groups);
+    }
+    summary.steps = step + 1;
   }
-  summary.steps = train.steps;
+  if (stop_signal)
+    MOE_LOG_WARN("stopped after step ", summary.steps, " on signal ", stop_signal,
+                 checkpoint.dir.empty() ? " (checkpoint.dir is not set: nothing was saved)"
+                                        : "; resume with checkpoint.resume: auto");
   if (options.profile) {
     ops::set_op_profiling(false);
     MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
                  format_op_profile(ops::op_profile()));
   }
   summary.wall_s = seconds_since(train_start);
-  const double train_tokens = static_cast<double>(tokens_per_step) * train.steps;
-  MOE_LOG_INFO("done: ", train.steps, " steps in ", clock_text(summary.wall_s), " (",
+  const double train_tokens = static_cast<double>(tokens_per_step) * (summary.steps - first_step);
+  MOE_LOG_INFO("done: ", summary.steps - first_step, " steps in ", clock_text(summary.wall_s), " (",
                number("%.0f", train_tokens / summary.wall_s),
                " tok/s overall, evaluation "
                "included); final train loss ",

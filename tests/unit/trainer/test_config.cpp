@@ -271,7 +271,7 @@ TEST(Config, PrintParseRoundTrip) {
   c.train.eps = 1e-15;
   c.train.schedule = "wsd";
   c.checkpoint.dir = "null";
-  c.checkpoint.resume_from = "  spaced\tand \"quoted\"\n";
+  c.checkpoint.resume = "  spaced\tand \"quoted\"\n";
   c.log.metrics_file = "true";
   c.init.method = "noise";
   c.init.from = "123";

@@ -1,0 +1,296 @@
+#include "checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "layers/tensor_parallel.h"
+#include "parallel/mpi_communicator.h"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kStateFile = "state.h5";
+constexpr const char* kCommitFile = "COMMIT";
+
+MPI_Comm mpi_comm_of(Communicator* world) {
+  if (group_size(world) == 1) return MPI_COMM_NULL;
+  auto* mpi = dynamic_cast<MpiCommunicator*>(world);
+  MOE_CHECK(mpi, "checkpoints are written through MPI-IO and need an MPI communicator");
+  return mpi->comm();
+}
+
+void barrier(Communicator* world) {
+  if (group_size(world) > 1) world->barrier();
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    throw CheckpointError("fsync of '" + path + "' failed: " + reason);
+  }
+  ::close(fd);
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64's finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// One tensor of the file and this rank's block of it.
+struct Entry {
+  std::string name;
+  Shape global_shape;
+  std::vector<int64_t> offset;
+  Tensor block;  // this rank's block (a view into the store or the moments)
+  bool primary;  // this rank writes it and counts it in the checksum
+};
+
+std::vector<Entry> entries(const RankState& state, const ParallelGroups& groups) {
+  std::vector<Entry> list;
+  ParameterStore& store = *state.store;
+  for (Parameter& p : store.parameters()) {
+    const bool primary = holds_primary_copy(p.placement, groups);
+    list.push_back({"model/" + p.name, p.global_shape, p.offset, p.value, primary});
+    const std::pair<const char*, Tensor*> moments[] = {{"optimizer/exp_avg/", state.exp_avg},
+                                                       {"optimizer/exp_avg_sq/", state.exp_avg_sq}};
+    for (const auto& [prefix, arena] : moments)
+      if (arena)
+        list.push_back({prefix + p.name, p.global_shape, p.offset,
+                        arena->narrow(p.arena_offset, p.shape.numel()).view(p.shape), primary});
+  }
+  for (Buffer& b : store.buffers())
+    list.push_back({"buffers/" + b.name, b.value.shape(), std::vector<int64_t>(b.value.ndim(), 0),
+                    b.value, group_rank(groups.world) == 0});
+  return list;
+}
+
+// The whole tensors' checksums: every rank's partial sums over its primary blocks, added up.
+std::vector<uint64_t> checksums(const std::vector<Entry>& list, Communicator* world) {
+  const int64_t n = static_cast<int64_t>(list.size());
+  std::vector<int64_t> mine(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const Entry& e = list[i];
+    mine[i] =
+        e.primary ? static_cast<int64_t>(block_checksum(e.block, e.global_shape, e.offset)) : 0;
+  }
+  const int ranks = group_size(world);
+  std::vector<uint64_t> total(n, 0);
+  Tensor all = Tensor::from_vector<int64_t>({n}, mine);
+  if (ranks > 1) {
+    Tensor gathered = Tensor::empty({n * ranks}, DType::i64);
+    Stream stream;
+    world->all_gather(all, gathered, stream);
+    all = gathered;
+  }
+  for (int r = 0; r < ranks; ++r)
+    for (int64_t i = 0; i < n; ++i)
+      total[i] += static_cast<uint64_t>(all.data<int64_t>()[r * n + i]);
+  return total;
+}
+
+void write_meta(hid_t file, const CheckpointMeta& meta) {
+  h5::write_attribute(file, "format_version", kCheckpointFormat);
+  h5::write_attribute(file, "step", meta.step);
+  h5::write_attribute(file, "consumed_samples", meta.consumed_samples);
+  h5::write_attribute(file, "consumed_tokens", meta.consumed_tokens);
+  h5::write_attribute(file, "seed", meta.seed);
+  h5::write_attribute(file, "config", meta.config_yaml);
+  h5::write_attribute(file, "layout_tp", int64_t{meta.tp});
+  h5::write_attribute(file, "layout_dp", int64_t{meta.dp});
+  h5::write_attribute(file, "layout_ep", int64_t{meta.ep});
+  h5::write_attribute(file, "layout_expert_tp", int64_t{meta.expert_tp});
+  h5::write_attribute(file, "layout_zero", int64_t{meta.zero});
+}
+
+CheckpointMeta read_meta(hid_t file, const std::string& path) {
+  const int64_t version = h5::read_int_attribute(file, "format_version", path);
+  MOE_CHECK(version == kCheckpointFormat, "checkpoint ", path, " has format version ", version,
+            "; this build reads version ", kCheckpointFormat);
+  CheckpointMeta meta;
+  meta.step = h5::read_int_attribute(file, "step", path);
+  meta.consumed_samples = h5::read_int_attribute(file, "consumed_samples", path);
+  meta.consumed_tokens = h5::read_int_attribute(file, "consumed_tokens", path);
+  meta.seed = h5::read_int_attribute(file, "seed", path);
+  meta.config_yaml = h5::read_string_attribute(file, "config", path);
+  meta.tp = static_cast<int>(h5::read_int_attribute(file, "layout_tp", path));
+  meta.dp = static_cast<int>(h5::read_int_attribute(file, "layout_dp", path));
+  meta.ep = static_cast<int>(h5::read_int_attribute(file, "layout_ep", path));
+  meta.expert_tp = h5::read_int_attribute(file, "layout_expert_tp", path) != 0;
+  meta.zero = static_cast<int>(h5::read_int_attribute(file, "layout_zero", path));
+  return meta;
+}
+
+// Every model tensor of the file must be one of the model's, with its shape.
+void check_same_model(hid_t file, const std::vector<Entry>& list, const std::string& path) {
+  std::vector<std::string> expected;
+  for (const Entry& e : list) expected.push_back(e.name);
+  for (const std::string& name : h5::dataset_names(file)) {
+    if (name.rfind("model/", 0) != 0) continue;
+    MOE_CHECK(std::find(expected.begin(), expected.end(), name) != expected.end(), "checkpoint ",
+              path, " has tensor '", name,
+              "', which this model does not have: it was saved from a different model (compare "
+              "the configs; turning a dense model into an MoE is upcycling, not loading)");
+  }
+}
+
+}  // namespace
+
+std::string step_dir_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step_%08lld", static_cast<long long>(step));
+  return name;
+}
+
+uint64_t block_checksum(const Tensor& block, const Shape& global_shape,
+                        const std::vector<int64_t>& offset) {
+  const int64_t n = block.numel();
+  const size_t width = dtype_size(block.dtype());
+  const auto* bytes = static_cast<const unsigned char*>(block.raw());
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, bytes + i * width, width);
+    const auto index = static_cast<uint64_t>(global_index(block.shape(), offset, global_shape, i));
+    sum += mix(mix(index) ^ bits);
+  }
+  return sum;
+}
+
+std::string save_checkpoint(const std::string& root, const RankState& state,
+                            const CheckpointMeta& meta, const ParallelGroups& groups) {
+  const fs::path final_dir = fs::path(root) / step_dir_name(meta.step);
+  const fs::path temp_dir = fs::path(root) / (step_dir_name(meta.step) + ".tmp");
+  const bool leader = group_rank(groups.world) == 0;
+  if (leader) {
+    std::error_code error;
+    fs::create_directories(root, error);
+    if (!error) fs::remove_all(temp_dir, error);
+    if (!error) fs::create_directory(temp_dir, error);
+    if (error)
+      throw CheckpointError("cannot create '" + temp_dir.string() + "': " + error.message());
+  }
+  barrier(groups.world);
+
+  const std::vector<Entry> list = entries(state, groups);
+  const std::vector<uint64_t> sums = checksums(list, groups.world);
+  const std::string file_path = (temp_dir / kStateFile).string();
+  {
+    h5::Handle file = h5::create_file(file_path, mpi_comm_of(groups.world));
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Entry& e = list[i];
+      h5::Handle dataset = h5::create_dataset(file.get(), e.name, e.block.dtype(), e.global_shape);
+      if (e.primary) h5::write_block(dataset.get(), e.name, e.block, e.offset);
+      h5::write_attribute(dataset.get(), "checksum", sums[i]);
+    }
+    write_meta(file.get(), meta);
+    file.close(file_path);
+  }
+  barrier(groups.world);
+  if (leader) {
+    fsync_path(file_path);
+    fsync_path(temp_dir.string());
+    std::error_code error;
+    fs::remove_all(final_dir, error);  // an earlier save of the same step
+    if (!error) fs::rename(temp_dir, final_dir, error);
+    if (error)
+      throw CheckpointError("cannot publish '" + final_dir.string() + "': " + error.message());
+    fsync_path(root);
+    const std::string marker = (final_dir / kCommitFile).string();
+    {
+      std::ofstream out(marker);
+      out << "moeforge checkpoint format " << kCheckpointFormat << " step " << meta.step << "\n";
+      if (!out.flush()) throw CheckpointError("cannot write '" + marker + "'");
+    }
+    fsync_path(marker);
+    fsync_path(final_dir.string());
+  }
+  barrier(groups.world);
+  return final_dir.string();
+}
+
+CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
+                               const ParallelGroups& groups) {
+  MOE_CHECK(fs::is_directory(dir), "checkpoint directory '", dir, "' does not exist");
+  MOE_CHECK(is_committed(dir), "checkpoint '", dir, "' has no ", kCommitFile,
+            " marker: its save did not finish, so it is never loaded");
+  const std::string path = (fs::path(dir) / kStateFile).string();
+  h5::Handle file = h5::open_file(path, mpi_comm_of(groups.world));
+  const CheckpointMeta meta = read_meta(file.get(), path);
+  const std::vector<Entry> list = entries(state, groups);
+  check_same_model(file.get(), list, path);
+  std::vector<uint64_t> stored;
+  for (const Entry& e : list) {
+    MOE_CHECK(h5::exists(file.get(), e.name), "checkpoint ", path, " has no tensor '", e.name,
+              "': it was saved from a different model",
+              e.name.rfind("optimizer/", 0) == 0 ? " or without optimizer state" : "");
+    h5::Handle dataset = h5::open_dataset(file.get(), e.name, path);
+    const Shape shape = h5::dataset_shape(dataset.get(), e.name);
+    MOE_CHECK(shape == e.global_shape, "checkpoint ", path, ": tensor '", e.name, "' has shape ",
+              shape.str(), " but this model's is ", e.global_shape.str(),
+              " (a different model: changing the number of experts or the model's sizes is not "
+              "resharding; upcycling is its own tool)");
+    Tensor block = e.block;
+    h5::read_block(dataset.get(), e.name, block, e.offset);
+    stored.push_back(h5::read_uint_attribute(dataset.get(), "checksum", path));
+  }
+  const std::vector<uint64_t> sums = checksums(list, groups.world);
+  for (size_t i = 0; i < list.size(); ++i)
+    MOE_CHECK(sums[i] == stored[i], "checkpoint ", path, ": tensor '", list[i].name,
+              "' does not match its checksum: the file is damaged");
+  return meta;
+}
+
+bool is_committed(const std::string& step_dir) {
+  return fs::is_regular_file(fs::path(step_dir) / kCommitFile);
+}
+
+namespace {
+
+// Step directories under root (name "step_" + digits), in step order.
+std::vector<fs::path> step_dirs(const std::string& root) {
+  std::vector<fs::path> dirs;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(root, error)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.rfind("step_", 0) == 0) dirs.push_back(entry.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& root) {
+  const std::vector<fs::path> dirs = step_dirs(root);
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
+    if (it->extension() != ".tmp" && is_committed(it->string())) return it->string();
+  return "";
+}
+
+void clean_checkpoints(const std::string& root, int keep_last) {
+  std::vector<fs::path> committed;
+  for (const fs::path& dir : step_dirs(root)) {
+    if (dir.extension() != ".tmp" && is_committed(dir.string()))
+      committed.push_back(dir);
+    else
+      fs::remove_all(dir);
+  }
+  if (keep_last > 0 && static_cast<int>(committed.size()) > keep_last)
+    for (size_t i = 0; i + keep_last < committed.size(); ++i) fs::remove_all(committed[i]);
+}
+
+}  // namespace moe

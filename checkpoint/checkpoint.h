@@ -1,0 +1,87 @@
+// Sharded HDF5 checkpoints (DESIGN.md §3 "Checkpoints"; the format is in docs/checkpoints.md).
+//
+// <root>/step_00001000/ holds state.h5 and, written last, an empty-but-for-a-line COMMIT file.
+// state.h5 is one HDF5 file written by all ranks at once through MPI-IO (parallel HDF5):
+//   /model/<name>                                every parameter, global name and global shape
+//   /optimizer/exp_avg/<name>, /optimizer/exp_avg_sq/<name>   the AdamW moments, same shapes
+//   /buffers/<name>                              state without gradient (the expert bias)
+//   root attributes: format_version, step, consumed_samples, consumed_tokens, seed, config (the
+//   effective YAML), layout_tp, layout_dp, layout_ep, layout_expert_tp, layout_zero
+//   on every dataset: checksum (see block_checksum)
+//
+// Decisions:
+// - One shared file rather than per-rank files joined by virtual datasets: h5py, h5dump and any
+//   layout read it as a plain HDF5 file, there is no rank count baked into file names, and
+//   resharding is just reading other hyperslabs. Each rank writes only the primary copies of its
+//   blocks (holds_primary_copy), so every element is written exactly once.
+// - The moments are saved for the whole local block of each parameter: a ZeRO-1 optimizer first
+//   all-gathers its slices within its shard group (AdamW::local_moments), so the file does not
+//   depend on the ZeRO layout and loads under any other.
+// - Checksums are order-free (a sum over elements of a hash of global index and bits, mod 2^64),
+//   so ranks add up partial sums over the blocks they write or read, in any layout, and a reader
+//   of the whole tensor gets the same number.
+// - Crash safety: everything goes to step_X.tmp/, which is fsynced, renamed to step_X/, and only
+//   then gets COMMIT (fsynced, with its directory). A directory without COMMIT is never loaded and
+//   is removed by clean_checkpoints.
+// - Every random stream is a pure function of (seed, name, counter) and the LR schedule of the
+//   step, so seed and step are the whole RNG and schedule state; the data loader's state is the
+//   number of global samples it consumed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "checkpoint/h5.h"
+#include "layers/parameters.h"
+#include "parallel/parallel_groups.h"
+
+namespace moe {
+
+constexpr int64_t kCheckpointFormat = 1;
+
+struct CheckpointMeta {
+  int64_t step = 0;              // optimizer steps done
+  int64_t consumed_samples = 0;  // the data loader's position (global samples)
+  int64_t consumed_tokens = 0;
+  int64_t seed = 0;
+  std::string config_yaml;
+  int tp = 1, dp = 1, ep = 1, zero = 0;  // the layout at save time
+  bool expert_tp = false;
+};
+
+// What one rank saves or loads: its parameter blocks and, optionally, the AdamW moments of its
+// whole local arena (tensors of store.numel() elements, at the parameters' arena offsets).
+struct RankState {
+  ParameterStore* store = nullptr;
+  Tensor* exp_avg = nullptr;
+  Tensor* exp_avg_sq = nullptr;
+};
+
+std::string step_dir_name(int64_t step);  // "step_00001000"
+
+// Writes meta.step's checkpoint under root and publishes it; every rank of groups.world calls it
+// with its own state. Returns the published directory. Throws CheckpointError when the writing
+// fails (disk full, permissions); the last published checkpoint is untouched then.
+std::string save_checkpoint(const std::string& root, const RankState& state,
+                            const CheckpointMeta& meta, const ParallelGroups& groups);
+
+// Reads the committed checkpoint `dir` into this rank's blocks, whatever layout saved it; every
+// rank of groups.world calls it. Moments are read when state asks for them. A different model (a
+// missing, extra or differently shaped tensor), an uncommitted directory or a tensor failing its
+// checksum is an InputError naming it.
+CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
+                               const ParallelGroups& groups);
+
+bool is_committed(const std::string& step_dir);
+// The newest committed step directory under root; "" when there is none.
+std::string latest_checkpoint(const std::string& root);
+// Removes the step directories without COMMIT (interrupted saves) and, keep_last > 0, all but the
+// newest keep_last committed ones. One rank calls it.
+void clean_checkpoints(const std::string& root, int keep_last);
+
+// The order-free checksum of a block of a tensor: sum over its elements of hash(global index,
+// value bits), mod 2^64. Blocks that partition a tensor add up to the whole tensor's checksum.
+uint64_t block_checksum(const Tensor& block, const Shape& global_shape,
+                        const std::vector<int64_t>& offset);
+
+}  // namespace moe
