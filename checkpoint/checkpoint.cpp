@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -147,6 +149,51 @@ void check_same_model(hid_t file, const std::vector<Entry>& list, const std::str
   }
 }
 
+// Room for the file's own structures: the superblock and root group, and per dataset its header,
+// attributes and B-tree entry (a generous bound; HDF5 needs well under 2 KiB each here).
+constexpr int64_t kMetadataBytes = 1 << 20;
+constexpr int64_t kBytesPerDataset = 4096;
+
+// Makes an empty temp_dir under root and checks that a file of `bytes` fits there (disk space,
+// quotas, file-size limits) by allocating one and removing it, so that a full disk is a clear
+// error before HDF5 writes anything. Returns what went wrong, "" when nothing did.
+std::string prepare_directory(const std::string& root, const fs::path& temp_dir, int64_t bytes) {
+  std::error_code error;
+  fs::create_directories(root, error);
+  if (!error) fs::remove_all(temp_dir, error);
+  if (!error) fs::create_directory(temp_dir, error);
+  if (error) return "cannot create '" + temp_dir.string() + "': " + error.message();
+  const std::string probe = (temp_dir / "space_check").string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int status = fd < 0 ? errno : ::posix_fallocate(fd, 0, bytes);
+  if (fd >= 0) ::close(fd);
+  ::unlink(probe.c_str());
+  if (status == 0) return "";
+  return "no room for a checkpoint of " + std::to_string(bytes / 1000000) + " MB in '" +
+         temp_dir.string() + "': " + std::strerror(status) +
+         " (free some space or set checkpoint.dir elsewhere; earlier checkpoints are untouched)";
+}
+
+// Every rank learns rank 0's `problem` (empty: none), so that all of them stop together.
+void agree_on(std::string& problem, Communicator* world) {
+  if (group_size(world) == 1) return;
+  Tensor text = Tensor::zeros({1024}, DType::i32);
+  for (size_t i = 0; i < problem.size() && i < 1023; ++i) text.data<int32_t>()[i] = problem[i];
+  Stream stream;
+  world->broadcast(text, 0, stream);
+  problem.clear();
+  for (int i = 0; i < 1024 && text.data<int32_t>()[i] != 0; ++i)
+    problem += static_cast<char>(text.data<int32_t>()[i]);
+}
+
+// Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r die by SIGKILL halfway through
+// writing the checkpoint of step s, as a crash or kill -9 would.
+void die_if_asked(int rank, int64_t step) {
+  const char* who = std::getenv("MOE_FAIL_RANK");
+  const char* at = std::getenv("MOE_KILL_IN_SAVE");
+  if (who && at && std::atoi(who) == rank && std::atoll(at) == step) std::raise(SIGKILL);
+}
+
 }  // namespace
 
 std::string step_dir_name(int64_t step) {
@@ -175,22 +222,21 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
   const fs::path final_dir = fs::path(root) / step_dir_name(meta.step);
   const fs::path temp_dir = fs::path(root) / (step_dir_name(meta.step) + ".tmp");
   const bool leader = group_rank(groups.world) == 0;
-  if (leader) {
-    std::error_code error;
-    fs::create_directories(root, error);
-    if (!error) fs::remove_all(temp_dir, error);
-    if (!error) fs::create_directory(temp_dir, error);
-    if (error)
-      throw CheckpointError("cannot create '" + temp_dir.string() + "': " + error.message());
-  }
-  barrier(groups.world);
-
   const std::vector<Entry> list = entries(state, groups);
+  int64_t bytes = kMetadataBytes;
+  for (const Entry& e : list)
+    bytes += e.global_shape.numel() * static_cast<int64_t>(dtype_size(e.block.dtype())) +
+             kBytesPerDataset;
+  std::string problem;
+  if (leader) problem = prepare_directory(root, temp_dir, bytes);
+  agree_on(problem, groups.world);
+  if (!problem.empty()) throw CheckpointError(problem);
   const std::vector<uint64_t> sums = checksums(list, groups.world);
   const std::string file_path = (temp_dir / kStateFile).string();
   {
     h5::Handle file = h5::create_file(file_path, mpi_comm_of(groups.world));
     for (size_t i = 0; i < list.size(); ++i) {
+      if (i == list.size() / 2) die_if_asked(group_rank(groups.world), meta.step);
       const Entry& e = list[i];
       h5::Handle dataset = h5::create_dataset(file.get(), e.name, e.block.dtype(), e.global_shape);
       if (e.primary) h5::write_block(dataset.get(), e.name, e.block, e.offset);

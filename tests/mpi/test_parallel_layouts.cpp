@@ -25,24 +25,15 @@
 
 #include "parallel/process_grid.h"
 #include "tests/support/global_tensor.h"
-#include "tests/support/text_dataset.h"
-#include "tests/support/tiny_run.h"
+#include "tests/support/replica.h"
 #include "tests/support/tolerance.h"
-#include "trainer/train_step.h"
 
 namespace moe {
 namespace {
 
-constexpr int64_t kGlobalBatch = 8;
-
-struct Layout {
-  int tp = 1, dp = 1, ep = 1;
-  bool expert_tp = false, zero = false, tied = false;
-  std::string name() const {
-    return "tp" + std::to_string(tp) + " dp" + std::to_string(dp) + " ep" + std::to_string(ep) +
-           (expert_tp ? " expert_tp" : "") + (zero ? " zero1" : "") + (tied ? " tied" : "");
-  }
-};
+using testing::Layout;
+using testing::layout_run;
+using testing::Replica;
 
 // The layouts of the issue, by the number of ranks they need; {tp, dp, ep, expert_tp, zero, tied}.
 std::vector<Layout> layouts_for(int world) {
@@ -70,56 +61,8 @@ std::vector<Layout> layouts_for(int world) {
   }
 }
 
-// A tiny MoE model every layout can split: 4 heads over 2 kv heads, QK-norm and QKV bias (TP
-// partial and split biases), a shared expert (TP-split MLP inside the MoE layer), vocabulary
-// 258 (even) and global-batch load balancing with the expert bias (whose update must see the
-// global loads, or ranks drift apart).
-Config layout_run(const std::string& dataset, const Layout& layout) {
-  Config c = testing::tiny_run(dataset);
-  c.model.n_heads = 4;
-  c.model.n_kv_heads = 2;
-  c.model.vocab_size = 258;
-  c.model.qk_norm = true;
-  c.model.qkv_bias = true;
-  c.model.tie_embeddings = layout.tied;
-  c.moe.shared_experts = 1;
-  c.moe.shared_expert_hidden = 32;
-  c.moe.aux_loss_type = "global_batch";
-  c.moe.expert_bias = true;
-  c.moe.z_loss_coeff = 1e-3;
-  c.data.val_fraction = 0;
-  return c;
-}
-
-// A model, its optimizer and its loader on this rank's part of `groups` ({}: the reference).
-struct Replica {
-  Config config;
-  ParallelGroups groups;
-  ParameterStore store{DType::f32};
-  std::unique_ptr<Model> model;
-  std::unique_ptr<AdamW> optimizer;
-  std::unique_ptr<TokenLoader> loader;
-
-  Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c), groups(g) {
-    const int dp = group_size(groups.dp);
-    config.train.micro_batch_size = static_cast<int>(kGlobalBatch / dp);
-    model = std::make_unique<Model>(config, store, groups);
-    store.allocate(1);
-    optimizer = std::make_unique<AdamW>(store, config.train, groups, zero);
-    loader = make_token_loader(config.data, group_rank(groups.dp), dp);
-  }
-  StepStats gradients(Stream& stream) {
-    return accumulate_gradients(*model, store, *loader, config.train, groups, true, 0, stream);
-  }
-  StepStats step(int64_t step, Stream& stream) {
-    return train_step(*model, *optimizer, store, *loader, config.train, groups, 3e-3, step, stream);
-  }
-};
-
 std::string dataset_for(const Communicator& world) {
-  return testing::write_text_dataset(
-      "/usr/share/common-licenses/GPL-3",
-      ::testing::TempDir() + "moe_layouts_rank" + std::to_string(world.rank()) + "/gpl");
+  return testing::rank_dataset(world, "layouts");
 }
 
 // Every parameter's global gradient (or value) equals the reference's; copies agree bit for bit.
