@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Checkpoints through the real moe-train: a preemption signal saves and stops cleanly, the next run
+# resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
+# checkpoint loadable and the partial one unused and cleaned up.
+#   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
+moe_train="$1"
+root="$2"
+shift 2
+cd "$root"  # the config names its datasets relative to the repository
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+small=(--config configs/quickstart.yaml --set train.warmup_steps=1 --set model.n_layers=1
+  --set train.eval_batches=1 --set log.interval=1)
+
+# SIGUSR1 to mpirun (Open MPI forwards it to every rank; srun signals the ranks itself) after step
+# 5: all ranks stop after the same step, save it, and exit 0.
+"$@" -np 2 "$moe_train" "${small[@]}" --set train.steps=2000 --set checkpoint.dir="$tmp/signal" \
+  > "$tmp/signal.log" 2>&1 &
+job=$!
+for _ in $(seq 1 240); do grep -q "step 5/" "$tmp/signal.log" && break; sleep 0.25; done
+kill -USR1 "$job"
+wait "$job"
+status=$?
+stopped="$(grep -o 'stopped after step [0-9]*' "$tmp/signal.log" | head -1 | grep -o '[0-9]*$')"
+if [ $status -ne 0 ] || [ -z "$stopped" ]; then
+  echo "FAIL: the signalled run exited $status without 'stopped after step N'"; tail -5 "$tmp/signal.log"
+  failures=$((failures + 1))
+else
+  echo "ok: stopped after step $stopped on SIGUSR1"
+  step_dir="$tmp/signal/$(printf 'step_%08d' "$stopped")"
+  expect zero "COMMIT" ls "$step_dir"
+  # The same command with more steps goes on from there (checkpoint.resume: auto).
+  expect zero "resumed from $step_dir at step $stopped" "$@" -np 2 "$moe_train" "${small[@]}" \
+    --set train.steps=$((stopped + 2)) --set checkpoint.dir="$tmp/signal"
+fi
+
+# Rank 1 dies by SIGKILL halfway through writing the step-4 checkpoint (test hook).
+expect nonzero "signal 9" env MOE_FAIL_RANK=1 MOE_KILL_IN_SAVE=4 "$@" -np 2 -x MOE_FAIL_RANK \
+  -x MOE_KILL_IN_SAVE "$moe_train" "${small[@]}" --set train.steps=6 \
+  --set checkpoint.dir="$tmp/killed" --set checkpoint.interval=2
+expect zero "COMMIT" ls "$tmp/killed/step_00000002"
+expect nonzero "" ls "$tmp/killed/step_00000004/COMMIT"
+expect zero "resumed from $tmp/killed/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
+  "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/killed" --set checkpoint.interval=2
+expect zero "COMMIT" ls "$tmp/killed/step_00000006"
+expect nonzero "No such file" ls "$tmp/killed/step_00000004.tmp"
+[ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
