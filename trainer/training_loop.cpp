@@ -15,6 +15,7 @@
 #include "kernels/ops.h"
 #include "layers/model.h"
 #include "trainer/checkpointing.h"
+#include "trainer/evaluation.h"
 #include "trainer/expert_load.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
@@ -63,22 +64,6 @@ void fail_if_asked(int64_t step) {
   if (rank && at && std::atoi(rank) == error_rank() && std::atoll(at) == step + 1)
     MOE_THROW(InternalError, "failure injected at step ", step + 1,
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
-}
-
-// Mean loss over the first eval_batches batches of one validation set (fewer if it is smaller).
-double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
-                Stream& stream) {
-  const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
-  if (batches == 0) return std::numeric_limits<double>::quiet_NaN();
-  double total = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    const TokenBatch b = loader.val_batch(set, i, batch);
-    total += model
-                 .forward(token_tensor(b.inputs, b.batch, b.seq_len),
-                          token_tensor(b.targets, b.batch, b.seq_len), false, stream)
-                 .lm_loss;
-  }
-  return total / static_cast<double>(batches);
 }
 
 }  // namespace

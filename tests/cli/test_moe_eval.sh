@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# moe-eval through the real binaries: the loss of a checkpoint is the trainer's own final
+# validation loss, the same in another layout (2 ranks, experts split over them), and every bad
+# input is one clear error.
+#   test_moe_eval.sh <moe-eval> <moe-train> <repo root> <mpirun flags...>
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
+moe_eval="$1"
+moe_train="$2"
+root="$3"
+shift 3
+cd "$root"  # the config names its datasets relative to the repository
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+"$moe_train" --config configs/quickstart.yaml --set train.steps=3 --set train.warmup_steps=1 \
+  --set model.n_layers=2 --set train.eval_batches=2 --set checkpoint.dir="$tmp/ck" \
+  > "$tmp/train.log" 2>&1 || { echo "FAIL: training run"; tail -5 "$tmp/train.log"; exit 1; }
+step="$tmp/ck/step_00000003"
+trained="$(grep -o 'val_loss [0-9.]*' "$tmp/train.log" | tail -1 | cut -d' ' -f2)"
+
+# Same batches as the trainer's last evaluation (train.eval_batches of each set): same mean loss,
+# which the trainer prints to 4 decimals.
+one="$("$moe_eval" --checkpoint "$step" 2>/dev/null | grep '^mean' | cut -d' ' -f2)"
+if [ -z "$trained" ] || [ "$(printf '%.4f' "$one")" != "$trained" ]; then
+  echo "FAIL: moe-eval mean '$one' is not the trainer's val_loss '$trained'"; failures=$((failures + 1))
+else
+  echo "ok: moe-eval mean $one = the trainer's $trained"
+fi
+two="$("$@" -np 2 "$moe_eval" --checkpoint "$step" --set parallel.ep=2 --json 2>/dev/null)"
+if [[ "$two" != *"\"step\": 3"* ]] || [[ "$two" != *"\"mean\": $(printf '%.4f' "$one")"* ]]; then
+  echo "FAIL: 2 ranks with ep 2 gave '$two', one rank '$one'"; failures=$((failures + 1))
+else
+  echo "ok: 2 ranks, ep 2: $two"
+fi
+expect zero "bible_val" "$moe_eval" --checkpoint "$step" --data corpora/bible_val
+
+expect nonzero "--checkpoint is required" "$moe_eval"
+expect nonzero "is not a committed checkpoint" "$moe_eval" --checkpoint "$tmp/nowhere"
+mkdir -p "$tmp/partial" && cp "$step/state.h5" "$tmp/partial/"
+expect nonzero "is not a committed checkpoint" "$moe_eval" --checkpoint "$tmp/partial"
+expect nonzero "/no/such/prefix" "$moe_eval" --checkpoint "$step" --data /no/such/prefix
+expect nonzero "unknown key 'model.d_modle'" "$moe_eval" --checkpoint "$step" --set model.d_modle=3
+expect nonzero "has shape" "$moe_eval" --checkpoint "$step" --set moe.num_experts=4
+[ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

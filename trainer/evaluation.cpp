@@ -1,0 +1,25 @@
+#include "trainer/evaluation.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "trainer/train_step.h"
+
+namespace moe {
+
+double evaluate(Model& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
+                Stream& stream) {
+  const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
+  if (batches == 0) return std::numeric_limits<double>::quiet_NaN();
+  double total = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    const TokenBatch b = loader.val_batch(set, i, batch);
+    total += model
+                 .forward(token_tensor(b.inputs, b.batch, b.seq_len),
+                          token_tensor(b.targets, b.batch, b.seq_len), false, stream)
+                 .lm_loss;
+  }
+  return total / static_cast<double>(batches);
+}
+
+}  // namespace moe

@@ -1,0 +1,124 @@
+// moe-eval: the validation loss of a checkpoint, the way users and tests compare models.
+//   moe-eval --checkpoint runs/x/step_00001000 [--data PREFIX ...] [--set key=value ...] [--json]
+// Decisions:
+// - The model, tokenizer and data come from the config saved in the checkpoint; --set overrides
+//   keys of it and --data replaces its validation sets (data.valid).
+// - The layout is the one moe-eval is launched with, not the one that saved the checkpoint: the
+//   saved parallel.* keys are reset (tp 1, ep 1, dp = all ranks) unless --set gives them, and the
+//   checkpoint is resharded on load. The optimizer state is not read.
+// - Every rank scores the same batches (train.eval_batches of each set, as the trainer does);
+//   world rank 0 prints one line per set and the mean, or one JSON object with --json.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+
+#include "checkpoint/checkpoint.h"
+#include "core/log.h"
+#include "parallel/process_grid.h"
+#include "trainer/config.h"
+#include "trainer/evaluation.h"
+
+namespace {
+
+using namespace moe;
+
+std::string json_number(double x) {
+  if (!std::isfinite(x)) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6f", x);
+  return text;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// The saved config with the layout reset to "all ranks data parallel", then the user's overrides.
+Config eval_config(const std::string& saved_yaml, const std::string& dir,
+                   const std::vector<std::string>& data, std::vector<std::string> overrides) {
+  std::vector<std::string> all = {"parallel.tp=1", "parallel.dp=0", "parallel.ep=1",
+                                  "parallel.expert_tp=false", "parallel.zero=0"};
+  if (!data.empty()) {
+    std::string valid;
+    for (const std::string& prefix : data) valid += (valid.empty() ? "" : ", ") + prefix;
+    all.push_back("data.valid=" + valid);
+  }
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  return parse_config(saved_yaml, "the config saved in " + dir, all);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Validation loss of a MoEForge checkpoint, in any layout."};
+  std::string dir;
+  std::vector<std::string> data, overrides;
+  bool json = false;
+  app.add_option("--checkpoint", dir, "a step directory (step_XXXXXXXX)")->required();
+  app.add_option("--data", data, "validation dataset prefix (repeatable; default: the config's)");
+  app.add_option("--set", overrides, "override a key of the saved config (repeatable)");
+  app.add_flag("--json", json, "print one JSON object instead of text");
+  CLI11_PARSE(app, argc, argv);
+
+  MPI_Init(&argc, &argv);
+  int rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  set_log_rank(rank, world_size);
+  int status = 0;
+  try {
+    std::unique_ptr<Communicator> world = mpi_world_communicator();
+    MOE_CHECK(is_committed(dir), "'", dir,
+              "' is not a committed checkpoint (a step directory with a COMMIT marker)");
+    std::string saved_yaml;
+    {
+      h5::Handle file = h5::open_file(dir + "/state.h5", MPI_COMM_NULL);
+      saved_yaml = h5::read_string_attribute(file.get(), "config", dir);
+    }
+    const Config config = eval_config(saved_yaml, dir, data, overrides);
+    ProcessGrid grid(*world, config.parallel.tp, config.parallel.dp, config.parallel.ep);
+    const ParallelGroups groups = grid.groups(config.parallel.expert_tp);
+    std::unique_ptr<TokenLoader> loader =
+        make_token_loader(config.data, grid.dp_rank(), grid.dp_size());
+    MOE_CHECK(loader->num_val_sets() > 0, "no validation data: pass --data PREFIX");
+    ParameterStore store(DType::f32);
+    Model model(config, store, groups);
+    store.allocate(static_cast<uint64_t>(config.train.seed));
+    const CheckpointMeta meta = load_checkpoint(dir, {&store}, groups);
+    Stream stream;
+    std::string text, fields;
+    double sum = 0;
+    for (int set = 0; set < loader->num_val_sets(); ++set) {
+      const double loss = evaluate(model, *loader, set, config.train.micro_batch_size,
+                                   config.train.eval_batches, stream);
+      sum += loss;
+      const std::string name = loader->val_set_name(set);
+      text += name + " " + json_number(loss) + "\n";
+      fields += (fields.empty() ? "" : ", ") + json_string(name) + ": " + json_number(loss);
+    }
+    const double mean = sum / loader->num_val_sets();
+    if (rank == 0) {
+      if (json)
+        std::printf("{\"checkpoint\": %s, \"step\": %lld, \"val_loss\": {%s}, \"mean\": %s}\n",
+                    json_string(dir).c_str(), static_cast<long long>(meta.step), fields.c_str(),
+                    json_number(mean).c_str());
+      else
+        std::printf("%s at step %lld\n%smean %s\n", dir.c_str(), static_cast<long long>(meta.step),
+                    text.c_str(), json_number(mean).c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    status = 1;
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  MPI_Finalize();
+  return status;
+}
