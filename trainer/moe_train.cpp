@@ -1,9 +1,9 @@
 // moe-train: train a model described by one YAML config (DESIGN.md §1).
 //   moe-train --config configs/quickstart.yaml [--set train.steps=100 ...] [--sample 300]
 // Runs with or without mpirun; under mpirun the ranks train in the layout of parallel.* (data,
-// tensor and expert parallel; docs/parallelism.md). Every error reaches the user as one "error: ..." line
-// (prefixed by the rank under mpirun) and a non-zero exit; with several ranks the job is aborted so
-// no rank is left waiting.
+// tensor and expert parallel; docs/parallelism.md). Every error reaches the user as one "error:
+// ..." line (prefixed by the rank under mpirun) and a non-zero exit; with several ranks the job is
+// aborted so no rank is left waiting.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
