@@ -300,6 +300,15 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
   return meta;
 }
 
+void check_background_io_support() {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  MOE_CHECK(provided == MPI_THREAD_MULTIPLE,
+            "checkpoint.async writes from a background thread and needs MPI initialized with "
+            "MPI_THREAD_MULTIPLE (moe-train does so; this MPI provides level ",
+            provided, ")");
+}
+
 bool is_committed(const std::string& step_dir) {
   return fs::is_regular_file(fs::path(step_dir) / kCommitFile);
 }

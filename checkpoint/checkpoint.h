@@ -72,6 +72,10 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups);
 
+// Saving in a background thread while the main thread runs collectives needs MPI initialized with
+// MPI_THREAD_MULTIPLE; an InputError says so otherwise.
+void check_background_io_support();
+
 bool is_committed(const std::string& step_dir);
 // The newest committed step directory under root; "" when there is none.
 std::string latest_checkpoint(const std::string& root);

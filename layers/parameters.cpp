@@ -109,6 +109,20 @@ ArenaRange ParameterStore::range(ParamGroup group, TpMode mode) const {
   return r;
 }
 
+std::unique_ptr<ParameterStore> ParameterStore::snapshot() const {
+  MOE_ASSERT(allocated(), "snapshot of a store that is not allocated");
+  auto copy = std::make_unique<ParameterStore>(dtype_);
+  copy->numel_ = numel_;
+  copy->values_ = values_.clone();
+  copy->parameters_ = parameters_;
+  for (Parameter& p : copy->parameters_) {
+    p.value = copy->values_.narrow(p.arena_offset, p.shape.numel()).view(p.shape);
+    p.grad = Tensor();
+  }
+  for (const Buffer& b : buffers_) copy->buffers_.push_back({b.name, b.value.clone()});
+  return copy;
+}
+
 void ParameterStore::zero_grads(Stream& stream) { ops::fill(grads_, 0.0, stream); }
 
 }  // namespace moe

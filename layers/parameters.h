@@ -20,6 +20,7 @@
 #pragma once
 
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,9 @@ class ParameterStore {
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
   void zero_grads(Stream& stream);
+  // A copy of the values and buffers (no gradients) with the same parameters: a snapshot that a
+  // background checkpoint writer reads while training goes on.
+  std::unique_ptr<ParameterStore> snapshot() const;
 
  private:
   DType dtype_;

@@ -1,6 +1,7 @@
 #include "trainer/checkpointing.h"
 
 #include <filesystem>
+#include <utility>
 
 namespace moe {
 
@@ -24,9 +25,10 @@ CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
   return meta;
 }
 
-std::string save_state(TrainerState& state, int64_t step, Stream& stream) {
+namespace {
+
+CheckpointMeta meta_of(const TrainerState& state, int64_t step) {
   const Config& config = state.config;
-  auto [exp_avg, exp_avg_sq] = state.optimizer.local_moments(stream);
   CheckpointMeta meta;
   meta.step = step;
   meta.consumed_samples = state.loader.train_position();
@@ -38,12 +40,60 @@ std::string save_state(TrainerState& state, int64_t step, Stream& stream) {
   meta.ep = group_size(state.groups.ep);
   meta.expert_tp = state.groups.expert_tp;
   meta.zero = config.parallel.zero;
-  const std::string dir = save_checkpoint(
-      config.checkpoint.dir, {&state.store, &exp_avg, &exp_avg_sq}, meta, state.groups);
-  if (group_rank(state.groups.world) == 0)
-    clean_checkpoints(config.checkpoint.dir, config.checkpoint.keep_last);
-  if (group_size(state.groups.world) > 1) state.groups.world->barrier();
+  return meta;
+}
+
+// Writes, then prunes to keep_last; every rank of groups.world calls it.
+std::string write(const CheckpointConfig& checkpoint, const RankState& rank_state,
+                  const CheckpointMeta& meta, const ParallelGroups& groups) {
+  const std::string dir = save_checkpoint(checkpoint.dir, rank_state, meta, groups);
+  if (group_rank(groups.world) == 0) clean_checkpoints(checkpoint.dir, checkpoint.keep_last);
+  if (group_size(groups.world) > 1) groups.world->barrier();
   return dir;
+}
+
+}  // namespace
+
+std::string save_state(TrainerState& state, int64_t step, Stream& stream) {
+  auto [exp_avg, exp_avg_sq] = state.optimizer.local_moments(stream);
+  return write(state.config.checkpoint, {&state.store, &exp_avg, &exp_avg_sq}, meta_of(state, step),
+               state.groups);
+}
+
+CheckpointWriter::CheckpointWriter(TrainerState& state, std::function<void()> before_write)
+    : state_(state), io_groups_(state.groups), before_write_(std::move(before_write)) {
+  if (!state.config.checkpoint.async || state.config.checkpoint.dir.empty()) return;
+  if (group_size(state.groups.world) > 1) {
+    check_background_io_support();
+    io_world_ = state.groups.world->split(0, state.groups.world->rank());
+    io_groups_.world = io_world_.get();
+  }
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (writer_.joinable()) writer_.join();
+}
+
+std::string CheckpointWriter::save(int64_t step, Stream& stream) {
+  if (!state_.config.checkpoint.async) return save_state(state_, step, stream);
+  finish();
+  std::shared_ptr<ParameterStore> snapshot = state_.store.snapshot();
+  auto [exp_avg, exp_avg_sq] = state_.optimizer.local_moments(stream);
+  const CheckpointMeta meta = meta_of(state_, step);
+  writer_ = std::thread([this, snapshot, exp_avg, exp_avg_sq, meta]() mutable {
+    try {
+      if (before_write_) before_write_();
+      write(state_.config.checkpoint, {snapshot.get(), &exp_avg, &exp_avg_sq}, meta, io_groups_);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  });
+  return (std::filesystem::path(state_.config.checkpoint.dir) / step_dir_name(step)).string();
+}
+
+void CheckpointWriter::finish() {
+  if (writer_.joinable()) writer_.join();
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 }  // namespace moe

@@ -10,7 +10,11 @@
 //   then continues from the same number of consumed samples.
 #pragma once
 
+#include <exception>
+#include <functional>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include "checkpoint/checkpoint.h"
 #include "data/token_loader.h"
@@ -34,5 +38,31 @@ std::string resume_directory(const CheckpointConfig& checkpoint);
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir);
 // Saves the state after `step` optimizer steps under checkpoint.dir and prunes to keep_last.
 std::string save_state(TrainerState& state, int64_t step, Stream& stream);
+
+// Saves for the training loop, synchronously or, with checkpoint.async, in the background:
+// save() copies the parameters, moments and loader position into host buffers (all that training
+// waits for) and a thread writes them through its own duplicate of the world communicator (so MPI
+// must run with MPI_THREAD_MULTIPLE) while training goes on. A save first waits for the one before,
+// so at most one is in flight; finish() waits for it and rethrows its error.
+class CheckpointWriter {
+ public:
+  // before_write runs in the writer thread before it writes (tests hold the writer back with it).
+  explicit CheckpointWriter(TrainerState& state, std::function<void()> before_write = {});
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // Returns the step directory, published (synchronous) or being written (asynchronous).
+  std::string save(int64_t step, Stream& stream);
+  void finish();
+
+ private:
+  TrainerState& state_;
+  std::unique_ptr<Communicator> io_world_;
+  ParallelGroups io_groups_;
+  std::function<void()> before_write_;
+  std::thread writer_;
+  std::exception_ptr error_;
+};
 
 }  // namespace moe

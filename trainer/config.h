@@ -244,6 +244,7 @@ struct CheckpointConfig {
   int interval = 0;
   int keep_last = 3;
   std::string resume = "auto";
+  bool async = false;
 
   template <class V>
   void visit(V& v) {
@@ -252,6 +253,7 @@ struct CheckpointConfig {
     v.field("keep_last", keep_last, Range::at_least(0), "newest checkpoints kept; 0 = all");
     v.field("resume", resume,
             "auto = the newest committed checkpoint in dir (if any), none, or a step directory");
+    v.field("async", async, "write in a background thread while training goes on");
   }
   bool operator==(const CheckpointConfig&) const = default;
 };

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   app.add_flag("--profile", options.profile, "print the time spent in each op after training");
   CLI11_PARSE(app, argc, argv);
 
-  MPI_Init(&argc, &argv);
+  int thread_level = 0;  // checkpoint.async writes from a background thread
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &thread_level);
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);

@@ -120,6 +120,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
               ", beyond train.steps = ", train.steps, "; raise train.steps to train further");
   }
   install_stop_handlers();
+  CheckpointWriter writer(state);
   const bool has_moe = config.moe.first_k_dense < config.model.n_layers;
   if (has_moe)
     MOE_LOG_INFO(
@@ -228,8 +229,13 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
         ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
          stop_signal)) {
       const auto save_start = Clock::now();
-      const std::string dir = save_state(state, step + 1, stream);
-      MOE_LOG_INFO("saved ", dir, " in ", number("%.2f", seconds_since(save_start)), " s");
+      const std::string dir = writer.save(step + 1, stream);
+      if (last || stop_signal) writer.finish();
+      MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
+                   number("%.2f", seconds_since(save_start)), " s",
+                   checkpoint.async && !last && !stop_signal
+                       ? " for the snapshot; written in the background)"
+                       : ")");
       interval_start += Clock::now() - save_start;
       reset_volume(groups);
     }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -128,6 +129,48 @@ TEST_F(Checkpoints, ResumingInTheSameLayoutIsBitwiseIdentical) {
                         straight.store.buffers().front().value.nbytes()),
             0)
       << "the expert bias differs after resuming";
+}
+
+// An asynchronous save writes what the model was at save() even though training goes on while it
+// writes: the same files as a synchronous save of the same state, bit for bit once loaded.
+TEST_F(Checkpoints, AnAsyncSaveWritesTheStateAtTheTimeOfSaving) {
+  const Layout layout = world_layout(world->size());
+  ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+  Config sync_config = config(layout), async_config = config(layout);
+  sync_config.checkpoint.dir = root + "/sync";
+  async_config.checkpoint.dir = root + "/async";
+  async_config.checkpoint.async = true;
+  Stream stream;
+  Replica sync(sync_config, grid.groups(layout.expert_tp), layout.zero),
+      async(async_config, grid.groups(layout.expert_tp), layout.zero);
+  for (int64_t step = 0; step < 3; ++step) {
+    sync.step(step, stream);
+    async.step(step, stream);
+  }
+  const std::string sync_dir = save(sync, 3, stream);
+  TrainerState state{async.config, async.store, *async.optimizer, *async.loader, async.groups};
+  std::string async_dir;
+  {
+    std::promise<void> trained;
+    std::shared_future<void> go = trained.get_future().share();
+    CheckpointWriter writer(state, [go] { go.wait(); });  // writes only after three more steps
+    async_dir = writer.save(3, stream);
+    for (int64_t step = 3; step < 6; ++step) async.step(step, stream);
+    trained.set_value();
+    writer.finish();
+  }
+  ASSERT_TRUE(is_committed(async_dir));
+  Replica from_sync(sync_config, grid.groups(layout.expert_tp), layout.zero),
+      from_async(sync_config, grid.groups(layout.expert_tp), layout.zero);
+  load(from_sync, sync_dir);
+  load(from_async, async_dir);
+  EXPECT_EQ(std::memcmp(from_async.store.values().raw(), from_sync.store.values().raw(),
+                        from_sync.store.values().nbytes()),
+            0);
+  const auto [m_sync, v_sync] = from_sync.optimizer->local_moments(stream);
+  const auto [m_async, v_async] = from_async.optimizer->local_moments(stream);
+  EXPECT_EQ(std::memcmp(m_async.raw(), m_sync.raw(), m_sync.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(v_async.raw(), v_sync.raw(), v_sync.nbytes()), 0);
 }
 
 // Trains `from` 10 steps and saves; every layout in `to` loads it and trains 5 more steps, which
