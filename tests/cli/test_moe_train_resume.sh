@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checkpoints through the real moe-train: a preemption signal saves and stops cleanly, the next run
+# Checkpoints through the real moe-train: a preemption signal (SIGUSR1 through mpirun, SIGTERM to a
+# single process) saves and stops cleanly, the next run
 # resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
 # checkpoint loadable and the partial one unused and cleaned up.
 #   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
@@ -34,6 +35,20 @@ else
   # The same command with more steps goes on from there (checkpoint.resume: auto).
   expect zero "resumed from $step_dir at step $stopped" "$@" -np 2 "$moe_train" "${small[@]}" \
     --set train.steps=$((stopped + 2)) --set checkpoint.dir="$tmp/signal"
+fi
+
+# SIGTERM (what Slurm sends first) to a single process does the same.
+"$moe_train" "${small[@]}" --set train.steps=2000 --set checkpoint.dir="$tmp/term" \
+  > "$tmp/term.log" 2>&1 &
+job=$!
+for _ in $(seq 1 240); do grep -q "step 3/" "$tmp/term.log" && break; sleep 0.25; done
+kill -TERM "$job"
+wait "$job"
+status=$?
+if [ $status -ne 0 ] || ! grep -q "on signal 15" "$tmp/term.log" || [ -z "$(ls "$tmp"/term/step_*/COMMIT 2>/dev/null)" ]; then
+  echo "FAIL: SIGTERM: exit $status"; tail -5 "$tmp/term.log"; failures=$((failures + 1))
+else
+  echo "ok: SIGTERM saved $(ls -d "$tmp"/term/step_*) and exited 0"
 fi
 
 # Rank 1 dies by SIGKILL halfway through writing the step-4 checkpoint (test hook).
