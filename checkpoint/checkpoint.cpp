@@ -52,43 +52,91 @@ uint64_t mix(uint64_t x) {  // splitmix64's finalizer
   return x ^ (x >> 31);
 }
 
-// One tensor of the file and this rank's block of it.
+// A box of a tensor this rank holds: where it is in the global tensor and its memory.
+struct Box {
+  std::vector<int64_t> offset;
+  Tensor memory;  // contiguous, shaped like the box
+  bool primary;   // this rank writes it and counts it in the checksum
+};
+
+// One tensor of the file and this rank's boxes of it.
 struct Entry {
   std::string name;
   Shape global_shape;
-  std::vector<int64_t> offset;
-  Tensor block;  // this rank's block (a view into the store or the moments)
-  bool primary;  // this rank writes it and counts it in the checksum
+  std::vector<Box> boxes;
 };
+
+// Elements [begin, end) of a row-major block of `shape` as boxes, each contiguous in memory: at
+// each point the largest aligned run of whole sub-blocks (rows, planes, ...) that fits.
+std::vector<std::pair<std::vector<int64_t>, Shape>> boxes_of_range(const Shape& shape,
+                                                                   int64_t begin, int64_t end) {
+  const int n = shape.ndim();
+  std::vector<int64_t> size(n + 1, 1);  // size[k]: elements of one index step of dim k - 1
+  for (int k = n - 1; k >= 0; --k) size[k] = size[k + 1] * shape[k];
+  std::vector<std::pair<std::vector<int64_t>, Shape>> boxes;
+  for (int64_t at = begin; at < end;) {
+    int k = 0;
+    while (at % size[k + 1] != 0 || at + size[k + 1] > end) ++k;
+    const int64_t count =
+        std::min((size[k] - at % size[k]) / size[k + 1], (end - at) / size[k + 1]);
+    std::vector<int64_t> start(n), dims(n);
+    for (int d = 0; d < n; ++d) {
+      start[d] = at / size[d + 1] % shape[d];
+      dims[d] = d < k ? 1 : d == k ? count : shape[d];
+    }
+    boxes.emplace_back(start, Shape(dims));
+    at += count * size[k + 1];
+  }
+  return boxes;
+}
+
+// The boxes of one moment run: its elements of the parameter's local block, placed globally.
+std::vector<Box> run_boxes(const MomentRun& run, const Tensor& memory) {
+  const Parameter& p = *run.parameter;
+  std::vector<Box> boxes;
+  int64_t used = 0;
+  for (auto& [start, shape] : boxes_of_range(p.shape, run.begin, run.end)) {
+    for (size_t d = 0; d < start.size(); ++d) start[d] += p.offset[d];
+    boxes.push_back({start, memory.narrow(used, shape.numel()).view(shape), run.primary});
+    used += shape.numel();
+  }
+  return boxes;
+}
 
 std::vector<Entry> entries(const RankState& state, const ParallelGroups& groups) {
   std::vector<Entry> list;
-  ParameterStore& store = *state.store;
-  for (Parameter& p : store.parameters()) {
-    const bool primary = holds_primary_copy(p.placement, groups);
-    list.push_back({"model/" + p.name, p.global_shape, p.offset, p.value, primary});
-    const std::pair<const char*, Tensor*> moments[] = {{"optimizer/exp_avg/", state.exp_avg},
-                                                       {"optimizer/exp_avg_sq/", state.exp_avg_sq}};
-    for (const auto& [prefix, arena] : moments)
-      if (arena)
-        list.push_back({prefix + p.name, p.global_shape, p.offset,
-                        arena->narrow(p.arena_offset, p.shape.numel()).view(p.shape), primary});
-  }
-  for (Buffer& b : store.buffers())
-    list.push_back({"buffers/" + b.name, b.value.shape(), std::vector<int64_t>(b.value.ndim(), 0),
-                    b.value, group_rank(groups.world) == 0});
+  for (Parameter& p : state.store->parameters())
+    list.push_back({"model/" + p.name,
+                    p.global_shape,
+                    {{p.offset, p.value, holds_primary_copy(p.placement, groups)}}});
+  for (const char* moment : {"exp_avg", "exp_avg_sq"})
+    for (const Parameter& p : state.store->parameters()) {
+      Entry e{std::string("optimizer/") + moment + "/" + p.name, p.global_shape, {}};
+      for (const MomentRun& run : state.moments)
+        if (run.parameter->name == p.name) {
+          const Tensor& memory = std::string(moment) == "exp_avg" ? run.exp_avg : run.exp_avg_sq;
+          for (Box& box : run_boxes(run, memory)) e.boxes.push_back(std::move(box));
+        }
+      if (state.with_moments) list.push_back(std::move(e));
+    }
+  for (Buffer& b : state.store->buffers())
+    list.push_back(
+        {"buffers/" + b.name,
+         b.value.shape(),
+         {{std::vector<int64_t>(b.value.ndim(), 0), b.value, group_rank(groups.world) == 0}}});
   return list;
 }
 
-// The whole tensors' checksums: every rank's partial sums over its primary blocks, added up.
+// The whole tensors' checksums: every rank's partial sums over its primary boxes, added up.
 std::vector<uint64_t> checksums(const std::vector<Entry>& list, Communicator* world) {
   const int64_t n = static_cast<int64_t>(list.size());
-  std::vector<int64_t> mine(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const Entry& e = list[i];
-    mine[i] =
-        e.primary ? static_cast<int64_t>(block_checksum(e.block, e.global_shape, e.offset)) : 0;
-  }
+  std::vector<int64_t> mine(n, 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (const Box& box : list[i].boxes)
+      if (box.primary)
+        mine[i] =
+            static_cast<int64_t>(static_cast<uint64_t>(mine[i]) +
+                                 block_checksum(box.memory, list[i].global_shape, box.offset));
   const int ranks = group_size(world);
   std::vector<uint64_t> total(n, 0);
   Tensor all = Tensor::from_vector<int64_t>({n}, mine);
@@ -225,7 +273,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
   const std::vector<Entry> list = entries(state, groups);
   int64_t bytes = kMetadataBytes;
   for (const Entry& e : list)
-    bytes += e.global_shape.numel() * static_cast<int64_t>(dtype_size(e.block.dtype())) +
+    bytes += e.global_shape.numel() * static_cast<int64_t>(dtype_size(state.store->dtype())) +
              kBytesPerDataset;
   std::string problem;
   if (leader) problem = prepare_directory(root, temp_dir, bytes);
@@ -238,8 +286,10 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
     for (size_t i = 0; i < list.size(); ++i) {
       if (i == list.size() / 2) die_if_asked(group_rank(groups.world), meta.step);
       const Entry& e = list[i];
-      h5::Handle dataset = h5::create_dataset(file.get(), e.name, e.block.dtype(), e.global_shape);
-      if (e.primary) h5::write_block(dataset.get(), e.name, e.block, e.offset);
+      h5::Handle dataset =
+          h5::create_dataset(file.get(), e.name, state.store->dtype(), e.global_shape);
+      for (const Box& box : e.boxes)
+        if (box.primary) h5::write_block(dataset.get(), e.name, box.memory, box.offset);
       h5::write_attribute(dataset.get(), "checksum", sums[i]);
     }
     write_meta(file.get(), meta);
@@ -289,8 +339,10 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
               shape.str(), " but this model's is ", e.global_shape.str(),
               " (a different model: changing the number of experts or the model's sizes is not "
               "resharding; upcycling is its own tool)");
-    Tensor block = e.block;
-    h5::read_block(dataset.get(), e.name, block, e.offset);
+    for (const Box& box : e.boxes) {
+      Tensor memory = box.memory;
+      h5::read_block(dataset.get(), e.name, memory, box.offset);
+    }
     stored.push_back(h5::read_uint_attribute(dataset.get(), "checksum", path));
   }
   const std::vector<uint64_t> sums = checksums(list, groups.world);

@@ -14,9 +14,10 @@
 //   layout read it as a plain HDF5 file, there is no rank count baked into file names, and
 //   resharding is just reading other hyperslabs. Each rank writes only the primary copies of its
 //   blocks (holds_primary_copy), so every element is written exactly once.
-// - The moments are saved for the whole local block of each parameter: a ZeRO-1 optimizer first
-//   all-gathers its slices within its shard group (AdamW::local_moments), so the file does not
-//   depend on the ZeRO layout and loads under any other.
+// - Each rank writes only what it owns: the primary copies of its parameter blocks and of its
+//   moment runs (with ZeRO-1 its slice of the arena: a run of a parameter's local block, written
+//   as the few boxes, rows then planes, that make it up). Every element is written exactly once,
+//   and any layout reads the boxes it needs.
 // - Checksums are order-free (a sum over elements of a hash of global index and bits, mod 2^64),
 //   so ranks add up partial sums over the blocks they write or read, in any layout, and a reader
 //   of the whole tensor gets the same number.
@@ -30,6 +31,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "checkpoint/h5.h"
 #include "layers/parameters.h"
@@ -49,12 +51,21 @@ struct CheckpointMeta {
   bool expert_tp = false;
 };
 
-// What one rank saves or loads: its parameter blocks and, optionally, the AdamW moments of its
-// whole local arena (tensors of store.numel() elements, at the parameters' arena offsets).
+// A run of a parameter's AdamW moments this rank holds: elements [begin, end) of the parameter's
+// local block (row-major), and the memory they are in. A ZeRO-1 rank holds the runs of its slice of
+// the flat arena; without ZeRO a run is the whole local block.
+struct MomentRun {
+  const Parameter* parameter = nullptr;
+  int64_t begin = 0, end = 0;
+  Tensor exp_avg, exp_avg_sq;  // 1-D, end - begin elements
+  bool primary = true;         // of the ranks holding this run, the one that writes it
+};
+
+// What one rank saves or loads: its parameter blocks and, with_moments, its moment runs.
 struct RankState {
   ParameterStore* store = nullptr;
-  Tensor* exp_avg = nullptr;
-  Tensor* exp_avg_sq = nullptr;
+  bool with_moments = false;
+  std::vector<MomentRun> moments;  // may be empty on a rank that owns no slice
 };
 
 std::string step_dir_name(int64_t step);  // "step_00001000"

@@ -180,19 +180,7 @@ Shape dataset_shape(hid_t dataset, const std::string& name) {
   MOE_CHECK(rank <= Shape::kMaxDims, "dataset ", name, " has ", rank, " dims");
   hsize_t dims[Shape::kMaxDims] = {};
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
-  const auto d = [&](int i) { return static_cast<int64_t>(dims[i]); };
-  switch (rank) {
-    case 0:
-      return Shape{};
-    case 1:
-      return Shape{d(0)};
-    case 2:
-      return Shape{d(0), d(1)};
-    case 3:
-      return Shape{d(0), d(1), d(2)};
-    default:
-      return Shape{d(0), d(1), d(2), d(3)};
-  }
+  return Shape(std::vector<int64_t>(dims, dims + rank));
 }
 
 std::vector<std::string> dataset_names(hid_t file) {

@@ -4,7 +4,9 @@
 
 namespace moe {
 
-Shape::Shape(std::initializer_list<int64_t> dims) {
+Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::vector<int64_t>(dims)) {}
+
+Shape::Shape(const std::vector<int64_t>& dims) {
   MOE_CHECK(dims.size() <= kMaxDims, "a shape has at most ", kMaxDims, " dims, got ", dims.size());
   for (int64_t d : dims) {
     MOE_CHECK(d >= 0, "shape dims must be >= 0, got ", d);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace moe {
 
@@ -14,6 +15,7 @@ class Shape {
 
   Shape() = default;
   Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(const std::vector<int64_t>& dims);
 
   int ndim() const { return ndim_; }
   int64_t operator[](int i) const;  // negative i counts from the back, as in Python

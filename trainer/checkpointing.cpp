@@ -15,12 +15,9 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
 }
 
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
-  const int64_t n = state.store.numel();
-  Tensor exp_avg = Tensor::zeros({n}, state.store.dtype()),
-         exp_avg_sq = Tensor::zeros({n}, state.store.dtype());
   const CheckpointMeta meta =
-      load_checkpoint(dir, {&state.store, &exp_avg, &exp_avg_sq}, state.groups);
-  state.optimizer.load_moments(exp_avg, exp_avg_sq, meta.step);
+      load_checkpoint(dir, {&state.store, true, state.optimizer.moment_runs()}, state.groups);
+  state.optimizer.set_steps_taken(meta.step);
   state.loader.set_train_position(meta.consumed_samples);
   return meta;
 }
@@ -54,10 +51,9 @@ std::string write(const CheckpointConfig& checkpoint, const RankState& rank_stat
 
 }  // namespace
 
-std::string save_state(TrainerState& state, int64_t step, Stream& stream) {
-  auto [exp_avg, exp_avg_sq] = state.optimizer.local_moments(stream);
-  return write(state.config.checkpoint, {&state.store, &exp_avg, &exp_avg_sq}, meta_of(state, step),
-               state.groups);
+std::string save_state(TrainerState& state, int64_t step) {
+  return write(state.config.checkpoint, {&state.store, true, state.optimizer.moment_runs()},
+               meta_of(state, step), state.groups);
 }
 
 CheckpointWriter::CheckpointWriter(TrainerState& state, std::function<void()> before_write)
@@ -74,16 +70,20 @@ CheckpointWriter::~CheckpointWriter() {
   if (writer_.joinable()) writer_.join();
 }
 
-std::string CheckpointWriter::save(int64_t step, Stream& stream) {
-  if (!state_.config.checkpoint.async) return save_state(state_, step, stream);
+std::string CheckpointWriter::save(int64_t step) {
+  if (!state_.config.checkpoint.async) return save_state(state_, step);
   finish();
   std::shared_ptr<ParameterStore> snapshot = state_.store.snapshot();
-  auto [exp_avg, exp_avg_sq] = state_.optimizer.local_moments(stream);
+  std::vector<MomentRun> moments = state_.optimizer.moment_runs();
+  for (MomentRun& run : moments) {
+    run.exp_avg = run.exp_avg.clone();
+    run.exp_avg_sq = run.exp_avg_sq.clone();
+  }
   const CheckpointMeta meta = meta_of(state_, step);
-  writer_ = std::thread([this, snapshot, exp_avg, exp_avg_sq, meta]() mutable {
+  writer_ = std::thread([this, snapshot, moments, meta] {
     try {
       if (before_write_) before_write_();
-      write(state_.config.checkpoint, {snapshot.get(), &exp_avg, &exp_avg_sq}, meta, io_groups_);
+      write(state_.config.checkpoint, {snapshot.get(), true, moments}, meta, io_groups_);
     } catch (...) {
       error_ = std::current_exception();
     }

@@ -37,7 +37,7 @@ std::string resume_directory(const CheckpointConfig& checkpoint);
 // on).
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir);
 // Saves the state after `step` optimizer steps under checkpoint.dir and prunes to keep_last.
-std::string save_state(TrainerState& state, int64_t step, Stream& stream);
+std::string save_state(TrainerState& state, int64_t step);
 
 // Saves for the training loop, synchronously or, with checkpoint.async, in the background:
 // save() copies the parameters, moments and loader position into host buffers (all that training
@@ -53,7 +53,7 @@ class CheckpointWriter {
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   // Returns the step directory, published (synchronous) or being written (asynchronous).
-  std::string save(int64_t step, Stream& stream);
+  std::string save(int64_t step);
   void finish();
 
  private:

@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
     ParameterStore store(DType::f32);
     Model model(config, store, groups);
     store.allocate(static_cast<uint64_t>(config.train.seed));
-    const CheckpointMeta meta = load_checkpoint(dir, {&store}, groups);
+    const CheckpointMeta meta = load_checkpoint(dir, {&store, false, {}}, groups);
     Stream stream;
     std::string text, fields;
     double sum = 0;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "layers/tensor_parallel.h"
 #include "trainer/gradient_sync.h"
 
 namespace moe {
@@ -57,12 +58,16 @@ Tensor AdamW::owned_gradient(const Segment& s, Stream& stream) {
   return mine.narrow(0, s.hi - s.lo);
 }
 
+bool AdamW::primary(const Segment& s, const Parameter& p) const {
+  // Sharded, the slices of the shard group are all different; only TP copies repeat.
+  if (s.shard_group) return p.placement.tp == TpMode::split || group_rank(groups_.tp) == 0;
+  return holds_primary_copy(p.placement, groups_);
+}
+
 double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stream) const {
-  if (!s.shard_group && group_rank(reduction_group(groups_, s.group)) != 0) return 0;
   double squares = 0;
   for (const Parameter& p : store_.parameters()) {
-    if (p.placement.group != s.group) continue;
-    if (p.placement.tp != TpMode::split && group_rank(groups_.tp) != 0) continue;
+    if (p.placement.group != s.group || !primary(s, p)) continue;
     const int64_t begin = std::max(p.arena_offset, s.lo),
                   end = std::min(p.arena_offset + p.shape.numel(), s.hi);
     if (begin < end) squares += ops::sum_of_squares(grad.narrow(begin - s.lo, end - begin), stream);
@@ -70,37 +75,18 @@ double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stre
   return squares;
 }
 
-std::pair<Tensor, Tensor> AdamW::local_moments(Stream& stream) const {
-  Tensor m = Tensor::zeros({store_.numel()}, store_.dtype()),
-         v = Tensor::zeros({store_.numel()}, store_.dtype());
-  for (const Segment& s : segments_) {
-    const std::pair<const Tensor*, Tensor*> pairs[] = {{&s.m, &m}, {&s.v, &v}};
-    for (const auto& [owned, whole] : pairs) {
-      Tensor range = whole->narrow(s.range.begin, s.range.size());
-      if (!s.shard_group) {
-        ops::copy(*owned, range, stream);
-        continue;
-      }
-      Tensor mine = Tensor::zeros({s.slice}, store_.dtype());
-      Tensor head = mine.narrow(0, s.hi - s.lo);
-      ops::copy(*owned, head, stream);
-      Tensor gathered = Tensor::empty({s.slice * s.shard_group->size()}, store_.dtype());
-      s.shard_group->all_gather(mine, gathered, stream);
-      ops::copy(gathered.narrow(0, s.range.size()), range, stream);
+std::vector<MomentRun> AdamW::moment_runs() {
+  std::vector<MomentRun> runs;
+  for (Segment& s : segments_)
+    for (const Parameter& p : store_.parameters()) {
+      const int64_t begin = std::max(p.arena_offset, s.lo),
+                    end = std::min(p.arena_offset + p.shape.numel(), s.hi);
+      if (p.placement.group != s.group || begin >= end) continue;
+      runs.push_back({&p, begin - p.arena_offset, end - p.arena_offset,
+                      s.m.narrow(begin - s.lo, end - begin), s.v.narrow(begin - s.lo, end - begin),
+                      primary(s, p)});
     }
-  }
-  return {m, v};
-}
-
-void AdamW::load_moments(const Tensor& exp_avg, const Tensor& exp_avg_sq, int64_t steps) {
-  MOE_ASSERT(exp_avg.numel() == store_.numel() && exp_avg_sq.numel() == store_.numel(),
-             "moments for ", exp_avg.numel(), " elements, the store has ", store_.numel());
-  Stream stream;
-  for (Segment& s : segments_) {
-    ops::copy(exp_avg.narrow(s.lo, s.hi - s.lo), s.m, stream);
-    ops::copy(exp_avg_sq.narrow(s.lo, s.hi - s.lo), s.v, stream);
-  }
-  step_ = steps;
+  return runs;
 }
 
 double AdamW::step(double lr, Stream& stream) {

@@ -13,9 +13,9 @@
 // parameters. The arithmetic per element is the same as without sharding.
 #pragma once
 
-#include <utility>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "layers/parameters.h"
 #include "parallel/parallel_groups.h"
 #include "trainer/config.h"
@@ -34,13 +34,11 @@ class AdamW {
   // must already be averaged (average_gradients).
   double step(double lr, Stream& stream);
   bool averages_gradients() const { return zero_; }
-  // The moments of this rank's whole local arena (exp_avg, exp_avg_sq; store.numel() elements at
-  // the parameters' arena offsets): a ZeRO-1 optimizer all-gathers its slices within each shard
-  // group, so every rank of the group must call it. Checkpoints save these.
-  std::pair<Tensor, Tensor> local_moments(Stream& stream) const;
-  // Takes this rank's slices of whole-arena moments and the number of steps taken (the bias
-  // correction's count).
-  void load_moments(const Tensor& exp_avg, const Tensor& exp_avg_sq, int64_t steps);
+  // This rank's moments, one run per parameter it holds moments of, as views: checkpoints write
+  // them and read into them (primary: the one copy that is written, as the norm counts it).
+  std::vector<MomentRun> moment_runs();
+  // After loading moments: the number of steps taken (the bias correction's count).
+  void set_steps_taken(int64_t steps) { step_ = steps; }
   int64_t moment_elements() const;
   int64_t steps_taken() const { return step_; }
 
@@ -55,7 +53,9 @@ class AdamW {
   };
   // The averaged gradient of the owned range.
   Tensor owned_gradient(const Segment& segment, Stream& stream);
-  // The sum of squares of this rank's counted elements of the owned gradient (see the header).
+  // Whether this rank's owned part of p in the segment is the copy that counts (see the header).
+  bool primary(const Segment& segment, const Parameter& p) const;
+  // The sum of squares of this rank's counted elements of the owned gradient.
   double counted_squares(const Segment& segment, const Tensor& grad, Stream& stream) const;
 
   ParameterStore& store_;

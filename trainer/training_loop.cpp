@@ -229,7 +229,7 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
         ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
          stop_signal)) {
       const auto save_start = Clock::now();
-      const std::string dir = writer.save(step + 1, stream);
+      const std::string dir = writer.save(step + 1);
       if (last || stop_signal) writer.finish();
       MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
                    number("%.2f", seconds_since(save_start)), " s",
