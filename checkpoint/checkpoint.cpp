@@ -222,6 +222,28 @@ std::string prepare_directory(const std::string& root, const fs::path& temp_dir,
          " (free some space or set checkpoint.dir elsewhere; earlier checkpoints are untouched)";
 }
 
+// Makes temp_dir (holding a closed state.h5) the committed step directory final_dir: fsync,
+// rename, fsync of the root, then COMMIT, fsynced with its directory.
+void publish(const std::string& root, const fs::path& temp_dir, const fs::path& final_dir,
+             int64_t step) {
+  fsync_path((temp_dir / kStateFile).string());
+  fsync_path(temp_dir.string());
+  std::error_code error;
+  fs::remove_all(final_dir, error);  // an earlier save of the same step
+  if (!error) fs::rename(temp_dir, final_dir, error);
+  if (error)
+    throw CheckpointError("cannot publish '" + final_dir.string() + "': " + error.message());
+  fsync_path(root);
+  const std::string marker = (final_dir / kCommitFile).string();
+  {
+    std::ofstream out(marker);
+    out << "moeforge checkpoint format " << kCheckpointFormat << " step " << step << "\n";
+    if (!out.flush()) throw CheckpointError("cannot write '" + marker + "'");
+  }
+  fsync_path(marker);
+  fsync_path(final_dir.string());
+}
+
 // Every rank learns rank 0's `problem` (empty: none), so that all of them stop together.
 void agree_on(std::string& problem, Communicator* world) {
   if (group_size(world) == 1) return;
@@ -296,24 +318,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
     file.close(file_path);
   }
   barrier(groups.world);
-  if (leader) {
-    fsync_path(file_path);
-    fsync_path(temp_dir.string());
-    std::error_code error;
-    fs::remove_all(final_dir, error);  // an earlier save of the same step
-    if (!error) fs::rename(temp_dir, final_dir, error);
-    if (error)
-      throw CheckpointError("cannot publish '" + final_dir.string() + "': " + error.message());
-    fsync_path(root);
-    const std::string marker = (final_dir / kCommitFile).string();
-    {
-      std::ofstream out(marker);
-      out << "moeforge checkpoint format " << kCheckpointFormat << " step " << meta.step << "\n";
-      if (!out.flush()) throw CheckpointError("cannot write '" + marker + "'");
-    }
-    fsync_path(marker);
-    fsync_path(final_dir.string());
-  }
+  if (leader) publish(root, temp_dir, final_dir, meta.step);
   barrier(groups.world);
   return final_dir.string();
 }
@@ -325,14 +330,16 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
             " marker: its save did not finish, so it is never loaded");
   const std::string path = (fs::path(dir) / kStateFile).string();
   h5::Handle file = h5::open_file(path, mpi_comm_of(groups.world));
-  const CheckpointMeta meta = read_meta(file.get(), path);
-  const std::vector<Entry> list = entries(state, groups);
+  CheckpointMeta meta = read_meta(file.get(), path);
+  meta.has_optimizer_state = h5::exists(file.get(), "optimizer");
+  RankState wanted = state;
+  wanted.with_moments = state.with_moments && meta.has_optimizer_state;
+  const std::vector<Entry> list = entries(wanted, groups);
   check_same_model(file.get(), list, path);
   std::vector<uint64_t> stored;
   for (const Entry& e : list) {
     MOE_CHECK(h5::exists(file.get(), e.name), "checkpoint ", path, " has no tensor '", e.name,
-              "': it was saved from a different model",
-              e.name.rfind("optimizer/", 0) == 0 ? " or without optimizer state" : "");
+              "': it was saved from a different model");
     h5::Handle dataset = h5::open_dataset(file.get(), e.name, path);
     const Shape shape = h5::dataset_shape(dataset.get(), e.name);
     MOE_CHECK(shape == e.global_shape, "checkpoint ", path, ": tensor '", e.name, "' has shape ",
@@ -350,6 +357,51 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
     MOE_CHECK(sums[i] == stored[i], "checkpoint ", path, ": tensor '", list[i].name,
               "' does not match its checksum: the file is damaged");
   return meta;
+}
+
+StreamingCheckpoint::StreamingCheckpoint(const std::string& root, const CheckpointMeta& meta,
+                                         int64_t bytes)
+    : root_(root),
+      meta_(meta),
+      temp_dir_((fs::path(root) / (step_dir_name(meta.step) + ".tmp")).string()) {
+  const std::string problem = prepare_directory(root, temp_dir_, bytes + kMetadataBytes);
+  if (!problem.empty()) throw CheckpointError(problem);
+  file_ = h5::create_file((fs::path(temp_dir_) / kStateFile).string(), MPI_COMM_NULL);
+}
+
+StreamingCheckpoint::~StreamingCheckpoint() {
+  if (committed_) return;
+  tensors_.clear();
+  file_.reset();
+  std::error_code ignored;
+  fs::remove_all(temp_dir_, ignored);
+}
+
+void StreamingCheckpoint::add_tensor(const std::string& name, DType dtype, const Shape& shape) {
+  MOE_ASSERT(!tensors_.count(name), "tensor ", name, " added twice");
+  tensors_[name] = {h5::create_dataset(file_.get(), name, dtype, shape), shape, 0};
+}
+
+void StreamingCheckpoint::write(const std::string& name, const Tensor& block,
+                                const std::vector<int64_t>& offset) {
+  auto it = tensors_.find(name);
+  MOE_ASSERT(it != tensors_.end(), "tensor ", name, " was not added");
+  h5::write_block(it->second.dataset.get(), name, block, offset);
+  it->second.checksum += block_checksum(block, it->second.shape, offset);
+}
+
+std::string StreamingCheckpoint::commit() {
+  for (auto& [name, tensor] : tensors_) {
+    h5::write_attribute(tensor.dataset.get(), "checksum", tensor.checksum);
+    tensor.dataset.close(name);
+  }
+  write_meta(file_.get(), meta_);
+  const std::string path = (fs::path(temp_dir_) / kStateFile).string();
+  file_.close(path);
+  const fs::path final_dir = fs::path(root_) / step_dir_name(meta_.step);
+  publish(root_, temp_dir_, final_dir, meta_.step);
+  committed_ = true;
+  return final_dir.string();
 }
 
 void check_background_io_support() {

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,7 @@ struct CheckpointMeta {
   std::string config_yaml;
   int tp = 1, dp = 1, ep = 1, zero = 0;  // the layout at save time
   bool expert_tp = false;
+  bool has_optimizer_state = true;  // false for a converted model (moe-convert): weights only
 };
 
 // A run of a parameter's AdamW moments this rank holds: elements [begin, end) of the parameter's
@@ -77,11 +79,40 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
                             const CheckpointMeta& meta, const ParallelGroups& groups);
 
 // Reads the committed checkpoint `dir` into this rank's blocks, whatever layout saved it; every
-// rank of groups.world calls it. Moments are read when state asks for them. A different model (a
+// rank of groups.world calls it. Moments are read when state asks for them and the checkpoint has
+// them (meta.has_optimizer_state; a converted model has none). A different model (a
 // missing, extra or differently shaped tensor), an uncommitted directory or a tensor failing its
 // checksum is an InputError naming it.
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups);
+
+// Writes one checkpoint from one process, tensor block by tensor block, so that a model never has
+// to be in memory whole (moe-convert): the same file, checksums, space check and publishing as
+// save_checkpoint. Every element of every tensor must be written once before commit().
+class StreamingCheckpoint {
+ public:
+  // bytes: the tensors' total size (for the space check).
+  StreamingCheckpoint(const std::string& root, const CheckpointMeta& meta, int64_t bytes);
+  ~StreamingCheckpoint();  // without commit(): removes what it wrote
+  StreamingCheckpoint(const StreamingCheckpoint&) = delete;
+  StreamingCheckpoint& operator=(const StreamingCheckpoint&) = delete;
+  void add_tensor(const std::string& name, DType dtype, const Shape& global_shape);
+  void write(const std::string& name, const Tensor& block, const std::vector<int64_t>& offset);
+  std::string commit();  // returns the published step directory
+
+ private:
+  struct Dataset {
+    h5::Handle dataset;
+    Shape shape;
+    uint64_t checksum = 0;
+  };
+  std::string root_;
+  CheckpointMeta meta_;
+  std::string temp_dir_;
+  h5::Handle file_;
+  std::map<std::string, Dataset> tensors_;
+  bool committed_ = false;
+};
 
 // Saving in a background thread while the main thread runs collectives needs MPI initialized with
 // MPI_THREAD_MULTIPLE; an InputError says so otherwise.

@@ -237,7 +237,10 @@ class Parser {
       digits();
     }
     double value = 0;
-    std::from_chars(text_.data() + start, text_.data() + pos_, value);
+    const auto result = std::from_chars(text_.data() + start, text_.data() + pos_, value);
+    if (result.ec == std::errc::result_out_of_range)
+      fail_at(start, "number " + std::string(text_.substr(start, pos_ - start)) +
+                         " is out of the range of a double");
     return value;
   }
 
@@ -327,6 +330,8 @@ int64_t JsonNode::as_int() const {
   }
   return static_cast<int64_t>(number);
 }
+
+double JsonNode::as_number() const { return get_as<double>(*this, *value_, "a number"); }
 
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';

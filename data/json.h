@@ -91,6 +91,7 @@ class JsonNode {
 
   bool as_bool() const;
   int64_t as_int() const;
+  double as_number() const;
   const std::string& as_string() const;
   const JsonArray& as_array() const;
   const JsonObject& as_object() const;

@@ -17,7 +17,7 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
   const CheckpointMeta meta =
       load_checkpoint(dir, {&state.store, true, state.optimizer.moment_runs()}, state.groups);
-  state.optimizer.set_steps_taken(meta.step);
+  if (meta.has_optimizer_state) state.optimizer.set_steps_taken(meta.step);
   state.loader.set_train_position(meta.consumed_samples);
   return meta;
 }

@@ -389,6 +389,7 @@ TEST(BpeJson, ErrorsNameFileLineAndColumn) {
   EXPECT_TRUE(mentions(error("nul"), "unknown literal"));
   EXPECT_TRUE(mentions(error("\"abc"), "column 1: the string starting here never ends"));
   EXPECT_TRUE(mentions(error(std::string(300, '[')), "nesting deeper than 256 levels"));
+  EXPECT_TRUE(mentions(error("[1e999]"), "column 2: number 1e999 is out of the range of a double"));
   const JsonValue v = parse_json(R"({"a": 1.5, "b": "x"})", "t.json");
   const JsonNode root(v, "t.json", "");
   EXPECT_TRUE(mentions(input_error_message([&] { root.at("a").as_int(); }),

@@ -1,0 +1,207 @@
+#include "checkpoint/hf_convert.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/hf_model.h"
+#include "checkpoint/safetensors.h"
+#include "data/json.h"
+#include "layers/model.h"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The safetensors files of an HF model directory: the index's, or model.safetensors.
+std::vector<std::string> safetensors_files(const std::string& dir) {
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (!fs::exists(index)) {
+    const fs::path single = fs::path(dir) / "model.safetensors";
+    MOE_CHECK(fs::exists(single), "'", dir,
+              "' has neither model.safetensors nor model.safetensors.index.json");
+    return {single.string()};
+  }
+  const JsonValue document = read_json_file(index.string());
+  const JsonNode root(document, index.string(), "index");
+  std::set<std::string> files;
+  const JsonNode map = root.at("weight_map");
+  for (const auto& [name, value] : map.as_object())
+    files.insert((fs::path(dir) / map.member(value, name).as_string()).string());
+  return {files.begin(), files.end()};
+}
+
+// The model a config describes, declared but not allocated: global names and shapes only.
+struct Declared {
+  Config config;
+  ParameterStore store{DType::f32};
+  std::unique_ptr<Model> model;
+  explicit Declared(const Config& c) : config(c) { model = std::make_unique<Model>(config, store); }
+};
+
+// Where an HF tensor lands in its parameter: the whole parameter, or one expert's slice of the
+// stacked [E, ., .] weight (a block [1, ., .] at [e, 0, 0]).
+struct Place {
+  Shape hf_shape, block_shape;
+  std::vector<int64_t> offset;
+};
+
+Place place(const Parameter& p, int expert) {
+  std::vector<int64_t> offset(p.global_shape.ndim(), 0);
+  if (expert < 0) return {p.global_shape, p.global_shape, offset};
+  offset[0] = expert;
+  return {Shape{p.global_shape[1], p.global_shape[2]},
+          Shape{1, p.global_shape[1], p.global_shape[2]}, offset};
+}
+
+void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
+  for (const auto& [expert, sum] : sums)
+    std::printf("  %s checksum %016llx\n", expert.c_str(), static_cast<unsigned long long>(sum));
+}
+
+}  // namespace
+
+std::string hf_to_moeforge(const std::string& input, const std::string& output) {
+  const HfImport hf = config_from_hf((fs::path(input) / "config.json").string());
+  for (const std::string& note : hf.notes) std::printf("note: %s\n", note.c_str());
+  Declared target(hf.config);
+  std::map<std::string, HfTensor> wanted;
+  for (const HfTensor& t : hf_tensors(hf.config, hf.model_type)) wanted[t.hf_name] = t;
+  int64_t bytes = 0;
+  for (const Parameter& p : target.store.parameters()) bytes += p.global_shape.numel() * 4;
+
+  CheckpointMeta meta;
+  meta.seed = hf.config.train.seed;
+  meta.config_yaml = to_yaml(hf.config);
+  StreamingCheckpoint checkpoint(output, meta, bytes);
+  for (const Parameter& p : target.store.parameters())
+    checkpoint.add_tensor("model/" + p.name, DType::f32, p.global_shape);
+  std::set<std::string> done;
+  std::vector<std::string> unknown;
+  std::map<std::string, uint64_t> expert_sums;
+  int64_t read = 0;
+  for (const std::string& path : safetensors_files(input)) {
+    const SafetensorsFile file(path);
+    for (const SafetensorsTensor& t : file.tensors()) {
+      const auto it = wanted.find(t.name);
+      if (it == wanted.end()) {
+        unknown.push_back(t.name);
+        continue;
+      }
+      MOE_CHECK(!done.count(t.name), path, ": tensor '", t.name, "' appears twice in the model");
+      const HfTensor& to = it->second;
+      const Parameter& p = target.store.find(to.parameter);
+      const Place at = place(p, to.expert);
+      MOE_CHECK(Shape(t.shape) == at.hf_shape, path, ": tensor '", t.name, "' has shape ",
+                Shape(t.shape).str(), ", but config.json makes ", to.parameter,
+                to.expert >= 0 ? " (one expert of it)" : "", " ", at.hf_shape.str());
+      Tensor block = Tensor::empty(at.block_shape, DType::f32);
+      file.read_f32(t, block.data<float>());
+      file.release(t);
+      checkpoint.write("model/" + p.name, block, at.offset);
+      if (to.expert >= 0)
+        expert_sums[to.parameter.substr(0, to.parameter.find(".experts.")) + " expert " +
+                    std::to_string(to.expert)] +=
+            block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
+      done.insert(t.name);
+      ++read;
+    }
+  }
+  MOE_CHECK(unknown.empty(), input, ": ", unknown.size(), " tensor(s) not consumed, first '",
+            unknown.empty() ? "" : unknown.front(),
+            "': the model has parts this conversion does not know; nothing was written");
+  for (const auto& [name, t] : wanted)
+    MOE_CHECK(done.count(name), input, ": tensor '", name, "' is missing (config.json says the ",
+              hf.model_type, " model has it)");
+  const std::string dir = checkpoint.commit();
+  std::ofstream((fs::path(output) / "config.yaml").string()) << to_yaml(hf.config);
+  std::printf("hf-to-moeforge: %s (%s) -> %s\n  %lld tensors read, %zu parameters written\n",
+              input.c_str(), hf.model_type.c_str(), dir.c_str(), static_cast<long long>(read),
+              target.store.parameters().size());
+  print_expert_checksums(expert_sums);
+  return dir;
+}
+
+void moeforge_to_hf(const std::string& input, const std::string& output, std::string type,
+                    const std::string& dtype, int64_t max_shard_bytes) {
+  MOE_CHECK(is_committed(input), "'", input, "' is not a committed checkpoint");
+  const std::string state = (fs::path(input) / "state.h5").string();
+  h5::Handle file = h5::open_file(state, MPI_COMM_NULL);
+  const Config config = parse_config(h5::read_string_attribute(file.get(), "config", state),
+                                     "the config in " + input);
+  if (type.empty()) type = default_hf_model_type(config);
+  const std::string torch_dtype = dtype == "bf16"  ? "bfloat16"
+                                  : dtype == "f16" ? "float16"
+                                                   : "float32";
+  const std::string config_json = hf_config_json(config, type, torch_dtype);
+  Declared source(config);
+  const std::string st_dtype = dtype == "bf16" ? "BF16" : dtype == "f16" ? "F16" : "F32";
+  const int64_t element = dtype == "f32" ? 4 : 2;
+
+  // Shards: consecutive tensors until max_shard_bytes.
+  const std::vector<HfTensor> list = hf_tensors(config, type);
+  std::vector<std::vector<size_t>> shards(1);
+  int64_t in_shard = 0, total = 0;
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Parameter& p = source.store.find(list[i].parameter);
+    shapes.push_back(place(p, list[i].expert).hf_shape);
+    const int64_t size = shapes.back().numel() * element;
+    if (in_shard > 0 && in_shard + size > max_shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back(i);
+    in_shard += size;
+    total += size;
+  }
+  fs::create_directories(output);
+  std::string weight_map;
+  std::map<std::string, uint64_t> expert_sums;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+    const std::string file_name = shards.size() == 1 ? "model.safetensors" : name;
+    std::vector<SafetensorsSpec> declared;
+    for (size_t i : shards[s]) {
+      std::vector<int64_t> dims;
+      for (int d = 0; d < shapes[i].ndim(); ++d) dims.push_back(shapes[i][d]);
+      declared.push_back({list[i].hf_name, st_dtype, dims});
+    }
+    SafetensorsWriter writer((fs::path(output) / file_name).string(), declared, {{"format", "pt"}});
+    for (size_t i : shards[s]) {
+      const Parameter& p = source.store.find(list[i].parameter);
+      const Place at = place(p, list[i].expert);
+      h5::Handle dataset = h5::open_dataset(file.get(), "model/" + p.name, state);
+      MOE_CHECK(h5::dataset_shape(dataset.get(), p.name) == p.global_shape, state, ": ", p.name,
+                " does not have the shape its config gives");
+      Tensor block = Tensor::empty(at.block_shape, DType::f32);
+      h5::read_block(dataset.get(), p.name, block, at.offset);
+      if (list[i].expert >= 0)
+        expert_sums[list[i].parameter.substr(0, list[i].parameter.find(".experts.")) + " expert " +
+                    std::to_string(list[i].expert)] +=
+            block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
+      const std::vector<std::byte> bytes = encode(block.data<float>(), block.numel(), st_dtype);
+      writer.write(list[i].hf_name, bytes.data(), bytes.size());
+      weight_map += std::string(weight_map.empty() ? "" : ",\n") + "    \"" + list[i].hf_name +
+                    "\": \"" + file_name + "\"";
+    }
+    writer.finish();
+  }
+  if (shards.size() > 1)
+    std::ofstream((fs::path(output) / "model.safetensors.index.json").string())
+        << "{\n  \"metadata\": {\"total_size\": " << total << "},\n  \"weight_map\": {\n"
+        << weight_map << "\n  }\n}\n";
+  std::ofstream((fs::path(output) / "config.json").string()) << config_json;
+  std::printf("moeforge-to-hf: %s -> %s (%s, %s, %zu file(s))\n  %zu tensors written\n",
+              input.c_str(), output.c_str(), type.c_str(), st_dtype.c_str(), shards.size(),
+              list.size());
+  print_expert_checksums(expert_sums);
+}
+
+}  // namespace moe

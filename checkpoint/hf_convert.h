@@ -1,0 +1,28 @@
+// Hugging Face safetensors models <-> MoEForge checkpoints, the work behind moe-convert
+// (docs/interop.md).
+//
+// Decisions:
+// - Streaming both ways: a tensor is read (from the memory-mapped safetensors file or from one
+//   hyperslab of state.h5), converted and written before the next one, so memory stays near the
+//   largest tensor (a routed expert's matrix counts as one), not the model.
+// - hf_tensors() (hf_model.h) is the one list of names: every source tensor must be consumed and
+//   every target tensor written, or the conversion fails naming them, and nothing is published.
+// - hf_to_moeforge writes OUTPUT/step_00000000 (model tensors only: a committed checkpoint that
+//   moe-eval scores and training can start from) and OUTPUT/config.yaml, the MoEForge config of the
+//   model with the other settings at their defaults.
+// - Both print a summary: tensors read and written and a checksum per routed expert (its three
+//   matrices), the numbers to compare when an expert looks wrong.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+// Returns the step directory written.
+std::string hf_to_moeforge(const std::string& input, const std::string& output);
+// dtype: f32, bf16 or f16; model_type "" picks one (default_hf_model_type).
+void moeforge_to_hf(const std::string& input, const std::string& output, std::string model_type,
+                    const std::string& dtype, int64_t max_shard_bytes);
+
+}  // namespace moe

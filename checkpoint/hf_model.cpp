@@ -1,0 +1,252 @@
+#include "checkpoint/hf_model.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "data/json.h"
+
+namespace moe {
+
+namespace {
+
+bool is_moe_type(const std::string& type) { return type == "mixtral" || type == "qwen3_moe"; }
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+template <class T>
+T optional_number(const JsonNode& root, const char* key, T fallback) {
+  const std::optional<JsonNode> node = root.find(key);
+  if (!node) return fallback;
+  if constexpr (std::is_same_v<T, bool>)
+    return node->as_bool();
+  else if constexpr (std::is_integral_v<T>)
+    return static_cast<T>(node->as_int());
+  else
+    return static_cast<T>(node->as_number());
+}
+
+void refuse_if(bool condition, const std::string& path, const std::string& what) {
+  MOE_CHECK(!condition, path, ": ", what, " has no MoEForge equivalent; not converted");
+}
+
+}  // namespace
+
+const std::vector<std::string>& hf_model_types() {
+  static const std::vector<std::string> types = {"llama", "mistral", "qwen2",
+                                                 "qwen3", "mixtral", "qwen3_moe"};
+  return types;
+}
+
+HfImport config_from_hf(const std::string& path) {
+  const JsonValue document = read_json_file(path);
+  const JsonNode root(document, path, "config.json");
+  HfImport out;
+  out.model_type = root.at("model_type").as_string();
+  const std::string& type = out.model_type;
+  MOE_CHECK(
+      std::find(hf_model_types().begin(), hf_model_types().end(), type) != hf_model_types().end(),
+      path, ": model_type '", type, "' is not supported (supported: ", join(hf_model_types()), ")");
+  const std::string act = root.find("hidden_act") ? root.at("hidden_act").as_string() : "silu";
+  refuse_if(act != "silu", path, "hidden_act '" + act + "' (MoEForge's FFN is SwiGLU)");
+  refuse_if(root.find("rope_scaling").has_value(), path, "rope_scaling");
+  refuse_if(optional_number<bool>(root, "attention_bias", false), path,
+            "attention_bias (it includes an o_proj bias)");
+  refuse_if(optional_number<bool>(root, "mlp_bias", false), path, "mlp_bias");
+
+  ModelConfig& m = out.config.model;
+  m.vocab_size = static_cast<int>(root.at("vocab_size").as_int());
+  m.d_model = static_cast<int>(root.at("hidden_size").as_int());
+  m.n_layers = static_cast<int>(root.at("num_hidden_layers").as_int());
+  m.n_heads = static_cast<int>(root.at("num_attention_heads").as_int());
+  m.n_kv_heads = optional_number<int>(root, "num_key_value_heads", m.n_heads);
+  m.head_dim = optional_number<int>(root, "head_dim", 0);
+  if (m.head_dim * m.n_heads == m.d_model) m.head_dim = 0;  // the derived value
+  m.ffn_hidden = static_cast<int>(root.at("intermediate_size").as_int());
+  m.rope_theta = optional_number<double>(root, "rope_theta", 10000.0);
+  m.norm_eps = root.at("rms_norm_eps").as_number();
+  m.tie_embeddings = optional_number<bool>(root, "tie_word_embeddings", false);
+  m.max_seq_len = static_cast<int>(root.at("max_position_embeddings").as_int());
+  m.qkv_bias = type == "qwen2";
+  m.qk_norm = type == "qwen3" || type == "qwen3_moe";
+  const bool windowed = type == "qwen2" || type == "qwen3" || type == "qwen3_moe"
+                            ? optional_number<bool>(root, "use_sliding_window", false)
+                            : root.find("sliding_window").has_value();
+  const int window = windowed ? optional_number<int>(root, "sliding_window", 0) : 0;
+  if (window > 0 && window < m.max_seq_len) {
+    out.notes.push_back("sliding_window " + std::to_string(window) + " < max_position_embeddings " +
+                        std::to_string(m.max_seq_len) +
+                        ": model.max_seq_len is set to the window, within which attention is "
+                        "the same");
+    m.max_seq_len = window;
+  }
+
+  out.config.data.seq_len = std::min(out.config.data.seq_len, m.max_seq_len);
+  MoeConfig& moe = out.config.moe;
+  moe.z_loss_coeff = 0;
+  if (!is_moe_type(type)) {
+    moe.first_k_dense = m.n_layers;  // dense: no MoE layer
+    moe.num_experts = 1;
+    moe.top_k = 1;
+    return out;
+  }
+  moe.top_k = static_cast<int>(root.at("num_experts_per_tok").as_int());
+  moe.aux_loss_coeff = optional_number<double>(root, "router_aux_loss_coef", 0.01);
+  moe.router_score = "softmax";
+  if (type == "mixtral") {
+    moe.num_experts = static_cast<int>(root.at("num_local_experts").as_int());
+    moe.expert_hidden = m.ffn_hidden;
+    moe.renormalize = true;
+    moe.first_k_dense = 0;
+    return out;
+  }
+  moe.num_experts = static_cast<int>(root.at("num_experts").as_int());
+  moe.expert_hidden = static_cast<int>(root.at("moe_intermediate_size").as_int());
+  moe.renormalize = optional_number<bool>(root, "norm_topk_prob", false);
+  refuse_if(optional_number<int>(root, "decoder_sparse_step", 1) != 1, path,
+            "decoder_sparse_step other than 1 (MoE layers at a stride)");
+  int dense_prefix = 0;
+  if (const std::optional<JsonNode> only = root.find("mlp_only_layers")) {
+    const JsonArray& layers = only->as_array();
+    for (size_t i = 0; i < layers.size(); ++i)
+      refuse_if(only->element(i).as_int() != static_cast<int64_t>(i), path,
+                "mlp_only_layers other than the first k layers");
+    dense_prefix = static_cast<int>(layers.size());
+  }
+  moe.first_k_dense = dense_prefix;
+  return out;
+}
+
+std::string default_hf_model_type(const Config& config) {
+  const bool moe = config.moe.first_k_dense < config.model.n_layers;
+  if (!moe) return config.model.qk_norm ? "qwen3" : config.model.qkv_bias ? "qwen2" : "llama";
+  if (config.model.qk_norm) return "qwen3_moe";
+  return "mixtral";
+}
+
+std::string hf_config_json(const Config& config, const std::string& type,
+                           const std::string& torch_dtype) {
+  const ModelConfig& m = config.model;
+  const MoeConfig& moe = config.moe;
+  const std::string what = "a model exported as " + type;
+  auto refuse = [&](bool condition, const std::string& feature) {
+    MOE_CHECK(!condition, "cannot export ", what, ": ", feature);
+  };
+  MOE_CHECK(
+      std::find(hf_model_types().begin(), hf_model_types().end(), type) != hf_model_types().end(),
+      "cannot export as '", type, "' (supported: ", join(hf_model_types()), ")");
+  const bool has_moe = moe.first_k_dense < m.n_layers;
+  refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
+  refuse(m.qkv_bias != (type == "qwen2"),
+         m.qkv_bias ? "q/k/v biases exist only in qwen2" : "qwen2 has q/k/v biases");
+  refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe"),
+         m.qk_norm ? "QK-norm exists only in qwen3 and qwen3_moe" : "it has no QK-norm");
+  if (has_moe) {
+    refuse(moe.shared_experts > 0, "shared experts without a gate have no HF equivalent");
+    refuse(moe.router_score != "softmax", "a " + moe.router_score + " router");
+    refuse(moe.expert_bias, "the aux-loss-free expert bias");
+    refuse(moe.routed_scaling != 1.0, "routed_scaling other than 1");
+    refuse(moe.moe_layer_freq != 1, "moe_layer_freq other than 1");
+    refuse(type == "mixtral" && (!moe.renormalize || moe.first_k_dense != 0),
+           "mixtral renormalizes the top-k gates and has no dense layers");
+  }
+  char number[64];
+  std::string json = "{\n";
+  auto field = [&](const std::string& key, const std::string& value) {
+    json += "  \"" + key + "\": " + value + ",\n";
+  };
+  auto real = [&](double x) {
+    std::snprintf(number, sizeof number, "%.17g", x);
+    return std::string(number);
+  };
+  auto str = [](const std::string& s) { return "\"" + s + "\""; };
+  static const std::pair<const char*, const char*> classes[] = {
+      {"llama", "LlamaForCausalLM"},     {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},     {"qwen3", "Qwen3ForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"}};
+  for (const auto& [model_type, cls] : classes)
+    if (type == model_type) field("architectures", "[" + str(cls) + "]");
+  field("model_type", str(type));
+  field("vocab_size", std::to_string(m.vocab_size));
+  field("hidden_size", std::to_string(m.d_model));
+  field("num_hidden_layers", std::to_string(m.n_layers));
+  field("num_attention_heads", std::to_string(m.n_heads));
+  field("num_key_value_heads", std::to_string(m.n_kv_heads));
+  field("head_dim", std::to_string(m.effective_head_dim()));
+  field("intermediate_size", std::to_string(type == "mixtral" ? moe.expert_hidden : m.ffn_hidden));
+  field("hidden_act", str("silu"));
+  field("max_position_embeddings", std::to_string(m.max_seq_len));
+  field("rms_norm_eps", real(m.norm_eps));
+  field("rope_theta", real(m.rope_theta));
+  field("rope_scaling", "null");
+  field("tie_word_embeddings", m.tie_embeddings ? "true" : "false");
+  field("attention_bias", "false");
+  field("attention_dropout", "0.0");
+  if (type == "llama") field("mlp_bias", "false");
+  if (type == "mistral" || type == "mixtral") field("sliding_window", "null");
+  if (type == "qwen2" || type == "qwen3" || type == "qwen3_moe")
+    field("use_sliding_window", "false");
+  if (type == "mixtral") field("num_local_experts", std::to_string(moe.num_experts));
+  if (type == "qwen3_moe") {
+    field("num_experts", std::to_string(moe.num_experts));
+    field("moe_intermediate_size", std::to_string(moe.expert_hidden));
+    field("norm_topk_prob", moe.renormalize ? "true" : "false");
+    field("decoder_sparse_step", "1");
+    std::string dense = "[";
+    for (int i = 0; i < moe.first_k_dense; ++i) dense += (i ? ", " : "") + std::to_string(i);
+    field("mlp_only_layers", dense + "]");
+  }
+  if (has_moe) {
+    field("num_experts_per_tok", std::to_string(moe.top_k));
+    field("router_aux_loss_coef", real(moe.aux_loss_coeff));
+    field("output_router_logits", "false");
+  }
+  json += "  \"torch_dtype\": " + str(torch_dtype) + "\n}\n";
+  return json;
+}
+
+std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) {
+  const ModelConfig& m = config.model;
+  std::vector<HfTensor> list = {{"model.embed_tokens.weight", "embedding.weight"}};
+  for (int i = 0; i < m.n_layers; ++i) {
+    const std::string hf = "model.layers." + std::to_string(i) + ".";
+    const std::string ours = "layers." + std::to_string(i) + ".";
+    list.push_back({hf + "input_layernorm.weight", ours + "attn_norm.weight"});
+    list.push_back({hf + "post_attention_layernorm.weight", ours + "ffn_norm.weight"});
+    for (const char* p : {"q", "k", "v", "o"})
+      list.push_back({hf + "self_attn." + p + "_proj.weight", ours + "attn.w" + p + ".weight"});
+    if (m.qkv_bias)
+      for (const char* p : {"q", "k", "v"})
+        list.push_back({hf + "self_attn." + p + "_proj.bias", ours + "attn.w" + p + ".bias"});
+    if (m.qk_norm)
+      for (const char* p : {"q", "k"})
+        list.push_back(
+            {hf + "self_attn." + p + "_norm.weight", ours + "attn." + p + "_norm.weight"});
+    if (!config.moe.is_moe_layer(i)) {
+      for (const auto& [theirs, mine] :
+           {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
+        list.push_back({hf + "mlp." + theirs + "_proj.weight", ours + "mlp." + mine});
+      continue;
+    }
+    const bool mixtral = type == "mixtral";
+    const std::string block = hf + (mixtral ? "block_sparse_moe." : "mlp.");
+    list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
+    for (int e = 0; e < config.moe.num_experts; ++e) {
+      const std::string expert = block + "experts." + std::to_string(e) + ".";
+      const std::pair<const char*, const char*> names[] = {
+          {mixtral ? "w1" : "gate_proj", "w_gate"},
+          {mixtral ? "w3" : "up_proj", "w_up"},
+          {mixtral ? "w2" : "down_proj", "w_down"}};
+      for (const auto& [theirs, mine] : names)
+        list.push_back({expert + theirs + ".weight", ours + "moe.experts." + mine, e});
+    }
+  }
+  list.push_back({"model.norm.weight", "final_norm.weight"});
+  if (!m.tie_embeddings) list.push_back({"lm_head.weight", "lm_head.weight"});
+  return list;
+}
+
+}  // namespace moe
