@@ -9,7 +9,9 @@ namespace moe {
 
 namespace {
 
-bool is_moe_type(const std::string& type) { return type == "mixtral" || type == "qwen3_moe"; }
+bool is_moe_type(const std::string& type) {
+  return type == "mixtral" || type == "qwen3_moe" || type == "olmoe";
+}
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -36,8 +38,8 @@ void refuse_if(bool condition, const std::string& path, const std::string& what)
 }  // namespace
 
 const std::vector<std::string>& hf_model_types() {
-  static const std::vector<std::string> types = {"llama", "mistral", "qwen2",
-                                                 "qwen3", "mixtral", "qwen3_moe"};
+  static const std::vector<std::string> types = {"llama",   "mistral",   "qwen2", "qwen3",
+                                                 "mixtral", "qwen3_moe", "olmoe"};
   return types;
 }
 
@@ -71,7 +73,11 @@ HfImport config_from_hf(const std::string& path) {
   m.tie_embeddings = optional_number<bool>(root, "tie_word_embeddings", false);
   m.max_seq_len = static_cast<int>(root.at("max_position_embeddings").as_int());
   m.qkv_bias = type == "qwen2";
-  m.qk_norm = type == "qwen3" || type == "qwen3_moe";
+  m.qk_norm = type == "qwen3" || type == "qwen3_moe" || type == "olmoe";
+  if (type == "olmoe") {
+    m.qk_norm_scope = "projection";
+    refuse_if(root.find("clip_qkv").has_value(), path, "clip_qkv");
+  }
   const bool windowed = type == "qwen2" || type == "qwen3" || type == "qwen3_moe"
                             ? optional_number<bool>(root, "use_sliding_window", false)
                             : root.find("sliding_window").has_value();
@@ -104,8 +110,13 @@ HfImport config_from_hf(const std::string& path) {
     return out;
   }
   moe.num_experts = static_cast<int>(root.at("num_experts").as_int());
-  moe.expert_hidden = static_cast<int>(root.at("moe_intermediate_size").as_int());
   moe.renormalize = optional_number<bool>(root, "norm_topk_prob", false);
+  if (type == "olmoe") {  // every layer MoE; intermediate_size is the expert's
+    moe.expert_hidden = m.ffn_hidden;
+    moe.first_k_dense = 0;
+    return out;
+  }
+  moe.expert_hidden = static_cast<int>(root.at("moe_intermediate_size").as_int());
   refuse_if(optional_number<int>(root, "decoder_sparse_step", 1) != 1, path,
             "decoder_sparse_step other than 1 (MoE layers at a stride)");
   int dense_prefix = 0;
@@ -123,7 +134,8 @@ HfImport config_from_hf(const std::string& path) {
 std::string default_hf_model_type(const Config& config) {
   const bool moe = config.moe.first_k_dense < config.model.n_layers;
   if (!moe) return config.model.qk_norm ? "qwen3" : config.model.qkv_bias ? "qwen2" : "llama";
-  if (config.model.qk_norm) return "qwen3_moe";
+  if (config.model.qk_norm)
+    return config.model.qk_norm_scope == "projection" ? "olmoe" : "qwen3_moe";
   return "mixtral";
 }
 
@@ -142,8 +154,10 @@ std::string hf_config_json(const Config& config, const std::string& type,
   refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
   refuse(m.qkv_bias != (type == "qwen2"),
          m.qkv_bias ? "q/k/v biases exist only in qwen2" : "qwen2 has q/k/v biases");
-  refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe"),
-         m.qk_norm ? "QK-norm exists only in qwen3 and qwen3_moe" : "it has no QK-norm");
+  refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe" || type == "olmoe"),
+         m.qk_norm ? "QK-norm exists only in qwen3, qwen3_moe and olmoe" : "it has no QK-norm");
+  refuse(m.qk_norm && (m.qk_norm_scope == "projection") != (type == "olmoe"),
+         "olmoe normalizes whole q and k projections, qwen3 each head");
   if (has_moe) {
     refuse(moe.shared_experts > 0, "shared experts without a gate have no HF equivalent");
     refuse(moe.router_score != "softmax", "a " + moe.router_score + " router");
@@ -152,6 +166,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
     refuse(moe.moe_layer_freq != 1, "moe_layer_freq other than 1");
     refuse(type == "mixtral" && (!moe.renormalize || moe.first_k_dense != 0),
            "mixtral renormalizes the top-k gates and has no dense layers");
+    refuse(type == "olmoe" && moe.first_k_dense != 0, "olmoe has no dense layers");
   }
   char number[64];
   std::string json = "{\n";
@@ -166,7 +181,8 @@ std::string hf_config_json(const Config& config, const std::string& type,
   static const std::pair<const char*, const char*> classes[] = {
       {"llama", "LlamaForCausalLM"},     {"mistral", "MistralForCausalLM"},
       {"qwen2", "Qwen2ForCausalLM"},     {"qwen3", "Qwen3ForCausalLM"},
-      {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"}};
+      {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"},
+      {"olmoe", "OlmoeForCausalLM"}};
   for (const auto& [model_type, cls] : classes)
     if (type == model_type) field("architectures", "[" + str(cls) + "]");
   field("model_type", str(type));
@@ -176,7 +192,8 @@ std::string hf_config_json(const Config& config, const std::string& type,
   field("num_attention_heads", std::to_string(m.n_heads));
   field("num_key_value_heads", std::to_string(m.n_kv_heads));
   field("head_dim", std::to_string(m.effective_head_dim()));
-  field("intermediate_size", std::to_string(type == "mixtral" ? moe.expert_hidden : m.ffn_hidden));
+  field("intermediate_size",
+        std::to_string(type == "mixtral" || type == "olmoe" ? moe.expert_hidden : m.ffn_hidden));
   field("hidden_act", str("silu"));
   field("max_position_embeddings", std::to_string(m.max_seq_len));
   field("rms_norm_eps", real(m.norm_eps));
@@ -190,6 +207,11 @@ std::string hf_config_json(const Config& config, const std::string& type,
   if (type == "qwen2" || type == "qwen3" || type == "qwen3_moe")
     field("use_sliding_window", "false");
   if (type == "mixtral") field("num_local_experts", std::to_string(moe.num_experts));
+  if (type == "olmoe") {
+    field("num_experts", std::to_string(moe.num_experts));
+    field("norm_topk_prob", moe.renormalize ? "true" : "false");
+    field("clip_qkv", "null");
+  }
   if (type == "qwen3_moe") {
     field("num_experts", std::to_string(moe.num_experts));
     field("moe_intermediate_size", std::to_string(moe.expert_hidden));

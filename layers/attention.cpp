@@ -13,6 +13,7 @@ Attention::Attention(ParameterStore& store, const std::string& name, const Model
       n_heads_(tp_share(config.n_heads, "model.n_heads", groups)),
       n_kv_heads_(tp_share(config.n_kv_heads, "model.n_kv_heads", groups)),
       head_dim_(config.effective_head_dim()),
+      norm_per_head_(config.qk_norm_scope == "head"),
       rope_theta_(static_cast<float>(config.rope_theta)),
       norm_eps_(static_cast<float>(config.norm_eps)),
       wq_(store, name + ".wq", config.d_model, config.n_heads * head_dim_, config.qkv_bias,
@@ -25,9 +26,15 @@ Attention::Attention(ParameterStore& store, const std::string& name, const Model
           row_parallel(groups)) {
   const Placement shared{ParamGroup::dense, TpMode::partial, {}};
   if (config.qk_norm) {
-    q_norm_ = &store.add(name + ".q_norm.weight", {head_dim_}, Init::ones, 0.0, false, shared);
-    k_norm_ = &store.add(name + ".k_norm.weight", {head_dim_}, Init::ones, 0.0, false, shared);
+    const int64_t q_width = norm_per_head_ ? head_dim_ : config.n_heads * head_dim_,
+                  k_width = norm_per_head_ ? head_dim_ : config.n_kv_heads * head_dim_;
+    q_norm_ = &store.add(name + ".q_norm.weight", {q_width}, Init::ones, 0.0, false, shared);
+    k_norm_ = &store.add(name + ".k_norm.weight", {k_width}, Init::ones, 0.0, false, shared);
   }
+}
+
+Shape Attention::norm_rows(int64_t tokens, int64_t heads) const {
+  return norm_per_head_ ? Shape{tokens * heads, head_dim_} : Shape{tokens, heads * head_dim_};
 }
 
 void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, const Tensor& x,
@@ -37,12 +44,12 @@ void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, co
   rotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype());
   Tensor flat = rotated.view({tokens, heads * head_dim_});
   if (norm) {
+    const Shape rows_shape = norm_rows(tokens, heads);
     raw = Tensor::empty({tokens, heads * head_dim_}, x.dtype());
-    rstd = Tensor::empty({tokens * heads}, x.dtype());
+    rstd = Tensor::empty({rows_shape[0]}, x.dtype());
     proj.forward(x, raw, stream);
-    Tensor rows = rotated.view({tokens * heads, head_dim_});
-    ops::rmsnorm_forward(raw.view({tokens * heads, head_dim_}), norm->value, norm_eps_, rows, rstd,
-                         stream);
+    Tensor rows = rotated.view(rows_shape);
+    ops::rmsnorm_forward(raw.view(rows_shape), norm->value, norm_eps_, rows, rstd, stream);
   } else {
     proj.forward(x, flat, stream);
   }
@@ -60,11 +67,11 @@ void Attention::rotate_and_project_backward(const Linear& proj, const Parameter*
                      stream);
   Tensor dproj = dunrotated.view({tokens, heads * head_dim_});
   if (norm) {
-    Tensor draw = Tensor::empty({tokens * heads, head_dim_}, x.dtype());
+    const Shape rows_shape = norm_rows(tokens, heads);
+    Tensor draw = Tensor::empty(rows_shape, x.dtype());
     Tensor dweight = norm->grad;
-    ops::rmsnorm_backward(dunrotated.view({tokens * heads, head_dim_}),
-                          raw.view({tokens * heads, head_dim_}), norm->value, rstd, draw, dweight,
-                          stream);
+    ops::rmsnorm_backward(dunrotated.view(rows_shape), raw.view(rows_shape), norm->value, rstd,
+                          draw, dweight, stream);
     dproj = draw.view({tokens, heads * head_dim_});
   }
   proj.backward(x, dproj, &dx, true, stream);

@@ -5,7 +5,9 @@
 // Tensor parallel (Megatron): each TP rank holds n_heads/tp query heads and n_kv_heads/tp kv heads
 // (column-parallel q, k, v), so grouped-query pairs stay on one rank; the row-parallel output
 // projection's partial sums and the input gradient's partial sums are all-reduced over TP. The
-// QK-norm weights are shared by all heads, so each rank's gradient of them is partial.
+// QK-norm weights are shared by all heads, so each rank's gradient of them is partial. With
+// model.qk_norm_scope = projection (OLMoE) the norm runs over the whole q or k projection, with a
+// weight per element of it (tensor parallelism is then refused: it would split the rows).
 #pragma once
 
 #include <optional>
@@ -19,7 +21,7 @@ namespace moe {
 
 struct AttentionSaved {
   Tensor q_raw, k_raw;    // projections before QK-norm, [N, H*hd] (QK-norm only)
-  Tensor q_rstd, k_rstd;  // [N*H] (QK-norm only)
+  Tensor q_rstd, k_rstd;  // [N*H], or [N] over whole projections (QK-norm only)
   Tensor q, k, v;         // what attention read, [B,T,H,hd]
   Tensor out, lse;        // attention output [B,T,Hq,hd], lse [B,Hq,T]
 };
@@ -37,6 +39,8 @@ class Attention {
                 const Tensor& dy, Tensor& dx, Stream& stream) const;
 
  private:
+  // The rows QK-norm normalizes: [N*heads, hd] per head, [N, heads*hd] per projection.
+  Shape norm_rows(int64_t tokens, int64_t heads) const;
   // Projection -> (QK-norm) -> RoPE for q or k; raw/rstd stay undefined without QK-norm.
   void project_and_rotate(const Linear& proj, const Parameter* norm, const Tensor& x,
                           const Tensor& positions, int64_t heads, Tensor& raw, Tensor& rstd,
@@ -49,6 +53,7 @@ class Attention {
 
   Communicator* tp_;
   int64_t n_heads_, n_kv_heads_, head_dim_;  // heads on this rank
+  bool norm_per_head_;                       // QK-norm rows: heads, or whole projections
   float rope_theta_, norm_eps_;
   Linear wq_, wk_, wv_, wo_;
   Parameter* q_norm_ = nullptr;

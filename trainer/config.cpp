@@ -448,6 +448,9 @@ void Config::validate(const std::string& where) const {
             " and model.n_kv_heads = ", m.n_kv_heads);
   MOE_CHECK(m.ffn_hidden % p.tp == 0, "invalid config in ", where, ": parallel.tp = ", p.tp,
             " must divide model.ffn_hidden = ", m.ffn_hidden);
+  MOE_CHECK(!m.qk_norm || m.qk_norm_scope == "head" || p.tp == 1, "invalid config in ", where,
+            ": model.qk_norm_scope = projection normalizes across heads, which parallel.tp = ",
+            p.tp, " splits; it needs parallel.tp = 1");
   MOE_CHECK(m.vocab_size % p.tp == 0, "invalid config in ", where, ": parallel.tp = ", p.tp,
             " must divide model.vocab_size = ", m.vocab_size,
             " (the vocabulary is split over TP; a larger vocab_size than the tokenizer's is fine)");

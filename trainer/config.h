@@ -62,6 +62,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool qk_norm = false;
+  std::string qk_norm_scope = "head";
   bool qkv_bias = false;
   bool tie_embeddings = true;
   int max_seq_len = 256;
@@ -79,6 +80,8 @@ struct ModelConfig {
     v.field("rope_theta", rope_theta, Range::above(0), "RoPE base");
     v.field("norm_eps", norm_eps, Range::above(0), "RMSNorm epsilon");
     v.field("qk_norm", qk_norm, "RMSNorm on each query and key head");
+    v.field("qk_norm_scope", qk_norm_scope, Choices{"head", "projection"},
+            "qk_norm over each head (Qwen3) or over the whole q and k projections (OLMoE)");
     v.field("qkv_bias", qkv_bias, "bias on the query/key/value projections");
     v.field("tie_embeddings", tie_embeddings, "LM head shares the token embedding");
     v.field("max_seq_len", max_seq_len, Range::at_least(1), "longest sequence (RoPE table)");

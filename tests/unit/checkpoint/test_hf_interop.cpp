@@ -101,7 +101,7 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture,
-                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral",
+                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral", "olmoe",
                                            "qwen3_moe", "llama_bf16", "mixtral_sharded"));
 
 }  // namespace

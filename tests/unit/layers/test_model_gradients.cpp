@@ -75,6 +75,16 @@ TEST(ModelGradients, MoeWithSharedExpertsQkNormBiasAndUntiedHead) {
   expect_gradients_match(c);
 }
 
+// OLMoE's QK-norm: one RMSNorm over the whole q and k projections, a weight per element.
+TEST(ModelGradients, MoeWithQkNormOverWholeProjectionsAndNoRenormalization) {
+  Config c = testing::tiny_moe_config();
+  c.model.qk_norm = true;
+  c.model.qk_norm_scope = "projection";
+  c.moe.renormalize = false;
+  c.model.tie_embeddings = false;
+  expect_gradients_match(c);
+}
+
 TEST(ModelGradients, MoeWithCapacityFactorDroppingByProbsAndByPosition) {
   for (const char* policy : {"probs", "position"}) {
     Config c = testing::tiny_moe_config();
