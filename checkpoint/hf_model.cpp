@@ -10,7 +10,7 @@ namespace moe {
 namespace {
 
 bool is_moe_type(const std::string& type) {
-  return type == "mixtral" || type == "qwen3_moe" || type == "olmoe";
+  return type == "mixtral" || type == "qwen2_moe" || type == "qwen3_moe" || type == "olmoe";
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -38,8 +38,8 @@ void refuse_if(bool condition, const std::string& path, const std::string& what)
 }  // namespace
 
 const std::vector<std::string>& hf_model_types() {
-  static const std::vector<std::string> types = {"llama",   "mistral",   "qwen2", "qwen3",
-                                                 "mixtral", "qwen3_moe", "olmoe"};
+  static const std::vector<std::string> types = {"llama",   "mistral",   "qwen2",     "qwen3",
+                                                 "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"};
   return types;
 }
 
@@ -72,15 +72,16 @@ HfImport config_from_hf(const std::string& path) {
   m.norm_eps = root.at("rms_norm_eps").as_number();
   m.tie_embeddings = optional_number<bool>(root, "tie_word_embeddings", false);
   m.max_seq_len = static_cast<int>(root.at("max_position_embeddings").as_int());
-  m.qkv_bias = type == "qwen2";
+  m.qkv_bias = type == "qwen2" || type == "qwen2_moe";
   m.qk_norm = type == "qwen3" || type == "qwen3_moe" || type == "olmoe";
   if (type == "olmoe") {
     m.qk_norm_scope = "projection";
     refuse_if(root.find("clip_qkv").has_value(), path, "clip_qkv");
   }
-  const bool windowed = type == "qwen2" || type == "qwen3" || type == "qwen3_moe"
-                            ? optional_number<bool>(root, "use_sliding_window", false)
-                            : root.find("sliding_window").has_value();
+  const bool windowed =
+      type == "qwen2" || type == "qwen3" || type == "qwen2_moe" || type == "qwen3_moe"
+          ? optional_number<bool>(root, "use_sliding_window", false)
+          : root.find("sliding_window").has_value();
   const int window = windowed ? optional_number<int>(root, "sliding_window", 0) : 0;
   if (window > 0 && window < m.max_seq_len) {
     out.notes.push_back("sliding_window " + std::to_string(window) + " < max_position_embeddings " +
@@ -117,6 +118,12 @@ HfImport config_from_hf(const std::string& path) {
     return out;
   }
   moe.expert_hidden = static_cast<int>(root.at("moe_intermediate_size").as_int());
+  if (type == "qwen2_moe") {  // one shared expert, gated
+    moe.shared_experts = 1;
+    moe.shared_expert_hidden =
+        static_cast<int>(root.at("shared_expert_intermediate_size").as_int());
+    moe.shared_expert_gate = true;
+  }
   refuse_if(optional_number<int>(root, "decoder_sparse_step", 1) != 1, path,
             "decoder_sparse_step other than 1 (MoE layers at a stride)");
   int dense_prefix = 0;
@@ -152,14 +159,19 @@ std::string hf_config_json(const Config& config, const std::string& type,
       "cannot export as '", type, "' (supported: ", join(hf_model_types()), ")");
   const bool has_moe = moe.first_k_dense < m.n_layers;
   refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
-  refuse(m.qkv_bias != (type == "qwen2"),
-         m.qkv_bias ? "q/k/v biases exist only in qwen2" : "qwen2 has q/k/v biases");
+  const bool qwen2_family = type == "qwen2" || type == "qwen2_moe";
+  refuse(m.qkv_bias != qwen2_family, m.qkv_bias ? "q/k/v biases exist only in qwen2 and qwen2_moe"
+                                                : "qwen2 and qwen2_moe have q/k/v biases");
   refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe" || type == "olmoe"),
          m.qk_norm ? "QK-norm exists only in qwen3, qwen3_moe and olmoe" : "it has no QK-norm");
   refuse(m.qk_norm && (m.qk_norm_scope == "projection") != (type == "olmoe"),
          "olmoe normalizes whole q and k projections, qwen3 each head");
   if (has_moe) {
-    refuse(moe.shared_experts > 0, "shared experts without a gate have no HF equivalent");
+    refuse((moe.shared_experts > 0) != (type == "qwen2_moe"),
+           moe.shared_experts > 0 ? "shared experts exist only in qwen2_moe"
+                                  : "qwen2_moe has a shared expert");
+    refuse(moe.shared_experts > 0 && !moe.shared_expert_gate,
+           "qwen2_moe gates its shared expert (moe.shared_expert_gate)");
     refuse(moe.router_score != "softmax", "a " + moe.router_score + " router");
     refuse(moe.expert_bias, "the aux-loss-free expert bias");
     refuse(moe.routed_scaling != 1.0, "routed_scaling other than 1");
@@ -179,10 +191,10 @@ std::string hf_config_json(const Config& config, const std::string& type,
   };
   auto str = [](const std::string& s) { return "\"" + s + "\""; };
   static const std::pair<const char*, const char*> classes[] = {
-      {"llama", "LlamaForCausalLM"},     {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},     {"qwen3", "Qwen3ForCausalLM"},
-      {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"},
-      {"olmoe", "OlmoeForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"},    {"qwen2_moe", "Qwen2MoeForCausalLM"},
+      {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmoe", "OlmoeForCausalLM"}};
   for (const auto& [model_type, cls] : classes)
     if (type == model_type) field("architectures", "[" + str(cls) + "]");
   field("model_type", str(type));
@@ -212,7 +224,12 @@ std::string hf_config_json(const Config& config, const std::string& type,
     field("norm_topk_prob", moe.renormalize ? "true" : "false");
     field("clip_qkv", "null");
   }
-  if (type == "qwen3_moe") {
+  if (type == "qwen2_moe") {
+    field("qkv_bias", "true");
+    field("shared_expert_intermediate_size",
+          std::to_string(int64_t{moe.shared_experts} * moe.effective_shared_expert_hidden()));
+  }
+  if (type == "qwen2_moe" || type == "qwen3_moe") {
     field("num_experts", std::to_string(moe.num_experts));
     field("moe_intermediate_size", std::to_string(moe.expert_hidden));
     field("norm_topk_prob", moe.renormalize ? "true" : "false");
@@ -256,6 +273,13 @@ std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) 
     const bool mixtral = type == "mixtral";
     const std::string block = hf + (mixtral ? "block_sparse_moe." : "mlp.");
     list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
+    if (config.moe.shared_experts > 0) {
+      for (const auto& [theirs, mine] :
+           {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
+        list.push_back({block + "shared_expert." + theirs + "_proj.weight",
+                        ours + "moe.shared_experts." + mine});
+      list.push_back({block + "shared_expert_gate.weight", ours + "moe.shared_expert_gate.weight"});
+    }
     for (int e = 0; e < config.moe.num_experts; ++e) {
       const std::string expert = block + "experts." + std::to_string(e) + ".";
       const std::pair<const char*, const char*> names[] = {

@@ -297,6 +297,30 @@ void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, T
   MOE_DISPATCH_CPU_ONLY(swiglu_backward, gate.device(), dout, gate, up, dgate, dup, stream);
 }
 
+// --- sigmoid gate ---------------------------------------------------------------------------
+
+static void check_sigmoid_gate(const char* op, const Tensor& x, const Tensor& logits) {
+  expect_ndim(op, "x", x, 2);
+  expect_shape(op, "logits", logits, {x.dim(0), 1});
+}
+
+void sigmoid_gate_forward(const Tensor& x, const Tensor& logits, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("sigmoid_gate_forward", {&x, &logits, &out});
+  check_sigmoid_gate("sigmoid_gate_forward", x, logits);
+  expect_shape("sigmoid_gate_forward", "out", out, x.shape());
+  MOE_DISPATCH_CPU_ONLY(sigmoid_gate_forward, x.device(), x, logits, out, stream);
+}
+
+void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& logits, Tensor& dx,
+                           Tensor& dlogits, Stream& stream) {
+  expect_same_device_and_float_dtype("sigmoid_gate_backward", {&dout, &x, &logits, &dx, &dlogits});
+  check_sigmoid_gate("sigmoid_gate_backward", x, logits);
+  expect_shape("sigmoid_gate_backward", "dout", dout, x.shape());
+  expect_shape("sigmoid_gate_backward", "dx", dx, x.shape());
+  expect_shape("sigmoid_gate_backward", "dlogits", dlogits, logits.shape());
+  MOE_DISPATCH_CPU_ONLY(sigmoid_gate_backward, x.device(), dout, x, logits, dx, dlogits, stream);
+}
+
 // --- cross-entropy --------------------------------------------------------------------------
 
 static void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,

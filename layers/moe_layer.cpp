@@ -17,6 +17,9 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConf
     shared_ = std::make_unique<Mlp>(
         store, name + ".shared_experts", d_model,
         int64_t{config.shared_experts} * config.effective_shared_expert_hidden(), init_std, groups);
+  if (shared_ && config.shared_expert_gate)
+    shared_gate_ =
+        std::make_unique<Linear>(store, name + ".shared_expert_gate", d_model, 1, false, init_std);
 }
 
 void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
@@ -59,9 +62,16 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
 
   if (shared_) {
     saved.shared = ffn_saved_for(tokens, shared_->hidden(), x.dtype());
-    Tensor shared_out = Tensor::empty({tokens, d_model}, x.dtype());
-    shared_->forward(x, saved.shared, shared_out, stream);
-    ops::add(y, shared_out, y, stream);
+    saved.shared_out = Tensor::empty({tokens, d_model}, x.dtype());
+    shared_->forward(x, saved.shared, saved.shared_out, stream);
+    Tensor gated = saved.shared_out;
+    if (shared_gate_) {
+      saved.shared_gate = Tensor::empty({tokens, 1}, x.dtype());
+      shared_gate_->forward(x, saved.shared_gate, stream);
+      gated = Tensor::empty({tokens, d_model}, x.dtype());
+      ops::sigmoid_gate_forward(saved.shared_out, saved.shared_gate, gated, stream);
+    }
+    ops::add(y, gated, y, stream);
   }
 }
 
@@ -79,7 +89,15 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   MOE_ASSERT(dx.dim(0) == tokens, "dx rows");
   dispatcher_.dispatch_backward(dpermuted, k, saved.plan, dx, stream);
   router_.backward(x, saved.router, dprobs, loss_scale, dx, stream);
-  if (shared_) shared_->backward(x, dy, saved.shared, dx, true, stream);
+  if (!shared_) return;
+  Tensor dshared = dy;
+  if (shared_gate_) {
+    dshared = Tensor::empty(dy.shape(), x.dtype());
+    Tensor dgate = Tensor::empty(saved.shared_gate.shape(), x.dtype());
+    ops::sigmoid_gate_backward(dy, saved.shared_out, saved.shared_gate, dshared, dgate, stream);
+    shared_gate_->backward(x, dgate, &dx, true, stream);
+  }
+  shared_->backward(x, dshared, saved.shared, dx, true, stream);
 }
 
 }  // namespace moe

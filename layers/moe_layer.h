@@ -8,6 +8,8 @@
 // - Per-expert counts come back to the host (they size the expert GEMMs and the all-to-all) and
 //   are reported as the layer's load: assignments per expert before dropping, and how many were
 //   dropped.
+// - moe.shared_expert_gate (Qwen2-MoE): the shared experts' output is scaled per token by
+//   sigmoid(x . w), w a learned [1, D] weight, before it joins the routed experts' output.
 // - Under expert or tensor parallelism the TokenDispatcher moves the permuted rows to the ranks
 //   that hold their experts and back; with ep = tp = 1 it only reorders them.
 #pragma once
@@ -34,6 +36,7 @@ struct MoeSaved {
   FfnSaved experts;
   Tensor expert_out, y_slots;  // [R_local,D], [N*k,D]
   FfnSaved shared;
+  Tensor shared_out, shared_gate;  // before the gate [N,D], gate logits [N,1] (gated only)
 };
 
 class MoeLayer {
@@ -54,6 +57,7 @@ class MoeLayer {
   Experts experts_;
   TokenDispatcher dispatcher_;
   std::unique_ptr<Mlp> shared_;
+  std::unique_ptr<Linear> shared_gate_;  // moe.shared_expert_gate: logits = x Wg^T, Wg [1,D]
 };
 
 }  // namespace moe

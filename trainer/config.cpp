@@ -439,6 +439,8 @@ void Config::validate(const std::string& where) const {
 
   MOE_CHECK(moe.top_k <= moe.num_experts, "invalid config in ", where, ": moe.top_k = ", moe.top_k,
             " is out of range: allowed [1, moe.num_experts] = [1, ", moe.num_experts, "]");
+  MOE_CHECK(!moe.shared_expert_gate || moe.shared_experts > 0, "invalid config in ", where,
+            ": moe.shared_expert_gate needs shared experts (moe.shared_experts = 0)");
   MOE_CHECK(moe.first_k_dense <= m.n_layers, "invalid config in ", where,
             ": moe.first_k_dense = ", moe.first_k_dense, " exceeds model.n_layers = ", m.n_layers);
 

@@ -97,6 +97,7 @@ struct MoeConfig {
   int expert_hidden = 256;
   int shared_experts = 0;
   int shared_expert_hidden = 0;
+  bool shared_expert_gate = false;
   int first_k_dense = 0;
   int moe_layer_freq = 1;
   std::string router_score = "softmax";
@@ -119,6 +120,8 @@ struct MoeConfig {
     v.field("shared_experts", shared_experts, Range::at_least(0), "always-active shared experts");
     v.field("shared_expert_hidden", shared_expert_hidden, Range::at_least(0),
             "hidden size of a shared expert; 0 = expert_hidden");
+    v.field("shared_expert_gate", shared_expert_gate,
+            "scale the shared experts' output by a learned sigmoid gate per token (Qwen2-MoE)");
     v.field("first_k_dense", first_k_dense, Range::at_least(0), "the first k layers are dense");
     v.field("moe_layer_freq", moe_layer_freq, Range::at_least(1),
             "after those, layer i is MoE when i % moe_layer_freq == 0");

@@ -102,7 +102,8 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture,
                          ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral", "olmoe",
-                                           "qwen3_moe", "llama_bf16", "mixtral_sharded"));
+                                           "qwen2_moe", "qwen3_moe", "llama_bf16",
+                                           "mixtral_sharded"));
 
 }  // namespace
 }  // namespace moe

@@ -75,6 +75,16 @@ TEST(ModelGradients, MoeWithSharedExpertsQkNormBiasAndUntiedHead) {
   expect_gradients_match(c);
 }
 
+// Qwen2-MoE's shared expert: its output scaled by a learned sigmoid gate per token.
+TEST(ModelGradients, MoeWithGatedSharedExpert) {
+  Config c = testing::tiny_moe_config();
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_hidden = 3;
+  c.moe.shared_expert_gate = true;
+  c.moe.renormalize = false;
+  expect_gradients_match(c);
+}
+
 // OLMoE's QK-norm: one RMSNorm over the whole q and k projections, a weight per element.
 TEST(ModelGradients, MoeWithQkNormOverWholeProjectionsAndNoRenormalization) {
   Config c = testing::tiny_moe_config();
