@@ -114,7 +114,9 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
                  meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
                  number("%.2f", seconds_since(load_start)), " s");
     if (!meta.has_optimizer_state)
-      MOE_LOG_WARN(dir, " holds weights only (a converted model): AdamW starts from zero moments");
+      MOE_LOG_WARN(
+          dir,
+          " holds weights only (a converted or upcycled model): AdamW starts from zero moments");
     if (meta.seed != train.seed)
       MOE_LOG_WARN("train.seed = ", train.seed, " differs from the checkpoint's ", meta.seed,
                    ": the data order changes from here on");

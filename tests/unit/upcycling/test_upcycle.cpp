@@ -1,0 +1,247 @@
+// Upcycling a dense checkpoint (upcycling/upcycle.h), through real checkpoint files:
+// - copy: with renormalized top-k gates the MoE computes the dense function, so its logits equal
+//   the dense model's (fp32: the k equal expert outputs are weighted by gates summing to 1 in a
+//   different order, relative 1e-5);
+// - drop / noise: exactly floor(r * d_ff) neurons per expert and matrix change, the others are
+//   bit-identical copies, the re-drawn values have the statistics asked for, and a seed repeats;
+// - bad input is an InputError that names the tensor or the option.
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "checkpoint/checkpoint.h"
+#include "layers/model.h"
+#include "tests/support/error_message.h"
+#include "tests/support/tolerance.h"
+#include "upcycling/upcycle.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The dense model: 2 layers, d_model 16, ffn 24, vocab 19.
+Config dense_config() {
+  Config c;
+  c.model.vocab_size = 19;
+  c.model.d_model = 16;
+  c.model.n_layers = 2;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 1;
+  c.model.ffn_hidden = 24;
+  c.model.max_seq_len = 8;
+  c.model.init_std = 0.3;
+  c.model.tie_embeddings = false;
+  c.moe.first_k_dense = c.model.n_layers;
+  c.moe.num_experts = 1;
+  c.moe.top_k = 1;
+  c.data.seq_len = 8;
+  return c;
+}
+
+Config moe_config(int experts, int k) {
+  Config c = dense_config();
+  c.moe.first_k_dense = 0;
+  c.moe.num_experts = experts;
+  c.moe.top_k = k;
+  c.moe.expert_hidden = c.model.ffn_hidden;
+  c.moe.renormalize = true;
+  return c;
+}
+
+std::string temp(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "moe_upcycle_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+// A dense checkpoint with random weights (seed 7), written once.
+const std::string& dense_checkpoint() {
+  static const std::string dir = [] {
+    const Config c = dense_config();
+    ParameterStore store(DType::f32);
+    const Model model(c, store);
+    store.allocate(7);
+    CheckpointMeta meta;
+    meta.config_yaml = to_yaml(c);
+    return save_checkpoint(temp("dense"), {&store, false, {}}, meta, {});
+  }();
+  return dir;
+}
+
+struct Loaded {
+  ParameterStore store{DType::f32};
+  std::unique_ptr<Model> model;
+  Loaded(const Config& c, const std::string& dir) {
+    model = std::make_unique<Model>(c, store);
+    store.allocate(0);
+    load_checkpoint(dir, {&store, false, {}}, {});
+  }
+  Tensor logits() {
+    const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
+    Stream stream;
+    const Tensor inputs = Tensor::from_vector<int32_t>({2, 8}, ids);
+    const Tensor targets =
+        Tensor::from_vector<int32_t>({2, 8}, std::vector<int32_t>(ids.size(), Model::ignore_index));
+    return model->forward(inputs, targets, false, stream).logits;
+  }
+};
+
+TEST(Upcycle, CopyComputesTheDenseFunction) {
+  Loaded dense(dense_config(), dense_checkpoint());
+  const Tensor expected = dense.logits();
+  for (const auto& [experts, k] : {std::pair{4, 1}, {4, 2}, {8, 3}, {2, 2}}) {
+    SCOPED_TRACE(std::to_string(experts) + " experts, top-" + std::to_string(k));
+    const Config c = moe_config(experts, k);
+    const std::string dir = upcycle(dense_checkpoint(), c, {}, temp("copy"));
+    Loaded moe(c, dir);
+    EXPECT_TRUE(testing::all_close(moe.logits(), expected, 1e-6, 1e-5));
+    // The router is new: uniform noise of mean 0 and std 0.02, within [-0.02 sqrt 3, 0.02 sqrt 3].
+    const Tensor& router = moe.store.find("layers.0.moe.router.gate.weight").value;
+    for (int64_t i = 0; i < router.numel(); ++i)
+      EXPECT_LE(std::fabs(router.data<float>()[i]), 0.02 * std::sqrt(3.0) + 1e-7);
+  }
+}
+
+// Which neurons (rows of [F,D], or columns of [D,F]) of an expert's matrix differ from the dense.
+std::vector<int64_t> changed_neurons(const float* expert, const float* dense, int64_t rows,
+                                     int64_t cols, bool columns) {
+  std::vector<int64_t> changed;
+  const int64_t neurons = columns ? cols : rows;
+  for (int64_t n = 0; n < neurons; ++n) {
+    bool differs = false;
+    for (int64_t j = 0; j < (columns ? rows : cols); ++j) {
+      const int64_t i = columns ? j * cols + n : n * cols + j;
+      differs |= std::memcmp(&expert[i], &dense[i], sizeof(float)) != 0;
+    }
+    if (differs) changed.push_back(n);
+  }
+  return changed;
+}
+
+TEST(Upcycle, DropRedrawsExactlyTheRatioOfNeuronsWithTheMatrixStatistics) {
+  Loaded dense(dense_config(), dense_checkpoint());
+  const Config c = moe_config(4, 2);
+  UpcycleOptions options;
+  options.method = "drop";
+  options.ratio = 0.5;
+  options.seed = 3;
+  Loaded moe(c, upcycle(dense_checkpoint(), c, options, temp("drop")));
+  const int64_t F = 24, D = 16;
+  for (int layer = 0; layer < 2; ++layer)
+    for (int64_t e = 0; e < 4; ++e) {
+      std::vector<std::vector<int64_t>> sets;
+      for (const char* m : {"w_gate", "w_up", "w_down"}) {
+        const bool columns = std::string(m) == "w_down";
+        const std::string l = "layers." + std::to_string(layer);
+        const float* source = dense.store.find(l + ".mlp." + m).value.data<float>();
+        const float* expert =
+            moe.store.find(l + ".moe.experts." + m).value.data<float>() + e * F * D;
+        sets.push_back(changed_neurons(expert, source, columns ? D : F, columns ? F : D, columns));
+        EXPECT_EQ(sets.back().size(), 12u) << l << " expert " << e << " " << m;
+      }
+      EXPECT_EQ(sets[0], sets[1]) << "index mode shared: one neuron set per expert";
+      EXPECT_EQ(sets[0], sets[2]);
+    }
+  // Statistics: all re-drawn values of w_up over every expert against the dense matrix's.
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string l = "layers." + std::to_string(layer);
+    const float* source = dense.store.find(l + ".mlp.w_up").value.data<float>();
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < F * D; ++i) mean += source[i] / (F * D);
+    for (int64_t i = 0; i < F * D; ++i) var += (source[i] - mean) * (source[i] - mean) / (F * D);
+    std::vector<double> drawn;
+    for (int64_t e = 0; e < 4; ++e) {
+      const float* expert = moe.store.find(l + ".moe.experts.w_up").value.data<float>() + e * F * D;
+      for (int64_t n : changed_neurons(expert, source, F, D, false))
+        for (int64_t j = 0; j < D; ++j) drawn.push_back(expert[n * D + j]);
+    }
+    double m = 0, v = 0;
+    for (double x : drawn) m += x / drawn.size();
+    for (double x : drawn) v += (x - m) * (x - m) / drawn.size();
+    const double n = static_cast<double>(drawn.size()), sd = std::sqrt(var);
+    // 768 draws: the sample mean is within 5 standard errors, the sample std within 15%.
+    EXPECT_NEAR(m, mean, 5 * sd / std::sqrt(n)) << l;
+    EXPECT_NEAR(std::sqrt(v) / sd, 1.0, 0.15) << l;
+  }
+}
+
+TEST(Upcycle, ASeedRepeatsAndAnotherSeedDiffers) {
+  const Config c = moe_config(4, 2);
+  UpcycleOptions options;
+  options.method = "drop";
+  options.index_mode = "per_matrix";
+  options.seed = 11;
+  Loaded a(c, upcycle(dense_checkpoint(), c, options, temp("seed_a")));
+  Loaded b(c, upcycle(dense_checkpoint(), c, options, temp("seed_b")));
+  options.seed = 12;
+  Loaded other(c, upcycle(dense_checkpoint(), c, options, temp("seed_c")));
+  EXPECT_EQ(std::memcmp(a.store.values().raw(), b.store.values().raw(), a.store.values().nbytes()),
+            0);
+  EXPECT_NE(
+      std::memcmp(a.store.values().raw(), other.store.values().raw(), a.store.values().nbytes()),
+      0);
+}
+
+TEST(Upcycle, NoiseAddsTheAskedStdToTheSelectedNeuronsOnly) {
+  Loaded dense(dense_config(), dense_checkpoint());
+  const Config c = moe_config(4, 2);
+  UpcycleOptions options;
+  options.method = "noise";
+  options.ratio = 0.25;
+  options.noise_std = 0.05;
+  Loaded moe(c, upcycle(dense_checkpoint(), c, options, temp("noise")));
+  const int64_t F = 24, D = 16;
+  const float* source = dense.store.find("layers.1.mlp.w_gate").value.data<float>();
+  std::vector<double> deltas;
+  for (int64_t e = 0; e < 4; ++e) {
+    const float* expert =
+        moe.store.find("layers.1.moe.experts.w_gate").value.data<float>() + e * F * D;
+    const std::vector<int64_t> changed = changed_neurons(expert, source, F, D, false);
+    EXPECT_EQ(changed.size(), 6u);
+    for (int64_t n : changed)
+      for (int64_t j = 0; j < D; ++j) deltas.push_back(expert[n * D + j] - source[n * D + j]);
+  }
+  double v = 0;
+  for (double d : deltas) v += d * d / deltas.size();
+  EXPECT_NEAR(std::sqrt(v), 0.05, 0.05 * 0.15);
+}
+
+TEST(Upcycle, BadInputIsAClearError) {
+  Config wrong_size = moe_config(4, 2);
+  wrong_size.moe.expert_hidden = 12;
+  EXPECT_TRUE(
+      testing::mentions(testing::input_error_message(
+                            [&] { upcycle(dense_checkpoint(), wrong_size, {}, temp("bad1")); }),
+                        "copy, drop and noise need moe.expert_hidden = the dense ffn_hidden"));
+  Config wider = moe_config(4, 2);
+  wider.model.d_model = 32;
+  EXPECT_TRUE(testing::mentions(
+      testing::input_error_message([&] { upcycle(dense_checkpoint(), wider, {}, temp("bad2")); }),
+      "dense tensor 'embedding.weight' has shape [19, 16]"));
+  Config deeper = moe_config(4, 2);
+  deeper.model.n_layers = 3;
+  EXPECT_TRUE(testing::mentions(
+      testing::input_error_message([&] { upcycle(dense_checkpoint(), deeper, {}, temp("bad3")); }),
+      "the dense checkpoint has no tensor 'layers.2."));
+  UpcycleOptions ratio;
+  ratio.method = "drop";
+  ratio.ratio = 1.5;
+  EXPECT_TRUE(testing::mentions(testing::input_error_message([&] {
+                                  upcycle(dense_checkpoint(), moe_config(4, 2), ratio,
+                                          temp("bad4"));
+                                }),
+                                "ratio must be within [0, 1], got 1.5"));
+  EXPECT_TRUE(testing::mentions(testing::input_error_message([&] {
+                                  upcycle(temp("nowhere"), moe_config(4, 2), {}, temp("bad5"));
+                                }),
+                                "is not a committed checkpoint"));
+}
+
+}  // namespace
+}  // namespace moe
