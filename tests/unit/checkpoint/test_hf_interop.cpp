@@ -22,6 +22,7 @@
 #include "checkpoint/safetensors.h"
 #include "layers/model.h"
 #include "tests/support/tolerance.h"
+#include "upcycling/upcycle.h"
 
 namespace moe {
 namespace {
@@ -98,6 +99,43 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
   const HfImport again = config_from_hf(exported + "/config.json");
   EXPECT_EQ(again.config.model, hf.config.model);
   EXPECT_EQ(again.config.moe, hf.config.moe);
+}
+
+// The worked example of docs/interop.md on a fixture: a dense Llama imported, copy-upcycled into a
+// 4-expert top-2 MoE, exported as Mixtral and imported again still computes the dense function:
+// its logits are transformers' Llama logits.
+TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
+  const std::string source = kFixtures + "/llama";
+  const std::string dense = hf_to_moeforge(source, temp_dir("workflow_dense"));
+  Config moe = config_from_hf(source + "/config.json").config;
+  moe.moe.first_k_dense = 0;
+  moe.moe.num_experts = 4;
+  moe.moe.top_k = 2;
+  moe.moe.expert_hidden = moe.model.ffn_hidden;
+  const std::string upcycled = upcycle(dense, moe, {}, temp_dir("workflow_moe"));
+  const std::string exported = temp_dir("workflow_hf");
+  moeforge_to_hf(upcycled, exported, "", "f32", int64_t{1} << 40);
+  const HfImport again = config_from_hf(exported + "/config.json");
+  ASSERT_EQ(again.model_type, "mixtral");
+  const std::string step = hf_to_moeforge(exported, temp_dir("workflow_again"));
+  ParameterStore store(DType::f32);
+  Model model(again.config, store);
+  store.allocate(0);
+  load_checkpoint(step, {&store, false, {}}, {});
+
+  const SafetensorsFile reference(source + "/reference.safetensors");
+  const SafetensorsTensor& ids = reference.at("input_ids");
+  const SafetensorsTensor& logits = reference.at("logits");
+  std::vector<int32_t> tokens(ids.numel);
+  std::memcpy(tokens.data(), reference.data(ids), tokens.size() * sizeof(int32_t));
+  Tensor expected = Tensor::empty({ids.shape[0] * ids.shape[1], logits.shape[2]}, DType::f32);
+  reference.read_f32(logits, expected.data<float>());
+  Stream stream;
+  const Tensor inputs = Tensor::from_vector<int32_t>({ids.shape[0], ids.shape[1]}, tokens);
+  const Tensor targets = Tensor::from_vector<int32_t>(
+      {ids.shape[0], ids.shape[1]}, std::vector<int32_t>(tokens.size(), Model::ignore_index));
+  EXPECT_TRUE(testing::all_close(model.forward(inputs, targets, false, stream).logits, expected,
+                                 2e-4, 1e-4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture,
