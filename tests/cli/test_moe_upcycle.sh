@@ -23,7 +23,7 @@ expect zero "resumed from $tmp/moe/step_00000000 at step 0" "$moe_train" "${moe[
 expect nonzero "--dense is required" "$upcycle" --config configs/quickstart.yaml --output "$tmp/x"
 expect nonzero "--method: bogus not in" "$upcycle" --dense "$tmp/dense/step_00000002" \
   "${moe[@]}" --method bogus --output "$tmp/x"
-expect nonzero "need moe.expert_hidden = the dense ffn_hidden" "$upcycle" \
+expect nonzero "must equal the dense ffn_hidden = 512" "$upcycle" \
   --dense "$tmp/dense/step_00000002" --config configs/quickstart.yaml "${small[@]}" --output "$tmp/x"
 expect nonzero "is not a dense model" "$upcycle" --dense "$tmp/moe/step_00000002" "${moe[@]}" \
   --output "$tmp/x"

@@ -112,7 +112,7 @@ TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
   moe.moe.num_experts = 4;
   moe.moe.top_k = 2;
   moe.moe.expert_hidden = moe.model.ffn_hidden;
-  const std::string upcycled = upcycle(dense, moe, {}, temp_dir("workflow_moe"));
+  const std::string upcycled = upcycle({dense}, moe, {}, temp_dir("workflow_moe"));
   const std::string exported = temp_dir("workflow_hf");
   moeforge_to_hf(upcycled, exported, "", "f32", int64_t{1} << 40);
   const HfImport again = config_from_hf(exported + "/config.json");
