@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "trainer/sampling.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
+#include "upcycling/upcycle.h"
 
 namespace moe {
 namespace {
@@ -54,6 +56,25 @@ int64_t peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024;
+}
+
+// init.method other than scratch, on a fresh run: rank 0 upcycles init.from into step 0 of
+// checkpoint.dir, which every rank then loads like any checkpoint. Returns that directory.
+std::string upcycle_into(const Config& config, const ParallelGroups& groups) {
+  MOE_CHECK(!config.checkpoint.dir.empty(), "init.method = ", config.init.method,
+            " writes the upcycled model as step 0 of checkpoint.dir; set checkpoint.dir");
+  UpcycleOptions options;
+  options.method = config.init.method;
+  options.ratio = config.init.drop_ratio;
+  options.noise_std = config.init.noise_std;
+  options.seed = static_cast<uint64_t>(config.init.seed);
+  std::string dir = (std::filesystem::path(config.checkpoint.dir) / step_dir_name(0)).string();
+  if (group_rank(groups.world) == 0) {
+    dir = upcycle({config.init.from}, config, options, config.checkpoint.dir);
+    MOE_LOG_INFO("upcycled ", config.init.from, " (", config.init.method, ") into ", dir);
+  }
+  if (group_size(groups.world) > 1) groups.world->barrier();
+  return dir;
 }
 
 // Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
@@ -105,7 +126,9 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   if (group_size(groups.world) > 1) groups.world->barrier();
   TrainerState state{config, store, optimizer, *loader, groups};
   int64_t first_step = 0;
-  if (const std::string dir = resume_directory(checkpoint); !dir.empty()) {
+  std::string resume = resume_directory(checkpoint);
+  if (resume.empty() && config.init.method != "scratch") resume = upcycle_into(config, groups);
+  if (const std::string& dir = resume; !dir.empty()) {
     const auto load_start = Clock::now();
     const CheckpointMeta meta = resume_from(state, dir);
     first_step = meta.step;

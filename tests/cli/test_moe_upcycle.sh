@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # moe-upcycle through the real binaries: a dense model trained by moe-train becomes an MoE
-# checkpoint that moe-train then trains from, and bad input is one clear error.
+# checkpoint that moe-train then trains from (also in one command, init.method), and bad input is
+# one clear error.
 #   test_moe_upcycle.sh <moe-upcycle> <moe-train> <repo root>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -19,6 +20,12 @@ expect zero "(drop) -> $tmp/moe/step_00000000" "$upcycle" --dense "$tmp/dense/st
   "${moe[@]}" --method drop --ratio 0.5 --seed 1 --output "$tmp/moe"
 expect zero "resumed from $tmp/moe/step_00000000 at step 0" "$moe_train" "${moe[@]}" \
   --set train.steps=2 --set checkpoint.dir="$tmp/moe"
+# The same in one command: moe-train upcycles init.from into step 0 of checkpoint.dir first.
+expect zero "resumed from $tmp/one/step_00000000 at step 0" "$moe_train" "${moe[@]}" \
+  --set init.method=copy --set init.from="$tmp/dense/step_00000002" --set train.steps=1 \
+  --set checkpoint.dir="$tmp/one"
+expect nonzero "init.method = copy writes the upcycled model as step 0 of checkpoint.dir" \
+  "$moe_train" "${moe[@]}" --set init.method=copy --set init.from="$tmp/dense/step_00000002"
 
 expect nonzero "--dense is required" "$upcycle" --config configs/quickstart.yaml --output "$tmp/x"
 expect nonzero "--method: bogus not in" "$upcycle" --dense "$tmp/dense/step_00000002" \
