@@ -22,4 +22,5 @@ for run in scratch copy drop noise; do
   "$build/moe-train" "${args[@]}" > "$out/$run.log" 2>&1
   grep -E "^(eval step|done)" "$out/$run.log" | tail -2
 done
-python3 "$here/plot.py" "$out" docs/results/upcycling_val_loss.png
+for python in python3 /usr/bin/python3; do "$python" -c "import matplotlib" 2>/dev/null && break; done
+"$python" "$here/plot.py" "$out" docs/results/upcycling_val_loss.png
