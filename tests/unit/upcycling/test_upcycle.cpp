@@ -108,6 +108,24 @@ TEST(Upcycle, CopyComputesTheDenseFunction) {
   }
 }
 
+// --shared-from-dense: the shared expert starts as the dense FFN; without it, from random init.
+TEST(Upcycle, SharedExpertsCanStartAsTheDenseFfn) {
+  Loaded dense(dense_config(), dense_checkpoint());
+  Config c = moe_config(4, 2);
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_hidden = 24;
+  for (bool from_dense : {true, false}) {
+    UpcycleOptions options;
+    options.shared_from_dense = from_dense;
+    Loaded moe(c, upcycle({dense_checkpoint()}, c, options, temp("shared")));
+    for (const char* m : {"w_gate", "w_up", "w_down"}) {
+      const Tensor& shared = moe.store.find(std::string("layers.1.moe.shared_experts.") + m).value;
+      const Tensor& source = dense.store.find(std::string("layers.1.mlp.") + m).value;
+      EXPECT_EQ(std::memcmp(shared.raw(), source.raw(), shared.nbytes()) == 0, from_dense) << m;
+    }
+  }
+}
+
 // Which neurons (rows of [F,D], or columns of [D,F]) of an expert's matrix differ from the dense.
 std::vector<int64_t> changed_neurons(const float* expert, const float* dense, int64_t rows,
                                      int64_t cols, bool columns) {
