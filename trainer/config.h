@@ -287,9 +287,11 @@ struct InitConfig {
 
   template <class V>
   void visit(V& v) {
-    v.field("from", from, "dense checkpoint to upcycle; set iff method != scratch");
-    v.field("method", method, Choices{"scratch", "copy", "granular", "drop", "noise"},
-            "random init, or how experts are made from the dense FFN");
+    v.field("from", from,
+            "checkpoint to load or dense checkpoint to upcycle; set iff method != scratch");
+    v.field("method", method, Choices{"scratch", "load", "copy", "granular", "drop", "noise"},
+            "random init, the same model's weights (load), or how experts are made from the "
+            "dense FFN");
     v.field("drop_ratio", drop_ratio, Range::within(0, 1), "drop: share of neurons re-initialized");
     v.field("noise_std", noise_std, Range::at_least(0), "noise: std of noise on copied experts");
     v.field("seed", seed, Range::at_least(0), "seed of upcycling randomness");

@@ -127,7 +127,14 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   TrainerState state{config, store, optimizer, *loader, groups};
   int64_t first_step = 0;
   std::string resume = resume_directory(checkpoint);
-  if (resume.empty() && config.init.method != "scratch") resume = upcycle_into(config, groups);
+  if (resume.empty() && config.init.method == "load") {
+    // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
+    // branches).
+    load_checkpoint(config.init.from, {&store, false, {}}, groups);
+    MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
+  } else if (resume.empty() && config.init.method != "scratch") {
+    resume = upcycle_into(config, groups);
+  }
   if (const std::string& dir = resume; !dir.empty()) {
     const auto load_start = Clock::now();
     const CheckpointMeta meta = resume_from(state, dir);

@@ -51,6 +51,18 @@ else
   echo "ok: SIGTERM saved $(ls -d "$tmp"/term/step_*) and exited 0"
 fi
 
+# init.method: load starts a fresh run from those weights: its first loss is the trained model's,
+# far below a random init's.
+first_loss() { grep -o 'step 1/1 | loss [0-9.]*' | grep -o '[0-9.]*$'; }
+fresh="$("$moe_train" "${small[@]}" --set train.steps=1 2>&1 | first_loss)"
+loaded="$("$moe_train" "${small[@]}" --set train.steps=1 --set init.method=load \
+  --set init.from="$(ls -d "$tmp"/term/step_* | tail -1)" 2>&1 | first_loss)"
+if [ -z "$loaded" ] || [ -z "$fresh" ] || ! awk -v a="$loaded" -v b="$fresh" 'BEGIN { exit !(a < b - 0.3) }'; then
+  echo "FAIL: init.method=load: first loss '$loaded', from scratch '$fresh'"; failures=$((failures + 1))
+else
+  echo "ok: init.method=load starts at loss $loaded (from scratch: $fresh)"
+fi
+
 # Rank 1 dies by SIGKILL halfway through writing the step-4 checkpoint (test hook).
 expect nonzero "signal 9" env MOE_FAIL_RANK=1 MOE_KILL_IN_SAVE=4 "$@" -np 2 -x MOE_FAIL_RANK \
   -x MOE_KILL_IN_SAVE "$moe_train" "${small[@]}" --set train.steps=6 \
