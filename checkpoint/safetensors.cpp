@@ -156,16 +156,6 @@ bool visit_float(std::optional<DType> dtype, F&& f) {
 
 }  // namespace
 
-int safetensors_dtype_bits(const std::string& dtype) {
-  return dtype_info(dtype, "safetensors: ").bits;
-}
-
-const char* safetensors_dtype_name(DType dtype) {
-  for (const DTypeInfo& info : kDTypes)
-    if (info.ours == dtype) return info.name;
-  MOE_THROW(InternalError, "no safetensors dtype for ", dtype_name(dtype));
-}
-
 // ---- reader ----
 
 struct SafetensorsFile::Impl {

@@ -42,12 +42,9 @@
 
 namespace moe {
 
-// The dtypes of the format: BOOL, F4, F6_E2M3, F6_E3M2, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16,
-// U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64. Bits per element (F4: 4, F6_*: 6, BOOL: 8);
-// InputError naming the valid names for any other.
-int safetensors_dtype_bits(const std::string& dtype);
-// "F32", "F64", "BF16", "F16", "I32", "I64".
-const char* safetensors_dtype_name(DType dtype);
+// Reader and writer know the format's dtypes: BOOL, F4, F6_E2M3, F6_E3M2, U8, I8, F8_E5M2,
+// F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64 (F4: 4 bits, F6_*: 6,
+// BOOL: 8); any other name is an InputError naming the valid ones.
 
 struct SafetensorsTensor {
   std::string name;

@@ -62,9 +62,10 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
   }
   plan.share_slots = Tensor::from_vector<int32_t>({plan.rows}, share_slots);
   std::vector<int32_t> gather;
+  const int64_t padded_share = max_of(plan.share_rows);
   for (int t = 0; t < tp; ++t)
     for (int64_t i = 0; i < plan.share_rows[t]; ++i)
-      gather.push_back(static_cast<int32_t>(t * max_of(plan.share_rows) + i));
+      gather.push_back(static_cast<int32_t>(t * padded_share + i));
   plan.share_gather = Tensor::from_vector<int32_t>({plan.rows}, gather);
 
   // Rows of expert `e` (local index) that TP rank t of EP rank s sends here or receives.

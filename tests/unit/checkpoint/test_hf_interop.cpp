@@ -73,24 +73,22 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
   const bool bf16 = GetParam().find("bf16") != std::string::npos;
   moeforge_to_hf(step, exported, hf.model_type, bf16 ? "bf16" : "f32", int64_t{1} << 40);
 
-  std::map<std::string, std::pair<std::string, const SafetensorsTensor*>> originals;
+  // name -> the original file holding it and its entry there
+  std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensor*>> originals;
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   for (const auto& entry : fs::directory_iterator(source))
     if (entry.path().extension() == ".safetensors" &&
         entry.path().filename() != "reference.safetensors") {
       files.push_back(std::make_unique<SafetensorsFile>(entry.path().string()));
       for (const SafetensorsTensor& t : files.back()->tensors())
-        originals[t.name] = {entry.path().string(), &t};
+        originals[t.name] = {files.back().get(), &t};
     }
   const SafetensorsFile copy(exported + "/model.safetensors");
   EXPECT_EQ(copy.tensors().size(), originals.size());
   for (const SafetensorsTensor& t : copy.tensors()) {
     ASSERT_TRUE(originals.count(t.name)) << t.name << " is not in the original";
-    const SafetensorsTensor& o = *originals[t.name].second;
-    const SafetensorsFile* owner = nullptr;
-    for (const auto& f : files)
-      if (f->find(t.name) == &o) owner = f.get();
-    ASSERT_NE(owner, nullptr);
+    const auto [owner, original] = originals[t.name];
+    const SafetensorsTensor& o = *original;
     EXPECT_EQ(t.shape, o.shape) << t.name;
     EXPECT_EQ(t.dtype, o.dtype) << t.name;
     ASSERT_EQ(t.size, o.size) << t.name;

@@ -18,6 +18,7 @@
 #include "layers/model.h"
 #include "tests/support/error_message.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/upcycle_models.h"
 #include "upcycling/upcycle.h"
 
 namespace moe {
@@ -26,32 +27,10 @@ namespace {
 namespace fs = std::filesystem;
 
 // The dense model: 2 layers, d_model 16, ffn 24, vocab 19.
-Config dense_config() {
-  Config c;
-  c.model.vocab_size = 19;
-  c.model.d_model = 16;
-  c.model.n_layers = 2;
-  c.model.n_heads = 2;
-  c.model.n_kv_heads = 1;
-  c.model.ffn_hidden = 24;
-  c.model.max_seq_len = 8;
-  c.model.init_std = 0.3;
-  c.model.tie_embeddings = false;
-  c.moe.first_k_dense = c.model.n_layers;
-  c.moe.num_experts = 1;
-  c.moe.top_k = 1;
-  c.data.seq_len = 8;
-  return c;
-}
+Config dense_config() { return testing::small_dense_config(19, 1); }
 
 Config moe_config(int experts, int k) {
-  Config c = dense_config();
-  c.moe.first_k_dense = 0;
-  c.moe.num_experts = experts;
-  c.moe.top_k = k;
-  c.moe.expert_hidden = c.model.ffn_hidden;
-  c.moe.renormalize = true;
-  return c;
+  return testing::upcycled_moe_config(dense_config(), experts, k);
 }
 
 std::string temp(const std::string& name) {
@@ -82,14 +61,7 @@ struct Loaded {
     store.allocate(0);
     load_checkpoint(dir, {&store, false, {}}, {});
   }
-  Tensor logits() {
-    const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
-    Stream stream;
-    const Tensor inputs = Tensor::from_vector<int32_t>({2, 8}, ids);
-    const Tensor targets =
-        Tensor::from_vector<int32_t>({2, 8}, std::vector<int32_t>(ids.size(), Model::ignore_index));
-    return model->forward(inputs, targets, false, stream).logits;
-  }
+  Tensor logits() { return testing::fixed_token_logits(*model); }
 };
 
 TEST(Upcycle, CopyComputesTheDenseFunction) {
