@@ -206,12 +206,15 @@ void rmsnorm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& y
 
 void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                       Tensor& dx, Tensor& dweight, Stream& stream) {
-  expect_same_device_and_float_dtype("rmsnorm_backward", {&dy, &x, &weight, &rstd, &dx, &dweight});
+  expect_same_device_and_float_dtype("rmsnorm_backward", {&dy, &x, &weight, &rstd, &dx});
   expect_ndim("rmsnorm_backward", "x", x, 2);
   expect_shape("rmsnorm_backward", "dy", dy, x.shape());
   expect_shape("rmsnorm_backward", "dx", dx, x.shape());
   expect_shape("rmsnorm_backward", "weight", weight, {x.dim(1)});
-  expect_shape("rmsnorm_backward", "dweight", dweight, {x.dim(1)});
+  if (dweight.defined()) {
+    expect_same_device_and_float_dtype("rmsnorm_backward", {&x, &dweight});
+    expect_shape("rmsnorm_backward", "dweight", dweight, {x.dim(1)});
+  }
   expect_shape("rmsnorm_backward", "rstd", rstd, {x.dim(0)});
   MOE_DISPATCH_CPU_ONLY(rmsnorm_backward, x.device(), dy, x, weight, rstd, dx, dweight, stream);
 }
@@ -319,6 +322,33 @@ void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& lo
   expect_shape("sigmoid_gate_backward", "dx", dx, x.shape());
   expect_shape("sigmoid_gate_backward", "dlogits", dlogits, logits.shape());
   MOE_DISPATCH_CPU_ONLY(sigmoid_gate_backward, x.device(), dout, x, logits, dx, dlogits, stream);
+}
+
+// --- gate mix -------------------------------------------------------------------------------
+
+static void check_gate_mix(const char* op, const Tensor& logits, const Tensor& values,
+                           const Tensor& out) {
+  expect_ndim(op, "logits", logits, 3);
+  expect_shape(op, "values", values, logits.shape());
+  expect_shape(op, "out", out, {logits.dim(1), logits.dim(2)});
+}
+
+void gate_mix_forward(const Tensor& logits, const Tensor& values, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("gate_mix_forward", {&logits, &values, &out});
+  check_gate_mix("gate_mix_forward", logits, values, out);
+  MOE_DISPATCH_CPU_ONLY(gate_mix_forward, logits.device(), logits, values, out, stream);
+}
+
+void gate_mix_backward(const Tensor& dout, const Tensor& logits, const Tensor& values,
+                       const Tensor& out, Tensor& dlogits, Tensor& dvalues, Stream& stream) {
+  expect_same_device_and_float_dtype("gate_mix_backward",
+                                     {&dout, &logits, &values, &out, &dlogits, &dvalues});
+  check_gate_mix("gate_mix_backward", logits, values, out);
+  expect_shape("gate_mix_backward", "dout", dout, out.shape());
+  expect_shape("gate_mix_backward", "dlogits", dlogits, logits.shape());
+  expect_shape("gate_mix_backward", "dvalues", dvalues, logits.shape());
+  MOE_DISPATCH_CPU_ONLY(gate_mix_backward, logits.device(), dout, logits, values, out, dlogits,
+                        dvalues, stream);
 }
 
 // --- cross-entropy --------------------------------------------------------------------------

@@ -35,7 +35,9 @@ Experts::Experts(ParameterStore& store, const std::string& name, int num_experts
                         true, expert_placement(groups, 2))) {}
 
 FfnWeights Experts::expert(int e) const {
-  auto slice = [e](const Tensor& t) { return t.narrow(e, 1).view({t.dim(1), t.dim(2)}); };
+  auto slice = [e](const Tensor& t) {
+    return t.defined() ? t.narrow(e, 1).view({t.dim(1), t.dim(2)}) : Tensor();  // frozen: no grad
+  };
   return {slice(w_gate_.value), slice(w_up_.value), slice(w_down_.value),
           slice(w_gate_.grad),  slice(w_up_.grad),  slice(w_down_.grad)};
 }

@@ -13,9 +13,16 @@ static Placement bias_placement(const Placement& weight) {
 
 Linear::Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
                double init_std, const Placement& placement)
-    : weight_(store.add(name + ".weight", {out, in}, Init::normal, init_std, true, placement)) {
-  if (bias)
-    bias_ = &store.add(name + ".bias", {out}, Init::zeros, 0.0, false, bias_placement(placement));
+    : Linear(store, name, in, out, LinearInit{Init::normal, init_std, bias, 0.0, true}, placement) {
+}
+
+Linear::Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out,
+               const LinearInit& init, const Placement& placement)
+    : weight_(store.add(name + ".weight", {out, in}, init.weight, init.weight_scale,
+                        init.weight_decay, placement)) {
+  if (init.bias)
+    bias_ = &store.add(name + ".bias", {out}, Init::constant, init.bias_value, false,
+                       bias_placement(placement));
 }
 
 Tensor ones_column(int64_t rows, DType dtype, Stream& stream) {
@@ -34,8 +41,8 @@ void Linear::forward(const Tensor& x, Tensor& y, Stream& stream) const {
 
 void Linear::backward(const Tensor& x, const Tensor& dy, Tensor* dx, bool accumulate_dx,
                       Stream& stream) const {
-  ops::matmul(dy, x, weight_.grad, true, false, 1.0f, 1.0f, stream);
-  if (bias_) {
+  if (weight_.grad.defined()) ops::matmul(dy, x, weight_.grad, true, false, 1.0f, 1.0f, stream);
+  if (bias_ && bias_->grad.defined()) {
     const Tensor ones = ones_column(x.dim(0), x.dtype(), stream);
     Tensor db = bias_->grad.view({1, bias_->shape[0]});
     ops::matmul(ones, dy, db, true, false, 1.0f, 1.0f, stream);

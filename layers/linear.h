@@ -11,10 +11,21 @@
 
 namespace moe {
 
+// How a Linear starts when it is not the usual N(0, std^2) weight and zero bias (stitch layers).
+struct LinearInit {
+  Init weight = Init::normal;
+  double weight_scale = 0.0;  // Parameter::init_scale of the weight
+  bool bias = false;
+  double bias_value = 0.0;
+  bool weight_decay = true;  // for the weight; a bias is never decayed
+};
+
 class Linear {
  public:
   Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
          double init_std, const Placement& placement = {});
+  Linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out,
+         const LinearInit& init, const Placement& placement = {});
 
   void forward(const Tensor& x, Tensor& y, Stream& stream) const;
   // Parameter gradients accumulate; dx is assigned, or added to when accumulate_dx (several

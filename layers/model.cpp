@@ -67,39 +67,55 @@ static Tensor positions_for(int64_t batch, int64_t seq_len) {
   return positions;
 }
 
-ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
-                           Stream& stream) {
+Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream& stream) {
   MOE_CHECK(inputs.ndim() == 2 && targets.shape() == inputs.shape(),
             "Model::forward: inputs and targets must be [batch, seq_len] alike, got ", inputs.str(),
             " and ", targets.str());
   const int64_t batch = inputs.dim(0), seq_len = inputs.dim(1), tokens = batch * seq_len;
   MOE_CHECK(seq_len <= config_.model.max_seq_len, "Model::forward: sequence of ", seq_len,
             " tokens exceeds model.max_seq_len = ", config_.model.max_seq_len);
-  const int64_t d_model = config_.model.d_model;
   check_ids(inputs, "inputs", config_.model.vocab_size, false);
   check_ids(targets, "targets", config_.model.vocab_size, true);
-  const DType dtype = store_.dtype();
-  Saved s;
+  Saved& s = saved_ = Saved{};
   s.inputs = inputs.view({tokens});
   s.targets = targets.view({tokens});
   s.positions = positions_for(batch, seq_len);
   s.batch = batch;
-
-  Tensor x = Tensor::empty({tokens, d_model}, dtype);
+  s.blocks.resize(blocks_.size());
+  s.stats.resize(blocks_.size());
+  Tensor x = Tensor::empty({tokens, config_.model.d_model}, store_.dtype());
   ops::embedding_forward(s.inputs, embedding_.value, vocab_start_, x, stream);
   all_reduce_sum(tp_, x, stream);
-  ModelOutput result;
-  s.blocks.resize(blocks_.size());
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    Tensor out = Tensor::empty({tokens, d_model}, dtype);
-    blocks_[i]->forward(x, s.positions, batch, config_.train.recompute, keep_for_backward,
+  return x;
+}
+
+Tensor Model::forward_blocks(int begin, int end, const Tensor& input, bool keep_for_backward,
+                             Stream& stream) {
+  Saved& s = saved_;
+  MOE_ASSERT(s.inputs.defined() && 0 <= begin && begin <= end && end <= num_blocks(),
+             "Model::forward_blocks(", begin, ", ", end, ") outside a forward");
+  Tensor x = input;
+  for (int i = begin; i < end; ++i) {
+    Tensor out = Tensor::empty(x.shape(), x.dtype());
+    blocks_[i]->forward(x, s.positions, s.batch, config_.train.recompute, keep_for_backward,
                         s.blocks[i], out, stream);
-    const BlockStats& stats = s.blocks[i].stats;
+    s.stats[i] = s.blocks[i].stats;
+    if (!keep_for_backward) s.blocks[i] = BlockSaved{};
+    x = out;
+  }
+  return x;
+}
+
+ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Stream& stream) {
+  Saved& s = saved_;
+  MOE_ASSERT(s.inputs.defined(), "Model::finish_forward outside a forward");
+  const int64_t tokens = x.dim(0), d_model = config_.model.d_model;
+  const DType dtype = store_.dtype();
+  ModelOutput result;
+  for (const BlockStats& stats : s.stats) {
     result.layers.push_back(stats);
     result.aux_loss += stats.aux_loss;
     result.z_loss += stats.z_loss;
-    if (!keep_for_backward) s.blocks[i] = BlockSaved{};
-    x = out;
   }
   s.final_in = x;
   s.final_rstd = Tensor::empty({tokens}, dtype);
@@ -133,11 +149,18 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
   result.total = result.lm_loss + config_.moe.aux_loss_coeff * result.aux_loss +
                  config_.moe.z_loss_coeff * result.z_loss;
   result.logits = s.logits;
-  saved_ = keep_for_backward ? std::move(s) : Saved{};
+  if (!keep_for_backward) saved_ = Saved{};
   return result;
 }
 
-void Model::backward(double loss_scale, Stream& stream) {
+ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
+                           Stream& stream) {
+  const Tensor x = begin_forward(inputs, targets, stream);
+  return finish_forward(forward_blocks(0, num_blocks(), x, keep_for_backward, stream),
+                        keep_for_backward, stream);
+}
+
+Tensor Model::begin_backward(double loss_scale, Stream& stream) {
   Saved& s = saved_;
   MOE_ASSERT(s.logits.defined(), "Model::backward without a forward that kept its activations");
   const int64_t tokens = s.logits.dim(0), d_model = config_.model.d_model;
@@ -152,20 +175,42 @@ void Model::backward(double loss_scale, Stream& stream) {
     lm_head_->backward(s.normed, dlogits, &dnormed, false, stream);
   } else {
     ops::matmul(dlogits, embedding_.value, dnormed, false, false, 1.0f, 0.0f, stream);
-    ops::matmul(dlogits, s.normed, embedding_.grad, true, false, 1.0f, 1.0f, stream);
+    if (embedding_.grad.defined())
+      ops::matmul(dlogits, s.normed, embedding_.grad, true, false, 1.0f, 1.0f, stream);
   }
   all_reduce_sum(tp_, dnormed, stream);
   Tensor dx = Tensor::empty({tokens, d_model}, dtype);
   ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.value, s.final_rstd, dx, final_norm_.grad,
                         stream);
-  Tensor dprev = Tensor::empty({tokens, d_model}, dtype);
-  for (size_t i = blocks_.size(); i-- > 0;) {
-    blocks_[i]->backward(s.positions, s.batch, s.blocks[i], dx, loss_scale, dprev, stream);
+  return dx;
+}
+
+Tensor Model::backward_blocks(int begin, int end, const Tensor& dout, double loss_scale,
+                              Stream& stream) {
+  Saved& s = saved_;
+  MOE_ASSERT(0 <= begin && begin <= end && end <= num_blocks(), "Model::backward_blocks(", begin,
+             ", ", end, ")");
+  Tensor grad = dout;
+  for (int i = end; i-- > begin;) {
+    MOE_ASSERT(s.blocks[i].x.defined(), "Model::backward_blocks: block ", i,
+               " kept no activations");
+    Tensor dprev = Tensor::empty(dout.shape(), dout.dtype());
+    blocks_[i]->backward(s.positions, s.batch, s.blocks[i], grad, loss_scale, dprev, stream);
     s.blocks[i] = BlockSaved{};
-    std::swap(dx, dprev);
+    grad = dprev;
   }
-  ops::embedding_backward(s.inputs, dx, vocab_start_, embedding_.grad, stream);
+  return grad;
+}
+
+void Model::finish_backward(const Tensor& dx, Stream& stream) {
+  if (embedding_.grad.defined())
+    ops::embedding_backward(saved_.inputs, dx, vocab_start_, embedding_.grad, stream);
   saved_ = Saved{};
+}
+
+void Model::backward(double loss_scale, Stream& stream) {
+  const Tensor dx = begin_backward(loss_scale, stream);
+  finish_backward(backward_blocks(0, num_blocks(), dx, loss_scale, stream), stream);
 }
 
 void Model::begin_step(Communicator* dp_group) const {
@@ -206,6 +251,7 @@ ParameterCounts Model::parameter_counts() const {
       inactive +=
           int64_t{moe.num_experts - moe.top_k} * 3 * moe.expert_hidden * config_.model.d_model;
   counts.active_per_token = counts.total - inactive;
+  counts.trainable = counts.total;
   return counts;
 }
 

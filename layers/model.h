@@ -18,47 +18,47 @@
 #include <vector>
 
 #include "layers/block.h"
+#include "layers/language_model.h"
 
 namespace moe {
 
-struct ModelOutput {
-  double lm_loss = 0;   // mean cross-entropy per target token
-  double aux_loss = 0;  // sum over MoE layers, before the coefficient
-  double z_loss = 0;    // sum over MoE layers, before the coefficient
-  double total = 0;     // the objective backward differentiates
-  Tensor logits;        // [B*T, V/tp]: this rank's vocabulary shard (full_logits gathers it)
-  std::vector<BlockStats> layers;
-};
-
-struct ParameterCounts {
-  int64_t total = 0;
-  int64_t active_per_token = 0;  // routed experts counted k of E
-  int64_t embedding = 0;
-};
-
-class Model {
+class Model : public LanguageModel {
  public:
   Model(const Config& config, ParameterStore& store, const ParallelGroups& groups = {});
 
   // inputs, targets: i32 [B,T]; targets equal to ignore_index do not count.
   ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
-                      Stream& stream);
-  void backward(double loss_scale, Stream& stream);
+                      Stream& stream) override;
+  void backward(double loss_scale, Stream& stream) override;
+
+  // forward and backward in stages, for models that run several decoders in lock-step (BTS):
+  // begin_forward checks and embeds the batch, forward_blocks runs blocks [begin, end) and
+  // finish_forward the final norm, LM head and loss; begin_backward returns the gradient at the
+  // last block's output, backward_blocks carries a gradient from block end's input down to block
+  // begin's, finish_backward ends in the embedding. Backward may stop at any block whose
+  // activations were kept.
+  int num_blocks() const { return static_cast<int>(blocks_.size()); }
+  Tensor begin_forward(const Tensor& inputs, const Tensor& targets, Stream& stream);
+  Tensor forward_blocks(int begin, int end, const Tensor& x, bool keep_for_backward,
+                        Stream& stream);
+  ModelOutput finish_forward(const Tensor& x, bool keep_for_backward, Stream& stream);
+  Tensor begin_backward(double loss_scale, Stream& stream);
+  Tensor backward_blocks(int begin, int end, const Tensor& dout, double loss_scale, Stream& stream);
+  void finish_backward(const Tensor& dx, Stream& stream);
   // Starts an optimizer step (the global-batch load-balancing counts start over); dp_group (may be
   // null) is the data-parallel group they are summed over.
-  void begin_step(Communicator* dp_group) const;
+  void begin_step(Communicator* dp_group) const override;
   // Applies the aux-loss-free expert bias update from per-layer loads (one entry per block; empty
   // for dense blocks).
-  void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const;
+  void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const override;
 
   // The whole vocabulary's logits [N, V] from ModelOutput::logits (an all-gather over TP, so
   // every TP rank must call it).
-  Tensor full_logits(const Tensor& shard, Stream& stream) const;
+  Tensor full_logits(const Tensor& shard, Stream& stream) const override;
 
-  ParameterCounts parameter_counts() const;
+  ParameterCounts parameter_counts() const override;
   // Training FLOPs per token: 6 per active matmul weight plus causal attention at seq_len.
-  double flops_per_token(int64_t seq_len) const;
-  static constexpr int ignore_index = -100;
+  double flops_per_token(int64_t seq_len) const override;
 
  private:
   const Config& config_;
@@ -74,6 +74,7 @@ class Model {
     Tensor inputs, targets, positions;
     int64_t batch = 0;
     std::vector<BlockSaved> blocks;
+    std::vector<BlockStats> stats;
     Tensor final_in, final_rstd, normed, logits, lse;
     int64_t counted_targets = 0;
   } saved_;

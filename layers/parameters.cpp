@@ -13,11 +13,13 @@ ParameterStore::ParameterStore(DType dtype) : dtype_(dtype) {
             dtype_name(dtype));
 }
 
-Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, double init_std,
+Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, double init_scale,
                                bool weight_decay, Placement placement) {
   MOE_ASSERT(!allocated(), "parameter ", name, " declared after allocate()");
   for (const Parameter& p : parameters_) MOE_ASSERT(p.name != name, "parameter ", name, " twice");
-  Parameter p{name, shape, init, init_std, weight_decay, placement, shape, {}, 0, {}, {}};
+  MOE_ASSERT(init != Init::identity || (shape.ndim() == 2 && shape[0] == shape[1]), "parameter ",
+             name, ": identity init needs a square matrix, got ", shape.str());
+  Parameter p{name, shape, init, init_scale, weight_decay, placement, shape, {}, 0, {}, {}};
   p.offset.assign(shape.ndim(), 0);
   for (const Split& split : placement.splits) {
     MOE_ASSERT(split.dim >= 0 && split.dim < shape.ndim() && split.count >= 1 && split.index >= 0 &&
@@ -61,10 +63,27 @@ int64_t global_index(const Shape& local, const std::vector<int64_t>& offset, con
   return index;
 }
 
-void ParameterStore::allocate(uint64_t seed) {
+// The initial value of element `index` (a global flat index) of p.
+static double initial_value(const Parameter& p, const Philox& rng, int64_t index) {
+  switch (p.init) {
+    case Init::normal:
+      return p.init_scale * rng.normal(static_cast<uint64_t>(index));
+    case Init::ones:
+      return 1.0;
+    case Init::zeros:
+      return 0.0;
+    case Init::constant:
+      return p.init_scale;
+    case Init::identity:
+      return index / p.global_shape[1] == index % p.global_shape[1] ? 1.0 : 0.0;
+  }
+  MOE_THROW(InternalError, "unknown Init of ", p.name);
+}
+
+void ParameterStore::allocate(uint64_t seed, bool with_grads) {
   MOE_ASSERT(!allocated(), "ParameterStore::allocate called twice");
   values_ = Tensor::zeros({numel_}, dtype_);
-  grads_ = Tensor::zeros({numel_}, dtype_);
+  if (with_grads) grads_ = Tensor::zeros({numel_}, dtype_);
   int64_t offset = 0;
   for (int order = 0; order < 6; ++order)
     for (Parameter& p : parameters_)
@@ -75,14 +94,11 @@ void ParameterStore::allocate(uint64_t seed) {
   for (Parameter& p : parameters_) {
     const int64_t n = p.shape.numel();
     p.value = values_.narrow(p.arena_offset, n).view(p.shape);
-    p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
+    if (with_grads) p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
     if (p.init == Init::zeros) continue;
     const Philox rng(seed, stream_id(p.name));
     for (int64_t i = 0; i < n; ++i) {
-      const double v = p.init == Init::ones
-                           ? 1.0
-                           : p.init_std * rng.normal(static_cast<uint64_t>(
-                                              global_index(p.shape, p.offset, p.global_shape, i)));
+      const double v = initial_value(p, rng, global_index(p.shape, p.offset, p.global_shape, i));
       if (dtype_ == DType::f32)
         p.value.data<float>()[i] = static_cast<float>(v);
       else
@@ -123,6 +139,8 @@ std::unique_ptr<ParameterStore> ParameterStore::snapshot() const {
   return copy;
 }
 
-void ParameterStore::zero_grads(Stream& stream) { ops::fill(grads_, 0.0, stream); }
+void ParameterStore::zero_grads(Stream& stream) {
+  if (grads_.defined()) ops::fill(grads_, 0.0, stream);
+}
 
 }  // namespace moe

@@ -16,6 +16,8 @@
 //   exactly the values of the same block of the unsharded parameter.
 // - The arenas are ordered by (group, TP mode), so each kind of gradient sync is one collective
 //   over one contiguous range.
+// - A frozen store (BTS towers) allocates no gradients at all, so nothing can update or
+//   communicate them by accident; backward skips their weight gradients.
 // - Buffers are state without a gradient (the router's expert bias): saved, never optimized.
 #pragma once
 
@@ -29,7 +31,8 @@
 
 namespace moe {
 
-enum class Init { normal, ones, zeros };
+// normal: N(0, init_scale^2); constant: init_scale everywhere; identity: a square matrix's I.
+enum class Init { normal, ones, zeros, constant, identity };
 
 // Which data-parallel group averages the gradient: dp (dense) or edp (routed experts).
 enum class ParamGroup { dense, expert };
@@ -57,7 +60,7 @@ struct Parameter {
   std::string name;  // global, e.g. "layers.3.moe.experts.w_gate"
   Shape shape;       // local shape: the block this rank holds
   Init init = Init::normal;
-  double init_std = 0.0;  // for Init::normal
+  double init_scale = 0.0;  // the std of Init::normal, the value of Init::constant
   bool weight_decay = true;
   Placement placement;
   Shape global_shape;
@@ -87,11 +90,13 @@ class ParameterStore {
   explicit ParameterStore(DType dtype = DType::f32);
 
   // shape is the global shape; the placement's splits must divide it.
-  Parameter& add(const std::string& name, Shape shape, Init init, double init_std,
+  Parameter& add(const std::string& name, Shape shape, Init init, double init_scale,
                  bool weight_decay, Placement placement = {});
   Buffer& add_buffer(const std::string& name, Shape shape);
-  // Creates the arenas, initializes every value from `seed` and zeroes the gradients.
-  void allocate(uint64_t seed);
+  // Creates the arenas, initializes every value from `seed` and zeroes the gradients. A frozen
+  // store (with_grads = false) has no gradient arena: every Parameter::grad is undefined, and the
+  // layers skip the weight-gradient work for it while still passing gradients to their inputs.
+  void allocate(uint64_t seed, bool with_grads = true);
 
   DType dtype() const { return dtype_; }
   bool allocated() const { return values_.defined(); }

@@ -21,14 +21,17 @@ void ffn_backward(const Tensor& x, const Tensor& dy, const FfnWeights& w, const 
   const int64_t rows = x.dim(0), hidden = saved.gate.dim(1);
   Tensor dhidden = Tensor::empty({rows, hidden}, x.dtype());
   ops::matmul(dy, w.w_down, dhidden, false, false, 1.0f, 0.0f, stream);
+  const bool weight_grads = w.dw_down.defined();  // not for a frozen model
   Tensor dw_down = w.dw_down;
-  ops::matmul(dy, saved.hidden, dw_down, true, false, 1.0f, 1.0f, stream);
+  if (weight_grads) ops::matmul(dy, saved.hidden, dw_down, true, false, 1.0f, 1.0f, stream);
   Tensor dgate = Tensor::empty({rows, hidden}, x.dtype()),
          dup = Tensor::empty({rows, hidden}, x.dtype());
   ops::swiglu_backward(dhidden, saved.gate, saved.up, dgate, dup, stream);
   Tensor dw_gate = w.dw_gate, dw_up = w.dw_up;
-  ops::matmul(dgate, x, dw_gate, true, false, 1.0f, 1.0f, stream);
-  ops::matmul(dup, x, dw_up, true, false, 1.0f, 1.0f, stream);
+  if (weight_grads) {
+    ops::matmul(dgate, x, dw_gate, true, false, 1.0f, 1.0f, stream);
+    ops::matmul(dup, x, dw_up, true, false, 1.0f, 1.0f, stream);
+  }
   ops::matmul(dgate, w.w_gate, dx, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f, stream);
   ops::matmul(dup, w.w_up, dx, false, false, 1.0f, 1.0f, stream);
 }

@@ -8,7 +8,7 @@
 
 namespace moe {
 
-std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt,
+std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& prompt,
                               int64_t context_length, const SamplingOptions& options,
                               Stream& stream) {
   MOE_CHECK(!prompt.empty(), "generate: the prompt is empty");
@@ -19,7 +19,7 @@ std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt,
     const std::vector<int32_t> window(tokens.end() - length, tokens.end());
     const Tensor inputs = Tensor::from_vector<int32_t>({1, length}, window);
     const Tensor targets = Tensor::from_vector<int32_t>(
-        {1, length}, std::vector<int32_t>(length, Model::ignore_index));
+        {1, length}, std::vector<int32_t>(length, LanguageModel::ignore_index));
     const ModelOutput out = model.forward(inputs, targets, false, stream);
     const Tensor all_logits = model.full_logits(out.logits, stream);
     const int64_t vocab = all_logits.dim(1);

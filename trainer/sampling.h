@@ -18,7 +18,7 @@ struct SamplingOptions {
 };
 
 // Returns prompt followed by the generated tokens.
-std::vector<int32_t> generate(Model& model, const std::vector<int32_t>& prompt,
+std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& prompt,
                               int64_t context_length, const SamplingOptions& options,
                               Stream& stream);
 

@@ -71,7 +71,7 @@ void reduce_over(Communicator& group, StepStats& stats, Stream& stream) {
 
 }  // namespace
 
-StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
+StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, TokenLoader& loader,
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
                                int64_t step, Stream& stream) {
   StepStats stats;
@@ -94,7 +94,7 @@ StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader&
   return stats;
 }
 
-StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
+StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
                      const TrainConfig& train, const ParallelGroups& groups, double lr,
                      int64_t step, Stream& stream) {
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,

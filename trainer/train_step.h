@@ -38,12 +38,12 @@ Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t s
 // data-parallel groups. A ZeRO-1 optimizer averages the gradients itself, by reduce-scatter.
 // Throws InputError when the loss is not finite. `step` (from 0) only names the step in that
 // message.
-StepStats accumulate_gradients(Model& model, ParameterStore& store, TokenLoader& loader,
+StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, TokenLoader& loader,
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
                                int64_t step, Stream& stream);
 
 // accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
-StepStats train_step(Model& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
+StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
                      const TrainConfig& train, const ParallelGroups& groups, double lr,
                      int64_t step, Stream& stream);
 

@@ -62,6 +62,7 @@ void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, c
               static_cast<T>(r * (dyr[d] * static_cast<double>(pw[d]) - xr[d] * r * mean));
       }
     }
+    if (!dweight.defined()) return;
     T* pdw = dweight.data<T>();
     for (size_t t = 0; t < dw_per_thread.size() / static_cast<size_t>(width); ++t)
       for (int64_t d = 0; d < width; ++d) pdw[d] += static_cast<T>(dw_per_thread[t * width + d]);
