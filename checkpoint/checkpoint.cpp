@@ -184,12 +184,17 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
   return meta;
 }
 
-// Every model tensor of the file must be one of the model's, with its shape.
-void check_same_model(hid_t file, const std::vector<Entry>& list, const std::string& path) {
+// The parameter an entry ("model/x", "optimizer/exp_avg/x", ...) stores.
+std::string parameter_of(const std::string& entry) { return entry.substr(entry.rfind('/') + 1); }
+
+// Every model tensor of the file must be one of the model's, with its shape, unless it may differ.
+void check_same_model(hid_t file, const std::vector<Entry>& list, const std::string& path,
+                      const std::function<bool(const std::string&)>& may_differ) {
   std::vector<std::string> expected;
   for (const Entry& e : list) expected.push_back(e.name);
   for (const std::string& name : h5::dataset_names(file)) {
     if (name.rfind("model/", 0) != 0) continue;
+    if (may_differ && may_differ(parameter_of(name))) continue;
     MOE_CHECK(std::find(expected.begin(), expected.end(), name) != expected.end(), "checkpoint ",
               path, " has tensor '", name,
               "', which this model does not have: it was saved from a different model (compare "
@@ -334,8 +339,12 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
   meta.has_optimizer_state = h5::exists(file.get(), "optimizer");
   RankState wanted = state;
   wanted.with_moments = state.with_moments && meta.has_optimizer_state;
-  const std::vector<Entry> list = entries(wanted, groups);
-  check_same_model(file.get(), list, path);
+  std::vector<Entry> list = entries(wanted, groups);
+  check_same_model(file.get(), list, path, state.may_differ);
+  if (state.may_differ)
+    std::erase_if(list, [&](const Entry& e) {
+      return !h5::exists(file.get(), e.name) && state.may_differ(parameter_of(e.name));
+    });
   std::vector<uint64_t> stored;
   for (const Entry& e : list) {
     MOE_CHECK(h5::exists(file.get(), e.name), "checkpoint ", path, " has no tensor '", e.name,
@@ -411,6 +420,12 @@ void check_background_io_support() {
             "checkpoint.async writes from a background thread and needs MPI initialized with "
             "MPI_THREAD_MULTIPLE (moe-train does so; this MPI provides level ",
             provided, ")");
+}
+
+std::string checkpoint_config(const std::string& step_dir) {
+  const std::string path = (fs::path(step_dir) / kStateFile).string();
+  h5::Handle file = h5::open_file(path, MPI_COMM_NULL);
+  return h5::read_string_attribute(file.get(), "config", path);
 }
 
 bool is_committed(const std::string& step_dir) {

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -68,6 +69,10 @@ struct RankState {
   ParameterStore* store = nullptr;
   bool with_moments = false;
   std::vector<MomentRun> moments;  // may be empty on a rank that owns no slice
+  // Loading only: parameters (by name) that the checkpoint may lack (they keep their values and
+  // zero moments) or have extra (ignored), such as the stitch parameters of a BTS expert that was
+  // added or dropped since. Empty: the checkpoint must hold exactly this model.
+  std::function<bool(const std::string&)> may_differ;
 };
 
 std::string step_dir_name(int64_t step);  // "step_00001000"
@@ -119,6 +124,8 @@ class StreamingCheckpoint {
 void check_background_io_support();
 
 bool is_committed(const std::string& step_dir);
+// The effective config YAML a checkpoint was saved with (read by this process alone).
+std::string checkpoint_config(const std::string& step_dir);
 // The newest committed step directory under root; "" when there is none.
 std::string latest_checkpoint(const std::string& root);
 // Removes the step directories without COMMIT (interrupted saves) and, keep_last > 0, all but the

@@ -10,8 +10,9 @@
 //   its type errors, since a misspelt key usually explains the rest.
 // - Scalars are parsed here, not by yaml-cpp's as<T>(), which reads "010" as octal and "yes" as a
 //   bool. Reals are printed in shortest round-trip form, so print -> parse is exact.
-// - Suggestions: the same key name in another section, else the nearest key path by Levenshtein
-//   distance when it is close (or contains the typo), else the list of valid keys at that level.
+// - Suggestions: a close key of the same section (Levenshtein distance, or containing the typo),
+//   else the same key name in another section, else the closest key path anywhere, else the list
+//   of valid keys at that level.
 #include "trainer/config.h"
 
 #include <yaml-cpp/yaml.h>
@@ -101,26 +102,34 @@ std::string suggestion(const std::string& path) {
   const bool is_section = path.find('.') == std::string::npos;
   const auto& candidates = is_section ? known_keys().sections : known_keys().keys;
   const std::string leaf = is_section ? path : leaf_of(path);
+  const std::string section = path.substr(0, path.find('.'));
+  auto in_section = [&](const std::string& c) { return c.rfind(section + ".", 0) == 0; };
+  // The closest key (edit distance, or one name containing the other), within the section or
+  // anywhere.
+  auto nearest = [&](bool same_section) -> const std::string* {
+    const std::string* best = nullptr;
+    size_t best_distance = 0;
+    for (const auto& c : candidates) {
+      if (same_section && !in_section(c)) continue;
+      const std::string c_leaf = is_section ? c : leaf_of(c);
+      const bool contains =
+          std::min(leaf.size(), c_leaf.size()) >= 3 &&
+          (c_leaf.find(leaf) != std::string::npos || leaf.find(c_leaf) != std::string::npos);
+      const size_t d = edit_distance(path, c);
+      if ((d <= std::max<size_t>(2, leaf.size() / 3) || contains) && (!best || d < best_distance)) {
+        best = &c;
+        best_distance = d;
+      }
+    }
+    return best;
+  };
   if (!is_section) {
+    if (const std::string* close = nearest(true)) return "; did you mean '" + *close + "'?";
     for (const auto& c : candidates)
       if (leaf_of(c) == leaf) return "; did you mean '" + c + "'?";
   }
-  const std::string* best = nullptr;
-  size_t best_distance = 0;
-  for (const auto& c : candidates) {
-    const std::string c_leaf = is_section ? c : leaf_of(c);
-    const bool contains =
-        std::min(leaf.size(), c_leaf.size()) >= 3 &&
-        (c_leaf.find(leaf) != std::string::npos || leaf.find(c_leaf) != std::string::npos);
-    const size_t d = edit_distance(path, c);
-    if ((d <= std::max<size_t>(2, leaf.size() / 3) || contains) && (!best || d < best_distance)) {
-      best = &c;
-      best_distance = d;
-    }
-  }
-  if (best) return "; did you mean '" + *best + "'?";
+  if (const std::string* best = nearest(false)) return "; did you mean '" + *best + "'?";
   if (is_section) return "; valid sections are: " + join(candidates, ", ");
-  const std::string section = path.substr(0, path.find('.'));
   std::vector<std::string> siblings;
   for (const auto& c : candidates)
     if (c.compare(0, section.size() + 1, section + ".") == 0) siblings.push_back(leaf_of(c));
@@ -237,7 +246,9 @@ void check_keys(const YAML::Node& map, const std::string& prefix,
 
 template <class T>
 constexpr const char* expected_kind() {
-  if constexpr (std::is_same_v<T, std::string>)
+  if constexpr (std::is_same_v<T, std::vector<std::string>>)
+    return "a list of strings";
+  else if constexpr (std::is_same_v<T, std::string>)
     return "a string";
   else if constexpr (std::is_same_v<T, bool>)
     return "true or false";
@@ -247,13 +258,25 @@ constexpr const char* expected_kind() {
     return "a finite number";
 }
 
-// Null reads as "" for strings; an integer also accepts an integral real such as 1e4.
+// Null reads as "" for strings and [] for lists; an integer also accepts an integral real such as
+// 1e4.
 template <class T>
 T parse_scalar(const YAML::Node& node, const std::string& path, const std::string& where) {
   if constexpr (std::is_same_v<T, std::string>) {
     if (node.IsNull()) return "";
   }
-  if (node.IsScalar()) {
+  if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (node.IsNull()) return {};
+    if (node.IsSequence()) {
+      T items;
+      for (const YAML::Node& item : node) {
+        MOE_CHECK(item.IsScalar(), "wrong type for '", path, "' in ", where,
+                  ": expected a list of strings, got the item ", node_text(item));
+        items.push_back(item.Scalar());
+      }
+      return items;
+    }
+  } else if (node.IsScalar()) {
     const std::string& s = node.Scalar();
     if constexpr (std::is_same_v<T, std::string>) {
       return s;
@@ -387,6 +410,10 @@ class Writer : public FieldVisitor<Writer> {
     out_ << YAML::Key << key << YAML::Value;
     if constexpr (std::is_same_v<T, double>) {
       out_ << format_real(value);
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      out_ << YAML::Flow << YAML::BeginSeq;
+      for (const std::string& item : value) out_ << item;
+      out_ << YAML::EndSeq;
     } else {
       out_ << value;
     }
@@ -445,6 +472,19 @@ void Config::validate(const std::string& where) const {
             ": moe.first_k_dense = ", moe.first_k_dense, " exceeds model.n_layers = ", m.n_layers);
 
   const auto& p = parallel;
+  if (m.kind == "bts") {
+    const std::string bad = "invalid config in " + where + ": model.kind = bts ";
+    MOE_CHECK(!bts.seed.empty() && !bts.experts.empty(), bad,
+              "needs bts.seed and at least one of bts.experts (checkpoint directories)");
+    MOE_CHECK(p.tp == 1 && p.ep == 1 && p.zero == 0 && !p.expert_tp, bad,
+              "runs each decoder whole on one rank: the ranks of a replica (world / parallel.dp) "
+              "share the decoders, so parallel.tp, parallel.ep must be 1 and parallel.zero 0");
+    MOE_CHECK(init.method == "scratch", bad,
+              "loads its decoders from bts.seed and bts.experts; init.method must be scratch");
+  } else {
+    MOE_CHECK(bts.seed.empty() && bts.experts.empty() && bts.drop.empty(), "invalid config in ",
+              where, ": bts.* is set but model.kind is ", m.kind, "; set model.kind: bts");
+  }
   MOE_CHECK(m.n_heads % p.tp == 0 && m.n_kv_heads % p.tp == 0, "invalid config in ", where,
             ": parallel.tp = ", p.tp, " must divide model.n_heads = ", m.n_heads,
             " and model.n_kv_heads = ", m.n_kv_heads);

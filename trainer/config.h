@@ -52,6 +52,7 @@ struct Choices {
 // A visitor has section(name, Section&, doc) and field(name, T&, [Range | Choices,] doc).
 
 struct ModelConfig {
+  std::string kind = "decoder";
   int vocab_size = 257;
   int d_model = 128;
   int n_layers = 4;
@@ -70,6 +71,8 @@ struct ModelConfig {
 
   template <class V>
   void visit(V& v) {
+    v.field("kind", kind, Choices{"decoder", "bts"},
+            "a decoder, or frozen decoders joined by trained stitch layers (section bts)");
     v.field("vocab_size", vocab_size, Range::at_least(1), "token vocabulary size");
     v.field("d_model", d_model, Range::at_least(1), "model width (residual stream)");
     v.field("n_layers", n_layers, Range::at_least(1), "decoder blocks");
@@ -299,6 +302,26 @@ struct InitConfig {
   bool operator==(const InitConfig&) const = default;
 };
 
+// model.kind: bts (Branch-Train-Stitch, upcycling/bts_model.h). The decoders' shapes come from
+// their checkpoints; the model.* sizes are not used.
+struct BtsConfig {
+  std::string seed;
+  std::vector<std::string> experts;
+  std::vector<std::string> drop;
+  int stitch_every = 1;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("seed", seed, "checkpoint of the hub (the seed model): a run or step directory");
+    v.field("experts", experts,
+            "checkpoints of the experts (branches of the seed), each named by its run directory");
+    v.field("drop", drop, "experts (by name) to leave out, with their stitch parameters");
+    v.field("stitch_every", stitch_every, Range::at_least(1),
+            "a stitch layer after every k-th layer; divides the decoders' n_layers");
+  }
+  bool operator==(const BtsConfig&) const = default;
+};
+
 struct Config {
   ModelConfig model;
   MoeConfig moe;
@@ -308,6 +331,7 @@ struct Config {
   CheckpointConfig checkpoint;
   LogConfig log;
   InitConfig init;
+  BtsConfig bts;
 
   template <class V>
   void visit(V& v) {
@@ -319,6 +343,7 @@ struct Config {
     v.section("checkpoint", checkpoint, "saving and resuming");
     v.section("log", log, "logging");
     v.section("init", init, "initialization and upcycling");
+    v.section("bts", bts, "Branch-Train-Stitch: used when model.kind is bts");
   }
 
   // Checks every value against its Range or Choices, then the constraints between keys. `where`

@@ -7,8 +7,8 @@
 
 namespace moe {
 
-double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
-                Stream& stream) {
+double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_t batch,
+                int eval_batches, Stream& stream) {
   const int64_t batches = std::min<int64_t>(eval_batches, loader.num_val_batches(set, batch));
   if (batches == 0) return std::numeric_limits<double>::quiet_NaN();
   double total = 0;

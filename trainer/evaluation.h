@@ -9,7 +9,7 @@
 namespace moe {
 
 // Mean loss per target token over the batches; NaN when the set has no whole batch.
-double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_t batch, int eval_batches,
-                Stream& stream);
+double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_t batch,
+                int eval_batches, Stream& stream);
 
 }  // namespace moe

@@ -20,6 +20,8 @@
 #include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
+#include "trainer/make_model.h"
+#include "upcycling/bts_model.h"
 
 namespace {
 
@@ -78,26 +80,28 @@ int main(int argc, char** argv) {
     std::unique_ptr<Communicator> world = mpi_world_communicator();
     MOE_CHECK(is_committed(dir), "'", dir,
               "' is not a committed checkpoint (a step directory with a COMMIT marker)");
-    std::string saved_yaml;
-    {
-      h5::Handle file = h5::open_file(dir + "/state.h5", MPI_COMM_NULL);
-      saved_yaml = h5::read_string_attribute(file.get(), "config", dir);
-    }
-    const Config config = eval_config(saved_yaml, dir, data, overrides);
-    ProcessGrid grid(*world, config.parallel.tp, config.parallel.dp, config.parallel.ep);
+    const std::string saved_yaml = checkpoint_config(dir);
+    const Config config = resolve_model_config(eval_config(saved_yaml, dir, data, overrides));
+    const bool bts = config.model.kind == "bts";
+    ProcessGrid grid(*world,
+                     bts ? bts_model_group_size(world_size, config.parallel) : config.parallel.tp,
+                     config.parallel.dp, config.parallel.ep);
     const ParallelGroups groups = grid.groups(config.parallel.expert_tp);
     std::unique_ptr<TokenLoader> loader =
         make_token_loader(config.data, grid.dp_rank(), grid.dp_size());
     MOE_CHECK(loader->num_val_sets() > 0, "no validation data: pass --data PREFIX");
     ParameterStore store(DType::f32);
-    Model model(config, store, groups);
+    const std::unique_ptr<LanguageModel> model = make_model(config, store, groups);
     store.allocate(static_cast<uint64_t>(config.train.seed));
-    const CheckpointMeta meta = load_checkpoint(dir, {&store, false, {}}, groups);
+    RankState state{&store, false, {}, {}};
+    if (bts)  // --set bts.drop=[NAME] evaluates without that expert
+      state.may_differ = bts_changed_parameters(parse_config(saved_yaml, dir).bts, config.bts);
+    const CheckpointMeta meta = load_checkpoint(dir, state, groups);
     Stream stream;
     std::string text, fields;
     double sum = 0;
     for (int set = 0; set < loader->num_val_sets(); ++set) {
-      const double loss = evaluate(model, *loader, set, config.train.micro_batch_size,
+      const double loss = evaluate(*model, *loader, set, config.train.micro_batch_size,
                                    config.train.eval_batches, stream);
       sum += loss;
       const std::string name = loader->val_set_name(set);

@@ -14,6 +14,7 @@
 #include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/training_loop.h"
+#include "upcycling/bts_model.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Train a Mixture-of-Experts language model from a YAML config."};
@@ -45,14 +46,22 @@ int main(int argc, char** argv) {
       MOE_CHECK(!config.parallel.fssdp,
                 "parallel.fssdp is not built yet; train with parallel.ep for expert parallelism");
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
-      moe::ProcessGrid grid(*world_comm, config.parallel.tp, config.parallel.dp,
-                            config.parallel.ep);
+      const bool bts = config.model.kind == "bts";
+      // BTS: the ranks of a replica share the decoders in the place of a TP group.
+      moe::ProcessGrid grid(
+          *world_comm, bts ? moe::bts_model_group_size(world, config.parallel) : config.parallel.tp,
+          config.parallel.dp, config.parallel.ep);
       moe::Config run = config;
       if (rank != 0) run.log.metrics_file.clear();  // one writer per job
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
-      MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = tp ", grid.tp_size(), " x dp ",
-                   grid.dp_size(), ", experts over ep ", grid.ep_size(), " x edp ", grid.edp_size(),
-                   config.parallel.expert_tp ? ", experts split over tp" : "");
+      if (bts)
+        MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = ", grid.dp_size(),
+                     " replicas (data parallel) x ", grid.tp_size(),
+                     " ranks sharing the BTS decoders");
+      else
+        MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = tp ", grid.tp_size(), " x dp ",
+                     grid.dp_size(), ", experts over ep ", grid.ep_size(), " x edp ",
+                     grid.edp_size(), config.parallel.expert_tp ? ", experts split over tp" : "");
       moe::train_model(run, options, grid.groups(config.parallel.expert_tp));
     }
   } catch (const std::exception& e) {

@@ -94,9 +94,9 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
   return stats;
 }
 
-StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, const ParallelGroups& groups, double lr,
-                     int64_t step, Stream& stream) {
+StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store,
+                     TokenLoader& loader, const TrainConfig& train, const ParallelGroups& groups,
+                     double lr, int64_t step, Stream& stream) {
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,
                                          !optimizer.averages_gradients(), step, stream);
   stats.grad_norm = optimizer.step(lr, stream);

@@ -43,8 +43,8 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
                                int64_t step, Stream& stream);
 
 // accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
-StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store, TokenLoader& loader,
-                     const TrainConfig& train, const ParallelGroups& groups, double lr,
-                     int64_t step, Stream& stream);
+StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store,
+                     TokenLoader& loader, const TrainConfig& train, const ParallelGroups& groups,
+                     double lr, int64_t step, Stream& stream);
 
 }  // namespace moe

@@ -19,6 +19,7 @@
 #include "trainer/evaluation.h"
 #include "trainer/expert_load.h"
 #include "trainer/lr_schedule.h"
+#include "trainer/make_model.h"
 #include "trainer/metrics.h"
 #include "trainer/sampling.h"
 #include "trainer/stop_signal.h"
@@ -89,8 +90,9 @@ void fail_if_asked(int64_t step) {
 
 }  // namespace
 
-TrainingSummary train_model(const Config& config, const TrainingOptions& options,
+TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
+  const Config config = resolve_model_config(requested);
   const TrainConfig& train = config.train;
   MOE_CHECK(train.device == "cpu",
             "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
@@ -104,7 +106,8 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
             ")");
 
   ParameterStore store(DType::f32);
-  Model model(config, store, groups);
+  const std::unique_ptr<LanguageModel> built = make_model(config, store, groups);
+  LanguageModel& model = *built;
   store.allocate(static_cast<uint64_t>(train.seed));
   AdamW optimizer(store, train, groups, config.parallel.zero == 1);
   Stream stream;
@@ -113,8 +116,11 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   const int64_t seq_len = config.data.seq_len;
   const int64_t tokens_per_step =
       int64_t{train.micro_batch_size} * train.grad_accum * seq_len * dp_size;
-  MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding), ",
-               counts.active_per_token, " active per token; ",
+  MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding",
+               counts.trainable < counts.total
+                   ? ", " + std::to_string(counts.trainable) + " trainable"
+                   : std::string(),
+               "), ", counts.active_per_token, " active per token; ",
                number("%.3g", model.flops_per_token(seq_len)),
                " training FLOPs per token at seq_len ", seq_len);
   MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
@@ -155,7 +161,8 @@ TrainingSummary train_model(const Config& config, const TrainingOptions& options
   }
   install_stop_handlers();
   CheckpointWriter writer(state);
-  const bool has_moe = config.moe.first_k_dense < config.model.n_layers;
+  const bool has_moe =
+      config.model.kind == "decoder" && config.moe.first_k_dense < config.model.n_layers;
   if (has_moe)
     MOE_LOG_INFO(
         "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
