@@ -4,8 +4,11 @@
 
 namespace moe {
 
+// A bias is split with the weight's output rows; otherwise replicated, or partial like a partial
+// weight (computed on one rank of the group, summed after backward).
 static Placement bias_placement(const Placement& weight) {
-  Placement bias{weight.group, TpMode::replicated, {}};
+  Placement bias{
+      weight.group, weight.tp == TpMode::partial ? TpMode::partial : TpMode::replicated, {}};
   for (const Split& split : weight.splits)
     if (split.dim == 0) bias = {weight.group, weight.tp, {split}};
   return bias;

@@ -142,7 +142,7 @@ BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const Par
             " exceeds the decoders' max_seq_len = ", shape.max_seq_len);
   // Every rank that hosts decoder t (the same group rank in every replica) reads it together.
   ParallelGroups readers;
-  readers.world = groups.dp;
+  readers.world = readers.dp = groups.dp;
   for (int t = 0; t < n; ++t) {
     auto tower = std::make_unique<Tower>(stitch_store.dtype());
     tower->model = std::make_unique<Model>(decoders_[t].config, tower->store);
