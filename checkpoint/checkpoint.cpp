@@ -109,7 +109,10 @@ std::vector<Entry> entries(const RankState& state, const ParallelGroups& groups)
     list.push_back({"model/" + p.name,
                     p.global_shape,
                     {{p.offset, p.value, holds_primary_copy(p.placement, groups)}}});
-  for (const char* moment : {"exp_avg", "exp_avg_sq"})
+  const std::vector<const char*> moments = state.with_moments
+                                               ? std::vector<const char*>{"exp_avg", "exp_avg_sq"}
+                                               : std::vector<const char*>{};
+  for (const char* moment : moments)
     for (const Parameter& p : state.store->parameters()) {
       Entry e{std::string("optimizer/") + moment + "/" + p.name, p.global_shape, {}};
       for (const MomentRun& run : state.moments)
@@ -117,7 +120,7 @@ std::vector<Entry> entries(const RankState& state, const ParallelGroups& groups)
           const Tensor& memory = std::string(moment) == "exp_avg" ? run.exp_avg : run.exp_avg_sq;
           for (Box& box : run_boxes(run, memory)) e.boxes.push_back(std::move(box));
         }
-      if (state.with_moments) list.push_back(std::move(e));
+      list.push_back(std::move(e));
     }
   for (Buffer& b : state.store->buffers())
     list.push_back(
@@ -189,7 +192,7 @@ std::string parameter_of(const std::string& entry) { return entry.substr(entry.r
 
 // Every model tensor of the file must be one of the model's, with its shape, unless it may differ.
 void check_same_model(hid_t file, const std::vector<Entry>& list, const std::string& path,
-                      const std::function<bool(const std::string&)>& may_differ) {
+                      const MayDiffer& may_differ) {
   std::vector<std::string> expected;
   for (const Entry& e : list) expected.push_back(e.name);
   for (const std::string& name : h5::dataset_names(file)) {
@@ -329,7 +332,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
 }
 
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
-                               const ParallelGroups& groups) {
+                               const ParallelGroups& groups, const MayDiffer& may_differ) {
   MOE_CHECK(fs::is_directory(dir), "checkpoint directory '", dir, "' does not exist");
   MOE_CHECK(is_committed(dir), "checkpoint '", dir, "' has no ", kCommitFile,
             " marker: its save did not finish, so it is never loaded");
@@ -340,10 +343,10 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
   RankState wanted = state;
   wanted.with_moments = state.with_moments && meta.has_optimizer_state;
   std::vector<Entry> list = entries(wanted, groups);
-  check_same_model(file.get(), list, path, state.may_differ);
-  if (state.may_differ)
+  check_same_model(file.get(), list, path, may_differ);
+  if (may_differ)
     std::erase_if(list, [&](const Entry& e) {
-      return !h5::exists(file.get(), e.name) && state.may_differ(parameter_of(e.name));
+      return !h5::exists(file.get(), e.name) && may_differ(parameter_of(e.name));
     });
   std::vector<uint64_t> stored;
   for (const Entry& e : list) {
@@ -388,7 +391,7 @@ StreamingCheckpoint::~StreamingCheckpoint() {
 
 void StreamingCheckpoint::add_tensor(const std::string& name, DType dtype, const Shape& shape) {
   MOE_ASSERT(!tensors_.count(name), "tensor ", name, " added twice");
-  tensors_[name] = {h5::create_dataset(file_.get(), name, dtype, shape), shape, 0};
+  tensors_[name] = {h5::create_dataset(file_.get(), name, dtype, shape), shape, 0, 0};
 }
 
 void StreamingCheckpoint::write(const std::string& name, const Tensor& block,
@@ -397,10 +400,13 @@ void StreamingCheckpoint::write(const std::string& name, const Tensor& block,
   MOE_ASSERT(it != tensors_.end(), "tensor ", name, " was not added");
   h5::write_block(it->second.dataset.get(), name, block, offset);
   it->second.checksum += block_checksum(block, it->second.shape, offset);
+  it->second.written += block.numel();
 }
 
 std::string StreamingCheckpoint::commit() {
   for (auto& [name, tensor] : tensors_) {
+    MOE_ASSERT(tensor.written == tensor.shape.numel(), "StreamingCheckpoint: ", tensor.written,
+               " of the ", tensor.shape.numel(), " elements of ", name, " were written");
     h5::write_attribute(tensor.dataset.get(), "checksum", tensor.checksum);
     tensor.dataset.close(name);
   }
@@ -434,16 +440,24 @@ bool is_committed(const std::string& step_dir) {
 
 namespace {
 
-// Step directories under root (name "step_" + digits), in step order.
+// Step directories under root ("step_" + digits, or that + ".tmp" while being written), in step
+// order; other names (a user's "step_00001000.bak") are neither loaded nor removed.
 std::vector<fs::path> step_dirs(const std::string& root) {
-  std::vector<fs::path> dirs;
+  std::vector<std::pair<int64_t, fs::path>> dirs;
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(root, error)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step_", 0) == 0) dirs.push_back(entry.path());
+    std::string name = entry.path().filename().string();
+    if (name.ends_with(".tmp")) name.resize(name.size() - 4);
+    if (!entry.is_directory() || name.size() <= 5 || name.size() > 23 ||
+        name.rfind("step_", 0) != 0 ||
+        !std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    dirs.push_back({std::stoll(name.substr(5)), entry.path()});
   }
   std::sort(dirs.begin(), dirs.end());
-  return dirs;
+  std::vector<fs::path> paths;
+  for (auto& [step, path] : dirs) paths.push_back(std::move(path));
+  return paths;
 }
 
 }  // namespace

@@ -69,11 +69,12 @@ struct RankState {
   ParameterStore* store = nullptr;
   bool with_moments = false;
   std::vector<MomentRun> moments;  // may be empty on a rank that owns no slice
-  // Loading only: parameters (by name) that the checkpoint may lack (they keep their values and
-  // zero moments) or have extra (ignored), such as the stitch parameters of a BTS expert that was
-  // added or dropped since. Empty: the checkpoint must hold exactly this model.
-  std::function<bool(const std::string&)> may_differ;
 };
+
+// Parameters (by name) that a checkpoint may lack (they keep their values and zero moments) or
+// have extra (ignored) when it is loaded, such as the stitch parameters of a BTS expert added or
+// dropped since. Empty: the checkpoint must hold exactly this model.
+using MayDiffer = std::function<bool(const std::string&)>;
 
 std::string step_dir_name(int64_t step);  // "step_00001000"
 
@@ -87,9 +88,9 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
 // rank of groups.world calls it. Moments are read when state asks for them and the checkpoint has
 // them (meta.has_optimizer_state; a converted model has none). A different model (a
 // missing, extra or differently shaped tensor), an uncommitted directory or a tensor failing its
-// checksum is an InputError naming it.
+// checksum is an InputError naming it; tensors that may_differ accepts are exempt from the first.
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
-                               const ParallelGroups& groups);
+                               const ParallelGroups& groups, const MayDiffer& may_differ = {});
 
 // Writes one checkpoint from one process, tensor block by tensor block, so that a model never has
 // to be in memory whole (moe-convert): the same file, checksums, space check and publishing as
@@ -110,6 +111,7 @@ class StreamingCheckpoint {
     h5::Handle dataset;
     Shape shape;
     uint64_t checksum = 0;
+    int64_t written = 0;  // elements, checked against the shape at commit
   };
   std::string root_;
   CheckpointMeta meta_;

@@ -67,7 +67,9 @@ void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
 }  // namespace
 
 std::string hf_to_moeforge(const std::string& input, const std::string& output) {
-  const HfImport hf = config_from_hf((fs::path(input) / "config.json").string());
+  const std::string config_path = (fs::path(input) / "config.json").string();
+  const HfImport hf = config_from_hf(config_path);
+  hf.config.validate(config_path);  // zero heads, bad ratios: a clear error before any shape math
   for (const std::string& note : hf.notes) std::printf("note: %s\n", note.c_str());
   Declared target(hf.config);
   std::map<std::string, HfTensor> wanted;

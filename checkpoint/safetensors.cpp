@@ -509,8 +509,6 @@ SafetensorsWriter::~SafetensorsWriter() = default;
 SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&&) noexcept = default;
 SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&&) noexcept = default;
 
-const std::string& SafetensorsWriter::path() const { return impl_->path; }
-
 void SafetensorsWriter::write(const std::string& name, const void* bytes, size_t size) {
   Impl& w = *impl_;
   MOE_CHECK(!w.finished, "'", w.path, "': write('", name, "') after finish()");

@@ -111,7 +111,6 @@ class SafetensorsWriter {
   void write(const std::string& name, const void* bytes, size_t size);
   // InputError unless every tensor was written; then flushes, fsyncs and renames PATH.tmp to PATH.
   void finish();
-  const std::string& path() const;
 
  private:
   struct Impl;

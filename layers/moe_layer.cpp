@@ -32,7 +32,7 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   Tensor counts = Tensor::empty({experts}, DType::i64);
   ops::moe_sort_by_expert(saved.router.expert_ids, experts, all_slots, counts, stream);
   saved.load = counts.to_vector<int64_t>();
-  saved.sorted_slots = all_slots;
+  Tensor sorted_slots = all_slots;
   saved.dropped = 0;
   if (config_.capacity_factor > 0) {
     const auto capacity = static_cast<int64_t>(
@@ -43,13 +43,11 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
         config_.drop_policy == "position" ? ops::DropPolicy::position : ops::DropPolicy::probs;
     const int64_t rows = ops::moe_apply_capacity(all_slots, counts, saved.router.probs, capacity,
                                                  policy, kept, kept_counts, stream);
-    saved.sorted_slots = kept.narrow(0, rows);
+    sorted_slots = kept.narrow(0, rows);
     counts = kept_counts;
     saved.dropped = tokens * k - rows;
   }
-  saved.counts = counts.to_vector<int64_t>();
-
-  saved.plan = dispatcher_.plan(saved.sorted_slots, saved.counts, stream);
+  saved.plan = dispatcher_.plan(sorted_slots, counts.to_vector<int64_t>(), stream);
   saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
   const int64_t rows = saved.permuted.dim(0);
   saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype());

@@ -27,9 +27,7 @@ namespace moe {
 
 struct MoeSaved {
   RouterSaved router;
-  Tensor sorted_slots;          // i32 [R]: the slots kept, grouped by expert
-  std::vector<int64_t> counts;  // kept rows per expert
-  std::vector<int64_t> load;    // assignments per expert before capacity
+  std::vector<int64_t> load;  // assignments per expert before capacity
   int64_t dropped = 0;
   DispatchPlan plan;
   Tensor permuted;  // the local experts' input rows, expert-major [R_local,D]

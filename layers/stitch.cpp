@@ -85,16 +85,16 @@ Tensor StitchLayer::mix_into_hub(const Tensor& hub, const std::vector<Tensor>& e
   return saved.out;
 }
 
-void StitchLayer::mix_into_hub_backward(const Tensor& hub, const std::vector<Tensor>& experts,
-                                        const StitchSaved& saved, const Tensor& dout, Tensor& dhub,
+void StitchLayer::mix_into_hub_backward(const Tensor& hub, const StitchSaved& saved,
+                                        const Tensor& dout, Tensor& dhub,
                                         std::vector<Tensor>& dexperts, Stream& stream) const {
   Tensor dlogits = Tensor::empty(saved.logits.shape(), hub.dtype());
   Tensor dvalues = Tensor::empty(saved.values.shape(), hub.dtype());
   ops::gate_mix_backward(dout, saved.logits, saved.values, saved.out, dlogits, dvalues, stream);
   dhub = slot(dvalues, 0);
   hub_gate_->backward(hub, slot(dlogits, 0), &dhub, true, stream);
-  dexperts.assign(experts.size(), Tensor());
-  for (size_t e = 0; e < experts.size(); ++e) {
+  dexperts.assign(gates_.size(), Tensor());
+  for (size_t e = 0; e < gates_.size(); ++e) {
     const int64_t m = 1 + static_cast<int64_t>(e);
     gates_[e]->backward(hub, slot(dlogits, m), &dhub, true, stream);
     project_towards_backward(*projections_[e], saved.differences[e], slot(dvalues, m), dexperts[e],

@@ -57,9 +57,8 @@ class StitchLayer {
   Tensor mix_into_hub(const Tensor& hub, const std::vector<Tensor>& experts, StitchSaved& saved,
                       Stream& stream) const;
   // dhub and every dexperts[e] are assigned.
-  void mix_into_hub_backward(const Tensor& hub, const std::vector<Tensor>& experts,
-                             const StitchSaved& saved, const Tensor& dout, Tensor& dhub,
-                             std::vector<Tensor>& dexperts, Stream& stream) const;
+  void mix_into_hub_backward(const Tensor& hub, const StitchSaved& saved, const Tensor& dout,
+                             Tensor& dhub, std::vector<Tensor>& dexperts, Stream& stream) const;
 
   // hub_into_experts: expert e's next state.
   Tensor mix_into_expert(int e, const Tensor& hub, const Tensor& expert, StitchSaved& saved,

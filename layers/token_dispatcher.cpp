@@ -111,8 +111,25 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
         for (int after = e; after < local; ++after) offset += rows_from(blocks[b], s, after);
       }
     }
-  plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
+  if (reorders())
+    plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
   return plan;
+}
+
+Tensor TokenDispatcher::to_expert_major(const Tensor& arrived, const DispatchPlan& plan,
+                                        Stream& stream) const {
+  if (!reorders()) return arrived;
+  Tensor rows = Tensor::empty({plan.expert_order.numel(), arrived.dim(1)}, arrived.dtype());
+  ops::moe_permute(arrived, plan.expert_order, 1, rows, stream);
+  return rows;
+}
+
+Tensor TokenDispatcher::to_arrival_order(const Tensor& rows, const DispatchPlan& plan,
+                                         Stream& stream) const {
+  if (!reorders()) return rows;
+  Tensor arrived = Tensor::empty({plan.arrived, rows.dim(1)}, rows.dtype());
+  ops::moe_permute_backward(rows, plan.expert_order, 1, arrived, stream);
+  return arrived;
 }
 
 Tensor TokenDispatcher::exchange(const Tensor& rows, const std::vector<int64_t>& send,
@@ -160,15 +177,12 @@ Tensor TokenDispatcher::dispatch(const Tensor& x, int k, const DispatchPlan& pla
   ops::moe_permute(x, mine, k, send, stream);
   Tensor arrived = exchange(send, plan.send_rows, plan.recv_rows, stream);
   if (gathers_experts()) arrived = gather_over_tp(arrived, plan.arrived_rows, stream);
-  Tensor in = Tensor::empty({plan.expert_order.numel(), x.dim(1)}, x.dtype());
-  ops::moe_permute(arrived, plan.expert_order, 1, in, stream);
-  return in;
+  return to_expert_major(arrived, plan, stream);
 }
 
 void TokenDispatcher::combine(const Tensor& expert_out, const DispatchPlan& plan, Tensor& y_slots,
                               Stream& stream) const {
-  Tensor arrived = Tensor::empty({plan.arrived, expert_out.dim(1)}, expert_out.dtype());
-  ops::moe_permute_backward(expert_out, plan.expert_order, 1, arrived, stream);
+  Tensor arrived = to_arrival_order(expert_out, plan, stream);
   if (gathers_experts()) arrived = reduce_scatter_over_tp(arrived, plan.arrived_rows, stream);
   const Tensor back = exchange(arrived, plan.recv_rows, plan.send_rows, stream);
   const Tensor rows = all_shares(back, plan, stream);
@@ -182,15 +196,12 @@ Tensor TokenDispatcher::combine_backward(const Tensor& dy_slots, const DispatchP
   const Tensor mine = drows.narrow(plan.share_offset[tp_rank_], plan.share_rows[tp_rank_]);
   Tensor arrived = exchange(mine, plan.send_rows, plan.recv_rows, stream);
   if (gathers_experts()) arrived = gather_over_tp(arrived, plan.arrived_rows, stream);
-  Tensor dout = Tensor::empty({plan.expert_order.numel(), dy_slots.dim(1)}, dy_slots.dtype());
-  ops::moe_permute(arrived, plan.expert_order, 1, dout, stream);
-  return dout;
+  return to_expert_major(arrived, plan, stream);
 }
 
 void TokenDispatcher::dispatch_backward(const Tensor& dexpert_in, int k, const DispatchPlan& plan,
                                         Tensor& dx, Stream& stream) const {
-  Tensor arrived = Tensor::empty({plan.arrived, dexpert_in.dim(1)}, dexpert_in.dtype());
-  ops::moe_permute_backward(dexpert_in, plan.expert_order, 1, arrived, stream);
+  Tensor arrived = to_arrival_order(dexpert_in, plan, stream);
   if (gathers_experts()) arrived = reduce_scatter_over_tp(arrived, plan.arrived_rows, stream);
   const Tensor back = exchange(arrived, plan.recv_rows, plan.send_rows, stream);
   const Tensor rows = all_shares(back, plan, stream);

@@ -36,8 +36,9 @@ struct DispatchPlan {
   Tensor share_gather;  // i32[rows]: where each share's rows are in a padded TP gather
   std::vector<int64_t> send_rows, recv_rows;  // per EP rank, this rank's share
   std::vector<int64_t> arrived_rows;          // per TP rank: rows it received (expert_tp)
-  Tensor expert_order;                 // i32: expert-major row r is arrived row expert_order[r]
-  int64_t arrived = 0;                 // rows of the arrived layout (expert_tp: tp blocks, padded)
+  Tensor expert_order;  // i32: expert-major row r is arrived row expert_order[r] (undefined when
+                        // rows arrive expert-major: one EP rank, experts not gathered over TP)
+  int64_t arrived = 0;  // rows of the arrived layout (expert_tp: tp blocks, padded)
   std::vector<int64_t> expert_counts;  // rows per local expert, expert-major
 };
 
@@ -72,7 +73,11 @@ class TokenDispatcher {
                                 Stream& stream) const;
   // This TP rank's share of rows -> every share's rows, in share_slots order (a TP all-gather).
   Tensor all_shares(const Tensor& mine, const DispatchPlan& plan, Stream& stream) const;
+  // The arrived layout -> expert-major rows, and back (adjoint); no copy when they are the same.
+  Tensor to_expert_major(const Tensor& arrived, const DispatchPlan& plan, Stream& stream) const;
+  Tensor to_arrival_order(const Tensor& rows, const DispatchPlan& plan, Stream& stream) const;
   bool gathers_experts() const { return expert_tp_ && tp_size_ > 1; }
+  bool reorders() const { return ep_size_ > 1 || gathers_experts(); }
 
   int num_experts_;
   Communicator *tp_, *ep_;

@@ -17,14 +17,9 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
 }
 
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
-  RankState rank_state{&state.store, true, state.optimizer.moment_runs(), {}};
-  if (state.config.model.kind == "bts") {
-    const Config saved = parse_config(checkpoint_config(dir), dir);
-    MOE_CHECK(saved.model.kind == "bts", dir, " is a ", saved.model.kind,
-              " checkpoint, not a BTS run's (its stitch layers)");
-    rank_state.may_differ = bts_changed_parameters(saved.bts, state.config.bts);
-  }
-  const CheckpointMeta meta = load_checkpoint(dir, rank_state, state.groups);
+  const CheckpointMeta meta =
+      load_checkpoint(dir, {&state.store, true, state.optimizer.moment_runs()}, state.groups,
+                      bts_checkpoint_changes(dir, state.config));
   if (meta.has_optimizer_state) state.optimizer.set_steps_taken(meta.step);
   state.loader.set_train_position(meta.consumed_samples);
   return meta;

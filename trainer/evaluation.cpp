@@ -22,4 +22,17 @@ double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_
   return total / static_cast<double>(batches);
 }
 
+ValidationLosses evaluate_all(LanguageModel& model, const TokenLoader& loader, int64_t batch,
+                              int eval_batches, Stream& stream) {
+  ValidationLosses losses;
+  double sum = 0;
+  for (int set = 0; set < loader.num_val_sets(); ++set) {
+    losses.per_set.push_back(evaluate(model, loader, set, batch, eval_batches, stream));
+    sum += losses.per_set.back();
+  }
+  losses.mean = losses.per_set.empty() ? std::numeric_limits<double>::quiet_NaN()
+                                       : sum / static_cast<double>(losses.per_set.size());
+  return losses;
+}
+
 }  // namespace moe

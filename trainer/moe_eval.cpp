@@ -17,6 +17,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/log.h"
+#include "data/json.h"
 #include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
@@ -35,14 +36,10 @@ std::string json_number(double x) {
 }
 
 std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
+  std::string out;
+  append_json_string(out, s);
+  return out;
 }
-
 // The saved config with the layout reset to "all ranks data parallel", then the user's overrides.
 Config eval_config(const std::string& saved_yaml, const std::string& dir,
                    const std::vector<std::string>& data, std::vector<std::string> overrides) {
@@ -80,8 +77,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<Communicator> world = mpi_world_communicator();
     MOE_CHECK(is_committed(dir), "'", dir,
               "' is not a committed checkpoint (a step directory with a COMMIT marker)");
-    const std::string saved_yaml = checkpoint_config(dir);
-    const Config config = resolve_model_config(eval_config(saved_yaml, dir, data, overrides));
+    const Config config =
+        resolve_model_config(eval_config(checkpoint_config(dir), dir, data, overrides));
     const bool bts = config.model.kind == "bts";
     ProcessGrid grid(*world,
                      bts ? bts_model_group_size(world_size, config.parallel) : config.parallel.tp,
@@ -93,22 +90,20 @@ int main(int argc, char** argv) {
     ParameterStore store(DType::f32);
     const std::unique_ptr<LanguageModel> model = make_model(config, store, groups);
     store.allocate(static_cast<uint64_t>(config.train.seed));
-    RankState state{&store, false, {}, {}};
-    if (bts)  // --set bts.drop=[NAME] evaluates without that expert
-      state.may_differ = bts_changed_parameters(parse_config(saved_yaml, dir).bts, config.bts);
-    const CheckpointMeta meta = load_checkpoint(dir, state, groups);
+    // BTS: --set 'bts.drop=[NAME]' evaluates without that expert.
+    const CheckpointMeta meta =
+        load_checkpoint(dir, {&store, false, {}}, groups, bts_checkpoint_changes(dir, config));
     Stream stream;
     std::string text, fields;
-    double sum = 0;
+    const ValidationLosses losses = evaluate_all(*model, *loader, config.train.micro_batch_size,
+                                                 config.train.eval_batches, stream);
     for (int set = 0; set < loader->num_val_sets(); ++set) {
-      const double loss = evaluate(*model, *loader, set, config.train.micro_batch_size,
-                                   config.train.eval_batches, stream);
-      sum += loss;
+      const double loss = losses.per_set[set];
       const std::string name = loader->val_set_name(set);
       text += name + " " + json_number(loss) + "\n";
       fields += (fields.empty() ? "" : ", ") + json_string(name) + ": " + json_number(loss);
     }
-    const double mean = sum / loader->num_val_sets();
+    const double mean = losses.mean;
     if (rank == 0) {
       if (json)
         std::printf("{\"checkpoint\": %s, \"step\": %lld, \"val_loss\": {%s}, \"mean\": %s}\n",

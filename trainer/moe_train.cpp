@@ -51,8 +51,6 @@ int main(int argc, char** argv) {
       moe::ProcessGrid grid(
           *world_comm, bts ? moe::bts_model_group_size(world, config.parallel) : config.parallel.tp,
           config.parallel.dp, config.parallel.ep);
-      moe::Config run = config;
-      if (rank != 0) run.log.metrics_file.clear();  // one writer per job
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
       if (bts)
         MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = ", grid.dp_size(),
@@ -62,7 +60,7 @@ int main(int argc, char** argv) {
         MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = tp ", grid.tp_size(), " x dp ",
                      grid.dp_size(), ", experts over ep ", grid.ep_size(), " x edp ",
                      grid.edp_size(), config.parallel.expert_tp ? ", experts split over tp" : "");
-      moe::train_model(run, options, grid.groups(config.parallel.expert_tp));
+      moe::train_model(config, options, grid.groups(config.parallel.expert_tp));
     }
   } catch (const std::exception& e) {
     // MoEForge's exceptions already name the rank; the log prefix would repeat it.

@@ -168,7 +168,8 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
         "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
         "idle experts");
 
-  MetricsWriter metrics(config.log.metrics_file);
+  // One writer per job; the config itself stays the same on every rank (checkpoints store it).
+  MetricsWriter metrics(group_rank(groups.world) == 0 ? config.log.metrics_file : "");
   StepStats interval;
   auto interval_start = Clock::now();
   const auto train_start = Clock::now();
@@ -248,16 +249,13 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       record.add("step", step + 1);
       std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
       std::string per_set;
-      double sum = 0;
+      const ValidationLosses losses =
+          evaluate_all(model, *loader, train.micro_batch_size, train.eval_batches, stream);
       for (int set = 0; set < loader->num_val_sets(); ++set) {
-        const double loss =
-            evaluate(model, *loader, set, train.micro_batch_size, train.eval_batches, stream);
-        sum += loss;
-        record.add("val_loss." + loader->val_set_name(set), loss);
-        per_set += " | " + loader->val_set_name(set) + " " + number("%.4f", loss);
+        record.add("val_loss." + loader->val_set_name(set), losses.per_set[set]);
+        per_set += " | " + loader->val_set_name(set) + " " + number("%.4f", losses.per_set[set]);
       }
-      summary.val_loss = loader->num_val_sets() > 0 ? sum / loader->num_val_sets()
-                                                    : std::numeric_limits<double>::quiet_NaN();
+      summary.val_loss = losses.mean;
       record.add("val_loss", summary.val_loss);
       if (loader->num_val_sets() == 1) per_set.clear();
       MOE_LOG_INFO(line, number("%.4f", summary.val_loss), per_set, " (",

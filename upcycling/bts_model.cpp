@@ -34,8 +34,7 @@ std::vector<std::string> bts_expert_names(const BtsConfig& bts) {
   return names;
 }
 
-std::function<bool(const std::string&)> bts_changed_parameters(const BtsConfig& saved,
-                                                               const BtsConfig& now) {
+MayDiffer bts_changed_parameters(const BtsConfig& saved, const BtsConfig& now) {
   const std::vector<std::string> before = bts_expert_names(saved), after = bts_expert_names(now);
   std::vector<std::string> changed;
   for (const std::string& name : before)
@@ -58,6 +57,14 @@ std::function<bool(const std::string&)> bts_changed_parameters(const BtsConfig& 
       if (parameter.compare(layer_end + 1, name.size() + 1, name + ".") == 0) return true;
     return false;
   };
+}
+
+MayDiffer bts_checkpoint_changes(const std::string& dir, const Config& config) {
+  if (config.model.kind != "bts") return {};
+  const Config saved = parse_config(checkpoint_config(dir), dir);
+  MOE_CHECK(saved.model.kind == "bts", dir, " is a ", saved.model.kind,
+            " checkpoint, not a BTS run's (its stitch layers)");
+  return bts_changed_parameters(saved.bts, config.bts);
 }
 
 // The committed step directory `dir` names: itself, or the newest one in a run directory.
@@ -121,8 +128,7 @@ struct BtsModel::Tower {
 };
 
 BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const ParallelGroups& groups)
-    : config_(config),
-      stitch_store_(stitch_store),
+    : stitch_store_(stitch_store),
       group_(groups.tp),
       group_rank_(group_rank(groups.tp)),
       group_size_(group_size(groups.tp)),
@@ -249,12 +255,11 @@ void BtsModel::reduce_hub_grad(Tensor& contribution, std::vector<Tensor>& grads,
 ModelOutput BtsModel::forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
                               Stream& stream) {
   const int n = static_cast<int>(decoders_.size());
-  saved_ = Saved{};
+  saved_.assign(stitches_.size(), StitchInputs{});
   saved_tokens_ = inputs.numel();
   std::vector<Tensor> h(n);
   for (int t = 0; t < n; ++t)
     if (is_local(t)) h[t] = towers_[t]->model->begin_forward(inputs, targets, stream);
-  saved_.stitches.resize(stitches_.size());
   for (int i = 0; i < num_stitches(); ++i) {
     const bool keep_blocks = keep_for_backward && i > 0;  // nothing trains below stitch 0
     for (int t = 0; t < n; ++t)
@@ -262,13 +267,13 @@ ModelOutput BtsModel::forward(const Tensor& inputs, const Tensor& targets, bool 
         h[t] = towers_[t]->model->forward_blocks(i * stitch_every_, (i + 1) * stitch_every_, h[t],
                                                  keep_blocks, stream);
     const StitchLayer& stitch = *stitches_[i];
-    StitchInputs& in = saved_.stitches[i];
+    StitchInputs& in = saved_[i];
     if (stitch.kind() == StitchKind::experts_into_hub) {
-      in.experts = gather_experts(h, stream);
+      const std::vector<Tensor> experts = gather_experts(h, stream);
       if (group_rank_ == 0) {
         in.hub = h[0];
         in.saved.resize(1);
-        h[0] = stitch.mix_into_hub(in.hub, in.experts, in.saved[0], stream);
+        h[0] = stitch.mix_into_hub(in.hub, experts, in.saved[0], stream);
       }
     } else {
       in.hub = broadcast_hub(h, stream);
@@ -281,34 +286,30 @@ ModelOutput BtsModel::forward(const Tensor& inputs, const Tensor& targets, bool 
   }
   ModelOutput out;
   Tensor loss = Tensor::zeros({1}, DType::f64);
-  if (group_rank_ == 0) {
+  if (group_rank_ == 0) {  // elsewhere the logits stay undefined: full_logits sends them
     const ModelOutput hub = towers_[0]->model->finish_forward(h[0], keep_for_backward, stream);
     loss.data<double>()[0] = hub.lm_loss;
     out.logits = hub.logits;
-  } else {
-    out.logits = Tensor::empty({saved_tokens_, vocab_}, stitch_store_.dtype());
   }
   if (group_size_ > 1) group_->broadcast(loss, 0, stream);
   out.lm_loss = out.total = loss.data<double>()[0];
-  if (!keep_for_backward) saved_ = Saved{};
+  if (!keep_for_backward) saved_.clear();
   return out;
 }
 
 void BtsModel::backward(double loss_scale, Stream& stream) {
-  MOE_ASSERT(!saved_.stitches.empty(),
-             "BtsModel::backward without a forward that kept its "
-             "activations");
+  MOE_ASSERT(!saved_.empty(), "BtsModel::backward without a forward that kept its activations");
   const int n = static_cast<int>(decoders_.size());
   std::vector<Tensor> g(n);
   if (group_rank_ == 0) g[0] = towers_[0]->model->begin_backward(loss_scale, stream);
   for (int i = num_stitches() - 1; i >= 0; --i) {
     const StitchLayer& stitch = *stitches_[i];
-    StitchInputs& in = saved_.stitches[i];
+    StitchInputs& in = saved_[i];
     if (stitch.kind() == StitchKind::experts_into_hub) {
       std::vector<Tensor> dexperts;
       if (group_rank_ == 0) {
         Tensor dhub;
-        stitch.mix_into_hub_backward(in.hub, in.experts, in.saved[0], g[0], dhub, dexperts, stream);
+        stitch.mix_into_hub_backward(in.hub, in.saved[0], g[0], dhub, dexperts, stream);
         g[0] = dhub;
       }
       scatter_expert_grads(dexperts, g, stream);
@@ -331,11 +332,12 @@ void BtsModel::backward(double loss_scale, Stream& stream) {
         g[t] = towers_[t]->model->backward_blocks(i * stitch_every_, (i + 1) * stitch_every_, g[t],
                                                   0.0, stream);
   }
-  saved_ = Saved{};
+  saved_.clear();
 }
 
 Tensor BtsModel::full_logits(const Tensor& shard, Stream& stream) const {
-  Tensor full = shard;
+  Tensor full =
+      group_rank_ == 0 ? shard : Tensor::empty({saved_tokens_, vocab_}, stitch_store_.dtype());
   if (group_size_ > 1) group_->broadcast(full, 0, stream);
   return full;
 }

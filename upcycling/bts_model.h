@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "layers/language_model.h"
 #include "layers/model.h"
 #include "layers/stitch.h"
@@ -45,8 +46,12 @@ std::vector<std::string> bts_expert_names(const BtsConfig& bts);
 // For resuming a BTS run whose experts changed: which stitch parameters (by name) belong to an
 // expert that `saved` (the checkpoint's bts section) and `now` do not share. Logs each added and
 // dropped expert. Empty when both have the same experts.
-std::function<bool(const std::string&)> bts_changed_parameters(const BtsConfig& saved,
-                                                               const BtsConfig& now);
+MayDiffer bts_changed_parameters(const BtsConfig& saved, const BtsConfig& now);
+
+// What may differ between the checkpoint `dir` and a run of `config`: for model.kind bts, the
+// stitch parameters of experts one of them has and the other not (dir must be a BTS run's);
+// nothing otherwise.
+MayDiffer bts_checkpoint_changes(const std::string& dir, const Config& config);
 
 // The hub and the experts that bts.* selects (bts.drop removed), hub first. Checks that every
 // directory holds a committed checkpoint, that names are unique and the shapes compatible.
@@ -90,7 +95,6 @@ class BtsModel : public LanguageModel {
   // Sums every rank's gradient contribution for the hub into the hub's running gradient.
   void reduce_hub_grad(Tensor& contribution, std::vector<Tensor>& grads, Stream& stream) const;
 
-  const Config& config_;
   ParameterStore& stitch_store_;
   Communicator* group_;
   int group_rank_, group_size_;
@@ -99,15 +103,13 @@ class BtsModel : public LanguageModel {
   std::vector<std::unique_ptr<StitchLayer>> stitches_;
   int64_t stitch_every_ = 1, d_model_ = 0, vocab_ = 0;
 
+  // What backward needs of one stitch on this rank.
   struct StitchInputs {
-    Tensor hub;                      // the hub's state entering the stitch (where it is needed)
-    std::vector<Tensor> experts;     // experts_into_hub: every expert's state, on the hub's rank
+    Tensor hub;                      // the hub's state entering the stitch (where a mix ran)
     std::vector<StitchSaved> saved;  // one per mix this rank ran (into the hub, or per expert)
   };
-  struct Saved {
-    std::vector<StitchInputs> stitches;
-  } saved_;
-  int64_t saved_tokens_ = 0;  // of the last forward's batch
+  std::vector<StitchInputs> saved_;  // per stitch, from a forward that keeps activations
+  int64_t saved_tokens_ = 0;         // of the last forward's batch
 };
 
 }  // namespace moe

@@ -103,12 +103,7 @@ struct Dense {
 
   explicit Dense(const std::string& d) : dir(d) {
     MOE_CHECK(is_committed(dir), "'", dir, "' is not a committed checkpoint");
-    std::string yaml;
-    {
-      h5::Handle file = h5::open_file(dir + "/state.h5", MPI_COMM_NULL);
-      yaml = h5::read_string_attribute(file.get(), "config", dir);
-    }
-    config = parse_config(yaml, "the config in " + dir);
+    config = parse_config(checkpoint_config(dir), "the config in " + dir);
     MOE_CHECK(config.moe.first_k_dense >= config.model.n_layers, "'", dir,
               "' is not a dense model (it has MoE layers); upcycling starts from a dense one");
     model = std::make_unique<Model>(config, store);

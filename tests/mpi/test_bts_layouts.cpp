@@ -13,7 +13,7 @@
 #include "checkpoint/checkpoint.h"
 #include "kernels/ops.h"
 #include "parallel/process_grid.h"
-#include "tests/support/gradcheck.h"
+#include "tests/support/random_parameters.h"
 #include "tests/support/tolerance.h"
 #include "tests/support/upcycle_models.h"
 #include "trainer/gradient_sync.h"
@@ -39,16 +39,6 @@ Tensor batch_rows(int64_t begin, int64_t count) {
   return Tensor::from_vector<int32_t>({count, kSeqLen}, ids);
 }
 
-// Stitch parameters away from their initialization, the same on every rank.
-void randomize(ParameterStore& store) {
-  Stream stream;
-  uint64_t seed = 20;
-  for (Parameter& p : store.parameters()) {
-    Tensor r = testing::random_tensor(p.shape, DType::f32, seed++, -0.5, 0.5);
-    ops::copy(r, p.value, stream);
-  }
-}
-
 struct Result {
   double loss = 0;
   Tensor grads;
@@ -59,7 +49,7 @@ Result step(const Config& config, const ParallelGroups& groups, int64_t stitch_b
   ParameterStore store(DType::f32);
   BtsModel model(config, store, groups);
   store.allocate(0);
-  randomize(store);
+  testing::randomize_parameters(store, 20, -0.5, 0.5);  // the same on every rank
   Stream stream;
   const int dp = group_size(groups.dp), rows = static_cast<int>(kRows / dp);
   const Tensor tokens = batch_rows(int64_t{group_rank(groups.dp)} * rows, rows);

@@ -303,7 +303,6 @@ TEST_F(CheckpointFaults, AnUncommittedDirectoryIsNeverLoadedAndIsCleanedUp) {
 TEST_F(CheckpointFaults, KeepLastPrunesTheOldest) {
   if (world->rank() != 0) return;
   save_reference();
-  Stream stream;
   for (int64_t step = 3; step <= 5; ++step) save(*replica, step);
   clean_checkpoints(root, 2);
   EXPECT_FALSE(fs::exists(root + "/" + step_dir_name(3)));
@@ -364,7 +363,6 @@ TEST_F(CheckpointFaults, ADiskFullSaveFailsClearlyAndKeepsThePreviousCheckpoint)
   limit.rlim_cur = 64 * 1024;  // far below one checkpoint
   auto previous = std::signal(SIGXFSZ, SIG_IGN);
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
-  Stream stream;
   std::string message;
   try {
     save(*replica, 3);

@@ -49,8 +49,8 @@ TEST_P(HfFixture, ImportedModelGivesTheReferenceLogits) {
   load_checkpoint(step, {&store, false, {}}, {});
 
   const SafetensorsFile reference(source + "/reference.safetensors");
-  const SafetensorsTensor& ids = *reference.find("input_ids");
-  const SafetensorsTensor& logits = *reference.find("logits");
+  const SafetensorsTensor& ids = reference.at("input_ids");
+  const SafetensorsTensor& logits = reference.at("logits");
   const int64_t batch = ids.shape[0], length = ids.shape[1], vocab = logits.shape[2];
   std::vector<int32_t> tokens(batch * length);
   std::memcpy(tokens.data(), reference.data(ids), tokens.size() * sizeof(int32_t));

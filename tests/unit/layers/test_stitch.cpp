@@ -8,6 +8,7 @@
 #include "kernels/ops.h"
 #include "layers/stitch.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/random_parameters.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
@@ -26,13 +27,9 @@ std::vector<Tensor> expert_states(uint64_t seed) {
 
 // Random gates, zero projections: every mixed-in value is the target's own state.
 void randomize_gates(ParameterStore& store) {
-  Stream stream;
-  uint64_t seed = 50;
-  for (Parameter& p : store.parameters())
-    if (p.name.find(".gate.") != std::string::npos) {
-      Tensor r = random_tensor(p.shape, DType::f64, seed++, -3, 3);
-      ops::copy(r, p.value, stream);
-    }
+  testing::randomize_parameters(store, 50, -3, 3, [](const Parameter& p) {
+    return p.name.find(".gate.") != std::string::npos;
+  });
 }
 
 TEST(Stitch, InitiallyExpertsIntoHubReturnsTheHubStateWhateverTheGates) {
@@ -110,25 +107,13 @@ TEST(Stitch, ParametersAreNamedPerExpertAndOnlyMixingIntoTheHubHasAHubGate) {
   EXPECT_EQ(names, expected);
 }
 
-// Random values everywhere, so that no gate is saturated and every term is exercised.
-std::vector<testing::GradInput> randomize(ParameterStore& store) {
-  std::vector<testing::GradInput> inputs;
-  uint64_t seed = 100;
-  for (Parameter& p : store.parameters()) {
-    Tensor r = random_tensor(p.shape, DType::f64, seed++);
-    Stream stream;
-    ops::copy(r, p.value, stream);
-    inputs.push_back({p.name, p.value, p.grad});
-  }
-  return inputs;
-}
-
 TEST(Stitch, ExpertsIntoHubGradientsMatchFiniteDifferences) {
   Stream stream;
   ParameterStore store(DType::f64);
   StitchLayer layer(store, 0, StitchKind::experts_into_hub, kExperts, kWidth);
   store.allocate(1);
-  std::vector<testing::GradInput> inputs = randomize(store);
+  // Random values everywhere, so that no gate is saturated and every term is exercised.
+  std::vector<testing::GradInput> inputs = testing::randomize_parameters(store, 100, -1, 1);
   Tensor hub = random_tensor({kTokens, kWidth}, DType::f64, 2);
   std::vector<Tensor> experts = expert_states(3);
   const Tensor projection = random_tensor({kTokens, kWidth}, DType::f64, 9);
@@ -140,7 +125,7 @@ TEST(Stitch, ExpertsIntoHubGradientsMatchFiniteDifferences) {
   layer.mix_into_hub(hub, experts, saved, stream);
   Tensor dhub;
   std::vector<Tensor> dexperts;
-  layer.mix_into_hub_backward(hub, experts, saved, projection, dhub, dexperts, stream);
+  layer.mix_into_hub_backward(hub, saved, projection, dhub, dexperts, stream);
   inputs.push_back({"hub", hub, dhub});
   inputs.push_back({"code", experts[0], dexperts[0]});
   inputs.push_back({"bible", experts[1], dexperts[1]});
@@ -152,7 +137,8 @@ TEST(Stitch, HubIntoExpertsGradientsMatchFiniteDifferences) {
   ParameterStore store(DType::f64);
   StitchLayer layer(store, 0, StitchKind::hub_into_experts, kExperts, kWidth);
   store.allocate(1);
-  std::vector<testing::GradInput> inputs = randomize(store);
+  // Random values everywhere, so that no gate is saturated and every term is exercised.
+  std::vector<testing::GradInput> inputs = testing::randomize_parameters(store, 100, -1, 1);
   Tensor hub = random_tensor({kTokens, kWidth}, DType::f64, 2);
   std::vector<Tensor> experts = expert_states(3);
   const Tensor p0 = random_tensor({kTokens, kWidth}, DType::f64, 9),

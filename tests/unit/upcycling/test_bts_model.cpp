@@ -9,6 +9,7 @@
 #include "kernels/ops.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/random_parameters.h"
 #include "tests/support/tolerance.h"
 #include "tests/support/upcycle_models.h"
 #include "trainer/optimizer.h"
@@ -18,7 +19,6 @@ namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::random_tensor;
 
 // Four layers, so that stitching after every layer alternates hub_into_experts and
 // experts_into_hub twice and gradients cross frozen layers between stitches.
@@ -94,14 +94,9 @@ TEST_F(BtsModelTest, StitchGradientsMatchFiniteDifferences) {
   BtsModel bts(config, stitches, {});
   stitches.allocate(0);
   ASSERT_EQ(bts.num_stitches(), 4);
-  std::vector<testing::GradInput> inputs;
-  uint64_t seed = 10;
+  const std::vector<testing::GradInput> inputs =
+      testing::randomize_parameters(stitches, 10, -0.5, 0.5);
   Stream stream;
-  for (Parameter& p : stitches.parameters()) {  // away from the initialization's symmetries
-    Tensor r = random_tensor(p.shape, DType::f64, seed++, -0.5, 0.5);
-    ops::copy(r, p.value, stream);
-    inputs.push_back({p.name, p.value, p.grad});
-  }
   const Tensor tokens = Tensor::from_vector<int32_t>({2, 8}, kIds);
   auto loss = [&] { return bts.forward(tokens, tokens, false, stream).lm_loss; };
   stitches.zero_grads(stream);
