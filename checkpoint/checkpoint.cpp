@@ -252,6 +252,30 @@ void publish(const std::string& root, const fs::path& temp_dir, const fs::path& 
   fsync_path(final_dir.string());
 }
 
+// Puts each attachment's files under temp_dir: hard links, or copies across file systems.
+// Returns the problem ("" when none).
+std::string attach(const fs::path& temp_dir,
+                   const std::map<std::string, std::string>& attachments) {
+  for (const auto& [relative, source] : attachments) {
+    if (!is_committed(source)) return "cannot attach '" + source + "': not a committed checkpoint";
+    const fs::path target = temp_dir / relative;
+    std::error_code error;
+    fs::create_directories(target, error);
+    if (!error)
+      fs::copy(source, target, fs::copy_options::recursive | fs::copy_options::create_hard_links,
+               error);
+    if (error) {
+      fs::remove_all(target);
+      fs::create_directories(target, error);
+      if (!error) fs::copy(source, target, fs::copy_options::recursive, error);
+    }
+    if (error)
+      return "cannot copy '" + source + "' into '" + target.string() + "': " + error.message() +
+             " (the last published checkpoint is untouched)";
+  }
+  return "";
+}
+
 // Every rank learns rank 0's `problem` (empty: none), so that all of them stop together.
 void agree_on(std::string& problem, Communicator* world) {
   if (group_size(world) == 1) return;
@@ -326,6 +350,9 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
     file.close(file_path);
   }
   barrier(groups.world);
+  if (leader) problem = attach(temp_dir, meta.attachments);
+  agree_on(problem, groups.world);
+  if (!problem.empty()) throw CheckpointError(problem);
   if (leader) publish(root, temp_dir, final_dir, meta.step);
   barrier(groups.world);
   return final_dir.string();

@@ -24,6 +24,9 @@
 // - Crash safety: everything goes to step_X.tmp/, which is fsynced, renamed to step_X/, and only
 //   then gets COMMIT (fsynced, with its directory). A directory without COMMIT is never loaded and
 //   is removed by clean_checkpoints.
+// - Attachments (other committed checkpoints carried along) are hard links when the file system
+//   allows (no space, no time: those checkpoints never change) and copies otherwise, made before
+//   the step is published, so a committed step has them whole.
 // - Every random stream is a pure function of (seed, name, counter) and the LR schedule of the
 //   step, so seed and step are the whole RNG and schedule state; the data loader's state is the
 //   number of global samples it consumed.
@@ -52,6 +55,9 @@ struct CheckpointMeta {
   int tp = 1, dp = 1, ep = 1, zero = 0;  // the layout at save time
   bool expert_tp = false;
   bool has_optimizer_state = true;  // false for a converted model (moe-convert): weights only
+  // Committed checkpoints saved along (save_checkpoint only): the step directory gets each source
+  // directory's files under the given relative path (a self-contained BTS checkpoint's decoders).
+  std::map<std::string, std::string> attachments;
 };
 
 // A run of a parameter's AdamW moments this rank holds: elements [begin, end) of the parameter's

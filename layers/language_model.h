@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "layers/block.h"
@@ -46,6 +48,9 @@ class LanguageModel {
   virtual ParameterCounts parameter_counts() const = 0;
   // Training FLOPs per token at seq_len.
   virtual double flops_per_token(int64_t seq_len) const = 0;
+  // Committed checkpoints its checkpoints carry along, by path inside the step directory
+  // (CheckpointMeta::attachments).
+  virtual std::map<std::string, std::string> checkpoint_attachments() const { return {}; }
 
   static constexpr int ignore_index = -100;
 };

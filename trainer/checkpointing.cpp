@@ -40,6 +40,7 @@ CheckpointMeta meta_of(const TrainerState& state, int64_t step) {
   meta.ep = group_size(state.groups.ep);
   meta.expert_tp = state.groups.expert_tp;
   meta.zero = config.parallel.zero;
+  meta.attachments = state.attachments;
   return meta;
 }
 

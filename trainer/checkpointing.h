@@ -12,6 +12,7 @@
 
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,6 +30,7 @@ struct TrainerState {
   AdamW& optimizer;
   TokenLoader& loader;
   const ParallelGroups& groups;
+  std::map<std::string, std::string> attachments = {};  // LanguageModel::checkpoint_attachments
 };
 
 // The step directory checkpoint.resume names, "" to start fresh.

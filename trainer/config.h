@@ -309,6 +309,7 @@ struct BtsConfig {
   std::vector<std::string> experts;
   std::vector<std::string> drop;
   int stitch_every = 1;
+  bool self_contained = false;
 
   template <class V>
   void visit(V& v) {
@@ -318,6 +319,8 @@ struct BtsConfig {
     v.field("drop", drop, "experts (by name) to leave out, with their stitch parameters");
     v.field("stitch_every", stitch_every, Range::at_least(1),
             "a stitch layer after every k-th layer; divides the decoders' n_layers");
+    v.field("self_contained", self_contained,
+            "every checkpoint carries the decoders (decoders/NAME) and needs no other directory");
   }
   bool operator==(const BtsConfig&) const = default;
 };

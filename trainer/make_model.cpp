@@ -6,9 +6,9 @@
 
 namespace moe {
 
-Config resolve_model_config(const Config& config) {
+Config resolve_model_config(const Config& config, const std::string& checkpoint) {
   if (config.model.kind != "bts") return config;
-  const BtsDecoder hub = resolve_bts_decoders(config.bts).front();
+  const BtsDecoder hub = resolve_bts_decoders(config.bts, checkpoint).front();
   Config resolved = config;
   resolved.model = hub.config.model;
   resolved.model.kind = "bts";
@@ -18,8 +18,10 @@ Config resolve_model_config(const Config& config) {
 }
 
 std::unique_ptr<LanguageModel> make_model(const Config& config, ParameterStore& store,
-                                          const ParallelGroups& groups) {
-  if (config.model.kind == "bts") return std::make_unique<BtsModel>(config, store, groups);
+                                          const ParallelGroups& groups,
+                                          const std::string& checkpoint) {
+  if (config.model.kind == "bts")
+    return std::make_unique<BtsModel>(config, store, groups, checkpoint);
   return std::make_unique<Model>(config, store, groups);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "layers/language_model.h"
 #include "parallel/parallel_groups.h"
@@ -13,12 +14,14 @@ namespace moe {
 
 // For model.kind bts, the config with the seed checkpoint's model and moe sections (kind stays
 // bts), so that logs, checks and the saved config show the decoders' real shape. Otherwise the
-// config itself.
-Config resolve_model_config(const Config& config);
+// config itself. `checkpoint`: the step directory the model will be loaded from, if any (a
+// self-contained BTS checkpoint's decoder copies come first).
+Config resolve_model_config(const Config& config, const std::string& checkpoint = "");
 
 // Declares the trainable parameters in `store` (the caller allocates it). For bts, groups.tp is
 // the model group and groups.dp the replicas (bts_model_group_size).
 std::unique_ptr<LanguageModel> make_model(const Config& config, ParameterStore& store,
-                                          const ParallelGroups& groups);
+                                          const ParallelGroups& groups,
+                                          const std::string& checkpoint = "");
 
 }  // namespace moe

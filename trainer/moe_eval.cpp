@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     MOE_CHECK(is_committed(dir), "'", dir,
               "' is not a committed checkpoint (a step directory with a COMMIT marker)");
     const Config config =
-        resolve_model_config(eval_config(checkpoint_config(dir), dir, data, overrides));
+        resolve_model_config(eval_config(checkpoint_config(dir), dir, data, overrides), dir);
     const bool bts = config.model.kind == "bts";
     ProcessGrid grid(*world,
                      bts ? bts_model_group_size(world_size, config.parallel) : config.parallel.tp,
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
         make_token_loader(config.data, grid.dp_rank(), grid.dp_size());
     MOE_CHECK(loader->num_val_sets() > 0, "no validation data: pass --data PREFIX");
     ParameterStore store(DType::f32);
-    const std::unique_ptr<LanguageModel> model = make_model(config, store, groups);
+    const std::unique_ptr<LanguageModel> model = make_model(config, store, groups, dir);
     store.allocate(static_cast<uint64_t>(config.train.seed));
     // BTS: --set 'bts.drop=[NAME]' evaluates without that expert.
     const CheckpointMeta meta =

@@ -92,7 +92,8 @@ void fail_if_asked(int64_t step) {
 
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
-  const Config config = resolve_model_config(requested);
+  std::string resume = resume_directory(requested.checkpoint);
+  const Config config = resolve_model_config(requested, resume);
   const TrainConfig& train = config.train;
   MOE_CHECK(train.device == "cpu",
             "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
@@ -106,7 +107,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
             ")");
 
   ParameterStore store(DType::f32);
-  const std::unique_ptr<LanguageModel> built = make_model(config, store, groups);
+  const std::unique_ptr<LanguageModel> built = make_model(config, store, groups, resume);
   LanguageModel& model = *built;
   store.allocate(static_cast<uint64_t>(train.seed));
   AdamW optimizer(store, train, groups, config.parallel.zero == 1);
@@ -130,9 +131,8 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   if (!checkpoint.dir.empty() && group_rank(groups.world) == 0)
     clean_checkpoints(checkpoint.dir, 0);  // interrupted saves
   if (group_size(groups.world) > 1) groups.world->barrier();
-  TrainerState state{config, store, optimizer, *loader, groups};
+  TrainerState state{config, store, optimizer, *loader, groups, model.checkpoint_attachments()};
   int64_t first_step = 0;
-  std::string resume = resume_directory(checkpoint);
   if (resume.empty() && config.init.method == "load") {
     // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
     // branches).

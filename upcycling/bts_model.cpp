@@ -77,14 +77,26 @@ static std::string committed_step(const std::string& dir, const std::string& key
   return latest;
 }
 
-std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts) {
+std::string bts_attached_path(const std::string& name) { return "decoders/" + name; }
+
+// The committed step directory decoder `name` loads from: the checkpoint's copy, or `dir`'s.
+static std::string decoder_step(const std::string& name, const std::string& dir,
+                                const std::string& key, const std::string& checkpoint) {
+  if (!checkpoint.empty()) {
+    const std::string attached = (fs::path(checkpoint) / bts_attached_path(name)).string();
+    if (is_committed(attached)) return attached;
+  }
+  return committed_step(dir, key);
+}
+
+std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts, const std::string& checkpoint) {
   std::vector<std::string> all;
   for (const std::string& dir : bts.experts) all.push_back(bts_decoder_name(dir));
   for (const std::string& name : bts.drop)
     MOE_CHECK(std::find(all.begin(), all.end(), name) != all.end(), "bts.drop names '", name,
               "', which is not one of bts.experts' names [", join_names(all), "]");
   std::vector<BtsDecoder> decoders;
-  const std::string hub_dir = committed_step(bts.seed, "bts.seed");
+  const std::string hub_dir = decoder_step("hub", bts.seed, "bts.seed", checkpoint);
   decoders.push_back({"hub", hub_dir, parse_config(checkpoint_config(hub_dir), hub_dir)});
   for (const std::string& dir : bts.experts) {
     const std::string name = bts_decoder_name(dir);
@@ -93,7 +105,7 @@ std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts) {
       MOE_CHECK(other.name != name, "two of bts.experts are named '", name,
                 "' (an expert is named by its run directory); rename one",
                 name == "hub" ? " ('hub' is the seed's name)" : "");
-    const std::string step_dir = committed_step(dir, "bts.experts");
+    const std::string step_dir = decoder_step(name, dir, "bts.experts", checkpoint);
     decoders.push_back({name, step_dir, parse_config(checkpoint_config(step_dir), step_dir)});
   }
   MOE_CHECK(decoders.size() > 1,
@@ -127,12 +139,14 @@ struct BtsModel::Tower {
   std::unique_ptr<Model> model;
 };
 
-BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const ParallelGroups& groups)
+BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const ParallelGroups& groups,
+                   const std::string& checkpoint)
     : stitch_store_(stitch_store),
       group_(groups.tp),
       group_rank_(group_rank(groups.tp)),
       group_size_(group_size(groups.tp)),
-      decoders_(resolve_bts_decoders(config.bts)) {
+      decoders_(resolve_bts_decoders(config.bts, checkpoint)),
+      self_contained_(config.bts.self_contained) {
   const ModelConfig& shape = decoders_[0].config.model;
   const int n = static_cast<int>(decoders_.size());
   d_model_ = shape.d_model;
@@ -171,10 +185,13 @@ BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const Par
     layout +=
         " " + std::string(stitch_kind_name(kind)) + "@" + std::to_string((i + 1) * stitch_every_);
   }
-  std::string hosts;
-  for (int t = 0; t < n; ++t) hosts += " " + decoders_[t].name + ":" + std::to_string(host_of(t));
-  MOE_LOG_INFO("BTS: hub ", decoders_[0].step_dir, ", experts [", join_names(experts),
-               "]; stitch layers (kind@after layer):", layout, "; decoder:group rank", hosts);
+  std::string hosts, sources;
+  for (int t = 0; t < n; ++t) {
+    hosts += " " + decoders_[t].name + ":" + std::to_string(host_of(t));
+    sources += " " + decoders_[t].name + "=" + decoders_[t].step_dir;
+  }
+  MOE_LOG_INFO("BTS: decoders", sources, "; stitch layers (kind@after layer):", layout,
+               "; decoder:group rank", hosts);
 }
 
 BtsModel::~BtsModel() = default;
@@ -364,6 +381,13 @@ double BtsModel::flops_per_token(int64_t seq_len) const {
   for (const auto& tower : towers_)
     flops += tower->model->flops_per_token(seq_len) * (1.0 + above_first) / 3.0;
   return flops;
+}
+
+std::map<std::string, std::string> BtsModel::checkpoint_attachments() const {
+  std::map<std::string, std::string> attachments;
+  if (self_contained_)
+    for (const BtsDecoder& d : decoders_) attachments[bts_attached_path(d.name)] = d.step_dir;
+  return attachments;
 }
 
 }  // namespace moe

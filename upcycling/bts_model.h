@@ -4,7 +4,9 @@
 //
 // Decisions:
 // - The decoders are plain Models over frozen stores (no gradient arena), loaded from their
-//   checkpoints, which the BTS checkpoint references by directory (its config) instead of copying.
+//   checkpoints, which the BTS checkpoint references by directory (its config) instead of copying;
+//   bts.self_contained attaches them to every checkpoint (hard links where possible), and a
+//   decoder found attached to the checkpoint being loaded takes precedence over its directory.
 //   Only the stitch parameters are in the trainable store: gradients, AdamW state, checkpoints.
 // - Stitch kinds alternate backwards from the last stitch, which mixes the experts into the hub.
 // - Parallelism: the ranks of one replica form a model group (ParallelGroups::tp) that shares
@@ -53,9 +55,14 @@ MayDiffer bts_changed_parameters(const BtsConfig& saved, const BtsConfig& now);
 // nothing otherwise.
 MayDiffer bts_checkpoint_changes(const std::string& dir, const Config& config);
 
-// The hub and the experts that bts.* selects (bts.drop removed), hub first. Checks that every
-// directory holds a committed checkpoint, that names are unique and the shapes compatible.
-std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts);
+// The hub and the experts that bts.* selects (bts.drop removed), hub first. A decoder that the
+// checkpoint being loaded carries (bts.self_contained: <checkpoint>/decoders/<name>) comes from
+// there; the others from their configured directories. Checks that every directory holds a
+// committed checkpoint, that names are unique and the shapes compatible.
+std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts,
+                                             const std::string& checkpoint = "");
+// Where a self-contained BTS checkpoint keeps a decoder: "decoders/<name>" inside the step.
+std::string bts_attached_path(const std::string& name);
 
 // The ranks per replica for model.kind bts on `world_size` ranks: world / parallel.dp (dp 0: 1).
 int bts_model_group_size(int world_size, const ParallelConfig& parallel);
@@ -63,8 +70,10 @@ int bts_model_group_size(int world_size, const ParallelConfig& parallel);
 class BtsModel : public LanguageModel {
  public:
   // groups.tp is the model group, groups.dp the replicas. Declares the stitch parameters in
-  // `stitch_store` (the caller allocates it) and loads this rank's decoders.
-  BtsModel(const Config& config, ParameterStore& stitch_store, const ParallelGroups& groups);
+  // `stitch_store` (the caller allocates it) and loads this rank's decoders; `checkpoint` is the
+  // BTS checkpoint about to be loaded, if any (its decoder copies are used).
+  BtsModel(const Config& config, ParameterStore& stitch_store, const ParallelGroups& groups,
+           const std::string& checkpoint = "");
   ~BtsModel() override;
 
   ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
@@ -75,6 +84,8 @@ class BtsModel : public LanguageModel {
   Tensor full_logits(const Tensor& shard, Stream& stream) const override;
   ParameterCounts parameter_counts() const override;
   double flops_per_token(int64_t seq_len) const override;
+  // With bts.self_contained, every decoder by bts_attached_path.
+  std::map<std::string, std::string> checkpoint_attachments() const override;
 
   const std::vector<BtsDecoder>& decoders() const { return decoders_; }
   int host_of(int decoder) const { return decoder % group_size_; }
@@ -102,6 +113,7 @@ class BtsModel : public LanguageModel {
   std::vector<std::unique_ptr<Tower>> towers_;  // one per decoder; allocated where local
   std::vector<std::unique_ptr<StitchLayer>> stitches_;
   int64_t stitch_every_ = 1, d_model_ = 0, vocab_ = 0;
+  bool self_contained_ = false;
 
   // What backward needs of one stitch on this rank.
   struct StitchInputs {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BTS through the real binaries: a seed and three branches, the stitched model trained with one
 # decoder per rank (3 ranks), evaluated, resumed on 2 ranks without one expert (its rank is no
-# longer needed), then with a new expert added; and the error paths of model.kind bts.
+# longer needed), then with a new expert added; a self-contained checkpoint evaluated and resumed
+# after the decoders' directories are gone; and the error paths of model.kind bts.
 #   test_bts.sh <moe-train> <moe-eval> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -75,4 +76,26 @@ expect nonzero "must divide the decoders' n_layers = 2" "$moe_train" --config "$
   --set bts.stitch_every=3 --set checkpoint.dir="$tmp/e4"
 expect nonzero "expected a list of strings" "$moe_train" --config "$tmp/bts.yaml" \
   --set bts.experts="$tmp/code"
+
+# Self-contained: the checkpoint carries its decoders and works once their directories are gone.
+expect zero "saved $tmp/whole/step_00000002" "$moe_train" --config "$tmp/bts.yaml" \
+  --set bts.self_contained=true --set checkpoint.dir="$tmp/whole" --set train.steps=2
+before="$("$moe_eval" --checkpoint "$tmp/whole/step_00000002" --json 2>/dev/null)"
+mkdir "$tmp/moved" && mv "$tmp/seed" "$tmp/bible" "$tmp/code" "$tmp/moved/"
+expect nonzero "bts.seed = '$tmp/seed' is not a directory" "$moe_eval" \
+  --checkpoint "$tmp/stitch/step_00000007"
+expect zero "hub=$tmp/whole/step_00000002/decoders/hub" "$moe_eval" \
+  --checkpoint "$tmp/whole/step_00000002"
+after="$("$moe_eval" --checkpoint "$tmp/whole/step_00000002" --json 2>/dev/null)"
+if [ -n "$before" ] && [ "$before" = "$after" ]; then
+  echo "ok: the same losses from the carried decoders"
+else
+  echo "FAIL: losses before '$before' and after '$after' moving the decoders"
+  failures=$((failures + 1))
+fi
+expect zero "resumed from $tmp/whole/step_00000002 at step 2" "$moe_train" \
+  --config "$tmp/bts.yaml" --set bts.self_contained=true --set checkpoint.dir="$tmp/whole" \
+  --set train.steps=3
+expect zero "code=$tmp/whole/step_00000003/decoders/code" "$moe_eval" \
+  --checkpoint "$tmp/whole/step_00000003"
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

@@ -5,7 +5,9 @@
 //   rank) and the reverse, parameters and moments resharded, and the next steps' losses match the
 //   run that kept its layout (fp32: relative 1e-4, as in test_parallel_layouts.cpp);
 // - a different model, an uncommitted directory, a damaged or truncated file and a full disk are
-//   clear errors that leave the last good checkpoint loadable.
+//   clear errors that leave the last good checkpoint loadable;
+// - attachments (other committed checkpoints carried along) arrive whole as hard links, and one
+//   that is not a committed checkpoint fails the save, not the previous checkpoint.
 #include <hdf5.h>
 #include <sys/resource.h>
 
@@ -15,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,8 +86,9 @@ class Checkpoints : public ::testing::Test {
     c.parallel.zero = layout.zero ? 1 : 0;
     return c;
   }
-  std::string save(Replica& r, int64_t step) const {
-    TrainerState state{r.config, r.store, *r.optimizer, *r.loader, r.groups};
+  std::string save(Replica& r, int64_t step,
+                   const std::map<std::string, std::string>& attachments = {}) const {
+    TrainerState state{r.config, r.store, *r.optimizer, *r.loader, r.groups, attachments};
     return save_state(state, step);
   }
   CheckpointMeta load(Replica& r, const std::string& dir) const {
@@ -375,6 +379,35 @@ TEST_F(CheckpointFaults, ADiskFullSaveFailsClearlyAndKeepsThePreviousCheckpoint)
   EXPECT_EQ(latest_checkpoint(root), good);
   Replica fresh(config({}), {}, false);
   EXPECT_EQ(load(fresh, good).step, 2);
+}
+
+TEST_F(CheckpointFaults, AttachedCheckpointsArriveWholeAsHardLinks) {
+  if (world->rank() != 0) return;
+  save_reference();
+  const std::string with = save(*replica, 3, {{"decoders/reference", good}});
+  const fs::path copy = fs::path(with) / "decoders/reference";
+  EXPECT_TRUE(is_committed(copy.string()));
+  for (const char* file : {"state.h5", "COMMIT"}) {
+    EXPECT_EQ(fs::hard_link_count(copy / file), 2u) << file;
+    EXPECT_TRUE(fs::equivalent(copy / file, fs::path(good) / file)) << file;
+  }
+  Replica from_copy(config({}), {}, false);
+  EXPECT_EQ(load(from_copy, copy.string()).step, 2);
+  Replica from_step(config({}), {}, false);
+  EXPECT_EQ(load(from_step, with).step, 3);
+
+  const std::string uncommitted = root + "/step_00000009.tmp";
+  fs::create_directory(uncommitted);
+  std::string message;
+  try {
+    save(*replica, 4, {{"decoders/broken", uncommitted}});
+  } catch (const CheckpointError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("cannot attach '" + uncommitted + "': not a committed checkpoint"),
+            std::string::npos)
+      << "got: '" << message << "'";
+  EXPECT_EQ(latest_checkpoint(root), with);
 }
 
 }  // namespace
