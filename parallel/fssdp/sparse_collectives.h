@@ -1,0 +1,35 @@
+// Hecate's two sparse collectives (METHODS.md §1.3) over an ExpertPlan, one flat chunk per expert
+// (an expert's parameters, or its gradient, as one tensor):
+// - sparse_all_gather: every holder of an expert gets the owner's chunk, bit for bit;
+// - sparse_reduce_scatter: the owner's gradient chunk gets every replica's added to it.
+// Only the experts with replicas move; an expert held by its owner alone costs nothing.
+//
+// Decisions:
+// - Grouped point-to-point (Communicator::send_recv), not per-expert broadcast/reduce: those
+//   would need a communicator per holder set. Every rank posts its transfers in expert order and
+//   then holder order, from the same plan, so the pairs match and nothing deadlocks.
+// - The reduce is deterministic: the owner receives each replica's gradient into its own buffer
+//   and adds them to its own in increasing rank order, whatever order they arrive in.
+// - A replica that got no tokens still sends its (zero) gradient: the plan, not the data, decides
+//   who talks to whom, so all ranks agree on it without an extra exchange.
+// - The byte counts are the communicator's (send_recv: what this rank sends to others).
+#pragma once
+
+#include <vector>
+
+#include "parallel/fssdp/expert_plan.h"
+#include "parallel/parallel_groups.h"
+
+namespace moe {
+
+// chunks[e]: where this rank holds e, its chunk (the owner's: the source; a replica's: written);
+// elsewhere ignored. comm: the ranks of the plan (null: one rank, nothing moves).
+void sparse_all_gather(const ExpertPlan& plan, std::vector<Tensor>& chunks, Communicator* comm,
+                       Stream& stream);
+
+// grads[e]: where this rank holds e, its gradient for e. The owner's becomes its own plus every
+// replica's (in rank order); the replicas' are left as they were.
+void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<Tensor>& grads, Communicator* comm,
+                           Stream& stream);
+
+}  // namespace moe
