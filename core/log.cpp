@@ -6,6 +6,7 @@ namespace moe {
 
 static int g_rank = 0;
 static int g_world_size = 1;
+static bool g_info_to_stderr = false;
 
 void set_log_rank(int rank, int world_size) {
   g_rank = rank;
@@ -13,12 +14,14 @@ void set_log_rank(int rank, int world_size) {
   set_error_rank(world_size > 1 ? rank : -1);
 }
 
+void log_info_to_stderr() { g_info_to_stderr = true; }
+
 void log_message(LogLevel level, const std::string& message) {
   if (level == LogLevel::info && g_rank != 0) return;
   const char* tag = level == LogLevel::info      ? ""
                     : level == LogLevel::warning ? "warning: "
                                                  : "error: ";
-  std::FILE* out = level == LogLevel::info ? stdout : stderr;
+  std::FILE* out = level == LogLevel::info && !g_info_to_stderr ? stdout : stderr;
   if (g_world_size > 1)
     std::fprintf(out, "[rank %d] %s%s\n", g_rank, tag, message.c_str());
   else

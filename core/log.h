@@ -1,5 +1,5 @@
 // Logging: one line per message, prefixed with the rank when there is more than one.
-// By default only rank 0 prints info; warnings and errors print on every rank.
+// By default only rank 0 prints info (on stdout); warnings and errors print on every rank (stderr).
 #pragma once
 
 #include <string>
@@ -11,6 +11,8 @@ namespace moe {
 enum class LogLevel { info, warning, error };
 
 void set_log_rank(int rank, int world_size);
+// Info lines go to stderr too from now on: for tools whose stdout is data (moe-eval --json).
+void log_info_to_stderr();
 void log_message(LogLevel level, const std::string& message);
 
 }  // namespace moe

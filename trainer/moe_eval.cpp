@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   set_log_rank(rank, world_size);
+  if (json) log_info_to_stderr();  // stdout is the JSON object alone
   int status = 0;
   try {
     std::unique_ptr<Communicator> world = mpi_world_communicator();

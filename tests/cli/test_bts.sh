@@ -81,6 +81,12 @@ expect nonzero "expected a list of strings" "$moe_train" --config "$tmp/bts.yaml
 expect zero "saved $tmp/whole/step_00000002" "$moe_train" --config "$tmp/bts.yaml" \
   --set bts.self_contained=true --set checkpoint.dir="$tmp/whole" --set train.steps=2
 before="$("$moe_eval" --checkpoint "$tmp/whole/step_00000002" --json 2>/dev/null)"
+if /usr/bin/python3 -c 'import json, sys; json.loads(sys.argv[1])' "$before"; then
+  echo "ok: moe-eval --json prints JSON alone on stdout"
+else
+  echo "FAIL: moe-eval --json stdout is not one JSON object: '$before'"
+  failures=$((failures + 1))
+fi
 mkdir "$tmp/moved" && mv "$tmp/seed" "$tmp/bible" "$tmp/code" "$tmp/moved/"
 expect nonzero "bts.seed = '$tmp/seed' is not a directory" "$moe_eval" \
   --checkpoint "$tmp/stitch/step_00000007"
