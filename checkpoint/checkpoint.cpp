@@ -90,25 +90,43 @@ std::vector<std::pair<std::vector<int64_t>, Shape>> boxes_of_range(const Shape& 
   return boxes;
 }
 
-// The boxes of one moment run: its elements of the parameter's local block, placed globally.
-std::vector<Box> run_boxes(const MomentRun& run, const Tensor& memory) {
-  const Parameter& p = *run.parameter;
+// The boxes of elements [begin, end) of a parameter's local block (row-major), held in `memory`
+// (those elements, contiguous), placed globally piece by piece.
+std::vector<Box> range_boxes(const Parameter& p, int64_t begin, int64_t end, const Tensor& memory,
+                             bool primary) {
   std::vector<Box> boxes;
+  const int64_t row_size = p.shape.ndim() > 0 && p.shape[0] > 0 ? p.shape.numel() / p.shape[0] : 1;
   int64_t used = 0;
-  for (auto& [start, shape] : boxes_of_range(p.shape, run.begin, run.end)) {
-    for (size_t d = 0; d < start.size(); ++d) start[d] += p.offset[d];
-    boxes.push_back({start, memory.narrow(used, shape.numel()).view(shape), run.primary});
-    used += shape.numel();
+  for (const Piece& piece : pieces(p)) {
+    const int64_t first = piece.row * row_size, last = (piece.row + piece.rows) * row_size;
+    if (std::max(begin, first) >= std::min(end, last)) continue;
+    const Shape block = p.shape.ndim() > 0 ? p.shape.with_dim(0, piece.rows) : p.shape;
+    for (auto& [start, shape] :
+         boxes_of_range(block, std::max(begin, first) - first, std::min(end, last) - first)) {
+      for (size_t d = 0; d < start.size(); ++d) start[d] += piece.offset[d];
+      boxes.push_back({start, memory.narrow(used, shape.numel()).view(shape), primary});
+      used += shape.numel();
+    }
   }
   return boxes;
 }
 
+// The boxes of one moment run: its elements of the parameter's local block, placed globally.
+std::vector<Box> run_boxes(const MomentRun& run, const Tensor& memory) {
+  return range_boxes(*run.parameter, run.begin, run.end, memory, run.primary);
+}
+
 std::vector<Entry> entries(const RankState& state, const ParallelGroups& groups) {
   std::vector<Entry> list;
-  for (Parameter& p : state.store->parameters())
-    list.push_back({"model/" + p.name,
-                    p.global_shape,
-                    {{p.offset, p.value, holds_primary_copy(p.placement, groups)}}});
+  for (Parameter& p : state.store->parameters()) {
+    const bool primary = holds_primary_copy(p.placement, groups);
+    if (p.placement.rows)  // the listed rows, a box per run of consecutive ones
+      list.push_back(
+          {"model/" + p.name, p.global_shape,
+           range_boxes(p, 0, p.shape.numel(), p.value.view({p.shape.numel()}), primary)});
+    else
+      list.push_back({"model/" + p.name, p.global_shape, {{p.offset, p.value, primary}}});
+  }
   const std::vector<const char*> moments = state.with_moments
                                                ? std::vector<const char*>{"exp_avg", "exp_avg_sq"}
                                                : std::vector<const char*>{};

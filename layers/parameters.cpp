@@ -21,6 +21,15 @@ Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, 
              name, ": identity init needs a square matrix, got ", shape.str());
   Parameter p{name, shape, init, init_scale, weight_decay, placement, shape, {}, 0, {}, {}};
   p.offset.assign(shape.ndim(), 0);
+  if (const auto& rows = placement.rows) {
+    for (size_t i = 0; i < rows->size(); ++i)
+      MOE_ASSERT(
+          (*rows)[i] >= 0 && (*rows)[i] < shape[0] && (i == 0 || (*rows)[i - 1] < (*rows)[i]),
+          "parameter ", name, ": placement rows must be increasing indices below ", shape[0]);
+    for (const Split& split : placement.splits)
+      MOE_ASSERT(split.dim != 0, "parameter ", name, ": placement rows and a split of dim 0");
+    p.shape = p.shape.with_dim(0, static_cast<int64_t>(rows->size()));
+  }
   for (const Split& split : placement.splits) {
     MOE_ASSERT(split.dim >= 0 && split.dim < shape.ndim() && split.count >= 1 && split.index >= 0 &&
                    split.index < split.count && p.shape[split.dim] == p.global_shape[split.dim] &&
@@ -63,6 +72,22 @@ int64_t global_index(const Shape& local, const std::vector<int64_t>& offset, con
   return index;
 }
 
+std::vector<Piece> pieces(const Parameter& p) {
+  if (!p.placement.rows) return {{0, p.shape.ndim() > 0 ? p.shape[0] : 1, p.offset}};
+  const std::vector<int64_t>& rows = *p.placement.rows;
+  std::vector<Piece> list;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i > 0 && rows[i] == rows[i - 1] + 1) {
+      ++list.back().rows;
+      continue;
+    }
+    std::vector<int64_t> offset = p.offset;
+    offset[0] = rows[i];
+    list.push_back({static_cast<int64_t>(i), 1, offset});
+  }
+  return list;
+}
+
 // The initial value of element `index` (a global flat index) of p.
 static double initial_value(const Parameter& p, const Philox& rng, int64_t index) {
   switch (p.init) {
@@ -97,12 +122,18 @@ void ParameterStore::allocate(uint64_t seed, bool with_grads) {
     if (with_grads) p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
     if (p.init == Init::zeros) continue;
     const Philox rng(seed, stream_id(p.name));
-    for (int64_t i = 0; i < n; ++i) {
-      const double v = initial_value(p, rng, global_index(p.shape, p.offset, p.global_shape, i));
-      if (dtype_ == DType::f32)
-        p.value.data<float>()[i] = static_cast<float>(v);
-      else
-        p.value.data<double>()[i] = v;
+    const int64_t row_size = p.shape.ndim() > 0 && p.shape[0] > 0 ? n / p.shape[0] : n;
+    for (const Piece& piece : pieces(p)) {
+      const Shape block = p.shape.ndim() > 0 ? p.shape.with_dim(0, piece.rows) : p.shape;
+      for (int64_t j = 0; j < block.numel(); ++j) {
+        const int64_t i = piece.row * row_size + j;
+        const double v =
+            initial_value(p, rng, global_index(block, piece.offset, p.global_shape, j));
+        if (dtype_ == DType::f32)
+          p.value.data<float>()[i] = static_cast<float>(v);
+        else
+          p.value.data<double>()[i] = v;
+      }
     }
   }
 }

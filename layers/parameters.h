@@ -23,6 +23,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ struct Placement {
   ParamGroup group = ParamGroup::dense;
   TpMode tp = TpMode::replicated;
   std::vector<Split> splits;
+  // Instead of a split of dim 0: the dim-0 indices this rank holds, increasing, possibly none
+  // (FSSDP's owners hold any set of a layer's experts).
+  std::optional<std::vector<int64_t>> rows = std::nullopt;
 };
 
 struct Parameter {
@@ -65,6 +69,7 @@ struct Parameter {
   Placement placement;
   Shape global_shape;
   std::vector<int64_t> offset;  // where the local block starts in the global tensor, per dim
+                                // (dim 0: 0 when placement.rows lists the rows instead)
   int64_t arena_offset = 0;     // where value and grad start in the arenas
   Tensor value, grad;           // views into the arenas once allocated
 };
@@ -84,6 +89,16 @@ struct Buffer {
 // starts at `offset` (one entry per dim).
 int64_t global_index(const Shape& local, const std::vector<int64_t>& offset, const Shape& global,
                      int64_t i);
+
+// A part of a parameter's local block that is one box of the global tensor: local rows
+// [row, row + rows) (dim 0), starting at `offset` in the global tensor.
+struct Piece {
+  int64_t row = 0, rows = 0;
+  std::vector<int64_t> offset;
+};
+// The whole local block for split placements; one piece per run of consecutive indices for
+// placement.rows (none when it lists none).
+std::vector<Piece> pieces(const Parameter& p);
 
 class ParameterStore {
  public:

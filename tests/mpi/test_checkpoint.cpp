@@ -6,6 +6,8 @@
 //   run that kept its layout (fp32: relative 1e-4, as in test_parallel_layouts.cpp);
 // - a different model, an uncommitted directory, a damaged or truncated file and a full disk are
 //   clear errors that leave the last good checkpoint loadable;
+// - experts placed by row lists (FSSDP owners: any set of a layer's experts per rank) load into
+//   contiguous expert-parallel blocks and into one rank, and back, parameters and moments;
 // - attachments (other committed checkpoints carried along) arrive whole as hard links, and one
 //   that is not a committed checkpoint fails the save, not the previous checkpoint.
 #include <hdf5.h>
@@ -241,6 +243,87 @@ TEST_F(Checkpoints, SmallerLayoutsCheckpointsLoadIntoTheWorld) {
     expect_reshards(
         *world, from, {to}, config(from), [this](const Layout& l) { return config(l); }, root);
   }
+}
+
+// A store of one stacked expert weight [8, 3, 2], placed by `placement`, with values and moments
+// that are functions of the global element index, so any placement knows what it must hold.
+struct ExpertStore {
+  explicit ExpertStore(const Placement& placement) {
+    store.add("layers.1.moe.experts.w_up", {8, 3, 2}, Init::zeros, 0, true, placement);
+    store.allocate(0);
+    Parameter& p = store.parameters().front();
+    const int64_t n = p.shape.numel();
+    run = {&p, 0, n, Tensor::zeros({n}, DType::f32), Tensor::zeros({n}, DType::f32), true};
+  }
+  // value(global index) for element i of the local block, in order, by the pieces of the block.
+  template <typename Fn>
+  void for_each(Fn&& fn) {
+    const Parameter& p = store.parameters().front();
+    int64_t i = 0;
+    for (const Piece& piece : pieces(p)) {
+      const Shape block = p.shape.with_dim(0, piece.rows);
+      for (int64_t j = 0; j < block.numel(); ++j, ++i)
+        fn(i, global_index(block, piece.offset, p.global_shape, j));
+    }
+  }
+  void fill() {
+    for_each([&](int64_t i, int64_t g) {
+      store.parameters().front().value.data<float>()[i] = 0.5f + static_cast<float>(g);
+      run.exp_avg.data<float>()[i] = 2.0f * static_cast<float>(g);
+      run.exp_avg_sq.data<float>()[i] = 3.0f * static_cast<float>(g);
+    });
+  }
+  int64_t wrong() {
+    int64_t count = 0;
+    for_each([&](int64_t i, int64_t g) {
+      count += store.parameters().front().value.data<float>()[i] != 0.5f + static_cast<float>(g);
+      count += run.exp_avg.data<float>()[i] != 2.0f * static_cast<float>(g);
+      count += run.exp_avg_sq.data<float>()[i] != 3.0f * static_cast<float>(g);
+    });
+    return count;
+  }
+  RankState state() { return {&store, true, {run}}; }
+
+  ParameterStore store;
+  MomentRun run;
+};
+
+// Expert e of 8 is owned by rank (e * 5 + shift) % ranks: any number per rank, none for some.
+Placement owned_rows(int rank, int ranks, int shift) {
+  std::vector<int64_t> rows;
+  for (int64_t e = 0; e < 8; ++e)
+    if ((e * 5 + shift) % ranks == rank) rows.push_back(e);
+  return {ParamGroup::expert, TpMode::partial, {}, rows};
+}
+
+TEST_F(Checkpoints, ExpertsPlacedByRowListsLoadIntoAnyPlacementAndBack) {
+  const int rank = world->rank(), ranks = world->size();
+  const ParallelGroups groups{world.get()};
+  CheckpointMeta meta;
+  meta.step = 1;
+  ExpertStore owners(owned_rows(rank, ranks, 0));
+  owners.fill();
+  const std::string saved = save_checkpoint(root, owners.state(), meta, groups);
+  ExpertStore blocks({ParamGroup::expert, TpMode::partial, {{0, rank, ranks}}});
+  load_checkpoint(saved, blocks.state(), groups);
+  EXPECT_EQ(blocks.wrong(), 0) << "contiguous blocks from row lists";
+  ExpertStore others(owned_rows(rank, ranks, 3));
+  load_checkpoint(saved, others.state(), groups);
+  EXPECT_EQ(others.wrong(), 0) << "other row lists from row lists";
+  world->barrier();
+  if (rank == 0) {
+    ExpertStore whole({});
+    load_checkpoint(saved, whole.state(), {});
+    EXPECT_EQ(whole.wrong(), 0) << "one rank from row lists";
+  }
+  world->barrier();
+
+  meta.step = 2;
+  blocks.fill();
+  const std::string from_blocks = save_checkpoint(root, blocks.state(), meta, groups);
+  ExpertStore rows(owned_rows(rank, ranks, 1));
+  load_checkpoint(from_blocks, rows.state(), groups);
+  EXPECT_EQ(rows.wrong(), 0) << "row lists from contiguous blocks";
 }
 
 // Everything below runs on rank 0 alone (groups {}): serial HDF5, faults injected into one file.

@@ -1,7 +1,8 @@
 // The parameter store's placements: a block of a split parameter starts with exactly the values
 // of the same block of the unsplit parameter (so every layout initializes the same model), the
-// arena is grouped by (parameter group, TP mode) for the gradient collectives, and bad splits are
-// caught.
+// arena is grouped by (parameter group, TP mode) for the gradient collectives, a placement by a
+// list of rows (FSSDP owners) holds exactly those rows of the unsplit parameter, and bad splits
+// and row lists are caught.
 #include <gtest/gtest.h>
 
 #include "layers/parameters.h"
@@ -31,6 +32,50 @@ TEST(ParameterStore, ABlockStartsWithTheUnsplitParametersValues) {
                       all.data<float>()[((2 * ep + e) * 6 + 2 * tp + f) * 3 + d])
                 << "block ep " << ep << " tp " << tp << " at " << e << "," << f << "," << d;
     }
+}
+
+TEST(ParameterStore, ARowListHoldsThoseRowsOfTheUnsplitParameter) {
+  ParameterStore whole;
+  whole.add("w", {6, 2, 3}, Init::normal, 0.5, true);
+  whole.allocate(3);
+  const Tensor& all = whole.find("w").value;
+  ParameterStore part;
+  const std::vector<int64_t> rows{0, 3, 4};
+  Parameter& p = part.add("w", {6, 2, 3}, Init::normal, 0.5, true,
+                          {ParamGroup::expert, TpMode::partial, {{1, 1, 2}}, rows});
+  Parameter& none = part.add("v", {6, 2}, Init::normal, 0.5, true,
+                             {ParamGroup::expert, TpMode::partial, {}, std::vector<int64_t>{}});
+  part.allocate(3);
+  ASSERT_EQ(p.shape, (Shape{3, 1, 3}));
+  EXPECT_EQ(none.shape, (Shape{0, 2}));
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t d = 0; d < 3; ++d)
+      EXPECT_EQ(p.value.data<float>()[r * 3 + d], all.data<float>()[(rows[r] * 2 + 1) * 3 + d])
+          << "row " << r << " at " << d;
+  const std::vector<Piece> list = pieces(p);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].row, 0);
+  EXPECT_EQ(list[0].rows, 1);
+  EXPECT_EQ(list[0].offset, (std::vector<int64_t>{0, 1, 0}));
+  EXPECT_EQ(list[1].row, 1);
+  EXPECT_EQ(list[1].rows, 2);
+  EXPECT_EQ(list[1].offset, (std::vector<int64_t>{3, 1, 0}));
+  EXPECT_TRUE(pieces(none).empty());
+}
+
+TEST(ParameterStore, BadRowListsAreInternalErrors) {
+  for (const std::vector<int64_t>& rows :
+       {std::vector<int64_t>{2, 1}, std::vector<int64_t>{1, 1}, std::vector<int64_t>{4}}) {
+    ParameterStore store;
+    EXPECT_THROW(store.add("w", {4, 2}, Init::normal, 1, true,
+                           {ParamGroup::expert, TpMode::partial, {}, rows}),
+                 InternalError);
+  }
+  ParameterStore store;
+  EXPECT_THROW(
+      store.add("w", {4, 2}, Init::normal, 1, true,
+                {ParamGroup::expert, TpMode::partial, {{0, 0, 2}}, std::vector<int64_t>{1}}),
+      InternalError);
 }
 
 TEST(ParameterStore, ArenaIsGroupedByParameterGroupThenTpMode) {
