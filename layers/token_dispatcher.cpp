@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "kernels/ops.h"
+#include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
 
@@ -19,7 +20,7 @@ int64_t max_of(const std::vector<int64_t>& v) { return *std::max_element(v.begin
 
 }  // namespace
 
-TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups)
+TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups, bool replicas)
     : num_experts_(num_experts),
       tp_(groups.tp),
       ep_(groups.ep),
@@ -28,22 +29,14 @@ TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups)
       ep_size_(group_size(groups.ep)),
       ep_rank_(group_rank(groups.ep)),
       expert_tp_(groups.expert_tp) {
-  MOE_CHECK(num_experts % ep_size_ == 0, "parallel.ep = ", ep_size_,
+  MOE_CHECK(replicas || num_experts % ep_size_ == 0, "parallel.ep = ", ep_size_,
             " must divide moe.num_experts = ", num_experts);
 }
 
 DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
                                    Stream& stream) const {
   const int experts = num_experts_, local = experts / ep_size_, tp = tp_size_;
-  MOE_ASSERT(static_cast<int>(counts.size()) == experts, "counts of ", counts.size(), " experts");
-  // all[s * E + e]: rows EP rank s routes to expert e (the count exchange).
-  std::vector<int64_t> all = counts;
-  if (ep_size_ > 1) {
-    const Tensor mine = Tensor::from_vector<int64_t>({experts}, counts);
-    Tensor gathered = Tensor::empty({int64_t{ep_size_} * experts}, DType::i64);
-    ep_->all_gather(mine, gathered, stream);
-    all = gathered.to_vector<int64_t>();
-  }
+  const std::vector<int64_t> all = gather_counts(counts, stream);
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();
@@ -111,6 +104,87 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
         for (int after = e; after < local; ++after) offset += rows_from(blocks[b], s, after);
       }
     }
+  if (reorders())
+    plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
+  return plan;
+}
+
+std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& counts,
+                                                    Stream& stream) const {
+  MOE_ASSERT(static_cast<int>(counts.size()) == num_experts_, "counts of ", counts.size(),
+             " experts");
+  if (ep_size_ == 1) return counts;
+  const Tensor mine = Tensor::from_vector<int64_t>({num_experts_}, counts);
+  Tensor gathered = Tensor::empty({int64_t{ep_size_} * num_experts_}, DType::i64);
+  ep_->all_gather(mine, gathered, stream);
+  return gathered.to_vector<int64_t>();
+}
+
+DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
+                                            const std::vector<int64_t>& counts,
+                                            const ExpertPlan& experts, const Topology& topology,
+                                            Stream& stream) const {
+  const int num = num_experts_, ranks = ep_size_, me = ep_rank_;
+  MOE_ASSERT(tp_size_ == 1, "FSSDP dispatch needs tp = 1");
+  MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
+             experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
+  const std::vector<int64_t> all = gather_counts(counts, stream);
+  // routes[s][e][d]: rows of expert e that rank s sends to rank d.
+  std::vector<std::vector<std::vector<int64_t>>> routes;
+  for (int s = 0; s < ranks; ++s)
+    routes.push_back(
+        route_to_replicas({all.begin() + int64_t{s} * num, all.begin() + int64_t{s + 1} * num},
+                          experts, topology, s));
+
+  DispatchPlan plan;
+  plan.rows = sorted_slots.numel();
+  // Send order: by destination, then expert; an expert's run is split among its destinations in
+  // rank order.
+  std::vector<int64_t> run_start(num, 0);
+  for (int e = 1; e < num; ++e) run_start[e] = run_start[e - 1] + counts[e - 1];
+  std::vector<int64_t> taken(num, 0);
+  const int32_t* slots = sorted_slots.data<int32_t>();
+  std::vector<int32_t> send_slots;
+  for (int d = 0; d < ranks; ++d) {
+    int64_t rows = 0;
+    for (int e = 0; e < num; ++e) {
+      const int64_t n = routes[me][e][d], first = run_start[e] + taken[e];
+      send_slots.insert(send_slots.end(), slots + first, slots + first + n);
+      taken[e] += n;
+      rows += n;
+    }
+    plan.send_rows.push_back(rows);
+  }
+  plan.share_slots = Tensor::from_vector<int32_t>({plan.rows}, send_slots);
+  plan.share_offset = {0};
+  plan.share_rows = {plan.rows};
+  std::vector<int32_t> identity(plan.rows);
+  for (int64_t i = 0; i < plan.rows; ++i) identity[i] = static_cast<int32_t>(i);
+  plan.share_gather = Tensor::from_vector<int32_t>({plan.rows}, identity);
+
+  // Arrival order: by source rank, then expert. Local experts: the held ones, in expert order.
+  std::vector<int64_t> source_start(ranks + 1, 0);
+  for (int s = 0; s < ranks; ++s) {
+    int64_t rows = 0;
+    for (int e = 0; e < num; ++e) rows += routes[s][e][me];
+    plan.recv_rows.push_back(rows);
+    source_start[s + 1] = source_start[s] + rows;
+  }
+  plan.arrived = source_start[ranks];
+  plan.arrived_rows = {plan.arrived};
+  std::vector<int32_t> order;
+  for (int e = 0; e < num; ++e) {
+    if (!experts.holds(e, me)) continue;
+    plan.local_experts.push_back(e);
+    int64_t rows = 0;
+    for (int s = 0; s < ranks; ++s) {
+      int64_t at = source_start[s];
+      for (int before = 0; before < e; ++before) at += routes[s][before][me];
+      for (int64_t i = 0; i < routes[s][e][me]; ++i) order.push_back(static_cast<int32_t>(at + i));
+      rows += routes[s][e][me];
+    }
+    plan.expert_counts.push_back(rows);
+  }
   if (reorders())
     plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
   return plan;

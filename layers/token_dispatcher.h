@@ -18,12 +18,18 @@
 //   gather (moe_permute with k = 1); its adjoint scatters them back.
 // - Every step has its adjoint: all-to-all <-> reverse all-to-all, all-gather <-> reduce-scatter,
 //   TP gather of outputs <-> taking one's own share. With ep = tp = 1 nothing is communicated.
+// - FSSDP (plan_replicas, tp = 1): an expert may be held by several ranks of the EP group (the
+//   FSSDP group), so rows go where route_to_replicas sends them, grouped by destination and, within
+//   one, by expert; a rank's local experts are the ones it holds, in expert order. Every rank
+//   derives every other rank's routing from the gathered counts (routing is a pure function), so
+//   the count exchange stays one all-gather. dispatch/combine and their adjoints are unchanged.
 #pragma once
 
 #include <vector>
 
 #include "core/stream.h"
 #include "core/tensor.h"
+#include "parallel/fssdp/expert_plan.h"
 #include "parallel/parallel_groups.h"
 
 namespace moe {
@@ -40,15 +46,21 @@ struct DispatchPlan {
                         // rows arrive expert-major: one EP rank, experts not gathered over TP)
   int64_t arrived = 0;  // rows of the arrived layout (expert_tp: tp blocks, padded)
   std::vector<int64_t> expert_counts;  // rows per local expert, expert-major
+  std::vector<int> local_experts;      // their global indices (plan_replicas; else implied)
 };
 
 class TokenDispatcher {
  public:
-  TokenDispatcher(int num_experts, const ParallelGroups& groups);
+  // replicas: FSSDP (plan_replicas only); experts need not divide over the EP group then.
+  TokenDispatcher(int num_experts, const ParallelGroups& groups, bool replicas = false);
 
   // sorted_slots i32[R]: this rank's slots grouped by expert, counts[e] of expert e (host).
   DispatchPlan plan(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
                     Stream& stream) const;
+  // FSSDP: the same, with experts held as `experts` says over the EP group (tp must be 1).
+  DispatchPlan plan_replicas(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
+                             const ExpertPlan& experts, const Topology& topology,
+                             Stream& stream) const;
   // x[N,D] -> the rows of this rank's local experts, expert-major [sum(expert_counts), D].
   Tensor dispatch(const Tensor& x, int k, const DispatchPlan& plan, Stream& stream) const;
   // The experts' outputs (expert-major; partial sums over TP with expert_tp) -> y_slots[N*k,D],
@@ -62,6 +74,8 @@ class TokenDispatcher {
                          Stream& stream) const;
 
  private:
+  // Every EP rank's per-expert counts, all[s * E + e] (one all-gather).
+  std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts, Stream& stream) const;
   // a2a over EP of this rank's rows: forward sends send_rows and receives recv_rows.
   Tensor exchange(const Tensor& rows, const std::vector<int64_t>& send,
                   const std::vector<int64_t>& recv, Stream& stream) const;
