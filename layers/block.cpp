@@ -4,7 +4,8 @@
 
 namespace moe {
 
-Block::Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups)
+Block::Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups,
+             FssdpCoordinator* fssdp, int fssdp_layer)
     : norm_eps_(static_cast<float>(config.model.norm_eps)),
       attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight",
                            {config.model.d_model}, Init::ones, 0.0, false)),
@@ -14,7 +15,7 @@ Block::Block(ParameterStore& store, int layer, const Config& config, const Paral
   const std::string prefix = "layers." + std::to_string(layer);
   if (config.moe.is_moe_layer(layer))
     moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", config.moe, config.model.d_model,
-                                      config.model.init_std, groups);
+                                      config.model.init_std, groups, fssdp, fssdp_layer);
   else
     mlp_ = std::make_unique<Mlp>(store, prefix + ".mlp", config.model.d_model,
                                  config.model.ffn_hidden, config.model.init_std, groups);
@@ -39,8 +40,10 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   if (moe_) {
     moe_->forward(saved.ffn_in, tokens / batch, source, saved.moe, out, stream);
     const RouterSaved& router = saved.moe.router;
-    saved.stats = {true,           router.aux_loss,   router.z_loss,
-                   saved.moe.load, saved.moe.dropped, router.aux};
+    int64_t rows = 0;
+    for (int64_t r : saved.moe.plan.expert_counts) rows += r;
+    saved.stats = {true, router.aux_loss, router.z_loss, saved.moe.load, saved.moe.dropped,
+                   rows, router.aux};
   } else {
     saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype);
     mlp_->forward(saved.ffn_in, saved.mlp, out, stream);

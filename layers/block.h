@@ -20,7 +20,8 @@ struct BlockStats {
   double aux_loss = 0, z_loss = 0;
   std::vector<int64_t> load;
   int64_t dropped = 0;
-  AuxCounts aux;  // what the load-balancing loss was computed from, reused by recompute
+  int64_t expert_rows = 0;  // token rows this rank's experts processed (its expert work)
+  AuxCounts aux;            // what the load-balancing loss was computed from, reused by recompute
 };
 
 struct BlockSaved {
@@ -35,7 +36,10 @@ struct BlockSaved {
 
 class Block {
  public:
-  Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups = {});
+  // fssdp: parallel.experts: fssdp's coordinator (null: experts by EP), fssdp_layer this block's
+  // index among the MoE layers.
+  Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups = {},
+        FssdpCoordinator* fssdp = nullptr, int fssdp_layer = 0);
 
   bool is_moe() const { return moe_ != nullptr; }
   const MoeLayer* moe() const { return moe_.get(); }

@@ -8,7 +8,9 @@
 namespace moe {
 
 // The placement of a stacked expert weight whose hidden units are on dim hidden_dim.
-static Placement expert_placement(const ParallelGroups& groups, int hidden_dim) {
+static Placement expert_placement(const ParallelGroups& groups, int hidden_dim,
+                                  const std::vector<int64_t>* owned) {
+  if (owned) return {ParamGroup::expert, TpMode::partial, {}, *owned};
   const Split by_ep{0, group_rank(groups.ep), group_size(groups.ep)};
   if (groups.expert_tp)
     return {ParamGroup::expert, TpMode::split, {by_ep, tp_split(groups, hidden_dim)}};
@@ -23,16 +25,17 @@ static int local_experts(int num_experts, const ParallelGroups& groups) {
 }
 
 Experts::Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
-                 int64_t hidden, double init_std, const ParallelGroups& groups)
-    : num_experts_(local_experts(num_experts, groups)),
+                 int64_t hidden, double init_std, const ParallelGroups& groups,
+                 const std::vector<int64_t>* owned)
+    : num_experts_(owned ? static_cast<int>(owned->size()) : local_experts(num_experts, groups)),
       d_model_(d_model),
       hidden_(groups.expert_tp ? tp_share(hidden, "moe.expert_hidden", groups) : hidden),
       w_gate_(store.add(name + ".w_gate", {num_experts, hidden, d_model}, Init::normal, init_std,
-                        true, expert_placement(groups, 1))),
+                        true, expert_placement(groups, 1, owned))),
       w_up_(store.add(name + ".w_up", {num_experts, hidden, d_model}, Init::normal, init_std, true,
-                      expert_placement(groups, 1))),
+                      expert_placement(groups, 1, owned))),
       w_down_(store.add(name + ".w_down", {num_experts, d_model, hidden}, Init::normal, init_std,
-                        true, expert_placement(groups, 2))) {}
+                        true, expert_placement(groups, 2, owned))) {}
 
 FfnWeights Experts::expert(int e) const {
   auto slice = [e](const Tensor& t) {
@@ -44,13 +47,13 @@ FfnWeights Experts::expert(int e) const {
 
 template <class Fn>
 void Experts::for_each_block(const std::vector<int64_t>& counts, int64_t total_rows,
-                             ExpertsImpl impl, Fn&& fn) const {
-  MOE_ASSERT(static_cast<int>(counts.size()) == num_experts_, "counts for ", counts.size(),
-             " experts, expected ", num_experts_);
+                             ExpertsImpl impl, int experts, Fn&& fn) const {
+  MOE_ASSERT(static_cast<int>(counts.size()) == experts, "counts for ", counts.size(),
+             " experts, expected ", experts);
   MOE_ASSERT(std::accumulate(counts.begin(), counts.end(), int64_t{0}) == total_rows,
              "expert counts do not add up to the ", total_rows, " permuted rows");
   int64_t row = 0;
-  for (int e = 0; e < num_experts_; ++e) {
+  for (int e = 0; e < experts; ++e) {
     if (impl == ExpertsImpl::grouped) {
       if (counts[e] > 0) fn(e, row, counts[e]);
       row += counts[e];
@@ -66,19 +69,23 @@ static FfnSaved rows_of(const FfnSaved& saved, int64_t first, int64_t rows) {
 }
 
 void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved,
-                      Tensor& y, Stream& stream, ExpertsImpl impl) const {
-  for_each_block(counts, x.dim(0), impl, [&](int e, int64_t first, int64_t rows) {
+                      Tensor& y, Stream& stream, ExpertsImpl impl,
+                      const std::vector<FfnWeights>* held) const {
+  const int experts = held ? static_cast<int>(held->size()) : num_experts_;
+  for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
     FfnSaved block = rows_of(saved, first, rows);
     Tensor out = y.narrow(first, rows);
-    ffn_forward(x.narrow(first, rows), expert(e), block, out, stream);
+    ffn_forward(x.narrow(first, rows), held ? (*held)[e] : expert(e), block, out, stream);
   });
 }
 
 void Experts::backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
-                       const FfnSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl) const {
-  for_each_block(counts, x.dim(0), impl, [&](int e, int64_t first, int64_t rows) {
+                       const FfnSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl,
+                       const std::vector<FfnWeights>* held) const {
+  const int experts = held ? static_cast<int>(held->size()) : num_experts_;
+  for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
     Tensor dx_rows = dx.narrow(first, rows);
-    ffn_backward(x.narrow(first, rows), dy.narrow(first, rows), expert(e),
+    ffn_backward(x.narrow(first, rows), dy.narrow(first, rows), held ? (*held)[e] : expert(e),
                  rows_of(saved, first, rows), dx_rows, false, stream);
   });
 }

@@ -40,9 +40,10 @@ class LanguageModel {
   // Starts an optimizer step (the global-batch load-balancing counts start over); dp_group (may
   // be null) is the data-parallel group they are summed over.
   virtual void begin_step(Communicator* dp_group) const = 0;
-  // Applies the aux-loss-free expert bias update from per-layer loads (one entry per block of
-  // ModelOutput::layers; empty for dense blocks).
-  virtual void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const = 0;
+  // Ends an optimizer step with its per-layer expert loads summed over all data-parallel ranks (one
+  // entry per block of ModelOutput::layers; empty for dense blocks): the aux-loss-free expert bias
+  // update, FSSDP's load history.
+  virtual void end_step(const std::vector<std::vector<int64_t>>& loads) const = 0;
   // The whole vocabulary's logits [N, V] from ModelOutput::logits; collective.
   virtual Tensor full_logits(const Tensor& shard, Stream& stream) const = 0;
   virtual ParameterCounts parameter_counts() const = 0;

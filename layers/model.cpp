@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/log.h"
 #include "kernels/ops.h"
 #include "layers/tensor_parallel.h"
 
@@ -18,8 +19,26 @@ Model::Model(const Config& config, ParameterStore& store, const ParallelGroups& 
                            Init::normal, config.model.init_std, !config.train.no_decay_embeddings,
                            column_parallel(groups))),
       final_norm_(store.add("final_norm.weight", {config.model.d_model}, Init::ones, 0.0, false)) {
+  int moe_layers = 0;
   for (int layer = 0; layer < config.model.n_layers; ++layer)
-    blocks_.push_back(std::make_unique<Block>(store, layer, config, groups));
+    moe_layers += config.moe.is_moe_layer(layer);
+  if (config.parallel.experts == "fssdp" && moe_layers > 0) {
+    const FssdpConfig& f = config.fssdp;
+    const int ranks = group_size(groups.ep);
+    fssdp_ = std::make_unique<FssdpCoordinator>(
+        moe_layers, config.moe.num_experts,
+        MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
+        f.window, Topology{ranks, f.ranks_per_node > 0 ? f.ranks_per_node : ranks}, groups.ep);
+    MOE_LOG_INFO("FSSDP: the ", config.moe.num_experts, " experts of each of ", moe_layers,
+                 " MoE layers have one owner among ", ranks,
+                 " ranks; each step copies the busiest to up to ", f.slots,
+                 " more per rank and layer, from the mean load of the last ", f.window, " steps");
+  }
+  for (int layer = 0, moe_layer = 0; layer < config.model.n_layers; ++layer) {
+    blocks_.push_back(
+        std::make_unique<Block>(store, layer, config, groups, fssdp_.get(), moe_layer));
+    moe_layer += config.moe.is_moe_layer(layer);
+  }
   if (!config.model.tie_embeddings)
     lm_head_ =
         std::make_unique<Linear>(store, "lm_head", config.model.d_model, config.model.vocab_size,
@@ -216,11 +235,17 @@ void Model::backward(double loss_scale, Stream& stream) {
 void Model::begin_step(Communicator* dp_group) const {
   for (const auto& block : blocks_)
     if (block->is_moe()) block->moe()->router().begin_step(dp_group);
+  if (fssdp_) fssdp_->begin_step();
 }
 
-void Model::update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const {
+void Model::end_step(const std::vector<std::vector<int64_t>>& loads) const {
+  std::vector<std::vector<int64_t>> moe_loads;
   for (size_t i = 0; i < blocks_.size(); ++i)
-    if (blocks_[i]->is_moe()) blocks_[i]->moe()->router().update_expert_bias(loads.at(i));
+    if (blocks_[i]->is_moe()) {
+      blocks_[i]->moe()->router().update_expert_bias(loads.at(i));
+      moe_loads.push_back(loads.at(i));
+    }
+  if (fssdp_) fssdp_->record(moe_loads);
 }
 
 Tensor Model::full_logits(const Tensor& shard, Stream& stream) const {

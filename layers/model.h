@@ -8,6 +8,8 @@
 // - The objective is lm_loss + aux_loss_coeff * sum(aux) + z_loss_coeff * sum(z) over MoE layers;
 //   backward(loss_scale) adds loss_scale times its gradient to the parameter gradients, which is
 //   how gradient accumulation averages micro-batches.
+// - parallel.experts: fssdp: the model keeps the FSSDP coordinator its MoE layers share (which rank
+//   owns which expert, this step's copies), planned at begin_step from the loads end_step records.
 // - Tensor parallel (Megatron): the embedding is vocab parallel (each TP rank holds vocab/tp rows
 //   and the lookups are all-reduced) and so is the LM head (tied or not), with the cross-entropy
 //   computed over the vocabulary shards: each rank's logsumexp is all-gathered and combined, and
@@ -45,18 +47,19 @@ class Model : public LanguageModel {
   Tensor begin_backward(double loss_scale, Stream& stream);
   Tensor backward_blocks(int begin, int end, const Tensor& dout, double loss_scale, Stream& stream);
   void finish_backward(const Tensor& dx, Stream& stream);
-  // Starts an optimizer step (the global-batch load-balancing counts start over); dp_group (may be
-  // null) is the data-parallel group they are summed over.
+  // Starts an optimizer step (the global-batch load-balancing counts start over, FSSDP plans its
+  // copies); dp_group (may be null) is the data-parallel group the counts are summed over.
   void begin_step(Communicator* dp_group) const override;
-  // Applies the aux-loss-free expert bias update from per-layer loads (one entry per block; empty
-  // for dense blocks).
-  void update_expert_bias(const std::vector<std::vector<int64_t>>& loads) const override;
+  // The aux-loss-free expert bias update and FSSDP's load history, from the step's global loads
+  // (one entry per block; empty for dense blocks).
+  void end_step(const std::vector<std::vector<int64_t>>& loads) const override;
 
   // The whole vocabulary's logits [N, V] from ModelOutput::logits (an all-gather over TP, so
   // every TP rank must call it).
   Tensor full_logits(const Tensor& shard, Stream& stream) const override;
 
   ParameterCounts parameter_counts() const override;
+  const FssdpCoordinator* fssdp() const { return fssdp_.get(); }  // null unless FSSDP
   // Training FLOPs per token: 6 per active matmul weight plus causal attention at seq_len.
   double flops_per_token(int64_t seq_len) const override;
 
@@ -64,7 +67,8 @@ class Model : public LanguageModel {
   const Config& config_;
   ParameterStore& store_;
   Communicator* tp_;
-  int64_t vocab_shard_, vocab_start_;  // this rank's vocabulary rows [start, start + shard)
+  std::unique_ptr<FssdpCoordinator> fssdp_;  // parallel.experts: fssdp
+  int64_t vocab_shard_, vocab_start_;        // this rank's vocabulary rows [start, start + shard)
   Parameter& embedding_;
   std::vector<std::unique_ptr<Block>> blocks_;
   Parameter& final_norm_;

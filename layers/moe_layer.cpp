@@ -3,16 +3,21 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "parallel/fssdp/sparse_collectives.h"
 
 namespace moe {
 
 MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config,
-                   int64_t d_model, double init_std, const ParallelGroups& groups)
+                   int64_t d_model, double init_std, const ParallelGroups& groups,
+                   FssdpCoordinator* fssdp, int fssdp_layer)
     : config_(config),
+      fssdp_(fssdp),
+      fssdp_layer_(fssdp_layer),
+      owned_(fssdp ? fssdp->owned(fssdp_layer) : std::vector<int64_t>{}),
       router_(store, name + ".router", config, d_model, init_std),
       experts_(store, name + ".experts", config.num_experts, d_model, config.expert_hidden,
-               init_std, groups),
-      dispatcher_(config.num_experts, groups) {
+               init_std, groups, fssdp ? &owned_ : nullptr),
+      dispatcher_(config.num_experts, groups, fssdp != nullptr) {
   if (config.shared_experts > 0)
     shared_ = std::make_unique<Mlp>(
         store, name + ".shared_experts", d_model,
@@ -20,6 +25,44 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConf
   if (shared_ && config.shared_expert_gate)
     shared_gate_ =
         std::make_unique<Linear>(store, name + ".shared_expert_gate", d_model, 1, false, init_std);
+}
+
+std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtype,
+                                              Stream& stream) const {
+  const int rank = fssdp_->rank();
+  const int64_t hidden = experts_.hidden(), d_model = experts_.d_model();
+  std::vector<FfnWeights> held;
+  std::vector<ExpertChunk> chunks(plan.experts());
+  size_t owned = 0;
+  for (int e = 0; e < plan.experts(); ++e) {
+    if (!plan.holds(e, rank)) continue;
+    FfnWeights w;
+    if (plan.owner[e] == rank) {
+      MOE_ASSERT(owned < owned_.size() && owned_[owned] == e, "FSSDP: expert ", e,
+                 " is not among the ones this rank owns");
+      w = experts_.expert(static_cast<int>(owned++));
+    } else {
+      w.w_gate = Tensor::empty({hidden, d_model}, dtype);
+      w.w_up = Tensor::empty({hidden, d_model}, dtype);
+      w.w_down = Tensor::empty({d_model, hidden}, dtype);
+    }
+    chunks[e] = {w.w_gate, w.w_up, w.w_down};
+    held.push_back(w);
+  }
+  sparse_all_gather(plan, chunks, fssdp_->group(), stream);
+  return held;
+}
+
+void MoeLayer::reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,
+                             Stream& stream) const {
+  std::vector<ExpertChunk> grads(plan.experts());
+  size_t j = 0;
+  for (int e = 0; e < plan.experts(); ++e)
+    if (plan.holds(e, fssdp_->rank())) {
+      grads[e] = {held[j].dw_gate, held[j].dw_up, held[j].dw_down};
+      ++j;
+    }
+  sparse_reduce_scatter(plan, grads, fssdp_->group(), stream);
 }
 
 void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
@@ -47,13 +90,20 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
     counts = kept_counts;
     saved.dropped = tokens * k - rows;
   }
-  saved.plan = dispatcher_.plan(sorted_slots, counts.to_vector<int64_t>(), stream);
+  if (fssdp_) {
+    saved.holders = fssdp_->plan(fssdp_layer_);
+    saved.held = materialize(saved.holders, x.dtype(), stream);
+    saved.plan = dispatcher_.plan_replicas(sorted_slots, counts.to_vector<int64_t>(), saved.holders,
+                                           fssdp_->topology(), stream);
+  } else {
+    saved.plan = dispatcher_.plan(sorted_slots, counts.to_vector<int64_t>(), stream);
+  }
   saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
   const int64_t rows = saved.permuted.dim(0);
   saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype());
   saved.expert_out = Tensor::empty({rows, d_model}, x.dtype());
   experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
-                   stream, impl);
+                   stream, impl, fssdp_ ? &saved.held : nullptr);
   saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype());
   dispatcher_.combine(saved.expert_out, saved.plan, saved.y_slots, stream);
   ops::moe_combine(saved.y_slots, saved.router.probs, y, stream);
@@ -82,8 +132,18 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
   Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype());
+  std::vector<FfnWeights> held = saved.held;
+  const int rank = fssdp_ ? fssdp_->rank() : 0;
+  for (size_t j = 0; j < held.size(); ++j) {
+    if (saved.holders.owner[saved.plan.local_experts[j]] == rank) continue;
+    FfnWeights& copy = held[j];  // a copy's gradient starts at zero for each backward
+    copy.dw_gate = Tensor::zeros(copy.w_gate.shape(), copy.w_gate.dtype());
+    copy.dw_up = Tensor::zeros(copy.w_up.shape(), copy.w_up.dtype());
+    copy.dw_down = Tensor::zeros(copy.w_down.shape(), copy.w_down.dtype());
+  }
   experts_.backward(saved.permuted, saved.plan.expert_counts, dexpert_out, saved.experts, dpermuted,
-                    stream, impl);
+                    stream, impl, fssdp_ ? &held : nullptr);
+  if (fssdp_) reduce_copies(saved.holders, held, stream);
   MOE_ASSERT(dx.dim(0) == tokens, "dx rows");
   dispatcher_.dispatch_backward(dpermuted, k, saved.plan, dx, stream);
   router_.backward(x, saved.router, dprobs, loss_scale, dx, stream);

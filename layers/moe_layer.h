@@ -12,6 +12,11 @@
 //   sigmoid(x . w), w a learned [1, D] weight, before it joins the routed experts' output.
 // - Under expert or tensor parallelism the TokenDispatcher moves the permuted rows to the ranks
 //   that hold their experts and back; with ep = tp = 1 it only reorders them.
+// - FSSDP (a coordinator given): this rank owns the experts the coordinator assigns it; forward
+//   first copies this step's replicas from their owners (sparse all-gather) into buffers that
+//   live in MoeSaved until backward, which sums their gradients onto the owners (sparse
+//   reduce-scatter) and drops them. The owners' gradients then go through the usual expert
+//   gradient sync, so the optimizer sees what expert parallelism would give it.
 #pragma once
 
 #include <memory>
@@ -22,6 +27,7 @@
 #include "layers/mlp.h"
 #include "layers/router.h"
 #include "layers/token_dispatcher.h"
+#include "parallel/fssdp/coordinator.h"
 
 namespace moe {
 
@@ -35,12 +41,16 @@ struct MoeSaved {
   Tensor expert_out, y_slots;  // [R_local,D], [N*k,D]
   FfnSaved shared;
   Tensor shared_out, shared_gate;  // before the gate [N,D], gate logits [N,1] (gated only)
+  ExpertPlan holders;              // FSSDP: where the experts were held in forward
+  std::vector<FfnWeights> held;    // FSSDP: the held experts' weights (owned ones and copies)
 };
 
 class MoeLayer {
  public:
+  // fssdp: the coordinator of parallel.experts: fssdp and this layer's index among MoE layers.
   MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
-           double init_std, const ParallelGroups& groups = {});
+           double init_std, const ParallelGroups& groups = {}, FssdpCoordinator* fssdp = nullptr,
+           int fssdp_layer = 0);
 
   void forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
                Tensor& y, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
@@ -50,7 +60,17 @@ class MoeLayer {
   const Router& router() const { return router_; }
 
  private:
+  // The weights of the experts this rank holds this step, owned ones and copies gathered from
+  // their owners.
+  std::vector<FfnWeights> materialize(const ExpertPlan& plan, DType dtype, Stream& stream) const;
+  // Sums the copies' gradients onto their owners (held: forward's, copies given zero gradients).
+  void reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,
+                     Stream& stream) const;
+
   const MoeConfig& config_;
+  FssdpCoordinator* fssdp_;
+  int fssdp_layer_;
+  std::vector<int64_t> owned_;  // FSSDP: the experts this rank owns
   Router router_;
   Experts experts_;
   TokenDispatcher dispatcher_;

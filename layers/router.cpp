@@ -1,5 +1,7 @@
 #include "layers/router.h"
 
+#include <algorithm>
+
 #include "kernels/ops.h"
 
 namespace moe {
@@ -14,6 +16,17 @@ Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& 
           config.renormalize, static_cast<float>(config.routed_scaling)},
       gate_(store, name + ".gate", d_model, config.num_experts, false, init_std) {
   if (config.expert_bias) expert_bias_ = &store.add_buffer(name + ".expert_bias", {num_experts_});
+  if (config.router_skew > 0) {
+    std::vector<double> skew(num_experts_);
+    for (int64_t e = 0; e < num_experts_; ++e)
+      skew[e] = config.router_skew *
+                (1.0 - static_cast<double>(e) / std::max<int64_t>(num_experts_ - 1, 1)) /
+                num_experts_;
+    const Tensor host = Tensor::from_vector<double>({num_experts_}, skew);
+    skew_ = Tensor::empty({num_experts_}, store.dtype());
+    Stream stream;
+    ops::convert(host, skew_, stream);
+  }
 }
 
 // The weight each token's score of expert i gets in L: E * f_i / (G * T_g), with f_i from the
@@ -32,6 +45,15 @@ static Tensor aux_weights(const AuxCounts& aux, int64_t group, int k, const std:
   Stream stream;
   ops::convert(weights, converted, stream);
   return converted;
+}
+
+Tensor Router::selection_bias(Stream& stream) const {
+  const Tensor learned = expert_bias_ ? expert_bias_->value : Tensor();
+  if (!skew_.defined()) return learned;
+  if (!learned.defined()) return skew_;
+  Tensor sum = Tensor::empty(skew_.shape(), skew_.dtype());
+  ops::add(skew_, learned, sum, stream);
+  return sum;
 }
 
 void Router::begin_step(Communicator* dp_group) const {
@@ -75,7 +97,7 @@ void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source
   saved.probs = Tensor::empty({tokens, k}, dtype);
   saved.expert_ids = Tensor::empty({tokens, k}, DType::i32);
   gate_.forward(x, saved.logits, stream);
-  const Tensor bias = expert_bias_ ? expert_bias_->value : Tensor();
+  const Tensor bias = selection_bias(stream);
   ops::router_topk_forward(saved.logits, bias, options_, saved.probs, saved.expert_ids,
                            saved.scores, stream);
 

@@ -16,6 +16,8 @@
 //   scaled by their coefficient and the caller's loss scale.
 // - The expert bias (aux-loss-free balancing) is a buffer: it ranks experts, never weights them,
 //   and moves by rate * sign(mean load - load) after each optimizer step.
+// - moe.router_skew (for benchmarks of unbalanced routing) is a fixed selection bias of the same
+//   kind, falling linearly from skew / E for expert 0 to 0 for the last.
 // - With renormalization, softmax-then-top-k equals top-k-then-softmax (Mixtral); without it, gates
 //   are the raw softmax scores (Megatron's pre-softmax top-k).
 #pragma once
@@ -76,6 +78,9 @@ class Router {
   ops::RouterTopkOptions options_;
   Linear gate_;
   Buffer* expert_bias_ = nullptr;
+  Tensor skew_;  // moe.router_skew's selection bias [E], undefined when off
+  // What the choice adds to the scores: the expert bias and the skew (undefined: nothing).
+  Tensor selection_bias(Stream& stream) const;
   // The counts f_i is computed from, as the source says (see AuxCounts).
   AuxCounts count(const RouterSaved& saved, const CountSource& source, Stream& stream) const;
 

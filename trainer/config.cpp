@@ -504,8 +504,19 @@ void Config::validate(const std::string& where) const {
   MOE_CHECK(!p.expert_tp || moe.expert_hidden % p.tp == 0, "invalid config in ", where,
             ": parallel.tp = ", p.tp, " must divide moe.expert_hidden = ", moe.expert_hidden,
             " when parallel.expert_tp is set");
-  MOE_CHECK(moe.num_experts % p.ep == 0, "invalid config in ", where, ": parallel.ep = ", p.ep,
-            " must divide moe.num_experts = ", moe.num_experts);
+  if (p.experts == "fssdp") {
+    MOE_CHECK(p.tp == 1 && !p.expert_tp, "invalid config in ", where,
+              ": parallel.experts = fssdp runs whole experts on single ranks: it needs "
+              "parallel.tp = 1 (got ",
+              p.tp, ") and no parallel.expert_tp");
+    MOE_CHECK(p.zero == 0, "invalid config in ", where,
+              ": parallel.experts = fssdp keeps each expert's moments on its owner only; "
+              "parallel.zero = 1 is not supported with it yet");
+  } else {
+    MOE_CHECK(moe.num_experts % p.ep == 0, "invalid config in ", where, ": parallel.ep = ", p.ep,
+              " must divide moe.num_experts = ", moe.num_experts,
+              " (parallel.experts: fssdp places any number of experts on each rank)");
+  }
   MOE_CHECK(p.dp == 0 || p.dp % p.ep == 0, "invalid config in ", where, ": parallel.ep = ", p.ep,
             " must divide parallel.dp = ", p.dp);
 
@@ -522,6 +533,17 @@ void Config::validate(const std::string& where) const {
                 : "does not read init.from = '" + init.from + "'; use another method or unset it");
 }
 
+// Keys of earlier versions that checkpoints still carry in their saved config, rewritten to what
+// they mean now: parallel.fssdp (a refused flag, so false in every saved config) became
+// parallel.experts.
+static void upgrade_legacy_keys(YAML::Node& root) {
+  YAML::Node parallel = root["parallel"];
+  if (!parallel.IsMap() || !parallel["fssdp"]) return;
+  const bool fssdp = parallel["fssdp"].IsScalar() && parallel["fssdp"].as<std::string>() == "true";
+  parallel.remove("fssdp");
+  if (fssdp && !parallel["experts"]) parallel["experts"] = "fssdp";
+}
+
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::vector<std::string>& overrides) {
   YAML::Node root;
@@ -535,6 +557,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   MOE_CHECK(root.IsMap(), "wrong type for the top level of ", source_name,
             ": expected a mapping of sections, got ", node_text(root));
 
+  upgrade_legacy_keys(root);
   Sources sources(source_name);
   for (const auto& text : overrides) apply_override(root, text, sources);
   check_keys(root, "", known_keys().sections, sources);

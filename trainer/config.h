@@ -114,6 +114,7 @@ struct MoeConfig {
   double z_loss_coeff = 0.001;
   bool expert_bias = false;
   double expert_bias_rate = 0.001;
+  double router_skew = 0;
 
   template <class V>
   void visit(V& v) {
@@ -144,6 +145,9 @@ struct MoeConfig {
     v.field("z_loss_coeff", z_loss_coeff, Range::at_least(0), "router z-loss; 0 = off");
     v.field("expert_bias", expert_bias, "aux-loss-free balancing bias on expert selection");
     v.field("expert_bias_rate", expert_bias_rate, Range::at_least(0), "expert bias update rate");
+    v.field("router_skew", router_skew, Range::at_least(0),
+            "benchmarks: favor low-numbered experts in the choice (adds skew * (1 - e / (E - 1)) / "
+            "E to expert e's score); 0 = off");
   }
   int effective_shared_expert_hidden() const {
     return shared_expert_hidden > 0 ? shared_expert_hidden : expert_hidden;
@@ -159,20 +163,50 @@ struct ParallelConfig {
   int dp = 0;
   int ep = 1;
   bool expert_tp = false;
-  bool fssdp = false;
+  std::string experts = "ep";
   int zero = 0;
 
   template <class V>
   void visit(V& v) {
     v.field("tp", tp, Range::at_least(1), "tensor-parallel size");
     v.field("dp", dp, Range::at_least(0), "data-parallel size; 0 = world size / tp");
-    v.field("ep", ep, Range::at_least(1), "expert-parallel size, divides dp and num_experts");
+    v.field("ep", ep, Range::at_least(1),
+            "expert-parallel size, divides dp (and num_experts under ep; under fssdp 1 = dp)");
     v.field("expert_tp", expert_tp, "also split each expert over the TP group");
-    v.field("fssdp", fssdp, "shard experts over the world, gather them where tokens go");
+    v.field("experts", experts, Choices{"ep", "fssdp"},
+            "ep: each EP rank holds E/ep experts; fssdp: each expert has one owner in the EP "
+            "group and is copied each step to where its tokens are (section fssdp)");
     v.field("zero", zero, Range::within(0, 1),
             "1 = shard the optimizer moments over data parallelism (ZeRO-1)");
   }
+  // The EP group's size on world_size ranks: ep, except that with experts: fssdp the default
+  // ep = 1 means all data-parallel ranks (FSSDP over one rank would shard nothing).
+  int expert_ranks(int world_size) const {
+    if (experts != "fssdp" || ep != 1) return ep;
+    return dp > 0 ? dp : world_size / tp;
+  }
   bool operator==(const ParallelConfig&) const = default;
+};
+
+// parallel.experts: fssdp (Hecate, parallel/fssdp/): how many copies of experts a step may make.
+struct FssdpConfig {
+  int slots = 2;
+  int overlap = 0;
+  int window = 5;
+  int ranks_per_node = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("slots", slots, Range::at_least(0),
+            "expert copies one rank may hold per MoE layer besides the experts it owns (memory)");
+    v.field("overlap", overlap, Range::at_least(0),
+            "expert copies per layer a step can hide behind other work; 0 = moe.num_experts");
+    v.field("window", window, Range::at_least(1),
+            "steps of expert load the placement predicts from (their mean)");
+    v.field("ranks_per_node", ranks_per_node, Range::at_least(0),
+            "ranks per node, for placing copies near the tokens; 0 = all on one node");
+  }
+  bool operator==(const FssdpConfig&) const = default;
 };
 
 struct DataConfig {
@@ -335,6 +369,7 @@ struct Config {
   LogConfig log;
   InitConfig init;
   BtsConfig bts;
+  FssdpConfig fssdp;
 
   template <class V>
   void visit(V& v) {
@@ -347,6 +382,7 @@ struct Config {
     v.section("log", log, "logging");
     v.section("init", init, "initialization and upcycling");
     v.section("bts", bts, "Branch-Train-Stitch: used when model.kind is bts");
+    v.section("fssdp", fssdp, "fully sharded experts: used when parallel.experts is fssdp");
   }
 
   // Checks every value against its Range or Choices, then the constraints between keys. `where`

@@ -4,8 +4,8 @@
 // - The model, tokenizer and data come from the config saved in the checkpoint; --set overrides
 //   keys of it and --data replaces its validation sets (data.valid).
 // - The layout is the one moe-eval is launched with, not the one that saved the checkpoint: the
-//   saved parallel.* keys are reset (tp 1, ep 1, dp = all ranks) unless --set gives them, and the
-//   checkpoint is resharded on load. The optimizer state is not read.
+//   saved parallel.* keys are reset (tp 1, ep 1, experts ep, dp = all ranks) unless --set gives
+//   them, and the checkpoint is resharded on load. The optimizer state is not read.
 // - Every rank scores the same batches (train.eval_batches of each set, as the trainer does);
 //   world rank 0 prints one line per set and the mean, or one JSON object with --json.
 #include <mpi.h>
@@ -43,8 +43,9 @@ std::string json_string(const std::string& s) {
 // The saved config with the layout reset to "all ranks data parallel", then the user's overrides.
 Config eval_config(const std::string& saved_yaml, const std::string& dir,
                    const std::vector<std::string>& data, std::vector<std::string> overrides) {
-  std::vector<std::string> all = {"parallel.tp=1", "parallel.dp=0", "parallel.ep=1",
-                                  "parallel.expert_tp=false", "parallel.zero=0"};
+  std::vector<std::string> all = {"parallel.tp=1",   "parallel.dp=0",
+                                  "parallel.ep=1",   "parallel.expert_tp=false",
+                                  "parallel.zero=0", "parallel.experts=ep"};
   if (!data.empty()) {
     std::string valid;
     for (const std::string& prefix : data) valid += (valid.empty() ? "" : ", ") + prefix;
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
     const bool bts = config.model.kind == "bts";
     ProcessGrid grid(*world,
                      bts ? bts_model_group_size(world_size, config.parallel) : config.parallel.tp,
-                     config.parallel.dp, config.parallel.ep);
+                     config.parallel.dp, config.parallel.expert_ranks(world_size));
     const ParallelGroups groups = grid.groups(config.parallel.expert_tp);
     std::unique_ptr<TokenLoader> loader =
         make_token_loader(config.data, grid.dp_rank(), grid.dp_size());

@@ -43,14 +43,12 @@ int main(int argc, char** argv) {
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
-      MOE_CHECK(!config.parallel.fssdp,
-                "parallel.fssdp is not built yet; train with parallel.ep for expert parallelism");
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
       const bool bts = config.model.kind == "bts";
       // BTS: the ranks of a replica share the decoders in the place of a TP group.
       moe::ProcessGrid grid(
           *world_comm, bts ? moe::bts_model_group_size(world, config.parallel) : config.parallel.tp,
-          config.parallel.dp, config.parallel.ep);
+          config.parallel.dp, config.parallel.expert_ranks(world));
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
       if (bts)
         MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = ", grid.dp_size(),

@@ -14,6 +14,7 @@ void StepStats::add_micro_batch(const ModelOutput& out, int grad_accum) {
   if (loads.empty()) {
     loads.resize(out.layers.size());
     dropped.assign(out.layers.size(), 0);
+    expert_rows.assign(out.layers.size(), 0);
   }
   for (size_t i = 0; i < out.layers.size(); ++i) {
     const BlockStats& layer = out.layers[i];
@@ -21,6 +22,7 @@ void StepStats::add_micro_batch(const ModelOutput& out, int grad_accum) {
     if (loads[i].empty()) loads[i].assign(layer.load.size(), 0);
     for (size_t e = 0; e < layer.load.size(); ++e) loads[i][e] += layer.load[e];
     dropped[i] += layer.dropped;
+    expert_rows[i] += layer.expert_rows;
   }
 }
 
@@ -34,11 +36,13 @@ void StepStats::add(const StepStats& other) {
   if (loads.empty()) {
     loads = other.loads;
     dropped = other.dropped;
+    expert_rows = other.expert_rows;
     return;
   }
   for (size_t i = 0; i < other.loads.size(); ++i) {
     for (size_t e = 0; e < other.loads[i].size(); ++e) loads[i][e] += other.loads[i][e];
     dropped[i] += other.dropped[i];
+    expert_rows[i] += other.expert_rows[i];
   }
 }
 
@@ -101,7 +105,7 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
                                          !optimizer.averages_gradients(), step, stream);
   stats.grad_norm = optimizer.step(lr, stream);
   stats.steps = 1;
-  model.update_expert_bias(stats.loads);
+  model.end_step(stats.loads);
   return stats;
 }
 

@@ -26,6 +26,7 @@ struct StepStats {
   double lm_loss = 0, aux_loss = 0, z_loss = 0, grad_norm = 0;
   std::vector<std::vector<int64_t>> loads;
   std::vector<int64_t> dropped;
+  std::vector<int64_t> expert_rows;  // per block: rows this rank's experts processed (not summed)
 
   void add_micro_batch(const ModelOutput& out, int grad_accum);
   void add(const StepStats& other);

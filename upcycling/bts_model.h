@@ -80,7 +80,7 @@ class BtsModel : public LanguageModel {
                       Stream& stream) override;
   void backward(double loss_scale, Stream& stream) override;
   void begin_step(Communicator*) const override {}
-  void update_expert_bias(const std::vector<std::vector<int64_t>>&) const override {}
+  void end_step(const std::vector<std::vector<int64_t>>&) const override {}
   Tensor full_logits(const Tensor& shard, Stream& stream) const override;
   ParameterCounts parameter_counts() const override;
   double flops_per_token(int64_t seq_len) const override;

@@ -1,5 +1,5 @@
-// Hecate's two sparse collectives (METHODS.md §1.3) over an ExpertPlan, one flat chunk per expert
-// (an expert's parameters, or its gradient, as one tensor):
+// Hecate's two sparse collectives (METHODS.md §1.3) over an ExpertPlan, one chunk per expert: the
+// tensors of its parameters, or of its gradient (the same number and sizes on every holder):
 // - sparse_all_gather: every holder of an expert gets the owner's chunk, bit for bit;
 // - sparse_reduce_scatter: the owner's gradient chunk gets every replica's added to it.
 // Only the experts with replicas move; an expert held by its owner alone costs nothing.
@@ -22,14 +22,16 @@
 
 namespace moe {
 
+using ExpertChunk = std::vector<Tensor>;
+
 // chunks[e]: where this rank holds e, its chunk (the owner's: the source; a replica's: written);
 // elsewhere ignored. comm: the ranks of the plan (null: one rank, nothing moves).
-void sparse_all_gather(const ExpertPlan& plan, std::vector<Tensor>& chunks, Communicator* comm,
+void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks, Communicator* comm,
                        Stream& stream);
 
 // grads[e]: where this rank holds e, its gradient for e. The owner's becomes its own plus every
 // replica's (in rank order); the replicas' are left as they were.
-void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<Tensor>& grads, Communicator* comm,
-                           Stream& stream);
+void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
+                           Communicator* comm, Stream& stream);
 
 }  // namespace moe

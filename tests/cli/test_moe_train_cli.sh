@@ -22,7 +22,7 @@ expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
 if [ $# -gt 0 ]; then
   expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
   expect nonzero "parallel.tp = 2 must divide model.vocab_size = 257" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
-  expect nonzero "parallel.fssdp is not built yet" "$@" -np 2 "$moe_train" --config "$config" --set parallel.fssdp=true
+  expect nonzero "valid keys in 'parallel' are: tp, dp, ep, expert_tp, experts, zero" "$@" -np 2 "$moe_train" --config "$config" --set parallel.fssdp=true
   # Expert and tensor parallel runs start, train and finish (their numbers are tests/mpi's).
   small=(--set train.steps=4 --set train.warmup_steps=1 --set model.n_layers=2 --set train.eval_batches=1)
   expect zero "done: 4 steps" "$@" -np 2 "$moe_train" --config "$config" --set parallel.ep=2 "${small[@]}"

@@ -1,6 +1,7 @@
 // Any layout trains the same model (issue: distributed training). For each process-grid layout
 // that fits the job's ranks (data, tensor and expert parallel, with and without ZeRO-1 and
-// expert_tp), every rank also builds the single-rank reference (same seed, the whole global batch,
+// expert_tp, and experts fully sharded with FSSDP), every rank also builds the single-rank
+// reference (same seed, the whole global batch,
 // no communication) and compares:
 // - one global batch: the losses (the global-batch aux loss included, computed on N ranks against
 //   the single rank's concatenated batch), the expert loads and every parameter's gradient,
@@ -35,12 +36,18 @@ using testing::Layout;
 using testing::layout_run;
 using testing::Replica;
 
-// The layouts of the issue, by the number of ranks they need; {tp, dp, ep, expert_tp, zero, tied}.
+// The layouts of the issue, by the number of ranks they need;
+// {tp, dp, ep, expert_tp, zero, tied, fssdp}. FSSDP over 8 ranks leaves 4 of them no expert.
 std::vector<Layout> layouts_for(int world) {
   switch (world) {
     case 2:
-      return {{1, 2, 1}, {1, 2, 1, false, true}, {2, 1, 1}, {2, 1, 1, true, true, true},
-              {1, 2, 2}, {1, 2, 2, false, true}};
+      return {{1, 2, 1},
+              {1, 2, 1, false, true},
+              {2, 1, 1},
+              {2, 1, 1, true, true, true},
+              {1, 2, 2},
+              {1, 2, 2, false, true},
+              {1, 2, 2, false, false, false, true}};
     case 4:
       return {{2, 2, 1},
               {2, 2, 1, false, true},
@@ -49,13 +56,16 @@ std::vector<Layout> layouts_for(int world) {
               {2, 2, 2},
               {2, 2, 2, true},
               {2, 2, 2, false, true},
-              {1, 4, 2, false, true, true}};
+              {1, 4, 2, false, true, true},
+              {1, 4, 4, false, false, false, true},
+              {1, 4, 2, false, false, true, true}};
     case 8:
       return {{2, 4, 2},
               {2, 4, 2, true},
               {2, 4, 2, false, true},
               {2, 4, 2, true, true},
-              {1, 8, 4, false, true}};
+              {1, 8, 4, false, true},
+              {1, 8, 8, false, false, false, true}};
     default:
       return {};
   }
@@ -63,6 +73,12 @@ std::vector<Layout> layouts_for(int world) {
 
 std::string dataset_for(const Communicator& world) {
   return testing::rank_dataset(world, "layouts");
+}
+
+// The single-rank reference of a layout's run: no parallelism at all (FSSDP off too).
+Config single_rank(Config c) {
+  c.parallel = ParallelConfig{};
+  return c;
 }
 
 // Every parameter's global gradient (or value) equals the reference's; copies agree bit for bit.
@@ -94,7 +110,7 @@ TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
     SCOPED_TRACE(layout.name());
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
     const Config c = layout_run(dataset_for(*world), layout);
-    Replica reference(c, {}, false), parallel(c, grid.groups(layout.expert_tp), false);
+    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
     Stream stream;
     const StepStats ref = reference.gradients(stream);
     const StepStats par = parallel.gradients(stream);
@@ -112,7 +128,8 @@ TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
     SCOPED_TRACE(layout.name());
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
     const Config c = layout_run(dataset_for(*world), layout);
-    Replica reference(c, {}, false), parallel(c, grid.groups(layout.expert_tp), layout.zero);
+    Replica reference(single_rank(c), {}, false),
+        parallel(c, grid.groups(layout.expert_tp), layout.zero);
     Stream stream;
     for (int64_t step = 0; step < 30; ++step) {
       const StepStats ref = reference.step(step, stream);
@@ -124,6 +141,34 @@ TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
     EXPECT_TRUE(testing::all_close(parallel.store.buffers().front().value,
                                    reference.store.buffers().front().value, 0, 0))
         << "the expert bias moved differently";
+  }
+}
+
+// With FSSDP, once a step has recorded loads, the next step copies experts to other ranks; the
+// gradient of a batch then still equals the single rank's (the copies' gradients summed onto the
+// owners).
+TEST_F(ParallelLayouts, FssdpCopiesGiveTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    if (!layout.fssdp) continue;
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    const Config c = layout_run(dataset_for(*world), layout);
+    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
+    Stream stream;
+    reference.step(0, stream);
+    parallel.step(0, stream);
+    const StepStats ref = reference.gradients(stream);
+    const StepStats par = parallel.gradients(stream);
+    int copies = 0;
+    const FssdpCoordinator& fssdp = *parallel.model->fssdp();
+    for (int l = 0; l < fssdp.layers(); ++l)
+      copies += static_cast<int>(fssdp.plan(l).replicas_on(fssdp.rank()).size());
+    Tensor total = Tensor::from_vector<int64_t>({1}, {copies});
+    world->all_reduce(total, ReduceOp::sum, stream);
+    EXPECT_GT(total.data<int64_t>()[0], 0) << "no expert was copied";
+    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+    EXPECT_EQ(par.loads, ref.loads);
+    expect_same_parameters(parallel, reference, *world, true, 1e-6, 1e-3);
   }
 }
 

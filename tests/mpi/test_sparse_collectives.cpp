@@ -47,7 +47,13 @@ ExpertPlan random_plan(uint32_t seed, int experts, int ranks) {
   return plan;
 }
 
-int64_t chunk_size(int expert) { return 1 + 5 * expert; }
+// An expert's chunk: two tensors (as an expert's several weight matrices), 1 + 5e and 2 elements.
+int64_t chunk_size(int expert) { return 1 + 5 * expert + 2; }
+
+float& at(ExpertChunk& chunk, int64_t i) {
+  const int64_t first = chunk[0].numel();
+  return i < first ? chunk[0].data<float>()[i] : chunk[1].data<float>()[i - first];
+}
 
 // A float made of arbitrary bits (finite), a function of (a, b, c).
 float arbitrary(int a, int b, int64_t c) {
@@ -57,13 +63,12 @@ float arbitrary(int a, int b, int64_t c) {
 
 // Chunks where `rank` holds an expert, filled by value(expert, i); empty elsewhere.
 template <typename Value>
-std::vector<Tensor> chunks_for(const ExpertPlan& plan, int rank, Value value) {
-  std::vector<Tensor> chunks(plan.experts());
+std::vector<ExpertChunk> chunks_for(const ExpertPlan& plan, int rank, Value value) {
+  std::vector<ExpertChunk> chunks(plan.experts());
   for (int e = 0; e < plan.experts(); ++e) {
     if (!plan.holds(e, rank)) continue;
-    std::vector<float> values(chunk_size(e));
-    for (int64_t i = 0; i < chunk_size(e); ++i) values[i] = value(e, i);
-    chunks[e] = Tensor::from_vector<float>({chunk_size(e)}, values);
+    chunks[e] = {Tensor::empty({chunk_size(e) - 2}, DType::f32), Tensor::empty({2}, DType::f32)};
+    for (int64_t i = 0; i < chunk_size(e); ++i) at(chunks[e], i) = value(e, i);
   }
   return chunks;
 }
@@ -71,7 +76,7 @@ std::vector<Tensor> chunks_for(const ExpertPlan& plan, int rank, Value value) {
 TEST_F(SparseCollectives, AllGatherGivesEveryHolderTheOwnersChunkBitForBit) {
   for (uint32_t trial = 0; trial < 20; ++trial) {
     const ExpertPlan plan = random_plan(trial, 12, size);
-    std::vector<Tensor> chunks = chunks_for(plan, rank, [&](int e, int64_t i) {
+    std::vector<ExpertChunk> chunks = chunks_for(plan, rank, [&](int e, int64_t i) {
       return plan.owner[e] == rank ? arbitrary(trial, e, i) : std::nanf("");
     });
     comm->reset_volume();
@@ -82,7 +87,7 @@ TEST_F(SparseCollectives, AllGatherGivesEveryHolderTheOwnersChunkBitForBit) {
         sent += static_cast<int64_t>(plan.holders[e].size() - 1) * chunk_size(e) * 4;
       if (!plan.holds(e, rank)) continue;
       for (int64_t i = 0; i < chunk_size(e); ++i) {
-        const float want = arbitrary(trial, e, i), got = chunks[e].data<float>()[i];
+        const float want = arbitrary(trial, e, i), got = at(chunks[e], i);
         EXPECT_EQ(std::memcmp(&want, &got, 4), 0) << "trial " << trial << " expert " << e;
       }
     }
@@ -98,7 +103,7 @@ TEST_F(SparseCollectives, ReduceScatterEqualsADenseAllReduceIncludingIdleReplica
       if (r != plan.owner[e] && (r + e + static_cast<int>(trial)) % 3 == 0) return 0.0f;
       return static_cast<float>((r * 7 + e * 3 + i) % 11 - 5);
     };
-    std::vector<Tensor> grads =
+    std::vector<ExpertChunk> grads =
         chunks_for(plan, rank, [&](int e, int64_t i) { return gradient(rank, e, i); });
     int64_t total = 0;
     std::vector<int64_t> offset(plan.experts());
@@ -119,7 +124,7 @@ TEST_F(SparseCollectives, ReduceScatterEqualsADenseAllReduceIncludingIdleReplica
       const bool owner = plan.owner[e] == rank;
       if (!owner) sent += chunk_size(e) * 4;
       for (int64_t i = 0; i < chunk_size(e); ++i)
-        EXPECT_EQ(grads[e].data<float>()[i],
+        EXPECT_EQ(at(grads[e], i),
                   owner ? dense.data<float>()[offset[e] + i] : gradient(rank, e, i))
             << "trial " << trial << " expert " << e << (owner ? " (owner)" : " (replica)");
     }
@@ -130,9 +135,8 @@ TEST_F(SparseCollectives, ReduceScatterEqualsADenseAllReduceIncludingIdleReplica
 TEST_F(SparseCollectives, ReduceScatterAddsInRankOrderEveryTime) {
   const ExpertPlan plan = random_plan(7, 16, size);
   const auto gradient = [](int r, int e, int64_t i) { return arbitrary(r, e, i); };
-  std::vector<Tensor> first;
   for (int run = 0; run < 3; ++run) {
-    std::vector<Tensor> grads =
+    std::vector<ExpertChunk> grads =
         chunks_for(plan, rank, [&](int e, int64_t i) { return gradient(rank, e, i); });
     sparse_reduce_scatter(plan, grads, comm.get(), stream);
     for (int e = 0; e < plan.experts(); ++e) {
@@ -141,7 +145,7 @@ TEST_F(SparseCollectives, ReduceScatterAddsInRankOrderEveryTime) {
         float want = gradient(rank, e, i);
         for (int holder : plan.holders[e])
           if (holder != rank) want += gradient(holder, e, i);
-        const float got = grads[e].data<float>()[i];
+        const float got = at(grads[e], i);
         EXPECT_EQ(std::memcmp(&want, &got, 4), 0) << "run " << run << " expert " << e;
       }
     }

@@ -9,7 +9,8 @@ namespace moe::testing {
 
 std::string Layout::name() const {
   return "tp" + std::to_string(tp) + " dp" + std::to_string(dp) + " ep" + std::to_string(ep) +
-         (expert_tp ? " expert_tp" : "") + (zero ? " zero1" : "") + (tied ? " tied" : "");
+         (expert_tp ? " expert_tp" : "") + (zero ? " zero1" : "") + (tied ? " tied" : "") +
+         (fssdp ? " fssdp" : "");
 }
 
 Config layout_run(const std::string& dataset, const Layout& layout) {
@@ -26,6 +27,10 @@ Config layout_run(const std::string& dataset, const Layout& layout) {
   c.moe.expert_bias = true;
   c.moe.z_loss_coeff = 1e-3;
   c.data.val_fraction = 0;
+  if (layout.fssdp) {
+    c.parallel.experts = "fssdp";
+    c.fssdp.slots = 1;
+  }
   return c;
 }
 

@@ -127,6 +127,31 @@ TEST(MoeLayer, ExpertBiasMovesAgainstTheLoad) {
             (std::vector<float>{-0.125f, 0.125f, 0.0f, 0.125f}));
 }
 
+TEST(MoeLayer, RouterSkewMakesTheFirstExpertsWinWithoutChangingTheGates) {
+  MoeConfig plain, skewed;
+  plain.num_experts = skewed.num_experts = 4;
+  plain.renormalize = skewed.renormalize = false;  // gates = the chosen scores
+  skewed.router_skew = 8;  // up to 2 on scores of about 1/4: experts 0 and 1 win
+  ParameterStore store(DType::f64);
+  const Router a(store, "a", plain, 8, 0.1), b(store, "b", skewed, 8, 0.1);
+  store.allocate(3);
+  copy_values(store.find("b.gate.weight"), store.find("a.gate.weight"));
+  Stream stream;
+  const Tensor x = random_tensor({16, 8}, DType::f64, 4);
+  RouterSaved sa, sb;
+  a.forward(x, 16, {}, sa, stream);
+  b.forward(x, 16, {}, sb, stream);
+  for (int64_t n = 0; n < 16; ++n) {
+    EXPECT_EQ(sb.expert_ids.data<int32_t>()[2 * n], 0) << n;
+    EXPECT_EQ(sb.expert_ids.data<int32_t>()[2 * n + 1], 1) << n;
+    // The gates are the chosen experts' scores, unbiased.
+    for (int j = 0; j < 2; ++j)
+      EXPECT_EQ(sb.probs.data<double>()[2 * n + j],
+                sb.scores.data<double>()[n * 4 + sb.expert_ids.data<int32_t>()[2 * n + j]]);
+  }
+  EXPECT_EQ(sa.scores.to_vector<double>(), sb.scores.to_vector<double>());
+}
+
 // Global batch on one rank: the counts are the running mean over the step's micro-batches, so the
 // first micro-batch of a step has the micro-batch loss and the second averages both count vectors.
 TEST(MoeLayer, GlobalBatchAuxLossAveragesCountsOverTheStep) {

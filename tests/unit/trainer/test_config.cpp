@@ -45,6 +45,14 @@ TEST(Config, DefaultsValidateAndAnEmptyFileGivesThem) {
   EXPECT_EQ(parse_config("model:\ntrain: {}\n", "empty_sections.yaml"), Config{});
 }
 
+// Saved configs of earlier checkpoints say parallel.fssdp (always false: it was refused); they
+// still load, and true would mean experts: fssdp. A new --set of the old key is an unknown key.
+TEST(Config, LegacyFssdpFlagOfSavedConfigsStillLoads) {
+  EXPECT_EQ(parse_config("parallel:\n  fssdp: false\n  ep: 2\n", "saved").parallel.experts, "ep");
+  EXPECT_EQ(parse_config("parallel:\n  fssdp: true\n", "saved").parallel.experts, "fssdp");
+  EXPECT_THROW(parse_config("", "run.yaml", {"parallel.fssdp=true"}), InputError);
+}
+
 TEST(Config, QuickstartParses) {
   const Config c = load_config((repo_root / "configs/quickstart.yaml").string());
   EXPECT_EQ(c.model.n_layers, 4);
@@ -222,6 +230,21 @@ TEST(Config, CrossFieldConstraints) {
   c = Config{};
   c.parallel.tp = 3;
   EXPECT_CONTAINS(validate_error(c), "parallel.tp = 3 must divide model.n_heads = 4");
+  c = Config{};
+  c.parallel.experts = "fssdp";
+  c.parallel.ep = 3;  // any number of experts per rank
+  EXPECT_NO_THROW(c.validate());
+  c.parallel.tp = 2;
+  c.model.vocab_size = 258;
+  EXPECT_CONTAINS(validate_error(c), "parallel.experts = fssdp runs whole experts on single ranks");
+  c.parallel.tp = 1;
+  c.parallel.zero = 1;
+  EXPECT_CONTAINS(validate_error(c), "parallel.zero = 1 is not supported with it yet");
+  EXPECT_EQ(c.parallel.expert_ranks(8), 3);
+  c.parallel.ep = 1;
+  EXPECT_EQ(c.parallel.expert_ranks(8), 8);  // fssdp over all data-parallel ranks
+  c.parallel.experts = "ep";
+  EXPECT_EQ(c.parallel.expert_ranks(8), 1);
   c = Config{};
   c.init.method = "drop";
   EXPECT_CONTAINS(validate_error(c), "init.method = 'drop' needs init.from");

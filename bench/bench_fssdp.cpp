@@ -1,0 +1,177 @@
+// Expert parallelism against FSSDP on the same model, data and ranks (all ranks data parallel,
+// the experts shared out over all of them), measured in one run. For each mode: --warmup
+// optimizer steps (FSSDP plans its copies from the loads they record), then --steps measured
+// ones; per step:
+// - the token rows each rank's experts processed (the expert work), as max / mean over ranks, per
+//   MoE layer, averaged over layers and steps (1.0 = perfectly balanced);
+// - the bytes each rank handed to each kind of collective (all-to-all: token dispatch; send_recv:
+//   FSSDP's sparse all-gather and reduce-scatter; all-reduce: gradients and statistics), as the
+//   mean and the max over ranks;
+// - expert parameters held at once per rank (owned, plus copies of every MoE layer, which live
+//   from forward to backward), the max over ranks, in MB of fp32;
+// - the step time on this machine.
+//   mpirun -np 4 build/bench/bench_fssdp --config configs/quickstart.yaml [--steps 5] [--warmup 3]
+//     [--set moe.router_skew=4 ...] [--checkpoint STEP_DIR]
+// --checkpoint starts both modes from a trained model's weights (and its config, under --set), to
+// measure the skew of real routing on real text.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "core/log.h"
+#include "parallel/process_grid.h"
+#include "trainer/train_step.h"
+
+namespace {
+
+using namespace moe;
+
+struct Measured {
+  double balance = 0;  // max / mean of expert rows over ranks, mean over layers and steps
+  double step_ms = 0;
+  CommVolume mean, max;  // bytes per step
+  double expert_mb = 0;  // max over ranks
+};
+
+std::vector<double> gathered(Communicator& world, double value) {
+  Tensor all = Tensor::empty({world.size()}, DType::f64);
+  Stream stream;
+  world.all_gather(Tensor::from_vector<double>({1}, {value}), all, stream);
+  return all.to_vector<double>();
+}
+
+double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
+double mean_of(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
+}
+
+// Expert parameters this rank holds at once: its owned experts and every layer's copies.
+double expert_megabytes(const Model& model, const Config& config, int ranks) {
+  const double expert_bytes = 3.0 * config.moe.expert_hidden * config.model.d_model * 4;
+  int moe_layers = 0;
+  for (int l = 0; l < config.model.n_layers; ++l) moe_layers += config.moe.is_moe_layer(l);
+  double experts = static_cast<double>(moe_layers) * config.moe.num_experts / ranks;
+  if (const FssdpCoordinator* fssdp = model.fssdp()) {
+    experts = 0;
+    for (int l = 0; l < fssdp->layers(); ++l)
+      experts += static_cast<double>(fssdp->owned(l).size() +
+                                     fssdp->plan(l).replicas_on(fssdp->rank()).size());
+  }
+  return experts * expert_bytes / 1e6;
+}
+
+Measured measure(Communicator& world, Config config, const std::string& checkpoint, int warmup,
+                 int steps) {
+  const int ranks = world.size();
+  ProcessGrid grid(world, 1, ranks, ranks);
+  const ParallelGroups groups = grid.groups(false);
+  std::unique_ptr<TokenLoader> loader = make_token_loader(config.data, grid.dp_rank(), ranks);
+  ParameterStore store(DType::f32);
+  Model model(config, store, groups);
+  store.allocate(static_cast<uint64_t>(config.train.seed));
+  if (!checkpoint.empty()) load_checkpoint(checkpoint, {&store, false, {}}, groups);
+  AdamW optimizer(store, config.train, groups, false);
+  Stream stream;
+  for (int step = 0; step < warmup; ++step)
+    train_step(model, optimizer, store, *loader, config.train, groups, config.train.lr, step,
+               stream);
+  Measured m;
+  double expert_mb = 0;
+  int layer_steps = 0;
+  reset_volume(groups);
+  double seconds = 0;
+  for (int step = warmup; step < warmup + steps; ++step) {
+    world.barrier();
+    const auto start = std::chrono::steady_clock::now();
+    const StepStats stats = train_step(model, optimizer, store, *loader, config.train, groups,
+                                       config.train.lr, step, stream);
+    world.barrier();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (size_t l = 0; l < stats.expert_rows.size(); ++l) {
+      if (stats.loads[l].empty()) continue;
+      const std::vector<double> rows = gathered(world, static_cast<double>(stats.expert_rows[l]));
+      m.balance += max_of(rows) / mean_of(rows);
+      ++layer_steps;
+    }
+    expert_mb = std::max(expert_mb, expert_megabytes(model, config, ranks));
+  }
+  m.balance /= layer_steps;
+  m.step_ms = 1e3 * seconds / steps;
+  const CommVolume v = total_volume(groups);
+  for (int kind = 0; kind < kCollectiveKinds; ++kind) {
+    const std::vector<double> all = gathered(world, static_cast<double>(v.bytes[kind]) / steps);
+    m.mean.bytes[kind] = static_cast<int64_t>(mean_of(all));
+    m.max.bytes[kind] = static_cast<int64_t>(max_of(all));
+  }
+  m.expert_mb = max_of(gathered(world, expert_mb));
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Expert parallelism against FSSDP: expert work balance, bytes, memory."};
+  std::string config_path, checkpoint;
+  std::vector<std::string> overrides;
+  int steps = 5, warmup = 3;
+  app.add_option("--config", config_path, "run config (YAML)");
+  app.add_option("--checkpoint", checkpoint, "start from this step directory's model and config");
+  app.add_option("--set", overrides, "override a key (repeatable)");
+  app.add_option("--steps", steps, "measured steps per mode")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "steps before measuring")->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+  MPI_Init(&argc, &argv);
+  int status = 0;
+  try {
+    std::unique_ptr<Communicator> world = mpi_world_communicator();
+    set_log_rank(world->rank(), world->size());
+    MOE_CHECK(config_path.empty() != checkpoint.empty(), "pass --config or --checkpoint");
+    const Config base = checkpoint.empty()
+                            ? load_config(config_path, overrides)
+                            : parse_config(checkpoint_config(checkpoint), checkpoint, overrides);
+    if (world->rank() == 0)
+      std::printf(
+          "# %d ranks, %s, %d warm-up + %d measured steps; per step: expert rows max/mean "
+          "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
+          "all-reduce, all-gather; expert MB held (max); step ms\n"
+          "%-6s %8s %14s %14s %14s %14s %10s %9s\n",
+          world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
+          steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
+          "step ms");
+    for (const char* mode : {"ep", "fssdp"}) {
+      Config config = base;
+      config.parallel = ParallelConfig{};
+      config.parallel.experts = mode;
+      config.parallel.ep = world->size();
+      config.validate("bench_fssdp " + std::string(mode));
+      const Measured m = measure(*world, config, checkpoint, warmup, steps);
+      auto pair = [](int64_t mean, int64_t max) {
+        char text[32];
+        std::snprintf(text, sizeof(text), "%6.3f %6.3f", mean / 1e6, max / 1e6);
+        return std::string(text);
+      };
+      if (world->rank() == 0)
+        std::printf("%-6s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode, m.balance,
+                    pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
+                    pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
+                    pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),
+                    pair(m.mean[Collective::all_gather], m.max[Collective::all_gather]).c_str(),
+                    m.expert_mb, m.step_ms);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    status = 1;
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  MPI_Finalize();
+  return status;
+}
