@@ -8,7 +8,8 @@
 //   FSSDP's sparse all-gather and reduce-scatter; all-reduce: gradients and statistics), as the
 //   mean and the max over ranks;
 // - expert parameters held at once per rank (owned, plus copies of every MoE layer, which live
-//   from forward to backward), the max over ranks, in MB of fp32;
+//   from forward to backward; with re-materialization, of one layer), the max over ranks, in MB
+//   of fp32;
 // - the step time on this machine.
 //   mpirun -np 4 build/bench/bench_fssdp --config configs/quickstart.yaml [--steps 5] [--warmup 3]
 //     [--set moe.router_skew=4 ...] [--checkpoint STEP_DIR]
@@ -61,10 +62,14 @@ double expert_megabytes(const Model& model, const Config& config, int ranks) {
   for (int l = 0; l < config.model.n_layers; ++l) moe_layers += config.moe.is_moe_layer(l);
   double experts = static_cast<double>(moe_layers) * config.moe.num_experts / ranks;
   if (const FssdpCoordinator* fssdp = model.fssdp()) {
-    experts = 0;
-    for (int l = 0; l < fssdp->layers(); ++l)
-      experts += static_cast<double>(fssdp->owned(l).size() +
-                                     fssdp->plan(l).replicas_on(fssdp->rank()).size());
+    double owned = 0, copies = 0, most = 0;
+    for (int l = 0; l < fssdp->layers(); ++l) {
+      owned += static_cast<double>(fssdp->owned(l).size());
+      const auto layer = static_cast<double>(fssdp->plan(l).replicas_on(fssdp->rank()).size());
+      copies += layer;
+      most = std::max(most, layer);
+    }
+    experts = owned + (fssdp->rematerialize() ? most : copies);
   }
   return experts * expert_bytes / 1e6;
 }
@@ -143,16 +148,17 @@ int main(int argc, char** argv) {
           "# %d ranks, %s, %d warm-up + %d measured steps; per step: expert rows max/mean "
           "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
           "all-reduce, all-gather; expert MB held (max); step ms\n"
-          "%-6s %8s %14s %14s %14s %14s %10s %9s\n",
+          "%-8s %8s %14s %14s %14s %14s %10s %9s\n",
           world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
           steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
           "step ms");
-    for (const char* mode : {"ep", "fssdp"}) {
+    for (const std::string mode : {"ep", "fssdp", "fssdp-rm"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
-      config.parallel.experts = mode;
+      config.parallel.experts = mode == "ep" ? "ep" : "fssdp";
+      config.fssdp.rematerialize = mode == "fssdp-rm";
       config.parallel.ep = world->size();
-      config.validate("bench_fssdp " + std::string(mode));
+      config.validate("bench_fssdp " + mode);
       const Measured m = measure(*world, config, checkpoint, warmup, steps);
       auto pair = [](int64_t mean, int64_t max) {
         char text[32];
@@ -160,7 +166,7 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       if (world->rank() == 0)
-        std::printf("%-6s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode, m.balance,
+        std::printf("%-8s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode.c_str(), m.balance,
                     pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
                     pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
                     pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),

@@ -9,29 +9,30 @@ namespace moe {
 
 // The placement of a stacked expert weight whose hidden units are on dim hidden_dim.
 static Placement expert_placement(const ParallelGroups& groups, int hidden_dim,
-                                  const std::vector<int64_t>* owned) {
-  if (owned) return {ParamGroup::expert, TpMode::partial, {}, *owned};
+                                  const std::optional<std::vector<int64_t>>& owned) {
+  if (owned) return {ParamGroup::expert, TpMode::partial, {}, owned};
   const Split by_ep{0, group_rank(groups.ep), group_size(groups.ep)};
   if (groups.expert_tp)
     return {ParamGroup::expert, TpMode::split, {by_ep, tp_split(groups, hidden_dim)}};
   return {ParamGroup::expert, TpMode::partial, {by_ep}};
 }
 
-static int local_experts(int num_experts, const ParallelGroups& groups) {
-  const int ep = group_size(groups.ep);
-  MOE_CHECK(num_experts % ep == 0, "parallel.ep = ", ep,
+// num_experts, once checked to split evenly over EP (FSSDP owners hold any number).
+static int64_t split_experts(int num_experts, const ParallelGroups& groups, bool owned) {
+  MOE_CHECK(owned || num_experts % group_size(groups.ep) == 0,
+            "parallel.ep = ", group_size(groups.ep),
             " must divide moe.num_experts = ", num_experts);
-  return num_experts / ep;
+  return num_experts;
 }
 
 Experts::Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
                  int64_t hidden, double init_std, const ParallelGroups& groups,
-                 const std::vector<int64_t>* owned)
-    : num_experts_(owned ? static_cast<int>(owned->size()) : local_experts(num_experts, groups)),
-      d_model_(d_model),
+                 const std::optional<std::vector<int64_t>>& owned)
+    : d_model_(d_model),
       hidden_(groups.expert_tp ? tp_share(hidden, "moe.expert_hidden", groups) : hidden),
-      w_gate_(store.add(name + ".w_gate", {num_experts, hidden, d_model}, Init::normal, init_std,
-                        true, expert_placement(groups, 1, owned))),
+      w_gate_(store.add(name + ".w_gate",
+                        {split_experts(num_experts, groups, owned.has_value()), hidden, d_model},
+                        Init::normal, init_std, true, expert_placement(groups, 1, owned))),
       w_up_(store.add(name + ".w_up", {num_experts, hidden, d_model}, Init::normal, init_std, true,
                       expert_placement(groups, 1, owned))),
       w_down_(store.add(name + ".w_down", {num_experts, d_model, hidden}, Init::normal, init_std,
@@ -71,7 +72,7 @@ static FfnSaved rows_of(const FfnSaved& saved, int64_t first, int64_t rows) {
 void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved,
                       Tensor& y, Stream& stream, ExpertsImpl impl,
                       const std::vector<FfnWeights>* held) const {
-  const int experts = held ? static_cast<int>(held->size()) : num_experts_;
+  const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
   for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
     FfnSaved block = rows_of(saved, first, rows);
     Tensor out = y.narrow(first, rows);
@@ -82,7 +83,7 @@ void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSa
 void Experts::backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
                        const FfnSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl,
                        const std::vector<FfnWeights>* held) const {
-  const int experts = held ? static_cast<int>(held->size()) : num_experts_;
+  const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
   for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
     Tensor dx_rows = dx.narrow(first, rows);
     ffn_backward(x.narrow(first, rows), dy.narrow(first, rows), held ? (*held)[e] : expert(e),

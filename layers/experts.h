@@ -14,6 +14,7 @@
 // holds this step (owned ones and copies) that the caller passes as `held`.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,11 @@ class Experts {
   // num_experts and hidden are global sizes.
   Experts(ParameterStore& store, const std::string& name, int num_experts, int64_t d_model,
           int64_t hidden, double init_std, const ParallelGroups& groups = {},
-          const std::vector<int64_t>* owned = nullptr);
+          const std::optional<std::vector<int64_t>>& owned = std::nullopt);
 
-  int num_local_experts() const { return num_experts_; }
+  int num_local_experts() const { return static_cast<int>(w_gate_.shape[0]); }
+  // The three stacked weights (FSSDP moves their rows between owners).
+  std::vector<Parameter*> parameters() const { return {&w_gate_, &w_up_, &w_down_}; }
   int64_t hidden() const { return hidden_; }  // on this rank
   int64_t d_model() const { return d_model_; }
   FfnWeights expert(int e) const;  // views of local expert e's slices (values and gradients)
@@ -53,7 +56,6 @@ class Experts {
   void for_each_block(const std::vector<int64_t>& counts, int64_t total_rows, ExpertsImpl impl,
                       int experts, Fn&& fn) const;
 
-  int num_experts_;  // on this rank
   int64_t d_model_, hidden_;
   Parameter &w_gate_, &w_up_, &w_down_;
 };

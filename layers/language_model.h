@@ -49,6 +49,10 @@ class LanguageModel {
   virtual ParameterCounts parameter_counts() const = 0;
   // Training FLOPs per token at seq_len.
   virtual double flops_per_token(int64_t seq_len) const = 0;
+  // parallel.experts: fssdp's coordinator and, per MoE layer, the experts' stacked weights it
+  // places (null and empty otherwise).
+  virtual FssdpCoordinator* fssdp() const { return nullptr; }
+  virtual std::vector<std::vector<Parameter*>> fssdp_parameters() const { return {}; }
   // Committed checkpoints its checkpoints carry along, by path inside the step directory
   // (CheckpointMeta::attachments).
   virtual std::map<std::string, std::string> checkpoint_attachments() const { return {}; }

@@ -28,7 +28,8 @@ Model::Model(const Config& config, ParameterStore& store, const ParallelGroups& 
     fssdp_ = std::make_unique<FssdpCoordinator>(
         moe_layers, config.moe.num_experts,
         MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
-        f.window, Topology{ranks, f.ranks_per_node > 0 ? f.ranks_per_node : ranks}, groups.ep);
+        f.window, Topology{ranks, f.ranks_per_node > 0 ? f.ranks_per_node : ranks}, groups.ep,
+        f.rematerialize, f.reshard_interval);
     MOE_LOG_INFO("FSSDP: the ", config.moe.num_experts, " experts of each of ", moe_layers,
                  " MoE layers have one owner among ", ranks,
                  " ranks; each step copies the busiest to up to ", f.slots,
@@ -246,6 +247,14 @@ void Model::end_step(const std::vector<std::vector<int64_t>>& loads) const {
       moe_loads.push_back(loads.at(i));
     }
   if (fssdp_) fssdp_->record(moe_loads);
+}
+
+std::vector<std::vector<Parameter*>> Model::fssdp_parameters() const {
+  std::vector<std::vector<Parameter*>> layers;
+  if (fssdp_)
+    for (const auto& block : blocks_)
+      if (block->is_moe()) layers.push_back(block->moe()->experts().parameters());
+  return layers;
 }
 
 Tensor Model::full_logits(const Tensor& shard, Stream& stream) const {

@@ -59,7 +59,8 @@ class Model : public LanguageModel {
   Tensor full_logits(const Tensor& shard, Stream& stream) const override;
 
   ParameterCounts parameter_counts() const override;
-  const FssdpCoordinator* fssdp() const { return fssdp_.get(); }  // null unless FSSDP
+  FssdpCoordinator* fssdp() const override { return fssdp_.get(); }
+  std::vector<std::vector<Parameter*>> fssdp_parameters() const override;
   // Training FLOPs per token: 6 per active matmul weight plus causal attention at seq_len.
   double flops_per_token(int64_t seq_len) const override;
 

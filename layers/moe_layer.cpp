@@ -13,10 +13,9 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConf
     : config_(config),
       fssdp_(fssdp),
       fssdp_layer_(fssdp_layer),
-      owned_(fssdp ? fssdp->owned(fssdp_layer) : std::vector<int64_t>{}),
       router_(store, name + ".router", config, d_model, init_std),
       experts_(store, name + ".experts", config.num_experts, d_model, config.expert_hidden,
-               init_std, groups, fssdp ? &owned_ : nullptr),
+               init_std, groups, fssdp ? std::optional(fssdp->owned(fssdp_layer)) : std::nullopt),
       dispatcher_(config.num_experts, groups, fssdp != nullptr) {
   if (config.shared_experts > 0)
     shared_ = std::make_unique<Mlp>(
@@ -33,12 +32,13 @@ std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtyp
   const int64_t hidden = experts_.hidden(), d_model = experts_.d_model();
   std::vector<FfnWeights> held;
   std::vector<ExpertChunk> chunks(plan.experts());
+  const std::vector<int64_t> owned_experts = fssdp_->owned(fssdp_layer_);
   size_t owned = 0;
   for (int e = 0; e < plan.experts(); ++e) {
     if (!plan.holds(e, rank)) continue;
     FfnWeights w;
     if (plan.owner[e] == rank) {
-      MOE_ASSERT(owned < owned_.size() && owned_[owned] == e, "FSSDP: expert ", e,
+      MOE_ASSERT(owned < owned_experts.size() && owned_experts[owned] == e, "FSSDP: expert ", e,
                  " is not among the ones this rank owns");
       w = experts_.expert(static_cast<int>(owned++));
     } else {
@@ -104,6 +104,7 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   saved.expert_out = Tensor::empty({rows, d_model}, x.dtype());
   experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
                    stream, impl, fssdp_ ? &saved.held : nullptr);
+  if (fssdp_ && fssdp_->rematerialize()) saved.held.clear();  // gathered again in backward
   saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype());
   dispatcher_.combine(saved.expert_out, saved.plan, saved.y_slots, stream);
   ops::moe_combine(saved.y_slots, saved.router.probs, y, stream);
@@ -133,6 +134,7 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
   Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype());
   std::vector<FfnWeights> held = saved.held;
+  if (fssdp_ && fssdp_->rematerialize()) held = materialize(saved.holders, x.dtype(), stream);
   const int rank = fssdp_ ? fssdp_->rank() : 0;
   for (size_t j = 0; j < held.size(); ++j) {
     if (saved.holders.owner[saved.plan.local_experts[j]] == rank) continue;

@@ -16,7 +16,9 @@
 //   first copies this step's replicas from their owners (sparse all-gather) into buffers that
 //   live in MoeSaved until backward, which sums their gradients onto the owners (sparse
 //   reduce-scatter) and drops them. The owners' gradients then go through the usual expert
-//   gradient sync, so the optimizer sees what expert parallelism would give it.
+//   gradient sync, so the optimizer sees what expert parallelism would give it. With
+//   fssdp.rematerialize the copies are dropped right after forward and gathered again in
+//   backward: one layer's copies at a time, for a second all-gather.
 #pragma once
 
 #include <memory>
@@ -58,6 +60,7 @@ class MoeLayer {
   void backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy, double loss_scale,
                 Tensor& dx, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
   const Router& router() const { return router_; }
+  const Experts& experts() const { return experts_; }
 
  private:
   // The weights of the experts this rank holds this step, owned ones and copies gathered from
@@ -70,7 +73,6 @@ class MoeLayer {
   const MoeConfig& config_;
   FssdpCoordinator* fssdp_;
   int fssdp_layer_;
-  std::vector<int64_t> owned_;  // FSSDP: the experts this rank owns
   Router router_;
   Experts experts_;
   TokenDispatcher dispatcher_;

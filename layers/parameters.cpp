@@ -105,10 +105,7 @@ static double initial_value(const Parameter& p, const Philox& rng, int64_t index
   MOE_THROW(InternalError, "unknown Init of ", p.name);
 }
 
-void ParameterStore::allocate(uint64_t seed, bool with_grads) {
-  MOE_ASSERT(!allocated(), "ParameterStore::allocate called twice");
-  values_ = Tensor::zeros({numel_}, dtype_);
-  if (with_grads) grads_ = Tensor::zeros({numel_}, dtype_);
+void ParameterStore::lay_out() {
   int64_t offset = 0;
   for (int order = 0; order < 6; ++order)
     for (Parameter& p : parameters_)
@@ -119,7 +116,37 @@ void ParameterStore::allocate(uint64_t seed, bool with_grads) {
   for (Parameter& p : parameters_) {
     const int64_t n = p.shape.numel();
     p.value = values_.narrow(p.arena_offset, n).view(p.shape);
-    if (with_grads) p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
+    if (grads_.defined()) p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
+  }
+}
+
+void ParameterStore::set_rows(
+    const std::vector<std::pair<Parameter*, std::vector<int64_t>>>& rows) {
+  MOE_ASSERT(allocated(), "ParameterStore::set_rows before allocate()");
+  int64_t numel = numel_;
+  for (const auto& [p, list] : rows) {
+    MOE_ASSERT(p->placement.rows, "parameter ", p->name, " is not placed by rows");
+    for (size_t i = 0; i < list.size(); ++i)
+      MOE_ASSERT(list[i] >= 0 && list[i] < p->global_shape[0] && (i == 0 || list[i - 1] < list[i]),
+                 "parameter ", p->name, ": rows must be increasing indices below ",
+                 p->global_shape[0]);
+    numel -= p->shape.numel();
+    p->placement.rows = list;
+    p->shape = p->shape.with_dim(0, static_cast<int64_t>(list.size()));
+    numel += p->shape.numel();
+  }
+  MOE_ASSERT(numel == numel_, "ParameterStore::set_rows changes the store's size from ", numel_,
+             " to ", numel);
+  lay_out();
+}
+
+void ParameterStore::allocate(uint64_t seed, bool with_grads) {
+  MOE_ASSERT(!allocated(), "ParameterStore::allocate called twice");
+  values_ = Tensor::zeros({numel_}, dtype_);
+  if (with_grads) grads_ = Tensor::zeros({numel_}, dtype_);
+  lay_out();
+  for (Parameter& p : parameters_) {
+    const int64_t n = p.shape.numel();
     if (p.init == Init::zeros) continue;
     const Philox rng(seed, stream_id(p.name));
     const int64_t row_size = p.shape.ndim() > 0 && p.shape[0] > 0 ? n / p.shape[0] : n;

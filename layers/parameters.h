@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/stream.h"
@@ -128,11 +129,17 @@ class ParameterStore {
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
   void zero_grads(Stream& stream);
+  // New row lists for parameters placed by rows (FSSDP moving expert owners), keeping the store's
+  // size; the arenas are laid out again. Contents are not moved: the caller rewrites the values
+  // (and whatever else it keeps by arena offset, such as optimizer moments) of every parameter.
+  void set_rows(const std::vector<std::pair<Parameter*, std::vector<int64_t>>>& rows);
   // A copy of the values and buffers (no gradients) with the same parameters: a snapshot that a
   // background checkpoint writer reads while training goes on.
   std::unique_ptr<ParameterStore> snapshot() const;
 
  private:
+  void lay_out();  // arena offsets in (group, TP mode) order, and the views into the arenas
+
   DType dtype_;
   std::deque<Parameter> parameters_;
   std::deque<Buffer> buffers_;

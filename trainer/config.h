@@ -194,6 +194,8 @@ struct FssdpConfig {
   int overlap = 0;
   int window = 5;
   int ranks_per_node = 0;
+  bool rematerialize = false;
+  int reshard_interval = 100;
 
   template <class V>
   void visit(V& v) {
@@ -205,6 +207,12 @@ struct FssdpConfig {
             "steps of expert load the placement predicts from (their mean)");
     v.field("ranks_per_node", ranks_per_node, Range::at_least(0),
             "ranks per node, for placing copies near the tokens; 0 = all on one node");
+    v.field("rematerialize", rematerialize,
+            "drop each layer's copies after its forward and gather them again for its backward "
+            "(less memory, twice the all-gather traffic)");
+    v.field("reshard_interval", reshard_interval, Range::at_least(0),
+            "steps between moving expert owners (with their optimizer state) to balance the "
+            "recent load; 0 = never");
   }
   bool operator==(const FssdpConfig&) const = default;
 };

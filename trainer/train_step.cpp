@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "trainer/expert_resharding.h"
 #include "trainer/gradient_sync.h"
 
 namespace moe {
@@ -106,6 +107,7 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
   stats.grad_norm = optimizer.step(lr, stream);
   stats.steps = 1;
   model.end_step(stats.loads);
+  maybe_reshard_experts(model, store, optimizer, step, stream);
   return stats;
 }
 

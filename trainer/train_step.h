@@ -43,7 +43,8 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
                                int64_t step, Stream& stream);
 
-// accumulate_gradients, then the optimizer step at learning rate lr and the expert-bias update.
+// accumulate_gradients, then the optimizer step at learning rate lr, the end of the step (expert
+// bias, FSSDP's load history) and, when fssdp.reshard_interval says so, FSSDP's owner moves.
 StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store,
                      TokenLoader& loader, const TrainConfig& train, const ParallelGroups& groups,
                      double lr, int64_t step, Stream& stream);

@@ -1,5 +1,7 @@
 #include "parallel/fssdp/coordinator.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "parallel/fssdp/resharding.h"
 #include "parallel/parallel_groups.h"
@@ -7,12 +9,15 @@
 namespace moe {
 
 FssdpCoordinator::FssdpCoordinator(int layers, int experts, const MaterializationBudget& budget,
-                                   int window, const Topology& topology, Communicator* group)
+                                   int window, const Topology& topology, Communicator* group,
+                                   bool rematerialize, int reshard_interval)
     : experts_(experts),
       budget_(budget),
       topology_(topology),
       group_(group),
       rank_(group_rank(group)),
+      rematerialize_(rematerialize),
+      reshard_interval_(reshard_interval),
       owner_(shard_experts(std::vector<std::vector<double>>(layers, std::vector<double>(experts)),
                            0, topology)),
       history_(layers, LoadHistory(experts, window)) {
@@ -33,6 +38,23 @@ std::vector<int64_t> FssdpCoordinator::owned(int layer) const {
 void FssdpCoordinator::begin_step() {
   for (int l = 0; l < layers(); ++l)
     plans_[l] = plan_materialization(plans_[l].owner, history_[l].predict(), budget_, topology_);
+}
+
+std::vector<int> FssdpCoordinator::proposed_owners() const {
+  std::vector<std::vector<double>> load;
+  for (const LoadHistory& h : history_) load.push_back(h.predict());
+  // Algorithm 1 copies the top `overlap` experts to every rank only when the slots allow it.
+  const int t = std::min(budget_.overlap, experts_), m = std::min(budget_.slots, t);
+  const int everywhere = t > 0 && t <= m ? t : 0;
+  return shard_experts(load, everywhere, topology_);
+}
+
+void FssdpCoordinator::set_owners(const std::vector<int>& owners) {
+  MOE_ASSERT(owners.size() == owner_.size(), "FssdpCoordinator: ", owners.size(), " owners for ",
+             owner_.size(), " experts");
+  owner_ = owners;
+  for (int l = 0; l < layers(); ++l)
+    plans_[l] = owners_only({owner_.begin() + l * experts_, owner_.begin() + (l + 1) * experts_});
 }
 
 void FssdpCoordinator::record(const std::vector<std::vector<int64_t>>& loads) {

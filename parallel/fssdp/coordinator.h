@@ -21,13 +21,18 @@ namespace moe {
 class FssdpCoordinator {
  public:
   // group: the FSSDP group (null: one rank); its size is topology.ranks.
+  // rematerialize: MoE layers drop their copies after forward and gather them again in backward;
+  // reshard_interval: steps between owner moves (0 = never; the trainer moves them).
   FssdpCoordinator(int layers, int experts, const MaterializationBudget& budget, int window,
-                   const Topology& topology, Communicator* group);
+                   const Topology& topology, Communicator* group, bool rematerialize = false,
+                   int reshard_interval = 0);
 
   Communicator* group() const { return group_; }
   int rank() const { return rank_; }
   const Topology& topology() const { return topology_; }
   int layers() const { return static_cast<int>(plans_.size()); }
+  bool rematerialize() const { return rematerialize_; }
+  int reshard_interval() const { return reshard_interval_; }
   // The experts of MoE layer `layer` this rank owns, increasing.
   std::vector<int64_t> owned(int layer) const;
   // Where MoE layer `layer`'s experts are held this step.
@@ -35,6 +40,13 @@ class FssdpCoordinator {
 
   // Plans this step's copies from the predicted loads.
   void begin_step();
+  // Owners of every layer's experts, [layer * experts + expert].
+  const std::vector<int>& owners() const { return owner_; }
+  // The owners resharding.h would choose for the predicted loads (the experts materialized
+  // everywhere placed last).
+  std::vector<int> proposed_owners() const;
+  // New owners (after their state has moved); copies are planned again at the next begin_step.
+  void set_owners(const std::vector<int>& owners);
   // One step's tokens per expert, summed over all ranks, for each MoE layer.
   void record(const std::vector<std::vector<int64_t>>& loads);
 
@@ -44,6 +56,8 @@ class FssdpCoordinator {
   Topology topology_;
   Communicator* group_;
   int rank_;
+  bool rematerialize_;
+  int reshard_interval_;
   std::vector<int> owner_;  // [layer * experts + expert]
   std::vector<LoadHistory> history_;
   std::vector<ExpertPlan> plans_;

@@ -28,6 +28,7 @@
 #include "tests/support/global_tensor.h"
 #include "tests/support/replica.h"
 #include "tests/support/tolerance.h"
+#include "trainer/expert_resharding.h"
 
 namespace moe {
 namespace {
@@ -37,7 +38,8 @@ using testing::layout_run;
 using testing::Replica;
 
 // The layouts of the issue, by the number of ranks they need;
-// {tp, dp, ep, expert_tp, zero, tied, fssdp}. FSSDP over 8 ranks leaves 4 of them no expert.
+// {tp, dp, ep, expert_tp, zero, tied, fssdp, rematerialize}. FSSDP over 8 ranks leaves 4 of them
+// no expert.
 std::vector<Layout> layouts_for(int world) {
   switch (world) {
     case 2:
@@ -58,6 +60,7 @@ std::vector<Layout> layouts_for(int world) {
               {2, 2, 2, false, true},
               {1, 4, 2, false, true, true},
               {1, 4, 4, false, false, false, true},
+              {1, 4, 4, false, false, false, true, true},
               {1, 4, 2, false, false, true, true}};
     case 8:
       return {{2, 4, 2},
@@ -124,6 +127,7 @@ TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
 }
 
 TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
+  int resharded = 0, fssdp_layouts = 0;
   for (const Layout& layout : layouts) {
     SCOPED_TRACE(layout.name());
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
@@ -131,16 +135,70 @@ TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
     Replica reference(single_rank(c), {}, false),
         parallel(c, grid.groups(layout.expert_tp), layout.zero);
     Stream stream;
+    const std::vector<int> first_owners =
+        layout.fssdp ? parallel.model->fssdp()->owners() : std::vector<int>{};
     for (int64_t step = 0; step < 30; ++step) {
       const StepStats ref = reference.step(step, stream);
       const StepStats par = parallel.step(step, stream);
       ASSERT_NEAR(par.lm_loss, ref.lm_loss, 1e-4 * ref.lm_loss) << "step " << step;
       ASSERT_NEAR(par.grad_norm, ref.grad_norm, 1e-3 * ref.grad_norm) << "step " << step;
     }
+    if (layout.fssdp) {
+      ++fssdp_layouts;
+      resharded += parallel.model->fssdp()->owners() != first_owners;
+    }
     expect_same_parameters(parallel, reference, *world, false, 1e-5, 1e-3);
     EXPECT_TRUE(testing::all_close(parallel.store.buffers().front().value,
                                    reference.store.buffers().front().value, 0, 0))
         << "the expert bias moved differently";
+  }
+  if (fssdp_layouts > 0) EXPECT_GT(resharded, 0) << "no FSSDP layout moved an owner in 30 steps";
+}
+
+// Moving every expert to another owner keeps every value and moment, bit for bit.
+TEST_F(ParallelLayouts, FssdpReshardingMovesExpertStateExactly) {
+  for (const Layout& layout : layouts) {
+    if (!layout.fssdp) continue;
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(false), false);
+    Stream stream;
+    for (int64_t step = 0; step < 3; ++step) parallel.step(step, stream);
+    // Every parameter's value and moments, gathered (a rank without a parameter's rows, and so
+    // without its moments, contributes none).
+    auto state = [&] {
+      std::vector<testing::GlobalTensor> all;
+      const std::vector<MomentRun> runs = parallel.optimizer->moment_runs();
+      for (const Parameter& p : parallel.store.parameters()) {
+        Tensor m = Tensor::empty(p.shape, DType::f32), v = Tensor::empty(p.shape, DType::f32);
+        for (const MomentRun& run : runs)
+          if (run.parameter == &p) {
+            m = run.exp_avg.view(p.shape);
+            v = run.exp_avg_sq.view(p.shape);
+          }
+        all.push_back(testing::gather_global(p, p.value, *world));
+        all.push_back(testing::gather_global(p, m, *world));
+        all.push_back(testing::gather_global(p, v, *world));
+      }
+      return all;
+    };
+    const std::vector<testing::GlobalTensor> before = state();
+    // Expert g goes to expert g + 1's owner: every rank keeps its number of experts.
+    const std::vector<int> first = parallel.model->fssdp()->owners();
+    std::vector<int> owners(first.begin() + 1, first.end());
+    owners.push_back(first.front());
+    int moving = 0;
+    for (size_t g = 0; g < owners.size(); ++g) moving += owners[g] != first[g];
+    ASSERT_GT(moving, 0);
+    EXPECT_EQ(reshard_experts(*parallel.model, parallel.store, *parallel.optimizer, owners, stream),
+              moving);
+    EXPECT_EQ(parallel.model->fssdp()->owners(), owners);
+    const std::vector<testing::GlobalTensor> after = state();
+    ASSERT_EQ(before.size(), after.size());
+    for (size_t i = 0; i < before.size(); ++i) {
+      EXPECT_EQ(after[i].uncovered, 0) << i;
+      EXPECT_TRUE(testing::all_close(after[i].values, before[i].values, 0, 0)) << i;
+    }
   }
 }
 

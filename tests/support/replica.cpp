@@ -10,7 +10,7 @@ namespace moe::testing {
 std::string Layout::name() const {
   return "tp" + std::to_string(tp) + " dp" + std::to_string(dp) + " ep" + std::to_string(ep) +
          (expert_tp ? " expert_tp" : "") + (zero ? " zero1" : "") + (tied ? " tied" : "") +
-         (fssdp ? " fssdp" : "");
+         (fssdp ? " fssdp" : "") + (rematerialize ? " rematerialize" : "");
 }
 
 Config layout_run(const std::string& dataset, const Layout& layout) {
@@ -30,6 +30,8 @@ Config layout_run(const std::string& dataset, const Layout& layout) {
   if (layout.fssdp) {
     c.parallel.experts = "fssdp";
     c.fssdp.slots = 1;
+    c.fssdp.rematerialize = layout.rematerialize;
+    c.fssdp.reshard_interval = 5;
   }
   return c;
 }

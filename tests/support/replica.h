@@ -14,14 +14,15 @@ constexpr int64_t kGlobalBatch = 8;  // sequences per optimizer step, over all d
 
 struct Layout {
   int tp = 1, dp = 1, ep = 1;
-  bool expert_tp = false, zero = false, tied = false, fssdp = false;
+  bool expert_tp = false, zero = false, tied = false, fssdp = false, rematerialize = false;
   std::string name() const;
 };
 
 // 4 heads over 2 kv heads, QK-norm and QKV bias (TP partial and split biases), a shared expert
 // (a TP-split MLP inside the MoE layer), vocabulary 258 (even), global-batch load balancing with
 // z-loss and the expert bias (whose update must see the global loads, or ranks drift apart).
-// With layout.fssdp, parallel.experts: fssdp with one copy slot per rank.
+// With layout.fssdp, parallel.experts: fssdp with one copy slot per rank, owners moved every 5
+// steps (and fssdp.rematerialize as the layout says).
 Config layout_run(const std::string& dataset, const Layout& layout);
 
 // The GPL text as a dataset of this rank's own (ranks write their copies in parallel).
