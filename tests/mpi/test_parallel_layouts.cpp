@@ -152,7 +152,9 @@ TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
                                    reference.store.buffers().front().value, 0, 0))
         << "the expert bias moved differently";
   }
-  if (fssdp_layouts > 0) EXPECT_GT(resharded, 0) << "no FSSDP layout moved an owner in 30 steps";
+  if (fssdp_layouts > 0) {
+    EXPECT_GT(resharded, 0) << "no FSSDP layout moved an owner in 30 steps";
+  }
 }
 
 // Moving every expert to another owner keeps every value and moment, bit for bit.
