@@ -82,6 +82,9 @@ std::string CheckpointWriter::save(int64_t step) {
   for (MomentRun& run : moments) {
     run.exp_avg = run.exp_avg.clone();
     run.exp_avg_sq = run.exp_avg_sq.clone();
+    // The snapshot's copy of the parameter: FSSDP resharding may change the live one's placement
+    // while this save is being written.
+    run.parameter = &std::as_const(*snapshot).find(run.parameter->name);
   }
   const CheckpointMeta meta = meta_of(state_, step);
   writer_ = std::thread([this, snapshot, moments, meta] {

@@ -1,6 +1,7 @@
 #include "parallel/fssdp/resharding.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -22,6 +23,7 @@ std::vector<int> shard_experts(const std::vector<std::vector<double>>& load, int
   for (int l = 0; l < layers; ++l) peak[l] = *std::max_element(load[l].begin(), load[l].end());
   for (int l : order_by_load(peak)) {
     std::vector<double> rank_load(ranks, 0), node_load(topology.nodes(), 0);
+    std::vector<int> rank_count(ranks, 0), node_count(topology.nodes(), 0);  // of this layer
     const std::vector<int> order = order_by_load(load[l]);
     for (size_t i = std::min<size_t>(replicated, order.size()); i < order.size(); ++i) {
       const int e = order[i];
@@ -30,21 +32,24 @@ std::vector<int> shard_experts(const std::vector<std::vector<double>>& load, int
       int node = -1;
       for (int candidate = 0; candidate < topology.nodes(); ++candidate) {
         if (node_free[candidate] == 0) continue;
-        if (node < 0 || node_load[candidate] < node_load[node] ||
-            (node_load[candidate] == node_load[node] && node_free[candidate] < node_free[node]))
+        if (node < 0 ||
+            std::tuple(node_load[candidate], node_count[candidate], node_free[candidate]) <
+                std::tuple(node_load[node], node_count[node], node_free[node]))
           node = candidate;
       }
       int rank = -1;
       for (int r = 0; r < ranks; ++r) {
         if (topology.node_of(r) != node || free_slots[r] == 0) continue;
-        if (rank < 0 || rank_load[r] < rank_load[rank] ||
-            (rank_load[r] == rank_load[rank] && free_slots[r] > free_slots[rank]))
+        if (rank < 0 || std::tuple(rank_load[r], rank_count[r], -free_slots[r]) <
+                            std::tuple(rank_load[rank], rank_count[rank], -free_slots[rank]))
           rank = r;
       }
       owner[l * experts + e] = rank;
       --free_slots[rank];
       rank_load[rank] += load[l][e];
       node_load[node] += load[l][e];
+      ++rank_count[rank];
+      ++node_count[node];
     }
   }
   int rank = 0;

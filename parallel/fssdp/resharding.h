@@ -8,12 +8,14 @@
 // - The `replicated` hottest experts of each layer (the planner's t: materialized everywhere
 //   anyway) are placed last, into whatever slots are left, in (layer, expert) order.
 // - The others go layer by layer, the layer with the highest maximum load first, its experts by
-//   decreasing load: to the node whose ranks own the least load of that layer (ties: fewer free
-//   slots, then lower index), there to the rank owning the least load of the layer (ties: more
-//   free slots, then lower index). Loads are per layer because layers run one after the other:
-//   a rank is a straggler in a layer, not on a sum over layers.
+//   decreasing load: to the node whose ranks own the least load of that layer (ties: fewer of the
+//   layer's experts, then fewer free slots as in the paper, then lower index), there to the rank
+//   owning the least load of the layer (ties: fewer of the layer's experts, then more free slots,
+//   then lower index). Loads are per layer because layers run one after the other: a rank is a
+//   straggler in a layer, not on a sum over layers.
 // - Ties among equal loads fall to the lower expert index, so the result is a pure function of
-//   its inputs; with all loads equal it deals experts round-robin over nodes.
+//   its inputs; with no load at all (the first owners) each layer is dealt round-robin over the
+//   nodes and their ranks.
 #pragma once
 
 #include <vector>

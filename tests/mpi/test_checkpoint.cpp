@@ -8,6 +8,8 @@
 //   clear errors that leave the last good checkpoint loadable;
 // - experts placed by row lists (FSSDP owners: any set of a layer's experts per rank) load into
 //   contiguous expert-parallel blocks and into one rank, and back, parameters and moments;
+// - an asynchronous save writes the state of its step while training (and FSSDP moving expert
+//   owners) goes on;
 // - attachments (other committed checkpoints carried along) arrive whole as hard links, and one
 //   that is not a committed checkpoint fails the save, not the previous checkpoint.
 #include <hdf5.h>
@@ -30,6 +32,7 @@
 #include "tests/support/error_message.h"
 #include "tests/support/replica.h"
 #include "trainer/checkpointing.h"
+#include "trainer/expert_resharding.h"
 
 namespace moe {
 namespace {
@@ -98,6 +101,9 @@ class Checkpoints : public ::testing::Test {
     return resume_from(state, dir);
   }
 
+  void expect_async_save_of_saved_state(const Layout& layout,
+                                        const std::function<void(Replica&, Stream&)>& meanwhile);
+
   std::unique_ptr<Communicator> world;
   std::string dataset, root;
 };
@@ -138,9 +144,10 @@ TEST_F(Checkpoints, ResumingInTheSameLayoutIsBitwiseIdentical) {
 }
 
 // An asynchronous save writes what the model was at save() even though training goes on while it
-// writes: the same files as a synchronous save of the same state, bit for bit once loaded.
-TEST_F(Checkpoints, AnAsyncSaveWritesTheStateAtTheTimeOfSaving) {
-  const Layout layout = world_layout(world->size());
+// writes (`meanwhile`, from step 3): the same files as a synchronous save of the same state, bit
+// for bit once loaded.
+void Checkpoints::expect_async_save_of_saved_state(
+    const Layout& layout, const std::function<void(Replica&, Stream&)>& meanwhile) {
   ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
   Config sync_config = config(layout), async_config = config(layout);
   sync_config.checkpoint.dir = root + "/sync";
@@ -159,9 +166,9 @@ TEST_F(Checkpoints, AnAsyncSaveWritesTheStateAtTheTimeOfSaving) {
   {
     std::promise<void> trained;
     std::shared_future<void> go = trained.get_future().share();
-    CheckpointWriter writer(state, [go] { go.wait(); });  // writes only after three more steps
+    CheckpointWriter writer(state, [go] { go.wait(); });  // writes only after `meanwhile`
     async_dir = writer.save(3);
-    for (int64_t step = 3; step < 6; ++step) async.step(step, stream);
+    meanwhile(async, stream);
     trained.set_value();
     writer.finish();
   }
@@ -184,6 +191,25 @@ TEST_F(Checkpoints, AnAsyncSaveWritesTheStateAtTheTimeOfSaving) {
                           runs_sync[i].exp_avg_sq.nbytes()),
               0);
   }
+}
+
+TEST_F(Checkpoints, AnAsyncSaveWritesTheStateAtTheTimeOfSaving) {
+  expect_async_save_of_saved_state(world_layout(world->size()), [](Replica& r, Stream& stream) {
+    for (int64_t step = 3; step < 6; ++step) r.step(step, stream);
+  });
+}
+
+// FSSDP moving every expert to another owner while a save of the old placement is being written.
+TEST_F(Checkpoints, AnAsyncSaveIsNotDisturbedByFssdpMovingOwners) {
+  Layout layout{1, world->size(), world->size()};
+  layout.fssdp = true;
+  expect_async_save_of_saved_state(layout, [](Replica& r, Stream& stream) {
+    const std::vector<int> first = r.model->fssdp()->owners();
+    std::vector<int> owners(first.begin() + 1, first.end());
+    owners.push_back(first.front());
+    ASSERT_GT(reshard_experts(*r.model, r.store, *r.optimizer, owners, stream), 0);
+    r.step(3, stream);  // the next planned resharding is after step 5
+  });
 }
 
 // Trains `from` 10 steps and saves; every layout in `to` loads it and trains 5 more steps, which

@@ -190,6 +190,17 @@ TEST(Resharding, ReplicatedExpertsDoNotSteerThePlacement) {
   EXPECT_EQ(max_owned_load({{0, 30, 20, 10}}, owner, 2), 30);
 }
 
+TEST(Resharding, WithoutLoadEachLayerIsDealtOverAllNodesAndRanks) {
+  // 2 nodes of 2 ranks, 3 layers of 4 experts: every rank gets one expert of every layer.
+  const std::vector<int> owner =
+      shard_experts(std::vector<std::vector<double>>(3, std::vector<double>(4, 0.0)), 0, {4, 2});
+  for (int l = 0; l < 3; ++l) {
+    std::vector<int> layer(owner.begin() + l * 4, owner.begin() + (l + 1) * 4);
+    std::sort(layer.begin(), layer.end());
+    EXPECT_EQ(layer, (std::vector<int>{0, 1, 2, 3})) << "layer " << l;
+  }
+}
+
 TEST(Resharding, ContiguousOwnersAreExpertParallelism) {
   EXPECT_EQ(contiguous_owners(2, 4, {2, 1}), (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));
 }
