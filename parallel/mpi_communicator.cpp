@@ -290,4 +290,24 @@ std::unique_ptr<Communicator> mpi_world_communicator() {
   return std::make_unique<MpiCommunicator>(comm);
 }
 
+int ranks_per_node(Communicator& group) {
+  auto* mpi = dynamic_cast<MpiCommunicator*>(&group);
+  if (!mpi) return 0;
+  MPI_Comm node = MPI_COMM_NULL;
+  MOE_MPI_CHECK(
+      MPI_Comm_split_type(mpi->comm(), MPI_COMM_TYPE_SHARED, group.rank(), MPI_INFO_NULL, &node));
+  int node_rank = 0, node_size = 1;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_size(node, &node_size);
+  MPI_Comm_free(&node);
+  // Uniform: the same size everywhere; consecutive: rank r is the (r mod size)-th of its node.
+  Tensor sizes = Tensor::from_vector<int64_t>({2}, {node_size, -node_size});
+  Tensor placed = Tensor::from_vector<int64_t>({1}, {group.rank() % node_size == node_rank});
+  Stream stream;
+  group.all_reduce(sizes, ReduceOp::max, stream);
+  group.all_reduce(placed, ReduceOp::min, stream);
+  const bool uniform = sizes.data<int64_t>()[0] == -sizes.data<int64_t>()[1];
+  return uniform && placed.data<int64_t>()[0] == 1 ? node_size : 0;
+}
+
 }  // namespace moe

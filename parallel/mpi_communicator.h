@@ -50,4 +50,9 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
 };
 
+// How many ranks of `group` share each node, when every node holds the same number of them and
+// they are consecutive in the group (as mpirun and srun place ranks by default); 0 otherwise, or
+// when the group is not an MPI one. Collective over the group.
+int ranks_per_node(Communicator& group);
+
 }  // namespace moe

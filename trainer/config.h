@@ -206,7 +206,7 @@ struct FssdpConfig {
     v.field("window", window, Range::at_least(1),
             "steps of expert load the placement predicts from (their mean)");
     v.field("ranks_per_node", ranks_per_node, Range::at_least(0),
-            "ranks per node, for placing copies near the tokens; 0 = all on one node");
+            "ranks per node, for placing copies near the tokens; 0 = detect (moe-train)");
     v.field("rematerialize", rematerialize,
             "drop each layer's copies after its forward and gather them again for its backward "
             "(less memory, twice the all-gather traffic)");

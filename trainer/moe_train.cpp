@@ -11,6 +11,7 @@
 #include <exception>
 
 #include "core/log.h"
+#include "parallel/mpi_communicator.h"
 #include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/training_loop.h"
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
   moe::set_log_rank(rank, world);
   int status = 0;
   try {
-    const moe::Config config = moe::load_config(config_path, overrides);
+    moe::Config config = moe::load_config(config_path, overrides);
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
@@ -49,6 +50,14 @@ int main(int argc, char** argv) {
       moe::ProcessGrid grid(
           *world_comm, bts ? moe::bts_model_group_size(world, config.parallel) : config.parallel.tp,
           config.parallel.dp, config.parallel.expert_ranks(world));
+      if (config.parallel.experts == "fssdp" && config.fssdp.ranks_per_node == 0) {
+        const int per_node = moe::ranks_per_node(grid.ep_group());
+        config.fssdp.ranks_per_node = per_node > 0 ? per_node : grid.ep_size();
+        MOE_LOG_INFO("FSSDP: fssdp.ranks_per_node = ", config.fssdp.ranks_per_node,
+                     per_node > 0 ? " (detected)"
+                                  : " (the EP group's ranks are not placed node by node, so all "
+                                    "count as one node)");
+      }
       MOE_LOG_INFO("effective config:\n", moe::to_yaml(config));
       if (bts)
         MOE_LOG_INFO("process grid: ", grid.world_size(), " ranks = ", grid.dp_size(),

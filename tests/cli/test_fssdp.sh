@@ -18,8 +18,8 @@ small=(--config configs/quickstart.yaml --set model.n_layers=2 --set model.d_mod
   --set train.warmup_steps=1 --set train.eval_batches=1 --set log.interval=1)
 fssdp=(--set parallel.experts=fssdp --set fssdp.slots=1)
 
-expect zero "have one owner among 2 ranks" "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" \
-  --set train.steps=3 --set checkpoint.dir="$tmp/run"
+expect zero "fssdp.ranks_per_node = 2 (detected)" "$@" -np 2 "$moe_train" "${small[@]}" \
+  "${fssdp[@]}" --set train.steps=3 --set checkpoint.dir="$tmp/run"
 expect zero "resumed from $tmp/run/step_00000003 at step 3" "$@" -np 2 "$moe_train" \
   "${small[@]}" --set parallel.ep=2 --set train.steps=4 --set checkpoint.dir="$tmp/run"
 expect zero "resumed from $tmp/run/step_00000004 at step 4" "$moe_train" "${small[@]}" \

@@ -474,5 +474,13 @@ TEST_F(CommunicatorTest, FailedMpiCallThrowsCommErrorWithMpiText) {
   comm->barrier();
 }
 
+// Every rank of these tests runs on this one machine: one node holding the whole group, for the
+// world and for a group split out of it.
+TEST_F(CommunicatorTest, RanksPerNodeOfOneMachineIsTheGroupSize) {
+  EXPECT_EQ(ranks_per_node(*comm), size);
+  std::unique_ptr<Communicator> half = comm->split(rank % 2, rank);
+  EXPECT_EQ(ranks_per_node(*half), half->size());
+}
+
 }  // namespace
 }  // namespace moe
