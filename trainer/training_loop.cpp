@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -86,6 +87,35 @@ void fail_if_asked(int64_t step) {
   if (rank && at && std::atoi(rank) == error_rank() && std::atoll(at) == step + 1)
     MOE_THROW(InternalError, "failure injected at step ", step + 1,
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
+}
+
+// How evenly the EP group's ranks shared the expert work since the last log line: max / mean over
+// the ranks of the token rows their experts processed, per MoE layer (what FSSDP evens out).
+// Collective over the EP group.
+std::string expert_work_text(const StepStats& interval, Communicator& ep, MetricRecord& record) {
+  std::vector<double> rows;
+  for (size_t i = 0; i < interval.loads.size(); ++i)
+    if (!interval.loads[i].empty()) rows.push_back(static_cast<double>(interval.expert_rows[i]));
+  if (rows.empty()) return "";
+  const auto layers = static_cast<int64_t>(rows.size());
+  Tensor all = Tensor::empty({layers * ep.size()}, DType::f64);
+  Stream stream;
+  ep.all_gather(Tensor::from_vector<double>({layers}, rows), all, stream);
+  std::string text = " | expert work";
+  for (int64_t l = 0, moe = 0; l < static_cast<int64_t>(interval.loads.size()); ++l) {
+    if (interval.loads[l].empty()) continue;
+    double most = 0, sum = 0;
+    for (int r = 0; r < ep.size(); ++r) {
+      const double v = all.data<double>()[r * layers + moe];
+      most = std::max(most, v);
+      sum += v;
+    }
+    const double ratio = sum > 0 ? most * ep.size() / sum : 1.0;
+    text += " L" + std::to_string(l) + " " + number("%.2f", ratio);
+    record.add("expert_work_max_over_mean.layer" + std::to_string(l), ratio);
+    ++moe;
+  }
+  return text;
 }
 
 }  // namespace
@@ -236,6 +266,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
         if (config.moe.capacity_factor > 0) record.add("dropped" + layer, interval.dropped[i]);
       }
       if (!load_text.empty()) line += " | load" + load_text;
+      if (group_size(groups.ep) > 1) line += expert_work_text(interval, *groups.ep, record);
       MOE_LOG_INFO(line);
       metrics.write(record);
       summary.train_loss = interval.lm_loss / n;
