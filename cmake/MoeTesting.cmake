@@ -5,6 +5,10 @@
 #   moe_add_mpi_test(NAME SOURCES ... LIBS ... NP 1 2 4)
 #       a gtest executable run under mpirun once per rank count, label mpi. Open MPI needs
 #       --oversubscribe to start more ranks than cores and --allow-run-as-root in containers.
+#   moe_add_cli_test(NAME SCRIPT ARGS ... [PROCESSORS N])
+#       tests/cli/SCRIPT run with ARGS and the repository root, label unit, OMP_NUM_THREADS=1;
+#       with PROCESSORS also the mpirun command and its flags (the script launches N ranks), label
+#       mpi too.
 #   moe_add_fuzz_test(TARGET SEED_DIR SOURCES...)
 #       tests/fuzz/TARGET.cpp built with clang++ -fsanitize=fuzzer,address,undefined against the
 #       listed sources (relative to the repo root) and fuzzed for 20 s from SEED_DIR; label unit.
@@ -37,6 +41,22 @@ function(moe_add_mpi_test name)
     set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi PROCESSORS ${np}
                          TIMEOUT ${MOE_TEST_TIMEOUT} ENVIRONMENT "OMP_NUM_THREADS=1")
   endforeach()
+endfunction()
+
+function(moe_add_cli_test name)
+  cmake_parse_arguments(T "" "SCRIPT;PROCESSORS" "ARGS" ${ARGN})
+  set(command ${CMAKE_CURRENT_SOURCE_DIR}/cli/${T_SCRIPT} ${T_ARGS} ${PROJECT_SOURCE_DIR})
+  set(labels unit)
+  if(T_PROCESSORS)
+    list(APPEND command ${MPIEXEC_EXECUTABLE} ${MOE_MPIEXEC_PREFLAGS})
+    set(labels "unit;mpi")
+  endif()
+  add_test(NAME ${name} COMMAND ${command})
+  set_tests_properties(${name} PROPERTIES LABELS "${labels}" TIMEOUT ${MOE_TEST_TIMEOUT}
+                       ENVIRONMENT "OMP_NUM_THREADS=1")
+  if(T_PROCESSORS)
+    set_tests_properties(${name} PROPERTIES PROCESSORS ${T_PROCESSORS})
+  endif()
 endfunction()
 
 function(moe_add_fuzz_test target seeds)

@@ -75,6 +75,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
       const int from = before[l * experts + e], to = owners[l * experts + e];
       if (from == to) continue;
       ++moved;
+      if (rank != from && rank != to) continue;
       for (int w = 0; w < static_cast<int>(layers[l].size()); ++w) {
         const Parameter& p = *layers[l][w];
         const int64_t size = p.global_shape.numel() / p.global_shape[0];
