@@ -19,9 +19,12 @@ if(MOE_CUDA_ENABLED)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     set(CMAKE_CUDA_ARCHITECTURES 90 80)
   endif()
-  set(CMAKE_CUDA_STANDARD 17)
-  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   enable_language(CUDA)
+  # CMake 3.25 does not know nvcc 13's C++20 flag; the CUDA files, like the C++ ones, are C++20.
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
   find_package(CUDAToolkit REQUIRED)
   get_filename_component(MOE_CUDA_ROOT "${CUDAToolkit_BIN_DIR}" DIRECTORY)
   find_library(MOE_CUDNN_LIBRARY cudnn HINTS ${CUDNN_HOME} $ENV{CUDNN_HOME} ${MOE_CUDA_ROOT}
@@ -33,7 +36,7 @@ if(MOE_CUDA_ENABLED)
   find_path(MOE_NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_HOME} $ENV{NCCL_HOME} ${MOE_CUDA_ROOT}
             PATH_SUFFIXES include REQUIRED)
   add_library(moe_cuda_deps INTERFACE)
-  target_link_libraries(moe_cuda_deps INTERFACE CUDA::cudart CUDA::cublas ${MOE_CUDNN_LIBRARY}
+  target_link_libraries(moe_cuda_deps INTERFACE CUDA::cudart CUDA::cublas CUDA::cublasLt ${MOE_CUDNN_LIBRARY}
                         ${MOE_NCCL_LIBRARY})
   target_include_directories(moe_cuda_deps INTERFACE ${MOE_CUDNN_INCLUDE_DIR} ${MOE_NCCL_INCLUDE_DIR})
 endif()

@@ -2,8 +2,8 @@
 #
 #   moe_add_unit_test(NAME SOURCES ... LIBS ... [LABELS ...])
 #       a gtest executable run once by ctest (label unit unless LABELS says otherwise)
-#   moe_add_mpi_test(NAME SOURCES ... LIBS ... NP 1 2 4)
-#       a gtest executable run under mpirun once per rank count, label mpi. Open MPI needs
+#   moe_add_mpi_test(NAME SOURCES ... LIBS ... NP 1 2 4 [LABELS ...])
+#       a gtest executable run under mpirun once per rank count, label mpi (plus LABELS). Open MPI needs
 #       --oversubscribe to start more ranks than cores and --allow-run-as-root in containers.
 #   moe_add_cli_test(NAME SCRIPT ARGS ... [PROCESSORS N])
 #       tests/cli/SCRIPT run with ARGS and the repository root, label unit, OMP_NUM_THREADS=1;
@@ -31,14 +31,14 @@ function(moe_add_unit_test name)
 endfunction()
 
 function(moe_add_mpi_test name)
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS;NP" ${ARGN})
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;NP;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} moe_test_support moe_mpi_gtest_main MPI::MPI_CXX)
   foreach(np IN LISTS T_NP)
     add_test(NAME ${name}_np${np}
              COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MOE_MPIEXEC_PREFLAGS}
                      $<TARGET_FILE:${name}> --expected-ranks=${np} ${MPIEXEC_POSTFLAGS})
-    set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi PROCESSORS ${np}
+    set_tests_properties(${name}_np${np} PROPERTIES LABELS "mpi;${T_LABELS}" PROCESSORS ${np}
                          TIMEOUT ${MOE_TEST_TIMEOUT} ENVIRONMENT "OMP_NUM_THREADS=1")
   endforeach()
 endfunction()

@@ -4,8 +4,8 @@
 // - Always contiguous and row-major. The only views are narrow() along dim 0 and view() (reshape);
 //   no strides, so no op needs a strided fallback path.
 // - Copying a Tensor copies the handle, not the data (like shared_ptr); clone() copies data (CPU).
-// - Typed access, data<T>(), checks the dtype, so reading f32 storage as double is an error, not
-//   garbage.
+// - Typed access, data<T>(), checks the dtype and that the tensor is on the host, so reading f32
+//   storage as double, or device memory from the host, is an error, not garbage or a crash.
 #pragma once
 
 #include <memory>
@@ -61,6 +61,8 @@ class Tensor {
   T* data() const {
     MOE_CHECK(dtype_of<T>() == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ",
               dtype_name(dtype_of<T>()));
+    MOE_CHECK(is_cpu(), "tensor ", str(),
+              " read or written on the host: copy it to the host first");
     return static_cast<T*>(raw());
   }
 

@@ -1,7 +1,9 @@
 // The op API: validates every call once, then hands it to a backend.
-// This is the only file with #if MOE_WITH_CUDA (DESIGN.md §2). Ops without a CUDA kernel yet are
-// dispatched with MOE_DISPATCH_CPU_ONLY, which names the op when called on a CUDA tensor. Index
-// values (ids, targets, positions) are checked by the backend, where the data is.
+// This is the only file with #if MOE_WITH_CUDA (DESIGN.md §2). Every op has both backends. Index
+// values (ids, targets, positions) are checked by the backend, where the data is. Mixed precision
+// on CUDA: with bf16 activations, statistics and accumulated outputs may be f32
+// (expect_activation_dtype_or_f32); a backend may narrow that further (the CUDA router, router
+// losses and AdamW take f32 only) and says so in its error.
 #include "kernels/ops.h"
 
 #include <cmath>
@@ -15,13 +17,11 @@
 
 namespace moe::ops {
 
+#if !MOE_WITH_CUDA
 [[noreturn]] static void no_cuda_kernel(const char* op, Device device) {
-#if MOE_WITH_CUDA
-  MOE_THROW(InputError, op, ": no CUDA kernel yet for this op (called on ", device.str(), ")");
-#else
   MOE_THROW(InputError, op, ": called on ", device.str(), " but MoEForge was built without CUDA");
-#endif
 }
+#endif
 
 #if MOE_WITH_CUDA
 #define MOE_CUDA_CALL(op, device, ...) return cuda::op(__VA_ARGS__)
@@ -34,13 +34,6 @@ namespace moe::ops {
     const OpProfileScope profile_scope(#op);            \
     if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
     MOE_CUDA_CALL(op, device, __VA_ARGS__);             \
-  } while (0)
-
-#define MOE_DISPATCH_CPU_ONLY(op, device, ...)          \
-  do {                                                  \
-    const OpProfileScope profile_scope(#op);            \
-    if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
-    no_cuda_kernel(#op, device);                        \
   } while (0)
 
 // --- backends -------------------------------------------------------------------------------
@@ -60,6 +53,65 @@ int cuda_device_count() {
   return 0;
 #endif
 }
+
+MemoryStats device_memory_stats(Device device) {
+#if MOE_WITH_CUDA
+  if (device.is_cuda()) return cuda::memory_stats(device.index);
+#endif
+  (void)device;
+  return {};
+}
+
+// --- streams and placement ------------------------------------------------------------------
+
+Stream create_stream(Device device) {
+  if (device.is_cpu()) return Stream::cpu();
+#if MOE_WITH_CUDA
+  return cuda::create_stream(device);
+#else
+  no_cuda_kernel("create_stream", device);
+#endif
+}
+
+void destroy_stream(Stream& stream) {
+#if MOE_WITH_CUDA
+  if (stream.device.is_cuda()) cuda::destroy_stream(stream);
+#endif
+  stream = Stream::cpu();
+}
+
+void synchronize(Stream& stream) {
+  if (stream.device.is_cpu()) return;
+#if MOE_WITH_CUDA
+  cuda::synchronize(stream);
+#else
+  no_cuda_kernel("synchronize", stream.device);
+#endif
+}
+
+Tensor zeros(Shape shape, DType dtype, Device device, Stream& stream) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  fill(t, 0.0, stream);
+  return t;
+}
+
+Tensor to_device(const Tensor& t, Device device, Stream& stream) {
+  if (t.device() == device) return t;
+  Tensor moved = Tensor::empty(t.shape(), t.dtype(), device);
+  copy(t, moved, stream);
+  return moved;
+}
+
+Tensor host_copy(const Tensor& t, Stream& stream) {
+  // The copy is ordered on the caller's stream when it belongs to t's device.
+  Stream ordered = stream.device == t.device() ? stream : Stream{t.device(), nullptr};
+  Tensor out = Tensor::empty(t.shape(), t.dtype());
+  copy(t, out, ordered);
+  synchronize(ordered);
+  return out;
+}
+
+Tensor to_host(const Tensor& t, Stream& stream) { return t.is_cpu() ? t : host_copy(t, stream); }
 
 // --- memory and elementwise -----------------------------------------------------------------
 
@@ -85,30 +137,30 @@ void convert(const Tensor& src, Tensor& dst, Stream& stream) {
             dst.device().str(), " (use copy to move between devices)");
   MOE_CHECK(src.numel() == dst.numel(), "convert: src ", src.str(), " and dst ", dst.str(),
             " have different element counts");
-  MOE_DISPATCH_CPU_ONLY(convert, src.device(), src, dst, stream);
+  MOE_DISPATCH(convert, src.device(), src, dst, stream);
 }
 
 void add(const Tensor& a, const Tensor& b, Tensor& out, Stream& stream) {
   expect_same_device_and_float_dtype("add", {&a, &b, &out});
   expect_shape("add", "b", b, a.shape());
   expect_shape("add", "out", out, a.shape());
-  MOE_DISPATCH_CPU_ONLY(add, a.device(), a, b, out, stream);
+  MOE_DISPATCH(add, a.device(), a, b, out, stream);
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y, Stream& stream) {
   expect_same_device_and_float_dtype("axpy", {&x, &y});
   expect_shape("axpy", "y", y, x.shape());
-  MOE_DISPATCH_CPU_ONLY(axpy, x.device(), alpha, x, y, stream);
+  MOE_DISPATCH(axpy, x.device(), alpha, x, y, stream);
 }
 
 void scale(Tensor& x, float factor, Stream& stream) {
   expect_float("scale", "x", x);
-  MOE_DISPATCH_CPU_ONLY(scale, x.device(), x, factor, stream);
+  MOE_DISPATCH(scale, x.device(), x, factor, stream);
 }
 
 double sum_of_squares(const Tensor& x, Stream& stream) {
   expect_float("sum_of_squares", "x", x);
-  MOE_DISPATCH_CPU_ONLY(sum_of_squares, x.device(), x, stream);
+  MOE_DISPATCH(sum_of_squares, x.device(), x, stream);
 }
 
 // --- matmul ---------------------------------------------------------------------------------
@@ -144,10 +196,11 @@ Shape matmul_out_shape(const MatmulDims& d, int ndim) {
 
 void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
             float beta, Stream& stream) {
-  expect_same_device_and_float_dtype("matmul", {&a, &b, &c});
+  expect_same_device_and_float_dtype("matmul", {&a, &b});
+  expect_activation_dtype_or_f32("matmul", "c", c, a);
   const MatmulDims d = matmul_dims("matmul", a, b, trans_a, trans_b);
   expect_shape("matmul", "c", c, matmul_out_shape(d, a.ndim()));
-  MOE_DISPATCH_CPU_ONLY(matmul, a.device(), a, b, c, trans_a, trans_b, alpha, beta, stream);
+  MOE_DISPATCH(matmul, a.device(), a, b, c, trans_a, trans_b, alpha, beta, stream);
 }
 
 void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor* da, Tensor* db,
@@ -155,11 +208,11 @@ void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor*
   expect_same_device_and_float_dtype("matmul_backward", {&a, &b, &dc});
   const MatmulDims d = matmul_dims("matmul_backward", a, b, trans_a, trans_b);
   expect_shape("matmul_backward", "dc", dc, matmul_out_shape(d, a.ndim()));
-  if (da) expect_same_device_and_float_dtype("matmul_backward", {&a, da});
+  if (da) expect_activation_dtype_or_f32("matmul_backward", "da", *da, a);
   if (da) expect_shape("matmul_backward", "da", *da, a.shape());
-  if (db) expect_same_device_and_float_dtype("matmul_backward", {&a, db});
+  if (db) expect_activation_dtype_or_f32("matmul_backward", "db", *db, a);
   if (db) expect_shape("matmul_backward", "db", *db, b.shape());
-  MOE_DISPATCH_CPU_ONLY(matmul_backward, a.device(), a, b, dc, da, db, trans_a, trans_b, stream);
+  MOE_DISPATCH(matmul_backward, a.device(), a, b, dc, da, db, trans_a, trans_b, stream);
 }
 
 // --- embedding ------------------------------------------------------------------------------
@@ -177,46 +230,49 @@ void embedding_forward(const Tensor& ids, const Tensor& table, int64_t vocab_sta
   expect_ndim("embedding_forward", "table", table, 2);
   expect_shape("embedding_forward", "out", out, {ids.dim(0), table.dim(1)});
   expect_vocab_start("embedding_forward", vocab_start);
-  MOE_DISPATCH_CPU_ONLY(embedding_forward, ids.device(), ids, table, vocab_start, out, stream);
+  MOE_DISPATCH(embedding_forward, ids.device(), ids, table, vocab_start, out, stream);
 }
 
 void embedding_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_start, Tensor& dtable,
                         Stream& stream) {
-  expect_same_device_and_float_dtype("embedding_backward", {&ids, &dout, &dtable});
+  expect_same_device_and_float_dtype("embedding_backward", {&ids, &dout});
+  expect_activation_dtype_or_f32("embedding_backward", "dtable", dtable, dout);
   expect_ndim("embedding_backward", "ids", ids, 1);
   expect_dtype("embedding_backward", "ids", ids, DType::i32);
   expect_ndim("embedding_backward", "dtable", dtable, 2);
   expect_shape("embedding_backward", "dout", dout, {ids.dim(0), dtable.dim(1)});
   expect_vocab_start("embedding_backward", vocab_start);
-  MOE_DISPATCH_CPU_ONLY(embedding_backward, ids.device(), ids, dout, vocab_start, dtable, stream);
+  MOE_DISPATCH(embedding_backward, ids.device(), ids, dout, vocab_start, dtable, stream);
 }
 
 // --- rmsnorm --------------------------------------------------------------------------------
 
 void rmsnorm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& y, Tensor& rstd,
                      Stream& stream) {
-  expect_same_device_and_float_dtype("rmsnorm_forward", {&x, &weight, &y, &rstd});
+  expect_same_device_and_float_dtype("rmsnorm_forward", {&x, &weight, &y});
+  expect_activation_dtype_or_f32("rmsnorm_forward", "rstd", rstd, x);
   expect_ndim("rmsnorm_forward", "x", x, 2);
   expect_shape("rmsnorm_forward", "weight", weight, {x.dim(1)});
   expect_shape("rmsnorm_forward", "y", y, x.shape());
   expect_shape("rmsnorm_forward", "rstd", rstd, {x.dim(0)});
   MOE_CHECK(eps > 0, "rmsnorm_forward: eps must be > 0, got ", eps);
-  MOE_DISPATCH_CPU_ONLY(rmsnorm_forward, x.device(), x, weight, eps, y, rstd, stream);
+  MOE_DISPATCH(rmsnorm_forward, x.device(), x, weight, eps, y, rstd, stream);
 }
 
 void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                       Tensor& dx, Tensor& dweight, Stream& stream) {
-  expect_same_device_and_float_dtype("rmsnorm_backward", {&dy, &x, &weight, &rstd, &dx});
+  expect_same_device_and_float_dtype("rmsnorm_backward", {&dy, &x, &weight, &dx});
+  expect_activation_dtype_or_f32("rmsnorm_backward", "rstd", rstd, x);
   expect_ndim("rmsnorm_backward", "x", x, 2);
   expect_shape("rmsnorm_backward", "dy", dy, x.shape());
   expect_shape("rmsnorm_backward", "dx", dx, x.shape());
   expect_shape("rmsnorm_backward", "weight", weight, {x.dim(1)});
   if (dweight.defined()) {
-    expect_same_device_and_float_dtype("rmsnorm_backward", {&x, &dweight});
+    expect_activation_dtype_or_f32("rmsnorm_backward", "dweight", dweight, x);
     expect_shape("rmsnorm_backward", "dweight", dweight, {x.dim(1)});
   }
   expect_shape("rmsnorm_backward", "rstd", rstd, {x.dim(0)});
-  MOE_DISPATCH_CPU_ONLY(rmsnorm_backward, x.device(), dy, x, weight, rstd, dx, dweight, stream);
+  MOE_DISPATCH(rmsnorm_backward, x.device(), dy, x, weight, rstd, dx, dweight, stream);
 }
 
 // --- rope -----------------------------------------------------------------------------------
@@ -235,20 +291,21 @@ static void check_rope(const char* op, const Tensor& x, const Tensor& positions,
 void rope_forward(const Tensor& x, const Tensor& positions, float theta, Tensor& out,
                   Stream& stream) {
   check_rope("rope_forward", x, positions, theta, out);
-  MOE_DISPATCH_CPU_ONLY(rope_forward, x.device(), x, positions, theta, out, stream);
+  MOE_DISPATCH(rope_forward, x.device(), x, positions, theta, out, stream);
 }
 
 void rope_backward(const Tensor& dout, const Tensor& positions, float theta, Tensor& dx,
                    Stream& stream) {
   check_rope("rope_backward", dout, positions, theta, dx);
-  MOE_DISPATCH_CPU_ONLY(rope_backward, dout.device(), dout, positions, theta, dx, stream);
+  MOE_DISPATCH(rope_backward, dout.device(), dout, positions, theta, dx, stream);
 }
 
 // --- attention ------------------------------------------------------------------------------
 
 static void check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                             const Tensor& out, const Tensor& lse) {
-  expect_same_device_and_float_dtype(op, {&q, &k, &v, &out, &lse});
+  expect_same_device_and_float_dtype(op, {&q, &k, &v, &out});
+  expect_activation_dtype_or_f32(op, "lse", lse, q);
   expect_ndim(op, "q", q, 4);
   expect_ndim(op, "k", k, 4);
   const int64_t batch = q.dim(0), seq = q.dim(1), q_heads = q.dim(2), head_dim = q.dim(3);
@@ -264,7 +321,7 @@ static void check_attention(const char* op, const Tensor& q, const Tensor& k, co
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float softmax_scale,
                        Tensor& out, Tensor& lse, Stream& stream) {
   check_attention("attention_forward", q, k, v, out, lse);
-  MOE_DISPATCH_CPU_ONLY(attention_forward, q.device(), q, k, v, softmax_scale, out, lse, stream);
+  MOE_DISPATCH(attention_forward, q.device(), q, k, v, softmax_scale, out, lse, stream);
 }
 
 void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -276,8 +333,8 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
   expect_shape("attention_backward", "dq", dq, q.shape());
   expect_shape("attention_backward", "dk", dk, k.shape());
   expect_shape("attention_backward", "dv", dv, v.shape());
-  MOE_DISPATCH_CPU_ONLY(attention_backward, q.device(), dout, q, k, v, out, lse, softmax_scale, dq,
-                        dk, dv, stream);
+  MOE_DISPATCH(attention_backward, q.device(), dout, q, k, v, out, lse, softmax_scale, dq, dk, dv,
+               stream);
 }
 
 // --- swiglu ---------------------------------------------------------------------------------
@@ -287,7 +344,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out, Stream& s
   expect_ndim("swiglu_forward", "gate", gate, 2);
   expect_shape("swiglu_forward", "up", up, gate.shape());
   expect_shape("swiglu_forward", "out", out, gate.shape());
-  MOE_DISPATCH_CPU_ONLY(swiglu_forward, gate.device(), gate, up, out, stream);
+  MOE_DISPATCH(swiglu_forward, gate.device(), gate, up, out, stream);
 }
 
 void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, Tensor& dgate,
@@ -297,7 +354,7 @@ void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, T
   for (const auto& [name, t] :
        {std::pair{"dout", &dout}, {"up", &up}, {"dgate", &dgate}, {"dup", &dup}})
     expect_shape("swiglu_backward", name, *t, gate.shape());
-  MOE_DISPATCH_CPU_ONLY(swiglu_backward, gate.device(), dout, gate, up, dgate, dup, stream);
+  MOE_DISPATCH(swiglu_backward, gate.device(), dout, gate, up, dgate, dup, stream);
 }
 
 // --- sigmoid gate ---------------------------------------------------------------------------
@@ -311,7 +368,7 @@ void sigmoid_gate_forward(const Tensor& x, const Tensor& logits, Tensor& out, St
   expect_same_device_and_float_dtype("sigmoid_gate_forward", {&x, &logits, &out});
   check_sigmoid_gate("sigmoid_gate_forward", x, logits);
   expect_shape("sigmoid_gate_forward", "out", out, x.shape());
-  MOE_DISPATCH_CPU_ONLY(sigmoid_gate_forward, x.device(), x, logits, out, stream);
+  MOE_DISPATCH(sigmoid_gate_forward, x.device(), x, logits, out, stream);
 }
 
 void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& logits, Tensor& dx,
@@ -321,7 +378,7 @@ void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& lo
   expect_shape("sigmoid_gate_backward", "dout", dout, x.shape());
   expect_shape("sigmoid_gate_backward", "dx", dx, x.shape());
   expect_shape("sigmoid_gate_backward", "dlogits", dlogits, logits.shape());
-  MOE_DISPATCH_CPU_ONLY(sigmoid_gate_backward, x.device(), dout, x, logits, dx, dlogits, stream);
+  MOE_DISPATCH(sigmoid_gate_backward, x.device(), dout, x, logits, dx, dlogits, stream);
 }
 
 // --- gate mix -------------------------------------------------------------------------------
@@ -336,7 +393,7 @@ static void check_gate_mix(const char* op, const Tensor& logits, const Tensor& v
 void gate_mix_forward(const Tensor& logits, const Tensor& values, Tensor& out, Stream& stream) {
   expect_same_device_and_float_dtype("gate_mix_forward", {&logits, &values, &out});
   check_gate_mix("gate_mix_forward", logits, values, out);
-  MOE_DISPATCH_CPU_ONLY(gate_mix_forward, logits.device(), logits, values, out, stream);
+  MOE_DISPATCH(gate_mix_forward, logits.device(), logits, values, out, stream);
 }
 
 void gate_mix_backward(const Tensor& dout, const Tensor& logits, const Tensor& values,
@@ -347,15 +404,16 @@ void gate_mix_backward(const Tensor& dout, const Tensor& logits, const Tensor& v
   expect_shape("gate_mix_backward", "dout", dout, out.shape());
   expect_shape("gate_mix_backward", "dlogits", dlogits, logits.shape());
   expect_shape("gate_mix_backward", "dvalues", dvalues, logits.shape());
-  MOE_DISPATCH_CPU_ONLY(gate_mix_backward, logits.device(), dout, logits, values, out, dlogits,
-                        dvalues, stream);
+  MOE_DISPATCH(gate_mix_backward, logits.device(), dout, logits, values, out, dlogits, dvalues,
+               stream);
 }
 
 // --- cross-entropy --------------------------------------------------------------------------
 
 static void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
                                 const Tensor& lse, int64_t vocab_start) {
-  expect_same_device_and_float_dtype(op, {&logits, &targets, &lse});
+  expect_same_device_and_float_dtype(op, {&logits, &targets});
+  expect_activation_dtype_or_f32(op, "lse", lse, logits);
   expect_ndim(op, "logits", logits, 2);
   expect_shape(op, "targets", targets, {logits.dim(0)});
   expect_dtype(op, "targets", targets, DType::i32);
@@ -367,10 +425,10 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int igno
                            int64_t vocab_start, Tensor& target_logits, Tensor& lse,
                            Stream& stream) {
   check_cross_entropy("cross_entropy_forward", logits, targets, lse, vocab_start);
-  expect_same_device_and_float_dtype("cross_entropy_forward", {&logits, &target_logits});
+  expect_activation_dtype_or_f32("cross_entropy_forward", "target_logits", target_logits, logits);
   expect_shape("cross_entropy_forward", "target_logits", target_logits, {logits.dim(0)});
-  MOE_DISPATCH_CPU_ONLY(cross_entropy_forward, logits.device(), logits, targets, ignore_index,
-                        vocab_start, target_logits, lse, stream);
+  MOE_DISPATCH(cross_entropy_forward, logits.device(), logits, targets, ignore_index, vocab_start,
+               target_logits, lse, stream);
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
@@ -379,8 +437,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   check_cross_entropy("cross_entropy_backward", logits, targets, lse, vocab_start);
   expect_same_device_and_float_dtype("cross_entropy_backward", {&logits, &dlogits});
   expect_shape("cross_entropy_backward", "dlogits", dlogits, logits.shape());
-  MOE_DISPATCH_CPU_ONLY(cross_entropy_backward, logits.device(), logits, targets, lse, ignore_index,
-                        vocab_start, grad_scale, dlogits, stream);
+  MOE_DISPATCH(cross_entropy_backward, logits.device(), logits, targets, lse, ignore_index,
+               vocab_start, grad_scale, dlogits, stream);
 }
 
 // --- router ---------------------------------------------------------------------------------
@@ -406,8 +464,8 @@ void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterT
     expect_same_device_and_float_dtype("router_topk_forward", {&logits, &bias});
     expect_shape("router_topk_forward", "bias", bias, {logits.dim(1)});
   }
-  MOE_DISPATCH_CPU_ONLY(router_topk_forward, logits.device(), logits, bias, options, probs,
-                        expert_ids, scores, stream);
+  MOE_DISPATCH(router_topk_forward, logits.device(), logits, bias, options, probs, expert_ids,
+               scores, stream);
 }
 
 void router_topk_backward(const Tensor& dprobs, const Tensor& dscores, const Tensor& expert_ids,
@@ -421,8 +479,8 @@ void router_topk_backward(const Tensor& dprobs, const Tensor& dscores, const Ten
     expect_dtype("router_topk_backward", "dscores", dscores, scores.dtype());
     expect_shape("router_topk_backward", "dscores", dscores, scores.shape());
   }
-  MOE_DISPATCH_CPU_ONLY(router_topk_backward, scores.device(), dprobs, dscores, expert_ids, scores,
-                        options, dlogits, stream);
+  MOE_DISPATCH(router_topk_backward, scores.device(), dprobs, dscores, expert_ids, scores, options,
+               dlogits, stream);
 }
 
 // --- router losses --------------------------------------------------------------------------
@@ -447,8 +505,7 @@ void moe_expert_counts(const Tensor& expert_ids, int64_t group, int choices, Ten
   expect_ndim(op, "counts", counts, 2);
   expect_shape(op, "counts", counts, {groups, counts.dim(1)});
   expect_dtype(op, "counts", counts, DType::i64);
-  MOE_DISPATCH_CPU_ONLY(moe_expert_counts, counts.device(), expert_ids, group, choices, counts,
-                        stream);
+  MOE_DISPATCH(moe_expert_counts, counts.device(), expert_ids, group, choices, counts, stream);
 }
 
 // full[N,E] and its per-group reduction reduced[N/group,E].
@@ -461,12 +518,12 @@ static void check_group_rows(const char* op, const char* full_arg, const Tensor&
 
 void group_sum(const Tensor& x, int64_t group, Tensor& out, Stream& stream) {
   check_group_rows("group_sum", "x", x, group, "out", out);
-  MOE_DISPATCH_CPU_ONLY(group_sum, x.device(), x, group, out, stream);
+  MOE_DISPATCH(group_sum, x.device(), x, group, out, stream);
 }
 
 void group_broadcast(const Tensor& w, int64_t group, Tensor& out, Stream& stream) {
   check_group_rows("group_broadcast", "out", out, group, "w", w);
-  MOE_DISPATCH_CPU_ONLY(group_broadcast, w.device(), w, group, out, stream);
+  MOE_DISPATCH(group_broadcast, w.device(), w, group, out, stream);
 }
 
 static void check_logsumexp(const char* op, const Tensor& x, const Tensor& lse) {
@@ -477,7 +534,7 @@ static void check_logsumexp(const char* op, const Tensor& x, const Tensor& lse) 
 
 void logsumexp_rows(const Tensor& x, Tensor& lse, Stream& stream) {
   check_logsumexp("logsumexp_rows", x, lse);
-  MOE_DISPATCH_CPU_ONLY(logsumexp_rows, x.device(), x, lse, stream);
+  MOE_DISPATCH(logsumexp_rows, x.device(), x, lse, stream);
 }
 
 void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& dlse, Tensor& dx,
@@ -486,7 +543,7 @@ void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& d
   expect_same_device_and_float_dtype("logsumexp_rows_backward", {&x, &dlse, &dx});
   expect_shape("logsumexp_rows_backward", "dlse", dlse, lse.shape());
   expect_shape("logsumexp_rows_backward", "dx", dx, x.shape());
-  MOE_DISPATCH_CPU_ONLY(logsumexp_rows_backward, x.device(), x, lse, dlse, dx, stream);
+  MOE_DISPATCH(logsumexp_rows_backward, x.device(), x, lse, dlse, dx, stream);
 }
 
 // --- token permutation by expert -------------------------------------------------------------
@@ -506,8 +563,8 @@ void moe_sort_by_expert(const Tensor& expert_ids, int num_experts, Tensor& sorte
   expect_shape("moe_sort_by_expert", "sorted_slots", sorted_slots, {expert_ids.numel()});
   expect_shape("moe_sort_by_expert", "counts", counts, {num_experts});
   expect_dtype("moe_sort_by_expert", "counts", counts, DType::i64);
-  MOE_DISPATCH_CPU_ONLY(moe_sort_by_expert, expert_ids.device(), expert_ids, num_experts,
-                        sorted_slots, counts, stream);
+  MOE_DISPATCH(moe_sort_by_expert, expert_ids.device(), expert_ids, num_experts, sorted_slots,
+               counts, stream);
 }
 
 // counts is read here, on the host, for every backend: no negative count, and they add up to the
@@ -540,8 +597,8 @@ int64_t moe_apply_capacity(const Tensor& sorted_slots, const Tensor& counts, con
   }
   MOE_CHECK(total == sorted_slots.numel(), op, ": counts add up to ", total, ", but there are ",
             sorted_slots.numel(), " sorted slots");
-  MOE_DISPATCH_CPU_ONLY(moe_apply_capacity, sorted_slots.device(), sorted_slots, counts, probs,
-                        capacity, policy, kept_slots, kept_counts, stream);
+  MOE_DISPATCH(moe_apply_capacity, sorted_slots.device(), sorted_slots, counts, probs, capacity,
+               policy, kept_slots, kept_counts, stream);
 }
 
 static void check_permute(const char* op, const Tensor& tokens, const Tensor& sorted_slots, int k,
@@ -557,29 +614,30 @@ static void check_permute(const char* op, const Tensor& tokens, const Tensor& so
 
 void moe_permute(const Tensor& x, const Tensor& sorted_slots, int k, Tensor& out, Stream& stream) {
   check_permute("moe_permute", x, sorted_slots, k, out);
-  MOE_DISPATCH_CPU_ONLY(moe_permute, x.device(), x, sorted_slots, k, out, stream);
+  MOE_DISPATCH(moe_permute, x.device(), x, sorted_slots, k, out, stream);
 }
 
 void moe_permute_backward(const Tensor& dout, const Tensor& sorted_slots, int k, Tensor& dx,
                           Stream& stream) {
   check_permute("moe_permute_backward", dx, sorted_slots, k, dout);
-  MOE_DISPATCH_CPU_ONLY(moe_permute_backward, dx.device(), dout, sorted_slots, k, dx, stream);
+  MOE_DISPATCH(moe_permute_backward, dx.device(), dout, sorted_slots, k, dx, stream);
 }
 
 void moe_unpermute(const Tensor& y, const Tensor& sorted_slots, Tensor& y_slots, Stream& stream) {
   check_permute("moe_unpermute", y_slots, sorted_slots, 1, y);
-  MOE_DISPATCH_CPU_ONLY(moe_unpermute, y.device(), y, sorted_slots, y_slots, stream);
+  MOE_DISPATCH(moe_unpermute, y.device(), y, sorted_slots, y_slots, stream);
 }
 
 void moe_unpermute_backward(const Tensor& dy_slots, const Tensor& sorted_slots, Tensor& dy,
                             Stream& stream) {
   check_permute("moe_unpermute_backward", dy_slots, sorted_slots, 1, dy);
-  MOE_DISPATCH_CPU_ONLY(moe_unpermute_backward, dy.device(), dy_slots, sorted_slots, dy, stream);
+  MOE_DISPATCH(moe_unpermute_backward, dy.device(), dy_slots, sorted_slots, dy, stream);
 }
 
 static void check_combine(const char* op, const Tensor& y_slots, const Tensor& probs,
                           const Tensor& out) {
-  expect_same_device_and_float_dtype(op, {&y_slots, &probs, &out});
+  expect_same_device_and_float_dtype(op, {&y_slots, &out});
+  expect_activation_dtype_or_f32(op, "probs", probs, y_slots);
   expect_ndim(op, "probs", probs, 2);
   expect_ndim(op, "out", out, 2);
   expect_shape(op, "probs", probs, {out.dim(0), probs.dim(1)});
@@ -588,17 +646,17 @@ static void check_combine(const char* op, const Tensor& y_slots, const Tensor& p
 
 void moe_combine(const Tensor& y_slots, const Tensor& probs, Tensor& out, Stream& stream) {
   check_combine("moe_combine", y_slots, probs, out);
-  MOE_DISPATCH_CPU_ONLY(moe_combine, out.device(), y_slots, probs, out, stream);
+  MOE_DISPATCH(moe_combine, out.device(), y_slots, probs, out, stream);
 }
 
 void moe_combine_backward(const Tensor& dout, const Tensor& y_slots, const Tensor& probs,
                           Tensor& dy_slots, Tensor& dprobs, Stream& stream) {
   check_combine("moe_combine_backward", y_slots, probs, dout);
-  expect_same_device_and_float_dtype("moe_combine_backward", {&y_slots, &dy_slots, &dprobs});
+  expect_same_device_and_float_dtype("moe_combine_backward", {&y_slots, &dy_slots});
+  expect_activation_dtype_or_f32("moe_combine_backward", "dprobs", dprobs, y_slots);
   expect_shape("moe_combine_backward", "dy_slots", dy_slots, y_slots.shape());
   expect_shape("moe_combine_backward", "dprobs", dprobs, probs.shape());
-  MOE_DISPATCH_CPU_ONLY(moe_combine_backward, dout.device(), dout, y_slots, probs, dy_slots, dprobs,
-                        stream);
+  MOE_DISPATCH(moe_combine_backward, dout.device(), dout, y_slots, probs, dy_slots, dprobs, stream);
 }
 
 // --- optimizer ------------------------------------------------------------------------------
@@ -616,7 +674,7 @@ void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
   MOE_CHECK(options.beta2 >= 0 && options.beta2 < 1, "adamw_step: beta2 must be in [0, 1), got ",
             options.beta2);
   MOE_CHECK(options.eps > 0, "adamw_step: eps must be > 0, got ", options.eps);
-  MOE_DISPATCH_CPU_ONLY(adamw_step, param.device(), param, grad, m, v, options, step, stream);
+  MOE_DISPATCH(adamw_step, param.device(), param, grad, m, v, options, step, stream);
 }
 
 double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm, Stream& stream) {

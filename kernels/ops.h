@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "core/caching_allocator.h"
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "kernels/op_types.h"
@@ -25,6 +26,20 @@ namespace moe::ops {
 void init_backends();  // registers the CUDA allocator when built with CUDA; idempotent
 bool built_with_cuda();
 int cuda_device_count();  // 0 without CUDA, or when cudaGetDeviceCount reports an error
+// The device allocator's figures (core/caching_allocator.h); zeros for the host or without CUDA.
+MemoryStats device_memory_stats(Device device);
+
+// --- streams and placement ------------------------------------------------------------------
+Stream create_stream(Device device);  // a new stream on a CUDA device; the empty stream for cpu
+void destroy_stream(Stream& stream);
+void synchronize(Stream& stream);  // returns when the stream's work is done; no-op for cpu
+Tensor zeros(Shape shape, DType dtype, Device device, Stream& stream);
+// t itself when it already lives on `device`, else a copy there (ordered on stream).
+Tensor to_device(const Tensor& t, Device device, Stream& stream);
+// t itself when it lives on the host, else a host copy, complete when this returns.
+Tensor to_host(const Tensor& t, Stream& stream);
+// Always a new host tensor with t's values, complete when this returns (a snapshot).
+Tensor host_copy(const Tensor& t, Stream& stream);
 
 #include "kernels/op_signatures.inc"
 

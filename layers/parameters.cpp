@@ -7,7 +7,7 @@
 
 namespace moe {
 
-ParameterStore::ParameterStore(DType dtype) : dtype_(dtype) {
+ParameterStore::ParameterStore(DType dtype, Device device) : dtype_(dtype), device_(device) {
   MOE_CHECK(dtype == DType::f32 || dtype == DType::f64,
             "ParameterStore: parameters are f32 (or f64 for gradient checks), got ",
             dtype_name(dtype));
@@ -142,8 +142,11 @@ void ParameterStore::set_rows(
 
 void ParameterStore::allocate(uint64_t seed, bool with_grads) {
   MOE_ASSERT(!allocated(), "ParameterStore::allocate called twice");
-  values_ = Tensor::zeros({numel_}, dtype_);
-  if (with_grads) grads_ = Tensor::zeros({numel_}, dtype_);
+  Stream stream{device_, nullptr};
+  Tensor initial = Tensor::zeros({numel_}, dtype_);  // made on the host, then copied over once
+  values_ = device_.is_cpu() ? initial : Tensor::empty({numel_}, dtype_, device_);
+  if (with_grads) grads_ = ops::zeros({numel_}, dtype_, device_, stream);
+  for (Buffer& b : buffers_) b.value = ops::to_device(b.value, device_, stream);
   lay_out();
   for (Parameter& p : parameters_) {
     const int64_t n = p.shape.numel();
@@ -157,11 +160,15 @@ void ParameterStore::allocate(uint64_t seed, bool with_grads) {
         const double v =
             initial_value(p, rng, global_index(block, piece.offset, p.global_shape, j));
         if (dtype_ == DType::f32)
-          p.value.data<float>()[i] = static_cast<float>(v);
+          initial.data<float>()[p.arena_offset + i] = static_cast<float>(v);
         else
-          p.value.data<double>()[i] = v;
+          initial.data<double>()[p.arena_offset + i] = v;
       }
     }
+  }
+  if (!device_.is_cpu()) {
+    ops::copy(initial, values_, stream);
+    ops::synchronize(stream);  // initial is freed on return
   }
 }
 
@@ -187,13 +194,15 @@ std::unique_ptr<ParameterStore> ParameterStore::snapshot() const {
   MOE_ASSERT(allocated(), "snapshot of a store that is not allocated");
   auto copy = std::make_unique<ParameterStore>(dtype_);
   copy->numel_ = numel_;
-  copy->values_ = values_.clone();
+  Stream stream{device_, nullptr};
+  copy->values_ = ops::host_copy(values_, stream);
   copy->parameters_ = parameters_;
   for (Parameter& p : copy->parameters_) {
     p.value = copy->values_.narrow(p.arena_offset, p.shape.numel()).view(p.shape);
     p.grad = Tensor();
   }
-  for (const Buffer& b : buffers_) copy->buffers_.push_back({b.name, b.value.clone()});
+  for (const Buffer& b : buffers_)
+    copy->buffers_.push_back({b.name, ops::host_copy(b.value, stream)});
   return copy;
 }
 

@@ -9,7 +9,8 @@
 // - Init values are a pure function of (seed, name, element index) through Philox, so a parameter
 //   gets the same values whatever else the model contains and in any parallel layout.
 // - One float dtype per store: f32 to train, f64 so that gradient checks run whole modules in
-// double.
+//   double. One device per store: the arenas and buffers live there; init values are made on the
+//   host (the same Philox values on every device) and copied over once.
 // - Every parameter has a global identity (name, global shape) and a Placement: which block of the
 //   global tensor this rank holds (splits over TP and EP), which data-parallel group averages its
 //   gradient, and how TP ranks share it. Init is by global element index, so a shard starts with
@@ -103,7 +104,7 @@ std::vector<Piece> pieces(const Parameter& p);
 
 class ParameterStore {
  public:
-  explicit ParameterStore(DType dtype = DType::f32);
+  explicit ParameterStore(DType dtype = DType::f32, Device device = Device::cpu());
 
   // shape is the global shape; the placement's splits must divide it.
   Parameter& add(const std::string& name, Shape shape, Init init, double init_scale,
@@ -115,6 +116,7 @@ class ParameterStore {
   void allocate(uint64_t seed, bool with_grads = true);
 
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
   bool allocated() const { return values_.defined(); }
   const std::deque<Parameter>& parameters() const { return parameters_; }
   std::deque<Parameter>& parameters() { return parameters_; }
@@ -133,14 +135,15 @@ class ParameterStore {
   // size; the arenas are laid out again. Contents are not moved: the caller rewrites the values
   // (and whatever else it keeps by arena offset, such as optimizer moments) of every parameter.
   void set_rows(const std::vector<std::pair<Parameter*, std::vector<int64_t>>>& rows);
-  // A copy of the values and buffers (no gradients) with the same parameters: a snapshot that a
-  // background checkpoint writer reads while training goes on.
+  // A host copy of the values and buffers (no gradients) with the same parameters: a snapshot
+  // that a background checkpoint writer reads while training goes on.
   std::unique_ptr<ParameterStore> snapshot() const;
 
  private:
   void lay_out();  // arena offsets in (group, TP mode) order, and the views into the arenas
 
   DType dtype_;
+  Device device_;
   std::deque<Parameter> parameters_;
   std::deque<Buffer> buffers_;
   int64_t numel_ = 0;

@@ -86,5 +86,8 @@ class Communicator {
 
 // A communicator over all processes of the MPI job (MPI must be initialized).
 std::unique_ptr<Communicator> mpi_world_communicator();
+// The same for tensors on `device`, one CUDA device per rank: NCCL, bootstrapped over MPI.
+// Collective. In a build without CUDA it throws InputError.
+std::unique_ptr<Communicator> nccl_world_communicator(Device device);
 
 }  // namespace moe

@@ -8,9 +8,13 @@
 #include <limits>
 #include <memory>
 
+#include "parallel/collective_checks.h"
 #include "parallel/mpi_check.h"
 
 namespace moe {
+
+using collective::row_bytes;
+using collective::rows_of;
 
 namespace {
 
@@ -18,23 +22,6 @@ void expect_host(const char* op, const char* arg, const Tensor& t) {
   MOE_CHECK(t.defined(), op, ": '", arg, "' is an undefined tensor");
   MOE_CHECK(t.is_cpu(), op, ": '", arg, "' is ", t.str(),
             ", but the MPI communicator works on host tensors only");
-}
-
-void expect_same_dtype(const char* op, const Tensor& in, const Tensor& out) {
-  MOE_CHECK(in.dtype() == out.dtype(), op, ": 'in' is ", dtype_name(in.dtype()), " but 'out' is ",
-            dtype_name(out.dtype()));
-}
-
-void expect_rows(const char* op, const char* arg, const Tensor& t) {
-  MOE_CHECK(t.ndim() >= 1, op, ": '", arg, "' must have at least one dim (rows), got ", t.str());
-}
-
-// MPI's rule: the send and receive buffers of a collective must not overlap (unless MPI_IN_PLACE).
-void expect_disjoint(const char* op, const Tensor& in, const Tensor& out) {
-  const char* a = static_cast<const char*>(in.raw());
-  const char* b = static_cast<const char*>(out.raw());
-  const bool overlap = in.nbytes() && out.nbytes() && a < b + out.nbytes() && b < a + in.nbytes();
-  MOE_CHECK(!overlap, op, ": 'in' ", in.str(), " and 'out' ", out.str(), " overlap in memory");
 }
 
 int as_int(const char* op, const char* what, int64_t value) {
@@ -71,14 +58,6 @@ MPI_Op mpi_op(ReduceOp op) {
   MOE_THROW(InternalError, "unknown ReduceOp ", static_cast<int>(op));
 }
 
-int64_t rows_of(const Tensor& t) { return t.ndim() == 0 ? 1 : t.dim(0); }
-
-int64_t row_bytes(const Tensor& t) {
-  int64_t bytes = static_cast<int64_t>(dtype_size(t.dtype()));
-  for (int i = 1; i < t.ndim(); ++i) bytes *= t.dim(i);
-  return bytes;
-}
-
 void copy_bytes(const Tensor& in, Tensor& out) {
   if (in.nbytes() && in.raw() != out.raw()) std::memcpy(out.raw(), in.raw(), in.nbytes());
 }
@@ -98,21 +77,6 @@ class RowType {
  private:
   MPI_Datatype type_ = MPI_DATATYPE_NULL;
 };
-
-// Per-peer row counts: one non-negative entry per rank, summing to the rows of the tensor.
-void check_row_counts(const char* op, const char* arg, const std::vector<int64_t>& rows, int size,
-                      const char* tensor_arg, const Tensor& t) {
-  MOE_CHECK(static_cast<int64_t>(rows.size()) == size, op, ": '", arg, "' has ", rows.size(),
-            " entries for ", size, " ranks");
-  int64_t total = 0;
-  for (size_t p = 0; p < rows.size(); ++p) {
-    MOE_CHECK(rows[p] >= 0, op, ": ", arg, "[", p, "] = ", rows[p], " is negative");
-    total += rows[p];
-  }
-  MOE_CHECK(total == t.dim(0), op, ": '", arg, "' sums to ", total, " rows but '", tensor_arg, "' ",
-            t.str(), " has ", t.dim(0));
-  as_int(op, "total rows", total);
-}
 
 // Row counts and displacements in MPI's int, in units of one row.
 void to_mpi_counts(const std::vector<int64_t>& rows, std::vector<int>& counts,
@@ -155,12 +119,7 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op,
   const char* name = "reduce_scatter";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
-  expect_same_dtype(name, in, out);
-  expect_rows(name, "out", out);
-  const Shape expected = out.shape().with_dim(0, size_ * out.dim(0));
-  MOE_CHECK(in.shape() == expected, name, ": 'in' has shape ", in.shape().str(), ", expected ",
-            expected.str(), " (", size_, " blocks of 'out' ", out.shape().str(), ")");
-  expect_disjoint(name, in, out);
+  collective::check_reduce_scatter(in, out, size_);
   const MPI_Datatype type = reduction_type(name, in.dtype());
   const int count = as_int(name, "block element count", out.numel());
   if (size_ == 1) return copy_bytes(in, out);
@@ -172,15 +131,8 @@ void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
   const char* name = "all_gather";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
-  expect_same_dtype(name, in, out);
-  expect_rows(name, "in", in);
-  const Shape expected = in.shape().with_dim(0, size_ * in.dim(0));
-  MOE_CHECK(out.shape() == expected, name, ": 'out' has shape ", out.shape().str(), ", expected ",
-            expected.str(), " (", size_, " blocks of 'in' ", in.shape().str(), ")");
+  const bool in_place = collective::check_all_gather(in, out, size_, rank_);
   const size_t block_bytes = in.nbytes();
-  const bool in_place =
-      block_bytes && in.raw() == static_cast<char*>(out.raw()) + rank_ * block_bytes;
-  if (!in_place) expect_disjoint(name, in, out);
   const int rows = as_int(name, "rows of 'in'", in.dim(0));
   if (size_ == 1) return copy_bytes(in, out);
   const RowType row(name, row_bytes(in));
@@ -194,16 +146,9 @@ void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>&
   const char* name = "all_to_all_v";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
-  expect_same_dtype(name, in, out);
-  expect_rows(name, "in", in);
-  expect_rows(name, "out", out);
-  MOE_CHECK(row_bytes(in) == row_bytes(out), name, ": rows of 'in' ", in.str(), " and 'out' ",
-            out.str(), " differ in size");
-  check_row_counts(name, "send_rows", send_rows, size_, "in", in);
-  check_row_counts(name, "recv_rows", recv_rows, size_, "out", out);
-  MOE_CHECK(send_rows[rank_] == recv_rows[rank_], name, ": rank ", rank_, " sends itself ",
-            send_rows[rank_], " rows but expects ", recv_rows[rank_], " from itself");
-  expect_disjoint(name, in, out);
+  collective::check_all_to_all_v(in, send_rows, out, recv_rows, size_, rank_);
+  as_int(name, "rows of 'in'", in.dim(0));
+  as_int(name, "rows of 'out'", out.dim(0));
   if (size_ == 1) return copy_bytes(in, out);
   std::vector<int> send_counts, send_displs, recv_counts, recv_displs;
   to_mpi_counts(send_rows, send_counts, send_displs);
@@ -217,8 +162,7 @@ void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>&
 }
 
 std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>& send) {
-  MOE_CHECK(static_cast<int64_t>(send.size()) == size_, "exchange_counts: ", send.size(),
-            " counts for ", size_, " ranks");
+  collective::check_exchange_counts(send, size_);
   if (size_ == 1) return send;
   std::vector<int64_t> recv(send.size());
   MOE_MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
@@ -232,8 +176,7 @@ void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
   for (const std::vector<Transfer>* list : {&recvs, &sends})
     for (const Transfer& t : *list) {
       expect_host(name, list == &sends ? "a sent tensor" : "a received tensor", t.tensor);
-      MOE_CHECK(t.peer >= 0 && t.peer < size_, name, ": peer ", t.peer, " is not a rank of this ",
-                size_, "-rank communicator");
+      collective::check_peer(name, t.peer, size_);
       as_int(name, "rows of a transferred tensor", rows_of(t.tensor));
     }
   std::vector<MPI_Request> requests;
@@ -260,8 +203,7 @@ void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
 
 void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {
   expect_host("broadcast", "x", x);
-  MOE_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this ", size_,
-            "-rank communicator");
+  collective::check_root("broadcast", root, size_);
   const int rows = as_int("broadcast", "rows of 'x'", rows_of(x));
   if (size_ == 1) return;
   const RowType row("broadcast", row_bytes(x));
@@ -275,7 +217,7 @@ void MpiCommunicator::barrier() {
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
-  MOE_CHECK(color >= 0, "split: color must be >= 0, got ", color);
+  collective::check_split_color(color);
   MPI_Comm sub = MPI_COMM_NULL;
   MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
   return std::make_unique<MpiCommunicator>(sub);
@@ -290,9 +232,13 @@ std::unique_ptr<Communicator> mpi_world_communicator() {
   return std::make_unique<MpiCommunicator>(comm);
 }
 
-int ranks_per_node(Communicator& group) {
+namespace {
+
+// This rank's place among the group's ranks on its node, and their number; {0, 1} for a group that
+// is not an MPI one.
+std::pair<int, int> node_rank_and_size(Communicator& group) {
   auto* mpi = dynamic_cast<MpiCommunicator*>(&group);
-  if (!mpi) return 0;
+  if (!mpi) return {0, 1};
   MPI_Comm node = MPI_COMM_NULL;
   MOE_MPI_CHECK(
       MPI_Comm_split_type(mpi->comm(), MPI_COMM_TYPE_SHARED, group.rank(), MPI_INFO_NULL, &node));
@@ -300,6 +246,16 @@ int ranks_per_node(Communicator& group) {
   MPI_Comm_rank(node, &node_rank);
   MPI_Comm_size(node, &node_size);
   MPI_Comm_free(&node);
+  return {node_rank, node_size};
+}
+
+}  // namespace
+
+int node_local_rank(Communicator& group) { return node_rank_and_size(group).first; }
+
+int ranks_per_node(Communicator& group) {
+  if (!dynamic_cast<MpiCommunicator*>(&group)) return 0;
+  const auto [node_rank, node_size] = node_rank_and_size(group);
   // Uniform: the same size everywhere; consecutive: rank r is the (r mod size)-th of its node.
   Tensor sizes = Tensor::from_vector<int64_t>({2}, {node_size, -node_size});
   Tensor placed = Tensor::from_vector<int64_t>({1}, {group.rank() % node_size == node_rank});

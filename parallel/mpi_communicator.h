@@ -55,4 +55,8 @@ class MpiCommunicator final : public Communicator {
 // when the group is not an MPI one. Collective over the group.
 int ranks_per_node(Communicator& group);
 
+// This rank's position among the ranks of `group` on its node (0 when the group is not an MPI one):
+// the GPU a rank uses is this modulo the node's GPUs. Collective over the group.
+int node_local_rank(Communicator& group);
+
 }  // namespace moe

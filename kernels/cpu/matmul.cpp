@@ -1,12 +1,10 @@
 // GEMM on the CPU through cblas (OpenBLAS): sgemm for f32, dgemm for f64, one call per batch entry.
-// Backward is two GEMMs: for c = op(a) op(b),
-//   dop(a) = dc op(b)^T  and  dop(b) = op(a)^T dc,
-// and the transposes fold into the GEMM flags, so da and db come out in a's and b's own layout.
-// Both accumulate (beta = 1).
+// Backward is two GEMMs (kernels/matmul_adjoint.h).
 #include <cblas.h>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/float_dispatch.h"
+#include "kernels/matmul_adjoint.h"
 
 namespace moe::cpu {
 
@@ -60,20 +58,7 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool tran
 
 void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor* da, Tensor* db,
                      bool trans_a, bool trans_b, Stream& stream) {
-  // a is stored [m,k] (or [k,m] when trans_a). d(op(a)) = dc op(b)^T; when trans_a the stored
-  // gradient is its transpose, op(b) dc^T.
-  if (da) {
-    if (!trans_a)
-      matmul(dc, b, *da, false, !trans_b, 1.0f, 1.0f, stream);
-    else
-      matmul(b, dc, *da, trans_b, true, 1.0f, 1.0f, stream);
-  }
-  if (db) {
-    if (!trans_b)
-      matmul(a, dc, *db, !trans_a, false, 1.0f, 1.0f, stream);
-    else
-      matmul(dc, a, *db, true, trans_a, 1.0f, 1.0f, stream);
-  }
+  ops::matmul_adjoint(matmul, a, b, dc, da, db, trans_a, trans_b, stream);
 }
 
 }  // namespace moe::cpu

@@ -1,11 +1,11 @@
 // The CUDA backend's ops: the same signatures as the CPU backend (kernels/op_signatures.inc). Only
 // the ops listed as CUDA ops in dispatch.cpp are defined; the others arrive with the CUDA issue.
-// Also the backend's own services: the device allocator and the device count.
+// Also the backend's own services: the device allocator, its figures and the device count.
 #pragma once
 
 #include <vector>
 
-#include "core/allocator.h"
+#include "core/caching_allocator.h"
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "kernels/op_types.h"
@@ -20,6 +20,10 @@ using ops::RouterTopkOptions;
 #include "kernels/op_signatures.inc"
 
 Allocator& device_allocator();
+MemoryStats memory_stats(int device);
+Stream create_stream(Device device);
+void destroy_stream(Stream& stream);
+void synchronize(Stream& stream);
 int device_count();  // 0 when cudaGetDeviceCount returns an error (no driver, no device)
 
 }  // namespace moe::cuda

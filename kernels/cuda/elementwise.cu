@@ -1,30 +1,46 @@
-// Memory ops on CUDA: fill and copy. fill writes the element's bit pattern, computed on the host
-// with the same conversion as the CPU backend (core/half.h), so one kernel per element width serves
-// every dtype and CPU and CUDA fills agree bit for bit.
+// Memory and elementwise ops on CUDA: fill, copy, convert, add, axpy, scale and sum_of_squares.
+// - fill writes the element's bit pattern, computed on the host with the same conversion as the CPU
+//   backend (core/half.h), so one kernel per element width serves every dtype and CPU and CUDA
+//   fills agree bit for bit.
+// - convert widens every float dtype to double (exact) and narrows like the CPU backend (through
+//   f32 for the 16-bit types, round to nearest even), so both backends convert bit for bit.
+// - sum_of_squares is deterministic: each of a fixed number of blocks (set by the element count
+//   only) sums its grid-stride share in f64, then one block adds the partial sums in block order;
+//   the total comes back with one copy and a stream synchronize.
+#include <algorithm>
 #include <cstring>
 
+#include <cuda_fp16.h>
+
 #include "core/half.h"
-#include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/reduce.cuh"
 
 namespace moe::cuda {
 
 namespace {
 
-template <typename Bits>
-__global__ void fill_kernel(Bits* out, int64_t n, Bits pattern) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = pattern;
+template <typename Op>
+__global__ void for_each_kernel(int64_t n, Op op) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    op(i);
+}
+
+// Runs op(i) for every i in [0, n).
+template <typename Op>
+void for_each(int64_t n, Op op, Stream& stream) {
+  if (n == 0) return;
+  for_each_kernel<<<blocks_for(n), kThreads, 0, stream_of(stream)>>>(n, op);
+  MOE_CUDA_CHECK_LAUNCH();
 }
 
 template <typename Bits>
-void launch_fill(void* out, int64_t n, Bits pattern, cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  fill_kernel<Bits>
-      <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(static_cast<Bits*>(out), n, pattern);
-  MOE_CUDA_CHECK(cudaGetLastError());
-}
+struct Fill {
+  Bits* out;
+  Bits pattern;
+  __device__ void operator()(int64_t i) const { out[i] = pattern; }
+};
 
 template <typename Bits, typename Value>
 Bits bit_pattern(Value value) {
@@ -34,34 +50,187 @@ Bits bit_pattern(Value value) {
   return bits;
 }
 
+template <typename Bits>
+void launch_fill(Tensor& out, Bits pattern, Stream& stream) {
+  for_each(out.numel(), Fill<Bits>{ptr<Bits>(out), pattern}, stream);
+}
+
+__device__ double widen(float x) { return x; }
+__device__ double widen(double x) { return x; }
+__device__ double widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ double widen(__half x) { return __half2float(x); }
+
+template <typename T>
+__device__ T narrow(double x);
+template <>
+__device__ float narrow<float>(double x) {
+  return __double2float_rn(x);
+}
+template <>
+__device__ double narrow<double>(double x) {
+  return x;
+}
+template <>
+__device__ __nv_bfloat16 narrow<__nv_bfloat16>(double x) {
+  return __float2bfloat16_rn(__double2float_rn(x));
+}
+template <>
+__device__ __half narrow<__half>(double x) {
+  return __float2half_rn(__double2float_rn(x));
+}
+
+// float_dispatch widened to the storage types convert also handles: f64 and f16.
+template <typename Body>
+void any_float_dispatch(DType dtype, Body&& body) {
+  switch (dtype) {
+    case DType::f64:
+      body.template operator()<double>();
+      return;
+    case DType::f16:
+      body.template operator()<__half>();
+      return;
+    default:
+      float_dispatch(dtype, "convert", body);
+  }
+}
+
+template <typename Src, typename Dst>
+struct Convert {
+  const Src* src;
+  Dst* dst;
+  __device__ void operator()(int64_t i) const { dst[i] = narrow<Dst>(widen(src[i])); }
+};
+
+template <typename T>
+struct Add {
+  const T* a;
+  const T* b;
+  T* out;
+  __device__ void operator()(int64_t i) const {
+    out[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
+  }
+};
+
+template <typename T>
+struct Axpy {
+  float alpha;
+  const T* x;
+  T* y;
+  __device__ void operator()(int64_t i) const {
+    y[i] = from_float<T>(to_float(y[i]) + alpha * to_float(x[i]));
+  }
+};
+
+template <typename T>
+struct Scale {
+  T* x;
+  float factor;
+  __device__ void operator()(int64_t i) const { x[i] = from_float<T>(to_float(x[i]) * factor); }
+};
+
+constexpr int kMaxPartialSums = 1024;
+
+template <typename T>
+__global__ void sum_of_squares_partials(const T* x, int64_t n, double* partials) {
+  double sum = 0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const double v = to_float(x[i]);
+    sum += v * v;
+  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sum;
+}
+
+__global__ void sum_partials(const double* partials, int count, double* total) {
+  double sum = 0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) *total = sum;
+}
+
 }  // namespace
 
 void fill(Tensor& out, double value, Stream& stream) {
-  const int64_t n = out.numel();
-  if (n == 0) return;
-  MOE_CUDA_CHECK(cudaSetDevice(out.device().index));
-  auto s = static_cast<cudaStream_t>(stream.handle);
+  if (out.numel() == 0) return;
+  use_device(out);
   const float f = static_cast<float>(value);
   switch (out.dtype()) {
     case DType::f32:
-      return launch_fill(out.raw(), n, bit_pattern<uint32_t>(f), s);
+      return launch_fill(out, bit_pattern<uint32_t>(f), stream);
     case DType::f64:
-      return launch_fill(out.raw(), n, bit_pattern<uint64_t>(value), s);
+      return launch_fill(out, bit_pattern<uint64_t>(value), stream);
     case DType::bf16:
-      return launch_fill(out.raw(), n, float_to_bf16(f).bits, s);
+      return launch_fill(out, float_to_bf16(f).bits, stream);
     case DType::f16:
-      return launch_fill(out.raw(), n, float_to_f16(f).bits, s);
+      return launch_fill(out, float_to_f16(f).bits, stream);
     case DType::i32:
-      return launch_fill(out.raw(), n, bit_pattern<uint32_t>(static_cast<int32_t>(value)), s);
+      return launch_fill(out, bit_pattern<uint32_t>(static_cast<int32_t>(value)), stream);
     case DType::i64:
-      return launch_fill(out.raw(), n, bit_pattern<uint64_t>(static_cast<int64_t>(value)), s);
+      return launch_fill(out, bit_pattern<uint64_t>(static_cast<int64_t>(value)), stream);
   }
 }
 
 void copy(const Tensor& src, Tensor& dst, Stream& stream) {
   if (src.nbytes() == 0) return;
-  MOE_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDefault,
-                                 static_cast<cudaStream_t>(stream.handle)));
+  MOE_CUDA_CHECK(
+      cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDefault, stream_of(stream)));
+}
+
+void convert(const Tensor& src, Tensor& dst, Stream& stream) {
+  if (src.numel() == 0) return;
+  use_device(src);
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw() != dst.raw()) copy(src, dst, stream);
+    return;
+  }
+  any_float_dispatch(src.dtype(), [&]<typename Src>() {
+    any_float_dispatch(dst.dtype(), [&]<typename Dst>() {
+      for_each(src.numel(), Convert<Src, Dst>{ptr<Src>(src), ptr<Dst>(dst)}, stream);
+    });
+  });
+}
+
+void add(const Tensor& a, const Tensor& b, Tensor& out, Stream& stream) {
+  use_device(a);
+  float_dispatch(a.dtype(), "add", [&]<typename T>() {
+    for_each(a.numel(), Add<T>{ptr<T>(a), ptr<T>(b), ptr<T>(out)}, stream);
+  });
+}
+
+void axpy(float alpha, const Tensor& x, Tensor& y, Stream& stream) {
+  use_device(x);
+  float_dispatch(x.dtype(), "axpy", [&]<typename T>() {
+    for_each(x.numel(), Axpy<T>{alpha, ptr<T>(x), ptr<T>(y)}, stream);
+  });
+}
+
+void scale(Tensor& x, float factor, Stream& stream) {
+  use_device(x);
+  float_dispatch(x.dtype(), "scale", [&]<typename T>() {
+    for_each(x.numel(), Scale<T>{ptr<T>(x), factor}, stream);
+  });
+}
+
+double sum_of_squares(const Tensor& x, Stream& stream) {
+  const int64_t n = x.numel();
+  if (n == 0) return 0;
+  use_device(x);
+  const int blocks = static_cast<int>(std::min<unsigned>(blocks_for(n), kMaxPartialSums));
+  Tensor partials = Tensor::empty({blocks + 1}, DType::f64, x.device());
+  double* p = ptr<double>(partials);
+  const cudaStream_t s = stream_of(stream);
+  float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
+    sum_of_squares_partials<T><<<blocks, kThreads, 0, s>>>(ptr<T>(x), n, p);
+    MOE_CUDA_CHECK_LAUNCH();
+  });
+  sum_partials<<<1, kThreads, 0, s>>>(p, blocks, p + blocks);
+  MOE_CUDA_CHECK_LAUNCH();
+  double total = 0;
+  MOE_CUDA_CHECK(cudaMemcpyAsync(&total, p + blocks, sizeof(total), cudaMemcpyDeviceToHost, s));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  return total;
 }
 
 }  // namespace moe::cuda
