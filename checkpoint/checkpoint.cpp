@@ -24,6 +24,17 @@ namespace {
 constexpr const char* kStateFile = "state.h5";
 constexpr const char* kCommitFile = "COMMIT";
 
+// Checkpoints move host memory, so they talk over the world's host communicator (MPI).
+Communicator* host_world(const ParallelGroups& groups) {
+  return groups.world ? &groups.world->host() : nullptr;
+}
+
+// HDF5 reads and writes host memory: a store on a GPU goes through a host copy (the trainer's).
+void expect_host_state(const char* what, const RankState& state) {
+  MOE_CHECK(state.store->device().is_cpu(), what, ": the parameters are on ",
+            state.store->device().str(), "; checkpoints take a host copy of the training state");
+}
+
 MPI_Comm mpi_comm_of(Communicator* world) {
   if (group_size(world) == 1) return MPI_COMM_NULL;
   auto* mpi = dynamic_cast<MpiCommunicator*>(world);
@@ -339,9 +350,11 @@ uint64_t block_checksum(const Tensor& block, const Shape& global_shape,
 
 std::string save_checkpoint(const std::string& root, const RankState& state,
                             const CheckpointMeta& meta, const ParallelGroups& groups) {
+  expect_host_state("save_checkpoint", state);
+  Communicator* world = host_world(groups);
   const fs::path final_dir = fs::path(root) / step_dir_name(meta.step);
   const fs::path temp_dir = fs::path(root) / (step_dir_name(meta.step) + ".tmp");
-  const bool leader = group_rank(groups.world) == 0;
+  const bool leader = group_rank(world) == 0;
   const std::vector<Entry> list = entries(state, groups);
   int64_t bytes = kMetadataBytes;
   for (const Entry& e : list)
@@ -349,14 +362,14 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
              kBytesPerDataset;
   std::string problem;
   if (leader) problem = prepare_directory(root, temp_dir, bytes);
-  agree_on(problem, groups.world);
+  agree_on(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
-  const std::vector<uint64_t> sums = checksums(list, groups.world);
+  const std::vector<uint64_t> sums = checksums(list, world);
   const std::string file_path = (temp_dir / kStateFile).string();
   {
-    h5::Handle file = h5::create_file(file_path, mpi_comm_of(groups.world));
+    h5::Handle file = h5::create_file(file_path, mpi_comm_of(world));
     for (size_t i = 0; i < list.size(); ++i) {
-      if (i == list.size() / 2) die_if_asked(group_rank(groups.world), meta.step);
+      if (i == list.size() / 2) die_if_asked(group_rank(world), meta.step);
       const Entry& e = list[i];
       h5::Handle dataset =
           h5::create_dataset(file.get(), e.name, state.store->dtype(), e.global_shape);
@@ -367,22 +380,24 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
     write_meta(file.get(), meta);
     file.close(file_path);
   }
-  barrier(groups.world);
+  barrier(world);
   if (leader) problem = attach(temp_dir, meta.attachments);
-  agree_on(problem, groups.world);
+  agree_on(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
   if (leader) publish(root, temp_dir, final_dir, meta.step);
-  barrier(groups.world);
+  barrier(world);
   return final_dir.string();
 }
 
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups, const MayDiffer& may_differ) {
+  expect_host_state("load_checkpoint", state);
+  Communicator* world = host_world(groups);
   MOE_CHECK(fs::is_directory(dir), "checkpoint directory '", dir, "' does not exist");
   MOE_CHECK(is_committed(dir), "checkpoint '", dir, "' has no ", kCommitFile,
             " marker: its save did not finish, so it is never loaded");
   const std::string path = (fs::path(dir) / kStateFile).string();
-  h5::Handle file = h5::open_file(path, mpi_comm_of(groups.world));
+  h5::Handle file = h5::open_file(path, mpi_comm_of(world));
   CheckpointMeta meta = read_meta(file.get(), path);
   meta.has_optimizer_state = h5::exists(file.get(), "optimizer");
   RankState wanted = state;
@@ -409,7 +424,7 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
     }
     stored.push_back(h5::read_uint_attribute(dataset.get(), "checksum", path));
   }
-  const std::vector<uint64_t> sums = checksums(list, groups.world);
+  const std::vector<uint64_t> sums = checksums(list, world);
   for (size_t i = 0; i < list.size(); ++i)
     MOE_CHECK(sums[i] == stored[i], "checkpoint ", path, ": tensor '", list[i].name,
               "' does not match its checksum: the file is damaged");

@@ -22,6 +22,7 @@ class HostAllocator final : public Allocator {
 };
 
 Allocator* g_cuda_allocator = nullptr;
+bool g_device_memory_is_host = false;
 
 }  // namespace
 
@@ -34,6 +35,9 @@ void register_allocator(DeviceType type, Allocator* allocator) {
   MOE_ASSERT(type == DeviceType::cuda, "only the CUDA allocator is registered at run time");
   g_cuda_allocator = allocator;
 }
+
+bool device_memory_is_host() { return g_device_memory_is_host; }
+void set_device_memory_is_host(bool on) { g_device_memory_is_host = on; }
 
 Allocator& allocator_for(Device device) {
   if (device.is_cpu()) return host_allocator();

@@ -22,4 +22,9 @@ Allocator& host_allocator();
 void register_allocator(DeviceType type, Allocator* allocator);
 Allocator& allocator_for(Device device);  // throws InputError when none is registered
 
+// True while device tensors are host memory (ops::set_host_backed_cuda, a placement check for
+// tests): host-side movers such as the MPI communicator may then carry them like host tensors.
+bool device_memory_is_host();
+void set_device_memory_is_host(bool on);
+
 }  // namespace moe

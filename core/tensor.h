@@ -8,6 +8,7 @@
 //   storage as double, or device memory from the host, is an error, not garbage or a crash.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,13 @@
 #include "core/shape.h"
 
 namespace moe {
+
+namespace detail {
+// Above zero while a CPU kernel runs on host-backed device tensors (ops::set_host_backed_cuda, a
+// placement check for tests): kernels, OpenMP workers included, may then touch them; code outside
+// ops still may not. Read only for device tensors, so host tensors never pay for it.
+inline std::atomic<int> host_kernel_depth{0};
+}  // namespace detail
 
 class Storage {
  public:
@@ -61,7 +69,7 @@ class Tensor {
   T* data() const {
     MOE_CHECK(dtype_of<T>() == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ",
               dtype_name(dtype_of<T>()));
-    MOE_CHECK(is_cpu(), "tensor ", str(),
+    MOE_CHECK(is_cpu() || detail::host_kernel_depth > 0, "tensor ", str(),
               " read or written on the host: copy it to the host first");
     return static_cast<T*>(raw());
   }

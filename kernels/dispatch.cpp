@@ -29,10 +29,23 @@ namespace moe::ops {
 #define MOE_CUDA_CALL(op, device, ...) no_cuda_kernel(#op, device)
 #endif
 
+// set_host_backed_cuda: device tensors are host memory and run the CPU kernels.
+static bool g_host_backed_cuda = false;
+struct HostKernelScope {
+  HostKernelScope() { ++detail::host_kernel_depth; }
+  ~HostKernelScope() { --detail::host_kernel_depth; }
+  HostKernelScope(const HostKernelScope&) = delete;
+  HostKernelScope& operator=(const HostKernelScope&) = delete;
+};
+
 #define MOE_DISPATCH(op, device, ...)                   \
   do {                                                  \
     const OpProfileScope profile_scope(#op);            \
     if ((device).is_cpu()) return cpu::op(__VA_ARGS__); \
+    if (g_host_backed_cuda) {                           \
+      const HostKernelScope host_kernel;                \
+      return cpu::op(__VA_ARGS__);                      \
+    }                                                   \
     MOE_CUDA_CALL(op, device, __VA_ARGS__);             \
   } while (0)
 
@@ -40,13 +53,42 @@ namespace moe::ops {
 
 void init_backends() {
 #if MOE_WITH_CUDA
-  register_allocator(DeviceType::cuda, &cuda::device_allocator());
+  if (!g_host_backed_cuda) register_allocator(DeviceType::cuda, &cuda::device_allocator());
 #endif
 }
 
 bool built_with_cuda() { return MOE_WITH_CUDA != 0; }
 
+namespace {
+class HostBackedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, Device) override {
+    return host_allocator().allocate(bytes, Device::cpu());
+  }
+  void deallocate(void* ptr, size_t bytes, Device) override {
+    host_allocator().deallocate(ptr, bytes, Device::cpu());
+  }
+};
+}  // namespace
+
+void set_host_backed_cuda(bool on) {
+  static HostBackedAllocator host_backed;
+  static Allocator* before = nullptr;
+  if (on == g_host_backed_cuda) return;
+  if (on) {
+    try {
+      before = &allocator_for(Device::cuda());
+    } catch (const InputError&) {
+      before = nullptr;  // none registered
+    }
+  }
+  register_allocator(DeviceType::cuda, on ? &host_backed : before);
+  set_device_memory_is_host(on);
+  g_host_backed_cuda = on;
+}
+
 int cuda_device_count() {
+  if (g_host_backed_cuda) return 1;
 #if MOE_WITH_CUDA
   return cuda::device_count();
 #else
@@ -56,7 +98,7 @@ int cuda_device_count() {
 
 MemoryStats device_memory_stats(Device device) {
 #if MOE_WITH_CUDA
-  if (device.is_cuda()) return cuda::memory_stats(device.index);
+  if (device.is_cuda() && !g_host_backed_cuda) return cuda::memory_stats(device.index);
 #endif
   (void)device;
   return {};
@@ -66,6 +108,7 @@ MemoryStats device_memory_stats(Device device) {
 
 Stream create_stream(Device device) {
   if (device.is_cpu()) return Stream::cpu();
+  if (g_host_backed_cuda) return {device, nullptr};
 #if MOE_WITH_CUDA
   return cuda::create_stream(device);
 #else
@@ -75,13 +118,13 @@ Stream create_stream(Device device) {
 
 void destroy_stream(Stream& stream) {
 #if MOE_WITH_CUDA
-  if (stream.device.is_cuda()) cuda::destroy_stream(stream);
+  if (stream.device.is_cuda() && !g_host_backed_cuda) cuda::destroy_stream(stream);
 #endif
   stream = Stream::cpu();
 }
 
 void synchronize(Stream& stream) {
-  if (stream.device.is_cpu()) return;
+  if (stream.device.is_cpu() || g_host_backed_cuda) return;
 #if MOE_WITH_CUDA
   cuda::synchronize(stream);
 #else
@@ -127,6 +170,10 @@ void copy(const Tensor& src, Tensor& dst, Stream& stream) {
   MOE_CHECK(src.numel() == dst.numel(), "copy: src ", src.str(), " and dst ", dst.str(),
             " have different element counts");
   if (src.is_cpu() && dst.is_cpu()) return cpu::copy(src, dst, stream);
+  if (g_host_backed_cuda) {
+    const HostKernelScope host_kernel;
+    return cpu::copy(src, dst, stream);
+  }
   MOE_CUDA_CALL(copy, dst.device(), src, dst, stream);
 }
 

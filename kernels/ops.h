@@ -26,6 +26,12 @@ namespace moe::ops {
 void init_backends();  // registers the CUDA allocator when built with CUDA; idempotent
 bool built_with_cuda();
 int cuda_device_count();  // 0 without CUDA, or when cudaGetDeviceCount reports an error
+// A placement check for tests on machines without a GPU: while on, cuda:0 tensors are host memory
+// and every op on them runs the CPU kernel, so a whole training step "on the GPU" runs here, and a
+// tensor left on the wrong device or device memory read outside an op fails as on a GPU
+// (Tensor::data refuses device tensors outside kernels). cuda_device_count() is 1 meanwhile.
+// Not thread-safe; tests switch it on and off around a run.
+void set_host_backed_cuda(bool on);
 // The device allocator's figures (core/caching_allocator.h); zeros for the host or without CUDA.
 MemoryStats device_memory_stats(Device device);
 
@@ -40,6 +46,19 @@ Tensor to_device(const Tensor& t, Device device, Stream& stream);
 Tensor to_host(const Tensor& t, Stream& stream);
 // Always a new host tensor with t's values, complete when this returns (a snapshot).
 Tensor host_copy(const Tensor& t, Stream& stream);
+
+// A stream of its own for as long as it lives (the empty stream on the CPU).
+class OwnedStream {
+ public:
+  explicit OwnedStream(Device device) : stream_(create_stream(device)) {}
+  ~OwnedStream() { destroy_stream(stream_); }
+  OwnedStream(const OwnedStream&) = delete;
+  OwnedStream& operator=(const OwnedStream&) = delete;
+  Stream& get() { return stream_; }
+
+ private:
+  Stream stream_;
+};
 
 #include "kernels/op_signatures.inc"
 

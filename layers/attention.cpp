@@ -41,12 +41,12 @@ void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, co
                                    const Tensor& positions, int64_t heads, Tensor& raw,
                                    Tensor& rstd, Tensor& rotated, Stream& stream) const {
   const int64_t tokens = x.dim(0);
-  rotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype());
+  rotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype(), x.device());
   Tensor flat = rotated.view({tokens, heads * head_dim_});
   if (norm) {
     const Shape rows_shape = norm_rows(tokens, heads);
-    raw = Tensor::empty({tokens, heads * head_dim_}, x.dtype());
-    rstd = Tensor::empty({rows_shape[0]}, x.dtype());
+    raw = Tensor::empty({tokens, heads * head_dim_}, x.dtype(), x.device());
+    rstd = Tensor::empty({rows_shape[0]}, x.dtype(), x.device());
     proj.forward(x, raw, stream);
     Tensor rows = rotated.view(rows_shape);
     ops::rmsnorm_forward(raw.view(rows_shape), norm->value, norm_eps_, rows, rstd, stream);
@@ -62,13 +62,13 @@ void Attention::rotate_and_project_backward(const Linear& proj, const Parameter*
                                             const Tensor& drotated, Tensor& dx,
                                             Stream& stream) const {
   const int64_t tokens = x.dim(0);
-  Tensor dunrotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype());
+  Tensor dunrotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype(), x.device());
   ops::rope_backward(drotated.view({tokens, heads, head_dim_}), positions, rope_theta_, dunrotated,
                      stream);
   Tensor dproj = dunrotated.view({tokens, heads * head_dim_});
   if (norm) {
     const Shape rows_shape = norm_rows(tokens, heads);
-    Tensor draw = Tensor::empty(rows_shape, x.dtype());
+    Tensor draw = Tensor::empty(rows_shape, x.dtype(), x.device());
     Tensor dweight = norm->grad;
     ops::rmsnorm_backward(dunrotated.view(rows_shape), raw.view(rows_shape), norm->value, rstd,
                           draw, dweight, stream);
@@ -84,13 +84,13 @@ void Attention::forward(const Tensor& x, const Tensor& positions, int64_t batch,
                      stream);
   project_and_rotate(wk_, k_norm_, x, positions, n_kv_heads_, saved.k_raw, saved.k_rstd, saved.k,
                      stream);
-  saved.v = Tensor::empty({tokens, n_kv_heads_ * head_dim_}, x.dtype());
+  saved.v = Tensor::empty({tokens, n_kv_heads_ * head_dim_}, x.dtype(), x.device());
   wv_.forward(x, saved.v, stream);
   saved.q = saved.q.view({batch, seq_len, n_heads_, head_dim_});
   saved.k = saved.k.view({batch, seq_len, n_kv_heads_, head_dim_});
   saved.v = saved.v.view({batch, seq_len, n_kv_heads_, head_dim_});
-  saved.out = Tensor::empty({batch, seq_len, n_heads_, head_dim_}, x.dtype());
-  saved.lse = Tensor::empty({batch, n_heads_, seq_len}, x.dtype());
+  saved.out = Tensor::empty({batch, seq_len, n_heads_, head_dim_}, x.dtype(), x.device());
+  saved.lse = Tensor::empty({batch, n_heads_, seq_len}, x.dtype(), x.device());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   ops::attention_forward(saved.q, saved.k, saved.v, scale, saved.out, saved.lse, stream);
   wo_.forward(saved.out.view({tokens, n_heads_ * head_dim_}), y, stream);
@@ -101,12 +101,12 @@ void Attention::backward(const Tensor& x, const Tensor& positions, const Attenti
                          const Tensor& dy, Tensor& dx, Stream& stream) const {
   const int64_t tokens = x.dim(0);
   const Tensor out = saved.out.view({tokens, n_heads_ * head_dim_});
-  Tensor dout = Tensor::empty(saved.out.shape(), x.dtype());
+  Tensor dout = Tensor::empty(saved.out.shape(), x.dtype(), x.device());
   Tensor dout_flat = dout.view({tokens, n_heads_ * head_dim_});
   wo_.backward(out, dy, &dout_flat, false, stream);
-  Tensor dq = Tensor::empty(saved.q.shape(), x.dtype());
-  Tensor dk = Tensor::empty(saved.k.shape(), x.dtype());
-  Tensor dv = Tensor::empty(saved.v.shape(), x.dtype());
+  Tensor dq = Tensor::empty(saved.q.shape(), x.dtype(), x.device());
+  Tensor dk = Tensor::empty(saved.k.shape(), x.dtype(), x.device());
+  Tensor dv = Tensor::empty(saved.v.shape(), x.dtype(), x.device());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   ops::attention_backward(dout, saved.q, saved.k, saved.v, saved.out, saved.lse, scale, dq, dk, dv,
                           stream);

@@ -27,15 +27,15 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   const int64_t tokens = x.dim(0), d_model = x.dim(1);
   const DType dtype = x.dtype();
   saved.x = x;
-  saved.attn_in = Tensor::empty({tokens, d_model}, dtype);
-  saved.attn_rstd = Tensor::empty({tokens}, dtype);
+  saved.attn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
+  saved.attn_rstd = Tensor::empty({tokens}, dtype, x.device());
   ops::rmsnorm_forward(x, attn_norm_.value, norm_eps_, saved.attn_in, saved.attn_rstd, stream);
-  saved.h = Tensor::empty({tokens, d_model}, dtype);
+  saved.h = Tensor::empty({tokens, d_model}, dtype, x.device());
   attention_.forward(saved.attn_in, positions, batch, saved.attn, saved.h, stream);
   ops::add(saved.h, x, saved.h, stream);
 
-  saved.ffn_in = Tensor::empty({tokens, d_model}, dtype);
-  saved.ffn_rstd = Tensor::empty({tokens}, dtype);
+  saved.ffn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
+  saved.ffn_rstd = Tensor::empty({tokens}, dtype, x.device());
   ops::rmsnorm_forward(saved.h, ffn_norm_.value, norm_eps_, saved.ffn_in, saved.ffn_rstd, stream);
   if (moe_) {
     moe_->forward(saved.ffn_in, tokens / batch, source, saved.moe, out, stream);
@@ -45,7 +45,7 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
     saved.stats = {true, router.aux_loss, router.z_loss, saved.moe.load, saved.moe.dropped,
                    rows, router.aux};
   } else {
-    saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype);
+    saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype, x.device());
     mlp_->forward(saved.ffn_in, saved.mlp, out, stream);
   }
   ops::add(out, saved.h, out, stream);
@@ -66,24 +66,24 @@ void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& s
                      const Tensor& dout, double loss_scale, Tensor& dx, Stream& stream) const {
   if (!saved.complete) {
     BlockSaved rebuilt;
-    Tensor out = Tensor::empty(saved.x.shape(), saved.x.dtype());
+    Tensor out = Tensor::empty(saved.x.shape(), saved.x.dtype(), saved.x.device());
     run_forward(saved.x, positions, batch, {&saved.stats.aux, false}, rebuilt, out, stream);
     backward(positions, batch, rebuilt, dout, loss_scale, dx, stream);
     return;
   }
   const Tensor& x = saved.x;
   const DType dtype = x.dtype();
-  Tensor dffn_in = Tensor::empty(x.shape(), dtype);
+  Tensor dffn_in = Tensor::empty(x.shape(), dtype, x.device());
   if (moe_)
     moe_->backward(saved.ffn_in, saved.moe, dout, loss_scale, dffn_in, stream);
   else
     mlp_->backward(saved.ffn_in, dout, saved.mlp, dffn_in, false, stream);
-  Tensor dh = Tensor::empty(x.shape(), dtype);
+  Tensor dh = Tensor::empty(x.shape(), dtype, x.device());
   Tensor ffn_dweight = ffn_norm_.grad;
   ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.value, saved.ffn_rstd, dh, ffn_dweight, stream);
   ops::add(dh, dout, dh, stream);
 
-  Tensor dattn_in = Tensor::empty(x.shape(), dtype);
+  Tensor dattn_in = Tensor::empty(x.shape(), dtype, x.device());
   attention_.backward(saved.attn_in, positions, saved.attn, dh, dattn_in, stream);
   Tensor attn_dweight = attn_norm_.grad;
   ops::rmsnorm_backward(dattn_in, x, attn_norm_.value, saved.attn_rstd, dx, attn_dweight, stream);

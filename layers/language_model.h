@@ -44,7 +44,7 @@ class LanguageModel {
   // entry per block of ModelOutput::layers; empty for dense blocks): the aux-loss-free expert bias
   // update, FSSDP's load history.
   virtual void end_step(const std::vector<std::vector<int64_t>>& loads) const = 0;
-  // The whole vocabulary's logits [N, V] from ModelOutput::logits; collective.
+  // The whole vocabulary's logits [N, V] from ModelOutput::logits, on the host; collective.
   virtual Tensor full_logits(const Tensor& shard, Stream& stream) const = 0;
   virtual ParameterCounts parameter_counts() const = 0;
   // Training FLOPs per token at seq_len.

@@ -29,7 +29,7 @@ Linear::Linear(ParameterStore& store, const std::string& name, int64_t in, int64
 }
 
 Tensor ones_column(int64_t rows, DType dtype, Stream& stream) {
-  Tensor ones = Tensor::empty({rows, 1}, dtype);
+  Tensor ones = Tensor::empty({rows, 1}, dtype, stream.device);
   ops::fill(ones, 1.0, stream);
   return ones;
 }

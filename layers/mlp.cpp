@@ -33,7 +33,7 @@ void Mlp::backward(const Tensor& x, const Tensor& dy, const FfnSaved& saved, Ten
     return;
   }
   // Only this MLP's part of dx is a partial sum over TP; what dx already holds is not.
-  Tensor partial = Tensor::empty(dx.shape(), dx.dtype());
+  Tensor partial = Tensor::empty(dx.shape(), dx.dtype(), dx.device());
   ffn_backward(x, dy, weights(), saved, partial, false, stream);
   all_reduce_sum(tp_, partial, stream);
   ops::add(dx, partial, dx, stream);

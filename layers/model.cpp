@@ -61,13 +61,14 @@ static std::vector<double> full_vocab_lse(const Tensor& shard_lse, Communicator*
                                           Stream& stream) {
   const int64_t rows = shard_lse.numel();
   const int ranks = group_size(tp);
-  Tensor all = Tensor::empty({rows * ranks}, shard_lse.dtype());
+  Tensor all = Tensor::empty({rows * ranks}, shard_lse.dtype(), shard_lse.device());
   if (ranks > 1)
     tp->all_gather(shard_lse, all, stream);
   else
     all = shard_lse;
   Tensor all64 = Tensor::empty({rows * ranks}, DType::f64);
-  ops::convert(all, all64, stream);
+  Stream host;
+  ops::convert(ops::to_host(all, stream), all64, host);
   const double* l = all64.data<double>();
   std::vector<double> lse(rows);
   for (int64_t n = 0; n < rows; ++n) {
@@ -80,11 +81,11 @@ static std::vector<double> full_vocab_lse(const Tensor& shard_lse, Communicator*
   return lse;
 }
 
-static Tensor positions_for(int64_t batch, int64_t seq_len) {
+static Tensor positions_for(int64_t batch, int64_t seq_len, Device device, Stream& stream) {
   Tensor positions = Tensor::empty({batch * seq_len}, DType::i32);
   for (int64_t n = 0; n < batch * seq_len; ++n)
     positions.data<int32_t>()[n] = static_cast<int32_t>(n % seq_len);
-  return positions;
+  return ops::to_device(positions, device, stream);
 }
 
 Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream& stream) {
@@ -94,16 +95,19 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
   const int64_t batch = inputs.dim(0), seq_len = inputs.dim(1), tokens = batch * seq_len;
   MOE_CHECK(seq_len <= config_.model.max_seq_len, "Model::forward: sequence of ", seq_len,
             " tokens exceeds model.max_seq_len = ", config_.model.max_seq_len);
-  check_ids(inputs, "inputs", config_.model.vocab_size, false);
-  check_ids(targets, "targets", config_.model.vocab_size, true);
   Saved& s = saved_ = Saved{};
-  s.inputs = inputs.view({tokens});
-  s.targets = targets.view({tokens});
-  s.positions = positions_for(batch, seq_len);
+  // Ids are checked on the host, then live where the model does.
+  s.host_targets = ops::to_host(targets, stream).view({tokens});
+  check_ids(ops::to_host(inputs, stream), "inputs", config_.model.vocab_size, false);
+  check_ids(s.host_targets, "targets", config_.model.vocab_size, true);
+  const Device device = store_.device();
+  s.inputs = ops::to_device(inputs, device, stream).view({tokens});
+  s.targets = ops::to_device(targets, device, stream).view({tokens});
+  s.positions = positions_for(batch, seq_len, device, stream);
   s.batch = batch;
   s.blocks.resize(blocks_.size());
   s.stats.resize(blocks_.size());
-  Tensor x = Tensor::empty({tokens, config_.model.d_model}, store_.dtype());
+  Tensor x = Tensor::empty({tokens, config_.model.d_model}, store_.dtype(), device);
   ops::embedding_forward(s.inputs, embedding_.value, vocab_start_, x, stream);
   all_reduce_sum(tp_, x, stream);
   return x;
@@ -116,7 +120,7 @@ Tensor Model::forward_blocks(int begin, int end, const Tensor& input, bool keep_
              "Model::forward_blocks(", begin, ", ", end, ") outside a forward");
   Tensor x = input;
   for (int i = begin; i < end; ++i) {
-    Tensor out = Tensor::empty(x.shape(), x.dtype());
+    Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
     blocks_[i]->forward(x, s.positions, s.batch, config_.train.recompute, keep_for_backward,
                         s.blocks[i], out, stream);
     s.stats[i] = s.blocks[i].stats;
@@ -131,6 +135,7 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
   MOE_ASSERT(s.inputs.defined(), "Model::finish_forward outside a forward");
   const int64_t tokens = x.dim(0), d_model = config_.model.d_model;
   const DType dtype = store_.dtype();
+  const Device device = store_.device();
   ModelOutput result;
   for (const BlockStats& stats : s.stats) {
     result.layers.push_back(stats);
@@ -138,27 +143,29 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
     result.z_loss += stats.z_loss;
   }
   s.final_in = x;
-  s.final_rstd = Tensor::empty({tokens}, dtype);
-  s.normed = Tensor::empty({tokens, d_model}, dtype);
+  s.final_rstd = Tensor::empty({tokens}, dtype, device);
+  s.normed = Tensor::empty({tokens, d_model}, dtype, device);
   ops::rmsnorm_forward(x, final_norm_.value, static_cast<float>(config_.model.norm_eps), s.normed,
                        s.final_rstd, stream);
-  s.logits = Tensor::empty({tokens, vocab_shard_}, dtype);
+  s.logits = Tensor::empty({tokens, vocab_shard_}, dtype, device);
   if (lm_head_)
     lm_head_->forward(s.normed, s.logits, stream);
   else
     ops::matmul(s.normed, embedding_.value, s.logits, false, true, 1.0f, 0.0f, stream);
-  Tensor target_logits = Tensor::empty({tokens}, dtype), shard_lse = Tensor::empty({tokens}, dtype);
+  Tensor target_logits = Tensor::empty({tokens}, dtype, device);
+  Tensor shard_lse = Tensor::empty({tokens}, dtype, device);
   ops::cross_entropy_forward(s.logits, s.targets, ignore_index, vocab_start_, target_logits,
                              shard_lse, stream);
   all_reduce_sum(tp_, target_logits, stream);
   const std::vector<double> lse = full_vocab_lse(shard_lse, tp_, stream);
-  Tensor lse64 = Tensor::from_vector<double>({tokens}, lse);
-  s.lse = Tensor::empty({tokens}, dtype);
-  ops::convert(lse64, s.lse, stream);
+  Stream host;
+  Tensor lse_host = Tensor::empty({tokens}, dtype);
+  ops::convert(Tensor::from_vector<double>({tokens}, lse), lse_host, host);
+  s.lse = ops::to_device(lse_host, device, stream);
 
   Tensor target64 = Tensor::empty({tokens}, DType::f64);
-  ops::convert(target_logits, target64, stream);
-  const int32_t* t = s.targets.data<int32_t>();
+  ops::convert(ops::to_host(target_logits, stream), target64, host);
+  const int32_t* t = s.host_targets.data<int32_t>();
   double sum = 0;
   for (int64_t n = 0; n < tokens; ++n) {
     if (t[n] == ignore_index) continue;
@@ -185,12 +192,13 @@ Tensor Model::begin_backward(double loss_scale, Stream& stream) {
   MOE_ASSERT(s.logits.defined(), "Model::backward without a forward that kept its activations");
   const int64_t tokens = s.logits.dim(0), d_model = config_.model.d_model;
   const DType dtype = store_.dtype();
-  Tensor dlogits = Tensor::empty(s.logits.shape(), dtype);
+  const Device device = store_.device();
+  Tensor dlogits = Tensor::empty(s.logits.shape(), dtype, device);
   const double grad_scale =
       s.counted_targets > 0 ? loss_scale / static_cast<double>(s.counted_targets) : 0.0;
   ops::cross_entropy_backward(s.logits, s.targets, s.lse, ignore_index, vocab_start_,
                               static_cast<float>(grad_scale), dlogits, stream);
-  Tensor dnormed = Tensor::empty({tokens, d_model}, dtype);
+  Tensor dnormed = Tensor::empty({tokens, d_model}, dtype, device);
   if (lm_head_) {
     lm_head_->backward(s.normed, dlogits, &dnormed, false, stream);
   } else {
@@ -199,7 +207,7 @@ Tensor Model::begin_backward(double loss_scale, Stream& stream) {
       ops::matmul(dlogits, s.normed, embedding_.grad, true, false, 1.0f, 1.0f, stream);
   }
   all_reduce_sum(tp_, dnormed, stream);
-  Tensor dx = Tensor::empty({tokens, d_model}, dtype);
+  Tensor dx = Tensor::empty({tokens, d_model}, dtype, device);
   ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.value, s.final_rstd, dx, final_norm_.grad,
                         stream);
   return dx;
@@ -214,7 +222,7 @@ Tensor Model::backward_blocks(int begin, int end, const Tensor& dout, double los
   for (int i = end; i-- > begin;) {
     MOE_ASSERT(s.blocks[i].x.defined(), "Model::backward_blocks: block ", i,
                " kept no activations");
-    Tensor dprev = Tensor::empty(dout.shape(), dout.dtype());
+    Tensor dprev = Tensor::empty(dout.shape(), dout.dtype(), dout.device());
     blocks_[i]->backward(s.positions, s.batch, s.blocks[i], grad, loss_scale, dprev, stream);
     s.blocks[i] = BlockSaved{};
     grad = dprev;
@@ -259,10 +267,11 @@ std::vector<std::vector<Parameter*>> Model::fssdp_parameters() const {
 
 Tensor Model::full_logits(const Tensor& shard, Stream& stream) const {
   const int ranks = group_size(tp_);
-  if (ranks == 1) return shard;
+  if (ranks == 1) return ops::to_host(shard, stream);
   const int64_t rows = shard.dim(0);
-  Tensor blocks = Tensor::empty({ranks * rows, vocab_shard_}, shard.dtype());
-  tp_->all_gather(shard, blocks, stream);
+  Tensor gathered = Tensor::empty({ranks * rows, vocab_shard_}, shard.dtype(), shard.device());
+  tp_->all_gather(shard, gathered, stream);
+  const Tensor blocks = ops::to_host(gathered, stream);
   // Block r holds columns [r * shard, (r + 1) * shard) of every row.
   Tensor full = Tensor::empty({rows, ranks * vocab_shard_}, shard.dtype());
   const int64_t row_bytes = vocab_shard_ * static_cast<int64_t>(dtype_size(shard.dtype()));

@@ -76,7 +76,8 @@ class Model : public LanguageModel {
   std::unique_ptr<Linear> lm_head_;  // null when tied
 
   struct Saved {
-    Tensor inputs, targets, positions;
+    Tensor inputs, targets, positions;  // where the model lives
+    Tensor host_targets;                // to count the loss's targets on the host
     int64_t batch = 0;
     std::vector<BlockSaved> blocks;
     std::vector<BlockStats> stats;

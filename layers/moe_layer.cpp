@@ -42,9 +42,9 @@ std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtyp
                  " is not among the ones this rank owns");
       w = experts_.expert(static_cast<int>(owned++));
     } else {
-      w.w_gate = Tensor::empty({hidden, d_model}, dtype);
-      w.w_up = Tensor::empty({hidden, d_model}, dtype);
-      w.w_down = Tensor::empty({d_model, hidden}, dtype);
+      w.w_gate = Tensor::empty({hidden, d_model}, dtype, stream.device);
+      w.w_up = Tensor::empty({hidden, d_model}, dtype, stream.device);
+      w.w_down = Tensor::empty({d_model, hidden}, dtype, stream.device);
     }
     chunks[e] = {w.w_gate, w.w_up, w.w_down};
     held.push_back(w);
@@ -71,53 +71,55 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   const int k = config_.top_k, experts = config_.num_experts;
   router_.forward(x, seq_len, source, saved.router, stream);
 
-  Tensor all_slots = Tensor::empty({tokens * k}, DType::i32);
-  Tensor counts = Tensor::empty({experts}, DType::i64);
+  Tensor all_slots = Tensor::empty({tokens * k}, DType::i32, x.device());
+  Tensor counts = Tensor::empty({experts}, DType::i64, x.device());
   ops::moe_sort_by_expert(saved.router.expert_ids, experts, all_slots, counts, stream);
-  saved.load = counts.to_vector<int64_t>();
+  const Tensor host_counts = ops::to_host(counts, stream);  // sizes the exchange and the GEMMs
+  saved.load = host_counts.to_vector<int64_t>();
+  std::vector<int64_t> rows_per_expert = saved.load;
   Tensor sorted_slots = all_slots;
   saved.dropped = 0;
   if (config_.capacity_factor > 0) {
     const auto capacity = static_cast<int64_t>(
         std::ceil(static_cast<double>(k) * tokens / experts * config_.capacity_factor));
-    Tensor kept = Tensor::empty({tokens * k}, DType::i32);
-    Tensor kept_counts = Tensor::empty({experts}, DType::i64);
+    Tensor kept = Tensor::empty({tokens * k}, DType::i32, x.device());
+    Tensor kept_counts = Tensor::empty({experts}, DType::i64, x.device());
     const ops::DropPolicy policy =
         config_.drop_policy == "position" ? ops::DropPolicy::position : ops::DropPolicy::probs;
-    const int64_t rows = ops::moe_apply_capacity(all_slots, counts, saved.router.probs, capacity,
-                                                 policy, kept, kept_counts, stream);
+    const int64_t rows = ops::moe_apply_capacity(all_slots, host_counts, saved.router.probs,
+                                                 capacity, policy, kept, kept_counts, stream);
     sorted_slots = kept.narrow(0, rows);
-    counts = kept_counts;
+    rows_per_expert = ops::to_host(kept_counts, stream).to_vector<int64_t>();
     saved.dropped = tokens * k - rows;
   }
   if (fssdp_) {
     saved.holders = fssdp_->plan(fssdp_layer_);
     saved.held = materialize(saved.holders, x.dtype(), stream);
-    saved.plan = dispatcher_.plan_replicas(sorted_slots, counts.to_vector<int64_t>(), saved.holders,
+    saved.plan = dispatcher_.plan_replicas(sorted_slots, rows_per_expert, saved.holders,
                                            fssdp_->topology(), stream);
   } else {
-    saved.plan = dispatcher_.plan(sorted_slots, counts.to_vector<int64_t>(), stream);
+    saved.plan = dispatcher_.plan(sorted_slots, rows_per_expert, stream);
   }
   saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
   const int64_t rows = saved.permuted.dim(0);
-  saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype());
-  saved.expert_out = Tensor::empty({rows, d_model}, x.dtype());
+  saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype(), x.device());
+  saved.expert_out = Tensor::empty({rows, d_model}, x.dtype(), x.device());
   experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
                    stream, impl, fssdp_ ? &saved.held : nullptr);
   if (fssdp_ && fssdp_->rematerialize()) saved.held.clear();  // gathered again in backward
-  saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype());
+  saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype(), x.device());
   dispatcher_.combine(saved.expert_out, saved.plan, saved.y_slots, stream);
   ops::moe_combine(saved.y_slots, saved.router.probs, y, stream);
 
   if (shared_) {
-    saved.shared = ffn_saved_for(tokens, shared_->hidden(), x.dtype());
-    saved.shared_out = Tensor::empty({tokens, d_model}, x.dtype());
+    saved.shared = ffn_saved_for(tokens, shared_->hidden(), x.dtype(), x.device());
+    saved.shared_out = Tensor::empty({tokens, d_model}, x.dtype(), x.device());
     shared_->forward(x, saved.shared, saved.shared_out, stream);
     Tensor gated = saved.shared_out;
     if (shared_gate_) {
-      saved.shared_gate = Tensor::empty({tokens, 1}, x.dtype());
+      saved.shared_gate = Tensor::empty({tokens, 1}, x.dtype(), x.device());
       shared_gate_->forward(x, saved.shared_gate, stream);
-      gated = Tensor::empty({tokens, d_model}, x.dtype());
+      gated = Tensor::empty({tokens, d_model}, x.dtype(), x.device());
       ops::sigmoid_gate_forward(saved.shared_out, saved.shared_gate, gated, stream);
     }
     ops::add(y, gated, y, stream);
@@ -128,20 +130,20 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
                         Tensor& dx, Stream& stream, ExpertsImpl impl) const {
   const int64_t tokens = x.dim(0);
   const int k = config_.top_k;
-  Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype());
-  Tensor dprobs = Tensor::empty(saved.router.probs.shape(), x.dtype());
+  Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype(), x.device());
+  Tensor dprobs = Tensor::empty(saved.router.probs.shape(), x.dtype(), x.device());
   ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
-  Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype());
+  Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype(), x.device());
   std::vector<FfnWeights> held = saved.held;
   if (fssdp_ && fssdp_->rematerialize()) held = materialize(saved.holders, x.dtype(), stream);
   const int rank = fssdp_ ? fssdp_->rank() : 0;
   for (size_t j = 0; j < held.size(); ++j) {
     if (saved.holders.owner[saved.plan.local_experts[j]] == rank) continue;
     FfnWeights& copy = held[j];  // a copy's gradient starts at zero for each backward
-    copy.dw_gate = Tensor::zeros(copy.w_gate.shape(), copy.w_gate.dtype());
-    copy.dw_up = Tensor::zeros(copy.w_up.shape(), copy.w_up.dtype());
-    copy.dw_down = Tensor::zeros(copy.w_down.shape(), copy.w_down.dtype());
+    copy.dw_gate = ops::zeros(copy.w_gate.shape(), copy.w_gate.dtype(), x.device(), stream);
+    copy.dw_up = ops::zeros(copy.w_up.shape(), copy.w_up.dtype(), x.device(), stream);
+    copy.dw_down = ops::zeros(copy.w_down.shape(), copy.w_down.dtype(), x.device(), stream);
   }
   experts_.backward(saved.permuted, saved.plan.expert_counts, dexpert_out, saved.experts, dpermuted,
                     stream, impl, fssdp_ ? &held : nullptr);
@@ -152,8 +154,8 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   if (!shared_) return;
   Tensor dshared = dy;
   if (shared_gate_) {
-    dshared = Tensor::empty(dy.shape(), x.dtype());
-    Tensor dgate = Tensor::empty(saved.shared_gate.shape(), x.dtype());
+    dshared = Tensor::empty(dy.shape(), x.dtype(), x.device());
+    Tensor dgate = Tensor::empty(saved.shared_gate.shape(), x.dtype(), x.device());
     ops::sigmoid_gate_backward(dy, saved.shared_out, saved.shared_gate, dshared, dgate, stream);
     shared_gate_->backward(x, dgate, &dx, true, stream);
   }

@@ -22,10 +22,11 @@ Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& 
       skew[e] = config.router_skew *
                 (1.0 - static_cast<double>(e) / std::max<int64_t>(num_experts_ - 1, 1)) /
                 num_experts_;
-    const Tensor host = Tensor::from_vector<double>({num_experts_}, skew);
-    skew_ = Tensor::empty({num_experts_}, store.dtype());
-    Stream stream;
-    ops::convert(host, skew_, stream);
+    const Tensor wide = Tensor::from_vector<double>({num_experts_}, skew);
+    Tensor host = Tensor::empty({num_experts_}, store.dtype());
+    Stream stream{store.device(), nullptr};
+    ops::convert(wide, host, stream);
+    skew_ = ops::to_device(host, store.device(), stream);
   }
 }
 
@@ -51,7 +52,7 @@ Tensor Router::selection_bias(Stream& stream) const {
   const Tensor learned = expert_bias_ ? expert_bias_->value : Tensor();
   if (!skew_.defined()) return learned;
   if (!learned.defined()) return skew_;
-  Tensor sum = Tensor::empty(skew_.shape(), skew_.dtype());
+  Tensor sum = Tensor::empty(skew_.shape(), skew_.dtype(), skew_.device());
   ops::add(skew_, learned, sum, stream);
   return sum;
 }
@@ -65,13 +66,15 @@ void Router::begin_step(Communicator* dp_group) const {
 AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Stream& stream) const {
   if (source.reuse) return *source.reuse;
   const int64_t tokens = saved.expert_ids.dim(0), groups = tokens / saved.group;
-  Tensor counts = Tensor::empty({groups, num_experts_}, DType::i64);
+  Tensor device_counts =
+      Tensor::empty({groups, num_experts_}, DType::i64, saved.expert_ids.device());
   ops::moe_expert_counts(saved.expert_ids, saved.group,
-                         config_.aux_loss_norm == "switch" ? 1 : options_.k, counts, stream);
-  AuxCounts aux{Tensor::empty(counts.shape(), DType::f64), saved.group};
+                         config_.aux_loss_norm == "switch" ? 1 : options_.k, device_counts, stream);
+  AuxCounts aux{Tensor::empty(device_counts.shape(), DType::f64), saved.group};
   if (config_.aux_loss_type == "global_batch" && source.training) {
     const int ranks = dp_group_ ? dp_group_->size() : 1;
-    if (ranks > 1) dp_group_->all_reduce(counts, ReduceOp::sum, stream);
+    if (ranks > 1) dp_group_->all_reduce(device_counts, ReduceOp::sum, stream);
+    const Tensor counts = ops::to_host(device_counts, stream);
     if (!step_counts_.defined()) begin_step(dp_group_);
     ++micro_batches_;
     for (int64_t e = 0; e < num_experts_; ++e) {
@@ -82,6 +85,7 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
     aux.tokens_per_group = saved.group * ranks;
     return aux;
   }
+  const Tensor counts = ops::to_host(device_counts, stream);
   for (int64_t i = 0; i < counts.numel(); ++i)
     aux.counts.data<double>()[i] = static_cast<double>(counts.data<int64_t>()[i]);
   return aux;
@@ -92,10 +96,11 @@ void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source
   const int64_t tokens = x.dim(0);
   const int k = options_.k;
   const DType dtype = x.dtype();
-  saved.logits = Tensor::empty({tokens, num_experts_}, dtype);
-  saved.scores = Tensor::empty({tokens, num_experts_}, dtype);
-  saved.probs = Tensor::empty({tokens, k}, dtype);
-  saved.expert_ids = Tensor::empty({tokens, k}, DType::i32);
+  const Device device = x.device();
+  saved.logits = Tensor::empty({tokens, num_experts_}, dtype, device);
+  saved.scores = Tensor::empty({tokens, num_experts_}, dtype, device);
+  saved.probs = Tensor::empty({tokens, k}, dtype, device);
+  saved.expert_ids = Tensor::empty({tokens, k}, DType::i32, device);
   gate_.forward(x, saved.logits, stream);
   const Tensor bias = selection_bias(stream);
   ops::router_topk_forward(saved.logits, bias, options_, saved.probs, saved.expert_ids,
@@ -104,16 +109,17 @@ void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source
   saved.group = config_.aux_loss_type == "sequence" ? seq_len : tokens;
   const int64_t groups = tokens / saved.group;
   saved.aux = count(saved, source, stream);
-  Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype);
+  Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype, device);
   ops::group_sum(saved.scores, saved.group, score_sums, stream);
   const Tensor weights = aux_weights(saved.aux, saved.group, k, config_.aux_loss_norm, DType::f64);
   Tensor sums64 = Tensor::empty(score_sums.shape(), DType::f64);
-  ops::convert(score_sums, sums64, stream);
+  Stream host;
+  ops::convert(ops::to_host(score_sums, stream), sums64, host);
   saved.aux_loss = 0;
   for (int64_t i = 0; i < weights.numel(); ++i)
     saved.aux_loss += weights.data<double>()[i] * sums64.data<double>()[i];
 
-  saved.lse = Tensor::empty({tokens}, dtype);
+  saved.lse = Tensor::empty({tokens}, dtype, device);
   ops::logsumexp_rows(saved.logits, saved.lse, stream);
   saved.z_loss = ops::sum_of_squares(saved.lse, stream) / static_cast<double>(tokens);
 }
@@ -124,16 +130,18 @@ void Router::backward(const Tensor& x, const RouterSaved& saved, const Tensor& d
   const DType dtype = x.dtype();
   Tensor dscores;
   if (config_.aux_loss_coeff > 0) {
-    Tensor weights = aux_weights(saved.aux, saved.group, options_.k, config_.aux_loss_norm, dtype);
+    Tensor weights = ops::to_device(
+        aux_weights(saved.aux, saved.group, options_.k, config_.aux_loss_norm, dtype), x.device(),
+        stream);
     ops::scale(weights, static_cast<float>(config_.aux_loss_coeff * loss_scale), stream);
-    dscores = Tensor::empty(saved.scores.shape(), dtype);
+    dscores = Tensor::empty(saved.scores.shape(), dtype, x.device());
     ops::group_broadcast(weights, saved.group, dscores, stream);
   }
-  Tensor dlogits = Tensor::empty(saved.logits.shape(), dtype);
+  Tensor dlogits = Tensor::empty(saved.logits.shape(), dtype, x.device());
   ops::router_topk_backward(dprobs, dscores, saved.expert_ids, saved.scores, options_, dlogits,
                             stream);
   if (config_.z_loss_coeff > 0) {
-    Tensor dlse = Tensor::empty({tokens}, dtype);
+    Tensor dlse = Tensor::empty({tokens}, dtype, x.device());
     ops::copy(saved.lse, dlse, stream);
     ops::scale(dlse, static_cast<float>(2.0 * config_.z_loss_coeff * loss_scale / tokens), stream);
     ops::logsumexp_rows_backward(saved.logits, saved.lse, dlse, dlogits, stream);
@@ -147,14 +155,15 @@ void Router::update_expert_bias(const std::vector<int64_t>& load) const {
   double mean = 0;
   for (int64_t l : load) mean += static_cast<double>(l) / num_experts_;
   const double rate = config_.expert_bias_rate;
+  std::vector<double> steps(num_experts_);
+  for (int e = 0; e < num_experts_; ++e)
+    steps[e] = load[e] < mean ? rate : load[e] > mean ? -rate : 0.0;
+  // The steps are made on the host and added where the bias lives (bias + step in its dtype).
   Tensor& bias = expert_bias_->value;
-  for (int e = 0; e < num_experts_; ++e) {
-    const double step = load[e] < mean ? rate : load[e] > mean ? -rate : 0.0;
-    if (bias.dtype() == DType::f32)
-      bias.data<float>()[e] += static_cast<float>(step);
-    else
-      bias.data<double>()[e] += step;
-  }
+  Stream stream{bias.device(), nullptr};
+  Tensor host_steps = Tensor::empty(bias.shape(), bias.dtype());
+  ops::convert(Tensor::from_vector<double>(bias.shape(), steps), host_steps, stream);
+  ops::add(bias, ops::to_device(host_steps, bias.device(), stream), bias, stream);
 }
 
 }  // namespace moe

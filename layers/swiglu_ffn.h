@@ -18,7 +18,7 @@ struct FfnSaved {
   Tensor gate, up, hidden;
 };
 
-FfnSaved ffn_saved_for(int64_t rows, int64_t hidden, DType dtype);
+FfnSaved ffn_saved_for(int64_t rows, int64_t hidden, DType dtype, Device device = Device::cpu());
 void ffn_forward(const Tensor& x, const FfnWeights& w, FfnSaved& saved, Tensor& y, Stream& stream);
 // dx is assigned, or added to when accumulate_dx.
 void ffn_backward(const Tensor& x, const Tensor& dy, const FfnWeights& w, const FfnSaved& saved,

@@ -18,6 +18,11 @@ int64_t share_size(int64_t c, int t, int tp) {
 
 int64_t max_of(const std::vector<int64_t>& v) { return *std::max_element(v.begin(), v.end()); }
 
+// An index list built on the host, on the stream's device.
+Tensor on_device(Shape shape, const std::vector<int32_t>& values, Stream& stream) {
+  return ops::to_device(Tensor::from_vector<int32_t>(shape, values), stream.device, stream);
+}
+
 }  // namespace
 
 TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups, bool replicas)
@@ -36,11 +41,12 @@ TokenDispatcher::TokenDispatcher(int num_experts, const ParallelGroups& groups, 
 DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
                                    Stream& stream) const {
   const int experts = num_experts_, local = experts / ep_size_, tp = tp_size_;
-  const std::vector<int64_t> all = gather_counts(counts, stream);
+  const std::vector<int64_t> all = gather_counts(counts);
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();
-  const int32_t* slots = sorted_slots.data<int32_t>();
+  const Tensor host_slots = ops::to_host(sorted_slots, stream);
+  const int32_t* slots = host_slots.data<int32_t>();
   std::vector<int32_t> share_slots;
   for (int t = 0; t < tp; ++t) {
     plan.share_offset.push_back(static_cast<int64_t>(share_slots.size()));
@@ -53,13 +59,13 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
     }
     plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
   }
-  plan.share_slots = Tensor::from_vector<int32_t>({plan.rows}, share_slots);
+  plan.share_slots = on_device({plan.rows}, share_slots, stream);
   std::vector<int32_t> gather;
   const int64_t padded_share = max_of(plan.share_rows);
   for (int t = 0; t < tp; ++t)
     for (int64_t i = 0; i < plan.share_rows[t]; ++i)
       gather.push_back(static_cast<int32_t>(t * padded_share + i));
-  plan.share_gather = Tensor::from_vector<int32_t>({plan.rows}, gather);
+  plan.share_gather = on_device({plan.rows}, gather, stream);
 
   // Rows of expert `e` (local index) that TP rank t of EP rank s sends here or receives.
   auto rows_from = [&](int t, int s, int e) {
@@ -105,18 +111,18 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
       }
     }
   if (reorders())
-    plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
+    plan.expert_order = on_device({static_cast<int64_t>(order.size())}, order, stream);
   return plan;
 }
 
-std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& counts,
-                                                    Stream& stream) const {
+std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& counts) const {
   MOE_ASSERT(static_cast<int>(counts.size()) == num_experts_, "counts of ", counts.size(),
              " experts");
   if (ep_size_ == 1) return counts;
   const Tensor mine = Tensor::from_vector<int64_t>({num_experts_}, counts);
   Tensor gathered = Tensor::empty({int64_t{ep_size_} * num_experts_}, DType::i64);
-  ep_->all_gather(mine, gathered, stream);
+  Stream host;
+  ep_->host().all_gather(mine, gathered, host);
   return gathered.to_vector<int64_t>();
 }
 
@@ -128,7 +134,7 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   MOE_ASSERT(tp_size_ == 1, "FSSDP dispatch needs tp = 1");
   MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
              experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
-  const std::vector<int64_t> all = gather_counts(counts, stream);
+  const std::vector<int64_t> all = gather_counts(counts);
   // routes[s][e][d]: rows of expert e that rank s sends to rank d.
   std::vector<std::vector<std::vector<int64_t>>> routes;
   for (int s = 0; s < ranks; ++s)
@@ -143,7 +149,8 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   std::vector<int64_t> run_start(num, 0);
   for (int e = 1; e < num; ++e) run_start[e] = run_start[e - 1] + counts[e - 1];
   std::vector<int64_t> taken(num, 0);
-  const int32_t* slots = sorted_slots.data<int32_t>();
+  const Tensor host_slots = ops::to_host(sorted_slots, stream);
+  const int32_t* slots = host_slots.data<int32_t>();
   std::vector<int32_t> send_slots;
   for (int d = 0; d < ranks; ++d) {
     int64_t rows = 0;
@@ -155,12 +162,12 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
     }
     plan.send_rows.push_back(rows);
   }
-  plan.share_slots = Tensor::from_vector<int32_t>({plan.rows}, send_slots);
+  plan.share_slots = on_device({plan.rows}, send_slots, stream);
   plan.share_offset = {0};
   plan.share_rows = {plan.rows};
   std::vector<int32_t> identity(plan.rows);
   for (int64_t i = 0; i < plan.rows; ++i) identity[i] = static_cast<int32_t>(i);
-  plan.share_gather = Tensor::from_vector<int32_t>({plan.rows}, identity);
+  plan.share_gather = on_device({plan.rows}, identity, stream);
 
   // Arrival order: by source rank, then expert. Local experts: the held ones, in expert order.
   std::vector<int64_t> source_start(ranks + 1, 0);
@@ -186,14 +193,15 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
     plan.expert_counts.push_back(rows);
   }
   if (reorders())
-    plan.expert_order = Tensor::from_vector<int32_t>({static_cast<int64_t>(order.size())}, order);
+    plan.expert_order = on_device({static_cast<int64_t>(order.size())}, order, stream);
   return plan;
 }
 
 Tensor TokenDispatcher::to_expert_major(const Tensor& arrived, const DispatchPlan& plan,
                                         Stream& stream) const {
   if (!reorders()) return arrived;
-  Tensor rows = Tensor::empty({plan.expert_order.numel(), arrived.dim(1)}, arrived.dtype());
+  Tensor rows =
+      Tensor::empty({plan.expert_order.numel(), arrived.dim(1)}, arrived.dtype(), arrived.device());
   ops::moe_permute(arrived, plan.expert_order, 1, rows, stream);
   return rows;
 }
@@ -201,7 +209,7 @@ Tensor TokenDispatcher::to_expert_major(const Tensor& arrived, const DispatchPla
 Tensor TokenDispatcher::to_arrival_order(const Tensor& rows, const DispatchPlan& plan,
                                          Stream& stream) const {
   if (!reorders()) return rows;
-  Tensor arrived = Tensor::empty({plan.arrived, rows.dim(1)}, rows.dtype());
+  Tensor arrived = Tensor::empty({plan.arrived, rows.dim(1)}, rows.dtype(), rows.device());
   ops::moe_permute_backward(rows, plan.expert_order, 1, arrived, stream);
   return arrived;
 }
@@ -210,7 +218,7 @@ Tensor TokenDispatcher::exchange(const Tensor& rows, const std::vector<int64_t>&
                                  const std::vector<int64_t>& recv, Stream& stream) const {
   if (ep_size_ == 1) return rows;
   const int64_t total = std::accumulate(recv.begin(), recv.end(), int64_t{0});
-  Tensor out = Tensor::empty({total, rows.dim(1)}, rows.dtype());
+  Tensor out = Tensor::empty({total, rows.dim(1)}, rows.dtype(), rows.device());
   ep_->all_to_all_v(rows, send, out, recv, stream);
   return out;
 }
@@ -218,10 +226,10 @@ Tensor TokenDispatcher::exchange(const Tensor& rows, const std::vector<int64_t>&
 Tensor TokenDispatcher::gather_over_tp(const Tensor& rows, const std::vector<int64_t>& sizes,
                                        Stream& stream) const {
   const int64_t block = max_of(sizes), width = rows.dim(1);
-  Tensor padded = Tensor::zeros({block, width}, rows.dtype());
+  Tensor padded = ops::zeros({block, width}, rows.dtype(), rows.device(), stream);
   Tensor head = padded.narrow(0, rows.dim(0));
   ops::copy(rows, head, stream);
-  Tensor out = Tensor::empty({block * tp_size_, width}, rows.dtype());
+  Tensor out = Tensor::empty({block * tp_size_, width}, rows.dtype(), rows.device());
   tp_->all_gather(padded, out, stream);
   return out;
 }
@@ -229,7 +237,7 @@ Tensor TokenDispatcher::gather_over_tp(const Tensor& rows, const std::vector<int
 Tensor TokenDispatcher::reduce_scatter_over_tp(const Tensor& padded,
                                                const std::vector<int64_t>& sizes,
                                                Stream& stream) const {
-  Tensor mine = Tensor::empty({max_of(sizes), padded.dim(1)}, padded.dtype());
+  Tensor mine = Tensor::empty({max_of(sizes), padded.dim(1)}, padded.dtype(), padded.device());
   tp_->reduce_scatter(padded, mine, ReduceOp::sum, stream);
   return mine.narrow(0, sizes[tp_rank_]);
 }
@@ -238,7 +246,7 @@ Tensor TokenDispatcher::all_shares(const Tensor& mine, const DispatchPlan& plan,
                                    Stream& stream) const {
   if (tp_size_ == 1) return mine;
   const Tensor padded = gather_over_tp(mine, plan.share_rows, stream);
-  Tensor rows = Tensor::empty({plan.rows, mine.dim(1)}, mine.dtype());
+  Tensor rows = Tensor::empty({plan.rows, mine.dim(1)}, mine.dtype(), mine.device());
   ops::moe_permute(padded, plan.share_gather, 1, rows, stream);
   return rows;
 }
@@ -247,7 +255,7 @@ Tensor TokenDispatcher::dispatch(const Tensor& x, int k, const DispatchPlan& pla
                                  Stream& stream) const {
   const Tensor mine =
       plan.share_slots.narrow(plan.share_offset[tp_rank_], plan.share_rows[tp_rank_]);
-  Tensor send = Tensor::empty({mine.numel(), x.dim(1)}, x.dtype());
+  Tensor send = Tensor::empty({mine.numel(), x.dim(1)}, x.dtype(), x.device());
   ops::moe_permute(x, mine, k, send, stream);
   Tensor arrived = exchange(send, plan.send_rows, plan.recv_rows, stream);
   if (gathers_experts()) arrived = gather_over_tp(arrived, plan.arrived_rows, stream);
@@ -265,7 +273,7 @@ void TokenDispatcher::combine(const Tensor& expert_out, const DispatchPlan& plan
 
 Tensor TokenDispatcher::combine_backward(const Tensor& dy_slots, const DispatchPlan& plan,
                                          Stream& stream) const {
-  Tensor drows = Tensor::empty({plan.rows, dy_slots.dim(1)}, dy_slots.dtype());
+  Tensor drows = Tensor::empty({plan.rows, dy_slots.dim(1)}, dy_slots.dtype(), dy_slots.device());
   ops::moe_unpermute_backward(dy_slots, plan.share_slots, drows, stream);
   const Tensor mine = drows.narrow(plan.share_offset[tp_rank_], plan.share_rows[tp_rank_]);
   Tensor arrived = exchange(mine, plan.send_rows, plan.recv_rows, stream);

@@ -75,7 +75,7 @@ class TokenDispatcher {
 
  private:
   // Every EP rank's per-expert counts, all[s * E + e] (one all-gather).
-  std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts, Stream& stream) const;
+  std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts) const;  // host, over ep
   // a2a over EP of this rank's rows: forward sends send_rows and receives recv_rows.
   Tensor exchange(const Tensor& rows, const std::vector<int64_t>& send,
                   const std::vector<int64_t>& recv, Stream& stream) const;

@@ -73,6 +73,9 @@ class Communicator {
   virtual void barrier() = 0;
   // Ranks with the same color form a new communicator, ordered by key (then by rank).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  // The same ranks for host tensors (small host-side exchanges such as counts and statistics): the
+  // communicator itself for MPI, its MPI twin for NCCL.
+  virtual Communicator& host() { return *this; }
 
   const CommVolume& volume() const { return volume_; }
   void reset_volume() { volume_ = {}; }

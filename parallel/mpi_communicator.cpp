@@ -20,7 +20,7 @@ namespace {
 
 void expect_host(const char* op, const char* arg, const Tensor& t) {
   MOE_CHECK(t.defined(), op, ": '", arg, "' is an undefined tensor");
-  MOE_CHECK(t.is_cpu(), op, ": '", arg, "' is ", t.str(),
+  MOE_CHECK(t.is_cpu() || device_memory_is_host(), op, ": '", arg, "' is ", t.str(),
             ", but the MPI communicator works on host tensors only");
 }
 
@@ -237,7 +237,7 @@ namespace {
 // This rank's place among the group's ranks on its node, and their number; {0, 1} for a group that
 // is not an MPI one.
 std::pair<int, int> node_rank_and_size(Communicator& group) {
-  auto* mpi = dynamic_cast<MpiCommunicator*>(&group);
+  auto* mpi = dynamic_cast<MpiCommunicator*>(&group.host());
   if (!mpi) return {0, 1};
   MPI_Comm node = MPI_COMM_NULL;
   MOE_MPI_CHECK(
@@ -254,14 +254,14 @@ std::pair<int, int> node_rank_and_size(Communicator& group) {
 int node_local_rank(Communicator& group) { return node_rank_and_size(group).first; }
 
 int ranks_per_node(Communicator& group) {
-  if (!dynamic_cast<MpiCommunicator*>(&group)) return 0;
+  if (!dynamic_cast<MpiCommunicator*>(&group.host())) return 0;
   const auto [node_rank, node_size] = node_rank_and_size(group);
   // Uniform: the same size everywhere; consecutive: rank r is the (r mod size)-th of its node.
   Tensor sizes = Tensor::from_vector<int64_t>({2}, {node_size, -node_size});
   Tensor placed = Tensor::from_vector<int64_t>({1}, {group.rank() % node_size == node_rank});
   Stream stream;
-  group.all_reduce(sizes, ReduceOp::max, stream);
-  group.all_reduce(placed, ReduceOp::min, stream);
+  group.host().all_reduce(sizes, ReduceOp::max, stream);
+  group.host().all_reduce(placed, ReduceOp::min, stream);
   const bool uniform = sizes.data<int64_t>()[0] == -sizes.data<int64_t>()[1];
   return uniform && placed.data<int64_t>()[0] == 1 ? node_size : 0;
 }

@@ -3,7 +3,7 @@
 // Decisions:
 // - Bootstrapped over MPI: rank 0 of the group makes the unique id, MPI broadcasts it, every rank
 //   joins on its own device. The MPI communicator of the same ranks is kept for what lives on the
-//   host (exchange_counts, barrier) and to split.
+//   host (exchange_counts, barrier, host()) and to split.
 // - all_to_all_v and send_recv are grouped ncclSend/ncclRecv (NCCL has no all-to-all-v), moved as
 //   bytes, so any dtype works; reductions take f32, f64, bf16, f16, i32 and i64.
 // - Even a one-rank communicator makes its NCCL calls (NCCL handles one rank), so a machine with
@@ -45,6 +45,7 @@ class NcclCommunicator final : public Communicator {
   void broadcast(Tensor& x, int root, Stream& stream) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  Communicator& host() override { return *group_; }
 
  private:
   void expect_here(const char* op, const char* arg, const Tensor& t) const;

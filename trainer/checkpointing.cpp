@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "kernels/ops.h"
 #include "upcycling/bts_model.h"
 
 namespace moe {
@@ -16,10 +17,57 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
   return checkpoint.resume;
 }
 
+namespace {
+
+// The training state as HDF5 needs it, in host memory: the live state for a store on the host, a
+// copy of it for one on a GPU or for a background write (which must not see training go on).
+struct HostState {
+  std::shared_ptr<ParameterStore> copy;  // null when `store` is the live one
+  ParameterStore* store = nullptr;
+  std::vector<MomentRun> moments;
+};
+
+HostState host_state(TrainerState& state, bool copy) {
+  HostState host{nullptr, &state.store, state.optimizer.moment_runs()};
+  if (!copy && state.store.device().is_cpu()) return host;
+  host.copy = state.store.snapshot();
+  host.store = host.copy.get();
+  Stream stream{state.store.device(), nullptr};
+  for (MomentRun& run : host.moments) {
+    run.exp_avg = ops::host_copy(run.exp_avg, stream);
+    run.exp_avg_sq = ops::host_copy(run.exp_avg_sq, stream);
+    // The copy's parameter: FSSDP resharding may change the live one's placement while a
+    // background save is being written.
+    run.parameter = &std::as_const(*host.copy).find(run.parameter->name);
+  }
+  return host;
+}
+
+// After loading into a host copy: its values, buffers and (when loaded) moments go to the live
+// state.
+void copy_back(const HostState& host, TrainerState& state, bool moments) {
+  if (!host.copy) return;
+  Stream stream{state.store.device(), nullptr};
+  ops::copy(host.copy->values(), state.store.values(), stream);
+  for (size_t i = 0; i < host.copy->buffers().size(); ++i)
+    ops::copy(host.copy->buffers()[i].value, state.store.buffers()[i].value, stream);
+  const std::vector<MomentRun> live =
+      moments ? state.optimizer.moment_runs() : std::vector<MomentRun>{};
+  for (size_t i = 0; i < live.size(); ++i) {
+    Tensor m = live[i].exp_avg, v = live[i].exp_avg_sq;
+    ops::copy(host.moments[i].exp_avg, m, stream);
+    ops::copy(host.moments[i].exp_avg_sq, v, stream);
+  }
+  ops::synchronize(stream);
+}
+
+}  // namespace
+
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
-  const CheckpointMeta meta =
-      load_checkpoint(dir, {&state.store, true, state.optimizer.moment_runs()}, state.groups,
-                      bts_checkpoint_changes(dir, state.config));
+  const HostState host = host_state(state, false);
+  const CheckpointMeta meta = load_checkpoint(dir, {host.store, true, host.moments}, state.groups,
+                                              bts_checkpoint_changes(dir, state.config));
+  copy_back(host, state, true);
   if (meta.has_optimizer_state) state.optimizer.set_steps_taken(meta.step);
   state.loader.set_train_position(meta.consumed_samples);
   return meta;
@@ -55,9 +103,16 @@ std::string write(const CheckpointConfig& checkpoint, const RankState& rank_stat
 
 }  // namespace
 
+void load_weights(TrainerState& state, const std::string& dir) {
+  const HostState host = host_state(state, false);
+  load_checkpoint(dir, {host.store, false, {}}, state.groups);
+  copy_back(host, state, false);
+}
+
 std::string save_state(TrainerState& state, int64_t step) {
-  return write(state.config.checkpoint, {&state.store, true, state.optimizer.moment_runs()},
-               meta_of(state, step), state.groups);
+  const HostState host = host_state(state, false);
+  return write(state.config.checkpoint, {host.store, true, host.moments}, meta_of(state, step),
+               state.groups);
 }
 
 CheckpointWriter::CheckpointWriter(TrainerState& state, std::function<void()> before_write)
@@ -65,7 +120,7 @@ CheckpointWriter::CheckpointWriter(TrainerState& state, std::function<void()> be
   if (!state.config.checkpoint.async || state.config.checkpoint.dir.empty()) return;
   if (group_size(state.groups.world) > 1) {
     check_background_io_support();
-    io_world_ = state.groups.world->split(0, state.groups.world->rank());
+    io_world_ = state.groups.world->host().split(0, state.groups.world->rank());
     io_groups_.world = io_world_.get();
   }
 }
@@ -77,20 +132,12 @@ CheckpointWriter::~CheckpointWriter() {
 std::string CheckpointWriter::save(int64_t step) {
   if (!state_.config.checkpoint.async) return save_state(state_, step);
   finish();
-  std::shared_ptr<ParameterStore> snapshot = state_.store.snapshot();
-  std::vector<MomentRun> moments = state_.optimizer.moment_runs();
-  for (MomentRun& run : moments) {
-    run.exp_avg = run.exp_avg.clone();
-    run.exp_avg_sq = run.exp_avg_sq.clone();
-    // The snapshot's copy of the parameter: FSSDP resharding may change the live one's placement
-    // while this save is being written.
-    run.parameter = &std::as_const(*snapshot).find(run.parameter->name);
-  }
+  const HostState host = host_state(state_, true);
   const CheckpointMeta meta = meta_of(state_, step);
-  writer_ = std::thread([this, snapshot, moments, meta] {
+  writer_ = std::thread([this, host, meta] {
     try {
       if (before_write_) before_write_();
-      write(state_.config.checkpoint, {snapshot.get(), true, moments}, meta, io_groups_);
+      write(state_.config.checkpoint, {host.store, true, host.moments}, meta, io_groups_);
     } catch (...) {
       error_ = std::current_exception();
     }

@@ -38,6 +38,8 @@ std::string resume_directory(const CheckpointConfig& checkpoint);
 // Loads `dir` into the state; returns the checkpoint's metadata (its step is where training goes
 // on).
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir);
+// Loads only the weights of `dir` (init.method: load): moments and position stay as they are.
+void load_weights(TrainerState& state, const std::string& dir);
 // Saves the state after `step` optimizer steps under checkpoint.dir and prunes to keep_last.
 std::string save_state(TrainerState& state, int64_t step);
 

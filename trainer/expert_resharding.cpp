@@ -44,7 +44,8 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
   const std::vector<MomentRun> runs = optimizer.moment_runs();
   auto moments_of = [&store](const std::vector<MomentRun>& all, const Parameter* p) {
     if (p->shape.numel() == 0)  // a rank that owns none of the layer's experts
-      return std::pair(Tensor::empty({0}, store.dtype()), Tensor::empty({0}, store.dtype()));
+      return std::pair(Tensor::empty({0}, store.dtype(), store.device()),
+                       Tensor::empty({0}, store.dtype(), store.device()));
     for (const MomentRun& run : all)
       if (run.parameter == p) {
         MOE_ASSERT(run.begin == 0 && run.end == p->shape.numel(),
@@ -60,11 +61,13 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
       const int64_t size = p.shape.numel() / std::max<int64_t>(p.shape[0], 1);
       const auto [m, v] = moments_of(runs, &p);
       const Tensor values = p.value.view({p.shape.numel()});
-      for (size_t i = 0; i < p.placement.rows->size(); ++i)
-        rows[{l, static_cast<int>((*p.placement.rows)[i]), w}] = {
-            row_of(values, static_cast<int64_t>(i), size).clone(),
-            row_of(m, static_cast<int64_t>(i), size).clone(),
-            row_of(v, static_cast<int64_t>(i), size).clone()};
+      for (size_t i = 0; i < p.placement.rows->size(); ++i) {
+        std::vector<Tensor>& parts = rows[{l, static_cast<int>((*p.placement.rows)[i]), w}];
+        for (const Tensor& from : {values, m, v}) {
+          parts.push_back(Tensor::empty({size}, store.dtype(), store.device()));
+          ops::copy(row_of(from, static_cast<int64_t>(i), size), parts.back(), stream);
+        }
+      }
     }
 
   // Moving experts: old owner sends, new owner receives, in (layer, expert, weight, part) order.
@@ -84,7 +87,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
         for (int part = 0; part < kParts; ++part) {
           if (rank == from) sends.push_back({to, parts[part]});
           if (rank == to) {
-            parts[part] = Tensor::empty({size}, store.dtype());
+            parts[part] = Tensor::empty({size}, store.dtype(), store.device());
             recvs.push_back({from, parts[part]});
           }
         }

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
+      if (config.train.device == "cuda")  // NCCL between the ranks' GPUs, MPI for host exchanges
+        world_comm =
+            moe::nccl_world_communicator(moe::training_device(config.train, world_comm.get()));
       const bool bts = config.model.kind == "bts";
       // BTS: the ranks of a replica share the decoders in the place of a TP group.
       moe::ProcessGrid grid(

@@ -26,8 +26,9 @@ AdamW::AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGrou
       s.lo = s.range.begin + std::min(s.range.size(), over->rank() * s.slice);
       s.hi = std::min(s.range.end, s.lo + s.slice);
     }
-    s.m = Tensor::zeros({s.hi - s.lo}, store.dtype());
-    s.v = Tensor::zeros({s.hi - s.lo}, store.dtype());
+    Stream stream{store.device(), nullptr};
+    s.m = ops::zeros({s.hi - s.lo}, store.dtype(), store.device(), stream);
+    s.v = ops::zeros({s.hi - s.lo}, store.dtype(), store.device(), stream);
     segments_.push_back(std::move(s));
   }
 }
@@ -49,10 +50,10 @@ Tensor AdamW::owned_gradient(const Segment& s, Stream& stream) {
     return all;
   }
   const int ranks = s.shard_group->size();
-  Tensor padded = Tensor::zeros({s.slice * ranks}, store_.dtype());
+  Tensor padded = ops::zeros({s.slice * ranks}, store_.dtype(), store_.device(), stream);
   Tensor head = padded.narrow(0, s.range.size());
   ops::copy(all, head, stream);
-  Tensor mine = Tensor::empty({s.slice}, store_.dtype());
+  Tensor mine = Tensor::empty({s.slice}, store_.dtype(), store_.device());
   s.shard_group->reduce_scatter(padded, mine, ReduceOp::sum, stream);
   ops::scale(mine, average, stream);
   return mine.narrow(0, s.hi - s.lo);
@@ -97,7 +98,8 @@ double AdamW::step(double lr, Stream& stream) {
     squares += counted_squares(s, grads.back(), stream);
   }
   Tensor total = Tensor::from_vector<double>({1}, {squares});
-  all_reduce_sum(groups_.world, total, stream);
+  Stream host;
+  if (groups_.world) all_reduce_sum(&groups_.world->host(), total, host);
   const double norm = std::sqrt(total.data<double>()[0]);
   const bool clip = train_.grad_clip > 0 && norm > train_.grad_clip && std::isfinite(norm);
   ++step_;
@@ -118,8 +120,9 @@ double AdamW::step(double lr, Stream& stream) {
                       stream);
     }
     if (!s.shard_group) continue;
-    Tensor gathered = Tensor::empty({s.slice * s.shard_group->size()}, store_.dtype());
-    Tensor mine = Tensor::zeros({s.slice}, store_.dtype());
+    Tensor gathered =
+        Tensor::empty({s.slice * s.shard_group->size()}, store_.dtype(), store_.device());
+    Tensor mine = ops::zeros({s.slice}, store_.dtype(), store_.device(), stream);
     Tensor owned = mine.narrow(0, s.hi - s.lo);
     ops::copy(values.narrow(s.lo, s.hi - s.lo), owned, stream);
     s.shard_group->all_gather(mine, gathered, stream);

@@ -21,7 +21,7 @@ std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& 
     const Tensor targets = Tensor::from_vector<int32_t>(
         {1, length}, std::vector<int32_t>(length, LanguageModel::ignore_index));
     const ModelOutput out = model.forward(inputs, targets, false, stream);
-    const Tensor all_logits = model.full_logits(out.logits, stream);
+    const Tensor all_logits = model.full_logits(out.logits, stream);  // on the host
     const int64_t vocab = all_logits.dim(1);
     Tensor last = Tensor::empty({vocab}, DType::f64);
     ops::convert(all_logits.narrow(length - 1, 1).view({vocab}), last, stream);

@@ -23,7 +23,7 @@ int stop_requested(Communicator* world) {
   Tensor flag = Tensor::from_vector<int64_t>({1}, {static_cast<int64_t>(received)});
   if (group_size(world) > 1) {
     Stream stream;
-    world->all_reduce(flag, ReduceOp::max, stream);
+    world->host().all_reduce(flag, ReduceOp::max, stream);
   }
   return static_cast<int>(flag.data<int64_t>()[0]);
 }

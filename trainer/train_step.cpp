@@ -54,8 +54,10 @@ Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t s
 namespace {
 
 // Sums the step's losses and loads over the group and divides the losses by its size; tokens count
-// the whole global batch.
-void reduce_over(Communicator& group, StepStats& stats, Stream& stream) {
+// the whole global batch. Host values, over the group's host communicator.
+void reduce_over(Communicator& device_group, StepStats& stats) {
+  Communicator& group = device_group.host();
+  Stream stream;
   const double n = group.size();
   Tensor losses = Tensor::from_vector<double>({3}, {stats.lm_loss, stats.aux_loss, stats.z_loss});
   group.all_reduce(losses, ReduceOp::sum, stream);
@@ -95,7 +97,7 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
   }
   sum_partial_gradients(store, groups, stream);
   if (average) average_gradients(store, groups, stream);
-  if (group_size(groups.dp) > 1) reduce_over(*groups.dp, stats, stream);
+  if (group_size(groups.dp) > 1) reduce_over(*groups.dp, stats);
   return stats;
 }
 

@@ -16,6 +16,7 @@
 #include "kernels/op_profile.h"
 #include "kernels/ops.h"
 #include "layers/model.h"
+#include "parallel/mpi_communicator.h"
 #include "trainer/checkpointing.h"
 #include "trainer/evaluation.h"
 #include "trainer/expert_load.h"
@@ -52,6 +53,14 @@ std::string number(const char* format, double value) {
   char text[64];
   std::snprintf(text, sizeof text, format, value);
   return text;
+}
+
+// ", device peak 1234 MB in use, 1500 MB reserved" for a GPU run; empty on the CPU.
+std::string device_memory_text(Device device) {
+  if (device.is_cpu()) return "";
+  const MemoryStats s = ops::device_memory_stats(device);
+  return ", " + device.str() + " peak " + std::to_string(s.peak_in_use >> 20) + " MB in use, " +
+         std::to_string(s.peak_reserved >> 20) + " MB reserved";
 }
 
 int64_t peak_rss_mb() {
@@ -100,7 +109,7 @@ std::string expert_work_text(const StepStats& interval, Communicator& ep, Metric
   const auto layers = static_cast<int64_t>(rows.size());
   Tensor all = Tensor::empty({layers * ep.size()}, DType::f64);
   Stream stream;
-  ep.all_gather(Tensor::from_vector<double>({layers}, rows), all, stream);
+  ep.host().all_gather(Tensor::from_vector<double>({layers}, rows), all, stream);
   std::string text = " | expert work";
   for (int64_t l = 0, moe = 0; l < static_cast<int64_t>(interval.loads.size()); ++l) {
     if (interval.loads[l].empty()) continue;
@@ -120,13 +129,28 @@ std::string expert_work_text(const StepStats& interval, Communicator& ep, Metric
 
 }  // namespace
 
+Device training_device(const TrainConfig& train, Communicator* world) {
+  if (train.device == "cpu") return Device::cpu();
+  ops::init_backends();
+  const int gpus = ops::cuda_device_count();
+  MOE_CHECK(gpus > 0, "train.device = cuda, but ",
+            ops::built_with_cuda()
+                ? "no CUDA device can be used on this machine (no GPU, no driver, or "
+                  "CUDA_VISIBLE_DEVICES hides them); use train.device = cpu"
+                : "MoEForge was built without CUDA (configure with -DMOE_WITH_CUDA=ON on a "
+                  "machine with the CUDA toolkit)");
+  const int local = world ? node_local_rank(world->host()) : 0;
+  return Device::cuda(local % gpus);
+}
+
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
   std::string resume = resume_directory(requested.checkpoint);
   const Config config = resolve_model_config(requested, resume);
   const TrainConfig& train = config.train;
-  MOE_CHECK(train.device == "cpu",
-            "train.device = cuda needs the CUDA training path, which is not built yet; use cpu");
+  const Device device = training_device(train, groups.world);
+  MOE_CHECK(device.is_cpu() || config.model.kind != "bts",
+            "model.kind = bts trains on the CPU only for now; set train.device = cpu");
   const auto run_start = Clock::now();
   const int dp_size = group_size(groups.dp);
   std::unique_ptr<TokenLoader> loader =
@@ -136,12 +160,14 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
             loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
             ")");
 
-  ParameterStore store(DType::f32);
+  ParameterStore store(DType::f32, device);
   const std::unique_ptr<LanguageModel> built = make_model(config, store, groups, resume);
   LanguageModel& model = *built;
   store.allocate(static_cast<uint64_t>(train.seed));
   AdamW optimizer(store, train, groups, config.parallel.zero == 1);
-  Stream stream;
+  ops::OwnedStream owned_stream(device);
+  Stream& stream = owned_stream.get();
+  if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
 
   const ParameterCounts counts = model.parameter_counts();
   const int64_t seq_len = config.data.seq_len;
@@ -166,7 +192,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   if (resume.empty() && config.init.method == "load") {
     // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
     // branches).
-    load_checkpoint(config.init.from, {&store, false, {}}, groups);
+    load_weights(state, config.init.from);
     MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
   } else if (resume.empty() && config.init.method != "scratch") {
     resume = upcycle_into(config, groups);
@@ -217,6 +243,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     stop_signal = stop_requested(groups.world);
     const bool last = step + 1 == train.steps;
     if ((step + 1) % config.log.interval == 0 || last || stop_signal) {
+      ops::synchronize(stream);  // the interval's device work is done before the clock is read
       const double n = static_cast<double>(interval.steps);
       const double tokens_per_s =
           static_cast<double>(interval.tokens) / seconds_since(interval_start);
@@ -327,7 +354,8 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
                " tok/s overall, evaluation "
                "included); final train loss ",
                number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
-               "; peak memory ", peak_rss_mb(), " MB; run ", clock_text(seconds_since(run_start)));
+               "; peak memory ", peak_rss_mb(), " MB", device_memory_text(device), "; run ",
+               clock_text(seconds_since(run_start)));
 
   if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
     const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);

@@ -35,6 +35,11 @@ struct TrainingSummary {
   std::string sample;
 };
 
+// The device this rank trains on: the CPU, or for train.device = cuda the GPU at this rank's
+// position among the ranks on its node, modulo the node's GPUs. InputError when train.device is
+// cuda and no GPU can be used (a build without CUDA, no driver or no device).
+Device training_device(const TrainConfig& train, Communicator* world);
+
 // groups: this rank's parallel groups (ProcessGrid::groups; {} trains alone). Every rank of the
 // job calls train_model with the same config; each data-parallel rank reads its slice of every
 // global batch. Only world rank 0 writes metrics and the sample; every rank logs.

@@ -70,13 +70,23 @@ template <>
 __device__ double narrow<double>(double x) {
   return x;
 }
+// A NaN keeps its sign and payload, quieted, as core/half.cpp does (the hardware conversions
+// return one canonical NaN), so both backends give the same bits.
 template <>
 __device__ __nv_bfloat16 narrow<__nv_bfloat16>(double x) {
-  return __float2bfloat16_rn(__double2float_rn(x));
+  const float f = __double2float_rn(x);
+  if (!isnan(f)) return __float2bfloat16_rn(f);
+  __nv_bfloat16_raw raw;
+  raw.x = static_cast<unsigned short>((__float_as_uint(f) >> 16) | 0x0040u);
+  return raw;
 }
 template <>
 __device__ __half narrow<__half>(double x) {
-  return __float2half_rn(__double2float_rn(x));
+  const float f = __double2float_rn(x);
+  if (!isnan(f)) return __float2half_rn(f);
+  __half_raw raw;
+  raw.x = static_cast<unsigned short>(((__float_as_uint(f) >> 16) & 0x8000u) | 0x7e00u);
+  return raw;
 }
 
 // float_dispatch widened to the storage types convert also handles: f64 and f16.

@@ -71,7 +71,7 @@ __global__ void logsumexp_rows_kernel(const float* x, int64_t rows, int64_t widt
     double sum = 0;
     for (int64_t c = lane; c < width; c += kWarp) sum += exp(static_cast<double>(row[c]) - max);
     sum = warp_sum(sum);
-    if (lane == 0) lse[n] = static_cast<float>(max + log(sum));
+    if (lane == 0) lse[n] = max == -INFINITY ? -INFINITY : static_cast<float>(max + log(sum));
   }
 }
 

@@ -46,7 +46,7 @@ void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& gra
       for (const Tensor& t : grads[e]) {
         if (rank == holder) sends.push_back({owner, t});
         if (rank == owner) {
-          received.emplace_back(t, Tensor::empty(t.shape(), t.dtype()));
+          received.emplace_back(t, Tensor::empty(t.shape(), t.dtype(), t.device()));
           recvs.push_back({holder, received.back().second});
         }
       }

@@ -47,6 +47,22 @@ Tensor logsumexp_rows(const Tensor& x) {
   return lse;
 }
 
+// A row whose entries are all -inf sums exp to 0: its logsumexp is log(0) = -inf, not inf - inf =
+// NaN (CPU and CUDA agree on this). The cross-entropy shares the same logsumexp.
+TEST(RouterLosses, AllMinusInfinityRowHasLogsumexpMinusInfinity) {
+  Stream stream;
+  Tensor x =
+      Tensor::from_vector<float>({2, 3}, {-INFINITY, -INFINITY, -INFINITY, 0.0f, 0.0f, 0.0f});
+  Tensor lse = Tensor::zeros({2}, DType::f32);
+  ops::logsumexp_rows(x, lse, stream);
+  EXPECT_EQ(lse.data<float>()[0], -INFINITY);
+  EXPECT_FLOAT_EQ(lse.data<float>()[1], std::log(3.0f));
+  Tensor targets = Tensor::from_vector<int32_t>({2}, {1, 1});
+  Tensor target_logits = Tensor::zeros({2}, DType::f32), ce_lse = Tensor::zeros({2}, DType::f32);
+  ops::cross_entropy_forward(x, targets, -100, 0, target_logits, ce_lse, stream);
+  EXPECT_EQ(ce_lse.data<float>()[0], -INFINITY);
+}
+
 TEST(RouterLosses, ExpertCountsCountTheFirstChoicesOfEachGroup) {
   // 4 tokens, k = 2, 3 experts; groups of 2 tokens.
   const Tensor ids = Tensor::from_vector<int32_t>({4, 2}, {0, 2, 2, 1, 1, 1, 0, 2});

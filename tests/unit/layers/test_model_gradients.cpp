@@ -17,22 +17,6 @@
 namespace moe {
 namespace {
 
-struct Batch {
-  Tensor inputs, targets;
-};
-
-Batch tiny_batch(const Config& config) {
-  const int64_t batch = 2, seq = config.data.seq_len;
-  std::vector<int32_t> inputs, targets;
-  for (int64_t i = 0; i < batch * seq; ++i) {
-    inputs.push_back(static_cast<int32_t>((7 * i + 3) % config.model.vocab_size));
-    targets.push_back(static_cast<int32_t>((5 * i + 1) % config.model.vocab_size));
-  }
-  targets[3] = Model::ignore_index;
-  return {Tensor::from_vector<int32_t>({batch, seq}, inputs),
-          Tensor::from_vector<int32_t>({batch, seq}, targets)};
-}
-
 // prepare runs after initialization, to set state such as the expert bias.
 void expect_gradients_match(const Config& config,
                             const std::function<void(ParameterStore&)>& prepare = {}) {
@@ -40,7 +24,7 @@ void expect_gradients_match(const Config& config,
   Model model(config, store);
   store.allocate(7);
   if (prepare) prepare(store);
-  const Batch batch = tiny_batch(config);
+  const testing::TinyBatch batch = testing::tiny_batch(config);
   Stream stream;
   const double loss_scale = 0.75;
   model.forward(batch.inputs, batch.targets, true, stream);
@@ -129,7 +113,7 @@ TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
     ParameterStore store(DType::f32);
     Model model(c, store);
     store.allocate(11);
-    const Batch batch = tiny_batch(c);
+    const testing::TinyBatch batch = testing::tiny_batch(c);
     Stream stream;
     const ModelOutput out = model.forward(batch.inputs, batch.targets, true, stream);
     model.backward(1.0, stream);
@@ -155,7 +139,7 @@ TEST(ModelGradients, AccumulatingHalvesEqualsTheWholeBatch) {
   ParameterStore store(DType::f64);
   Model model(c, store);
   store.allocate(13);
-  const Batch batch = tiny_batch(c);
+  const testing::TinyBatch batch = testing::tiny_batch(c);
   for (int32_t& t : std::span(batch.targets.data<int32_t>(), batch.targets.numel()))
     if (t == Model::ignore_index) t = 1;  // equal token counts per half keep the means comparable
   Stream stream;

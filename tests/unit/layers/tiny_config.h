@@ -1,6 +1,10 @@
 // A model small enough for whole-model finite-difference checks, shared by the layer tests.
 #pragma once
 
+#include <vector>
+
+#include "core/tensor.h"
+#include "layers/language_model.h"
 #include "trainer/config.h"
 
 namespace moe::testing {
@@ -25,6 +29,23 @@ inline Config tiny_moe_config() {
   c.moe.z_loss_coeff = 0.01;
   c.data.seq_len = 4;
   return c;
+}
+
+struct TinyBatch {
+  Tensor inputs, targets;
+};
+
+// `batch` sequences of data.seq_len fixed token ids (host tensors), one target ignored.
+inline TinyBatch tiny_batch(const Config& config, int64_t batch = 2) {
+  const int64_t seq = config.data.seq_len;
+  std::vector<int32_t> inputs, targets;
+  for (int64_t i = 0; i < batch * seq; ++i) {
+    inputs.push_back(static_cast<int32_t>((7 * i + 3) % config.model.vocab_size));
+    targets.push_back(static_cast<int32_t>((5 * i + 1) % config.model.vocab_size));
+  }
+  targets[3] = LanguageModel::ignore_index;
+  return {Tensor::from_vector<int32_t>({batch, seq}, inputs),
+          Tensor::from_vector<int32_t>({batch, seq}, targets)};
 }
 
 }  // namespace moe::testing

@@ -1,0 +1,112 @@
+// The training path of train.device = cuda, checked on a machine without a GPU. With
+// ops::set_host_backed_cuda the "GPU" is host memory running the CPU kernels, so a run on it makes
+// the same device placements, host copies and checkpoint staging as on a GPU, and fails the same
+// way when a tensor is made on the wrong device or device memory is read outside an op
+// (Tensor::data refuses it). Since the kernels are the CPU's, the run must equal the CPU run bit
+// for bit: losses, validation, generated text and checkpoints.
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "kernels/ops.h"
+#include "tests/support/text_dataset.h"
+#include "tests/support/tiny_run.h"
+#include "trainer/training_loop.h"
+
+namespace moe {
+namespace {
+
+const std::string& gpl_dataset() {
+  static const std::string prefix = testing::write_text_dataset(
+      "/usr/share/common-licenses/GPL-3", ::testing::TempDir() + "moe_device_placement/gpl");
+  return prefix;
+}
+
+class HostBackedCuda : public ::testing::Test {
+ protected:
+  void SetUp() override { ops::set_host_backed_cuda(true); }
+  void TearDown() override { ops::set_host_backed_cuda(false); }
+
+  static Config run(int steps) {
+    Config c = testing::tiny_run(gpl_dataset());
+    c.data.val_fraction = 0.1;
+    c.train.steps = steps;
+    c.train.warmup_steps = 2;
+    c.train.eval_interval = steps;
+    c.train.eval_batches = 2;
+    c.log.interval = 2;
+    return c;
+  }
+  static TrainingSummary train_on(Config c, const std::string& device, int sample_tokens = 0) {
+    c.train.device = device;
+    c.validate();
+    return train_model(c, {sample_tokens, "GNU", false});
+  }
+  static void expect_same_run(const Config& c) {
+    const TrainingSummary cpu = train_on(c, "cpu", 12);
+    const TrainingSummary gpu = train_on(c, "cuda", 12);
+    EXPECT_EQ(gpu.train_loss, cpu.train_loss);
+    EXPECT_EQ(gpu.val_loss, cpu.val_loss);
+    EXPECT_EQ(gpu.sample, cpu.sample);
+  }
+};
+
+TEST_F(HostBackedCuda, ATrainingRunOnTheDeviceEqualsTheCpuRun) { expect_same_run(run(6)); }
+
+TEST_F(HostBackedCuda, MoeVariantsOnTheDeviceEqualTheCpuRun) {
+  Config c = run(4);
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_gate = true;
+  c.moe.capacity_factor = 1.25;
+  c.moe.router_score = "sigmoid";
+  c.moe.expert_bias = true;
+  c.moe.aux_loss_type = "global_batch";
+  c.train.recompute = true;
+  expect_same_run(c);
+}
+
+TEST_F(HostBackedCuda, CheckpointsOfADeviceRunResumeOnTheCpuBitForBit) {
+  const std::string dir = ::testing::TempDir() + "moe_device_placement/checkpoints";
+  std::filesystem::remove_all(dir);
+  Config c = run(8);
+  c.checkpoint.dir = dir;
+  c.checkpoint.interval = 4;
+  c.checkpoint.async = true;
+  c.checkpoint.keep_last = 5;
+  const TrainingSummary straight = train_on(c, "cuda");
+  c.checkpoint.resume = dir + "/step_00000004";
+  c.checkpoint.dir = dir + "_resumed";
+  std::filesystem::remove_all(c.checkpoint.dir);
+  const TrainingSummary on_cpu = train_on(c, "cpu");
+  EXPECT_EQ(on_cpu.train_loss, straight.train_loss);
+  c.checkpoint.dir = dir + "_resumed_on_device";
+  std::filesystem::remove_all(c.checkpoint.dir);
+  const TrainingSummary on_device = train_on(c, "cuda");  // loads through a host copy
+  EXPECT_EQ(on_device.train_loss, straight.train_loss);
+}
+
+TEST_F(HostBackedCuda, WeightsLoadIntoADeviceModel) {
+  const std::string dir = ::testing::TempDir() + "moe_device_placement/weights";
+  std::filesystem::remove_all(dir);
+  Config c = run(2);
+  c.checkpoint.dir = dir;
+  train_on(c, "cpu");
+  c.checkpoint.dir.clear();
+  c.init.method = "load";
+  c.init.from = dir + "/step_00000002";
+  const TrainingSummary cpu = train_on(c, "cpu");
+  const TrainingSummary gpu = train_on(c, "cuda");
+  EXPECT_EQ(gpu.train_loss, cpu.train_loss);
+}
+
+TEST_F(HostBackedCuda, ReadingDeviceMemoryOutsideAnOpIsAnError) {
+  Tensor t = Tensor::empty({4}, DType::f32, Device::cuda(0));
+  EXPECT_THROW(t.data<float>(), InputError);
+  Stream stream{Device::cuda(0), nullptr};
+  ops::fill(t, 1.5, stream);  // inside an op it is allowed
+  EXPECT_EQ(ops::to_host(t, stream).data<float>()[3], 1.5f);
+}
+
+}  // namespace
+}  // namespace moe
