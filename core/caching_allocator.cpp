@@ -10,7 +10,7 @@ namespace moe {
 size_t CachingAllocator::rounded_size(size_t bytes) {
   constexpr size_t kSmallStep = 512, kSmallLimit = size_t{1} << 20;
   if (bytes <= kSmallLimit) return (bytes + kSmallStep - 1) / kSmallStep * kSmallStep;
-  const size_t step = std::bit_ceil(bytes) / 8;
+  const size_t step = std::bit_floor(bytes) / 8;
   return (bytes + step - 1) / step * step;
 }
 

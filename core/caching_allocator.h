@@ -4,8 +4,8 @@
 //
 // Decisions:
 // - Sizes are rounded up into buckets: 512 B steps below 1 MiB, above that an eighth of the next
-//   power of two (at most 12.5% waste). MoE buffers change size with the routing every step; the
-//   buckets let most of them reuse a block that a similar size left behind.
+//   power of two below the size (at most 12.5% waste). MoE buffers change size with the routing
+//   every step; the buckets let most of them reuse a block that a similar size left behind.
 // - A request takes the smallest cached block of at least its rounded size, and only one at most
 //   twice as large (best fit, no splitting: simple, and the waste is bounded).
 // - When the backing allocator fails, every cached block is released and the request tried once
@@ -26,7 +26,7 @@
 namespace moe {
 
 struct MemoryStats {
-  int64_t in_use = 0;       // bytes handed out (rounded sizes)
+  int64_t in_use = 0;       // bytes handed out (sizes of the blocks given)
   int64_t peak_in_use = 0;  // since start or reset_peaks
   int64_t reserved = 0;     // bytes held from the backing allocator: in use plus cached
   int64_t peak_reserved = 0;

@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <exception>
+
 #include "parallel/collective_checks.h"
 #include "parallel/mpi_check.h"
 #include "parallel/nccl_check.h"
@@ -52,16 +54,12 @@ char* bytes_at(const Tensor& t, int64_t offset) { return static_cast<char*>(t.ra
 class Group {
  public:
   Group() { MOE_NCCL_CHECK(ncclGroupStart()); }
-  ~Group() noexcept(false) {
-    if (!ended_) ncclGroupEnd();
-  }
-  void end() {
-    ended_ = true;
-    MOE_NCCL_CHECK(ncclGroupEnd());
-  }
-
- private:
-  bool ended_ = false;
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+  // An exception between start and end leaves the group open: ending it would launch the
+  // transfers posted so far, which the peers never match; the job aborts instead.
+  ~Group() = default;
+  void end() { MOE_NCCL_CHECK(ncclGroupEnd()); }
 };
 
 }  // namespace
@@ -78,7 +76,14 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> group, Devic
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  if (comm_) ncclCommDestroy(comm_);  // a destructor cannot throw, so the result is not checked
+  if (!comm_) return;
+  // Unwinding after an error: the peers may sit in a collective this rank never joins, and
+  // ncclCommDestroy would wait for them; aborting lets the error reach MPI_Abort. A destructor
+  // cannot throw, so the results are not checked.
+  if (std::uncaught_exceptions() > 0)
+    ncclCommAbort(comm_);
+  else
+    ncclCommDestroy(comm_);
 }
 
 void NcclCommunicator::expect_here(const char* op, const char* arg, const Tensor& t) const {

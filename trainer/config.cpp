@@ -481,6 +481,7 @@ void Config::validate(const std::string& where) const {
               "share the decoders, so parallel.tp, parallel.ep must be 1 and parallel.zero 0");
     MOE_CHECK(init.method == "scratch", bad,
               "loads its decoders from bts.seed and bts.experts; init.method must be scratch");
+    MOE_CHECK(train.device == "cpu", bad, "trains on the CPU only for now; set train.device: cpu");
   } else {
     MOE_CHECK(bts.seed.empty() && bts.experts.empty() && bts.drop.empty(), "invalid config in ",
               where, ": bts.* is set but model.kind is ", m.kind, "; set model.kind: bts");

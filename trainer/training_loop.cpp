@@ -140,7 +140,11 @@ Device training_device(const TrainConfig& train, Communicator* world) {
                 : "MoEForge was built without CUDA (configure with -DMOE_WITH_CUDA=ON on a "
                   "machine with the CUDA toolkit)");
   const int local = world ? node_local_rank(world->host()) : 0;
-  return Device::cuda(local % gpus);
+  MOE_CHECK(local < gpus, "train.device = cuda: this rank is number ", local + 1,
+            " on its node, but only ", gpus,
+            " GPUs are visible there; start at most one rank per GPU (NCCL needs a GPU of its own "
+            "per rank; check CUDA_VISIBLE_DEVICES and the ranks per node)");
+  return Device::cuda(local);
 }
 
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
@@ -149,8 +153,6 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   const Config config = resolve_model_config(requested, resume);
   const TrainConfig& train = config.train;
   const Device device = training_device(train, groups.world);
-  MOE_CHECK(device.is_cpu() || config.model.kind != "bts",
-            "model.kind = bts trains on the CPU only for now; set train.device = cpu");
   const auto run_start = Clock::now();
   const int dp_size = group_size(groups.dp);
   std::unique_ptr<TokenLoader> loader =

@@ -36,8 +36,8 @@ struct TrainingSummary {
 };
 
 // The device this rank trains on: the CPU, or for train.device = cuda the GPU at this rank's
-// position among the ranks on its node, modulo the node's GPUs. InputError when train.device is
-// cuda and no GPU can be used (a build without CUDA, no driver or no device).
+// position among the ranks on its node. InputError when train.device is cuda and no GPU can be
+// used (a build without CUDA, no driver or no device) or the node has more ranks than GPUs.
 Device training_device(const TrainConfig& train, Communicator* world);
 
 // groups: this rank's parallel groups (ProcessGrid::groups; {} trains alone). Every rank of the

@@ -55,7 +55,12 @@ Stream create_stream(Device device) {
 }
 
 void destroy_stream(Stream& stream) {
-  if (stream.handle) cudaStreamDestroy(static_cast<cudaStream_t>(stream.handle));
+  // Its work finishes first: the blocks it uses go back to the cache, whence another stream that
+  // does not order with this one could take them.
+  if (stream.handle) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream.handle));
+    cudaStreamDestroy(static_cast<cudaStream_t>(stream.handle));
+  }
   stream.handle = nullptr;
 }
 

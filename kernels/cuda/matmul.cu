@@ -5,9 +5,12 @@
 // Decisions:
 // - Row-major c = op(a) op(b) is the column-major c^T = op(b)^T op(a)^T: cuBLAS gets b first and a
 //   second, with the same transpose flags, and every matrix described as it is stored.
-// - One cuBLASLt handle and one 32 MiB workspace per device, made on first use. The algorithm for a
-//   problem (dtypes, flags, sizes, pointer alignment, beta == 0) is asked of the heuristic once and
-//   remembered, so steady-state steps make no heuristic queries.
+// - One cuBLASLt handle and one 32 MiB workspace per device, made on first use. The workspace is
+//   shared by every GEMM of the device, which is safe because each rank runs its GEMMs on one
+//   stream. The algorithm for a problem (dtypes, flags, sizes, pointer alignment, beta == 0) is
+//   asked of the heuristic once and remembered. Dense GEMMs repeat every step; expert GEMMs change
+//   m (and k in the weight gradients) with the routing, so each new token count asks once more
+//   (bucketing sizes is a measured optimisation still to make).
 // - Batched (3-D) products are one strided-batched call.
 // - k == 0 is an empty sum: c = beta * c without calling cuBLAS.
 // - Backward is two matmuls (kernels/matmul_adjoint.h).
@@ -51,10 +54,10 @@ Registry& registry() {
 
 DeviceContext& context_for(int device) {
   DeviceContext& ctx = registry().devices[device];
-  if (!ctx.handle) {
-    MOE_CUBLASLT_CHECK(cublasLtCreate(&ctx.handle));
+  if (!ctx.handle) {  // the workspace first: a failed allocation leaves no half-made context
     ctx.workspace = Tensor::empty({static_cast<int64_t>(kWorkspaceBytes / 4)}, DType::i32,
                                   Device::cuda(device));
+    MOE_CUBLASLT_CHECK(cublasLtCreate(&ctx.handle));
   }
   return ctx;
 }

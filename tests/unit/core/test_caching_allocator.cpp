@@ -46,13 +46,15 @@ std::string device_error_message(const std::function<void()>& call) {
 }
 
 TEST(CachingAllocator, RoundsSmallSizesTo512AndLargeOnesToAnEighthOfAPowerOfTwo) {
+  for (size_t bytes : {size_t{3} << 20, (size_t{1} << 30) + 1, size_t{123456789}})
+    EXPECT_LE(CachingAllocator::rounded_size(bytes), bytes + bytes / 8) << bytes;  // <= 12.5%
   EXPECT_EQ(CachingAllocator::rounded_size(1), 512u);
   EXPECT_EQ(CachingAllocator::rounded_size(512), 512u);
   EXPECT_EQ(CachingAllocator::rounded_size(513), 1024u);
   EXPECT_EQ(CachingAllocator::rounded_size(1 << 20), size_t{1} << 20);
-  // 1 MiB + 1 lies below 2 MiB, whose eighth is 256 KiB.
-  EXPECT_EQ(CachingAllocator::rounded_size((1 << 20) + 1), (size_t{1} << 20) + (256 << 10));
-  EXPECT_EQ(CachingAllocator::rounded_size(100'000'000), 100'663'296u);  // 6 x 16 MiB
+  // 1 MiB + 1 lies above 1 MiB, whose eighth is 128 KiB.
+  EXPECT_EQ(CachingAllocator::rounded_size((1 << 20) + 1), (size_t{1} << 20) + (128 << 10));
+  EXPECT_EQ(CachingAllocator::rounded_size(100'000'000), 100'663'296u);  // 12 x 8 MiB
 }
 
 TEST(CachingAllocator, ARepeatedPatternReachesTheBackingAllocatorOnlyOnce) {

@@ -218,6 +218,12 @@ TEST(Config, CrossFieldConstraints) {
   c.moe.first_k_dense = 5;
   EXPECT_CONTAINS(validate_error(c), "moe.first_k_dense = 5 exceeds model.n_layers = 4");
   c = Config{};
+  c.model.kind = "bts";
+  c.bts.seed = "seed";
+  c.bts.experts = {"expert"};
+  c.train.device = "cuda";
+  EXPECT_CONTAINS(validate_error(c), "model.kind = bts trains on the CPU only for now");
+  c = Config{};
   c.data.seq_len = 512;
   EXPECT_CONTAINS(validate_error(c), "data.seq_len = 512 exceeds model.max_seq_len = 256");
   c = Config{};
