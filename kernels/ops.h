@@ -29,7 +29,8 @@ int cuda_device_count();  // 0 without CUDA, or when cudaGetDeviceCount reports 
 // A placement check for tests on machines without a GPU: while on, cuda:0 tensors are host memory
 // and every op on them runs the CPU kernel, so a whole training step "on the GPU" runs here, and a
 // tensor left on the wrong device or device memory read outside an op fails as on a GPU
-// (Tensor::data refuses device tensors outside kernels). cuda_device_count() is 1 meanwhile.
+// (Tensor::data refuses device tensors outside kernels). cuda_device_count() is 64 meanwhile (a
+// device per rank, as on a GPU node; all of them host memory).
 // Not thread-safe; tests switch it on and off around a run.
 void set_host_backed_cuda(bool on);
 // The device allocator's figures (core/caching_allocator.h); zeros for the host or without CUDA.

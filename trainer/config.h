@@ -255,6 +255,7 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;
+  int max_nonfinite_steps = 3;
   int64_t seed = 42;
   int eval_interval = 50;
   int eval_batches = 4;
@@ -280,6 +281,9 @@ struct TrainConfig {
     v.field("beta2", beta2, Range::right_open(0, 1), "AdamW second-moment decay");
     v.field("eps", eps, Range::above(0), "AdamW epsilon");
     v.field("grad_clip", grad_clip, Range::at_least(0), "max global gradient norm; 0 = off");
+    v.field("max_nonfinite_steps", max_nonfinite_steps, Range::at_least(0),
+            "steps in a row with a non-finite loss or gradient norm that are skipped (no "
+            "update) before the run stops");
     v.field("seed", seed, Range::at_least(0), "seed of parameter init");
     v.field("eval_interval", eval_interval, Range::at_least(0),
             "evaluate every n steps; 0 = never");

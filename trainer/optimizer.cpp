@@ -101,6 +101,7 @@ double AdamW::step(double lr, Stream& stream) {
   Stream host;
   if (groups_.world) all_reduce_sum(&groups_.world->host(), total, host);
   const double norm = std::sqrt(total.data<double>()[0]);
+  if (!std::isfinite(norm)) return norm;  // an overflow: no update (every rank sees the same norm)
   const bool clip = train_.grad_clip > 0 && norm > train_.grad_clip && std::isfinite(norm);
   ++step_;
   ops::AdamWOptions options{static_cast<float>(lr), static_cast<float>(train_.beta1),

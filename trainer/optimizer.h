@@ -32,6 +32,8 @@ class AdamW {
   // lr. Returns the gradient norm before clipping. Steps count from 1 for the bias correction.
   // With zero the gradients must be each rank's own sums (the step averages them); otherwise they
   // must already be averaged (average_gradients).
+  // A norm that is not finite (an overflow in the loss or the gradients) skips the update: no
+  // value, moment or step count changes; the norm is returned for the caller to count.
   double step(double lr, Stream& stream);
   bool averages_gradients() const { return zero_; }
   // This rank's moments, one run per parameter it holds moments of, as views: checkpoints write

@@ -34,6 +34,7 @@ void StepStats::add(const StepStats& other) {
   aux_loss += other.aux_loss;
   z_loss += other.z_loss;
   grad_norm += other.grad_norm;
+  skipped += other.skipped;
   if (loads.empty()) {
     loads = other.loads;
     dropped = other.dropped;
@@ -80,7 +81,7 @@ void reduce_over(Communicator& device_group, StepStats& stats) {
 
 StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, TokenLoader& loader,
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
-                               int64_t step, Stream& stream) {
+                               Stream& stream) {
   StepStats stats;
   store.zero_grads(stream);
   model.begin_step(groups.dp);
@@ -89,8 +90,6 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
     const ModelOutput out =
         model.forward(token_tensor(b.inputs, b.batch, b.seq_len),
                       token_tensor(b.targets, b.batch, b.seq_len), true, stream);
-    MOE_CHECK(std::isfinite(out.total), "the loss is ", out.total, " at step ", step + 1,
-              " (micro-batch ", micro, "); lower train.lr or check the data");
     model.backward(1.0 / train.grad_accum, stream);
     stats.add_micro_batch(out, train.grad_accum);
     stats.tokens += b.batch * b.seq_len;
@@ -105,8 +104,10 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
                      TokenLoader& loader, const TrainConfig& train, const ParallelGroups& groups,
                      double lr, int64_t step, Stream& stream) {
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,
-                                         !optimizer.averages_gradients(), step, stream);
-  stats.grad_norm = optimizer.step(lr, stream);
+                                         !optimizer.averages_gradients(), stream);
+  const bool finite_loss = std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss);
+  stats.grad_norm = finite_loss ? optimizer.step(lr, stream) : std::nan("");
+  stats.skipped = std::isfinite(stats.grad_norm) ? 0 : 1;
   stats.steps = 1;
   model.end_step(stats.loads);
   maybe_reshard_experts(model, store, optimizer, step, stream);

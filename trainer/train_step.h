@@ -23,6 +23,7 @@ namespace moe {
 // its mean), gradient norms, tokens and, per block, the expert load (empty for dense blocks).
 struct StepStats {
   int64_t steps = 0, tokens = 0;
+  int64_t skipped = 0;  // steps whose loss or gradient norm was not finite: no update was made
   double lm_loss = 0, aux_loss = 0, z_loss = 0, grad_norm = 0;
   std::vector<std::vector<int64_t>> loads;
   std::vector<int64_t> dropped;
@@ -37,14 +38,14 @@ Tensor token_tensor(const std::vector<int32_t>& values, int64_t batch, int64_t s
 // Zeroes the gradients, runs forward and backward over train.grad_accum micro-batches, sums the
 // TP-partial gradients, and averages losses and loads, and (when average) the gradients, over the
 // data-parallel groups. A ZeRO-1 optimizer averages the gradients itself, by reduce-scatter.
-// Throws InputError when the loss is not finite. `step` (from 0) only names the step in that
-// message.
 StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, TokenLoader& loader,
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
-                               int64_t step, Stream& stream);
+                               Stream& stream);
 
 // accumulate_gradients, then the optimizer step at learning rate lr, the end of the step (expert
-// bias, FSSDP's load history) and, when fssdp.reshard_interval says so, FSSDP's owner moves.
+// bias, FSSDP's load history) and, when fssdp.reshard_interval says so, FSSDP's owner moves. A
+// step whose loss (the same on every rank once averaged) or gradient norm is not finite makes no
+// update and counts as skipped; the caller decides how many in a row are too many.
 StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& store,
                      TokenLoader& loader, const TrainConfig& train, const ParallelGroups& groups,
                      double lr, int64_t step, Stream& stream);

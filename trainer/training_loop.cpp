@@ -140,10 +140,16 @@ Device training_device(const TrainConfig& train, Communicator* world) {
                 : "MoEForge was built without CUDA (configure with -DMOE_WITH_CUDA=ON on a "
                   "machine with the CUDA toolkit)");
   const int local = world ? node_local_rank(world->host()) : 0;
-  MOE_CHECK(local < gpus, "train.device = cuda: this rank is number ", local + 1,
-            " on its node, but only ", gpus,
-            " GPUs are visible there; start at most one rank per GPU (NCCL needs a GPU of its own "
-            "per rank; check CUDA_VISIBLE_DEVICES and the ranks per node)");
+  // Every rank learns the most ranks any node runs and the fewest GPUs any node shows, so that all
+  // of them stop together when one node is short.
+  Tensor need = Tensor::from_vector<int64_t>({2}, {local + 1, -int64_t{gpus}});
+  Stream host;
+  if (group_size(world) > 1) world->host().all_reduce(need, ReduceOp::max, host);
+  const int64_t ranks_on_a_node = need.data<int64_t>()[0], fewest_gpus = -need.data<int64_t>()[1];
+  MOE_CHECK(ranks_on_a_node <= fewest_gpus, "train.device = cuda: a node runs ", ranks_on_a_node,
+            " ranks but a node shows only ", fewest_gpus,
+            " GPUs; start at most one rank per GPU (NCCL needs a GPU of its own per rank; check "
+            "CUDA_VISIBLE_DEVICES and the ranks per node)");
   return Device::cuda(local);
 }
 
@@ -237,10 +243,25 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
 
   ops::set_op_profiling(options.profile);
   int stop_signal = 0;
+  int skipped_in_a_row = 0;
   for (int64_t step = first_step; step < train.steps && !stop_signal; ++step) {
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
-    interval.add(train_step(model, optimizer, store, *loader, train, groups, lr, step, stream));
+    const StepStats stats =
+        train_step(model, optimizer, store, *loader, train, groups, lr, step, stream);
+    interval.add(stats);
+    if (stats.skipped) {
+      ++skipped_in_a_row;
+      MOE_LOG_WARN("step ", step + 1, ": loss ", number("%.4g", stats.lm_loss), ", gradient norm ",
+                   number("%.4g", stats.grad_norm), ": not finite, update skipped (",
+                   skipped_in_a_row, " in a row)");
+      MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
+                "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
+                "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
+                "); lower train.lr or check the data");
+    } else {
+      skipped_in_a_row = 0;
+    }
 
     stop_signal = stop_requested(groups.world);
     const bool last = step + 1 == train.steps;
@@ -295,6 +316,10 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
         if (config.moe.capacity_factor > 0) record.add("dropped" + layer, interval.dropped[i]);
       }
       if (!load_text.empty()) line += " | load" + load_text;
+      if (interval.skipped > 0) {
+        line += " | skipped " + std::to_string(interval.skipped) + " (not finite)";
+        record.add("skipped_steps", interval.skipped);
+      }
       if (group_size(groups.ep) > 1) line += expert_work_text(interval, *groups.ep, record);
       MOE_LOG_INFO(line);
       metrics.write(record);

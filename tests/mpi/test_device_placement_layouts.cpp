@@ -63,7 +63,9 @@ TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
   const TrainingSummary device_resumed =
       resume(c, dir + "/device/step_00000003", dir + "/device_resumed");
   EXPECT_EQ(device_resumed.train_loss, cpu_resumed.train_loss) << layout.name();
-  if (!layout.fssdp) EXPECT_EQ(device_resumed.train_loss, on_device.train_loss) << layout.name();
+  if (!layout.fssdp) {
+    EXPECT_EQ(device_resumed.train_loss, on_device.train_loss) << layout.name();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, DevicePlacementLayouts,

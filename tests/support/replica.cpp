@@ -52,7 +52,7 @@ Replica::Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c
 }
 
 StepStats Replica::gradients(Stream& stream) {
-  return accumulate_gradients(*model, store, *loader, config.train, groups, true, 0, stream);
+  return accumulate_gradients(*model, store, *loader, config.train, groups, true, stream);
 }
 
 StepStats Replica::step(int64_t step, Stream& stream) {

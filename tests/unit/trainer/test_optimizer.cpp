@@ -1,5 +1,6 @@
 // AdamW over the parameter store: weight decay reaches only the parameters declared with it,
-// clipping scales every gradient by one factor, and a step matches the AdamW formula.
+// clipping scales every gradient by one factor, a step matches the AdamW formula, and a
+// non-finite gradient norm changes nothing.
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -60,6 +61,24 @@ TEST(AdamW, ClippingScalesAllGradientsToTheLimit) {
   const std::vector<double> clipped = f.store.grads().to_vector<double>();
   EXPECT_NEAR(clipped[0], 3.0 / 5.0, 1e-6);
   EXPECT_NEAR(clipped[3], 4.0 / 5.0, 1e-6);
+}
+
+TEST(AdamW, ANonFiniteGradientNormSkipsTheUpdate) {
+  Fixture f;
+  AdamW adamw(f.store, f.train);
+  Stream stream;
+  std::vector<double> grads = {0.3, -2.0, 1e-3, 4.0, -0.5};
+  std::copy(grads.begin(), grads.end(), f.store.grads().data<double>());
+  adamw.step(0.01, stream);
+  const std::vector<double> before = f.store.values().to_vector<double>();
+  const std::vector<MomentRun> runs = adamw.moment_runs();
+  const std::vector<double> m_before = runs[0].exp_avg.to_vector<double>();
+  grads[1] = INFINITY;
+  std::copy(grads.begin(), grads.end(), f.store.grads().data<double>());
+  EXPECT_FALSE(std::isfinite(adamw.step(0.01, stream)));
+  EXPECT_EQ(f.store.values().to_vector<double>(), before);
+  EXPECT_EQ(runs[0].exp_avg.to_vector<double>(), m_before);
+  EXPECT_EQ(adamw.steps_taken(), 1);
 }
 
 }  // namespace

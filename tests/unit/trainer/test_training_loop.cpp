@@ -90,5 +90,17 @@ TEST(TrainingLoop, CudaWithoutAUsableGpuIsAClearError) {
       << message;
 }
 
+// lr 1e30 sends the weights to ~1e30 in one step; the next forward overflows. Those steps are
+// skipped (no update) until more than max_nonfinite_steps come in a row.
+TEST(TrainingLoop, NonFiniteStepsAreSkippedThenTheRunStops) {
+  Config c = logged_run();
+  c.train.lr = 1e30;
+  c.train.min_lr = 0;
+  c.train.max_nonfinite_steps = 2;
+  const std::string message = train_error(c);
+  EXPECT_NE(message.find("not finite in 3 steps in a row"), std::string::npos) << message;
+  EXPECT_NE(message.find("train.max_nonfinite_steps = 2"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace moe
