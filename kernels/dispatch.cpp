@@ -211,6 +211,15 @@ double sum_of_squares(const Tensor& x, Stream& stream) {
   MOE_DISPATCH(sum_of_squares, x.device(), x, stream);
 }
 
+void sum_of_squares_into(const Tensor& x, Tensor& total, Stream& stream) {
+  expect_float("sum_of_squares_into", "x", x);
+  expect_shape("sum_of_squares_into", "total", total, {1});
+  expect_dtype("sum_of_squares_into", "total", total, DType::f64);
+  MOE_CHECK(total.device() == x.device(), "sum_of_squares_into: total is on ", total.device().str(),
+            ", x on ", x.device().str());
+  MOE_DISPATCH(sum_of_squares_into, x.device(), x, total, stream);
+}
+
 // --- matmul ---------------------------------------------------------------------------------
 
 namespace {

@@ -66,14 +66,16 @@ bool AdamW::primary(const Segment& s, const Parameter& p) const {
 }
 
 double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stream) const {
-  double squares = 0;
+  // Summed where the gradients are, in f64, and read once.
+  Tensor squares = ops::zeros({1}, DType::f64, store_.device(), stream);
   for (const Parameter& p : store_.parameters()) {
     if (p.placement.group != s.group || !primary(s, p)) continue;
     const int64_t begin = std::max(p.arena_offset, s.lo),
                   end = std::min(p.arena_offset + p.shape.numel(), s.hi);
-    if (begin < end) squares += ops::sum_of_squares(grad.narrow(begin - s.lo, end - begin), stream);
+    if (begin < end)
+      ops::sum_of_squares_into(grad.narrow(begin - s.lo, end - begin), squares, stream);
   }
-  return squares;
+  return ops::to_host(squares, stream).data<double>()[0];
 }
 
 std::vector<MomentRun> AdamW::moment_runs() {

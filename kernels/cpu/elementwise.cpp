@@ -104,6 +104,10 @@ void scale(Tensor& x, float factor, Stream&) {
   });
 }
 
+void sum_of_squares_into(const Tensor& x, Tensor& total, Stream& stream) {
+  total.data<double>()[0] += sum_of_squares(x, stream);
+}
+
 double sum_of_squares(const Tensor& x, Stream&) {
   double total = 0;
   float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {

@@ -6,7 +6,8 @@
 //   f32 for the 16-bit types, round to nearest even), so both backends convert bit for bit.
 // - sum_of_squares is deterministic: each of a fixed number of blocks (set by the element count
 //   only) sums its grid-stride share in f64, then one block adds the partial sums in block order;
-//   the total comes back with one copy and a stream synchronize.
+//   the total comes back with one copy and a stream synchronize (sum_of_squares_into adds it to a
+//   device scalar instead, without waiting).
 #include <algorithm>
 #include <cstring>
 
@@ -153,11 +154,27 @@ __global__ void sum_of_squares_partials(const T* x, int64_t n, double* partials)
   if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
-__global__ void sum_partials(const double* partials, int count, double* total) {
+__global__ void sum_partials(const double* partials, int count, bool accumulate, double* total) {
   double sum = 0;
   for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
   sum = block_sum(sum);
-  if (threadIdx.x == 0) *total = sum;
+  if (threadIdx.x == 0) *total = accumulate ? *total + sum : sum;
+}
+
+// *total = (or +=, when accumulate) the sum of squares of x, without waiting for the device.
+void launch_sum_of_squares(const Tensor& x, double* total, bool accumulate, Stream& stream) {
+  const int64_t n = x.numel();
+  use_device(x);
+  const int blocks = static_cast<int>(std::min<unsigned>(blocks_for(n), kMaxPartialSums));
+  Tensor partials = Tensor::empty({blocks}, DType::f64, x.device());  // freed in stream order
+  double* p = ptr<double>(partials);
+  const cudaStream_t s = stream_of(stream);
+  float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
+    sum_of_squares_partials<T><<<blocks, kThreads, 0, s>>>(ptr<T>(x), n, p);
+    MOE_CUDA_CHECK_LAUNCH();
+  });
+  sum_partials<<<1, kThreads, 0, s>>>(p, blocks, accumulate, total);
+  MOE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -224,23 +241,18 @@ void scale(Tensor& x, float factor, Stream& stream) {
 }
 
 double sum_of_squares(const Tensor& x, Stream& stream) {
-  const int64_t n = x.numel();
-  if (n == 0) return 0;
-  use_device(x);
-  const int blocks = static_cast<int>(std::min<unsigned>(blocks_for(n), kMaxPartialSums));
-  Tensor partials = Tensor::empty({blocks + 1}, DType::f64, x.device());
-  double* p = ptr<double>(partials);
-  const cudaStream_t s = stream_of(stream);
-  float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
-    sum_of_squares_partials<T><<<blocks, kThreads, 0, s>>>(ptr<T>(x), n, p);
-    MOE_CUDA_CHECK_LAUNCH();
-  });
-  sum_partials<<<1, kThreads, 0, s>>>(p, blocks, p + blocks);
-  MOE_CUDA_CHECK_LAUNCH();
-  double total = 0;
-  MOE_CUDA_CHECK(cudaMemcpyAsync(&total, p + blocks, sizeof(total), cudaMemcpyDeviceToHost, s));
-  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-  return total;
+  if (x.numel() == 0) return 0;
+  Tensor total = Tensor::empty({1}, DType::f64, x.device());
+  launch_sum_of_squares(x, ptr<double>(total), false, stream);
+  double value = 0;
+  MOE_CUDA_CHECK(cudaMemcpyAsync(&value, total.raw(), sizeof(value), cudaMemcpyDeviceToHost,
+                                 stream_of(stream)));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream_of(stream)));
+  return value;
+}
+
+void sum_of_squares_into(const Tensor& x, Tensor& total, Stream& stream) {
+  if (x.numel() > 0) launch_sum_of_squares(x, ptr<double>(total), true, stream);
 }
 
 }  // namespace moe::cuda

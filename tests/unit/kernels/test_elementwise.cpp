@@ -73,6 +73,19 @@ TEST(Elementwise, AddAxpyScaleSumOfSquares) {
   EXPECT_THROW(ops::add(a, c, out, stream), InputError);
 }
 
+TEST(Elementwise, SumOfSquaresIntoAddsToATotalAndChecksIt) {
+  Stream stream;
+  const Tensor a = random_tensor({10}, DType::f32, 3), b = random_tensor({7}, DType::f32, 4);
+  Tensor total = Tensor::from_vector<double>({1}, {0.5});
+  ops::sum_of_squares_into(a, total, stream);
+  ops::sum_of_squares_into(b, total, stream);
+  EXPECT_EQ(total.data<double>()[0],
+            0.5 + ops::sum_of_squares(a, stream) + ops::sum_of_squares(b, stream));
+  Tensor f32_total = Tensor::zeros({1}, DType::f32), two = Tensor::zeros({2}, DType::f64);
+  EXPECT_THROW(ops::sum_of_squares_into(a, f32_total, stream), InputError);
+  EXPECT_THROW(ops::sum_of_squares_into(a, two, stream), InputError);
+}
+
 TEST(Elementwise, AddIsItsOwnGradient) {
   Stream stream;
   Tensor a = random_tensor({3, 4}, DType::f64, 6), b = random_tensor({3, 4}, DType::f64, 7);

@@ -111,6 +111,17 @@ TEST_F(CudaElementwiseOps, SumOfSquaresMatchesCpuAndIsDeterministic) {
   EXPECT_EQ(ops::sum_of_squares(empty, gpu), 0.0);
 }
 
+// The gradient norm's form: squares of several tensors added into one device scalar.
+TEST_F(CudaElementwiseOps, SumOfSquaresIntoAccumulatesOnTheDevice) {
+  const Tensor a = random_tensor({1000003}, DType::f32, 5), b = random_tensor({37}, DType::f32, 6);
+  Tensor total = to_device(Tensor::from_vector<double>({1}, {0.25}), DType::f64);
+  ops::sum_of_squares_into(to_device(a, DType::f32), total, gpu);
+  ops::sum_of_squares_into(to_device(b, DType::f32), total, gpu);
+  ops::sum_of_squares_into(Tensor::empty({0}, DType::f32, Device::cuda(0)), total, gpu);
+  const double expected = 0.25 + ops::sum_of_squares(a, host) + ops::sum_of_squares(b, host);
+  EXPECT_NEAR(ops::to_host(total, gpu).data<double>()[0], expected, 1e-10 * expected);
+}
+
 // A shard holding ids [20, 70) of 90; ids below and above it get zero rows.
 TEST_F(CudaElementwiseOps, EmbeddingForwardGathersTheShardAndZeroesOtherIds) {
   const int64_t tokens = 37, rows = 50, width = 1000, vocab_start = 20;
