@@ -71,10 +71,11 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
   ops::moe_expert_counts(saved.expert_ids, saved.group,
                          config_.aux_loss_norm == "switch" ? 1 : options_.k, device_counts, stream);
   AuxCounts aux{Tensor::empty(device_counts.shape(), DType::f64), saved.group};
-  if (config_.aux_loss_type == "global_batch" && source.training) {
-    const int ranks = dp_group_ ? dp_group_->size() : 1;
-    if (ranks > 1) dp_group_->all_reduce(device_counts, ReduceOp::sum, stream);
-    const Tensor counts = ops::to_host(device_counts, stream);
+  const bool global = config_.aux_loss_type == "global_batch" && source.training;
+  const int ranks = global && dp_group_ ? dp_group_->size() : 1;
+  if (ranks > 1) dp_group_->all_reduce(device_counts, ReduceOp::sum, stream);
+  const Tensor counts = ops::to_host(device_counts, stream);
+  if (global) {
     if (!step_counts_.defined()) begin_step(dp_group_);
     ++micro_batches_;
     for (int64_t e = 0; e < num_experts_; ++e) {
@@ -85,7 +86,6 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
     aux.tokens_per_group = saved.group * ranks;
     return aux;
   }
-  const Tensor counts = ops::to_host(device_counts, stream);
   for (int64_t i = 0; i < counts.numel(); ++i)
     aux.counts.data<double>()[i] = static_cast<double>(counts.data<int64_t>()[i]);
   return aux;

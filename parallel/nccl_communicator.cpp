@@ -182,8 +182,7 @@ void NcclCommunicator::broadcast(Tensor& x, int root, Stream& stream) {
 void NcclCommunicator::barrier() { group_->barrier(); }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
-  collective::check_split_color(color);
-  std::unique_ptr<Communicator> sub = group_->split(color, key);
+  std::unique_ptr<Communicator> sub = group_->split(color, key);  // checks the color
   auto* mpi = static_cast<MpiCommunicator*>(sub.release());
   return std::make_unique<NcclCommunicator>(std::unique_ptr<MpiCommunicator>(mpi), device_);
 }
