@@ -26,8 +26,10 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "core/log.h"
 #include "parallel/process_grid.h"
+#include "trainer/make_model.h"
 #include "trainer/train_step.h"
 
 namespace {
@@ -81,7 +83,7 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
   const ParallelGroups groups = grid.groups(false);
   std::unique_ptr<TokenLoader> loader = make_token_loader(config.data, grid.dp_rank(), ranks);
   ParameterStore store(DType::f32);
-  Model model(config, store, groups);
+  Model model(config.model, config.moe, store, groups, model_options(config, groups));
   store.allocate(static_cast<uint64_t>(config.train.seed));
   if (!checkpoint.empty()) load_checkpoint(checkpoint, {&store, false, {}}, groups);
   AdamW optimizer(store, config.train, groups, false);
@@ -155,7 +157,7 @@ int main(int argc, char** argv) {
     for (const std::string mode : {"ep", "fssdp", "fssdp-rm"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
-      config.parallel.experts = mode == "ep" ? "ep" : "fssdp";
+      config.parallel.experts = mode == "ep" ? ExpertPlacement::ep : ExpertPlacement::fssdp;
       config.fssdp.rematerialize = mode == "fssdp-rm";
       config.parallel.ep = world->size();
       config.validate("bench_fssdp " + mode);

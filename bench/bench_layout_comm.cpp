@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "config/yaml_io.h"
 #include "parallel/process_grid.h"
+#include "trainer/make_model.h"
 #include "trainer/train_step.h"
 
 namespace {
@@ -89,7 +91,7 @@ int main(int argc, char** argv) {
       std::unique_ptr<TokenLoader> loader =
           make_token_loader(config.data, grid.dp_rank(), grid.dp_size());
       ParameterStore store(DType::f32);
-      Model model(config, store, groups);
+      Model model(config.model, config.moe, store, groups, model_options(config, groups));
       store.allocate(static_cast<uint64_t>(config.train.seed));
       AdamW optimizer(store, config.train, groups, l.zero);
       Stream stream;

@@ -12,8 +12,9 @@
 #include <cstdio>
 #include <numeric>
 
+#include "config/run_config.h"
+#include "config/yaml_io.h"
 #include "kernels/op_profile.h"
-#include "trainer/config.h"
 #include "trainer/metrics.h"
 #include "trainer/train_step.h"
 
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
     const Config config = load_config(config_path, overrides);
     std::unique_ptr<TokenLoader> loader = make_token_loader(config.data);
     ParameterStore store(DType::f32);
-    Model model(config, store);
+    Model model(config.model, config.moe, store);
     store.allocate(static_cast<uint64_t>(config.train.seed));
     AdamW optimizer(store, config.train);
     Stream stream;

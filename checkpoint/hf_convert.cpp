@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf_model.h"
 #include "checkpoint/safetensors.h"
+#include "config/yaml_io.h"
 #include "data/json.h"
 #include "layers/model.h"
 
@@ -41,7 +42,9 @@ struct Declared {
   Config config;
   ParameterStore store{DType::f32};
   std::unique_ptr<Model> model;
-  explicit Declared(const Config& c) : config(c) { model = std::make_unique<Model>(config, store); }
+  explicit Declared(const Config& c) : config(c) {
+    model = std::make_unique<Model>(config.model, config.moe, store);
+  }
 };
 
 // Where an HF tensor lands in its parameter: the whole parameter, or one expert's slice of the

@@ -75,7 +75,7 @@ HfImport config_from_hf(const std::string& path) {
   m.qkv_bias = type == "qwen2" || type == "qwen2_moe";
   m.qk_norm = type == "qwen3" || type == "qwen3_moe" || type == "olmoe";
   if (type == "olmoe") {
-    m.qk_norm_scope = "projection";
+    m.qk_norm_scope = QkNormScope::projection;
     refuse_if(root.find("clip_qkv").has_value(), path, "clip_qkv");
   }
   const bool windowed =
@@ -102,7 +102,7 @@ HfImport config_from_hf(const std::string& path) {
   }
   moe.top_k = static_cast<int>(root.at("num_experts_per_tok").as_int());
   moe.aux_loss_coeff = optional_number<double>(root, "router_aux_loss_coef", 0.01);
-  moe.router_score = "softmax";
+  moe.router_score = RouterScore::softmax;
   if (type == "mixtral") {
     moe.num_experts = static_cast<int>(root.at("num_local_experts").as_int());
     moe.expert_hidden = m.ffn_hidden;
@@ -142,7 +142,7 @@ std::string default_hf_model_type(const Config& config) {
   const bool moe = config.moe.first_k_dense < config.model.n_layers;
   if (!moe) return config.model.qk_norm ? "qwen3" : config.model.qkv_bias ? "qwen2" : "llama";
   if (config.model.qk_norm)
-    return config.model.qk_norm_scope == "projection" ? "olmoe" : "qwen3_moe";
+    return config.model.qk_norm_scope == QkNormScope::projection ? "olmoe" : "qwen3_moe";
   return "mixtral";
 }
 
@@ -164,7 +164,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
                                                 : "qwen2 and qwen2_moe have q/k/v biases");
   refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe" || type == "olmoe"),
          m.qk_norm ? "QK-norm exists only in qwen3, qwen3_moe and olmoe" : "it has no QK-norm");
-  refuse(m.qk_norm && (m.qk_norm_scope == "projection") != (type == "olmoe"),
+  refuse(m.qk_norm && (m.qk_norm_scope == QkNormScope::projection) != (type == "olmoe"),
          "olmoe normalizes whole q and k projections, qwen3 each head");
   if (has_moe) {
     refuse((moe.shared_experts > 0) != (type == "qwen2_moe"),
@@ -172,7 +172,8 @@ std::string hf_config_json(const Config& config, const std::string& type,
                                   : "qwen2_moe has a shared expert");
     refuse(moe.shared_experts > 0 && !moe.shared_expert_gate,
            "qwen2_moe gates its shared expert (moe.shared_expert_gate)");
-    refuse(moe.router_score != "softmax", "a " + moe.router_score + " router");
+    refuse(moe.router_score != RouterScore::softmax,
+           "a " + std::string(word_of(moe.router_score)) + " router");
     refuse(moe.expert_bias, "the aux-loss-free expert bias");
     refuse(moe.routed_scaling != 1.0, "routed_scaling other than 1");
     refuse(moe.moe_layer_freq != 1, "moe_layer_freq other than 1");

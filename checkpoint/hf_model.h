@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/config.h"
+#include "config/run_config.h"
 
 namespace moe {
 

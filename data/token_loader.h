@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "config/run_config.h"
 #include "data/tokenizer.h"
-#include "trainer/config.h"
 
 namespace moe {
 

@@ -13,7 +13,7 @@ Attention::Attention(ParameterStore& store, const std::string& name, const Model
       n_heads_(tp_share(config.n_heads, "model.n_heads", groups)),
       n_kv_heads_(tp_share(config.n_kv_heads, "model.n_kv_heads", groups)),
       head_dim_(config.effective_head_dim()),
-      norm_per_head_(config.qk_norm_scope == "head"),
+      norm_per_head_(config.qk_norm_scope == QkNormScope::head),
       rope_theta_(static_cast<float>(config.rope_theta)),
       norm_eps_(static_cast<float>(config.norm_eps)),
       wq_(store, name + ".wq", config.d_model, config.n_heads * head_dim_, config.qkv_bias,

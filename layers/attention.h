@@ -13,9 +13,9 @@
 #include <optional>
 #include <string>
 
+#include "config/model_config.h"
 #include "layers/linear.h"
 #include "parallel/parallel_groups.h"
-#include "trainer/config.h"
 
 namespace moe {
 

@@ -4,21 +4,21 @@
 
 namespace moe {
 
-Block::Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups,
-             FssdpCoordinator* fssdp, int fssdp_layer)
-    : norm_eps_(static_cast<float>(config.model.norm_eps)),
-      attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight",
-                           {config.model.d_model}, Init::ones, 0.0, false)),
-      ffn_norm_(store.add("layers." + std::to_string(layer) + ".ffn_norm.weight",
-                          {config.model.d_model}, Init::ones, 0.0, false)),
-      attention_(store, "layers." + std::to_string(layer) + ".attn", config.model, groups) {
+Block::Block(ParameterStore& store, int layer, const ModelConfig& model, const MoeConfig& moe,
+             const ParallelGroups& groups, FssdpCoordinator* fssdp, int fssdp_layer)
+    : norm_eps_(static_cast<float>(model.norm_eps)),
+      attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight", {model.d_model},
+                           Init::ones, 0.0, false)),
+      ffn_norm_(store.add("layers." + std::to_string(layer) + ".ffn_norm.weight", {model.d_model},
+                          Init::ones, 0.0, false)),
+      attention_(store, "layers." + std::to_string(layer) + ".attn", model, groups) {
   const std::string prefix = "layers." + std::to_string(layer);
-  if (config.moe.is_moe_layer(layer))
-    moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", config.moe, config.model.d_model,
-                                      config.model.init_std, groups, fssdp, fssdp_layer);
+  if (moe.is_moe_layer(layer))
+    moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", moe, model.d_model, model.init_std,
+                                      groups, fssdp, fssdp_layer);
   else
-    mlp_ = std::make_unique<Mlp>(store, prefix + ".mlp", config.model.d_model,
-                                 config.model.ffn_hidden, config.model.init_std, groups);
+    mlp_ = std::make_unique<Mlp>(store, prefix + ".mlp", model.d_model, model.ffn_hidden,
+                                 model.init_std, groups);
 }
 
 void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,

@@ -38,8 +38,8 @@ class Block {
  public:
   // fssdp: parallel.experts: fssdp's coordinator (null: experts by EP), fssdp_layer this block's
   // index among the MoE layers.
-  Block(ParameterStore& store, int layer, const Config& config, const ParallelGroups& groups = {},
-        FssdpCoordinator* fssdp = nullptr, int fssdp_layer = 0);
+  Block(ParameterStore& store, int layer, const ModelConfig& model, const MoeConfig& moe,
+        const ParallelGroups& groups = {}, FssdpCoordinator* fssdp = nullptr, int fssdp_layer = 0);
 
   bool is_moe() const { return moe_ != nullptr; }
   const MoeLayer* moe() const { return moe_.get(); }

@@ -9,41 +9,39 @@
 
 namespace moe {
 
-Model::Model(const Config& config, ParameterStore& store, const ParallelGroups& groups)
-    : config_(config),
+Model::Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const ParallelGroups& groups,
+             ModelOptions options)
+    : model_(model),
+      moe_(moe),
+      options_(options),
       store_(store),
       tp_(groups.tp),
-      vocab_shard_(tp_share(config.model.vocab_size, "model.vocab_size", groups)),
+      vocab_shard_(tp_share(model.vocab_size, "model.vocab_size", groups)),
       vocab_start_(group_rank(groups.tp) * vocab_shard_),
-      embedding_(store.add("embedding.weight", {config.model.vocab_size, config.model.d_model},
-                           Init::normal, config.model.init_std, !config.train.no_decay_embeddings,
-                           column_parallel(groups))),
-      final_norm_(store.add("final_norm.weight", {config.model.d_model}, Init::ones, 0.0, false)) {
+      embedding_(store.add("embedding.weight", {model.vocab_size, model.d_model}, Init::normal,
+                           model.init_std, options.decay_embedding, column_parallel(groups))),
+      final_norm_(store.add("final_norm.weight", {model.d_model}, Init::ones, 0.0, false)) {
   int moe_layers = 0;
-  for (int layer = 0; layer < config.model.n_layers; ++layer)
-    moe_layers += config.moe.is_moe_layer(layer);
-  if (config.parallel.experts == "fssdp" && moe_layers > 0) {
-    const FssdpConfig& f = config.fssdp;
+  for (int layer = 0; layer < model.n_layers; ++layer) moe_layers += moe.is_moe_layer(layer);
+  if (options.fssdp && moe_layers > 0) {
+    const FssdpPlacement& f = *options.fssdp;
     const int ranks = group_size(groups.ep);
-    fssdp_ = std::make_unique<FssdpCoordinator>(
-        moe_layers, config.moe.num_experts,
-        MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
-        f.window, Topology{ranks, f.ranks_per_node > 0 ? f.ranks_per_node : ranks}, groups.ep,
-        f.rematerialize, f.reshard_interval);
-    MOE_LOG_INFO("FSSDP: the ", config.moe.num_experts, " experts of each of ", moe_layers,
+    fssdp_ = std::make_unique<FssdpCoordinator>(moe_layers, moe.num_experts, f.budget, f.window,
+                                                Topology{ranks, f.ranks_per_node}, groups.ep,
+                                                f.rematerialize, f.reshard_interval);
+    MOE_LOG_INFO("FSSDP: the ", moe.num_experts, " experts of each of ", moe_layers,
                  " MoE layers have one owner among ", ranks,
-                 " ranks; each step copies the busiest to up to ", f.slots,
+                 " ranks; each step copies the busiest to up to ", f.budget.slots,
                  " more per rank and layer, from the mean load of the last ", f.window, " steps");
   }
-  for (int layer = 0, moe_layer = 0; layer < config.model.n_layers; ++layer) {
+  for (int layer = 0, moe_layer = 0; layer < model.n_layers; ++layer) {
     blocks_.push_back(
-        std::make_unique<Block>(store, layer, config, groups, fssdp_.get(), moe_layer));
-    moe_layer += config.moe.is_moe_layer(layer);
+        std::make_unique<Block>(store, layer, model, moe, groups, fssdp_.get(), moe_layer));
+    moe_layer += moe.is_moe_layer(layer);
   }
-  if (!config.model.tie_embeddings)
-    lm_head_ =
-        std::make_unique<Linear>(store, "lm_head", config.model.d_model, config.model.vocab_size,
-                                 false, config.model.init_std, column_parallel(groups));
+  if (!model.tie_embeddings)
+    lm_head_ = std::make_unique<Linear>(store, "lm_head", model.d_model, model.vocab_size, false,
+                                        model.init_std, column_parallel(groups));
 }
 
 // Token ids must be in the vocabulary; targets too, or ignore_index.
@@ -93,13 +91,13 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
             "Model::forward: inputs and targets must be [batch, seq_len] alike, got ", inputs.str(),
             " and ", targets.str());
   const int64_t batch = inputs.dim(0), seq_len = inputs.dim(1), tokens = batch * seq_len;
-  MOE_CHECK(seq_len <= config_.model.max_seq_len, "Model::forward: sequence of ", seq_len,
-            " tokens exceeds model.max_seq_len = ", config_.model.max_seq_len);
+  MOE_CHECK(seq_len <= model_.max_seq_len, "Model::forward: sequence of ", seq_len,
+            " tokens exceeds model.max_seq_len = ", model_.max_seq_len);
   Saved& s = saved_ = Saved{};
   // Ids are checked on the host, then live where the model does.
   s.host_targets = ops::to_host(targets, stream).view({tokens});
-  check_ids(ops::to_host(inputs, stream), "inputs", config_.model.vocab_size, false);
-  check_ids(s.host_targets, "targets", config_.model.vocab_size, true);
+  check_ids(ops::to_host(inputs, stream), "inputs", model_.vocab_size, false);
+  check_ids(s.host_targets, "targets", model_.vocab_size, true);
   const Device device = store_.device();
   s.inputs = ops::to_device(inputs, device, stream).view({tokens});
   s.targets = ops::to_device(targets, device, stream).view({tokens});
@@ -107,7 +105,7 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
   s.batch = batch;
   s.blocks.resize(blocks_.size());
   s.stats.resize(blocks_.size());
-  Tensor x = Tensor::empty({tokens, config_.model.d_model}, store_.dtype(), device);
+  Tensor x = Tensor::empty({tokens, model_.d_model}, store_.dtype(), device);
   ops::embedding_forward(s.inputs, embedding_.value, vocab_start_, x, stream);
   all_reduce_sum(tp_, x, stream);
   return x;
@@ -121,8 +119,8 @@ Tensor Model::forward_blocks(int begin, int end, const Tensor& input, bool keep_
   Tensor x = input;
   for (int i = begin; i < end; ++i) {
     Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-    blocks_[i]->forward(x, s.positions, s.batch, config_.train.recompute, keep_for_backward,
-                        s.blocks[i], out, stream);
+    blocks_[i]->forward(x, s.positions, s.batch, options_.recompute, keep_for_backward, s.blocks[i],
+                        out, stream);
     s.stats[i] = s.blocks[i].stats;
     if (!keep_for_backward) s.blocks[i] = BlockSaved{};
     x = out;
@@ -133,7 +131,7 @@ Tensor Model::forward_blocks(int begin, int end, const Tensor& input, bool keep_
 ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Stream& stream) {
   Saved& s = saved_;
   MOE_ASSERT(s.inputs.defined(), "Model::finish_forward outside a forward");
-  const int64_t tokens = x.dim(0), d_model = config_.model.d_model;
+  const int64_t tokens = x.dim(0), d_model = model_.d_model;
   const DType dtype = store_.dtype();
   const Device device = store_.device();
   ModelOutput result;
@@ -145,7 +143,7 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
   s.final_in = x;
   s.final_rstd = Tensor::empty({tokens}, dtype, device);
   s.normed = Tensor::empty({tokens, d_model}, dtype, device);
-  ops::rmsnorm_forward(x, final_norm_.value, static_cast<float>(config_.model.norm_eps), s.normed,
+  ops::rmsnorm_forward(x, final_norm_.value, static_cast<float>(model_.norm_eps), s.normed,
                        s.final_rstd, stream);
   s.logits = Tensor::empty({tokens, vocab_shard_}, dtype, device);
   if (lm_head_)
@@ -173,8 +171,8 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
     ++s.counted_targets;
   }
   result.lm_loss = s.counted_targets > 0 ? sum / static_cast<double>(s.counted_targets) : 0.0;
-  result.total = result.lm_loss + config_.moe.aux_loss_coeff * result.aux_loss +
-                 config_.moe.z_loss_coeff * result.z_loss;
+  result.total =
+      result.lm_loss + moe_.aux_loss_coeff * result.aux_loss + moe_.z_loss_coeff * result.z_loss;
   result.logits = s.logits;
   if (!keep_for_backward) saved_ = Saved{};
   return result;
@@ -190,7 +188,7 @@ ModelOutput Model::forward(const Tensor& inputs, const Tensor& targets, bool kee
 Tensor Model::begin_backward(double loss_scale, Stream& stream) {
   Saved& s = saved_;
   MOE_ASSERT(s.logits.defined(), "Model::backward without a forward that kept its activations");
-  const int64_t tokens = s.logits.dim(0), d_model = config_.model.d_model;
+  const int64_t tokens = s.logits.dim(0), d_model = model_.d_model;
   const DType dtype = store_.dtype();
   const Device device = store_.device();
   Tensor dlogits = Tensor::empty(s.logits.shape(), dtype, device);
@@ -287,12 +285,11 @@ ParameterCounts Model::parameter_counts() const {
   ParameterCounts counts;
   for (const Parameter& p : store_.parameters()) counts.total += p.global_shape.numel();
   counts.embedding = embedding_.global_shape.numel();
-  const MoeConfig& moe = config_.moe;
+  const MoeConfig& moe = moe_;
   int64_t inactive = 0;
   for (const auto& block : blocks_)
     if (block->is_moe())
-      inactive +=
-          int64_t{moe.num_experts - moe.top_k} * 3 * moe.expert_hidden * config_.model.d_model;
+      inactive += int64_t{moe.num_experts - moe.top_k} * 3 * moe.expert_hidden * model_.d_model;
   counts.active_per_token = counts.total - inactive;
   counts.trainable = counts.total;
   return counts;
@@ -303,7 +300,7 @@ double Model::flops_per_token(int64_t seq_len) const {
   // Every active weight is used in one matmul except the embedding lookup, which is free unless
   // the LM head reuses it.
   const int64_t matmul_weights = counts.active_per_token - (lm_head_ ? counts.embedding : 0);
-  const ModelConfig& m = config_.model;
+  const ModelConfig& m = model_;
   const double attention = 6.0 * m.n_layers * m.n_heads * m.effective_head_dim() * seq_len;
   return 6.0 * static_cast<double>(matmul_weights) + attention;
 }

@@ -8,7 +8,9 @@
 // - The objective is lm_loss + aux_loss_coeff * sum(aux) + z_loss_coeff * sum(z) over MoE layers;
 //   backward(loss_scale) adds loss_scale times its gradient to the parameter gradients, which is
 //   how gradient accumulation averages micro-batches.
-// - parallel.experts: fssdp: the model keeps the FSSDP coordinator its MoE layers share (which rank
+// - The model keeps its own copies of its shape (ModelConfig, MoeConfig) and run options
+//   (layers/model_options.h): nothing refers back into the run config.
+// - With FSSDP placement, the model keeps the FSSDP coordinator its MoE layers share (which rank
 //   owns which expert, this step's copies), planned at begin_step from the loads end_step records.
 // - Tensor parallel (Megatron): the embedding is vocab parallel (each TP rank holds vocab/tp rows
 //   and the lookups are all-reduced) and so is the LM head (tied or not), with the cross-entropy
@@ -21,12 +23,14 @@
 
 #include "layers/block.h"
 #include "layers/language_model.h"
+#include "layers/model_options.h"
 
 namespace moe {
 
 class Model : public LanguageModel {
  public:
-  Model(const Config& config, ParameterStore& store, const ParallelGroups& groups = {});
+  Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const ParallelGroups& groups = {},
+        ModelOptions options = {});
 
   // inputs, targets: i32 [B,T]; targets equal to ignore_index do not count.
   ModelOutput forward(const Tensor& inputs, const Tensor& targets, bool keep_for_backward,
@@ -65,7 +69,9 @@ class Model : public LanguageModel {
   double flops_per_token(int64_t seq_len) const override;
 
  private:
-  const Config& config_;
+  ModelConfig model_;
+  MoeConfig moe_;
+  ModelOptions options_;
   ParameterStore& store_;
   Communicator* tp_;
   std::unique_ptr<FssdpCoordinator> fssdp_;  // parallel.experts: fssdp

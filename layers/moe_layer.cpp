@@ -7,7 +7,7 @@
 
 namespace moe {
 
-MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config,
+MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, MoeConfig config,
                    int64_t d_model, double init_std, const ParallelGroups& groups,
                    FssdpCoordinator* fssdp, int fssdp_layer)
     : config_(config),
@@ -84,8 +84,9 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
         std::ceil(static_cast<double>(k) * tokens / experts * config_.capacity_factor));
     Tensor kept = Tensor::empty({tokens * k}, DType::i32, x.device());
     Tensor kept_counts = Tensor::empty({experts}, DType::i64, x.device());
-    const ops::DropPolicy policy =
-        config_.drop_policy == "position" ? ops::DropPolicy::position : ops::DropPolicy::probs;
+    const ops::DropPolicy policy = config_.drop_policy == DropPolicy::position
+                                       ? ops::DropPolicy::position
+                                       : ops::DropPolicy::probs;
     const int64_t rows = ops::moe_apply_capacity(all_slots, host_counts, saved.router.probs,
                                                  capacity, policy, kept, kept_counts, stream);
     sorted_slots = kept.narrow(0, rows);

@@ -50,7 +50,7 @@ struct MoeSaved {
 class MoeLayer {
  public:
   // fssdp: the coordinator of parallel.experts: fssdp and this layer's index among MoE layers.
-  MoeLayer(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
+  MoeLayer(ParameterStore& store, const std::string& name, MoeConfig config, int64_t d_model,
            double init_std, const ParallelGroups& groups = {}, FssdpCoordinator* fssdp = nullptr,
            int fssdp_layer = 0);
 
@@ -70,7 +70,7 @@ class MoeLayer {
   void reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,
                      Stream& stream) const;
 
-  const MoeConfig& config_;
+  MoeConfig config_;
   FssdpCoordinator* fssdp_;
   int fssdp_layer_;
   Router router_;

@@ -6,14 +6,14 @@
 
 namespace moe {
 
-Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& config,
-               int64_t d_model, double init_std)
+Router::Router(ParameterStore& store, const std::string& name, MoeConfig config, int64_t d_model,
+               double init_std)
     : config_(config),
       num_experts_(config.num_experts),
-      options_{
-          config.top_k,
-          config.router_score == "sigmoid" ? ops::RouterScore::sigmoid : ops::RouterScore::softmax,
-          config.renormalize, static_cast<float>(config.routed_scaling)},
+      options_{config.top_k,
+               config.router_score == RouterScore::sigmoid ? ops::RouterScore::sigmoid
+                                                           : ops::RouterScore::softmax,
+               config.renormalize, static_cast<float>(config.routed_scaling)},
       gate_(store, name + ".gate", d_model, config.num_experts, false, init_std) {
   if (config.expert_bias) expert_bias_ = &store.add_buffer(name + ".expert_bias", {num_experts_});
   if (config.router_skew > 0) {
@@ -32,11 +32,11 @@ Router::Router(ParameterStore& store, const std::string& name, const MoeConfig& 
 
 // The weight each token's score of expert i gets in L: E * f_i / (G * T_g), with f_i from the
 // counts and the group's T_g local tokens. Host [G,E] in dtype.
-static Tensor aux_weights(const AuxCounts& aux, int64_t group, int k, const std::string& norm,
+static Tensor aux_weights(const AuxCounts& aux, int64_t group, int k, AuxLossNorm norm,
                           DType dtype) {
   const int64_t groups = aux.counts.dim(0), experts = aux.counts.dim(1);
   const double per_assignment =
-      norm == "megatron" ? 1.0 / (aux.tokens_per_group * k) : 1.0 / aux.tokens_per_group;
+      norm == AuxLossNorm::megatron ? 1.0 / (aux.tokens_per_group * k) : 1.0 / aux.tokens_per_group;
   Tensor weights = Tensor::empty(aux.counts.shape(), DType::f64);
   for (int64_t i = 0; i < aux.counts.numel(); ++i)
     weights.data<double>()[i] =
@@ -69,9 +69,10 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
   Tensor device_counts =
       Tensor::empty({groups, num_experts_}, DType::i64, saved.expert_ids.device());
   ops::moe_expert_counts(saved.expert_ids, saved.group,
-                         config_.aux_loss_norm == "switch" ? 1 : options_.k, device_counts, stream);
+                         config_.aux_loss_norm == AuxLossNorm::switch_ ? 1 : options_.k,
+                         device_counts, stream);
   AuxCounts aux{Tensor::empty(device_counts.shape(), DType::f64), saved.group};
-  const bool global = config_.aux_loss_type == "global_batch" && source.training;
+  const bool global = config_.aux_loss_type == AuxLossType::global_batch && source.training;
   const int ranks = global && dp_group_ ? dp_group_->size() : 1;
   if (ranks > 1) dp_group_->all_reduce(device_counts, ReduceOp::sum, stream);
   const Tensor counts = ops::to_host(device_counts, stream);
@@ -106,7 +107,7 @@ void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source
   ops::router_topk_forward(saved.logits, bias, options_, saved.probs, saved.expert_ids,
                            saved.scores, stream);
 
-  saved.group = config_.aux_loss_type == "sequence" ? seq_len : tokens;
+  saved.group = config_.aux_loss_type == AuxLossType::sequence ? seq_len : tokens;
   const int64_t groups = tokens / saved.group;
   saved.aux = count(saved, source, stream);
   Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype, device);

@@ -25,10 +25,10 @@
 #include <string>
 #include <vector>
 
+#include "config/model_config.h"
 #include "kernels/op_types.h"
 #include "layers/linear.h"
 #include "parallel/communicator.h"
-#include "trainer/config.h"
 
 namespace moe {
 
@@ -54,7 +54,7 @@ struct RouterSaved {
 
 class Router {
  public:
-  Router(ParameterStore& store, const std::string& name, const MoeConfig& config, int64_t d_model,
+  Router(ParameterStore& store, const std::string& name, MoeConfig config, int64_t d_model,
          double init_std);
 
   int num_experts() const { return num_experts_; }
@@ -73,7 +73,7 @@ class Router {
   void begin_step(Communicator* dp_group) const;
 
  private:
-  const MoeConfig& config_;
+  MoeConfig config_;
   int num_experts_;
   ops::RouterTopkOptions options_;
   Linear gate_;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "config/yaml_io.h"
 #include "kernels/ops.h"
 #include "upcycling/bts_model.h"
 

@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
+#include "config/run_config.h"
 #include "data/token_loader.h"
-#include "trainer/config.h"
 #include "trainer/optimizer.h"
 
 namespace moe {

@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "trainer/config.h"
+#include "config/run_config.h"
 
 namespace moe {
 

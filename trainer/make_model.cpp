@@ -7,11 +7,11 @@
 namespace moe {
 
 Config resolve_model_config(const Config& config, const std::string& checkpoint) {
-  if (config.model.kind != "bts") return config;
+  if (config.model.kind != ModelKind::bts) return config;
   const BtsDecoder hub = resolve_bts_decoders(config.bts, checkpoint).front();
   Config resolved = config;
   resolved.model = hub.config.model;
-  resolved.model.kind = "bts";
+  resolved.model.kind = ModelKind::bts;
   resolved.moe = hub.config.moe;
   resolved.validate("the BTS config with the seed's model (" + hub.step_dir + ")");
   return resolved;
@@ -20,9 +20,25 @@ Config resolve_model_config(const Config& config, const std::string& checkpoint)
 std::unique_ptr<LanguageModel> make_model(const Config& config, ParameterStore& store,
                                           const ParallelGroups& groups,
                                           const std::string& checkpoint) {
-  if (config.model.kind == "bts")
+  if (config.model.kind == ModelKind::bts)
     return std::make_unique<BtsModel>(config, store, groups, checkpoint);
-  return std::make_unique<Model>(config, store, groups);
+  return std::make_unique<Model>(config.model, config.moe, store, groups,
+                                 model_options(config, groups));
+}
+
+ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
+  ModelOptions options;
+  options.recompute = config.train.recompute;
+  options.decay_embedding = !config.train.no_decay_embeddings;
+  if (config.parallel.experts == ExpertPlacement::fssdp) {
+    const FssdpConfig& f = config.fssdp;
+    const int ranks = group_size(groups.ep);
+    options.fssdp = FssdpPlacement{
+        MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
+        f.window, f.ranks_per_node > 0 ? f.ranks_per_node : ranks, f.rematerialize,
+        f.reshard_interval};
+  }
+  return options;
 }
 
 }  // namespace moe

@@ -6,9 +6,10 @@
 #include <memory>
 #include <string>
 
+#include "config/run_config.h"
 #include "layers/language_model.h"
+#include "layers/model_options.h"
 #include "parallel/parallel_groups.h"
-#include "trainer/config.h"
 
 namespace moe {
 
@@ -23,5 +24,9 @@ Config resolve_model_config(const Config& config, const std::string& checkpoint 
 std::unique_ptr<LanguageModel> make_model(const Config& config, ParameterStore& store,
                                           const ParallelGroups& groups,
                                           const std::string& checkpoint = "");
+
+// The run settings a decoder needs (train.recompute, train.no_decay_embeddings, the fssdp section
+// when parallel.experts is fssdp), with every "0 = derived" value resolved for groups.
+ModelOptions model_options(const Config& config, const ParallelGroups& groups);
 
 }  // namespace moe

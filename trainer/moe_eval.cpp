@@ -16,10 +16,11 @@
 #include <exception>
 
 #include "checkpoint/checkpoint.h"
+#include "config/run_config.h"
+#include "config/yaml_io.h"
 #include "core/log.h"
 #include "data/json.h"
 #include "parallel/process_grid.h"
-#include "trainer/config.h"
 #include "trainer/evaluation.h"
 #include "trainer/make_model.h"
 #include "upcycling/bts_model.h"
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
               "' is not a committed checkpoint (a step directory with a COMMIT marker)");
     const Config config =
         resolve_model_config(eval_config(checkpoint_config(dir), dir, data, overrides), dir);
-    const bool bts = config.model.kind == "bts";
+    const bool bts = config.model.kind == ModelKind::bts;
     ProcessGrid grid(*world,
                      bts ? bts_model_group_size(world_size, config.parallel) : config.parallel.tp,
                      config.parallel.dp, config.parallel.expert_ranks(world_size));

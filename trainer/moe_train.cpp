@@ -10,10 +10,11 @@
 #include <cstdio>
 #include <exception>
 
+#include "config/run_config.h"
+#include "config/yaml_io.h"
 #include "core/log.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_grid.h"
-#include "trainer/config.h"
 #include "trainer/training_loop.h"
 #include "upcycling/bts_model.h"
 
@@ -45,15 +46,17 @@ int main(int argc, char** argv) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
-      if (config.train.device == "cuda")  // NCCL between the ranks' GPUs, MPI for host exchanges
+      if (config.train.device ==
+          moe::DeviceType::cuda)  // NCCL between the ranks' GPUs, MPI for host exchanges
         world_comm =
             moe::nccl_world_communicator(moe::training_device(config.train, world_comm.get()));
-      const bool bts = config.model.kind == "bts";
+      const bool bts = config.model.kind == moe::ModelKind::bts;
       // BTS: the ranks of a replica share the decoders in the place of a TP group.
       moe::ProcessGrid grid(
           *world_comm, bts ? moe::bts_model_group_size(world, config.parallel) : config.parallel.tp,
           config.parallel.dp, config.parallel.expert_ranks(world));
-      if (config.parallel.experts == "fssdp" && config.fssdp.ranks_per_node == 0) {
+      if (config.parallel.experts == moe::ExpertPlacement::fssdp &&
+          config.fssdp.ranks_per_node == 0) {
         const int per_node = moe::ranks_per_node(grid.ep_group());
         config.fssdp.ranks_per_node = per_node > 0 ? per_node : grid.ep_size();
         MOE_LOG_INFO("FSSDP: fssdp.ranks_per_node = ", config.fssdp.ranks_per_node,

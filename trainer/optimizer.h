@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "config/run_config.h"
 #include "layers/parameters.h"
 #include "parallel/parallel_groups.h"
-#include "trainer/config.h"
 
 namespace moe {
 

@@ -75,7 +75,7 @@ std::string upcycle_into(const Config& config, const ParallelGroups& groups) {
   MOE_CHECK(!config.checkpoint.dir.empty(), "init.method = ", config.init.method,
             " writes the upcycled model as step 0 of checkpoint.dir; set checkpoint.dir");
   UpcycleOptions options;
-  options.method = config.init.method;
+  options.method = word_of(config.init.method);
   options.ratio = config.init.drop_ratio;
   options.noise_std = config.init.noise_std;
   options.seed = static_cast<uint64_t>(config.init.seed);
@@ -130,7 +130,7 @@ std::string expert_work_text(const StepStats& interval, Communicator& ep, Metric
 }  // namespace
 
 Device training_device(const TrainConfig& train, Communicator* world) {
-  if (train.device == "cpu") return Device::cpu();
+  if (train.device == DeviceType::cpu) return Device::cpu();
   ops::init_backends();
   const int gpus = ops::cuda_device_count();
   MOE_CHECK(gpus > 0, "train.device = cuda, but ",
@@ -197,12 +197,12 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   if (group_size(groups.world) > 1) groups.world->barrier();
   TrainerState state{config, store, optimizer, *loader, groups, model.checkpoint_attachments()};
   int64_t first_step = 0;
-  if (resume.empty() && config.init.method == "load") {
+  if (resume.empty() && config.init.method == InitMethod::load) {
     // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
     // branches).
     load_weights(state, config.init.from);
     MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
-  } else if (resume.empty() && config.init.method != "scratch") {
+  } else if (resume.empty() && config.init.method != InitMethod::scratch) {
     resume = upcycle_into(config, groups);
   }
   if (const std::string& dir = resume; !dir.empty()) {
@@ -226,7 +226,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   install_stop_handlers();
   CheckpointWriter writer(state);
   const bool has_moe =
-      config.model.kind == "decoder" && config.moe.first_k_dense < config.model.n_layers;
+      config.model.kind == ModelKind::decoder && config.moe.first_k_dense < config.model.n_layers;
   if (has_moe)
     MOE_LOG_INFO(
         "expert load per MoE layer, in each line: max/mean, coefficient of variation, "

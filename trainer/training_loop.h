@@ -15,8 +15,8 @@
 #include <cstdint>
 #include <string>
 
+#include "config/run_config.h"
 #include "parallel/parallel_groups.h"
-#include "trainer/config.h"
 
 namespace moe {
 

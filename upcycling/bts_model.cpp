@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "core/log.h"
 #include "kernels/ops.h"
 
@@ -60,9 +61,9 @@ MayDiffer bts_changed_parameters(const BtsConfig& saved, const BtsConfig& now) {
 }
 
 MayDiffer bts_checkpoint_changes(const std::string& dir, const Config& config) {
-  if (config.model.kind != "bts") return {};
+  if (config.model.kind != ModelKind::bts) return {};
   const Config saved = parse_config(checkpoint_config(dir), dir);
-  MOE_CHECK(saved.model.kind == "bts", dir, " is a ", saved.model.kind,
+  MOE_CHECK(saved.model.kind == ModelKind::bts, dir, " is a ", saved.model.kind,
             " checkpoint, not a BTS run's (its stitch layers)");
   return bts_changed_parameters(saved.bts, config.bts);
 }
@@ -114,7 +115,7 @@ std::vector<BtsDecoder> resolve_bts_decoders(const BtsConfig& bts, const std::st
   const ModelConfig& hub = decoders[0].config.model;
   for (const BtsDecoder& d : decoders) {
     const ModelConfig& m = d.config.model;
-    MOE_CHECK(m.kind == "decoder", d.step_dir, " is a ", m.kind,
+    MOE_CHECK(m.kind == ModelKind::decoder, d.step_dir, " is a ", m.kind,
               " checkpoint; BTS stitches decoders (model.kind: decoder)");
     MOE_CHECK(
         m.d_model == hub.d_model && m.vocab_size == hub.vocab_size && m.n_layers == hub.n_layers,
@@ -165,7 +166,9 @@ BtsModel::BtsModel(const Config& config, ParameterStore& stitch_store, const Par
   readers.world = readers.dp = groups.dp;
   for (int t = 0; t < n; ++t) {
     auto tower = std::make_unique<Tower>(stitch_store.dtype());
-    tower->model = std::make_unique<Model>(decoders_[t].config, tower->store);
+    tower->model = std::make_unique<Model>(decoders_[t].config.model, decoders_[t].config.moe,
+                                           tower->store, ParallelGroups{},
+                                           ModelOptions{.recompute = config.train.recompute});
     if (is_local(t)) {
       tower->store.allocate(0, false);
       load_checkpoint(decoders_[t].step_dir, {&tower->store, false, {}}, readers);

@@ -26,10 +26,10 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "config/run_config.h"
 #include "layers/language_model.h"
 #include "layers/model.h"
 #include "layers/stitch.h"
-#include "trainer/config.h"
 
 namespace moe {
 

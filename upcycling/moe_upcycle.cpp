@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "config/yaml_io.h"
 #include "upcycling/upcycle.h"
 
 int main(int argc, char** argv) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "core/rng.h"
 #include "layers/model.h"
 
@@ -106,7 +107,7 @@ struct Dense {
     config = parse_config(checkpoint_config(dir), "the config in " + dir);
     MOE_CHECK(config.moe.first_k_dense >= config.model.n_layers, "'", dir,
               "' is not a dense model (it has MoE layers); upcycling starts from a dense one");
-    model = std::make_unique<Model>(config, store);
+    model = std::make_unique<Model>(config.model, config.moe, store);
     store.allocate(0);
     load_checkpoint(dir, {&store, false, {}}, {});
   }
@@ -157,7 +158,7 @@ std::string upcycle(const std::vector<std::string>& dense_dirs, const Config& mo
   const char* expert_hint = " (the dense models differ)";
 
   ParameterStore store(DType::f32);
-  const Model model(moe_config, store);
+  const Model model(moe_config.model, moe_config.moe, store);
   store.allocate(static_cast<uint64_t>(moe_config.train.seed));
   for (Parameter& p : store.parameters()) {
     float* to = p.value.data<float>();

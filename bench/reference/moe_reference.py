@@ -2,7 +2,7 @@
 """PyTorch reference of the MoEForge model, for side-by-side benchmarks.
 
 A plain-PyTorch (no transformers) decoder-only MoE language model built from a MoEForge YAML
-config (configs/*.yaml, defaults as in trainer/config.h, `--set a.b=v` overrides), trained with
+config (configs/*.yaml, defaults as in config/run_config.h, `--set a.b=v` overrides), trained with
 AdamW on random byte windows of a text corpus. It prints one JSON line with throughput and losses.
 
     python3 bench/reference/moe_reference.py --config configs/quickstart.yaml \
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 import yaml
 
 # ----------------------------------------------------------------------------------------------
-# Config: the same keys and defaults as trainer/config.h.
+# Config: the same keys and defaults as config/run_config.h.
 
 DEFAULTS = {
     "model": {

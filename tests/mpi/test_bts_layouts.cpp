@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "kernels/ops.h"
 #include "parallel/process_grid.h"
 #include "tests/support/random_parameters.h"
@@ -77,7 +78,7 @@ TEST(BtsLayouts, EveryLayoutEqualsOneRank) {
     uint64_t seed = 1;
     for (const char* name : {"seed", "code", "bible"}) {
       ParameterStore store(DType::f32);
-      Model model(decoder, store);
+      Model model(decoder.model, decoder.moe, store);
       store.allocate(seed++);
       CheckpointMeta meta;
       meta.config_yaml = to_yaml(decoder);
@@ -86,7 +87,7 @@ TEST(BtsLayouts, EveryLayoutEqualsOneRank) {
   }
   world->barrier();
   Config config = decoder;
-  config.model.kind = "bts";
+  config.model.kind = ModelKind::bts;
   config.bts.seed = root + "/seed";
   config.bts.experts = {root + "/code", root + "/bible"};
   config.bts.stitch_every = 1;

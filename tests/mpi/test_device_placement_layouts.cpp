@@ -53,7 +53,7 @@ TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
   };
   const TrainingSummary on_cpu = train_model(c, {}, groups);
   const TrainingSummary cpu_resumed = resume(c, dir + "/cpu/step_00000003", dir + "/cpu_resumed");
-  c.train.device = "cuda";
+  c.train.device = DeviceType::cuda;
   c.checkpoint.dir = dir + "/device";
   const TrainingSummary on_device = train_model(c, {}, groups);
   EXPECT_EQ(on_device.train_loss, on_cpu.train_loss) << layout.name();

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "layers/model.h"
 #include "parallel/process_grid.h"
 #include "tests/support/tolerance.h"
@@ -29,7 +30,7 @@ TEST(UpcycledLayouts, CopyComputesTheDenseFunctionInEveryLayout) {
   const Config dense = testing::small_dense_config(20, 2),
                moe = testing::upcycled_moe_config(dense, 4, 2);
   ParameterStore dense_store(DType::f32);
-  Model dense_model(dense, dense_store);
+  Model dense_model(dense.model, dense.moe, dense_store);
   dense_store.allocate(5);
   if (world->rank() == 0) {
     std::filesystem::remove_all(root);
@@ -50,7 +51,7 @@ TEST(UpcycledLayouts, CopyComputesTheDenseFunctionInEveryLayout) {
                  std::to_string(l.ep));
     ProcessGrid grid(*world, l.tp, l.dp, l.ep);
     ParameterStore store(DType::f32);
-    Model model(moe, store, grid.groups(false));
+    Model model(moe.model, moe.moe, store, grid.groups(false));
     store.allocate(0);
     load_checkpoint(root + "/moe/" + step_dir_name(0), {&store, false, {}}, grid.groups(false));
     EXPECT_TRUE(testing::all_close(testing::fixed_token_logits(model), expected, 1e-6, 1e-5));

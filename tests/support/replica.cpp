@@ -4,6 +4,7 @@
 
 #include "tests/support/text_dataset.h"
 #include "tests/support/tiny_run.h"
+#include "trainer/make_model.h"
 
 namespace moe::testing {
 
@@ -23,12 +24,12 @@ Config layout_run(const std::string& dataset, const Layout& layout) {
   c.model.tie_embeddings = layout.tied;
   c.moe.shared_experts = 1;
   c.moe.shared_expert_hidden = 32;
-  c.moe.aux_loss_type = "global_batch";
+  c.moe.aux_loss_type = AuxLossType::global_batch;
   c.moe.expert_bias = true;
   c.moe.z_loss_coeff = 1e-3;
   c.data.val_fraction = 0;
   if (layout.fssdp) {
-    c.parallel.experts = "fssdp";
+    c.parallel.experts = ExpertPlacement::fssdp;
     c.fssdp.slots = 1;
     c.fssdp.rematerialize = layout.rematerialize;
     c.fssdp.reshard_interval = 5;
@@ -45,7 +46,8 @@ std::string rank_dataset(const Communicator& world, const std::string& tag) {
 Replica::Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c), groups(g) {
   const int dp = group_size(groups.dp);
   config.train.micro_batch_size = static_cast<int>(kGlobalBatch / dp);
-  model = std::make_unique<Model>(config, store, groups);
+  model = std::make_unique<Model>(config.model, config.moe, store, groups,
+                                  model_options(config, groups));
   store.allocate(1);
   optimizer = std::make_unique<AdamW>(store, config.train, groups, zero);
   loader = make_token_loader(config.data, group_rank(groups.dp), dp);

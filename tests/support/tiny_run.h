@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "trainer/config.h"
+#include "config/run_config.h"
 
 namespace moe::testing {
 

@@ -5,8 +5,8 @@
 
 #include <vector>
 
+#include "config/run_config.h"
 #include "layers/model.h"
-#include "trainer/config.h"
 
 namespace moe::testing {
 

@@ -44,7 +44,7 @@ TEST_P(HfFixture, ImportedModelGivesTheReferenceLogits) {
   const std::string step = hf_to_moeforge(source, temp_dir(GetParam() + "_import"));
   const HfImport hf = config_from_hf(source + "/config.json");
   ParameterStore store(DType::f32);
-  Model model(hf.config, store);
+  Model model(hf.config.model, hf.config.moe, store);
   store.allocate(0);
   load_checkpoint(step, {&store, false, {}}, {});
 
@@ -117,7 +117,7 @@ TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
   ASSERT_EQ(again.model_type, "mixtral");
   const std::string step = hf_to_moeforge(exported, temp_dir("workflow_again"));
   ParameterStore store(DType::f32);
-  Model model(again.config, store);
+  Model model(again.config.model, again.config.moe, store);
   store.allocate(0);
   load_checkpoint(step, {&store, false, {}}, {});
 

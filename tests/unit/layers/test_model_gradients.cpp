@@ -21,7 +21,7 @@ namespace {
 void expect_gradients_match(const Config& config,
                             const std::function<void(ParameterStore&)>& prepare = {}) {
   ParameterStore store(DType::f64);
-  Model model(config, store);
+  Model model(config.model, config.moe, store);
   store.allocate(7);
   if (prepare) prepare(store);
   const testing::TinyBatch batch = testing::tiny_batch(config);
@@ -73,14 +73,14 @@ TEST(ModelGradients, MoeWithGatedSharedExpert) {
 TEST(ModelGradients, MoeWithQkNormOverWholeProjectionsAndNoRenormalization) {
   Config c = testing::tiny_moe_config();
   c.model.qk_norm = true;
-  c.model.qk_norm_scope = "projection";
+  c.model.qk_norm_scope = QkNormScope::projection;
   c.moe.renormalize = false;
   c.model.tie_embeddings = false;
   expect_gradients_match(c);
 }
 
 TEST(ModelGradients, MoeWithCapacityFactorDroppingByProbsAndByPosition) {
-  for (const char* policy : {"probs", "position"}) {
+  for (const DropPolicy policy : {DropPolicy::probs, DropPolicy::position}) {
     Config c = testing::tiny_moe_config();
     c.moe.capacity_factor = 0.5;
     c.moe.drop_policy = policy;
@@ -91,10 +91,10 @@ TEST(ModelGradients, MoeWithCapacityFactorDroppingByProbsAndByPosition) {
 
 TEST(ModelGradients, MoeSigmoidRouterWithScalingSequenceAuxLossAndExpertBias) {
   Config c = testing::tiny_moe_config();
-  c.moe.router_score = "sigmoid";
+  c.moe.router_score = RouterScore::sigmoid;
   c.moe.routed_scaling = 2.5;
-  c.moe.aux_loss_type = "sequence";
-  c.moe.aux_loss_norm = "hf";
+  c.moe.aux_loss_type = AuxLossType::sequence;
+  c.moe.aux_loss_norm = AuxLossNorm::hf;
   c.moe.expert_bias = true;
   // A bias that changes which experts are chosen, so that the gates differ from the plain top-k.
   expect_gradients_match(c, [](ParameterStore& store) {
@@ -109,9 +109,8 @@ TEST(ModelGradients, MoeSigmoidRouterWithScalingSequenceAuxLossAndExpertBias) {
 TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
   auto gradients = [](bool recompute) {
     Config c = testing::tiny_moe_config();
-    c.train.recompute = recompute;
     ParameterStore store(DType::f32);
-    Model model(c, store);
+    Model model(c.model, c.moe, store, {}, ModelOptions{.recompute = recompute});
     store.allocate(11);
     const testing::TinyBatch batch = testing::tiny_batch(c);
     Stream stream;
@@ -137,7 +136,7 @@ TEST(ModelGradients, AccumulatingHalvesEqualsTheWholeBatch) {
   Config c = testing::tiny_moe_config();
   c.moe.aux_loss_coeff = 0;
   ParameterStore store(DType::f64);
-  Model model(c, store);
+  Model model(c.model, c.moe, store);
   store.allocate(13);
   const testing::TinyBatch batch = testing::tiny_batch(c);
   for (int32_t& t : std::span(batch.targets.data<int32_t>(), batch.targets.numel()))

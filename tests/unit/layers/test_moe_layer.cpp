@@ -94,8 +94,8 @@ TEST(MoeLayer, GroupedExpertsEqualTheRowByRowReference) {
 // With a zero router every score is 1/E, so P_i = 1/E and L = E * sum_i f_i * (1/E) = sum_i f_i:
 // 1 for megatron and switch, k for hf (METHODS.md §5.1), however the ties were broken.
 TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
-  for (const char* norm : {"megatron", "switch", "hf"})
-    for (const char* type : {"micro_batch", "sequence"}) {
+  for (const AuxLossNorm norm : {AuxLossNorm::megatron, AuxLossNorm::switch_, AuxLossNorm::hf})
+    for (const AuxLossType type : {AuxLossType::micro_batch, AuxLossType::sequence}) {
       MoeConfig moe_config;
       moe_config.num_experts = 4;
       moe_config.top_k = 2;
@@ -108,7 +108,7 @@ TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
       ops::fill(store.values(), 0.0, stream);
       RouterSaved saved;
       router.forward(random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
-      const double expected = std::string(norm) == "hf" ? 2.0 : 1.0;
+      const double expected = norm == AuxLossNorm::hf ? 2.0 : 1.0;
       EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
       EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
     }
@@ -156,7 +156,7 @@ TEST(MoeLayer, RouterSkewMakesTheFirstExpertsWinWithoutChangingTheGates) {
 // first micro-batch of a step has the micro-batch loss and the second averages both count vectors.
 TEST(MoeLayer, GlobalBatchAuxLossAveragesCountsOverTheStep) {
   MoeConfig global, micro;
-  global.aux_loss_type = "global_batch";
+  global.aux_loss_type = AuxLossType::global_batch;
   ParameterStore store(DType::f64);
   const Router global_router(store, "global", global, 8, 0.5),
       micro_router(store, "micro", micro, 8, 0.5);

@@ -3,9 +3,9 @@
 
 #include <vector>
 
+#include "config/run_config.h"
 #include "core/tensor.h"
 #include "layers/language_model.h"
-#include "trainer/config.h"
 
 namespace moe::testing {
 

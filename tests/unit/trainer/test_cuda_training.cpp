@@ -14,6 +14,7 @@
 #include "tests/support/tiny_run.h"
 #include "tests/support/tolerance.h"
 #include "tests/unit/layers/tiny_config.h"
+#include "trainer/make_model.h"
 #include "trainer/optimizer.h"
 #include "trainer/training_loop.h"
 
@@ -33,7 +34,8 @@ using CudaTraining = testing::CudaTest;
 
 struct Side {
   explicit Side(const Config& config, Device device)
-      : store(DType::f32, device), model(config, store) {
+      : store(DType::f32, device),
+        model(config.model, config.moe, store, {}, model_options(config, {})) {
     store.allocate(11);
   }
   ParameterStore store;
@@ -73,7 +75,7 @@ TEST_F(CudaTraining, SharedExpertsCapacityAndExpertBiasMatchCpu) {
   c.moe.shared_experts = 1;
   c.moe.shared_expert_gate = true;
   c.moe.capacity_factor = 1.0;
-  c.moe.router_score = "sigmoid";
+  c.moe.router_score = RouterScore::sigmoid;
   c.moe.expert_bias = true;
   expect_step_matches(c);
 }
@@ -96,7 +98,7 @@ TEST_F(CudaTraining, ShortRunFollowsTheCpuLossCurve) {
   c.log.interval = 10;
   c.validate();
   const TrainingSummary on_cpu = train_model(c, {});
-  c.train.device = "cuda";
+  c.train.device = DeviceType::cuda;
   const TrainingSummary on_gpu = train_model(c, {});
   EXPECT_NEAR(on_gpu.train_loss, on_cpu.train_loss, 1e-3 * on_cpu.train_loss);
   std::printf(

@@ -38,14 +38,14 @@ class HostBackedCuda : public ::testing::Test {
     c.log.interval = 2;
     return c;
   }
-  static TrainingSummary train_on(Config c, const std::string& device, int sample_tokens = 0) {
+  static TrainingSummary train_on(Config c, DeviceType device, int sample_tokens = 0) {
     c.train.device = device;
     c.validate();
     return train_model(c, {sample_tokens, "GNU", false});
   }
   static void expect_same_run(const Config& c) {
-    const TrainingSummary cpu = train_on(c, "cpu", 12);
-    const TrainingSummary gpu = train_on(c, "cuda", 12);
+    const TrainingSummary cpu = train_on(c, DeviceType::cpu, 12);
+    const TrainingSummary gpu = train_on(c, DeviceType::cuda, 12);
     EXPECT_EQ(gpu.train_loss, cpu.train_loss);
     EXPECT_EQ(gpu.val_loss, cpu.val_loss);
     EXPECT_EQ(gpu.sample, cpu.sample);
@@ -59,9 +59,9 @@ TEST_F(HostBackedCuda, MoeVariantsOnTheDeviceEqualTheCpuRun) {
   c.moe.shared_experts = 1;
   c.moe.shared_expert_gate = true;
   c.moe.capacity_factor = 1.25;
-  c.moe.router_score = "sigmoid";
+  c.moe.router_score = RouterScore::sigmoid;
   c.moe.expert_bias = true;
-  c.moe.aux_loss_type = "global_batch";
+  c.moe.aux_loss_type = AuxLossType::global_batch;
   c.train.recompute = true;
   expect_same_run(c);
 }
@@ -74,15 +74,15 @@ TEST_F(HostBackedCuda, CheckpointsOfADeviceRunResumeOnTheCpuBitForBit) {
   c.checkpoint.interval = 4;
   c.checkpoint.async = true;
   c.checkpoint.keep_last = 5;
-  const TrainingSummary straight = train_on(c, "cuda");
+  const TrainingSummary straight = train_on(c, DeviceType::cuda);
   c.checkpoint.resume = dir + "/step_00000004";
   c.checkpoint.dir = dir + "_resumed";
   std::filesystem::remove_all(c.checkpoint.dir);
-  const TrainingSummary on_cpu = train_on(c, "cpu");
+  const TrainingSummary on_cpu = train_on(c, DeviceType::cpu);
   EXPECT_EQ(on_cpu.train_loss, straight.train_loss);
   c.checkpoint.dir = dir + "_resumed_on_device";
   std::filesystem::remove_all(c.checkpoint.dir);
-  const TrainingSummary on_device = train_on(c, "cuda");  // loads through a host copy
+  const TrainingSummary on_device = train_on(c, DeviceType::cuda);  // loads through a host copy
   EXPECT_EQ(on_device.train_loss, straight.train_loss);
 }
 
@@ -91,12 +91,12 @@ TEST_F(HostBackedCuda, WeightsLoadIntoADeviceModel) {
   std::filesystem::remove_all(dir);
   Config c = run(2);
   c.checkpoint.dir = dir;
-  train_on(c, "cpu");
+  train_on(c, DeviceType::cpu);
   c.checkpoint.dir.clear();
-  c.init.method = "load";
+  c.init.method = InitMethod::load;
   c.init.from = dir + "/step_00000002";
-  const TrainingSummary cpu = train_on(c, "cpu");
-  const TrainingSummary gpu = train_on(c, "cuda");
+  const TrainingSummary cpu = train_on(c, DeviceType::cpu);
+  const TrainingSummary gpu = train_on(c, DeviceType::cuda);
   EXPECT_EQ(gpu.train_loss, cpu.train_loss);
 }
 

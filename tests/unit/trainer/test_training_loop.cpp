@@ -81,7 +81,7 @@ TEST(TrainingLoop, CudaWithoutAUsableGpuIsAClearError) {
   if (ops::cuda_device_count() > 0)
     GTEST_SKIP() << "a GPU is present: cuda_training_tests train on it";
   Config c = logged_run();
-  c.train.device = "cuda";
+  c.train.device = DeviceType::cuda;
   const std::string message = train_error(c);
   EXPECT_NE(message.find("train.device = cuda, but"), std::string::npos) << message;
   EXPECT_NE(

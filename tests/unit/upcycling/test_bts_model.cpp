@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "kernels/ops.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
@@ -33,7 +34,7 @@ Config decoder_config() {
 std::string save_decoder(const fs::path& root, const std::string& name, uint64_t seed, DType dtype,
                          const Config& config = decoder_config()) {
   ParameterStore store(dtype);
-  Model model(config, store);
+  Model model(config.model, config.moe, store);
   store.allocate(seed);
   CheckpointMeta meta;
   meta.config_yaml = to_yaml(config);
@@ -54,7 +55,7 @@ class BtsModelTest : public ::testing::Test {
 
   Config bts_config(DType dtype, int stitch_every = 1) {
     Config c = decoder_config();
-    c.model.kind = "bts";
+    c.model.kind = ModelKind::bts;
     c.bts.seed = save_decoder(root_, "seed", 1, dtype);
     c.bts.experts = {save_decoder(root_, "code", 2, dtype), save_decoder(root_, "bible", 3, dtype)};
     c.bts.stitch_every = stitch_every;
@@ -74,7 +75,7 @@ TEST_F(BtsModelTest, StitchedLogitsEqualTheSeedsBeforeTraining) {
     stitches.allocate(0);
     ParameterStore seed_store(DType::f32);
     const Config seed_config = decoder_config();  // Model keeps a reference
-    Model seed(seed_config, seed_store);
+    Model seed(seed_config.model, seed_config.moe, seed_store);
     seed_store.allocate(0);
     load_checkpoint(config.bts.seed + "/step_00000000", {&seed_store, false, {}}, {});
     Stream stream;

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "layers/model.h"
 #include "tests/support/error_message.h"
 #include "tests/support/tolerance.h"
@@ -44,7 +45,7 @@ const std::string& dense_checkpoint() {
   static const std::string dir = [] {
     const Config c = dense_config();
     ParameterStore store(DType::f32);
-    const Model model(c, store);
+    const Model model(c.model, c.moe, store);
     store.allocate(7);
     CheckpointMeta meta;
     meta.config_yaml = to_yaml(c);
@@ -57,7 +58,7 @@ struct Loaded {
   ParameterStore store{DType::f32};
   std::unique_ptr<Model> model;
   Loaded(const Config& c, const std::string& dir) {
-    model = std::make_unique<Model>(c, store);
+    model = std::make_unique<Model>(c.model, c.moe, store);
     store.allocate(0);
     load_checkpoint(dir, {&store, false, {}}, {});
   }
@@ -253,7 +254,7 @@ TEST(Upcycle, GranularSlicesTheDenseFfnAndApproximatesIt) {
 TEST(Upcycle, BtxTakesEachModelsFfnAndAveragesTheRest) {
   const Config dc = dense_config();
   ParameterStore other_store(DType::f32);
-  const Model other_model(dc, other_store);
+  const Model other_model(dc.model, dc.moe, other_store);
   other_store.allocate(8);  // another dense model of the same architecture
   CheckpointMeta meta;
   meta.config_yaml = to_yaml(dc);

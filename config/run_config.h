@@ -1,169 +1,60 @@
-// Run configuration: one YAML file, plus --set overrides, into typed structs (DESIGN.md §1).
+// The run description: how a model is trained (parallel layout, FSSDP placement, data, optimizer,
+// checkpoints, logging, initialization, BTS), and Config, the whole YAML file (DESIGN.md §1).
 //
 // Decisions:
 // - Each key lives in one place: a member with its default, next to one line in its section's
-//   visit() giving the YAML name, the allowed values (a Range or Choices) and the meaning. Generic
-//   visitors in config.cpp read YAML (rejecting unknown keys), write YAML and check values, so a
-//   new key needs no other code; docs/config.md is the user's copy, and a test keeps it complete.
-// - --set overrides edit the parsed YAML tree before conversion, so they pass the same unknown-key,
-//   type and range checks as the file, and an error names the --set that caused it.
-// - Enum-like keys are strings checked against their choices: the YAML, the error messages and the
-//   code that branches on them read the same word.
-// - "0 = derived" keys (head_dim, shared_expert_hidden, parallel.dp) keep the 0 in the config, so
-//   the printed config is what the user wrote; effective_*() resolve the first two (dp needs the
-//   world size).
+//   visit() giving the YAML name, the allowed values and the meaning (config/schema.h). Reading,
+//   writing and checking are generic visitors (config/yaml_io.cpp); docs/config.md is the user's
+//   copy, and a test keeps it complete.
+// - "0 = derived" keys (parallel.dp) keep the 0 in the config, so the printed config is what the
+//   user wrote; dp needs the world size to resolve.
 // - Integers are ints except seeds (int64). An integer key also accepts integral numbers written
 //   like 1e4; a string key accepts any scalar, and an empty value means "".
-//
-// Errors are InputError naming the source (file or --set), the key path, the value and what is
-// allowed, e.g. "unknown key 'model.n_layer' in run.yaml; did you mean 'model.n_layers'?".
+// - validate() checks every value against its rule, then the constraints between keys, split by
+//   concern (config/validation.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <initializer_list>
-#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "config/model_config.h"
+#include "core/device.h"
+#include "core/log.h"
+
 namespace moe {
 
-// Allowed values of a numeric key: from lo to hi, each end closed or open.
-struct Range {
-  static constexpr double unbounded = std::numeric_limits<double>::infinity();
-  double lo = -unbounded;
-  double hi = unbounded;
-  bool lo_open = false;
-  bool hi_open = false;
+// parallel.experts: how a layer's experts are placed over the EP group.
+enum class ExpertPlacement { ep, fssdp };
+constexpr std::array<std::string_view, 2> enum_words(ExpertPlacement) { return {"ep", "fssdp"}; }
 
-  static constexpr Range at_least(double lo) { return {lo, unbounded, false, false}; }
-  static constexpr Range above(double lo) { return {lo, unbounded, true, false}; }
-  static constexpr Range within(double lo, double hi) { return {lo, hi, false, false}; }
-  // [lo, hi)
-  static constexpr Range right_open(double lo, double hi) { return {lo, hi, false, true}; }
-};
+// train.device
+constexpr std::array<std::string_view, 2> enum_words(DeviceType) { return {"cpu", "cuda"}; }
 
-// Allowed values of a string key.
-struct Choices {
-  Choices(std::initializer_list<std::string_view> values) : values(values) {}
-  std::vector<std::string_view> values;
-};
+enum class LrSchedule { cosine, linear, constant, wsd };
+constexpr std::array<std::string_view, 4> enum_words(LrSchedule) {
+  return {"cosine", "linear", "constant", "wsd"};
+}
 
-// A visitor has section(name, Section&, doc) and field(name, T&, [Range | Choices,] doc).
+// init.method
+enum class InitMethod { scratch, load, copy, granular, drop, noise };
+constexpr std::array<std::string_view, 6> enum_words(InitMethod) {
+  return {"scratch", "load", "copy", "granular", "drop", "noise"};
+}
 
-struct ModelConfig {
-  std::string kind = "decoder";
-  int vocab_size = 257;
-  int d_model = 128;
-  int n_layers = 4;
-  int n_heads = 4;
-  int n_kv_heads = 4;
-  int head_dim = 0;
-  int ffn_hidden = 512;
-  double rope_theta = 10000.0;
-  double norm_eps = 1e-5;
-  bool qk_norm = false;
-  std::string qk_norm_scope = "head";
-  bool qkv_bias = false;
-  bool tie_embeddings = true;
-  int max_seq_len = 256;
-  double init_std = 0.02;
-
-  template <class V>
-  void visit(V& v) {
-    v.field("kind", kind, Choices{"decoder", "bts"},
-            "a decoder, or frozen decoders joined by trained stitch layers (section bts)");
-    v.field("vocab_size", vocab_size, Range::at_least(1), "token vocabulary size");
-    v.field("d_model", d_model, Range::at_least(1), "model width (residual stream)");
-    v.field("n_layers", n_layers, Range::at_least(1), "decoder blocks");
-    v.field("n_heads", n_heads, Range::at_least(1), "attention query heads");
-    v.field("n_kv_heads", n_kv_heads, Range::at_least(1), "key/value heads (GQA); divides n_heads");
-    v.field("head_dim", head_dim, Range::at_least(0), "size of one head; 0 = d_model / n_heads");
-    v.field("ffn_hidden", ffn_hidden, Range::at_least(1), "hidden size of the dense SwiGLU FFN");
-    v.field("rope_theta", rope_theta, Range::above(0), "RoPE base");
-    v.field("norm_eps", norm_eps, Range::above(0), "RMSNorm epsilon");
-    v.field("qk_norm", qk_norm, "RMSNorm on each query and key head");
-    v.field("qk_norm_scope", qk_norm_scope, Choices{"head", "projection"},
-            "qk_norm over each head (Qwen3) or over the whole q and k projections (OLMoE)");
-    v.field("qkv_bias", qkv_bias, "bias on the query/key/value projections");
-    v.field("tie_embeddings", tie_embeddings, "LM head shares the token embedding");
-    v.field("max_seq_len", max_seq_len, Range::at_least(1), "longest sequence (RoPE table)");
-    v.field("init_std", init_std, Range::above(0), "std of the normal init of weights");
-  }
-  int effective_head_dim() const { return head_dim > 0 ? head_dim : d_model / n_heads; }
-  bool operator==(const ModelConfig&) const = default;
-};
-
-struct MoeConfig {
-  int num_experts = 8;
-  int top_k = 2;
-  int expert_hidden = 256;
-  int shared_experts = 0;
-  int shared_expert_hidden = 0;
-  bool shared_expert_gate = false;
-  int first_k_dense = 0;
-  int moe_layer_freq = 1;
-  std::string router_score = "softmax";
-  bool renormalize = true;
-  double routed_scaling = 1.0;
-  double capacity_factor = 0.0;
-  std::string drop_policy = "probs";
-  double aux_loss_coeff = 0.01;
-  std::string aux_loss_type = "micro_batch";
-  std::string aux_loss_norm = "megatron";
-  double z_loss_coeff = 0.001;
-  bool expert_bias = false;
-  double expert_bias_rate = 0.001;
-  double router_skew = 0;
-
-  template <class V>
-  void visit(V& v) {
-    v.field("num_experts", num_experts, Range::at_least(1), "routed experts per MoE layer");
-    v.field("top_k", top_k, Range::at_least(1), "experts per token, <= num_experts");
-    v.field("expert_hidden", expert_hidden, Range::at_least(1), "hidden size of a routed expert");
-    v.field("shared_experts", shared_experts, Range::at_least(0), "always-active shared experts");
-    v.field("shared_expert_hidden", shared_expert_hidden, Range::at_least(0),
-            "hidden size of a shared expert; 0 = expert_hidden");
-    v.field("shared_expert_gate", shared_expert_gate,
-            "scale the shared experts' output by a learned sigmoid gate per token (Qwen2-MoE)");
-    v.field("first_k_dense", first_k_dense, Range::at_least(0), "the first k layers are dense");
-    v.field("moe_layer_freq", moe_layer_freq, Range::at_least(1),
-            "after those, layer i is MoE when i % moe_layer_freq == 0");
-    v.field("router_score", router_score, Choices{"softmax", "sigmoid"}, "router scoring function");
-    v.field("renormalize", renormalize, "top-k gate weights renormalized to sum to 1");
-    v.field("routed_scaling", routed_scaling, Range::above(0),
-            "scale of the routed experts' output");
-    v.field("capacity_factor", capacity_factor, Range::at_least(0),
-            "expert capacity; 0 = dropless");
-    v.field("drop_policy", drop_policy, Choices{"probs", "position"},
-            "over capacity, drop the lowest-probability or the latest tokens");
-    v.field("aux_loss_coeff", aux_loss_coeff, Range::at_least(0), "load-balancing loss; 0 = off");
-    v.field("aux_loss_type", aux_loss_type, Choices{"micro_batch", "sequence", "global_batch"},
-            "tokens over which expert load is counted");
-    v.field("aux_loss_norm", aux_loss_norm, Choices{"megatron", "hf", "switch"},
-            "scaling convention of the load-balancing loss");
-    v.field("z_loss_coeff", z_loss_coeff, Range::at_least(0), "router z-loss; 0 = off");
-    v.field("expert_bias", expert_bias, "aux-loss-free balancing bias on expert selection");
-    v.field("expert_bias_rate", expert_bias_rate, Range::at_least(0), "expert bias update rate");
-    v.field("router_skew", router_skew, Range::at_least(0),
-            "benchmarks: favor low-numbered experts in the choice (adds skew * (1 - e / (E - 1)) / "
-            "E to expert e's score); 0 = off");
-  }
-  int effective_shared_expert_hidden() const {
-    return shared_expert_hidden > 0 ? shared_expert_hidden : expert_hidden;
-  }
-  bool is_moe_layer(int layer) const {
-    return layer >= first_k_dense && layer % moe_layer_freq == 0;
-  }
-  bool operator==(const MoeConfig&) const = default;
-};
+// log.level
+constexpr std::array<std::string_view, 3> enum_words(LogLevel) {
+  return {"info", "warning", "error"};
+}
 
 struct ParallelConfig {
   int tp = 1;
   int dp = 0;
   int ep = 1;
   bool expert_tp = false;
-  std::string experts = "ep";
+  ExpertPlacement experts = ExpertPlacement::ep;
   int zero = 0;
 
   template <class V>
@@ -173,7 +64,7 @@ struct ParallelConfig {
     v.field("ep", ep, Range::at_least(1),
             "expert-parallel size, divides dp (and num_experts under ep; under fssdp 1 = dp)");
     v.field("expert_tp", expert_tp, "also split each expert over the TP group");
-    v.field("experts", experts, Choices{"ep", "fssdp"},
+    v.field("experts", experts,
             "ep: each EP rank holds E/ep experts; fssdp: each expert has one owner in the EP "
             "group and is copied each step to where its tokens are (section fssdp)");
     v.field("zero", zero, Range::within(0, 1),
@@ -182,7 +73,7 @@ struct ParallelConfig {
   // The EP group's size on world_size ranks: ep, except that with experts: fssdp the default
   // ep = 1 means all data-parallel ranks (FSSDP over one rank would shard nothing).
   int expert_ranks(int world_size) const {
-    if (experts != "fssdp" || ep != 1) return ep;
+    if (experts != ExpertPlacement::fssdp || ep != 1) return ep;
     return dp > 0 ? dp : world_size / tp;
   }
   bool operator==(const ParallelConfig&) const = default;
@@ -241,14 +132,14 @@ struct DataConfig {
 };
 
 struct TrainConfig {
-  std::string device = "cpu";
+  DeviceType device = DeviceType::cpu;
   int steps = 200;
   int micro_batch_size = 8;
   int grad_accum = 1;
   double lr = 3e-3;
   double min_lr = 3e-4;
   int warmup_steps = 20;
-  std::string schedule = "cosine";
+  LrSchedule schedule = LrSchedule::cosine;
   double decay_fraction = 0.2;
   double weight_decay = 0.1;
   double beta1 = 0.9;
@@ -264,7 +155,7 @@ struct TrainConfig {
 
   template <class V>
   void visit(V& v) {
-    v.field("device", device, Choices{"cpu", "cuda"}, "where the model runs");
+    v.field("device", device, "where the model runs");
     v.field("steps", steps, Range::at_least(1), "optimizer steps");
     v.field("micro_batch_size", micro_batch_size, Range::at_least(1),
             "sequences per rank per pass");
@@ -272,8 +163,7 @@ struct TrainConfig {
     v.field("lr", lr, Range::at_least(0), "peak learning rate");
     v.field("min_lr", min_lr, Range::at_least(0), "final learning rate, <= lr");
     v.field("warmup_steps", warmup_steps, Range::at_least(0), "linear warmup, <= steps");
-    v.field("schedule", schedule, Choices{"cosine", "linear", "constant", "wsd"},
-            "learning-rate decay after warmup");
+    v.field("schedule", schedule, "learning-rate decay after warmup");
     v.field("decay_fraction", decay_fraction, Range::within(0, 1),
             "wsd: fraction of steps decaying");
     v.field("weight_decay", weight_decay, Range::at_least(0), "AdamW decoupled weight decay");
@@ -316,20 +206,20 @@ struct CheckpointConfig {
 struct LogConfig {
   int interval = 10;
   std::string metrics_file;
-  std::string level = "info";
+  LogLevel level = LogLevel::info;
 
   template <class V>
   void visit(V& v) {
     v.field("interval", interval, Range::at_least(1), "log every n steps");
     v.field("metrics_file", metrics_file, "per-step metrics file; empty = none");
-    v.field("level", level, Choices{"info", "warning", "error"}, "least severe level printed");
+    v.field("level", level, "least severe level printed");
   }
   bool operator==(const LogConfig&) const = default;
 };
 
 struct InitConfig {
   std::string from;
-  std::string method = "scratch";
+  InitMethod method = InitMethod::scratch;
   double drop_ratio = 0.5;
   double noise_std = 0.0;
   int64_t seed = 0;
@@ -338,7 +228,7 @@ struct InitConfig {
   void visit(V& v) {
     v.field("from", from,
             "checkpoint to load or dense checkpoint to upcycle; set iff method != scratch");
-    v.field("method", method, Choices{"scratch", "load", "copy", "granular", "drop", "noise"},
+    v.field("method", method,
             "random init, the same model's weights (load), or how experts are made from the "
             "dense FFN");
     v.field("drop_ratio", drop_ratio, Range::within(0, 1), "drop: share of neurons re-initialized");
@@ -397,20 +287,10 @@ struct Config {
     v.section("fssdp", fssdp, "fully sharded experts: used when parallel.experts is fssdp");
   }
 
-  // Checks every value against its Range or Choices, then the constraints between keys. `where`
+  // Checks every value against its rule, then the constraints between keys. `where`
   // names the source in messages.
   void validate(const std::string& where = "config") const;
   bool operator==(const Config&) const = default;
 };
-
-// Reads a config file and applies overrides ("a.b.c=value", from --set, in order), then validates.
-Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
-// The same for YAML text; source_name stands for the file in messages.
-Config parse_config(const std::string& yaml_text, const std::string& source_name,
-                    const std::vector<std::string>& overrides = {});
-// Every key with its value and meaning as a comment; parse_config(to_yaml(c)) == c.
-std::string to_yaml(const Config& config);
-// Every key path ("model.d_model"), in file order.
-std::vector<std::string> config_keys();
 
 }  // namespace moe

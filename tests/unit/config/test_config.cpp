@@ -1,19 +1,22 @@
 // Run configuration: defaults, the shipped configs, every kind of error message (checked for the
 // key, value, source and what is allowed, not only the exception type), --set overrides, print ->
-// parse round trips, and that docs/config.md lists every key.
+// parse round trips, every shipped config loading and round-tripping, the YAML words of every
+// enum key, and that docs/config.md lists every key.
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "config/keys.h"
+#include "config/run_config.h"
+#include "config/yaml_io.h"
 #include "core/error.h"
-#include "trainer/config.h"
 
 namespace moe {
 namespace {
 
-const std::filesystem::path repo_root = std::filesystem::path(__FILE__).parent_path() / "../../..";
+const std::filesystem::path repo_root = MOE_SOURCE_ROOT;
 
 #define EXPECT_CONTAINS(text, part) \
   EXPECT_NE((text).find(part), std::string::npos) << "missing \"" << (part) << "\" in: " << (text)
@@ -48,8 +51,10 @@ TEST(Config, DefaultsValidateAndAnEmptyFileGivesThem) {
 // Saved configs of earlier checkpoints say parallel.fssdp (always false: it was refused); they
 // still load, and true would mean experts: fssdp. A new --set of the old key is an unknown key.
 TEST(Config, LegacyFssdpFlagOfSavedConfigsStillLoads) {
-  EXPECT_EQ(parse_config("parallel:\n  fssdp: false\n  ep: 2\n", "saved").parallel.experts, "ep");
-  EXPECT_EQ(parse_config("parallel:\n  fssdp: true\n", "saved").parallel.experts, "fssdp");
+  EXPECT_EQ(parse_config("parallel:\n  fssdp: false\n  ep: 2\n", "saved").parallel.experts,
+            ExpertPlacement::ep);
+  EXPECT_EQ(parse_config("parallel:\n  fssdp: true\n", "saved").parallel.experts,
+            ExpertPlacement::fssdp);
   EXPECT_THROW(parse_config("", "run.yaml", {"parallel.fssdp=true"}), InputError);
 }
 
@@ -62,7 +67,49 @@ TEST(Config, QuickstartParses) {
   EXPECT_EQ(c.data.seq_len, 128);
   EXPECT_EQ(c.data.train,
             "corpora/bible_train 0.6, corpora/austen_train 0.2, corpora/code_train 0.2");
-  EXPECT_EQ(c.train.device, "cpu");
+  EXPECT_EQ(c.train.device, DeviceType::cpu);
+}
+
+// Every YAML file under configs/ (recipes users copy) loads, and prints back to the same config.
+TEST(Config, EveryShippedConfigLoadsAndRoundTrips) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(repo_root / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const Config c = load_config(entry.path().string());
+    EXPECT_EQ(parse_config(to_yaml(c), "printed"), c);
+    ++files;
+  }
+  EXPECT_GE(files, 7);
+}
+
+// Each word of an enum key reads as the value it names and prints back as itself; other words
+// are refused.
+template <ConfigEnum E>
+void expect_words_round_trip() {
+  for (const std::string_view word : enum_words(E{})) {
+    E value{};
+    ASSERT_TRUE(parse_word(word, value)) << word;
+    EXPECT_EQ(word_of(value), word);
+  }
+  E value{};
+  EXPECT_FALSE(parse_word("no such word", value));
+}
+
+TEST(Config, EnumWordsRoundTrip) {
+  expect_words_round_trip<ModelKind>();
+  expect_words_round_trip<QkNormScope>();
+  expect_words_round_trip<RouterScore>();
+  expect_words_round_trip<DropPolicy>();
+  expect_words_round_trip<AuxLossType>();
+  expect_words_round_trip<AuxLossNorm>();
+  expect_words_round_trip<ExpertPlacement>();
+  expect_words_round_trip<DeviceType>();
+  expect_words_round_trip<LrSchedule>();
+  expect_words_round_trip<InitMethod>();
+  expect_words_round_trip<LogLevel>();
+  EXPECT_EQ(word_of(AuxLossNorm::switch_), "switch");
+  EXPECT_EQ(allowed_words<AuxLossType>(), "micro_batch, sequence, global_batch");
 }
 
 TEST(Config, ValuesOfEveryType) {
@@ -218,10 +265,10 @@ TEST(Config, CrossFieldConstraints) {
   c.moe.first_k_dense = 5;
   EXPECT_CONTAINS(validate_error(c), "moe.first_k_dense = 5 exceeds model.n_layers = 4");
   c = Config{};
-  c.model.kind = "bts";
+  c.model.kind = ModelKind::bts;
   c.bts.seed = "seed";
   c.bts.experts = {"expert"};
-  c.train.device = "cuda";
+  c.train.device = DeviceType::cuda;
   EXPECT_CONTAINS(validate_error(c), "model.kind = bts trains on the CPU only for now");
   c = Config{};
   c.data.seq_len = 512;
@@ -237,7 +284,7 @@ TEST(Config, CrossFieldConstraints) {
   c.parallel.tp = 3;
   EXPECT_CONTAINS(validate_error(c), "parallel.tp = 3 must divide model.n_heads = 4");
   c = Config{};
-  c.parallel.experts = "fssdp";
+  c.parallel.experts = ExpertPlacement::fssdp;
   c.parallel.ep = 3;  // any number of experts per rank
   EXPECT_NO_THROW(c.validate());
   c.parallel.tp = 2;
@@ -249,14 +296,14 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_EQ(c.parallel.expert_ranks(8), 3);
   c.parallel.ep = 1;
   EXPECT_EQ(c.parallel.expert_ranks(8), 8);  // fssdp over all data-parallel ranks
-  c.parallel.experts = "ep";
+  c.parallel.experts = ExpertPlacement::ep;
   EXPECT_EQ(c.parallel.expert_ranks(8), 1);
   c = Config{};
-  c.init.method = "drop";
+  c.init.method = InitMethod::drop;
   EXPECT_CONTAINS(validate_error(c), "init.method = 'drop' needs init.from");
   c.init.from = "ckpt/dense";
   EXPECT_NO_THROW(c.validate());
-  c.init.method = "scratch";
+  c.init.method = InitMethod::scratch;
   EXPECT_CONTAINS(validate_error(c),
                   "init.method = 'scratch' does not read init.from = 'ckpt/dense'");
 }
@@ -267,10 +314,9 @@ TEST(Config, ValidateChecksFieldRulesOfConfigsBuiltInCode) {
   EXPECT_CONTAINS(validate_error(c),
                   "value 0 for 'moe.top_k' in config is out of range: allowed >= 1");
   c = Config{};
-  c.train.device = "tpu";
-  EXPECT_CONTAINS(
-      validate_error(c),
-      "value 'tpu' for 'train.device' in config is not a valid choice: allowed cpu, cuda");
+  c.train.device = static_cast<DeviceType>(7);  // a value no word names
+  EXPECT_CONTAINS(validate_error(c),
+                  "value 7 for 'train.device' in config is not a valid choice: allowed cpu, cuda");
 }
 
 TEST(Config, PrintParseRoundTrip) {
@@ -286,7 +332,7 @@ TEST(Config, PrintParseRoundTrip) {
   c.model.qk_norm = true;
   c.model.tie_embeddings = false;
   c.model.init_std = 1.0 / 3.0;
-  c.moe.router_score = "sigmoid";
+  c.moe.router_score = RouterScore::sigmoid;
   c.moe.capacity_factor = 1.25;
   c.moe.routed_scaling = 2.5;
   c.moe.shared_experts = 2;
@@ -298,11 +344,11 @@ TEST(Config, PrintParseRoundTrip) {
   c.train.lr = 0.1;
   c.train.min_lr = 3e-5;
   c.train.eps = 1e-15;
-  c.train.schedule = "wsd";
+  c.train.schedule = LrSchedule::wsd;
   c.checkpoint.dir = "null";
   c.checkpoint.resume = "  spaced\tand \"quoted\"\n";
   c.log.metrics_file = "true";
-  c.init.method = "noise";
+  c.init.method = InitMethod::noise;
   c.init.from = "123";
   c.init.noise_std = 0.01;
   ASSERT_NO_THROW(c.validate());
