@@ -9,7 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf_model.h"
 #include "checkpoint/safetensors.h"
-#include "data/json.h"
+#include "formats/json.h"
 #include "layers/model.h"
 
 namespace moe {

@@ -17,7 +17,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/log.h"
-#include "data/json.h"
+#include "formats/json.h"
 #include "parallel/process_grid.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
