@@ -10,7 +10,7 @@
 #include "checkpoint/hf_model.h"
 #include "checkpoint/safetensors.h"
 #include "config/yaml_io.h"
-#include "data/json.h"
+#include "formats/json.h"
 #include "layers/model.h"
 
 namespace moe {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "data/json.h"
+#include "formats/json.h"
 
 namespace moe {
 

@@ -20,8 +20,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "data/json.h"
-#include "data/unicode.h"
+#include "formats/json.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {
@@ -30,7 +30,7 @@ static_assert(std::endian::native == std::endian::little,
               "the safetensors reader and writer assume a little-endian host");
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;      // the reference's MAX_HEADER_SIZE
-constexpr int64_t kMaxJsonInteger = int64_t{1} << 53;  // JSON numbers are doubles (data/json.h)
+constexpr int64_t kMaxJsonInteger = int64_t{1} << 53;  // JSON numbers are doubles (formats/json.h)
 
 struct DTypeInfo {
   const char* name;

@@ -15,7 +15,8 @@
 //   JSON parser keeps them) and non-string metadata values are errors. Unknown members of an entry
 //   are ignored, as the reference does. Every failure is an InputError naming the file and the
 //   tensor or byte at fault, never a crash (tests/fuzz/fuzz_safetensors.cpp).
-// - JSON numbers are doubles (data/json.h): shapes and offsets must be integral and at most 2^53.
+// - JSON numbers are doubles (formats/json.h): shapes and offsets must be integral and at most
+//   2^53.
 // - The file is memory-mapped read-only and nothing but the header is touched until a tensor is
 //   asked for, so a file larger than memory converts tensor by tensor; release() drops a tensor's
 //   pages afterwards, which keeps the resident size near the largest tensor. A file truncated

@@ -2,7 +2,7 @@
 
 #include <array>
 
-#include "data/unicode.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <array>
 
-#include "data/unicode.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {

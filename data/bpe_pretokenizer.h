@@ -8,8 +8,8 @@
 //   recognized by its exact text in tokenizer.json and any other is an InputError at load.
 //   Supported: GPT-2's (also RoBERTa, GPT-J, GPT-NeoX, OLMo), Llama-3's (\p{N}{1,3}) and Qwen2's
 //   (\p{N}).
-// - Matching runs over code points and their class (data/unicode.h); bytes that are not UTF-8 are
-//   class other, as if they were symbols, so any byte string splits.
+// - Matching runs over code points and their class (formats/unicode.h); bytes that are not UTF-8
+//   are class other, as if they were symbols, so any byte string splits.
 // - Pieces are views into the text; they cover it exactly, in order.
 #pragma once
 

@@ -6,8 +6,8 @@
 
 #include "core/error.h"
 #include "data/bpe_byte_level.h"
-#include "data/unicode.h"
 #include "data/unicode_nfc.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "data/bpe_tokenizer.h"
-#include "data/json.h"
+#include "formats/json.h"
 
 namespace moe {
 namespace {

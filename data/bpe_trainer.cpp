@@ -9,8 +9,8 @@
 
 #include "core/error.h"
 #include "data/bpe_byte_level.h"
-#include "data/json.h"
-#include "data/unicode.h"
+#include "formats/json.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {

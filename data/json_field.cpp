@@ -4,7 +4,7 @@
 #include <variant>
 
 #include "core/error.h"
-#include "data/json.h"
+#include "formats/json.h"
 
 namespace moe {
 

@@ -1,5 +1,5 @@
 // One string field of a JSON Lines record: the line, parsed by the shared JSON parser
-// (data/json.h), must hold one object; the field is the string under a key of that object.
+// (formats/json.h), must hold one object; the field is the string under a key of that object.
 // moe-data reads the text of each document of a .jsonl file through it.
 //
 // Decisions:

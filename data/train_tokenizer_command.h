@@ -4,6 +4,8 @@
 //   tok/tokenizer.json
 // Directories contribute every regular file below them, in path order, so a run is reproducible.
 // Errors (missing input, bad size, unwritable output) are InputError thrown out of CLI parsing.
+// Compiled into the moe-data executable (and bpe_tokenizer_tests), not the moe_data library, so
+// that the library and everything linking it stay free of CLI11.
 #pragma once
 
 namespace CLI {

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "data/unicode.h"
+#include "formats/unicode.h"
 
 namespace moe::unicode {
 namespace {

@@ -5,7 +5,7 @@ tokenizers uses for it (the fixtures in tests/fixtures/tokenizers/unicode.json c
     pip install unicodedata2==16.0.0 && python3 tools/make_unicode_tables.py classes
     ~/.pyenv/versions/3.6.15/bin/python3 tools/make_unicode_tables.py nfc
 
-classes -> data/unicode_tables.inc: \\p{L} (general category L*), \\p{N} (N*) and \\s (the
+classes -> formats/unicode_tables.inc: \\p{L} (general category L*), \\p{N} (N*) and \\s (the
     White_Space property) as Oniguruma, the regex engine of HF tokenizers, sees them. Its Unicode is
     16.0 (letters added in 16.0 match \\p{L} there, those added in 17.0 do not), newer than the
     unicodedata of any Python here, hence unicodedata2 pinned to 16.0.0. The table lists ranges of
@@ -99,11 +99,11 @@ def write_nfc(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["classes", "nfc"])
-    parser.add_argument("--output", help="default: data/unicode_tables.inc or "
+    parser.add_argument("--output", help="default: formats/unicode_tables.inc or "
                                          "data/unicode_nfc_tables.inc")
     args = parser.parse_args()
     if args.table == "classes":
-        write_classes(args.output or ROOT / "data" / "unicode_tables.inc")
+        write_classes(args.output or ROOT / "formats" / "unicode_tables.inc")
     else:
         write_nfc(args.output or ROOT / "data" / "unicode_nfc_tables.inc")
 

@@ -10,7 +10,7 @@
 #include <type_traits>
 
 #include "core/error.h"
-#include "data/json.h"
+#include "formats/json.h"
 
 namespace moe {
 namespace {

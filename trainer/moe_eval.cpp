@@ -19,7 +19,7 @@
 #include "config/run_config.h"
 #include "config/yaml_io.h"
 #include "core/log.h"
-#include "data/json.h"
+#include "formats/json.h"
 #include "parallel/process_grid.h"
 #include "trainer/evaluation.h"
 #include "trainer/make_model.h"

@@ -24,10 +24,10 @@
 #include "data/bpe_pretokenizer.h"
 #include "data/bpe_tokenizer.h"
 #include "data/bpe_trainer.h"
-#include "data/json.h"
 #include "data/train_tokenizer_command.h"
-#include "data/unicode.h"
 #include "data/unicode_nfc.h"
+#include "formats/json.h"
+#include "formats/unicode.h"
 #include "tests/support/error_message.h"
 
 namespace moe {

@@ -1,4 +1,4 @@
-#include "data/json.h"
+#include "formats/json.h"
 
 #include <cerrno>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "data/unicode.h"
+#include "formats/unicode.h"
 
 namespace moe {
 namespace {

@@ -1,4 +1,4 @@
-#include "data/unicode.h"
+#include "formats/unicode.h"
 
 #include <algorithm>
 #include <array>
@@ -14,7 +14,7 @@ struct Range {
 };
 
 constexpr Range kRanges[] = {
-#include "data/unicode_tables.inc"
+#include "formats/unicode_tables.inc"
 };
 
 constexpr int kBlockBits = 8;

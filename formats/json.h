@@ -1,8 +1,11 @@
 // JSON: a strict parser into a value tree, typed access whose errors name the file and the key
 // path, and string escaping for the JSON we write. Tokenizer files (tokenizer.json, vocab.json),
-// JSON Lines records (data/json_field.h) and the metrics file (trainer/metrics.h) all use it.
+// JSON Lines records (data/json_field.h), safetensors headers and Hugging Face config.json files
+// (checkpoint/), the metrics file (trainer/metrics.h) and moe-eval --json all use it.
 //
 // Decisions:
+// - In moe_formats (formats/), which needs only core/, so checkpoint/ and trainer/ read and write
+//   JSON without linking the tokenizers and datasets of data/.
 // - Our own small parser, not yaml-cpp (which reads JSON as YAML 1.2): yaml-cpp 0.7 rejects
 //   surrogate pairs such as "\ud83d\ude00", which Python's json.dump writes for every character
 //   outside the BMP, and is slow on the multi-megabyte files of 100k-token vocabularies.
