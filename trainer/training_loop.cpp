@@ -19,11 +19,12 @@
 #include "parallel/mpi_communicator.h"
 #include "trainer/checkpointing.h"
 #include "trainer/evaluation.h"
-#include "trainer/expert_load.h"
+#include "trainer/log_text.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/make_model.h"
 #include "trainer/metrics.h"
 #include "trainer/sampling.h"
+#include "trainer/step_report.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 #include "upcycling/upcycle.h"
@@ -35,24 +36,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string clock_text(double seconds) {
-  const auto s = static_cast<int64_t>(seconds);
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  else
-    std::snprintf(text, sizeof text, "%02lld:%02lld", static_cast<long long>(s / 60),
-                  static_cast<long long>(s % 60));
-  return text;
-}
-
-std::string number(const char* format, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, format, value);
-  return text;
 }
 
 // ", device peak 1234 MB in use, 1500 MB reserved" for a GPU run; empty on the CPU.
@@ -98,33 +81,29 @@ void fail_if_asked(int64_t step) {
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
 }
 
-// How evenly the EP group's ranks shared the expert work since the last log line: max / mean over
-// the ranks of the token rows their experts processed, per MoE layer (what FSSDP evens out).
-// Collective over the EP group.
-std::string expert_work_text(const StepStats& interval, Communicator& ep, MetricRecord& record) {
+// How evenly the EP group's ranks shared the expert work over the interval: per MoE layer, max /
+// mean over the ranks of the token rows their experts processed (what FSSDP evens out). Collective
+// over the EP group.
+std::vector<double> expert_work(const StepStats& interval, Communicator& ep) {
   std::vector<double> rows;
   for (size_t i = 0; i < interval.loads.size(); ++i)
     if (!interval.loads[i].empty()) rows.push_back(static_cast<double>(interval.expert_rows[i]));
-  if (rows.empty()) return "";
+  if (rows.empty()) return {};
   const auto layers = static_cast<int64_t>(rows.size());
   Tensor all = Tensor::empty({layers * ep.size()}, DType::f64);
   Stream stream;
   ep.host().all_gather(Tensor::from_vector<double>({layers}, rows), all, stream);
-  std::string text = " | expert work";
-  for (int64_t l = 0, moe = 0; l < static_cast<int64_t>(interval.loads.size()); ++l) {
-    if (interval.loads[l].empty()) continue;
+  std::vector<double> ratios;
+  for (int64_t moe_layer = 0; moe_layer < layers; ++moe_layer) {
     double most = 0, sum = 0;
     for (int r = 0; r < ep.size(); ++r) {
-      const double v = all.data<double>()[r * layers + moe];
+      const double v = all.data<double>()[r * layers + moe_layer];
       most = std::max(most, v);
       sum += v;
     }
-    const double ratio = sum > 0 ? most * ep.size() / sum : 1.0;
-    text += " L" + std::to_string(l) + " " + number("%.2f", ratio);
-    record.add("expert_work_max_over_mean.layer" + std::to_string(l), ratio);
-    ++moe;
+    ratios.push_back(sum > 0 ? most * ep.size() / sum : 1.0);
   }
-  return text;
+  return ratios;
 }
 
 }  // namespace
@@ -186,7 +165,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
                    ? ", " + std::to_string(counts.trainable) + " trainable"
                    : std::string(),
                "), ", counts.active_per_token, " active per token; ",
-               number("%.3g", model.flops_per_token(seq_len)),
+               number_text("%.3g", model.flops_per_token(seq_len)),
                " training FLOPs per token at seq_len ", seq_len);
   MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
                " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
@@ -212,7 +191,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     MOE_LOG_INFO("resumed from ", dir, " at step ", meta.step, " (", meta.consumed_tokens,
                  " tokens consumed; saved under tp ", meta.tp, " dp ", meta.dp, " ep ", meta.ep,
                  meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
-                 number("%.2f", seconds_since(load_start)), " s");
+                 number_text("%.2f", seconds_since(load_start)), " s");
     if (!meta.has_optimizer_state)
       MOE_LOG_WARN(
           dir,
@@ -252,9 +231,9 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     interval.add(stats);
     if (stats.skipped) {
       ++skipped_in_a_row;
-      MOE_LOG_WARN("step ", step + 1, ": loss ", number("%.4g", stats.lm_loss), ", gradient norm ",
-                   number("%.4g", stats.grad_norm), ": not finite, update skipped (",
-                   skipped_in_a_row, " in a row)");
+      MOE_LOG_WARN("step ", step + 1, ": loss ", number_text("%.4g", stats.lm_loss),
+                   ", gradient norm ", number_text("%.4g", stats.grad_norm),
+                   ": not finite, update skipped (", skipped_in_a_row, " in a row)");
       MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
                 "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
                 "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
@@ -267,64 +246,27 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     const bool last = step + 1 == train.steps;
     if ((step + 1) % config.log.interval == 0 || last || stop_signal) {
       ops::synchronize(stream);  // the interval's device work is done before the clock is read
-      const double n = static_cast<double>(interval.steps);
-      const double tokens_per_s =
-          static_cast<double>(interval.tokens) / seconds_since(interval_start);
-      const double elapsed = seconds_since(train_start);
-      const double eta =
-          elapsed / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
-      std::string line = "step " + std::to_string(step + 1) + "/" + std::to_string(train.steps) +
-                         " | loss " + number("%.4f", interval.lm_loss / n);
-      if (has_moe)
-        line += " | aux " + number("%.4f", interval.aux_loss / n) + " | z " +
-                number("%.4f", interval.z_loss / n);
-      line += " | lr " + number("%.2e", lr) + " | gnorm " + number("%.3f", interval.grad_norm / n) +
-              " | " + number("%.0f", tokens_per_s) + " tok/s | " + clock_text(elapsed) +
-              " elapsed, ETA " + clock_text(eta);
-      MetricRecord record;
-      record.add("step", step + 1)
-          .add("loss", interval.lm_loss / n)
-          .add("aux_loss", interval.aux_loss / n)
-          .add("z_loss", interval.z_loss / n)
-          .add("lr", lr)
-          .add("grad_norm", interval.grad_norm / n)
-          .add("tokens_per_s", tokens_per_s)
-          .add("elapsed_s", elapsed);
+      StepFigures figures;
+      figures.step = step + 1;
+      figures.total_steps = train.steps;
+      figures.lr = lr;
+      figures.tokens_per_s = static_cast<double>(interval.tokens) / seconds_since(interval_start);
+      figures.elapsed_s = seconds_since(train_start);
+      figures.eta_s =
+          figures.elapsed_s / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
+      figures.has_moe = has_moe;
+      figures.counts_dropped = config.moe.capacity_factor > 0;
       if (group_size(groups.world) > 1) {
-        const CommVolume volume = total_volume(groups);
-        line +=
-            " | comm " + number("%.2f", static_cast<double>(volume.total()) / n / 1e6) + " MB/step";
-        record.add("comm_bytes_per_step", static_cast<double>(volume.total()) / n);
-        for (int kind = 0; kind < kCollectiveKinds; ++kind)
-          if (volume.bytes[kind] > 0)
-            record.add(std::string("comm_bytes_per_step.") +
-                           collective_name(static_cast<Collective>(kind)),
-                       static_cast<double>(volume.bytes[kind]) / n);
-        reset_volume(groups);
+        figures.comm = total_volume(groups);
+        reset_volume(groups);  // before the expert work's gather, which counts in the next interval
       }
-      std::string load_text;
-      for (size_t i = 0; i < interval.loads.size(); ++i) {
-        if (interval.loads[i].empty()) continue;
-        const LoadSummary s = summarize_load(interval.loads[i]);
-        load_text += " L" + std::to_string(i) + " " + number("%.2f", s.max_over_mean) + "/" +
-                     number("%.2f", s.cv) + "/" + std::to_string(s.idle_experts);
-        const std::string layer = ".layer" + std::to_string(i);
-        record.add("load" + layer, interval.loads[i])
-            .add("load_max_over_mean" + layer, s.max_over_mean)
-            .add("load_cv" + layer, s.cv)
-            .add("idle_experts" + layer, s.idle_experts);
-        if (config.moe.capacity_factor > 0) record.add("dropped" + layer, interval.dropped[i]);
-      }
-      if (!load_text.empty()) line += " | load" + load_text;
-      if (interval.skipped > 0) {
-        line += " | skipped " + std::to_string(interval.skipped) + " (not finite)";
-        record.add("skipped_steps", interval.skipped);
-      }
-      if (group_size(groups.ep) > 1) line += expert_work_text(interval, *groups.ep, record);
-      MOE_LOG_INFO(line);
-      metrics.write(record);
-      summary.train_loss = interval.lm_loss / n;
-      summary.tokens_per_s = tokens_per_s;
+      if (group_size(groups.ep) > 1) figures.expert_work = expert_work(interval, *groups.ep);
+      figures.interval = std::move(interval);
+      const StepReport report = step_report(figures);
+      MOE_LOG_INFO(report.line);
+      metrics.write(report.record);
+      summary.train_loss = figures.interval.lm_loss / static_cast<double>(figures.interval.steps);
+      summary.tokens_per_s = figures.tokens_per_s;
       interval = StepStats{};
       interval_start = Clock::now();
     }
@@ -338,13 +280,14 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
           evaluate_all(model, *loader, train.micro_batch_size, train.eval_batches, stream);
       for (int set = 0; set < loader->num_val_sets(); ++set) {
         record.add("val_loss." + loader->val_set_name(set), losses.per_set[set]);
-        per_set += " | " + loader->val_set_name(set) + " " + number("%.4f", losses.per_set[set]);
+        per_set +=
+            " | " + loader->val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
       }
       summary.val_loss = losses.mean;
       record.add("val_loss", summary.val_loss);
       if (loader->num_val_sets() == 1) per_set.clear();
-      MOE_LOG_INFO(line, number("%.4f", summary.val_loss), per_set, " (",
-                   number("%.1f", seconds_since(eval_start)), " s)");
+      MOE_LOG_INFO(line, number_text("%.4f", summary.val_loss), per_set, " (",
+                   number_text("%.1f", seconds_since(eval_start)), " s)");
       metrics.write(record);
       interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
       reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
@@ -356,7 +299,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       const std::string dir = writer.save(step + 1);
       if (last || stop_signal) writer.finish();
       MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
-                   number("%.2f", seconds_since(save_start)), " s",
+                   number_text("%.2f", seconds_since(save_start)), " s",
                    checkpoint.async && !last && !stop_signal
                        ? " for the snapshot; written in the background)"
                        : ")");
@@ -377,12 +320,12 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   summary.wall_s = seconds_since(train_start);
   const double train_tokens = static_cast<double>(tokens_per_step) * (summary.steps - first_step);
   MOE_LOG_INFO("done: ", summary.steps - first_step, " steps in ", clock_text(summary.wall_s), " (",
-               number("%.0f", train_tokens / summary.wall_s),
+               number_text("%.0f", train_tokens / summary.wall_s),
                " tok/s overall, evaluation "
                "included); final train loss ",
-               number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
-               "; peak memory ", peak_rss_mb(), " MB", device_memory_text(device), "; run ",
-               clock_text(seconds_since(run_start)));
+               number_text("%.4f", summary.train_loss), ", val loss ",
+               number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
+               device_memory_text(device), "; run ", clock_text(seconds_since(run_start)));
 
   if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
     const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);

@@ -1,11 +1,7 @@
 // The single-process training loop behind moe-train: build the model, train with AdamW and the
-// configured schedule, log, evaluate, and write metrics.
+// configured schedule, log and write metrics every log.interval steps (step_report.h), evaluate.
 //
 // Decisions:
-// - One log line per log.interval steps with interval averages (loss, aux terms, grad norm) and
-//   the rates since the previous line, so a slow step shows up instead of being averaged away.
-// - Per MoE layer the expert load summed over the interval goes in full to the metrics file
-//   ("load.layer<i>": tokens per expert) and as max/mean, CV and idle experts into the line.
 // - A non-finite loss stops the run with an error naming the step: training past it only wastes
 //   compute.
 // - Evaluation scores the same validation batches every time (eval_batches of them, or fewer when
