@@ -3,40 +3,25 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <limits>
 #include <vector>
 
 #include "core/log.h"
-#include "data/token_loader.h"
 #include "kernels/op_profile.h"
 #include "kernels/ops.h"
-#include "layers/model.h"
 #include "parallel/mpi_communicator.h"
-#include "trainer/checkpointing.h"
 #include "trainer/evaluation.h"
 #include "trainer/log_text.h"
 #include "trainer/lr_schedule.h"
-#include "trainer/make_model.h"
-#include "trainer/metrics.h"
 #include "trainer/sampling.h"
 #include "trainer/step_report.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
-#include "upcycling/upcycle.h"
+#include "trainer/training_run.h"
 
 namespace moe {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // ", device peak 1234 MB in use, 1500 MB reserved" for a GPU run; empty on the CPU.
 std::string device_memory_text(Device device) {
@@ -50,25 +35,6 @@ int64_t peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024;
-}
-
-// init.method other than scratch, on a fresh run: rank 0 upcycles init.from into step 0 of
-// checkpoint.dir, which every rank then loads like any checkpoint. Returns that directory.
-std::string upcycle_into(const Config& config, const ParallelGroups& groups) {
-  MOE_CHECK(!config.checkpoint.dir.empty(), "init.method = ", config.init.method,
-            " writes the upcycled model as step 0 of checkpoint.dir; set checkpoint.dir");
-  UpcycleOptions options;
-  options.method = config.init.method;
-  options.ratio = config.init.drop_ratio;
-  options.noise_std = config.init.noise_std;
-  options.seed = static_cast<uint64_t>(config.init.seed);
-  std::string dir = (std::filesystem::path(config.checkpoint.dir) / step_dir_name(0)).string();
-  if (group_rank(groups.world) == 0) {
-    dir = upcycle({config.init.from}, config, options, config.checkpoint.dir);
-    MOE_LOG_INFO("upcycled ", config.init.from, " (", config.init.method, ") into ", dir);
-  }
-  if (group_size(groups.world) > 1) groups.world->barrier();
-  return dir;
 }
 
 // Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
@@ -134,88 +100,17 @@ Device training_device(const TrainConfig& train, Communicator* world) {
 
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
-  std::string resume = resume_directory(requested.checkpoint);
-  const Config config = resolve_model_config(requested, resume);
+  TrainingRun run(requested, groups);
+  const Config& config = run.config;
   const TrainConfig& train = config.train;
-  const Device device = training_device(train, groups.world);
-  const auto run_start = Clock::now();
-  const int dp_size = group_size(groups.dp);
-  std::unique_ptr<TokenLoader> loader =
-      make_token_loader(config.data, group_rank(groups.dp), dp_size);
-  MOE_CHECK(loader->tokenizer().vocab_size() <= config.model.vocab_size,
-            "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
-            loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
-            ")");
-
-  ParameterStore store(DType::f32, device);
-  const std::unique_ptr<LanguageModel> built = make_model(config, store, groups, resume);
-  LanguageModel& model = *built;
-  store.allocate(static_cast<uint64_t>(train.seed));
-  AdamW optimizer(store, train, groups, config.parallel.zero == 1);
-  ops::OwnedStream owned_stream(device);
-  Stream& stream = owned_stream.get();
-  if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
-
-  const ParameterCounts counts = model.parameter_counts();
-  const int64_t seq_len = config.data.seq_len;
-  const int64_t tokens_per_step =
-      int64_t{train.micro_batch_size} * train.grad_accum * seq_len * dp_size;
-  MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding",
-               counts.trainable < counts.total
-                   ? ", " + std::to_string(counts.trainable) + " trainable"
-                   : std::string(),
-               "), ", counts.active_per_token, " active per token; ",
-               number_text("%.3g", model.flops_per_token(seq_len)),
-               " training FLOPs per token at seq_len ", seq_len);
-  MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
-               " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
-               " micro-batches x ", dp_size, " data-parallel ranks)");
   const CheckpointConfig& checkpoint = config.checkpoint;
-  if (!checkpoint.dir.empty() && group_rank(groups.world) == 0)
-    clean_checkpoints(checkpoint.dir, 0);  // interrupted saves
-  if (group_size(groups.world) > 1) groups.world->barrier();
-  TrainerState state{config, store, optimizer, *loader, groups, model.checkpoint_attachments()};
-  int64_t first_step = 0;
-  if (resume.empty() && config.init.method == "load") {
-    // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
-    // branches).
-    load_weights(state, config.init.from);
-    MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
-  } else if (resume.empty() && config.init.method != "scratch") {
-    resume = upcycle_into(config, groups);
-  }
-  if (const std::string& dir = resume; !dir.empty()) {
-    const auto load_start = Clock::now();
-    const CheckpointMeta meta = resume_from(state, dir);
-    first_step = meta.step;
-    MOE_LOG_INFO("resumed from ", dir, " at step ", meta.step, " (", meta.consumed_tokens,
-                 " tokens consumed; saved under tp ", meta.tp, " dp ", meta.dp, " ep ", meta.ep,
-                 meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
-                 number_text("%.2f", seconds_since(load_start)), " s");
-    if (!meta.has_optimizer_state)
-      MOE_LOG_WARN(
-          dir,
-          " holds weights only (a converted or upcycled model): AdamW starts from zero moments");
-    if (meta.seed != train.seed)
-      MOE_LOG_WARN("train.seed = ", train.seed, " differs from the checkpoint's ", meta.seed,
-                   ": the data order changes from here on");
-    MOE_CHECK(meta.step <= train.steps, "the checkpoint ", dir, " is at step ", meta.step,
-              ", beyond train.steps = ", train.steps, "; raise train.steps to train further");
-  }
-  install_stop_handlers();
-  CheckpointWriter writer(state);
-  const bool has_moe =
-      config.model.kind == "decoder" && config.moe.first_k_dense < config.model.n_layers;
-  if (has_moe)
-    MOE_LOG_INFO(
-        "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
-        "idle experts");
-
-  // One writer per job; the config itself stays the same on every rank (checkpoints store it).
-  MetricsWriter metrics(group_rank(groups.world) == 0 ? config.log.metrics_file : "");
+  LanguageModel& model = *run.model;
+  TokenLoader& loader = *run.loader;
+  Stream& stream = run.stream.get();
+  const int64_t first_step = run.first_step;
   StepStats interval;
   auto interval_start = Clock::now();
-  const auto train_start = Clock::now();
+  const auto train_start = run.train_start;
   TrainingSummary summary;
   summary.steps = first_step;
   summary.val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -227,7 +122,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
     const StepStats stats =
-        train_step(model, optimizer, store, *loader, train, groups, lr, step, stream);
+        train_step(model, run.optimizer, run.store, loader, train, groups, lr, step, stream);
     interval.add(stats);
     if (stats.skipped) {
       ++skipped_in_a_row;
@@ -254,7 +149,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       figures.elapsed_s = seconds_since(train_start);
       figures.eta_s =
           figures.elapsed_s / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
-      figures.has_moe = has_moe;
+      figures.has_moe = run.has_moe;
       figures.counts_dropped = config.moe.capacity_factor > 0;
       if (group_size(groups.world) > 1) {
         figures.comm = total_volume(groups);
@@ -264,7 +159,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       figures.interval = std::move(interval);
       const StepReport report = step_report(figures);
       MOE_LOG_INFO(report.line);
-      metrics.write(report.record);
+      run.metrics.write(report.record);
       summary.train_loss = figures.interval.lm_loss / static_cast<double>(figures.interval.steps);
       summary.tokens_per_s = figures.tokens_per_s;
       interval = StepStats{};
@@ -277,18 +172,18 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
       std::string per_set;
       const ValidationLosses losses =
-          evaluate_all(model, *loader, train.micro_batch_size, train.eval_batches, stream);
-      for (int set = 0; set < loader->num_val_sets(); ++set) {
-        record.add("val_loss." + loader->val_set_name(set), losses.per_set[set]);
+          evaluate_all(model, loader, train.micro_batch_size, train.eval_batches, stream);
+      for (int set = 0; set < loader.num_val_sets(); ++set) {
+        record.add("val_loss." + loader.val_set_name(set), losses.per_set[set]);
         per_set +=
-            " | " + loader->val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
+            " | " + loader.val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
       }
       summary.val_loss = losses.mean;
       record.add("val_loss", summary.val_loss);
-      if (loader->num_val_sets() == 1) per_set.clear();
+      if (loader.num_val_sets() == 1) per_set.clear();
       MOE_LOG_INFO(line, number_text("%.4f", summary.val_loss), per_set, " (",
                    number_text("%.1f", seconds_since(eval_start)), " s)");
-      metrics.write(record);
+      run.metrics.write(record);
       interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
       reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
     }
@@ -296,8 +191,8 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
         ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
          stop_signal)) {
       const auto save_start = Clock::now();
-      const std::string dir = writer.save(step + 1);
-      if (last || stop_signal) writer.finish();
+      const std::string dir = run.writer.save(step + 1);
+      if (last || stop_signal) run.writer.finish();
       MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
                    number_text("%.2f", seconds_since(save_start)), " s",
                    checkpoint.async && !last && !stop_signal
@@ -318,21 +213,22 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
                  format_op_profile(ops::op_profile()));
   }
   summary.wall_s = seconds_since(train_start);
-  const double train_tokens = static_cast<double>(tokens_per_step) * (summary.steps - first_step);
+  const double train_tokens =
+      static_cast<double>(run.tokens_per_step) * (summary.steps - first_step);
   MOE_LOG_INFO("done: ", summary.steps - first_step, " steps in ", clock_text(summary.wall_s), " (",
                number_text("%.0f", train_tokens / summary.wall_s),
                " tok/s overall, evaluation "
                "included); final train loss ",
                number_text("%.4f", summary.train_loss), ", val loss ",
                number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
-               device_memory_text(device), "; run ", clock_text(seconds_since(run_start)));
+               device_memory_text(run.device), "; run ", clock_text(seconds_since(run.start)));
 
   if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
-    const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);
+    const std::vector<int32_t> prompt = loader.tokenizer().encode(options.sample_prompt);
     const std::vector<int32_t> text =
-        generate(model, prompt, seq_len,
+        generate(model, prompt, config.data.seq_len,
                  {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
-    summary.sample = loader->tokenizer().decode(text);
+    summary.sample = loader.tokenizer().decode(text);
     if (group_rank(groups.world) == 0) MOE_LOG_INFO("sample:\n", summary.sample);
   }
   return summary;
