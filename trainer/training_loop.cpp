@@ -47,6 +47,34 @@ void fail_if_asked(int64_t step) {
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
 }
 
+// Warns about a skipped step and ends the run after more than train.max_nonfinite_steps in a
+// row. Returns how many steps in a row are skipped now.
+int count_skipped(const StepStats& stats, int64_t step, const TrainConfig& train,
+                  int skipped_before) {
+  if (!stats.skipped) return 0;
+  const int skipped_in_a_row = skipped_before + 1;
+  MOE_LOG_WARN("step ", step + 1, ": loss ", number_text("%.4g", stats.lm_loss), ", gradient norm ",
+               number_text("%.4g", stats.grad_norm), ": not finite, update skipped (",
+               skipped_in_a_row, " in a row)");
+  MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
+            "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
+            "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
+            "); lower train.lr or check the data");
+  return skipped_in_a_row;
+}
+
+// The steps since the last log line. Evaluation and saving are left out of its time, which is
+// training throughput, and out of its traffic, which is per-step communication.
+struct LogInterval {
+  StepStats stats;
+  Clock::time_point start = Clock::now();
+
+  void leave_out(Clock::time_point since, const ParallelGroups& groups) {
+    start += Clock::now() - since;
+    reset_volume(groups);
+  }
+};
+
 // How evenly the EP group's ranks shared the expert work over the interval: per MoE layer, max /
 // mean over the ranks of the token rows their experts processed (what FSSDP evens out). Collective
 // over the EP group.
@@ -70,6 +98,115 @@ std::vector<double> expert_work(const StepStats& interval, Communicator& ep) {
     ratios.push_back(sum > 0 ? most * ep.size() / sum : 1.0);
   }
   return ratios;
+}
+
+// Every log.interval steps, after the last and on a stop: the interval's log line and metrics
+// record. Collective over the world (communication volume) and the EP group (expert work).
+void maybe_report(TrainingRun& run, int64_t step, double lr, bool run_ends, LogInterval& interval,
+                  TrainingSummary& summary) {
+  const TrainConfig& train = run.config.train;
+  if ((step + 1) % run.config.log.interval != 0 && !run_ends) return;
+  // The interval's device work is done before the clock is read.
+  ops::synchronize(run.stream.get());
+  StepFigures figures;
+  figures.step = step + 1;
+  figures.total_steps = train.steps;
+  figures.lr = lr;
+  figures.tokens_per_s = static_cast<double>(interval.stats.tokens) / seconds_since(interval.start);
+  figures.elapsed_s = seconds_since(run.train_start);
+  figures.eta_s =
+      figures.elapsed_s / static_cast<double>(step + 1 - run.first_step) * (train.steps - step - 1);
+  figures.has_moe = run.has_moe;
+  figures.counts_dropped = run.config.moe.capacity_factor > 0;
+  if (group_size(run.groups.world) > 1) {
+    figures.comm = total_volume(run.groups);
+    reset_volume(run.groups);  // before the expert work's gather, which counts in the next interval
+  }
+  if (group_size(run.groups.ep) > 1)
+    figures.expert_work = expert_work(interval.stats, *run.groups.ep);
+  figures.interval = std::move(interval.stats);
+  const StepReport report = step_report(figures);
+  MOE_LOG_INFO(report.line);
+  run.metrics.write(report.record);
+  summary.train_loss = figures.interval.lm_loss / static_cast<double>(figures.interval.steps);
+  summary.tokens_per_s = figures.tokens_per_s;
+  interval = LogInterval{};
+}
+
+// Every train.eval_interval steps and after the last: the validation losses, logged and recorded.
+void maybe_evaluate(TrainingRun& run, int64_t step, bool last, LogInterval& interval,
+                    TrainingSummary& summary) {
+  const TrainConfig& train = run.config.train;
+  if (!(train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) && !last) return;
+  TokenLoader& loader = *run.loader;
+  const auto eval_start = Clock::now();
+  MetricRecord record;
+  record.add("step", step + 1);
+  std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
+  std::string per_set;
+  const ValidationLosses losses = evaluate_all(*run.model, loader, train.micro_batch_size,
+                                               train.eval_batches, run.stream.get());
+  for (int set = 0; set < loader.num_val_sets(); ++set) {
+    record.add("val_loss." + loader.val_set_name(set), losses.per_set[set]);
+    per_set += " | " + loader.val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
+  }
+  summary.val_loss = losses.mean;
+  record.add("val_loss", summary.val_loss);
+  if (loader.num_val_sets() == 1) per_set.clear();
+  MOE_LOG_INFO(line, number_text("%.4f", summary.val_loss), per_set, " (",
+               number_text("%.1f", seconds_since(eval_start)), " s)");
+  run.metrics.write(record);
+  interval.leave_out(eval_start, run.groups);
+}
+
+// Every checkpoint.interval steps, and when the run ends (after the last step or on a stop) a final
+// save that also waits for an asynchronous one to be written. keep_last is the writer's.
+void maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& interval) {
+  const CheckpointConfig& checkpoint = run.config.checkpoint;
+  if (checkpoint.dir.empty()) return;
+  if (!(checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) && !run_ends) return;
+  const auto save_start = Clock::now();
+  const std::string dir = run.writer.save(step + 1);
+  if (run_ends) run.writer.finish();
+  const bool in_background = checkpoint.async && !run_ends;
+  MOE_LOG_INFO(in_background ? "saving " : "saved ", dir, " (",
+               number_text("%.2f", seconds_since(save_start)), " s",
+               in_background ? " for the snapshot; written in the background)" : ")");
+  interval.leave_out(save_start, run.groups);
+}
+
+void warn_stopped(const TrainingRun& run, int64_t steps, int stop_signal) {
+  MOE_LOG_WARN("stopped after step ", steps, " on signal ", stop_signal,
+               run.config.checkpoint.dir.empty() ? " (checkpoint.dir is not set: nothing was saved)"
+                                                 : "; resume with checkpoint.resume: auto");
+}
+
+void log_op_profile() {
+  ops::set_op_profiling(false);
+  MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
+               format_op_profile(ops::op_profile()));
+}
+
+void log_done(const TrainingRun& run, const TrainingSummary& summary) {
+  const int64_t steps = summary.steps - run.first_step;
+  const double train_tokens = static_cast<double>(run.tokens_per_step) * steps;
+  MOE_LOG_INFO("done: ", steps, " steps in ", clock_text(summary.wall_s), " (",
+               number_text("%.0f", train_tokens / summary.wall_s),
+               " tok/s overall, evaluation included); final train loss ",
+               number_text("%.4f", summary.train_loss), ", val loss ",
+               number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
+               device_memory_text(run.device), "; run ", clock_text(seconds_since(run.start)));
+}
+
+// Every rank generates: the forward is collective under TP and EP. Rank 0 logs the text.
+std::string sample(TrainingRun& run, const TrainingOptions& options) {
+  const Tokenizer& tokenizer = run.loader->tokenizer();
+  const std::vector<int32_t> text = generate(
+      *run.model, tokenizer.encode(options.sample_prompt), run.config.data.seq_len,
+      {options.sample_tokens, 0.8, static_cast<uint64_t>(run.config.train.seed)}, run.stream.get());
+  std::string decoded = tokenizer.decode(text);
+  if (group_rank(run.groups.world) == 0) MOE_LOG_INFO("sample:\n", decoded);
+  return decoded;
 }
 
 }  // namespace
@@ -101,136 +238,34 @@ Device training_device(const TrainConfig& train, Communicator* world) {
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
   TrainingRun run(requested, groups);
-  const Config& config = run.config;
-  const TrainConfig& train = config.train;
-  const CheckpointConfig& checkpoint = config.checkpoint;
-  LanguageModel& model = *run.model;
-  TokenLoader& loader = *run.loader;
-  Stream& stream = run.stream.get();
-  const int64_t first_step = run.first_step;
-  StepStats interval;
-  auto interval_start = Clock::now();
-  const auto train_start = run.train_start;
+  const TrainConfig& train = run.config.train;
+  LogInterval interval;
   TrainingSummary summary;
-  summary.steps = first_step;
+  summary.steps = run.first_step;
   summary.val_loss = std::numeric_limits<double>::quiet_NaN();
 
   ops::set_op_profiling(options.profile);
   int stop_signal = 0;
   int skipped_in_a_row = 0;
-  for (int64_t step = first_step; step < train.steps && !stop_signal; ++step) {
+  for (int64_t step = run.first_step; step < train.steps && !stop_signal; ++step) {
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
-    const StepStats stats =
-        train_step(model, run.optimizer, run.store, loader, train, groups, lr, step, stream);
-    interval.add(stats);
-    if (stats.skipped) {
-      ++skipped_in_a_row;
-      MOE_LOG_WARN("step ", step + 1, ": loss ", number_text("%.4g", stats.lm_loss),
-                   ", gradient norm ", number_text("%.4g", stats.grad_norm),
-                   ": not finite, update skipped (", skipped_in_a_row, " in a row)");
-      MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
-                "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
-                "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
-                "); lower train.lr or check the data");
-    } else {
-      skipped_in_a_row = 0;
-    }
-
+    const StepStats stats = train_step(*run.model, run.optimizer, run.store, *run.loader, train,
+                                       groups, lr, step, run.stream.get());
+    interval.stats.add(stats);
+    skipped_in_a_row = count_skipped(stats, step, train, skipped_in_a_row);
     stop_signal = stop_requested(groups.world);
-    const bool last = step + 1 == train.steps;
-    if ((step + 1) % config.log.interval == 0 || last || stop_signal) {
-      ops::synchronize(stream);  // the interval's device work is done before the clock is read
-      StepFigures figures;
-      figures.step = step + 1;
-      figures.total_steps = train.steps;
-      figures.lr = lr;
-      figures.tokens_per_s = static_cast<double>(interval.tokens) / seconds_since(interval_start);
-      figures.elapsed_s = seconds_since(train_start);
-      figures.eta_s =
-          figures.elapsed_s / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
-      figures.has_moe = run.has_moe;
-      figures.counts_dropped = config.moe.capacity_factor > 0;
-      if (group_size(groups.world) > 1) {
-        figures.comm = total_volume(groups);
-        reset_volume(groups);  // before the expert work's gather, which counts in the next interval
-      }
-      if (group_size(groups.ep) > 1) figures.expert_work = expert_work(interval, *groups.ep);
-      figures.interval = std::move(interval);
-      const StepReport report = step_report(figures);
-      MOE_LOG_INFO(report.line);
-      run.metrics.write(report.record);
-      summary.train_loss = figures.interval.lm_loss / static_cast<double>(figures.interval.steps);
-      summary.tokens_per_s = figures.tokens_per_s;
-      interval = StepStats{};
-      interval_start = Clock::now();
-    }
-    if ((train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) || last) {
-      const auto eval_start = Clock::now();
-      MetricRecord record;
-      record.add("step", step + 1);
-      std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
-      std::string per_set;
-      const ValidationLosses losses =
-          evaluate_all(model, loader, train.micro_batch_size, train.eval_batches, stream);
-      for (int set = 0; set < loader.num_val_sets(); ++set) {
-        record.add("val_loss." + loader.val_set_name(set), losses.per_set[set]);
-        per_set +=
-            " | " + loader.val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
-      }
-      summary.val_loss = losses.mean;
-      record.add("val_loss", summary.val_loss);
-      if (loader.num_val_sets() == 1) per_set.clear();
-      MOE_LOG_INFO(line, number_text("%.4f", summary.val_loss), per_set, " (",
-                   number_text("%.1f", seconds_since(eval_start)), " s)");
-      run.metrics.write(record);
-      interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
-      reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
-    }
-    if (!checkpoint.dir.empty() &&
-        ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
-         stop_signal)) {
-      const auto save_start = Clock::now();
-      const std::string dir = run.writer.save(step + 1);
-      if (last || stop_signal) run.writer.finish();
-      MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
-                   number_text("%.2f", seconds_since(save_start)), " s",
-                   checkpoint.async && !last && !stop_signal
-                       ? " for the snapshot; written in the background)"
-                       : ")");
-      interval_start += Clock::now() - save_start;
-      reset_volume(groups);
-    }
+    const bool last = step + 1 == train.steps, run_ends = last || stop_signal;
+    maybe_report(run, step, lr, run_ends, interval, summary);
+    maybe_evaluate(run, step, last, interval, summary);
+    maybe_save(run, step, run_ends, interval);
     summary.steps = step + 1;
   }
-  if (stop_signal)
-    MOE_LOG_WARN("stopped after step ", summary.steps, " on signal ", stop_signal,
-                 checkpoint.dir.empty() ? " (checkpoint.dir is not set: nothing was saved)"
-                                        : "; resume with checkpoint.resume: auto");
-  if (options.profile) {
-    ops::set_op_profiling(false);
-    MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
-                 format_op_profile(ops::op_profile()));
-  }
-  summary.wall_s = seconds_since(train_start);
-  const double train_tokens =
-      static_cast<double>(run.tokens_per_step) * (summary.steps - first_step);
-  MOE_LOG_INFO("done: ", summary.steps - first_step, " steps in ", clock_text(summary.wall_s), " (",
-               number_text("%.0f", train_tokens / summary.wall_s),
-               " tok/s overall, evaluation "
-               "included); final train loss ",
-               number_text("%.4f", summary.train_loss), ", val loss ",
-               number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
-               device_memory_text(run.device), "; run ", clock_text(seconds_since(run.start)));
-
-  if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
-    const std::vector<int32_t> prompt = loader.tokenizer().encode(options.sample_prompt);
-    const std::vector<int32_t> text =
-        generate(model, prompt, config.data.seq_len,
-                 {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
-    summary.sample = loader.tokenizer().decode(text);
-    if (group_rank(groups.world) == 0) MOE_LOG_INFO("sample:\n", summary.sample);
-  }
+  if (stop_signal) warn_stopped(run, summary.steps, stop_signal);
+  if (options.profile) log_op_profile();
+  summary.wall_s = seconds_since(run.train_start);
+  log_done(run, summary);
+  if (options.sample_tokens > 0) summary.sample = sample(run, options);
   return summary;
 }
 

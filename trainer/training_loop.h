@@ -1,11 +1,16 @@
-// The single-process training loop behind moe-train: build the model, train with AdamW and the
-// configured schedule, log and write metrics every log.interval steps (step_report.h), evaluate.
+// The training loop behind moe-train: set up the run (training_run.h), then train with AdamW and
+// the configured schedule, log and record every log.interval steps (step_report.h), evaluate, and
+// save checkpoints.
 //
 // Decisions:
-// - A non-finite loss stops the run with an error naming the step: training past it only wastes
-//   compute.
+// - A step whose loss or gradient norm is not finite makes no update and is counted; more than
+//   train.max_nonfinite_steps in a row stop the run with an error naming the step: training past
+//   them only wastes compute.
 // - Evaluation scores the same validation batches every time (eval_batches of them, or fewer when
 //   the split is smaller), at every eval_interval steps and after the last step.
+// - A stop signal (stop_signal.h) ends the run after the same step on every rank: the interval is
+//   logged and a checkpoint saved (when checkpoint.dir is set), as after the last step, but there
+//   is no evaluation.
 #pragma once
 
 #include <cstdint>
