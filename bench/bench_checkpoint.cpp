@@ -16,6 +16,7 @@
 #include <functional>
 
 #include "checkpoint/checkpoint.h"
+#include "config/yaml_io.h"
 #include "layers/model.h"
 #include "trainer/optimizer.h"
 
@@ -71,7 +72,7 @@ int main(int argc, char** argv) {
   try {
     const Config config = load_config(config_path, overrides);
     ParameterStore store(DType::f32);
-    Model model(config, store);
+    Model model(config.model, config.moe, store);
     store.allocate(static_cast<uint64_t>(config.train.seed), false);
     AdamW optimizer(store, config.train);
     const std::vector<MomentRun> runs = optimizer.moment_runs();

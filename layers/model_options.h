@@ -24,7 +24,7 @@ struct FssdpPlacement {
 struct ModelOptions {
   bool recompute = false;        // train.recompute: activations rebuilt in backward
   bool decay_embedding = false;  // weight decay on the token embedding
-  std::optional<FssdpPlacement> fssdp;
+  std::optional<FssdpPlacement> fssdp = std::nullopt;
 };
 
 }  // namespace moe

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     moe::Config config = moe::load_config(config_path, overrides);
+    moe::set_log_level(config.log.level);
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
     } else {

@@ -3,57 +3,25 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <limits>
 #include <vector>
 
 #include "core/log.h"
-#include "data/token_loader.h"
 #include "kernels/op_profile.h"
 #include "kernels/ops.h"
-#include "layers/model.h"
 #include "parallel/mpi_communicator.h"
-#include "trainer/checkpointing.h"
 #include "trainer/evaluation.h"
-#include "trainer/expert_load.h"
+#include "trainer/log_text.h"
 #include "trainer/lr_schedule.h"
-#include "trainer/make_model.h"
-#include "trainer/metrics.h"
 #include "trainer/sampling.h"
+#include "trainer/step_report.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
-#include "upcycling/upcycle.h"
+#include "trainer/training_run.h"
 
 namespace moe {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string clock_text(double seconds) {
-  const auto s = static_cast<int64_t>(seconds);
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  else
-    std::snprintf(text, sizeof text, "%02lld:%02lld", static_cast<long long>(s / 60),
-                  static_cast<long long>(s % 60));
-  return text;
-}
-
-std::string number(const char* format, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, format, value);
-  return text;
-}
 
 // ", device peak 1234 MB in use, 1500 MB reserved" for a GPU run; empty on the CPU.
 std::string device_memory_text(Device device) {
@@ -69,25 +37,6 @@ int64_t peak_rss_mb() {
   return usage.ru_maxrss / 1024;
 }
 
-// init.method other than scratch, on a fresh run: rank 0 upcycles init.from into step 0 of
-// checkpoint.dir, which every rank then loads like any checkpoint. Returns that directory.
-std::string upcycle_into(const Config& config, const ParallelGroups& groups) {
-  MOE_CHECK(!config.checkpoint.dir.empty(), "init.method = ", config.init.method,
-            " writes the upcycled model as step 0 of checkpoint.dir; set checkpoint.dir");
-  UpcycleOptions options;
-  options.method = word_of(config.init.method);
-  options.ratio = config.init.drop_ratio;
-  options.noise_std = config.init.noise_std;
-  options.seed = static_cast<uint64_t>(config.init.seed);
-  std::string dir = (std::filesystem::path(config.checkpoint.dir) / step_dir_name(0)).string();
-  if (group_rank(groups.world) == 0) {
-    dir = upcycle({config.init.from}, config, options, config.checkpoint.dir);
-    MOE_LOG_INFO("upcycled ", config.init.from, " (", config.init.method, ") into ", dir);
-  }
-  if (group_size(groups.world) > 1) groups.world->barrier();
-  return dir;
-}
-
 // Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
 // throw at step s, so that tests can check that one failing rank ends the whole job at once.
 void fail_if_asked(int64_t step) {
@@ -98,33 +47,166 @@ void fail_if_asked(int64_t step) {
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
 }
 
-// How evenly the EP group's ranks shared the expert work since the last log line: max / mean over
-// the ranks of the token rows their experts processed, per MoE layer (what FSSDP evens out).
-// Collective over the EP group.
-std::string expert_work_text(const StepStats& interval, Communicator& ep, MetricRecord& record) {
+// Warns about a skipped step and ends the run after more than train.max_nonfinite_steps in a
+// row. Returns how many steps in a row are skipped now.
+int count_skipped(const StepStats& stats, int64_t step, const TrainConfig& train,
+                  int skipped_before) {
+  if (!stats.skipped) return 0;
+  const int skipped_in_a_row = skipped_before + 1;
+  MOE_LOG_WARN("step ", step + 1, ": loss ", number_text("%.4g", stats.lm_loss), ", gradient norm ",
+               number_text("%.4g", stats.grad_norm), ": not finite, update skipped (",
+               skipped_in_a_row, " in a row)");
+  MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
+            "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
+            "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
+            "); lower train.lr or check the data");
+  return skipped_in_a_row;
+}
+
+// The steps since the last log line. Evaluation and saving are left out of its time, which is
+// training throughput, and out of its traffic, which is per-step communication.
+struct LogInterval {
+  StepStats stats;
+  Clock::time_point start = Clock::now();
+
+  void leave_out(Clock::time_point since, const ParallelGroups& groups) {
+    start += Clock::now() - since;
+    reset_volume(groups);
+  }
+};
+
+// How evenly the EP group's ranks shared the expert work over the interval: per MoE layer, max /
+// mean over the ranks of the token rows their experts processed (what FSSDP evens out). Collective
+// over the EP group.
+std::vector<double> expert_work(const StepStats& interval, Communicator& ep) {
   std::vector<double> rows;
   for (size_t i = 0; i < interval.loads.size(); ++i)
     if (!interval.loads[i].empty()) rows.push_back(static_cast<double>(interval.expert_rows[i]));
-  if (rows.empty()) return "";
+  if (rows.empty()) return {};
   const auto layers = static_cast<int64_t>(rows.size());
   Tensor all = Tensor::empty({layers * ep.size()}, DType::f64);
   Stream stream;
   ep.host().all_gather(Tensor::from_vector<double>({layers}, rows), all, stream);
-  std::string text = " | expert work";
-  for (int64_t l = 0, moe = 0; l < static_cast<int64_t>(interval.loads.size()); ++l) {
-    if (interval.loads[l].empty()) continue;
+  std::vector<double> ratios;
+  for (int64_t moe_layer = 0; moe_layer < layers; ++moe_layer) {
     double most = 0, sum = 0;
     for (int r = 0; r < ep.size(); ++r) {
-      const double v = all.data<double>()[r * layers + moe];
+      const double v = all.data<double>()[r * layers + moe_layer];
       most = std::max(most, v);
       sum += v;
     }
-    const double ratio = sum > 0 ? most * ep.size() / sum : 1.0;
-    text += " L" + std::to_string(l) + " " + number("%.2f", ratio);
-    record.add("expert_work_max_over_mean.layer" + std::to_string(l), ratio);
-    ++moe;
+    ratios.push_back(sum > 0 ? most * ep.size() / sum : 1.0);
   }
-  return text;
+  return ratios;
+}
+
+// Every log.interval steps, after the last and on a stop: the interval's log line and metrics
+// record. Collective over the world (communication volume) and the EP group (expert work).
+void maybe_report(TrainingRun& run, int64_t step, double lr, bool run_ends, LogInterval& interval,
+                  TrainingSummary& summary) {
+  const TrainConfig& train = run.config.train;
+  if ((step + 1) % run.config.log.interval != 0 && !run_ends) return;
+  // The interval's device work is done before the clock is read.
+  ops::synchronize(run.stream.get());
+  StepFigures figures;
+  figures.step = step + 1;
+  figures.total_steps = train.steps;
+  figures.lr = lr;
+  figures.tokens_per_s = static_cast<double>(interval.stats.tokens) / seconds_since(interval.start);
+  figures.elapsed_s = seconds_since(run.train_start);
+  figures.eta_s =
+      figures.elapsed_s / static_cast<double>(step + 1 - run.first_step) * (train.steps - step - 1);
+  figures.has_moe = run.has_moe;
+  figures.counts_dropped = run.config.moe.capacity_factor > 0;
+  if (group_size(run.groups.world) > 1) {
+    figures.comm = total_volume(run.groups);
+    reset_volume(run.groups);  // before the expert work's gather, which counts in the next interval
+  }
+  if (group_size(run.groups.ep) > 1)
+    figures.expert_work = expert_work(interval.stats, *run.groups.ep);
+  figures.interval = std::move(interval.stats);
+  const StepReport report = step_report(figures);
+  MOE_LOG_INFO(report.line);
+  run.metrics.write(report.record);
+  summary.train_loss = figures.interval.lm_loss / static_cast<double>(figures.interval.steps);
+  summary.tokens_per_s = figures.tokens_per_s;
+  interval = LogInterval{};
+}
+
+// Every train.eval_interval steps and after the last: the validation losses, logged and recorded.
+void maybe_evaluate(TrainingRun& run, int64_t step, bool last, LogInterval& interval,
+                    TrainingSummary& summary) {
+  const TrainConfig& train = run.config.train;
+  if (!(train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) && !last) return;
+  TokenLoader& loader = *run.loader;
+  const auto eval_start = Clock::now();
+  MetricRecord record;
+  record.add("step", step + 1);
+  std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
+  std::string per_set;
+  const ValidationLosses losses = evaluate_all(*run.model, loader, train.micro_batch_size,
+                                               train.eval_batches, run.stream.get());
+  for (int set = 0; set < loader.num_val_sets(); ++set) {
+    record.add("val_loss." + loader.val_set_name(set), losses.per_set[set]);
+    per_set += " | " + loader.val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);
+  }
+  summary.val_loss = losses.mean;
+  record.add("val_loss", summary.val_loss);
+  if (loader.num_val_sets() == 1) per_set.clear();
+  MOE_LOG_INFO(line, number_text("%.4f", summary.val_loss), per_set, " (",
+               number_text("%.1f", seconds_since(eval_start)), " s)");
+  run.metrics.write(record);
+  interval.leave_out(eval_start, run.groups);
+}
+
+// Every checkpoint.interval steps, and when the run ends (after the last step or on a stop) a final
+// save that also waits for an asynchronous one to be written. keep_last is the writer's.
+void maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& interval) {
+  const CheckpointConfig& checkpoint = run.config.checkpoint;
+  if (checkpoint.dir.empty()) return;
+  if (!(checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) && !run_ends) return;
+  const auto save_start = Clock::now();
+  const std::string dir = run.writer.save(step + 1);
+  if (run_ends) run.writer.finish();
+  const bool in_background = checkpoint.async && !run_ends;
+  MOE_LOG_INFO(in_background ? "saving " : "saved ", dir, " (",
+               number_text("%.2f", seconds_since(save_start)), " s",
+               in_background ? " for the snapshot; written in the background)" : ")");
+  interval.leave_out(save_start, run.groups);
+}
+
+void warn_stopped(const TrainingRun& run, int64_t steps, int stop_signal) {
+  MOE_LOG_WARN("stopped after step ", steps, " on signal ", stop_signal,
+               run.config.checkpoint.dir.empty() ? " (checkpoint.dir is not set: nothing was saved)"
+                                                 : "; resume with checkpoint.resume: auto");
+}
+
+void log_op_profile() {
+  ops::set_op_profiling(false);
+  MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
+               format_op_profile(ops::op_profile()));
+}
+
+void log_done(const TrainingRun& run, const TrainingSummary& summary) {
+  const int64_t steps = summary.steps - run.first_step;
+  const double train_tokens = static_cast<double>(run.tokens_per_step) * steps;
+  MOE_LOG_INFO("done: ", steps, " steps in ", clock_text(summary.wall_s), " (",
+               number_text("%.0f", train_tokens / summary.wall_s),
+               " tok/s overall, evaluation included); final train loss ",
+               number_text("%.4f", summary.train_loss), ", val loss ",
+               number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
+               device_memory_text(run.device), "; run ", clock_text(seconds_since(run.start)));
+}
+
+// Every rank generates: the forward is collective under TP and EP. Rank 0 logs the text.
+std::string sample(TrainingRun& run, const TrainingOptions& options) {
+  const Tokenizer& tokenizer = run.loader->tokenizer();
+  const std::vector<int32_t> text = generate(
+      *run.model, tokenizer.encode(options.sample_prompt), run.config.data.seq_len,
+      {options.sample_tokens, 0.8, static_cast<uint64_t>(run.config.train.seed)}, run.stream.get());
+  std::string decoded = tokenizer.decode(text);
+  if (group_rank(run.groups.world) == 0) MOE_LOG_INFO("sample:\n", decoded);
+  return decoded;
 }
 
 }  // namespace
@@ -155,243 +237,35 @@ Device training_device(const TrainConfig& train, Communicator* world) {
 
 TrainingSummary train_model(const Config& requested, const TrainingOptions& options,
                             const ParallelGroups& groups) {
-  std::string resume = resume_directory(requested.checkpoint);
-  const Config config = resolve_model_config(requested, resume);
-  const TrainConfig& train = config.train;
-  const Device device = training_device(train, groups.world);
-  const auto run_start = Clock::now();
-  const int dp_size = group_size(groups.dp);
-  std::unique_ptr<TokenLoader> loader =
-      make_token_loader(config.data, group_rank(groups.dp), dp_size);
-  MOE_CHECK(loader->tokenizer().vocab_size() <= config.model.vocab_size,
-            "model.vocab_size = ", config.model.vocab_size, " is smaller than the tokenizer's ",
-            loader->tokenizer().vocab_size(), " tokens (data.tokenizer = ", config.data.tokenizer,
-            ")");
-
-  ParameterStore store(DType::f32, device);
-  const std::unique_ptr<LanguageModel> built = make_model(config, store, groups, resume);
-  LanguageModel& model = *built;
-  store.allocate(static_cast<uint64_t>(train.seed));
-  AdamW optimizer(store, train, groups, config.parallel.zero == 1);
-  ops::OwnedStream owned_stream(device);
-  Stream& stream = owned_stream.get();
-  if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
-
-  const ParameterCounts counts = model.parameter_counts();
-  const int64_t seq_len = config.data.seq_len;
-  const int64_t tokens_per_step =
-      int64_t{train.micro_batch_size} * train.grad_accum * seq_len * dp_size;
-  MOE_LOG_INFO("model: ", counts.total, " parameters (", counts.embedding, " in the embedding",
-               counts.trainable < counts.total
-                   ? ", " + std::to_string(counts.trainable) + " trainable"
-                   : std::string(),
-               "), ", counts.active_per_token, " active per token; ",
-               number("%.3g", model.flops_per_token(seq_len)),
-               " training FLOPs per token at seq_len ", seq_len);
-  MOE_LOG_INFO("data: ", config.data.train, "; ", train.steps, " steps of ", tokens_per_step,
-               " tokens (", train.micro_batch_size, " x ", seq_len, " x ", train.grad_accum,
-               " micro-batches x ", dp_size, " data-parallel ranks)");
-  const CheckpointConfig& checkpoint = config.checkpoint;
-  if (!checkpoint.dir.empty() && group_rank(groups.world) == 0)
-    clean_checkpoints(checkpoint.dir, 0);  // interrupted saves
-  if (group_size(groups.world) > 1) groups.world->barrier();
-  TrainerState state{config, store, optimizer, *loader, groups, model.checkpoint_attachments()};
-  int64_t first_step = 0;
-  if (resume.empty() && config.init.method == InitMethod::load) {
-    // The same model's weights, from step 0 with a fresh optimizer and schedule (fine-tuning, BTS
-    // branches).
-    load_weights(state, config.init.from);
-    MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
-  } else if (resume.empty() && config.init.method != InitMethod::scratch) {
-    resume = upcycle_into(config, groups);
-  }
-  if (const std::string& dir = resume; !dir.empty()) {
-    const auto load_start = Clock::now();
-    const CheckpointMeta meta = resume_from(state, dir);
-    first_step = meta.step;
-    MOE_LOG_INFO("resumed from ", dir, " at step ", meta.step, " (", meta.consumed_tokens,
-                 " tokens consumed; saved under tp ", meta.tp, " dp ", meta.dp, " ep ", meta.ep,
-                 meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
-                 number("%.2f", seconds_since(load_start)), " s");
-    if (!meta.has_optimizer_state)
-      MOE_LOG_WARN(
-          dir,
-          " holds weights only (a converted or upcycled model): AdamW starts from zero moments");
-    if (meta.seed != train.seed)
-      MOE_LOG_WARN("train.seed = ", train.seed, " differs from the checkpoint's ", meta.seed,
-                   ": the data order changes from here on");
-    MOE_CHECK(meta.step <= train.steps, "the checkpoint ", dir, " is at step ", meta.step,
-              ", beyond train.steps = ", train.steps, "; raise train.steps to train further");
-  }
-  install_stop_handlers();
-  CheckpointWriter writer(state);
-  const bool has_moe =
-      config.model.kind == ModelKind::decoder && config.moe.first_k_dense < config.model.n_layers;
-  if (has_moe)
-    MOE_LOG_INFO(
-        "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
-        "idle experts");
-
-  // One writer per job; the config itself stays the same on every rank (checkpoints store it).
-  MetricsWriter metrics(group_rank(groups.world) == 0 ? config.log.metrics_file : "");
-  StepStats interval;
-  auto interval_start = Clock::now();
-  const auto train_start = Clock::now();
+  TrainingRun run(requested, groups);
+  const TrainConfig& train = run.config.train;
+  LogInterval interval;
   TrainingSummary summary;
-  summary.steps = first_step;
+  summary.steps = run.first_step;
   summary.val_loss = std::numeric_limits<double>::quiet_NaN();
 
   ops::set_op_profiling(options.profile);
   int stop_signal = 0;
   int skipped_in_a_row = 0;
-  for (int64_t step = first_step; step < train.steps && !stop_signal; ++step) {
+  for (int64_t step = run.first_step; step < train.steps && !stop_signal; ++step) {
     fail_if_asked(step);
     const double lr = learning_rate(train, step);
-    const StepStats stats =
-        train_step(model, optimizer, store, *loader, train, groups, lr, step, stream);
-    interval.add(stats);
-    if (stats.skipped) {
-      ++skipped_in_a_row;
-      MOE_LOG_WARN("step ", step + 1, ": loss ", number("%.4g", stats.lm_loss), ", gradient norm ",
-                   number("%.4g", stats.grad_norm), ": not finite, update skipped (",
-                   skipped_in_a_row, " in a row)");
-      MOE_CHECK(skipped_in_a_row <= train.max_nonfinite_steps, "the loss or gradient norm was not ",
-                "finite in ", skipped_in_a_row, " steps in a row (up to step ", step + 1,
-                "; train.max_nonfinite_steps = ", train.max_nonfinite_steps,
-                "); lower train.lr or check the data");
-    } else {
-      skipped_in_a_row = 0;
-    }
-
+    const StepStats stats = train_step(*run.model, run.optimizer, run.store, *run.loader, train,
+                                       groups, lr, step, run.stream.get());
+    interval.stats.add(stats);
+    skipped_in_a_row = count_skipped(stats, step, train, skipped_in_a_row);
     stop_signal = stop_requested(groups.world);
-    const bool last = step + 1 == train.steps;
-    if ((step + 1) % config.log.interval == 0 || last || stop_signal) {
-      ops::synchronize(stream);  // the interval's device work is done before the clock is read
-      const double n = static_cast<double>(interval.steps);
-      const double tokens_per_s =
-          static_cast<double>(interval.tokens) / seconds_since(interval_start);
-      const double elapsed = seconds_since(train_start);
-      const double eta =
-          elapsed / static_cast<double>(step + 1 - first_step) * (train.steps - step - 1);
-      std::string line = "step " + std::to_string(step + 1) + "/" + std::to_string(train.steps) +
-                         " | loss " + number("%.4f", interval.lm_loss / n);
-      if (has_moe)
-        line += " | aux " + number("%.4f", interval.aux_loss / n) + " | z " +
-                number("%.4f", interval.z_loss / n);
-      line += " | lr " + number("%.2e", lr) + " | gnorm " + number("%.3f", interval.grad_norm / n) +
-              " | " + number("%.0f", tokens_per_s) + " tok/s | " + clock_text(elapsed) +
-              " elapsed, ETA " + clock_text(eta);
-      MetricRecord record;
-      record.add("step", step + 1)
-          .add("loss", interval.lm_loss / n)
-          .add("aux_loss", interval.aux_loss / n)
-          .add("z_loss", interval.z_loss / n)
-          .add("lr", lr)
-          .add("grad_norm", interval.grad_norm / n)
-          .add("tokens_per_s", tokens_per_s)
-          .add("elapsed_s", elapsed);
-      if (group_size(groups.world) > 1) {
-        const CommVolume volume = total_volume(groups);
-        line +=
-            " | comm " + number("%.2f", static_cast<double>(volume.total()) / n / 1e6) + " MB/step";
-        record.add("comm_bytes_per_step", static_cast<double>(volume.total()) / n);
-        for (int kind = 0; kind < kCollectiveKinds; ++kind)
-          if (volume.bytes[kind] > 0)
-            record.add(std::string("comm_bytes_per_step.") +
-                           collective_name(static_cast<Collective>(kind)),
-                       static_cast<double>(volume.bytes[kind]) / n);
-        reset_volume(groups);
-      }
-      std::string load_text;
-      for (size_t i = 0; i < interval.loads.size(); ++i) {
-        if (interval.loads[i].empty()) continue;
-        const LoadSummary s = summarize_load(interval.loads[i]);
-        load_text += " L" + std::to_string(i) + " " + number("%.2f", s.max_over_mean) + "/" +
-                     number("%.2f", s.cv) + "/" + std::to_string(s.idle_experts);
-        const std::string layer = ".layer" + std::to_string(i);
-        record.add("load" + layer, interval.loads[i])
-            .add("load_max_over_mean" + layer, s.max_over_mean)
-            .add("load_cv" + layer, s.cv)
-            .add("idle_experts" + layer, s.idle_experts);
-        if (config.moe.capacity_factor > 0) record.add("dropped" + layer, interval.dropped[i]);
-      }
-      if (!load_text.empty()) line += " | load" + load_text;
-      if (interval.skipped > 0) {
-        line += " | skipped " + std::to_string(interval.skipped) + " (not finite)";
-        record.add("skipped_steps", interval.skipped);
-      }
-      if (group_size(groups.ep) > 1) line += expert_work_text(interval, *groups.ep, record);
-      MOE_LOG_INFO(line);
-      metrics.write(record);
-      summary.train_loss = interval.lm_loss / n;
-      summary.tokens_per_s = tokens_per_s;
-      interval = StepStats{};
-      interval_start = Clock::now();
-    }
-    if ((train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) || last) {
-      const auto eval_start = Clock::now();
-      MetricRecord record;
-      record.add("step", step + 1);
-      std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
-      std::string per_set;
-      const ValidationLosses losses =
-          evaluate_all(model, *loader, train.micro_batch_size, train.eval_batches, stream);
-      for (int set = 0; set < loader->num_val_sets(); ++set) {
-        record.add("val_loss." + loader->val_set_name(set), losses.per_set[set]);
-        per_set += " | " + loader->val_set_name(set) + " " + number("%.4f", losses.per_set[set]);
-      }
-      summary.val_loss = losses.mean;
-      record.add("val_loss", summary.val_loss);
-      if (loader->num_val_sets() == 1) per_set.clear();
-      MOE_LOG_INFO(line, number("%.4f", summary.val_loss), per_set, " (",
-                   number("%.1f", seconds_since(eval_start)), " s)");
-      metrics.write(record);
-      interval_start += Clock::now() - eval_start;  // evaluation time is not training throughput
-      reset_volume(groups);  // nor is its traffic (the MoE all-to-alls) per-step communication
-    }
-    if (!checkpoint.dir.empty() &&
-        ((checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) || last ||
-         stop_signal)) {
-      const auto save_start = Clock::now();
-      const std::string dir = writer.save(step + 1);
-      if (last || stop_signal) writer.finish();
-      MOE_LOG_INFO(checkpoint.async && !last && !stop_signal ? "saving " : "saved ", dir, " (",
-                   number("%.2f", seconds_since(save_start)), " s",
-                   checkpoint.async && !last && !stop_signal
-                       ? " for the snapshot; written in the background)"
-                       : ")");
-      interval_start += Clock::now() - save_start;
-      reset_volume(groups);
-    }
+    const bool last = step + 1 == train.steps, run_ends = last || stop_signal;
+    maybe_report(run, step, lr, run_ends, interval, summary);
+    maybe_evaluate(run, step, last, interval, summary);
+    maybe_save(run, step, run_ends, interval);
     summary.steps = step + 1;
   }
-  if (stop_signal)
-    MOE_LOG_WARN("stopped after step ", summary.steps, " on signal ", stop_signal,
-                 checkpoint.dir.empty() ? " (checkpoint.dir is not set: nothing was saved)"
-                                        : "; resume with checkpoint.resume: auto");
-  if (options.profile) {
-    ops::set_op_profiling(false);
-    MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
-                 format_op_profile(ops::op_profile()));
-  }
-  summary.wall_s = seconds_since(train_start);
-  const double train_tokens = static_cast<double>(tokens_per_step) * (summary.steps - first_step);
-  MOE_LOG_INFO("done: ", summary.steps - first_step, " steps in ", clock_text(summary.wall_s), " (",
-               number("%.0f", train_tokens / summary.wall_s),
-               " tok/s overall, evaluation "
-               "included); final train loss ",
-               number("%.4f", summary.train_loss), ", val loss ", number("%.4f", summary.val_loss),
-               "; peak memory ", peak_rss_mb(), " MB", device_memory_text(device), "; run ",
-               clock_text(seconds_since(run_start)));
-
-  if (options.sample_tokens > 0) {  // every rank: the forward is collective under TP and EP
-    const std::vector<int32_t> prompt = loader->tokenizer().encode(options.sample_prompt);
-    const std::vector<int32_t> text =
-        generate(model, prompt, seq_len,
-                 {options.sample_tokens, 0.8, static_cast<uint64_t>(train.seed)}, stream);
-    summary.sample = loader->tokenizer().decode(text);
-    if (group_rank(groups.world) == 0) MOE_LOG_INFO("sample:\n", summary.sample);
-  }
+  if (stop_signal) warn_stopped(run, summary.steps, stop_signal);
+  if (options.profile) log_op_profile();
+  summary.wall_s = seconds_since(run.train_start);
+  log_done(run, summary);
+  if (options.sample_tokens > 0) summary.sample = sample(run, options);
   return summary;
 }
 

@@ -1,15 +1,16 @@
-// The single-process training loop behind moe-train: build the model, train with AdamW and the
-// configured schedule, log, evaluate, and write metrics.
+// The training loop behind moe-train: set up the run (training_run.h), then train with AdamW and
+// the configured schedule, log and record every log.interval steps (step_report.h), evaluate, and
+// save checkpoints.
 //
 // Decisions:
-// - One log line per log.interval steps with interval averages (loss, aux terms, grad norm) and
-//   the rates since the previous line, so a slow step shows up instead of being averaged away.
-// - Per MoE layer the expert load summed over the interval goes in full to the metrics file
-//   ("load.layer<i>": tokens per expert) and as max/mean, CV and idle experts into the line.
-// - A non-finite loss stops the run with an error naming the step: training past it only wastes
-//   compute.
+// - A step whose loss or gradient norm is not finite makes no update and is counted; more than
+//   train.max_nonfinite_steps in a row stop the run with an error naming the step: training past
+//   them only wastes compute.
 // - Evaluation scores the same validation batches every time (eval_batches of them, or fewer when
 //   the split is smaller), at every eval_interval steps and after the last step.
+// - A stop signal (stop_signal.h) ends the run after the same step on every rank: the interval is
+//   logged and a checkpoint saved (when checkpoint.dir is set), as after the last step, but there
+//   is no evaluation.
 #pragma once
 
 #include <cstdint>

@@ -19,6 +19,16 @@ expect nonzero "moe.top_k = 9 is out of range" "$moe_train" --config "$config" -
 expect nonzero "/no/such/corpus" "$moe_train" --config "$config" --set data.train=/no/such/corpus
 expect nonzero "train.device = cuda" "$moe_train" --config "$config" --set train.device=cuda
 expect zero "num_experts: 8" "$moe_train" --config "$config" --print-config
+# log.level: warning leaves out the info lines (the config, progress, the done line).
+tiny=(--set train.steps=2 --set train.warmup_steps=1 --set model.n_layers=1 --set train.eval_batches=1)
+expect zero "done: 2 steps" "$moe_train" --config "$config" "${tiny[@]}"
+quiet="$("$moe_train" --config "$config" "${tiny[@]}" --set log.level=warning 2>&1)"
+if [ $? -ne 0 ] || [[ "$quiet" == *"done:"* ]] || [[ "$quiet" == *"num_experts"* ]]; then
+  echo "FAIL: log.level=warning still printed info lines or failed:"; echo "$quiet" | tail -5
+  failures=$((failures + 1))
+else
+  echo "ok: log.level=warning prints no info lines"
+fi
 if [ $# -gt 0 ]; then
   expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
   expect nonzero "parallel.tp = 2 must divide model.vocab_size = 257" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
