@@ -20,6 +20,7 @@
 #include "checkpoint/hf_convert.h"
 #include "checkpoint/hf_model.h"
 #include "checkpoint/safetensors.h"
+#include "config/yaml_io.h"
 #include "layers/model.h"
 #include "tests/support/tolerance.h"
 #include "upcycling/upcycle.h"
@@ -38,6 +39,12 @@ std::string temp_dir(const std::string& name) {
 }
 
 class HfFixture : public ::testing::TestWithParam<std::string> {};
+
+// The config an import makes is the one its checkpoints save: it prints and reads back unchanged.
+TEST_P(HfFixture, ImportedConfigRoundTripsThroughYaml) {
+  const Config config = config_from_hf(kFixtures + "/" + GetParam() + "/config.json").config;
+  EXPECT_EQ(parse_config(to_yaml(config), "printed"), config);
+}
 
 TEST_P(HfFixture, ImportedModelGivesTheReferenceLogits) {
   const std::string source = kFixtures + "/" + GetParam();
