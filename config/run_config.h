@@ -177,7 +177,8 @@ struct TrainConfig {
     v.field("seed", seed, Range::at_least(0), "seed of parameter init");
     v.field("eval_interval", eval_interval, Range::at_least(0),
             "evaluate every n steps; 0 = never");
-    v.field("eval_batches", eval_batches, Range::at_least(1), "micro-batches per evaluation");
+    v.field("eval_batches", eval_batches, Range::at_least(1),
+            "global batches of validation data per evaluation");
     v.field("recompute", recompute, "recompute activations in backward");
     v.field("no_decay_embeddings", no_decay_embeddings, "no weight decay on the embedding");
   }

@@ -1,25 +1,54 @@
 // Validation loss, shared by the training loop and moe-eval so that both score exactly the same
-// batches: the first eval_batches batches of a validation set (fewer when it is smaller), the
-// same tokens every time. Every rank runs them (the forward is collective under TP and EP).
+// tokens, in any layout.
+//
+// Decisions:
+// - One evaluation scores the first train.eval_batches global batches of each validation set
+//   (micro_batch_size x grad_accum x dp sequences each; all of the set when it is smaller). The
+//   global batch is the same in every layout of a run, so 1 x 8 and 2 x 4 score the same tokens.
+// - The data-parallel ranks share them out: rank r scores the contiguous share
+//   [r S / dp, (r + 1) S / dp) of the S sequences, micro_batch_size per forward, and the TP ranks
+//   of one dp rank score the same share. The loss is the mean over all scored target tokens:
+//   each rank's loss sum and token count are summed over dp.
+// - Every rank runs the same number of forwards of micro_batch_size rows, since the forward is
+//   collective under TP and EP: rows past a rank's share are padding whose targets are
+//   ignore_index, so they count for nothing.
 #pragma once
 
 #include <vector>
 
+#include "config/run_config.h"
 #include "data/token_loader.h"
 #include "layers/language_model.h"
+#include "parallel/communicator.h"
 
 namespace moe {
 
-// Mean loss per target token over the batches; NaN when the set has no whole batch.
-double evaluate(LanguageModel& model, const TokenLoader& loader, int set, int64_t batch,
-                int eval_batches, Stream& stream);
+struct EvalPlan {
+  int64_t sequences = 0;       // per set, before capping at the set's size
+  int64_t micro_batch = 1;     // sequences per forward
+  Communicator* dp = nullptr;  // the data-parallel group sharing them out (null: one rank)
+};
+
+// The validation sequences of one evaluation: train.eval_batches global batches, the global batch
+// being micro_batch_size x grad_accum x dp_size (the dp of the run that trains).
+int64_t validation_sequences(const TrainConfig& train, int dp_size);
+
+// Sequences [begin, end) that rank `rank` of `ranks` scores of `sequences`.
+struct SequenceRange {
+  int64_t begin = 0, end = 0;
+};
+SequenceRange rank_share(int64_t sequences, int rank, int ranks);
+
+// Mean loss per target token over the plan's sequences of the set; NaN when the set has none.
+double evaluate(LanguageModel& model, const TokenLoader& loader, int set, const EvalPlan& plan,
+                Stream& stream);
 
 // Every validation set's loss, in the loader's order, and their mean (NaN without sets).
 struct ValidationLosses {
   std::vector<double> per_set;
   double mean = 0;
 };
-ValidationLosses evaluate_all(LanguageModel& model, const TokenLoader& loader, int64_t batch,
-                              int eval_batches, Stream& stream);
+ValidationLosses evaluate_all(LanguageModel& model, const TokenLoader& loader, const EvalPlan& plan,
+                              Stream& stream);
 
 }  // namespace moe

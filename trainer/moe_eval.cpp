@@ -6,8 +6,10 @@
 // - The layout is the one moe-eval is launched with, not the one that saved the checkpoint: the
 //   saved parallel.* keys are reset (tp 1, ep 1, experts ep, dp = all ranks) unless --set gives
 //   them, and the checkpoint is resharded on load. The optimizer state is not read.
-// - Every rank scores the same batches (train.eval_batches of each set, as the trainer does);
-//   world rank 0 prints one line per set and the mean, or one JSON object with --json.
+// - It scores the sequences the trainer does (evaluation.h): train.eval_batches global batches of
+//   each set, the global batch being the saved run's (micro_batch_size x grad_accum x the dp it
+//   was saved under), shared out over moe-eval's data-parallel ranks, so any layout gives the same
+//   loss. World rank 0 prints one line per set and the mean, or one JSON object with --json.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -98,8 +100,9 @@ int main(int argc, char** argv) {
         load_checkpoint(dir, {&store, false, {}}, groups, bts_checkpoint_changes(dir, config));
     Stream stream;
     std::string text, fields;
-    const ValidationLosses losses = evaluate_all(*model, *loader, config.train.micro_batch_size,
-                                                 config.train.eval_batches, stream);
+    const EvalPlan plan{validation_sequences(config.train, meta.dp), config.train.micro_batch_size,
+                        groups.dp};
+    const ValidationLosses losses = evaluate_all(*model, *loader, plan, stream);
     for (int set = 0; set < loader->num_val_sets(); ++set) {
       const double loss = losses.per_set[set];
       const std::string name = loader->val_set_name(set);

@@ -144,8 +144,9 @@ void maybe_evaluate(TrainingRun& run, int64_t step, bool last, LogInterval& inte
   record.add("step", step + 1);
   std::string line = "eval step " + std::to_string(step + 1) + " | val_loss ";
   std::string per_set;
-  const ValidationLosses losses = evaluate_all(*run.model, loader, train.micro_batch_size,
-                                               train.eval_batches, run.stream.get());
+  const EvalPlan plan{validation_sequences(train, group_size(run.groups.dp)),
+                      train.micro_batch_size, run.groups.dp};
+  const ValidationLosses losses = evaluate_all(*run.model, loader, plan, run.stream.get());
   for (int set = 0; set < loader.num_val_sets(); ++set) {
     record.add("val_loss." + loader.val_set_name(set), losses.per_set[set]);
     per_set += " | " + loader.val_set_name(set) + " " + number_text("%.4f", losses.per_set[set]);

@@ -6,8 +6,9 @@
 // - A step whose loss or gradient norm is not finite makes no update and is counted; more than
 //   train.max_nonfinite_steps in a row stop the run with an error naming the step: training past
 //   them only wastes compute.
-// - Evaluation scores the same validation batches every time (eval_batches of them, or fewer when
-//   the split is smaller), at every eval_interval steps and after the last step.
+// - Evaluation scores the same validation sequences every time (eval_batches global batches, or
+//   fewer when the split is smaller; evaluation.h), shared out over the data-parallel ranks, at
+//   every eval_interval steps and after the last step.
 // - A stop signal (stop_signal.h) ends the run after the same step on every rank: the interval is
 //   logged and a checkpoint saved (when checkpoint.dir is set), as after the last step, but there
 //   is no evaluation.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "config/yaml_io.h"
 #include "core/log.h"
 #include "trainer/log_text.h"
 #include "trainer/make_model.h"
@@ -68,6 +69,32 @@ std::string upcycle_into(const Config& config, const ParallelGroups& groups) {
   return dir;
 }
 
+// What a resume with other seeds or another seq_len than the checkpoint's saved config changes. The
+// data position is kept in samples (as across layouts), so another seq_len moves it in tokens.
+void warn_of_changes(const Config& config, const CheckpointMeta& meta) {
+  if (meta.seed != config.train.seed)
+    MOE_LOG_WARN("train.seed = ", config.train.seed, " differs from the checkpoint's ", meta.seed,
+                 ": it seeds the parameter init, which a resume does not redo, so training goes "
+                 "on the same (only the text of --sample differs)");
+  if (meta.config_yaml.empty() || meta.consumed_samples == 0) return;
+  const DataConfig saved = parse_config(meta.config_yaml, "the checkpoint's config").data;
+  const DataConfig& data = config.data;
+  if (saved.seed != data.seed)
+    MOE_LOG_WARN("data.seed = ", data.seed, " differs from the checkpoint's ", saved.seed,
+                 ": the data order from here on differs from the saved run's (sample ",
+                 meta.consumed_samples,
+                 " on of the new shuffle: within this epoch some samples already trained on "
+                 "come again and others are skipped)");
+  if (saved.seq_len != data.seq_len)
+    MOE_LOG_WARN("data.seq_len = ", data.seq_len, " differs from the checkpoint's ", saved.seq_len,
+                 ": the data position is kept in samples, so training goes on at sample ",
+                 meta.consumed_samples, " of the ", data.seq_len, "-token samples (",
+                 meta.consumed_samples * data.seq_len, " tokens into them; the saved run had read ",
+                 meta.consumed_samples * saved.seq_len,
+                 "), which cut the data into other windows: some tokens come again, some are "
+                 "skipped");
+}
+
 // Loads the checkpoint `dir` into the state and logs what it held; returns its step.
 int64_t resume_logged(TrainerState& state, const std::string& dir) {
   const TrainConfig& train = state.config.train;
@@ -80,9 +107,7 @@ int64_t resume_logged(TrainerState& state, const std::string& dir) {
   if (!meta.has_optimizer_state)
     MOE_LOG_WARN(
         dir, " holds weights only (a converted or upcycled model): AdamW starts from zero moments");
-  if (meta.seed != train.seed)
-    MOE_LOG_WARN("train.seed = ", train.seed, " differs from the checkpoint's ", meta.seed,
-                 ": the data order changes from here on");
+  warn_of_changes(state.config, meta);
   MOE_CHECK(meta.step <= train.steps, "the checkpoint ", dir, " is at step ", meta.step,
             ", beyond train.steps = ", train.steps, "; raise train.steps to train further");
   return meta.step;

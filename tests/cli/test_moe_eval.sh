@@ -19,8 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 step="$tmp/ck/step_00000003"
 trained="$(grep -o 'val_loss [0-9.]*' "$tmp/train.log" | tail -1 | cut -d' ' -f2)"
 
-# Same batches as the trainer's last evaluation (train.eval_batches of each set): same mean loss,
-# which the trainer prints to 4 decimals.
+# Same sequences as the trainer's last evaluation (train.eval_batches global batches of each set):
+# same mean loss, which the trainer prints to 4 decimals.
 one="$("$moe_eval" --checkpoint "$step" 2>/dev/null | grep '^mean' | cut -d' ' -f2)"
 if [ -z "$trained" ] || [ "$(printf '%.4f' "$one")" != "$trained" ]; then
   echo "FAIL: moe-eval mean '$one' is not the trainer's val_loss '$trained'"; failures=$((failures + 1))
@@ -32,6 +32,16 @@ if [[ "$two" != *"\"step\": 3"* ]] || [[ "$two" != *"\"mean\": $(printf '%.4f' "
   echo "FAIL: 2 ranks with ep 2 gave '$two', one rank '$one'"; failures=$((failures + 1))
 else
   echo "ok: 2 ranks, ep 2: $two"
+fi
+# Another micro-batch layout of the same global batch (8 = 2 x 4 micro-batches) scores the same
+# sequences on 2 ranks: the same loss.
+split="$("$@" -np 2 "$moe_eval" --checkpoint "$step" --set train.micro_batch_size=2 \
+  --set train.grad_accum=4 --json 2>/dev/null)"
+if [[ "$split" != *"\"mean\": $(printf '%.4f' "$one")"* ]]; then
+  echo "FAIL: micro_batch_size 2 x grad_accum 4 on 2 ranks gave '$split', one rank '$one'"
+  failures=$((failures + 1))
+else
+  echo "ok: micro_batch_size 2 x grad_accum 4 on 2 ranks: $split"
 fi
 expect zero "bible_val" "$moe_eval" --checkpoint "$step" --data corpora/bible_val
 

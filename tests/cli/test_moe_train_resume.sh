@@ -73,4 +73,20 @@ expect zero "resumed from $tmp/killed/step_00000002 at step 2" "$@" -np 2 "$moe_
   "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/killed" --set checkpoint.interval=2
 expect zero "COMMIT" ls "$tmp/killed/step_00000006"
 expect nonzero "No such file" ls "$tmp/killed/step_00000004.tmp"
+# Resuming with other seeds or another seq_len says what that changes, each by its own key: a
+# changed train.seed only seeded the init (no word of the data order); data.seed and data.seq_len do
+# move the data.
+"$moe_train" "${small[@]}" --set train.steps=2 --set checkpoint.dir="$tmp/saved" > /dev/null 2>&1
+resumed=("$moe_train" "${small[@]}" --set train.steps=3 --set checkpoint.resume="$tmp/saved/step_00000002")
+train_seed_log="$("${resumed[@]}" --set train.seed=7 2>&1)"
+if [[ "$train_seed_log" != *"train.seed = 7 differs from the checkpoint's 42: it seeds the parameter init, which a resume does not redo, so training goes on the same"* ]] ||
+  [[ "$train_seed_log" == *"data order"* ]]; then
+  echo "FAIL: train.seed=7 on resume:"; grep -i "warn" <<< "$train_seed_log"; failures=$((failures + 1))
+else
+  echo "ok: a changed train.seed says it changes nothing but the init"
+fi
+expect zero "data.seed = 99 differs from the checkpoint's 1234: the data order from here on differs from the saved run's (sample 16 on of the new shuffle" \
+  "${resumed[@]}" --set data.seed=99
+expect zero "data.seq_len = 64 differs from the checkpoint's 128: the data position is kept in samples, so training goes on at sample 16 of the 64-token samples (1024 tokens into them; the saved run had read 2048)" \
+  "${resumed[@]}" --set data.seq_len=64
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
