@@ -72,7 +72,10 @@ HfImport config_from_hf(const std::string& path) {
   m.norm_eps = root.at("rms_norm_eps").as_number();
   m.tie_embeddings = optional_number<bool>(root, "tie_word_embeddings", false);
   m.max_seq_len = static_cast<int>(root.at("max_position_embeddings").as_int());
-  m.qkv_bias = type == "qwen2" || type == "qwen2_moe";
+  // Qwen2MoeConfig reads qkv_bias (default true); Qwen2Config has no such key, its q/k/v always
+  // have biases.
+  m.qkv_bias =
+      type == "qwen2" || (type == "qwen2_moe" && optional_number<bool>(root, "qkv_bias", true));
   m.qk_norm = type == "qwen3" || type == "qwen3_moe" || type == "olmoe";
   if (type == "olmoe") {
     m.qk_norm_scope = QkNormScope::projection;
@@ -143,7 +146,7 @@ std::string default_hf_model_type(const Config& config) {
   if (!moe) return config.model.qk_norm ? "qwen3" : config.model.qkv_bias ? "qwen2" : "llama";
   if (config.model.qk_norm)
     return config.model.qk_norm_scope == QkNormScope::projection ? "olmoe" : "qwen3_moe";
-  return "mixtral";
+  return config.moe.shared_experts > 0 ? "qwen2_moe" : "mixtral";
 }
 
 std::string hf_config_json(const Config& config, const std::string& type,
@@ -159,9 +162,9 @@ std::string hf_config_json(const Config& config, const std::string& type,
       "cannot export as '", type, "' (supported: ", join(hf_model_types()), ")");
   const bool has_moe = moe.first_k_dense < m.n_layers;
   refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
-  const bool qwen2_family = type == "qwen2" || type == "qwen2_moe";
-  refuse(m.qkv_bias != qwen2_family, m.qkv_bias ? "q/k/v biases exist only in qwen2 and qwen2_moe"
-                                                : "qwen2 and qwen2_moe have q/k/v biases");
+  refuse(m.qkv_bias && type != "qwen2" && type != "qwen2_moe",
+         "q/k/v biases exist only in qwen2 and qwen2_moe");
+  refuse(!m.qkv_bias && type == "qwen2", "qwen2 has q/k/v biases");
   refuse(m.qk_norm != (type == "qwen3" || type == "qwen3_moe" || type == "olmoe"),
          m.qk_norm ? "QK-norm exists only in qwen3, qwen3_moe and olmoe" : "it has no QK-norm");
   refuse(m.qk_norm && (m.qk_norm_scope == QkNormScope::projection) != (type == "olmoe"),
@@ -226,7 +229,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
     field("clip_qkv", "null");
   }
   if (type == "qwen2_moe") {
-    field("qkv_bias", "true");
+    field("qkv_bias", m.qkv_bias ? "true" : "false");
     field("shared_expert_intermediate_size",
           std::to_string(int64_t{moe.shared_experts} * moe.effective_shared_expert_hidden()));
   }

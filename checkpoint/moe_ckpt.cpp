@@ -11,7 +11,8 @@
 //   own dtype, so the tool and the trainer share one definition.
 // - diff reads both sides as f64 (HDF5 converts f32), so tensors of different dtypes compare too.
 // Errors that stop a command (no such directory, an unreadable file) are one "error: ..." line on
-// stderr and exit 1; usage errors get CLI11's message.
+// stderr and exit 1; usage errors get CLI11's message, but for an unknown subcommand, which
+// CLI11 reports as a missing one. A run directory given for a step directory names its newest step.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -46,9 +47,22 @@ void require_directory(const std::string& step_dir) {
             "' is not a directory; give a step directory such as ckpt/step_00001000");
 }
 
+// A directory with neither state.h5 nor COMMIT is no step directory, damaged or not: usually the
+// run directory above the steps, and the error names the step to give instead.
+void require_step_directory(const std::string& step_dir) {
+  require_directory(step_dir);
+  if (fs::exists(fs::path(step_dir) / kStateFile) || is_committed(step_dir)) return;
+  const std::string newest = latest_checkpoint(step_dir);
+  MOE_CHECK(!newest.empty(), "'", step_dir, "' has no ", kStateFile,
+            " and no committed step directory (step_XXXXXXXX) under it; give a step directory "
+            "such as ckpt/step_00001000");
+  MOE_THROW(InputError, "'", step_dir, "' has no ", kStateFile,
+            ": it is a run directory, not a step directory; its newest committed step is ", newest);
+}
+
 // Opens STEP_DIR/state.h5 for reading; `path` receives the file's path.
 h5::Handle open_state(const std::string& step_dir, std::string& path) {
-  require_directory(step_dir);
+  require_step_directory(step_dir);
   path = (fs::path(step_dir) / kStateFile).string();
   MOE_CHECK(fs::is_regular_file(path), "'", step_dir, "' has no ", kStateFile);
   return h5::open_file(path, MPI_COMM_NULL);
@@ -133,7 +147,7 @@ class Verifier {
   explicit Verifier(std::string step_dir) : step_dir_(std::move(step_dir)) {}
 
   int run() {
-    require_directory(step_dir_);
+    require_step_directory(step_dir_);
     if (!is_committed(step_dir_))
       problem("COMMIT", "missing: the save did not finish, so the trainer never loads it");
     path_ = (fs::path(step_dir_) / kStateFile).string();
@@ -330,6 +344,16 @@ int main(int argc, char** argv) {
   CLI::App* diff = app.add_subcommand("diff", "the max |a - b| of every tensor both have");
   diff->add_option("A", diff_a, "a step directory")->required();
   diff->add_option("B", diff_b, "another step directory")->required();
+  // CLI11 answers a word that names no subcommand with "A subcommand is required".
+  if (argc > 1 && argv[1][0] != '-' &&
+      app.get_subcommands([&](CLI::App* sub) { return sub->check_name(argv[1]); }).empty()) {
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    std::fprintf(stderr, "error: unknown subcommand '%s' (moe-ckpt has %s)\n", argv[1],
+                 names.c_str());
+    return 1;
+  }
   CLI11_PARSE(app, argc, argv);
 
   MPI_Init(&argc, &argv);

@@ -336,14 +336,13 @@ struct IndexedDataset::Impl {
       const int64_t start = pointer(s);
       MOE_CHECK(length >= 0, idx_path, ": sequence ", s, " has length ", length, " (byte ",
                 lengths_at + 4 * s, "); lengths must not be negative");
-      MOE_CHECK(start >= end_of_previous, idx_path, ": sequence ", s, " starts at byte ", start,
+      MOE_CHECK(start == end_of_previous, idx_path, ": sequence ", s, " starts at byte ", start,
                 " of ", bin_path, " (pointer at byte ", pointers_at + 8 * s, " of the index)",
-                s == 0 ? "; pointers must not be negative"
-                       : ", before the end of sequence " + std::to_string(s - 1) + " at byte " +
-                             std::to_string(end_of_previous) + "; pointers must increase");
-      MOE_CHECK(start <= bin.size(), idx_path, ": sequence ", s, " (pointer at byte ",
-                pointers_at + 8 * s, ") starts at byte ", start, " of ", bin_path, ", which has ",
-                bin.size(), " bytes (a truncated .bin, or the index of another dataset?)");
+                s == 0 ? ", expected 0"
+                       : std::string(start < end_of_previous ? ", before" : ", after") +
+                             " the end of sequence " + std::to_string(s - 1) + " at byte " +
+                             std::to_string(end_of_previous),
+                "; the sequences lie back to back from the first byte of the .bin");
       MOE_CHECK(length <= (bin.size() - start) / itemsize, idx_path, ": sequence ", s,
                 " (pointer at byte ", pointers_at + 8 * s, ") covers bytes [", start, ", ",
                 start + length * itemsize, ") of ", bin_path, ", which has ", bin.size(),
@@ -351,6 +350,9 @@ struct IndexedDataset::Impl {
       end_of_previous = start + length * itemsize;
       num_tokens += length;
     }
+    MOE_CHECK(end_of_previous == bin.size(), idx_path, ": its ", num_sequences,
+              " sequences cover bytes [0, ", end_of_previous, ") of ", bin_path, ", which has ",
+              bin.size(), " bytes (trailing bytes in the .bin, or the index of another dataset?)");
 
     document_indices.resize(documents);
     for (uint64_t d = 0; d < documents; ++d) {

@@ -9,10 +9,11 @@
 //   is 34 bytes), so they are read element by element with memcpy; only the document indices are
 //   copied out, because document_indices() hands out a span.
 // - The reader validates everything it can before any read (magic, version, dtype code, the file
-//   size the counts imply, lengths >= 0, each sequence inside .bin and after the one before it,
-//   document indices from 0 up to num_sequences without decreasing): a bad file is an InputError
-//   naming the file and the byte or index at fault, never a crash. A file changed while mapped is
-//   outside what can be checked.
+//   size the counts imply, lengths >= 0, the sequences back to back from byte 0 of the .bin to its
+//   last byte, as Megatron writes them, document indices from 0 up to num_sequences without
+//   decreasing): a bad file, or a .idx beside the .bin of another dataset, is an InputError naming
+//   the file and the byte or index at fault, never a crash. A file changed while mapped is outside
+//   what can be checked.
 // - Tokens are handed out as int32 whatever the stored dtype; a stored value that is no int32 id
 //   (an i64 beyond int32, a float with a fraction) is an InputError when read. check_vocab() scans
 //   every token against a vocabulary size.

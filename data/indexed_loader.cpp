@@ -28,17 +28,25 @@ std::vector<std::string> split_list(const std::string& spec) {
 
 }  // namespace
 
-IndexedLoader::IndexedLoader(const DataConfig& data, int dp_rank, int dp_size)
+IndexedLoader::IndexedLoader(const DataConfig& data, int dp_rank, int dp_size, LoaderUse use)
     : seq_len_(data.seq_len),
       dp_rank_(dp_rank),
       dp_size_(dp_size),
       tokenizer_(make_tokenizer(data.tokenizer)) {
-  MOE_CHECK(!data.train.empty(),
+  const bool training = use == LoaderUse::training;
+  MOE_CHECK(!training || !data.train.empty(),
             "data.train is empty: name at least one dataset prefix (see "
             "docs/data.md; moe-data prepare makes them)");
   MOE_ASSERT(dp_rank >= 0 && dp_rank < dp_size, "data-parallel rank ", dp_rank, " of ", dp_size);
-  const std::vector<BlendEntry> blend = parse_blend(data.train, "data.train");
   const std::vector<std::string> valid = split_list(data.valid);
+  for (const std::string& prefix : valid) {
+    auto dataset = std::make_shared<const IndexedDataset>(prefix);
+    val_.emplace_back(dataset, 0, dataset->num_sequences(), seq_len_, false, 0, 0);
+    val_names_.push_back(dataset_name(prefix));
+  }
+  // With data.valid set nothing is held out of the training sets, so evaluation needs none.
+  if (!training && (!valid.empty() || data.train.empty())) return;
+  const std::vector<BlendEntry> blend = parse_blend(data.train, "data.train");
   const auto seed = static_cast<uint64_t>(data.seed);
   std::vector<double> weights;
   for (size_t d = 0; d < blend.size(); ++d) {
@@ -57,11 +65,6 @@ IndexedLoader::IndexedLoader(const DataConfig& data, int dp_rank, int dp_size)
     }
   }
   blend_ = std::make_unique<BlendIndex>(weights);
-  for (const std::string& prefix : valid) {
-    auto dataset = std::make_shared<const IndexedDataset>(prefix);
-    val_.emplace_back(dataset, 0, dataset->num_sequences(), seq_len_, false, 0, 0);
-    val_names_.push_back(dataset_name(prefix));
-  }
 }
 
 TokenBatch IndexedLoader::make_batch(int64_t batch,
@@ -78,8 +81,13 @@ TokenBatch IndexedLoader::make_batch(int64_t batch,
   return out;
 }
 
+const BlendIndex& IndexedLoader::blend() const {
+  MOE_ASSERT(blend_, "a loader opened for evaluation has no training blend");
+  return *blend_;
+}
+
 std::vector<int32_t> IndexedLoader::train_sample(int64_t g) const {
-  const auto [dataset, index] = blend_->locate(g);
+  const auto [dataset, index] = blend().locate(g);
   std::vector<int32_t> tokens(static_cast<size_t>(seq_len_ + 1));
   train_[dataset].sample(index, tokens.data());
   const int vocab = tokenizer_->vocab_size();

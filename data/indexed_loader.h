@@ -1,6 +1,7 @@
 // TokenLoader over indexed datasets: the training blend of data.train and one validation set per
 // entry of data.valid, or, when data.valid is empty, the last data.val_fraction of the documents of
-// every training dataset (named after the dataset).
+// every training dataset (named after the dataset). Opened for evaluation with data.valid set, it
+// has no training blend and opens no training dataset (next_train_batch is an internal error).
 #pragma once
 
 #include <functional>
@@ -16,7 +17,8 @@ namespace moe {
 
 class IndexedLoader final : public TokenLoader {
  public:
-  IndexedLoader(const DataConfig& data, int dp_rank, int dp_size);
+  IndexedLoader(const DataConfig& data, int dp_rank, int dp_size,
+                LoaderUse use = LoaderUse::training);
 
   TokenBatch next_train_batch(int64_t batch) override;
   int64_t train_position() const override { return position_; }
@@ -33,10 +35,11 @@ class IndexedLoader final : public TokenLoader {
   // Global training sample g, seq_len + 1 tokens (what rank slices are cut from).
   std::vector<int32_t> train_sample(int64_t g) const;
   // The training dataset global sample g comes from.
-  int train_dataset_of(int64_t g) const { return blend_->locate(g).first; }
+  int train_dataset_of(int64_t g) const { return blend().locate(g).first; }
 
  private:
   TokenBatch make_batch(int64_t batch, const std::function<void(int64_t, int32_t*)>& fill) const;
+  const BlendIndex& blend() const;
 
   int64_t seq_len_;
   int dp_rank_, dp_size_;

@@ -4,8 +4,9 @@
 
 namespace moe {
 
-std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data, int dp_rank, int dp_size) {
-  return std::make_unique<IndexedLoader>(data, dp_rank, dp_size);
+std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data, int dp_rank, int dp_size,
+                                               LoaderUse use) {
+  return std::make_unique<IndexedLoader>(data, dp_rank, dp_size, use);
 }
 
 }  // namespace moe

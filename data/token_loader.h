@@ -49,8 +49,14 @@ class TokenLoader {
   virtual int64_t seq_len() const = 0;
 };
 
+// What a loader is opened for. Training needs data.train. Evaluation opens only validation sets:
+// those of data.valid, and no training dataset; or, when data.valid is empty, the held-out part of
+// data.train's datasets (none when data.train is empty too).
+enum class LoaderUse { training, evaluation };
+
 // The loader for the config's data section, for data-parallel rank dp_rank of dp_size.
 std::unique_ptr<TokenLoader> make_token_loader(const DataConfig& data, int dp_rank = 0,
-                                               int dp_size = 1);
+                                               int dp_size = 1,
+                                               LoaderUse use = LoaderUse::training);
 
 }  // namespace moe

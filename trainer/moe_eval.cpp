@@ -2,7 +2,8 @@
 //   moe-eval --checkpoint runs/x/step_00001000 [--data PREFIX ...] [--set key=value ...] [--json]
 // Decisions:
 // - The model, tokenizer and data come from the config saved in the checkpoint; --set overrides
-//   keys of it and --data replaces its validation sets (data.valid).
+//   keys of it and --data replaces its validation sets (data.valid). Only validation data is
+//   opened: with data.valid set, the training sets need not exist (an imported model has none).
 // - The layout is the one moe-eval is launched with, not the one that saved the checkpoint: the
 //   saved parallel.* keys are reset (tp 1, ep 1, experts ep, dp = all ranks) unless --set gives
 //   them, and the checkpoint is resharded on load. The optimizer state is not read.
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
                      config.parallel.dp, config.parallel.expert_ranks(world_size));
     const ParallelGroups groups = grid.groups(config.parallel.expert_tp);
     std::unique_ptr<TokenLoader> loader =
-        make_token_loader(config.data, grid.dp_rank(), grid.dp_size());
+        make_token_loader(config.data, grid.dp_rank(), grid.dp_size(), LoaderUse::evaluation);
     MOE_CHECK(loader->num_val_sets() > 0, "no validation data: pass --data PREFIX");
     ParameterStore store(DType::f32);
     const std::unique_ptr<LanguageModel> model = make_model(config, store, groups, dir);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # moe-ckpt against real checkpoints from a short moe-train run: ls, verify and diff, the h5py
 # example of docs/checkpoints.md, and the damage verify must report (no COMMIT, a flipped byte, a
-# missing moment, a truncated file) with exit status 1, never a crash.
+# missing moment, a truncated file) with exit status 1, never a crash; a run directory or an unknown
+# subcommand named as such.
 #   test_moe_ckpt.sh <moe-ckpt> <moe-train> <repo root>
 # h5py comes from Debian's python3-h5py, which a python3 first on PATH (pyenv, venv) may lack.
 set -uo pipefail
@@ -111,4 +112,11 @@ expect nonzero "B is required" "$moe_ckpt" diff "$step4"
 expect nonzero "'$tmp/none' is not a directory" "$moe_ckpt" verify "$tmp/none"
 expect nonzero "'$tmp/none' is not a directory" "$moe_ckpt" ls "$tmp/none"
 expect nonzero "'$tmp/ck' has no state.h5" "$moe_ckpt" ls "$tmp/ck"
+expect nonzero "unknown subcommand 'frob' (moe-ckpt has ls, verify, diff)" "$moe_ckpt" frob "$step4"
+# A run directory given for a step directory: said, with the step to give instead.
+expect nonzero "'$tmp/ck' has no state.h5: it is a run directory, not a step directory; its newest committed step is $tmp/ck/step_00000004" \
+  "$moe_ckpt" verify "$tmp/ck"
+mkdir -p "$tmp/no_steps/step_00000009"
+expect nonzero "'$tmp/no_steps' has no state.h5 and no committed step directory (step_XXXXXXXX) under it" \
+  "$moe_ckpt" verify "$tmp/no_steps"
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

@@ -76,6 +76,12 @@ cp out/tree.bin bad.bin && cp out/tree.idx bad.idx
 truncate -s -1 bad.bin
 expect nonzero "bad.idx: sequence 2 (pointer at byte 62) covers bytes [182, 268) of bad.bin, which has 267 bytes" \
   "$moe_data" inspect bad
+cp out/tree.bin bad.bin && printf 'trailing' >> bad.bin
+expect nonzero "bad.idx: its 3 sequences cover bytes [0, 268) of bad.bin, which has 276 bytes" \
+  "$moe_data" inspect bad
+cp out/lines.idx bad.idx  # another dataset's index beside tree's tokens
+expect nonzero "bad.idx: its 2 sequences cover bytes [0, 44) of bad.bin, which has 276 bytes" \
+  "$moe_data" inspect bad
 cp out/tree.bin bad.bin && printf 'XX' | dd of=bad.idx bs=1 seek=0 conv=notrunc status=none
 expect nonzero "bad.idx: byte 0: magic is 58 58 49 44" "$moe_data" inspect bad
 cp out/tree.idx bad.idx && printf '\007' | dd of=bad.idx bs=1 seek=9 conv=notrunc status=none

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # moe-eval through the real binaries: the loss of a checkpoint is the trainer's own final
-# validation loss, the same in another layout (2 ranks, experts split over them), and every bad
-# input is one clear error.
-#   test_moe_eval.sh <moe-eval> <moe-train> <repo root> <mpirun flags...>
+# validation loss, the same in another layout (2 ranks, experts split over them), an imported
+# Hugging Face model (no training data in its config) scored on --data alone, and every bad input
+# is one clear error.
+#   test_moe_eval.sh <moe-eval> <moe-train> <moe-convert> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 moe_eval="$1"
 moe_train="$2"
-root="$3"
-shift 3
+convert="$3"
+root="$4"
+shift 4
 cd "$root"  # the config names its datasets relative to the repository
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -44,6 +46,15 @@ else
   echo "ok: micro_batch_size 2 x grad_accum 4 on 2 ranks: $split"
 fi
 expect zero "bible_val" "$moe_eval" --checkpoint "$step" --data corpora/bible_val
+
+# An imported model's config names no dataset (data.train and data.valid empty): evaluation reads
+# the --data sets and opens no training set.
+"$convert" hf-to-moeforge --input tests/fixtures/hf/llama --output "$tmp/llama" > /dev/null ||
+  { echo "FAIL: importing the llama fixture"; exit 1; }
+imported="$tmp/llama/step_00000000"
+expect zero "train: \"\"" grep "^  train:" "$imported/../config.yaml"
+expect zero "bible_val " "$moe_eval" --checkpoint "$imported" --data corpora/bible_val
+expect nonzero "no validation data: pass --data PREFIX" "$moe_eval" --checkpoint "$imported"
 
 expect nonzero "--checkpoint is required" "$moe_eval"
 expect nonzero "is not a committed checkpoint" "$moe_eval" --checkpoint "$tmp/nowhere"

@@ -1,7 +1,8 @@
 // Hugging Face interop against the reference implementation: every fixture in tests/fixtures/hf
 // (tiny random models that the transformers library built and scored, see its README) is
 // imported, run through MoEForge's forward and compared with the logits transformers computed; it
-// is then exported back and every tensor must equal the original bit for bit.
+// is then exported back and every tensor must equal the original bit for bit. Also: the q/k/v bias
+// key of qwen2_moe (a fixture edited to have none) and of qwen2 (none in transformers).
 //
 // Tolerance: both sides compute in fp32, with different summation orders (BLAS blocking, the
 // attention kernel's online softmax, the MoE combine), so logits agree to a few float roundings of
@@ -9,6 +10,7 @@
 // missing tensor (or a wrong norm, RoPE or routing convention) changes them by far more.
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +37,59 @@ const std::string kFixtures = MOE_HF_FIXTURES;
 std::string temp_dir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "moe_hf_" + name;
   fs::remove_all(dir);
+  return dir;
+}
+
+// Every tensor of the model in HF directory `source` is in `exported`, bit for bit, and no other.
+void expect_same_tensors(const std::string& source, const std::string& exported) {
+  // name -> the original file holding it and its entry there
+  std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensor*>> originals;
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  for (const auto& entry : fs::directory_iterator(source))
+    if (entry.path().extension() == ".safetensors" &&
+        entry.path().filename() != "reference.safetensors") {
+      files.push_back(std::make_unique<SafetensorsFile>(entry.path().string()));
+      for (const SafetensorsTensor& t : files.back()->tensors())
+        originals[t.name] = {files.back().get(), &t};
+    }
+  const SafetensorsFile copy(exported + "/model.safetensors");
+  EXPECT_EQ(copy.tensors().size(), originals.size());
+  for (const SafetensorsTensor& t : copy.tensors()) {
+    ASSERT_TRUE(originals.count(t.name)) << t.name << " is not in the original";
+    const auto [owner, original] = originals[t.name];
+    const SafetensorsTensor& o = *original;
+    EXPECT_EQ(t.shape, o.shape) << t.name;
+    EXPECT_EQ(t.dtype, o.dtype) << t.name;
+    ASSERT_EQ(t.size, o.size) << t.name;
+    EXPECT_EQ(std::memcmp(copy.data(t), owner->data(o), t.size), 0) << t.name << " differs";
+  }
+}
+
+// A copy of fixture `name` in a temporary directory, its config.json with `from` replaced by `to`
+// and its model.safetensors without the tensors whose names end in `drop` (none when empty).
+std::string edited_fixture(const std::string& name, const std::string& from, const std::string& to,
+                           const std::string& drop) {
+  const std::string dir = temp_dir(name + "_edited");
+  fs::create_directories(dir);
+  std::ifstream in(kFixtures + "/" + name + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = config.find(from);
+  EXPECT_NE(at, std::string::npos) << from << " is not in " << name << "/config.json";
+  if (at != std::string::npos) config.replace(at, from.size(), to);
+  std::ofstream(dir + "/config.json") << config;
+
+  const SafetensorsFile original(kFixtures + "/" + name + "/model.safetensors");
+  std::vector<const SafetensorsTensor*> kept;
+  std::vector<SafetensorsSpec> specs;
+  for (const SafetensorsTensor& t : original.tensors())
+    if (drop.empty() || !t.name.ends_with(drop)) {
+      kept.push_back(&t);
+      specs.push_back({t.name, t.dtype, t.shape});
+    }
+  SafetensorsWriter writer(dir + "/model.safetensors", specs);
+  for (const SafetensorsTensor* t : kept)
+    writer.write(t->name, original.data(*t), static_cast<size_t>(t->size));
+  writer.finish();
   return dir;
 }
 
@@ -79,28 +134,7 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
   const HfImport hf = config_from_hf(source + "/config.json");
   const bool bf16 = GetParam().find("bf16") != std::string::npos;
   moeforge_to_hf(step, exported, hf.model_type, bf16 ? "bf16" : "f32", int64_t{1} << 40);
-
-  // name -> the original file holding it and its entry there
-  std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensor*>> originals;
-  std::vector<std::unique_ptr<SafetensorsFile>> files;
-  for (const auto& entry : fs::directory_iterator(source))
-    if (entry.path().extension() == ".safetensors" &&
-        entry.path().filename() != "reference.safetensors") {
-      files.push_back(std::make_unique<SafetensorsFile>(entry.path().string()));
-      for (const SafetensorsTensor& t : files.back()->tensors())
-        originals[t.name] = {files.back().get(), &t};
-    }
-  const SafetensorsFile copy(exported + "/model.safetensors");
-  EXPECT_EQ(copy.tensors().size(), originals.size());
-  for (const SafetensorsTensor& t : copy.tensors()) {
-    ASSERT_TRUE(originals.count(t.name)) << t.name << " is not in the original";
-    const auto [owner, original] = originals[t.name];
-    const SafetensorsTensor& o = *original;
-    EXPECT_EQ(t.shape, o.shape) << t.name;
-    EXPECT_EQ(t.dtype, o.dtype) << t.name;
-    ASSERT_EQ(t.size, o.size) << t.name;
-    EXPECT_EQ(std::memcmp(copy.data(t), owner->data(o), t.size), 0) << t.name << " differs";
-  }
+  expect_same_tensors(source, exported);
   const HfImport again = config_from_hf(exported + "/config.json");
   EXPECT_EQ(again.config.model, hf.config.model);
   EXPECT_EQ(again.config.moe, hf.config.moe);
@@ -141,6 +175,31 @@ TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
       {ids.shape[0], ids.shape[1]}, std::vector<int32_t>(tokens.size(), Model::ignore_index));
   EXPECT_TRUE(testing::all_close(model.forward(inputs, targets, false, stream).logits, expected,
                                  2e-4, 1e-4));
+}
+
+// transformers' Qwen2MoeConfig has qkv_bias (default true): a qwen2_moe without q/k/v biases
+// imports, and exports back (its default model_type) with the key false and the same tensors.
+TEST(HfQkvBias, Qwen2MoeWithoutBiasesImportsAndExportsBack) {
+  const std::string source =
+      edited_fixture("qwen2_moe", "\"qkv_bias\": true", "\"qkv_bias\": false", ".bias");
+  const HfImport hf = config_from_hf(source + "/config.json");
+  EXPECT_FALSE(hf.config.model.qkv_bias);
+  const std::string step = hf_to_moeforge(source, temp_dir("qwen2_moe_no_bias"));
+  const std::string exported = temp_dir("qwen2_moe_no_bias_exported");
+  moeforge_to_hf(step, exported, "", "f32", int64_t{1} << 40);
+  expect_same_tensors(source, exported);
+  const HfImport again = config_from_hf(exported + "/config.json");
+  EXPECT_EQ(again.model_type, "qwen2_moe");
+  EXPECT_EQ(again.config.model, hf.config.model);
+  EXPECT_EQ(again.config.moe, hf.config.moe);
+}
+
+// transformers' Qwen2Config has no qkv_bias: a qwen2's q/k/v have biases whatever config.json says.
+TEST(HfQkvBias, Qwen2IgnoresTheKeyAsTransformersDoes) {
+  const std::string source =
+      edited_fixture("qwen2", "\"model_type\"", "\"qkv_bias\": false,\n  \"model_type\"", "");
+  EXPECT_TRUE(config_from_hf(source + "/config.json").config.model.qkv_bias);
+  hf_to_moeforge(source, temp_dir("qwen2_key_ignored"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture,

@@ -1,9 +1,10 @@
 // The indexed dataset (.bin/.idx): write -> read round trips for every dtype on real text, the
 // Megatron layout byte for byte (a hand-built index with several sequences per document), every
 // bad file an InputError naming the file and the byte or index at fault (empty, truncated, wrong
-// magic/version/dtype, sizes, pointers beyond .bin or overlapping, bad document indices), token
-// values that are no int32 ids, check_vocab, the writer's temporary files, and that opening and
-// reading one sequence of a 200 MB dataset does not read the dataset.
+// magic/version/dtype, sizes, pointers beyond .bin, overlapping or apart, a .bin longer than its
+// sequences, the .idx of another dataset, bad document indices), token values that are no int32
+// ids, check_vocab, the writer's temporary files, and that opening and reading one sequence of a
+// 200 MB dataset does not read the dataset.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -162,15 +163,15 @@ TEST_F(IndexedDatasetTest, WritesMegatronLayoutByteForByte) {
 
 TEST_F(IndexedDatasetTest, ReadsSeveralSequencesPerDocument) {
   // Megatron's builder can put several sequences in a document (add_item ... end_document); the
-  // second document here is sequences 2 and 3, and pointers need not start at byte 0.
+  // second document here is sequences 2 and 3.
   const std::vector<int32_t> tokens = {9, 8, 7, 6, 5, 4, 3, 2};
-  std::string data(4, '\xAB');
+  std::string data;
   for (int32_t t : tokens) data.append(reinterpret_cast<const char*>(&t), 4);
   write_bytes(bin(), data);
   RawIndex index;
   index.dtype = static_cast<uint8_t>(TokenDType::i32);
   index.lengths = {2, 3, 1, 2};
-  index.pointers = {4, 12, 24, 28};
+  index.pointers = {0, 8, 20, 24};
   index.documents = {0, 2, 4};
   index.write(idx());
 
@@ -273,8 +274,9 @@ TEST_F(IndexedDatasetTest, SequencesOutsideTheBinFile) {
   write_small();
   const int64_t beyond = 1 << 20;
   patch(idx(), 62, &beyond, 8);
-  EXPECT_TRUE(mentions(open_error(), "sequence 2 (pointer at byte 62) starts at byte 1048576 of " +
-                                         bin() + ", which has 10 bytes"));
+  EXPECT_TRUE(mentions(open_error(), "sequence 2 starts at byte 1048576 of " + bin() +
+                                         " (pointer at byte 62 of the index), after the end of "
+                                         "sequence 1 at byte 6"));
   write_small();
   const int64_t negative = -2;
   patch(idx(), 46, &negative, 8);
@@ -295,7 +297,39 @@ TEST_F(IndexedDatasetTest, NegativeLengthsAndOverlappingSequences) {
   patch(idx(), 54, &inside_first, 8);
   EXPECT_TRUE(mentions(open_error(), "sequence 1 starts at byte 2 of " + bin() +
                                          " (pointer at byte 54 of the index), before the end "
-                                         "of sequence 0 at byte 6; pointers must increase"));
+                                         "of sequence 0 at byte 6; the sequences lie back to "
+                                         "back from the first byte of the .bin"));
+}
+
+TEST_F(IndexedDatasetTest, TheSequencesCoverTheBinExactly) {
+  write_small();  // 10 bytes of .bin
+  std::ofstream(bin(), std::ios::binary | std::ios::app) << "xy";
+  EXPECT_TRUE(mentions(open_error(), idx() + ": its 3 sequences cover bytes [0, 10) of " + bin() +
+                                         ", which has 12 bytes (trailing bytes in the .bin, or "
+                                         "the index of another dataset?)"));
+
+  // The .idx of a shorter dataset beside this .bin: every sequence fits, the text is cut wrong.
+  write_small();
+  IndexedDatasetWriter other(prefix_ + "_other", TokenDType::u16);
+  other.add_document(std::vector<int32_t>{7, 7});
+  other.add_document(std::vector<int32_t>{7});
+  other.finish();
+  fs::copy_file(prefix_ + "_other.idx", idx(), fs::copy_options::overwrite_existing);
+  EXPECT_TRUE(mentions(open_error(),
+                       "its 2 sequences cover bytes [0, 6) of " + bin() + ", which has 10 bytes"));
+
+  // A gap between sequences, or before the first, leaves bytes of the .bin in no sequence.
+  write_small();
+  const int64_t gap = 8;
+  patch(idx(), 62, &gap, 8);
+  EXPECT_TRUE(mentions(open_error(), "sequence 2 starts at byte 8 of " + bin() +
+                                         " (pointer at byte 62 of the index), after the end of "
+                                         "sequence 1 at byte 6"));
+  write_small();
+  const int64_t late = 2;
+  patch(idx(), 46, &late, 8);
+  EXPECT_TRUE(mentions(open_error(), "sequence 0 starts at byte 2 of " + bin() +
+                                         " (pointer at byte 46 of the index), expected 0"));
 }
 
 TEST_F(IndexedDatasetTest, BadDocumentIndices) {

@@ -1,8 +1,8 @@
 // The indexed-dataset loader on real text (the license texts every Debian system ships, one
 // document per paragraph): packed samples reproduce the token stream, the global order is fixed by
 // the seed, data-parallel slices add up to the single-rank batch, a resumed loader continues the
-// same stream, blends follow their weights, validation sets are fixed and named, and bad data is a
-// clear error.
+// same stream, blends follow their weights, validation sets are fixed and named, a loader opened
+// for evaluation opens no training set it does not need, and bad data is a clear error.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -138,6 +138,23 @@ TEST(IndexedLoader, BlendAndValidationSets) {
   EXPECT_EQ(loader.val_set_name(0), "gpl");
   EXPECT_EQ(loader.val_set_name(1), "apache");
   EXPECT_EQ(loader.val_batch(1, 0, 2).inputs, loader.val_batch(1, 0, 2).inputs);
+}
+
+TEST(IndexedLoader, EvaluationOpensOnlyValidationSets) {
+  // With data.valid set, no training dataset is opened: it may be missing, or not named at all.
+  for (const std::string& train : {std::string(), kDir + "no_such_dataset"}) {
+    const IndexedLoader loader(config(train, apache()), 0, 1, LoaderUse::evaluation);
+    ASSERT_EQ(loader.num_val_sets(), 1);
+    EXPECT_EQ(loader.val_set_name(0), "apache");
+    EXPECT_EQ(loader.val_batch(0, 0, 2).inputs,
+              IndexedLoader(config(gpl(), apache()), 0, 1).val_batch(0, 0, 2).inputs);
+  }
+  // Without data.valid, evaluation reads the held-out part of the training sets, as training does.
+  const IndexedLoader held_out(config(gpl()), 0, 1, LoaderUse::evaluation);
+  ASSERT_EQ(held_out.num_val_sets(), 1);
+  EXPECT_EQ(held_out.val_batch(0, 0, 2).inputs,
+            IndexedLoader(config(gpl()), 0, 1).val_batch(0, 0, 2).inputs);
+  EXPECT_EQ(IndexedLoader(config(""), 0, 1, LoaderUse::evaluation).num_val_sets(), 0);
 }
 
 TEST(IndexedLoader, BadDataIsAClearError) {
