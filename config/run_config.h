@@ -147,6 +147,7 @@ struct TrainConfig {
   double eps = 1e-8;
   double grad_clip = 1.0;
   int max_nonfinite_steps = 3;
+  double step_timeout_s = 1800;
   int64_t seed = 42;
   int eval_interval = 50;
   int eval_batches = 4;
@@ -174,6 +175,9 @@ struct TrainConfig {
     v.field("max_nonfinite_steps", max_nonfinite_steps, Range::at_least(0),
             "steps in a row with a non-finite loss or gradient norm that are skipped (no "
             "update) before the run stops");
+    v.field("step_timeout_s", step_timeout_s, Range::at_least(0),
+            "seconds a step may take before the job is aborted (a stalled rank); evaluation, "
+            "checkpoint saves and the first step get 10 times as long; 0 = off");
     v.field("seed", seed, Range::at_least(0), "seed of parameter init");
     v.field("eval_interval", eval_interval, Range::at_least(0),
             "evaluate every n steps; 0 = never");

@@ -4,6 +4,7 @@
 // where they differ), then makes exactly one collective call.
 #include "parallel/mpi_communicator.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -264,6 +265,14 @@ int ranks_per_node(Communicator& group) {
   group.host().all_reduce(placed, ReduceOp::min, stream);
   const bool uniform = sizes.data<int64_t>()[0] == -sizes.data<int64_t>()[1];
   return uniform && placed.data<int64_t>()[0] == 1 ? node_size : 0;
+}
+
+void abort_job(int status) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, status);
+  std::_Exit(status);
 }
 
 }  // namespace moe

@@ -59,4 +59,8 @@ int ranks_per_node(Communicator& group);
 // the GPU a rank uses is this modulo the node's GPUs. Collective over the group.
 int node_local_rank(Communicator& group);
 
+// Ends every rank of the MPI job with `status` (MPI_Abort on MPI_COMM_WORLD), or this process alone
+// when MPI is not running. Callable from any thread, also while another one waits in a collective.
+[[noreturn]] void abort_job(int status);
+
 }  // namespace moe

@@ -5,6 +5,7 @@
 #include "kernels/ops.h"
 #include "trainer/expert_resharding.h"
 #include "trainer/gradient_sync.h"
+#include "trainer/watchdog.h"
 
 namespace moe {
 
@@ -82,6 +83,7 @@ void reduce_over(Communicator& device_group, StepStats& stats) {
 StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, TokenLoader& loader,
                                const TrainConfig& train, const ParallelGroups& groups, bool average,
                                Stream& stream) {
+  watchdog_phase("forward/backward");
   StepStats stats;
   store.zero_grads(stream);
   model.begin_step(groups.dp);
@@ -94,6 +96,7 @@ StepStats accumulate_gradients(LanguageModel& model, ParameterStore& store, Toke
     stats.add_micro_batch(out, train.grad_accum);
     stats.tokens += b.batch * b.seq_len;
   }
+  watchdog_phase("gradient sync");
   sum_partial_gradients(store, groups, stream);
   if (average) average_gradients(store, groups, stream);
   if (group_size(groups.dp) > 1) reduce_over(*groups.dp, stats);
@@ -105,11 +108,13 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
                      double lr, int64_t step, Stream& stream) {
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,
                                          !optimizer.averages_gradients(), stream);
+  watchdog_phase("optimizer");
   const bool finite_loss = std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss);
   stats.grad_norm = finite_loss ? optimizer.step(lr, stream) : std::nan("");
   stats.skipped = std::isfinite(stats.grad_norm) ? 0 : 1;
   stats.steps = 1;
   model.end_step(stats.loads);
+  watchdog_phase("expert resharding");
   maybe_reshard_experts(model, store, optimizer, step, stream);
   return stats;
 }

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <limits>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 #include "trainer/training_run.h"
+#include "trainer/watchdog.h"
 
 namespace moe {
 namespace {
@@ -37,14 +39,27 @@ int64_t peak_rss_mb() {
   return usage.ru_maxrss / 1024;
 }
 
-// Test hook: MOE_FAIL_RANK=r MOE_FAIL_STEP=s make rank r (the rank in error messages, -1 alone)
-// throw at step s, so that tests can check that one failing rank ends the whole job at once.
-void fail_if_asked(int64_t step) {
-  const char* rank = std::getenv("MOE_FAIL_RANK");
-  const char* at = std::getenv("MOE_FAIL_STEP");
-  if (rank && at && std::atoi(rank) == error_rank() && std::atoll(at) == step + 1)
+// Test hooks: <NAME>_RANK=r <NAME>_STEP=s pick rank r (the rank in error messages, -1 alone) at
+// step s (as numbered in the log).
+bool injected(const char* rank_variable, const char* step_variable, int64_t step) {
+  const char* rank = std::getenv(rank_variable);
+  const char* at = std::getenv(step_variable);
+  return rank && at && std::atoi(rank) == error_rank() && std::atoll(at) == step + 1;
+}
+
+// MOE_FAIL_RANK, MOE_FAIL_STEP: the rank throws, so that tests can check that one failing rank
+// ends the whole job at once. MOE_STALL_RANK, MOE_STALL_STEP: the rank stops itself (SIGSTOP, its
+// watchdog thread with it), so that tests can check that the other ranks' watchdogs end the job.
+void inject_faults(int64_t step) {
+  if (injected("MOE_FAIL_RANK", "MOE_FAIL_STEP", step))
     MOE_THROW(InternalError, "failure injected at step ", step + 1,
               " (MOE_FAIL_RANK, MOE_FAIL_STEP)");
+  if (injected("MOE_STALL_RANK", "MOE_STALL_STEP", step)) std::raise(SIGSTOP);
+}
+
+[[noreturn]] void abort_on_timeout(const std::string& message) {
+  MOE_LOG_ERROR(message);
+  abort_job(1);
 }
 
 // Warns about a skipped step and ends the run after more than train.max_nonfinite_steps in a
@@ -106,6 +121,7 @@ void maybe_report(TrainingRun& run, int64_t step, double lr, bool run_ends, LogI
                   TrainingSummary& summary) {
   const TrainConfig& train = run.config.train;
   if ((step + 1) % run.config.log.interval != 0 && !run_ends) return;
+  watchdog_phase("logging");
   // The interval's device work is done before the clock is read.
   ops::synchronize(run.stream.get());
   StepFigures figures;
@@ -138,6 +154,7 @@ void maybe_evaluate(TrainingRun& run, int64_t step, bool last, LogInterval& inte
                     TrainingSummary& summary) {
   const TrainConfig& train = run.config.train;
   if (!(train.eval_interval > 0 && (step + 1) % train.eval_interval == 0) && !last) return;
+  watchdog_phase("evaluation", true);
   TokenLoader& loader = *run.loader;
   const auto eval_start = Clock::now();
   MetricRecord record;
@@ -166,6 +183,7 @@ void maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& inte
   const CheckpointConfig& checkpoint = run.config.checkpoint;
   if (checkpoint.dir.empty()) return;
   if (!(checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) && !run_ends) return;
+  watchdog_phase("checkpoint save", true);
   const auto save_start = Clock::now();
   const std::string dir = run.writer.save(step + 1);
   if (run_ends) run.writer.finish();
@@ -248,19 +266,24 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   ops::set_op_profiling(options.profile);
   int stop_signal = 0;
   int skipped_in_a_row = 0;
-  for (int64_t step = run.first_step; step < train.steps && !stop_signal; ++step) {
-    fail_if_asked(step);
-    const double lr = learning_rate(train, step);
-    const StepStats stats = train_step(*run.model, run.optimizer, run.store, *run.loader, train,
-                                       groups, lr, step, run.stream.get());
-    interval.stats.add(stats);
-    skipped_in_a_row = count_skipped(stats, step, train, skipped_in_a_row);
-    stop_signal = stop_requested(groups.world);
-    const bool last = step + 1 == train.steps, run_ends = last || stop_signal;
-    maybe_report(run, step, lr, run_ends, interval, summary);
-    maybe_evaluate(run, step, last, interval, summary);
-    maybe_save(run, step, run_ends, interval);
-    summary.steps = step + 1;
+  {
+    Watchdog watchdog(train.step_timeout_s, abort_on_timeout);
+    for (int64_t step = run.first_step; step < train.steps && !stop_signal; ++step) {
+      watchdog.start_step(step + 1, "step start", step == run.first_step);
+      inject_faults(step);
+      const double lr = learning_rate(train, step);
+      const StepStats stats = train_step(*run.model, run.optimizer, run.store, *run.loader, train,
+                                         groups, lr, step, run.stream.get());
+      interval.stats.add(stats);
+      skipped_in_a_row = count_skipped(stats, step, train, skipped_in_a_row);
+      watchdog.enter("stop-signal check", false);
+      stop_signal = stop_requested(groups.world);
+      const bool last = step + 1 == train.steps, run_ends = last || stop_signal;
+      maybe_report(run, step, lr, run_ends, interval, summary);
+      maybe_evaluate(run, step, last, interval, summary);
+      maybe_save(run, step, run_ends, interval);
+      summary.steps = step + 1;
+    }
   }
   if (stop_signal) warn_stopped(run, summary.steps, stop_signal);
   if (options.profile) log_op_profile();

@@ -12,6 +12,8 @@
 // - A stop signal (stop_signal.h) ends the run after the same step on every rank: the interval is
 //   logged and a checkpoint saved (when checkpoint.dir is set), as after the last step, but there
 //   is no evaluation.
+// - The steps run under a Watchdog (watchdog.h): a step that outlasts train.step_timeout_s logs the
+//   step and phase and aborts every rank. Setup before and the sample after are not watched.
 #pragma once
 
 #include <cstdint>

@@ -45,5 +45,21 @@ if [ $# -gt 0 ]; then
     --set train.warmup_steps=1 --set model.n_layers=1 --set train.micro_batch_size=1
   elapsed=$(( $(date +%s) - start ))
   if [ $elapsed -gt 60 ]; then echo "FAIL: the job took ${elapsed} s to end"; failures=$((failures + 1)); fi
+  # A rank that stops mid-run (MOE_STALL_*: rank 1 sends itself SIGSTOP at step 3) ends the job
+  # once rank 0's watchdog sees step 3 outlast train.step_timeout_s, naming the step and the phase
+  # it waits in. (`timeout` only keeps a broken watchdog from hanging the suite.)
+  stall=(--set train.steps=8 --set train.warmup_steps=1 --set model.n_layers=1
+    --set train.micro_batch_size=1 --set train.eval_interval=4 --set train.step_timeout_s=5)
+  start=$(date +%s)
+  expect nonzero "[rank 0] error: watchdog: step 3 stuck in gradient sync for " \
+    env MOE_STALL_RANK=1 MOE_STALL_STEP=3 timeout 120 "$@" -np 2 -x MOE_STALL_RANK -x MOE_STALL_STEP \
+    "$moe_train" --config "$config" "${stall[@]}"
+  elapsed=$(( $(date +%s) - start ))
+  if [ $elapsed -gt 60 ]; then echo "FAIL: the stalled job took ${elapsed} s to end"; failures=$((failures + 1)); fi
+  # The same run without the stall finishes, evaluation and the final save included, and exits.
+  ckpt="$(mktemp -d)"
+  expect zero "done: 8 steps" timeout 120 "$@" -np 2 "$moe_train" --config "$config" "${stall[@]}" \
+    --set checkpoint.dir="$ckpt/run"
+  rm -rf "$ckpt"
 fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
