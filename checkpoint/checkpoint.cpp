@@ -318,18 +318,6 @@ std::string attach(const fs::path& temp_dir,
   return "";
 }
 
-// Every rank learns rank 0's `problem` (empty: none), so that all of them stop together.
-void agree_on(std::string& problem, Communicator* world) {
-  if (group_size(world) == 1) return;
-  Tensor text = Tensor::zeros({1024}, DType::i32);
-  for (size_t i = 0; i < problem.size() && i < 1023; ++i) text.data<int32_t>()[i] = problem[i];
-  Stream stream;
-  world->broadcast(text, 0, stream);
-  problem.clear();
-  for (int i = 0; i < 1024 && text.data<int32_t>()[i] != 0; ++i)
-    problem += static_cast<char>(text.data<int32_t>()[i]);
-}
-
 // Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r die by SIGKILL halfway through
 // writing the checkpoint of step s, as a crash or kill -9 would.
 void die_if_asked(int rank, int64_t step) {
@@ -381,7 +369,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
              kBytesPerDataset;
   std::string problem;
   if (leader) problem = prepare_directory(root, temp_dir, bytes);
-  agree_on(problem, world);
+  broadcast_text(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
   const std::vector<uint64_t> sums = checksums(list, world);
   const std::string file_path = (temp_dir / kStateFile).string();
@@ -401,7 +389,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
   }
   barrier(world);
   if (leader) problem = attach(temp_dir, meta.attachments);
-  agree_on(problem, world);
+  broadcast_text(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
   if (leader) publish(root, temp_dir, final_dir, meta.step);
   barrier(world);

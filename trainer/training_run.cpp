@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "trainer/log_text.h"
 #include "trainer/make_model.h"
+#include "trainer/output_paths.h"
 #include "trainer/stop_signal.h"
 #include "trainer/training_loop.h"
 #include "upcycling/upcycle.h"
@@ -107,6 +108,7 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
               config.moe.first_k_dense < config.model.n_layers),
       state{config, store, optimizer, *loader, groups, model->checkpoint_attachments()},
       writer(state) {
+  check_output_paths(config, groups.world);
   if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
   log_model_and_data(*this);
   if (!config.checkpoint.dir.empty() && group_rank(groups.world) == 0)
