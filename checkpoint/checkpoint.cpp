@@ -318,12 +318,15 @@ std::string attach(const fs::path& temp_dir,
   return "";
 }
 
-// Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r die by SIGKILL halfway through
-// writing the checkpoint of step s, as a crash or kill -9 would.
-void die_if_asked(int rank, int64_t step) {
+// Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r receive SIGKILL (or the signal
+// MOE_SAVE_SIGNAL names: a preemption's SIGTERM) halfway through writing the checkpoint of step s,
+// as a crash, kill -9 or a scheduler would.
+void signal_if_asked(int rank, int64_t step) {
   const char* who = std::getenv("MOE_FAIL_RANK");
   const char* at = std::getenv("MOE_KILL_IN_SAVE");
-  if (who && at && std::atoi(who) == rank && std::atoll(at) == step) std::raise(SIGKILL);
+  const char* signal = std::getenv("MOE_SAVE_SIGNAL");
+  if (who && at && std::atoi(who) == rank && std::atoll(at) == step)
+    std::raise(signal ? std::atoi(signal) : SIGKILL);
 }
 
 }  // namespace
@@ -376,7 +379,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
   {
     h5::Handle file = h5::create_file(file_path, mpi_comm_of(world));
     for (size_t i = 0; i < list.size(); ++i) {
-      if (i == list.size() / 2) die_if_asked(group_rank(world), meta.step);
+      if (i == list.size() / 2) signal_if_asked(group_rank(world), meta.step);
       const Entry& e = list[i];
       h5::Handle dataset =
           h5::create_dataset(file.get(), e.name, state.store->dtype(), e.global_shape);

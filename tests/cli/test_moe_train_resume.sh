@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checkpoints through the real moe-train: a preemption signal (SIGUSR1 through mpirun, SIGTERM to a
-# single process) saves and stops cleanly, the next run
+# single process) saves and stops cleanly, also when it comes during a save, the next run
 # resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
 # checkpoint loadable and the partial one unused and cleaned up.
 #   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
@@ -73,4 +73,25 @@ expect zero "resumed from $tmp/killed/step_00000002 at step 2" "$@" -np 2 "$moe_
   "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/killed" --set checkpoint.interval=2
 expect zero "COMMIT" ls "$tmp/killed/step_00000006"
 expect nonzero "No such file" ls "$tmp/killed/step_00000004.tmp"
+
+# SIGTERM arriving halfway through the save of step 2 (test hook): that save is the last, no step
+# follows, and the final line leaves out the validation loss, which was never measured.
+signal_in_save() {  # <name> <command...>
+  local name="$1" output status
+  shift
+  output="$("$@" "${small[@]}" --set train.steps=10 --set checkpoint.dir="$tmp/$name" \
+    --set checkpoint.interval=2 2>&1)"
+  status=$?
+  if [ $status -ne 0 ] || [[ "$output" != *"stopped after step 2 on signal 15"* ]] ||
+    [[ "$output" == *"step 3/"* ]] || [[ "$output" == *"val loss"* ]] ||
+    [ ! -f "$tmp/$name/step_00000002/COMMIT" ]; then
+    echo "FAIL: SIGTERM during a save ($name): exit $status"; echo "$output" | tail -4
+    failures=$((failures + 1))
+  else
+    echo "ok: SIGTERM during a save ($name) stops after it"
+  fi
+}
+signal_in_save term_in_save env MOE_FAIL_RANK=0 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$moe_train"
+signal_in_save term_in_save_2 env MOE_FAIL_RANK=1 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$@" -np 2 \
+  -x MOE_FAIL_RANK -x MOE_KILL_IN_SAVE -x MOE_SAVE_SIGNAL "$moe_train"
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
