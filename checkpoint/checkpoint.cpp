@@ -403,9 +403,7 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups, const MayDiffer& may_differ) {
   expect_host_state("load_checkpoint", state);
   Communicator* world = host_world(groups);
-  MOE_CHECK(fs::is_directory(dir), "checkpoint directory '", dir, "' does not exist");
-  MOE_CHECK(is_committed(dir), "checkpoint '", dir, "' has no ", kCommitFile,
-            " marker: its save did not finish, so it is never loaded");
+  expect_committed(dir);
   const std::string path = (fs::path(dir) / kStateFile).string();
   h5::Handle file = h5::open_file(path, mpi_comm_of(world));
   CheckpointMeta meta = read_meta(file.get(), path);
@@ -506,6 +504,12 @@ std::string checkpoint_config(const std::string& step_dir) {
 
 bool is_committed(const std::string& step_dir) {
   return fs::is_regular_file(fs::path(step_dir) / kCommitFile);
+}
+
+void expect_committed(const std::string& step_dir) {
+  MOE_CHECK(fs::is_directory(step_dir), "checkpoint directory '", step_dir, "' does not exist");
+  MOE_CHECK(is_committed(step_dir), "checkpoint '", step_dir, "' has no ", kCommitFile,
+            " marker: its save did not finish, so it is never loaded");
 }
 
 namespace {

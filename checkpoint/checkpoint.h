@@ -132,6 +132,8 @@ class StreamingCheckpoint {
 void check_background_io_support();
 
 bool is_committed(const std::string& step_dir);
+// An InputError unless step_dir is a directory with COMMIT.
+void expect_committed(const std::string& step_dir);
 // The effective config YAML a checkpoint was saved with (read by this process alone).
 std::string checkpoint_config(const std::string& step_dir);
 // The newest committed step directory under root; "" when there is none.

@@ -15,6 +15,7 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
     return checkpoint.dir.empty() ? "" : latest_checkpoint(checkpoint.dir);
   MOE_CHECK(std::filesystem::is_directory(checkpoint.resume), "checkpoint.resume = '",
             checkpoint.resume, "' is not a directory (use auto, none or a step directory)");
+  expect_committed(checkpoint.resume);
   return checkpoint.resume;
 }
 

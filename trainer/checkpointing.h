@@ -4,7 +4,8 @@
 // Decisions:
 // - checkpoint.resume: auto resumes from the newest committed step directory in checkpoint.dir and
 //   starts fresh when there is none (the setting preemptible jobs need: the same command restarts
-//   or continues); none always starts fresh; anything else is a step directory that must exist.
+//   or continues); none always starts fresh; anything else is a step directory that must exist
+//   and be committed (checked before the run's clean-up, which would remove an uncommitted one).
 // - A checkpoint saved under another layout (tp, dp, ep, expert_tp, zero) loads as is: parameters
 //   and moments are resharded by reading other blocks. The global batch may change too; the loader
 //   then continues from the same number of consumed samples.

@@ -2,7 +2,8 @@
 # Checkpoints through the real moe-train: a preemption signal (SIGUSR1 through mpirun, SIGTERM to a
 # single process) saves and stops cleanly, also when it comes during a save, the next run
 # resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
-# checkpoint loadable and the partial one unused and cleaned up.
+# checkpoint loadable and the partial one unused and cleaned up. An uncommitted step directory named
+# by checkpoint.resume is an error that deletes nothing.
 #   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -94,4 +95,13 @@ signal_in_save() {  # <name> <command...>
 signal_in_save term_in_save env MOE_FAIL_RANK=0 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$moe_train"
 signal_in_save term_in_save_2 env MOE_FAIL_RANK=1 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$@" -np 2 \
   -x MOE_FAIL_RANK -x MOE_KILL_IN_SAVE -x MOE_SAVE_SIGNAL "$moe_train"
+
+# checkpoint.resume naming an uncommitted step directory inside checkpoint.dir: the same error as
+# outside it, and the directory is still there.
+two=("${small[@]}" --set train.steps=2 --set checkpoint.interval=2)
+expect zero "done: 2 steps" "$moe_train" "${two[@]}" --set checkpoint.dir="$tmp/uncommitted"
+rm "$tmp/uncommitted/step_00000002/COMMIT"
+expect nonzero "'$tmp/uncommitted/step_00000002' has no COMMIT marker" "$moe_train" "${two[@]}" \
+  --set checkpoint.dir="$tmp/uncommitted" --set checkpoint.resume="$tmp/uncommitted/step_00000002"
+expect zero "state.h5" ls "$tmp/uncommitted/step_00000002"
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
