@@ -536,11 +536,17 @@ std::vector<fs::path> step_dirs(const std::string& root) {
 
 }  // namespace
 
-std::string latest_checkpoint(const std::string& root) {
+std::vector<std::string> committed_checkpoints(const std::string& root) {
   const std::vector<fs::path> dirs = step_dirs(root);
+  std::vector<std::string> committed;
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
-    if (it->extension() != ".tmp" && is_committed(it->string())) return it->string();
-  return "";
+    if (it->extension() != ".tmp" && is_committed(it->string())) committed.push_back(it->string());
+  return committed;
+}
+
+std::string latest_checkpoint(const std::string& root) {
+  const std::vector<std::string> committed = committed_checkpoints(root);
+  return committed.empty() ? "" : committed.front();
 }
 
 void clean_checkpoints(const std::string& root, int keep_last) {

@@ -2,8 +2,9 @@
 # Checkpoints through the real moe-train: a preemption signal (SIGUSR1 through mpirun, SIGTERM to a
 # single process) saves and stops cleanly, also when it comes during a save, the next run
 # resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
-# checkpoint loadable and the partial one unused and cleaned up. An uncommitted step directory named
-# by checkpoint.resume is an error that deletes nothing.
+# checkpoint loadable and the partial one unused and cleaned up. A damaged newest checkpoint makes
+# checkpoint.resume: auto fall back to the one before; an uncommitted one named by
+# checkpoint.resume is an error that deletes nothing.
 #   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -104,4 +105,58 @@ rm "$tmp/uncommitted/step_00000002/COMMIT"
 expect nonzero "'$tmp/uncommitted/step_00000002' has no COMMIT marker" "$moe_train" "${two[@]}" \
   --set checkpoint.dir="$tmp/uncommitted" --set checkpoint.resume="$tmp/uncommitted/step_00000002"
 expect zero "state.h5" ls "$tmp/uncommitted/step_00000002"
+
+# A damaged newest checkpoint (truncated; bytes flipped in the middle of its data under 2 ranks):
+# checkpoint.resume: auto warns and resumes from the one before; naming it fails.
+four=("${small[@]}" --set train.steps=4 --set checkpoint.interval=2)
+expect zero "done: 4 steps" "$moe_train" "${four[@]}" --set checkpoint.dir="$tmp/damaged"
+state="$tmp/damaged/step_00000004/state.h5"
+truncate -s $(($(stat -c %s "$state") / 2)) "$state"
+expect nonzero "step_00000004/state.h5' (not an HDF5 file, or truncated?)" "$moe_train" \
+  "${four[@]}" --set checkpoint.dir="$tmp/damaged" --set checkpoint.resume="$tmp/damaged/step_00000004"
+fallback="$("$moe_train" "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/damaged" \
+  --set checkpoint.interval=2 2>&1)"
+if [ $? -ne 0 ] || [[ "$fallback" != *"skipping $tmp/damaged/step_00000004, which does not load"* ]] ||
+  [[ "$fallback" != *"resumed from $tmp/damaged/step_00000002 at step 2"* ]] ||
+  [[ "$fallback" != *"done: 4 steps"* ]]; then
+  echo "FAIL: resume: auto did not fall back from a truncated checkpoint"; echo "$fallback" | tail -4
+  failures=$((failures + 1))
+else
+  echo "ok: resume: auto skips the truncated step 4 and resumes from step 2"
+fi
+expect zero "done: 4 steps" "$moe_train" "${four[@]}" --set checkpoint.dir="$tmp/damaged_2"
+flip() {  # overwrites 4 KiB in the middle of a file with random bytes
+  dd if=/dev/urandom of="$1" bs=4096 count=1 seek=$(($(stat -c %s "$1") / 8192)) conv=notrunc \
+    status=none
+}
+flip "$tmp/damaged_2/step_00000004/state.h5"
+expect zero "resumed from $tmp/damaged_2/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
+  "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/damaged_2"
+# None loads: the error names each one.
+flip "$tmp/damaged_2/step_00000002/state.h5"
+flip "$tmp/damaged_2/step_00000004/state.h5"
+rm -r "$tmp/damaged_2/step_00000006"
+expect nonzero "no committed checkpoint in '$tmp/damaged_2' loads ($tmp/damaged_2/step_00000004: " "$moe_train" "${small[@]}" --set train.steps=6 \
+  --set checkpoint.dir="$tmp/damaged_2"
+# A failed try leaves nothing half-loaded: an upcycled step 0 (weights only) and a step 2 whose
+# bytes are flipped (every tensor, moments included, is read before the checksums fail). The
+# fallback to step 0 trains exactly as a run given step 0 alone: AdamW starts from zero moments,
+# not from step 2's.
+"$moe_train" "${small[@]}" --set moe.first_k_dense=1 --set train.steps=2 \
+  --set checkpoint.dir="$tmp/dense" > "$tmp/dense.log" 2>&1 || { echo "FAIL: dense run"; exit 1; }
+upcycled=("${small[@]}" --set moe.expert_hidden=512 --set init.method=copy \
+  --set init.from="$tmp/dense/step_00000002" --set train.steps=2)
+"$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up" > "$tmp/up.log" 2>&1 ||
+  { echo "FAIL: upcycled run"; exit 1; }
+mkdir "$tmp/up_ref" && cp -r "$tmp/up/step_00000000" "$tmp/up_ref/"
+flip "$tmp/up/step_00000002/state.h5"
+second_loss() { grep -o 'step 2/2 | loss [0-9.]*' | grep -o '[0-9.]*$'; }
+fallback="$("$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up" 2>&1 | second_loss)"
+reference="$("$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up_ref" 2>&1 | second_loss)"
+if [ -z "$fallback" ] || [ "$fallback" != "$reference" ]; then
+  echo "FAIL: the fallback to step 0 trained to loss '$fallback', step 0 alone to '$reference'"
+  failures=$((failures + 1))
+else
+  echo "ok: the fallback to step 0 trains as step 0 alone (step 2 loss $fallback)"
+fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
