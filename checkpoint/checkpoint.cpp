@@ -318,24 +318,15 @@ std::string attach(const fs::path& temp_dir,
   return "";
 }
 
-// Every rank learns rank 0's `problem` (empty: none), so that all of them stop together.
-void agree_on(std::string& problem, Communicator* world) {
-  if (group_size(world) == 1) return;
-  Tensor text = Tensor::zeros({1024}, DType::i32);
-  for (size_t i = 0; i < problem.size() && i < 1023; ++i) text.data<int32_t>()[i] = problem[i];
-  Stream stream;
-  world->broadcast(text, 0, stream);
-  problem.clear();
-  for (int i = 0; i < 1024 && text.data<int32_t>()[i] != 0; ++i)
-    problem += static_cast<char>(text.data<int32_t>()[i]);
-}
-
-// Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r die by SIGKILL halfway through
-// writing the checkpoint of step s, as a crash or kill -9 would.
-void die_if_asked(int rank, int64_t step) {
+// Test hook: MOE_FAIL_RANK=r MOE_KILL_IN_SAVE=s makes rank r receive SIGKILL (or the signal
+// MOE_SAVE_SIGNAL names: a preemption's SIGTERM) halfway through writing the checkpoint of step s,
+// as a crash, kill -9 or a scheduler would.
+void signal_if_asked(int rank, int64_t step) {
   const char* who = std::getenv("MOE_FAIL_RANK");
   const char* at = std::getenv("MOE_KILL_IN_SAVE");
-  if (who && at && std::atoi(who) == rank && std::atoll(at) == step) std::raise(SIGKILL);
+  const char* signal = std::getenv("MOE_SAVE_SIGNAL");
+  if (who && at && std::atoi(who) == rank && std::atoll(at) == step)
+    std::raise(signal ? std::atoi(signal) : SIGKILL);
 }
 
 }  // namespace
@@ -381,14 +372,14 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
              kBytesPerDataset;
   std::string problem;
   if (leader) problem = prepare_directory(root, temp_dir, bytes);
-  agree_on(problem, world);
+  broadcast_text(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
   const std::vector<uint64_t> sums = checksums(list, world);
   const std::string file_path = (temp_dir / kStateFile).string();
   {
     h5::Handle file = h5::create_file(file_path, mpi_comm_of(world));
     for (size_t i = 0; i < list.size(); ++i) {
-      if (i == list.size() / 2) die_if_asked(group_rank(world), meta.step);
+      if (i == list.size() / 2) signal_if_asked(group_rank(world), meta.step);
       const Entry& e = list[i];
       h5::Handle dataset =
           h5::create_dataset(file.get(), e.name, state.store->dtype(), e.global_shape);
@@ -401,7 +392,7 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
   }
   barrier(world);
   if (leader) problem = attach(temp_dir, meta.attachments);
-  agree_on(problem, world);
+  broadcast_text(problem, world);
   if (!problem.empty()) throw CheckpointError(problem);
   if (leader) publish(root, temp_dir, final_dir, meta.step);
   barrier(world);
@@ -412,9 +403,7 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups, const MayDiffer& may_differ) {
   expect_host_state("load_checkpoint", state);
   Communicator* world = host_world(groups);
-  MOE_CHECK(fs::is_directory(dir), "checkpoint directory '", dir, "' does not exist");
-  MOE_CHECK(is_committed(dir), "checkpoint '", dir, "' has no ", kCommitFile,
-            " marker: its save did not finish, so it is never loaded");
+  expect_committed(dir);
   const std::string path = (fs::path(dir) / kStateFile).string();
   h5::Handle file = h5::open_file(path, mpi_comm_of(world));
   CheckpointMeta meta = read_meta(file.get(), path);
@@ -517,6 +506,12 @@ bool is_committed(const std::string& step_dir) {
   return fs::is_regular_file(fs::path(step_dir) / kCommitFile);
 }
 
+void expect_committed(const std::string& step_dir) {
+  MOE_CHECK(fs::is_directory(step_dir), "checkpoint directory '", step_dir, "' does not exist");
+  MOE_CHECK(is_committed(step_dir), "checkpoint '", step_dir, "' has no ", kCommitFile,
+            " marker: its save did not finish, so it is never loaded");
+}
+
 namespace {
 
 // Step directories under root ("step_" + digits, or that + ".tmp" while being written), in step
@@ -541,11 +536,17 @@ std::vector<fs::path> step_dirs(const std::string& root) {
 
 }  // namespace
 
-std::string latest_checkpoint(const std::string& root) {
+std::vector<std::string> committed_checkpoints(const std::string& root) {
   const std::vector<fs::path> dirs = step_dirs(root);
+  std::vector<std::string> committed;
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
-    if (it->extension() != ".tmp" && is_committed(it->string())) return it->string();
-  return "";
+    if (it->extension() != ".tmp" && is_committed(it->string())) committed.push_back(it->string());
+  return committed;
+}
+
+std::string latest_checkpoint(const std::string& root) {
+  const std::vector<std::string> committed = committed_checkpoints(root);
+  return committed.empty() ? "" : committed.front();
 }
 
 void clean_checkpoints(const std::string& root, int keep_last) {

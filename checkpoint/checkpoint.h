@@ -132,8 +132,12 @@ class StreamingCheckpoint {
 void check_background_io_support();
 
 bool is_committed(const std::string& step_dir);
+// An InputError unless step_dir is a directory with COMMIT.
+void expect_committed(const std::string& step_dir);
 // The effective config YAML a checkpoint was saved with (read by this process alone).
 std::string checkpoint_config(const std::string& step_dir);
+// The committed step directories under root, newest first.
+std::vector<std::string> committed_checkpoints(const std::string& root);
 // The newest committed step directory under root; "" when there is none.
 std::string latest_checkpoint(const std::string& root);
 // Removes the step directories without COMMIT (interrupted saves) and, keep_last > 0, all but the

@@ -22,6 +22,17 @@ const char* collective_name(Collective kind) {
   return "?";
 }
 
+void broadcast_text(std::string& text, Communicator* group) {
+  if (!group || group->size() == 1) return;
+  Tensor codes = Tensor::zeros({1024}, DType::i32);
+  for (size_t i = 0; i < text.size() && i < 1023; ++i) codes.data<int32_t>()[i] = text[i];
+  Stream stream;
+  group->host().broadcast(codes, 0, stream);
+  text.clear();
+  for (int i = 0; i < 1024 && codes.data<int32_t>()[i] != 0; ++i)
+    text += static_cast<char>(codes.data<int32_t>()[i]);
+}
+
 int64_t CommVolume::total() const {
   return std::accumulate(bytes.begin(), bytes.end(), int64_t{0});
 }

@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/stream.h"
@@ -86,6 +87,11 @@ class Communicator {
  private:
   CommVolume volume_;
 };
+
+// Every rank of `group` (null: this process alone) gets the text of the group's rank 0, up to
+// 1023 bytes: how one rank's verdict (a file-system problem, "" for none) reaches all of them, so
+// that they stop together. Collective, over group->host().
+void broadcast_text(std::string& text, Communicator* group);
 
 // A communicator over all processes of the MPI job (MPI must be initialized).
 std::unique_ptr<Communicator> mpi_world_communicator();

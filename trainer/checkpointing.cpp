@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "config/yaml_io.h"
+#include "core/log.h"
 #include "kernels/ops.h"
 #include "upcycling/bts_model.h"
 
@@ -15,6 +16,7 @@ std::string resume_directory(const CheckpointConfig& checkpoint) {
     return checkpoint.dir.empty() ? "" : latest_checkpoint(checkpoint.dir);
   MOE_CHECK(std::filesystem::is_directory(checkpoint.resume), "checkpoint.resume = '",
             checkpoint.resume, "' is not a directory (use auto, none or a step directory)");
+  expect_committed(checkpoint.resume);
   return checkpoint.resume;
 }
 
@@ -64,14 +66,61 @@ void copy_back(const HostState& host, TrainerState& state, bool moments) {
 
 }  // namespace
 
-CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
-  const HostState host = host_state(state, false);
-  const CheckpointMeta meta = load_checkpoint(dir, {host.store, true, host.moments}, state.groups,
-                                              bts_checkpoint_changes(dir, state.config));
+namespace {
+
+CheckpointMeta load_into(const HostState& host, const TrainerState& state, const std::string& dir) {
+  return load_checkpoint(dir, {host.store, true, host.moments}, state.groups,
+                         bts_checkpoint_changes(dir, state.config));
+}
+
+// The loaded host state and the checkpoint's position become the live state.
+void take_loaded(const HostState& host, TrainerState& state, const CheckpointMeta& meta) {
   copy_back(host, state, true);
   if (meta.has_optimizer_state) state.optimizer.set_steps_taken(meta.step);
   state.loader.set_train_position(meta.consumed_samples);
+}
+
+// Whether every rank of `world` loaded: `problem` is this rank's error, "" when it loaded.
+bool loaded_everywhere(const std::string& problem, Communicator* world) {
+  Tensor failed = Tensor::from_vector<int64_t>({1}, {problem.empty() ? 0 : 1});
+  Stream stream;
+  if (group_size(world) > 1) world->host().all_reduce(failed, ReduceOp::max, stream);
+  return failed.data<int64_t>()[0] == 0;
+}
+
+}  // namespace
+
+CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
+  const HostState host = host_state(state, false);
+  const CheckpointMeta meta = load_into(host, state, dir);
+  take_loaded(host, state, meta);
   return meta;
+}
+
+ResumePoint resume_from_newest_loadable(TrainerState& state, const std::string& root) {
+  std::string skipped;
+  for (const std::string& dir : committed_checkpoints(root)) {
+    const HostState host = host_state(state, true);
+    ResumePoint point{dir, {}};
+    std::string problem;
+    try {
+      point.meta = load_into(host, state, dir);
+    } catch (const InputError& e) {
+      problem = e.what();
+    } catch (const CheckpointError& e) {
+      problem = e.what();
+    }
+    if (loaded_everywhere(problem, state.groups.world)) {
+      take_loaded(host, state, point.meta);
+      return point;
+    }
+    if (problem.empty()) problem = "it did not load on another rank";
+    MOE_LOG_WARN("checkpoint.resume = auto: skipping ", dir, ", which does not load (", problem,
+                 "); trying the next older checkpoint");
+    skipped += (skipped.empty() ? "" : "; ") + dir + ": " + problem;
+  }
+  MOE_THROW(InputError, "checkpoint.resume = auto: no committed checkpoint in '", root, "' loads (",
+            skipped, "); fix or remove them, or set checkpoint.resume = none");
 }
 
 namespace {

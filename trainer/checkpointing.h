@@ -4,7 +4,13 @@
 // Decisions:
 // - checkpoint.resume: auto resumes from the newest committed step directory in checkpoint.dir and
 //   starts fresh when there is none (the setting preemptible jobs need: the same command restarts
-//   or continues); none always starts fresh; anything else is a step directory that must exist.
+//   or continues); none always starts fresh; anything else is a step directory that must exist
+//   and be committed (checked before the run's clean-up, which would remove an uncommitted one).
+// - auto falls back: a committed checkpoint that does not load (damaged: a checksum, a truncated
+//   file, a missing tensor) is skipped with a warning and the next older one is tried. Each try
+//   loads into a host copy of the state, which reaches the live state only once every rank has
+//   loaded it, so a failed try leaves nothing half-loaded and all ranks go on from the same one.
+//   A named step directory never falls back: a damaged one is an error.
 // - A checkpoint saved under another layout (tp, dp, ep, expert_tp, zero) loads as is: parameters
 //   and moments are resharded by reading other blocks. The global batch may change too; the loader
 //   then continues from the same number of consumed samples.
@@ -38,6 +44,14 @@ std::string resume_directory(const CheckpointConfig& checkpoint);
 // Loads `dir` into the state; returns the checkpoint's metadata (its step is where training goes
 // on).
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir);
+
+struct ResumePoint {
+  std::string dir;
+  CheckpointMeta meta;
+};
+// checkpoint.resume: auto: loads the newest committed checkpoint under `root` that loads on every
+// rank, warning about each one skipped; an InputError naming them all when none does. Collective.
+ResumePoint resume_from_newest_loadable(TrainerState& state, const std::string& root);
 // Loads only the weights of `dir` (init.method: load): moments and position stay as they are.
 void load_weights(TrainerState& state, const std::string& dir);
 // Saves the state after `step` optimizer steps under checkpoint.dir and prunes to keep_last.

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <limits>
@@ -178,11 +179,13 @@ void maybe_evaluate(TrainingRun& run, int64_t step, bool last, LogInterval& inte
 }
 
 // Every checkpoint.interval steps, and when the run ends (after the last step or on a stop) a final
-// save that also waits for an asynchronous one to be written. keep_last is the writer's.
-void maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& interval) {
+// save that also waits for an asynchronous one to be written. keep_last is the writer's. Returns
+// whether it saved.
+bool maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& interval) {
   const CheckpointConfig& checkpoint = run.config.checkpoint;
-  if (checkpoint.dir.empty()) return;
-  if (!(checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) && !run_ends) return;
+  if (checkpoint.dir.empty()) return false;
+  if (!(checkpoint.interval > 0 && (step + 1) % checkpoint.interval == 0) && !run_ends)
+    return false;
   watchdog_phase("checkpoint save", true);
   const auto save_start = Clock::now();
   const std::string dir = run.writer.save(step + 1);
@@ -192,6 +195,18 @@ void maybe_save(TrainingRun& run, int64_t step, bool run_ends, LogInterval& inte
                number_text("%.2f", seconds_since(save_start)), " s",
                in_background ? " for the snapshot; written in the background)" : ")");
   interval.leave_out(save_start, run.groups);
+  return true;
+}
+
+// A stop signal that came during a periodic save: that save is the run's last (written, once an
+// asynchronous one is), and the interval since the last report is reported. Returns the signal.
+int stopped_while_saving(TrainingRun& run, int64_t step, double lr, LogInterval& interval,
+                         TrainingSummary& summary) {
+  const int stop_signal = stop_requested(run.groups.world);
+  if (!stop_signal) return 0;
+  run.writer.finish();
+  if (interval.stats.steps > 0) maybe_report(run, step, lr, true, interval, summary);
+  return stop_signal;
 }
 
 void warn_stopped(const TrainingRun& run, int64_t steps, int stop_signal) {
@@ -209,12 +224,14 @@ void log_op_profile() {
 void log_done(const TrainingRun& run, const TrainingSummary& summary) {
   const int64_t steps = summary.steps - run.first_step;
   const double train_tokens = static_cast<double>(run.tokens_per_step) * steps;
-  MOE_LOG_INFO("done: ", steps, " steps in ", clock_text(summary.wall_s), " (",
-               number_text("%.0f", train_tokens / summary.wall_s),
-               " tok/s overall, evaluation included); final train loss ",
-               number_text("%.4f", summary.train_loss), ", val loss ",
-               number_text("%.4f", summary.val_loss), "; peak memory ", peak_rss_mb(), " MB",
-               device_memory_text(run.device), "; run ", clock_text(seconds_since(run.start)));
+  MOE_LOG_INFO(
+      "done: ", steps, " steps in ", clock_text(summary.wall_s), " (",
+      number_text("%.0f", train_tokens / summary.wall_s),
+      " tok/s overall, evaluation included); final train loss ",
+      number_text("%.4f", summary.train_loss),
+      std::isnan(summary.val_loss) ? "" : ", val loss " + number_text("%.4f", summary.val_loss),
+      "; peak memory ", peak_rss_mb(), " MB", device_memory_text(run.device), "; run ",
+      clock_text(seconds_since(run.start)));
 }
 
 // Every rank generates: the forward is collective under TP and EP. Rank 0 logs the text.
@@ -281,7 +298,8 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
       const bool last = step + 1 == train.steps, run_ends = last || stop_signal;
       maybe_report(run, step, lr, run_ends, interval, summary);
       maybe_evaluate(run, step, last, interval, summary);
-      maybe_save(run, step, run_ends, interval);
+      if (maybe_save(run, step, run_ends, interval) && !run_ends)
+        stop_signal = stopped_while_saving(run, step, lr, interval, summary);
       summary.steps = step + 1;
     }
   }

@@ -1,11 +1,13 @@
 #include "trainer/training_run.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "config/yaml_io.h"
 #include "core/log.h"
 #include "trainer/log_text.h"
 #include "trainer/make_model.h"
+#include "trainer/output_paths.h"
 #include "trainer/stop_signal.h"
 #include "trainer/training_loop.h"
 #include "upcycling/upcycle.h"
@@ -95,11 +97,19 @@ void warn_of_changes(const Config& config, const CheckpointMeta& meta) {
                  "skipped");
 }
 
-// Loads the checkpoint `dir` into the state and logs what it held; returns its step.
-int64_t resume_logged(TrainerState& state, const std::string& dir) {
+// Loads the checkpoint `dir` into the state (with newest_loadable, the newest one of
+// checkpoint.dir that loads, and sets `dir` to it) and logs what it held; returns its step.
+int64_t resume_logged(TrainerState& state, std::string& dir, bool newest_loadable) {
   const TrainConfig& train = state.config.train;
   const auto load_start = Clock::now();
-  const CheckpointMeta meta = resume_from(state, dir);
+  CheckpointMeta meta;
+  if (newest_loadable) {
+    ResumePoint newest = resume_from_newest_loadable(state, state.config.checkpoint.dir);
+    dir = std::move(newest.dir);
+    meta = newest.meta;
+  } else {
+    meta = resume_from(state, dir);
+  }
   MOE_LOG_INFO("resumed from ", dir, " at step ", meta.step, " (", meta.consumed_tokens,
                " tokens consumed; saved under tp ", meta.tp, " dp ", meta.dp, " ep ", meta.ep,
                meta.expert_tp ? " expert_tp" : "", meta.zero ? " zero1" : "", ") in ",
@@ -132,18 +142,20 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
               config.moe.first_k_dense < config.model.n_layers),
       state{config, store, optimizer, *loader, groups, model->checkpoint_attachments()},
       writer(state) {
+  check_output_paths(config, groups.world);
   if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
   log_model_and_data(*this);
   if (!config.checkpoint.dir.empty() && group_rank(groups.world) == 0)
     clean_checkpoints(config.checkpoint.dir, 0);  // interrupted saves
   if (group_size(groups.world) > 1) groups.world->barrier();
+  const bool newest_loadable = !resume_dir.empty() && config.checkpoint.resume == "auto";
   if (resume_dir.empty() && config.init.method == InitMethod::load) {
     load_weights(state, config.init.from);
     MOE_LOG_INFO("loaded the weights of ", config.init.from, " (init.method: load)");
   } else if (resume_dir.empty() && config.init.method != InitMethod::scratch) {
     resume_dir = upcycle_into(config, groups);
   }
-  if (!resume_dir.empty()) first_step = resume_logged(state, resume_dir);
+  if (!resume_dir.empty()) first_step = resume_logged(state, resume_dir, newest_loadable);
   install_stop_handlers();
   if (has_moe)
     MOE_LOG_INFO(

@@ -9,6 +9,8 @@
 //   is then ignored. A fresh run with init.method = load takes init.from's weights with a fresh
 //   optimizer and schedule (fine-tuning, BTS branches); any other method but scratch upcycles
 //   init.from into step 0 of checkpoint.dir, which the run then resumes from like any checkpoint.
+// - The places the run writes to (checkpoint.dir, log.metrics_file) are checked by a real write
+//   before any checkpoint is cleaned up or loaded (output_paths.h).
 // - The metrics file is opened last: a run that fails to start leaves the previous run's file as
 //   it was.
 #pragma once

@@ -7,7 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 moe_train="$1"
 root="$2"
 shift 2
-
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
 
 cd "$root"  # the config names its datasets relative to the repository
 config="$root/configs/quickstart.yaml"
@@ -29,7 +30,36 @@ if [ $? -ne 0 ] || [[ "$quiet" == *"done:"* ]] || [[ "$quiet" == *"num_experts"*
 else
   echo "ok: log.level=warning prints no info lines"
 fi
+# A path the run writes to that cannot be written ends it before its first step, naming the key.
+touch "$tmp/file"
+# Prints ok when the output of the command (run expecting failure) has `text` and no training step.
+fails_before_training() {
+  local text="$1"
+  shift
+  local output
+  output="$("$@" 2>&1)"
+  if [ $? -eq 0 ] || [[ "$output" != *"$text"* ]] || [[ "$output" == *"step 1/"* ]]; then
+    echo "FAIL: no '$text' before the first step: $*"; echo "$output" | tail -3
+    failures=$((failures + 1))
+  else
+    echo "ok: $text"
+  fi
+}
+long=(--config "$config" --set train.steps=600 --set model.n_layers=1)
+fails_before_training "checkpoint.dir = '$tmp/file': '$tmp/file' is not a directory" \
+  "$moe_train" "${long[@]}" --set checkpoint.dir="$tmp/file"
+fails_before_training "checkpoint.dir = '/proc/foo': cannot create '/proc/foo'" \
+  "$moe_train" "${long[@]}" --set checkpoint.dir=/proc/foo
+fails_before_training "log.metrics_file = '$tmp/file/metrics.jsonl': '$tmp/file' is not a directory" \
+  "$moe_train" "${long[@]}" --set log.metrics_file="$tmp/file/metrics.jsonl"
+fails_before_training "log.metrics_file = '/proc/metrics.jsonl': cannot write '/proc/metrics.jsonl'" \
+  "$moe_train" "${long[@]}" --set log.metrics_file=/proc/metrics.jsonl
+expect zero "done: 2 steps" "$moe_train" --config "$config" "${tiny[@]}" \
+  --set checkpoint.dir="$tmp/new/checkpoints" --set log.metrics_file="$tmp/new/m.jsonl"
 if [ $# -gt 0 ]; then
+  # Every rank stops with rank 0's verdict (no rank is left waiting).
+  fails_before_training "checkpoint.dir = '/proc/foo'" "$@" -np 2 "$moe_train" "${long[@]}" \
+    --set checkpoint.dir=/proc/foo
   expect nonzero "parallel.tp = 1 x parallel.dp = 1 = 1 ranks, but the job has 2" "$@" -np 2 "$moe_train" --config "$config" --set parallel.dp=1
   expect nonzero "parallel.tp = 2 must divide model.vocab_size = 257" "$@" -np 2 "$moe_train" --config "$config" --set parallel.tp=2
   expect nonzero "valid keys in 'parallel' are: tp, dp, ep, expert_tp, experts, zero" "$@" -np 2 "$moe_train" --config "$config" --set parallel.fssdp=true

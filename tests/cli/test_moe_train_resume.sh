@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checkpoints through the real moe-train: a preemption signal (SIGUSR1 through mpirun, SIGTERM to a
-# single process) saves and stops cleanly, the next run
+# single process) saves and stops cleanly, also when it comes during a save, the next run
 # resumes on its own, and a rank killed by SIGKILL halfway through a save leaves the previous
-# checkpoint loadable and the partial one unused and cleaned up.
+# checkpoint loadable and the partial one unused and cleaned up. A damaged newest checkpoint makes
+# checkpoint.resume: auto fall back to the one before; an uncommitted one named by
+# checkpoint.resume is an error that deletes nothing.
 #   test_moe_train_resume.sh <moe-train> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -89,4 +91,88 @@ expect zero "data.seed = 99 differs from the checkpoint's 1234: the data order f
   "${resumed[@]}" --set data.seed=99
 expect zero "data.seq_len = 64 differs from the checkpoint's 128: the data position is kept in samples, so training goes on at sample 16 of the 64-token samples (1024 tokens into them; the saved run had read 2048)" \
   "${resumed[@]}" --set data.seq_len=64
+
+# SIGTERM arriving halfway through the save of step 2 (test hook): that save is the last, no step
+# follows, and the final line leaves out the validation loss, which was never measured.
+signal_in_save() {  # <name> <command...>
+  local name="$1" output status
+  shift
+  output="$("$@" "${small[@]}" --set train.steps=10 --set checkpoint.dir="$tmp/$name" \
+    --set checkpoint.interval=2 2>&1)"
+  status=$?
+  if [ $status -ne 0 ] || [[ "$output" != *"stopped after step 2 on signal 15"* ]] ||
+    [[ "$output" == *"step 3/"* ]] || [[ "$output" == *"val loss"* ]] ||
+    [ ! -f "$tmp/$name/step_00000002/COMMIT" ]; then
+    echo "FAIL: SIGTERM during a save ($name): exit $status"; echo "$output" | tail -4
+    failures=$((failures + 1))
+  else
+    echo "ok: SIGTERM during a save ($name) stops after it"
+  fi
+}
+signal_in_save term_in_save env MOE_FAIL_RANK=0 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$moe_train"
+signal_in_save term_in_save_2 env MOE_FAIL_RANK=1 MOE_KILL_IN_SAVE=2 MOE_SAVE_SIGNAL=15 "$@" -np 2 \
+  -x MOE_FAIL_RANK -x MOE_KILL_IN_SAVE -x MOE_SAVE_SIGNAL "$moe_train"
+
+# checkpoint.resume naming an uncommitted step directory inside checkpoint.dir: the same error as
+# outside it, and the directory is still there.
+two=("${small[@]}" --set train.steps=2 --set checkpoint.interval=2)
+expect zero "done: 2 steps" "$moe_train" "${two[@]}" --set checkpoint.dir="$tmp/uncommitted"
+rm "$tmp/uncommitted/step_00000002/COMMIT"
+expect nonzero "'$tmp/uncommitted/step_00000002' has no COMMIT marker" "$moe_train" "${two[@]}" \
+  --set checkpoint.dir="$tmp/uncommitted" --set checkpoint.resume="$tmp/uncommitted/step_00000002"
+expect zero "state.h5" ls "$tmp/uncommitted/step_00000002"
+
+# A damaged newest checkpoint (truncated; bytes flipped in the middle of its data under 2 ranks):
+# checkpoint.resume: auto warns and resumes from the one before; naming it fails.
+four=("${small[@]}" --set train.steps=4 --set checkpoint.interval=2)
+expect zero "done: 4 steps" "$moe_train" "${four[@]}" --set checkpoint.dir="$tmp/damaged"
+state="$tmp/damaged/step_00000004/state.h5"
+truncate -s $(($(stat -c %s "$state") / 2)) "$state"
+expect nonzero "step_00000004/state.h5' (not an HDF5 file, or truncated?)" "$moe_train" \
+  "${four[@]}" --set checkpoint.dir="$tmp/damaged" --set checkpoint.resume="$tmp/damaged/step_00000004"
+fallback="$("$moe_train" "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/damaged" \
+  --set checkpoint.interval=2 2>&1)"
+if [ $? -ne 0 ] || [[ "$fallback" != *"skipping $tmp/damaged/step_00000004, which does not load"* ]] ||
+  [[ "$fallback" != *"resumed from $tmp/damaged/step_00000002 at step 2"* ]] ||
+  [[ "$fallback" != *"done: 4 steps"* ]]; then
+  echo "FAIL: resume: auto did not fall back from a truncated checkpoint"; echo "$fallback" | tail -4
+  failures=$((failures + 1))
+else
+  echo "ok: resume: auto skips the truncated step 4 and resumes from step 2"
+fi
+expect zero "done: 4 steps" "$moe_train" "${four[@]}" --set checkpoint.dir="$tmp/damaged_2"
+flip() {  # overwrites 4 KiB in the middle of a file with random bytes
+  dd if=/dev/urandom of="$1" bs=4096 count=1 seek=$(($(stat -c %s "$1") / 8192)) conv=notrunc \
+    status=none
+}
+flip "$tmp/damaged_2/step_00000004/state.h5"
+expect zero "resumed from $tmp/damaged_2/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
+  "${small[@]}" --set train.steps=6 --set checkpoint.dir="$tmp/damaged_2"
+# None loads: the error names each one.
+flip "$tmp/damaged_2/step_00000002/state.h5"
+flip "$tmp/damaged_2/step_00000004/state.h5"
+rm -r "$tmp/damaged_2/step_00000006"
+expect nonzero "no committed checkpoint in '$tmp/damaged_2' loads ($tmp/damaged_2/step_00000004: " "$moe_train" "${small[@]}" --set train.steps=6 \
+  --set checkpoint.dir="$tmp/damaged_2"
+# A failed try leaves nothing half-loaded: an upcycled step 0 (weights only) and a step 2 whose
+# bytes are flipped (every tensor, moments included, is read before the checksums fail). The
+# fallback to step 0 trains exactly as a run given step 0 alone: AdamW starts from zero moments,
+# not from step 2's.
+"$moe_train" "${small[@]}" --set moe.first_k_dense=1 --set train.steps=2 \
+  --set checkpoint.dir="$tmp/dense" > "$tmp/dense.log" 2>&1 || { echo "FAIL: dense run"; exit 1; }
+upcycled=("${small[@]}" --set moe.expert_hidden=512 --set init.method=copy \
+  --set init.from="$tmp/dense/step_00000002" --set train.steps=2)
+"$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up" > "$tmp/up.log" 2>&1 ||
+  { echo "FAIL: upcycled run"; exit 1; }
+mkdir "$tmp/up_ref" && cp -r "$tmp/up/step_00000000" "$tmp/up_ref/"
+flip "$tmp/up/step_00000002/state.h5"
+second_loss() { grep -o 'step 2/2 | loss [0-9.]*' | grep -o '[0-9.]*$'; }
+fallback="$("$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up" 2>&1 | second_loss)"
+reference="$("$moe_train" "${upcycled[@]}" --set checkpoint.dir="$tmp/up_ref" 2>&1 | second_loss)"
+if [ -z "$fallback" ] || [ "$fallback" != "$reference" ]; then
+  echo "FAIL: the fallback to step 0 trained to loss '$fallback', step 0 alone to '$reference'"
+  failures=$((failures + 1))
+else
+  echo "ok: the fallback to step 0 trains as step 0 alone (step 2 loss $fallback)"
+fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
