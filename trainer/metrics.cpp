@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -77,7 +78,40 @@ std::string to_json_line(const MetricRecord& record) {
   return out;
 }
 
-MetricsWriter::MetricsWriter(const std::string& path, MetricsOpenMode mode) : path_(path) {
+namespace {
+
+// The record's "step", or -1 for a line that is not a whole record (a line torn by a crash).
+int64_t step_of(const std::string& line, const std::string& path) {
+  try {
+    const JsonValue record = parse_json(line, path);
+    return JsonNode(record, path, "").at("step").as_int();
+  } catch (const InputError&) {
+    return -1;
+  }
+}
+
+// Keeps the records of steps up to `step`, written back through a temporary file and a rename.
+void keep_records_up_to(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;  // no file yet: nothing to keep
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const int64_t s = step_of(line, path);
+    if (s >= 0 && s <= step) kept += line + "\n";
+  }
+  const std::string temporary = path + ".tmp";
+  std::ofstream out(temporary, std::ios::trunc);
+  out << kept;
+  out.close();
+  MOE_CHECK(out, "cannot write metrics file '", temporary,
+            "' (log.metrics_file): ", std::strerror(errno));
+  std::filesystem::rename(temporary, path);
+}
+
+}  // namespace
+
+MetricsWriter::MetricsWriter(const std::string& path, std::optional<int64_t> resumed_at)
+    : path_(path) {
   if (path.empty()) return;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
@@ -88,7 +122,8 @@ MetricsWriter::MetricsWriter(const std::string& path, MetricsOpenMode mode) : pa
   }
   MOE_CHECK(!std::filesystem::is_directory(path), "metrics file '", path,
             "' (log.metrics_file) is a directory");
-  file_.reset(std::fopen(path.c_str(), mode == MetricsOpenMode::append ? "a" : "w"));
+  if (resumed_at) keep_records_up_to(path, *resumed_at);
+  file_.reset(std::fopen(path.c_str(), resumed_at ? "a" : "w"));
   MOE_CHECK(file_ != nullptr, "cannot open metrics file '", path,
             "' (log.metrics_file): ", std::strerror(errno));
 }

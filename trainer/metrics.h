@@ -13,8 +13,10 @@
 //   strings are expected to be UTF-8.
 // - Each line is flushed as soon as it is written: a crashed run keeps every completed record.
 // - An empty path disables the writer: write() does nothing, so callers need no branches (ranks
-//   other than 0 get an empty path). A fresh run truncates the file; a resumed run opens it with
-//   MetricsOpenMode::append to continue it.
+//   other than 0 get an empty path). A fresh run truncates the file. A run resumed at step s keeps
+//   the records of steps up to s and drops the later ones (the steps it trains again, from a
+//   crash after the last save or an older checkpoint), and a torn last line, then appends: the
+//   file reads as the run's history, each step once.
 // - Errors (the parent directory cannot be created, the file cannot be opened or written) are
 //   InputError naming the path and the system's reason.
 #pragma once
@@ -23,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -65,12 +68,11 @@ class MetricRecord {
 // The record as one JSON object, without the newline.
 std::string to_json_line(const MetricRecord& record);
 
-enum class MetricsOpenMode { truncate, append };
-
 class MetricsWriter {
  public:
   MetricsWriter() = default;  // disabled
-  explicit MetricsWriter(const std::string& path, MetricsOpenMode mode = MetricsOpenMode::truncate);
+  // resumed_at: the step a resumed run goes on from; nullopt for a fresh run.
+  explicit MetricsWriter(const std::string& path, std::optional<int64_t> resumed_at = std::nullopt);
 
   bool enabled() const { return file_ != nullptr; }
   const std::string& path() const { return path_; }

@@ -162,7 +162,8 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
         "expert load per MoE layer, in each line: max/mean, coefficient of variation, "
         "idle experts");
   // One writer per job; the config itself stays the same on every rank (checkpoints store it).
-  metrics = MetricsWriter(group_rank(groups.world) == 0 ? config.log.metrics_file : "");
+  metrics = MetricsWriter(group_rank(groups.world) == 0 ? config.log.metrics_file : "",
+                          resume_dir.empty() ? std::nullopt : std::optional<int64_t>(first_step));
   train_start = Clock::now();
 }
 

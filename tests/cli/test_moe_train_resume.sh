@@ -175,4 +175,21 @@ if [ -z "$fallback" ] || [ "$fallback" != "$reference" ]; then
 else
   echo "ok: the fallback to step 0 trains as step 0 alone (step 2 loss $fallback)"
 fi
+
+# The metrics file of a resumed run reads as one history: resumed at step 2 after a run that got
+# to step 4 (an older checkpoint, or a crash after the last save), steps 3 and 4 are in it once.
+metrics="$tmp/history/metrics.jsonl"
+history=("$moe_train" "${small[@]}" --set train.steps=4 --set checkpoint.interval=2
+  --set checkpoint.dir="$tmp/history" --set log.metrics_file="$metrics")
+"${history[@]}" > /dev/null 2>&1 && "${history[@]}" \
+  --set checkpoint.resume="$tmp/history/step_00000002" > /dev/null 2>&1
+steps="$(python3 -c 'import json, sys
+print(" ".join(str(r["step"]) for r in map(json.loads, open(sys.argv[1])) if "loss" in r))' \
+  "$metrics")"
+if [ "$steps" != "1 2 3 4" ]; then
+  echo "FAIL: the resumed run's metrics file has the steps '$steps', not '1 2 3 4'"
+  failures=$((failures + 1))
+else
+  echo "ok: the resumed run's metrics file has each step once"
+fi
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

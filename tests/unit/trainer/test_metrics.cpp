@@ -326,7 +326,7 @@ TEST_F(MetricsFile, FreshRunTruncatesAndResumeAppends) {
     first.write(MetricRecord().add("step", 2));
   }
   {
-    MetricsWriter resumed(path, MetricsOpenMode::append);
+    MetricsWriter resumed(path, 2);
     resumed.write(MetricRecord().add("step", 3));
   }
   EXPECT_EQ(read_lines(path),
@@ -336,6 +336,24 @@ TEST_F(MetricsFile, FreshRunTruncatesAndResumeAppends) {
     fresh.write(MetricRecord().add("step", 1));
   }
   EXPECT_EQ(read_lines(path), (std::vector<std::string>{"{\"step\": 1}"}));
+}
+
+// Resumed from an older checkpoint (step 2) after records up to step 4 and a line torn by a crash:
+// the steps trained again are not in the file twice.
+TEST_F(MetricsFile, ResumeDropsTheRecordsOfStepsTrainedAgain) {
+  const std::string path = (dir_ / "metrics.jsonl").string();
+  {
+    MetricsWriter first(path);
+    for (int step = 1; step <= 4; ++step) first.write(MetricRecord().add("step", step));
+  }
+  std::ofstream(path, std::ios::app) << "{\"step\": 5, \"lo";
+  {
+    MetricsWriter resumed(path, 2);
+    resumed.write(MetricRecord().add("step", 3).add("loss", 1.5));
+  }
+  EXPECT_EQ(read_lines(path), (std::vector<std::string>{"{\"step\": 1}", "{\"step\": 2}",
+                                                        "{\"step\": 3, \"loss\": 1.5}"}));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
 TEST_F(MetricsFile, EmptyPathDisablesTheWriter) {
