@@ -1,11 +1,35 @@
 // Runs a kernel body templated on the element type, for the float dtypes the CPU backend computes
-// in (f32, f64). Anything else is an InputError naming the op.
+// in. float_dispatch: f32 and f64 (the ops that stay f32 in bf16 training: router, router losses,
+// capacity, AdamW). storage_dispatch adds bf16, stored as bf16_t and computed in f32 as the CUDA
+// kernels do: a body loads with widen() into compute_t<T> and stores with narrow<T>(), which
+// rounds to nearest even for bf16 and is the identity (or the same static_cast as before) for
+// f32/f64, so those paths are unchanged bit for bit. Anything else is an InputError naming the op.
 #pragma once
 
+#include <type_traits>
+
 #include "core/error.h"
+#include "core/half.h"
 #include "core/tensor.h"
 
 namespace moe::cpu {
+
+// The arithmetic type of a storage type: bf16 computes in f32.
+template <typename T>
+using compute_t = std::conditional_t<std::is_same_v<T, bf16_t>, float, T>;
+
+inline float widen(bf16_t x) { return bf16_to_float(x); }
+inline float widen(float x) { return x; }
+inline double widen(double x) { return x; }
+
+// Stores a computed value: bf16 rounds once, through f32, to nearest even.
+template <typename T, typename U>
+T narrow(U x) {
+  if constexpr (std::is_same_v<T, bf16_t>)
+    return float_to_bf16(static_cast<float>(x));
+  else
+    return static_cast<T>(x);
+}
 
 template <typename Body>
 void float_dispatch(DType dtype, const char* op, Body&& body) {
@@ -16,9 +40,28 @@ void float_dispatch(DType dtype, const char* op, Body&& body) {
     case DType::f64:
       body.template operator()<double>();
       return;
+    case DType::bf16:
+      MOE_THROW(InputError, op, ": dtype bf16 is not supported on cpu (supported: f32, f64; ",
+                "bf16 training keeps this op in f32)");
     default:
       MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
                 " is not supported on cpu (supported: f32, f64)");
+  }
+}
+
+template <typename Body>
+void storage_dispatch(DType dtype, const char* op, Body&& body) {
+  switch (dtype) {
+    case DType::bf16:
+      body.template operator()<bf16_t>();
+      return;
+    case DType::f32:
+    case DType::f64:
+      float_dispatch(dtype, op, body);
+      return;
+    default:
+      MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
+                " is not supported on cpu (supported: f32, f64, bf16)");
   }
 }
 
