@@ -1,8 +1,7 @@
 // Runs a kernel body templated on the element type, for the float dtypes the CPU backend computes
-// in. float_dispatch: f32 and f64 (the ops that stay f32 in bf16 training: router, router losses,
-// capacity, AdamW). storage_dispatch adds bf16, stored as bf16_t and computed in f32 as the CUDA
-// kernels do: a body loads with widen() into compute_t<T> and stores with narrow<T>(), which
-// rounds to nearest even for bf16 and is the identity (or the same static_cast as before) for
+// in. float_dispatch: f32 and f64. storage_dispatch adds bf16, stored as bf16_t and computed in f32
+// as the CUDA kernels do: a body loads with widen() into compute_t<T> and stores with narrow<T>(),
+// which rounds to nearest even for bf16 and is the identity (or the same static_cast as before) for
 // f32/f64, so those paths are unchanged bit for bit. Anything else is an InputError naming the op.
 #pragma once
 
@@ -40,9 +39,6 @@ void float_dispatch(DType dtype, const char* op, Body&& body) {
     case DType::f64:
       body.template operator()<double>();
       return;
-    case DType::bf16:
-      MOE_THROW(InputError, op, ": dtype bf16 is not supported on cpu (supported: f32, f64; ",
-                "bf16 training keeps this op in f32)");
     default:
       MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
                 " is not supported on cpu (supported: f32, f64)");

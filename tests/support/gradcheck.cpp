@@ -1,5 +1,6 @@
 #include "tests/support/gradcheck.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -70,6 +71,19 @@ Tensor converted(const Tensor& t, DType dtype) {
   Tensor out = Tensor::empty(t.shape(), dtype);
   for (int64_t i = 0; i < t.numel(); ++i) set_element(out, i, element_as_double(t, i));
   return out;
+}
+
+Tensor absolute(const Tensor& t) {
+  Tensor out = Tensor::empty(t.shape(), DType::f64);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    out.data<double>()[i] = std::fabs(element_as_double(t, i));
+  return out;
+}
+
+double max_element(const Tensor& t) {
+  double worst = -INFINITY;
+  for (int64_t i = 0; i < t.numel(); ++i) worst = std::max(worst, element_as_double(t, i));
+  return worst;
 }
 
 double dot(const Tensor& a, const Tensor& b) {
