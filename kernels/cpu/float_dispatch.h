@@ -6,6 +6,7 @@
 #pragma once
 
 #include <type_traits>
+#include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -28,6 +29,14 @@ T narrow(U x) {
     return float_to_bf16(static_cast<float>(x));
   else
     return static_cast<T>(x);
+}
+
+// A bf16 tensor's values in f32 (exact): the accumulator of an op that rounds once at the end.
+inline std::vector<float> widened(const Tensor& bf16) {
+  std::vector<float> out(static_cast<size_t>(bf16.numel()));
+  const bf16_t* p = bf16.data<bf16_t>();
+  for (int64_t i = 0; i < bf16.numel(); ++i) out[i] = widen(p[i]);
+  return out;
 }
 
 template <typename Body>

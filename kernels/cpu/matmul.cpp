@@ -45,13 +45,6 @@ void gemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int
   }
 }
 
-std::vector<float> widened(const Tensor& t) {
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  const bf16_t* p = t.data<bf16_t>();
-  for (int64_t i = 0; i < t.numel(); ++i) out[i] = widen(p[i]);
-  return out;
-}
-
 // bf16 a and b; c bf16 or f32; g.k > 0.
 void bf16_matmul(const Tensor& a, const Tensor& b, Tensor& c, const Gemm& g, bool trans_a,
                  bool trans_b, float alpha, float beta) {
