@@ -47,23 +47,18 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_sta
   const int64_t rows = dtable.dim(0), width = dtable.dim(1);
   check_ids("embedding_backward", ids);
   const int32_t* p = ids.data<int32_t>();
-  // Adds every in-shard token's dout row into acc (dtable's values, row-major).
-  const auto accumulate = [&]<typename C, typename T>(C* acc, const T* src) {
-    for (int64_t n = 0; n < ids.numel(); ++n) {
-      const int64_t row = p[n] - vocab_start;
-      if (row < 0 || row >= rows) continue;  // another shard's row
-      for (int64_t d = 0; d < width; ++d) acc[row * width + d] += widen(src[n * width + d]);
-    }
-  };
-  storage_dispatch(dout.dtype(), "embedding_backward", [&]<typename T>() {
-    const T* src = dout.data<T>();
-    if (dtable.dtype() != DType::bf16)
-      return float_dispatch(dtable.dtype(), "embedding_backward",
-                            [&]<typename W>() { accumulate(dtable.data<W>(), src); });
-    std::vector<float> acc = widened(dtable);
-    accumulate(acc.data(), src);
-    bf16_t* dst = dtable.data<bf16_t>();
-    for (int64_t i = 0; i < dtable.numel(); ++i) dst[i] = narrow<bf16_t>(acc[i]);
+  storage_dispatch(dtable.dtype(), "embedding_backward", [&]<typename W>() {
+    Accumulator<W> acc(dtable, true);
+    auto* dst = acc.data();
+    storage_dispatch(dout.dtype(), "embedding_backward", [&]<typename T>() {
+      const T* src = dout.data<T>();
+      for (int64_t n = 0; n < ids.numel(); ++n) {
+        const int64_t row = p[n] - vocab_start;
+        if (row < 0 || row >= rows) continue;  // another shard's row
+        for (int64_t d = 0; d < width; ++d) dst[row * width + d] += widen(src[n * width + d]);
+      }
+    });
+    acc.round_into_output();
   });
 }
 

@@ -16,20 +16,12 @@
 
 namespace moe::cpu {
 
-// rstd holds the statistics in compute_t<T>: f32 for bf16 activations.
-template <typename T>
-static void expect_rstd_dtype(const char* op, const Tensor& rstd) {
-  MOE_CHECK(rstd.dtype() == dtype_of<compute_t<T>>(), op, ": rstd has dtype ",
-            dtype_name(rstd.dtype()), ", expected ", dtype_name(dtype_of<compute_t<T>>()), " for ",
-            dtype_name(dtype_of<T>()), " activations");
-}
-
 void rmsnorm_forward(const Tensor& x, const Tensor& weight, float eps, Tensor& y, Tensor& rstd,
                      Stream&) {
   const int64_t rows = x.dim(0), width = x.dim(1);
   storage_dispatch(x.dtype(), "rmsnorm_forward", [&]<typename T>() {
     using C = compute_t<T>;
-    expect_rstd_dtype<T>("rmsnorm_forward", rstd);
+    expect_statistics_dtype<T>("rmsnorm_forward", "rstd", rstd);
     const T* px = x.data<T>();
     const T* pw = weight.data<T>();
     T* py = y.data<T>();
@@ -55,7 +47,7 @@ void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, c
   const int64_t rows = x.dim(0), width = x.dim(1);
   storage_dispatch(x.dtype(), "rmsnorm_backward", [&]<typename T>() {
     using C = compute_t<T>;
-    expect_rstd_dtype<T>("rmsnorm_backward", rstd);
+    expect_statistics_dtype<T>("rmsnorm_backward", "rstd", rstd);
     const T* px = x.data<T>();
     const T* pdy = dy.data<T>();
     const T* pw = weight.data<T>();
