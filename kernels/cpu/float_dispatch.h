@@ -1,10 +1,10 @@
 // Runs a kernel body templated on the element type, for the float dtypes the CPU backend computes
-// in. float_dispatch: f32 and f64, for the ops that bf16 training keeps in f32 (router, router
-// losses, capacity, AdamW; bf16 is an InputError that says so). storage_dispatch adds bf16, stored
-// as bf16_t and computed in f32 as the CUDA kernels do: a body loads with widen() into compute_t<T>
-// and stores with narrow<T>(), which rounds to nearest even for bf16 and is the identity (or the
-// same static_cast as before) for f32/f64, so those paths are unchanged bit for bit. Anything else
-// is an InputError naming the op.
+// in. float_dispatch: f32 and f64; the ops that bf16 training keeps in f32 (router, router
+// losses, capacity, AdamW) call it directly, so for them bf16 is an InputError that says so.
+// storage_dispatch adds bf16, stored as bf16_t and computed in f32 as the CUDA kernels do: a body
+// loads with widen() into compute_t<T> and stores with narrow<T>(), which rounds to nearest even
+// for bf16 and is the identity (or the same static_cast as before) for f32/f64, so those paths are
+// unchanged bit for bit. Anything else is an InputError naming the op.
 #pragma once
 
 #include <algorithm>
@@ -100,18 +100,10 @@ void float_dispatch(DType dtype, const char* op, Body&& body) {
 
 template <typename Body>
 void storage_dispatch(DType dtype, const char* op, Body&& body) {
-  switch (dtype) {
-    case DType::bf16:
-      body.template operator()<bf16_t>();
-      return;
-    case DType::f32:
-    case DType::f64:
-      float_dispatch(dtype, op, body);
-      return;
-    default:
-      MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
-                " is not supported on cpu (supported: f32, f64, bf16)");
-  }
+  if (dtype == DType::bf16) return body.template operator()<bf16_t>();
+  MOE_CHECK(dtype == DType::f32 || dtype == DType::f64, op, ": dtype ", dtype_name(dtype),
+            " is not supported on cpu (supported: f32, f64, bf16)");
+  float_dispatch(dtype, op, body);
 }
 
 }  // namespace moe::cpu
