@@ -54,10 +54,9 @@ void bf16_matmul(const Tensor& a, const Tensor& b, Tensor& c, const Gemm& g, boo
                 trans_a ? g.m : g.k, trans_b ? g.k : g.n, alpha, beta);
   };
   if (c.dtype() == DType::f32) return run(c.data<float>());
-  std::vector<float> c32 = beta == 0 ? std::vector<float>(c.numel()) : widened(c);
+  Accumulator<bf16_t> c32(c, beta != 0);
   run(c32.data());
-  bf16_t* pc = c.data<bf16_t>();
-  for (int64_t i = 0; i < c.numel(); ++i) pc[i] = narrow<bf16_t>(c32[i]);
+  c32.round_into_output();
 }
 
 }  // namespace
