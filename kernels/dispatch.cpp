@@ -1,9 +1,9 @@
 // The op API: validates every call once, then hands it to a backend.
 // This is the only file with #if MOE_WITH_CUDA (DESIGN.md §2). Every op has both backends. Index
 // values (ids, targets, positions) are checked by the backend, where the data is. Mixed precision
-// on CUDA: with bf16 activations, statistics and accumulated outputs may be f32
-// (expect_activation_dtype_or_f32); a backend may narrow that further (the CUDA router, router
-// losses and AdamW take f32 only) and says so in its error.
+// on both backends: with bf16 activations, statistics and accumulated outputs may be f32
+// (expect_activation_dtype_or_f32); a backend may narrow that further (the router, router losses,
+// capacity and AdamW take f32 only) and says so in its error.
 #include "kernels/ops.h"
 
 #include <cmath>

@@ -49,11 +49,10 @@ void expect_activation_dtype_or_f32(const char* op, const char* arg, const Tenso
   expect_defined(op, arg, t);
   MOE_CHECK(t.device() == activation.device(), op, ": argument '", arg, "' is on ",
             t.device().str(), ", the activations on ", activation.device().str());
-  const bool widened =
-      t.device().is_cuda() && activation.dtype() == DType::bf16 && t.dtype() == DType::f32;
+  const bool widened = activation.dtype() == DType::bf16 && t.dtype() == DType::f32;
   MOE_CHECK(t.dtype() == activation.dtype() || widened, op, ": argument '", arg, "' has dtype ",
             dtype_name(t.dtype()), ", expected ", dtype_name(activation.dtype()),
-            activation.dtype() == DType::bf16 && t.device().is_cuda() ? " or f32" : "");
+            activation.dtype() == DType::bf16 ? " or f32" : "");
 }
 
 }  // namespace moe::ops

@@ -17,9 +17,9 @@ void expect_float(const char* op, const char* arg, const Tensor& t);
 void expect_same_device_and_float_dtype(const char* op,
                                         std::initializer_list<const Tensor*> tensors);
 
-// Mixed precision on CUDA: an output that accumulates or keeps statistics (a weight gradient, a
-// matmul result, rstd, lse) may be f32 while the activations are bf16. On the CPU, and for
-// f32 activations, it must have the activation dtype. Also checks the device.
+// Mixed precision: an output that accumulates or keeps statistics (a weight gradient, a matmul
+// result, rstd, lse) may be f32 while the activations are bf16, on either backend. For f32 or f64
+// activations it must have the activation dtype. Also checks the device.
 void expect_activation_dtype_or_f32(const char* op, const char* arg, const Tensor& t,
                                     const Tensor& activation);
 

@@ -4,6 +4,8 @@
 // with the bias corrections m_hat = m / (1 - b1^step), v_hat = v / (1 - b2^step). The decay reads p
 // before the update and never enters the moments. Each element's arithmetic is in double, rounded
 // once on store, so f32 and f64 differ only by that rounding. OpenMP over elements.
+// f32/f64 only: bf16 training keeps master weights, gradients and moments in f32 (bf16 is an
+// InputError).
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"

@@ -11,6 +11,11 @@
 //   one writer: no atomics, no per-thread copies.
 // - Dot products and per-block gradient sums are in double; the output tensors receive one addition
 //   per key block (dq) or per query head (dk, dv).
+// - bf16 q, k, v, out, dout (as kernels/cuda/attention.cu, which computes in f32): elements are
+//   widened exactly and the arithmetic is the f32 path's (double); lse is f32 (compute_t; other
+//   dtypes are an InputError), narrowed from double. Rounding points: out once, on store; dq, dk,
+//   dv are summed in f32 buffers (the additions above) and rounded once at the end, as CUDA assigns
+//   each gradient once from its f32 registers.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -50,13 +55,13 @@ HeadRows<P> head_rows(P* data, const Dims& d, int64_t heads, int64_t b, int64_t 
 template <typename T>
 double dot(const T* a, const T* b, int64_t n) {
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(a[i]) * b[i];
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(widen(a[i])) * widen(b[i]);
   return sum;
 }
 
 template <typename T>
 void add_scaled(double alpha, const T* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * widen(x[i]);
 }
 
 // The inputs of one query head: its q rows and the k, v rows of its kv head.
@@ -98,7 +103,8 @@ void absorb_keys(const HeadInputs<T>& in, int64_t t, int64_t s0, int64_t s1, dou
 // Output rows [t0, t1) of one query head. Key blocks start at multiples of kBlock, as t0 does, so
 // every block a row visits holds at least one key it may see.
 template <typename T>
-void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRows<T> out, T* lse) {
+void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRows<T> out,
+                         compute_t<T>* lse) {
   const int64_t hd = in.head_dim;
   std::vector<double> acc(static_cast<size_t>((t1 - t0) * hd), 0.0);
   std::vector<double> scores(kBlock);
@@ -109,8 +115,8 @@ void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRo
                   &acc[(t - t0) * hd]);
   for (int64_t t = t0; t < t1; ++t) {
     const RunningSoftmax& row = rows[t - t0];
-    for (int64_t d = 0; d < hd; ++d) out[t][d] = static_cast<T>(acc[(t - t0) * hd + d] / row.sum);
-    lse[t] = static_cast<T>(row.max + std::log(row.sum));
+    for (int64_t d = 0; d < hd; ++d) out[t][d] = narrow<T>(acc[(t - t0) * hd + d] / row.sum);
+    lse[t] = static_cast<compute_t<T>>(row.max + std::log(row.sum));
   }
 }
 
@@ -120,12 +126,13 @@ void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRo
 template <typename T>
 struct HeadOutputs {
   HeadRows<const T> out, dout;
-  const T* lse;
+  const compute_t<T>* lse;
 };
 
-template <typename T>
+// Gradient rows: the gradients themselves, or their f32 accumulators for bf16.
+template <typename G>
 struct HeadGrads {
-  HeadRows<T> dq, dk, dv;
+  HeadRows<G> dq, dk, dv;
 };
 
 // Double scratch for one key block: dk and dv of its keys (dk still without the softmax scale) and
@@ -139,10 +146,10 @@ struct KeyBlockGrads {
 };
 
 // Adds the contributions of query rows t >= s0 against keys [s0, s1) of one query head.
-template <typename T>
+template <typename T, typename G>
 void backward_key_block(const HeadInputs<T>& in, const HeadOutputs<T>& o,
                         const std::vector<double>& delta, int64_t seq, int64_t s0, int64_t s1,
-                        KeyBlockGrads& scratch, const HeadGrads<T>& g) {
+                        KeyBlockGrads& scratch, const HeadGrads<G>& g) {
   const int64_t hd = in.head_dim;
   std::fill(scratch.dk.begin(), scratch.dk.end(), 0.0);
   std::fill(scratch.dv.begin(), scratch.dv.end(), 0.0);
@@ -156,18 +163,18 @@ void backward_key_block(const HeadInputs<T>& in, const HeadOutputs<T>& o,
       add_scaled(ds, in.q[t], &scratch.dk[(s - s0) * hd], hd);
       add_scaled(ds, in.k[s], scratch.dq_row.data(), hd);
     }
-    for (int64_t d = 0; d < hd; ++d) g.dq[t][d] += static_cast<T>(in.scale * scratch.dq_row[d]);
+    for (int64_t d = 0; d < hd; ++d) g.dq[t][d] += static_cast<G>(in.scale * scratch.dq_row[d]);
   }
   for (int64_t s = s0; s < s1; ++s)
     for (int64_t d = 0; d < hd; ++d) {
-      g.dk[s][d] += static_cast<T>(in.scale * scratch.dk[(s - s0) * hd + d]);
-      g.dv[s][d] += static_cast<T>(scratch.dv[(s - s0) * hd + d]);
+      g.dk[s][d] += static_cast<G>(in.scale * scratch.dk[(s - s0) * hd + d]);
+      g.dv[s][d] += static_cast<G>(scratch.dv[(s - s0) * hd + d]);
     }
 }
 
-template <typename T>
+template <typename T, typename G>
 void backward_query_head(const HeadInputs<T>& in, const HeadOutputs<T>& o, int64_t seq,
-                         const HeadGrads<T>& g) {
+                         const HeadGrads<G>& g) {
   std::vector<double> delta(static_cast<size_t>(seq));
   for (int64_t t = 0; t < seq; ++t) delta[t] = dot(o.dout[t], o.out[t], in.head_dim);
   KeyBlockGrads scratch(in.head_dim);
@@ -182,10 +189,11 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float 
   const Dims d = attention_dims(q, k);
   const int64_t q_blocks = (d.seq + kBlock - 1) / kBlock;
   const int64_t tasks = d.batch * d.q_heads * q_blocks;
-  float_dispatch(q.dtype(), "attention_forward", [&]<typename T>() {
+  storage_dispatch(q.dtype(), "attention_forward", [&]<typename T>() {
+    expect_statistics_dtype<T>("attention_forward", "lse", lse);
     const T *pq = q.data<T>(), *pk = k.data<T>(), *pv = v.data<T>();
     T* pout = out.data<T>();
-    T* plse = lse.data<T>();
+    compute_t<T>* plse = lse.data<compute_t<T>>();
 #pragma omp parallel for schedule(dynamic)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t block = task % q_blocks, h = task / q_blocks % d.q_heads;
@@ -203,13 +211,13 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         const Tensor& out, const Tensor& lse, float softmax_scale, Tensor& dq,
                         Tensor& dk, Tensor& dv, Stream&) {
   const Dims d = attention_dims(q, k);
-  float_dispatch(q.dtype(), "attention_backward", [&]<typename T>() {
+  storage_dispatch(q.dtype(), "attention_backward", [&]<typename T>() {
+    expect_statistics_dtype<T>("attention_backward", "lse", lse);
     const T *pq = q.data<T>(), *pk = k.data<T>(), *pv = v.data<T>();
-    const T *pout = out.data<T>(), *pdout = dout.data<T>(), *plse = lse.data<T>();
-    T *pdq = dq.data<T>(), *pdk = dk.data<T>(), *pdv = dv.data<T>();
-    std::fill_n(pdq, dq.numel(), T(0));
-    std::fill_n(pdk, dk.numel(), T(0));
-    std::fill_n(pdv, dv.numel(), T(0));
+    const T *pout = out.data<T>(), *pdout = dout.data<T>();
+    const compute_t<T>* plse = lse.data<compute_t<T>>();
+    Accumulator<T> acc_dq(dq, false), acc_dk(dk, false), acc_dv(dv, false);
+    auto *pdq = acc_dq.data(), *pdk = acc_dk.data(), *pdv = acc_dv.data();
 #pragma omp parallel for schedule(dynamic)
     for (int64_t task = 0; task < d.batch * d.kv_heads; ++task) {
       const int64_t b = task / d.kv_heads, kv = task % d.kv_heads;
@@ -220,12 +228,15 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
         const HeadOutputs<T> o{head_rows(pout, d, d.q_heads, b, h),
                                head_rows(pdout, d, d.q_heads, b, h),
                                plse + (b * d.q_heads + h) * d.seq};
-        const HeadGrads<T> g{head_rows(pdq, d, d.q_heads, b, h),
-                             head_rows(pdk, d, d.kv_heads, b, kv),
-                             head_rows(pdv, d, d.kv_heads, b, kv)};
+        const HeadGrads<compute_t<T>> g{head_rows(pdq, d, d.q_heads, b, h),
+                                        head_rows(pdk, d, d.kv_heads, b, kv),
+                                        head_rows(pdv, d, d.kv_heads, b, kv)};
         backward_query_head(in, o, d.seq, g);
       }
     }
+    acc_dq.round_into_output();
+    acc_dk.round_into_output();
+    acc_dv.round_into_output();
   });
 }
 

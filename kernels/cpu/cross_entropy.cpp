@@ -9,6 +9,9 @@
 // backward recomputes them from that lse. Rows whose target is ignore_index get target logit 0 and
 // gradient 0 (their lse is still written). Targets are validated in a serial pass before the OpenMP
 // loop, because an exception must not leave a parallel region.
+// bf16 logits (as kernels/cuda/cross_entropy.cu): lse and target_logits are f32 (compute_t; other
+// dtypes are an InputError); lse is computed from the widened logits in double and narrowed to
+// f32, the target logit is widened exactly; dlogits is computed in double and rounded once.
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -35,17 +38,20 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int igno
                            int64_t vocab_start, Tensor& target_logits, Tensor& lse, Stream&) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
   check_targets("cross_entropy_forward", targets, ignore_index);
-  float_dispatch(logits.dtype(), "cross_entropy_forward", [&]<typename T>() {
+  storage_dispatch(logits.dtype(), "cross_entropy_forward", [&]<typename T>() {
+    using C = compute_t<T>;
+    expect_statistics_dtype<T>("cross_entropy_forward", "lse", lse);
+    expect_statistics_dtype<T>("cross_entropy_forward", "target_logits", target_logits);
     const T* px = logits.data<T>();
     const int32_t* pt = targets.data<int32_t>();
-    T* ptarget = target_logits.data<T>();
-    T* plse = lse.data<T>();
+    C* ptarget = target_logits.data<C>();
+    C* plse = lse.data<C>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
       const T* row = px + n * vocab;
-      plse[n] = static_cast<T>(logsumexp(row, vocab));
+      plse[n] = static_cast<C>(logsumexp(row, vocab));
       const int64_t column = shard_column(pt[n], ignore_index, vocab_start, vocab);
-      ptarget[n] = column < 0 ? T(0) : row[column];
+      ptarget[n] = column < 0 ? C(0) : widen(row[column]);
     }
   });
 }
@@ -55,25 +61,26 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
                             Tensor& dlogits, Stream&) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
   check_targets("cross_entropy_backward", targets, ignore_index);
-  float_dispatch(logits.dtype(), "cross_entropy_backward", [&]<typename T>() {
+  storage_dispatch(logits.dtype(), "cross_entropy_backward", [&]<typename T>() {
+    expect_statistics_dtype<T>("cross_entropy_backward", "lse", lse);
     const T* px = logits.data<T>();
     const int32_t* pt = targets.data<int32_t>();
-    const T* plse = lse.data<T>();
+    const compute_t<T>* plse = lse.data<compute_t<T>>();
     T* pd = dlogits.data<T>();
     const double scale = grad_scale;
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
       T* drow = pd + n * vocab;
       if (pt[n] == ignore_index) {
-        for (int64_t v = 0; v < vocab; ++v) drow[v] = T(0);
+        for (int64_t v = 0; v < vocab; ++v) drow[v] = narrow<T>(0.0f);
         continue;
       }
       const T* row = px + n * vocab;
       const double row_lse = plse[n];
       const int64_t column = shard_column(pt[n], ignore_index, vocab_start, vocab);
       for (int64_t v = 0; v < vocab; ++v) {
-        const double prob = std::exp(static_cast<double>(row[v]) - row_lse);
-        drow[v] = static_cast<T>(scale * (prob - (v == column ? 1.0 : 0.0)));
+        const double prob = std::exp(static_cast<double>(widen(row[v])) - row_lse);
+        drow[v] = narrow<T>(scale * (prob - (v == column ? 1.0 : 0.0)));
       }
     }
   });

@@ -1,5 +1,8 @@
 // Memory and elementwise ops on the CPU: fill, copy, dtype conversion, add, axpy, scale and the
 // f64-accumulated sum of squares used by gradient-norm clipping. OpenMP over elements.
+// bf16 (as kernels/cuda/elementwise.cu): add, axpy and scale widen their inputs to f32, compute
+// in f32 (axpy: y + alpha * x) and round the result once on store; sum_of_squares widens each
+// element exactly and accumulates in f64, with no rounding to bf16 at all.
 #include <cstring>
 
 #include "core/half.h"
@@ -75,32 +78,35 @@ void convert(const Tensor& src, Tensor& dst, Stream&) {
 }
 
 void add(const Tensor& a, const Tensor& b, Tensor& out, Stream&) {
-  float_dispatch(a.dtype(), "add", [&]<typename T>() {
+  storage_dispatch(a.dtype(), "add", [&]<typename T>() {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* po = out.data<T>();
     const int64_t n = a.numel();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) po[i] = pa[i] + pb[i];
+    for (int64_t i = 0; i < n; ++i) po[i] = narrow<T>(widen(pa[i]) + widen(pb[i]));
   });
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y, Stream&) {
-  float_dispatch(x.dtype(), "axpy", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "axpy", [&]<typename T>() {
+    using C = compute_t<T>;
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const int64_t n = x.numel();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) py[i] += static_cast<T>(alpha) * px[i];
+    for (int64_t i = 0; i < n; ++i)
+      py[i] = narrow<T>(widen(py[i]) + static_cast<C>(alpha) * widen(px[i]));
   });
 }
 
 void scale(Tensor& x, float factor, Stream&) {
-  float_dispatch(x.dtype(), "scale", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "scale", [&]<typename T>() {
+    using C = compute_t<T>;
     T* px = x.data<T>();
     const int64_t n = x.numel();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) px[i] *= static_cast<T>(factor);
+    for (int64_t i = 0; i < n; ++i) px[i] = narrow<T>(widen(px[i]) * static_cast<C>(factor));
   });
 }
 
@@ -110,11 +116,14 @@ void sum_of_squares_into(const Tensor& x, Tensor& total, Stream& stream) {
 
 double sum_of_squares(const Tensor& x, Stream&) {
   double total = 0;
-  float_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "sum_of_squares", [&]<typename T>() {
     const T* px = x.data<T>();
     const int64_t n = x.numel();
 #pragma omp parallel for reduction(+ : total) schedule(static)
-    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(px[i]) * px[i];
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = widen(px[i]);
+      total += v * v;
+    }
   });
   return total;
 }

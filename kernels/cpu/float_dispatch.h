@@ -1,11 +1,84 @@
 // Runs a kernel body templated on the element type, for the float dtypes the CPU backend computes
-// in (f32, f64). Anything else is an InputError naming the op.
+// in. float_dispatch: f32 and f64; the ops that bf16 training keeps in f32 (router, router
+// losses, capacity, AdamW) call it directly, so for them bf16 is an InputError that says so.
+// storage_dispatch adds bf16, stored as bf16_t and computed in f32 as the CUDA kernels do: a body
+// loads with widen() into compute_t<T> and stores with narrow<T>(), which rounds to nearest even
+// for bf16 and is the identity (or the same static_cast as before) for f32/f64, so those paths are
+// unchanged bit for bit. Anything else is an InputError naming the op.
 #pragma once
 
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
 #include "core/error.h"
+#include "core/half.h"
 #include "core/tensor.h"
 
 namespace moe::cpu {
+
+// The arithmetic type of a storage type: bf16 computes in f32.
+template <typename T>
+using compute_t = std::conditional_t<std::is_same_v<T, bf16_t>, float, T>;
+
+inline float widen(bf16_t x) { return bf16_to_float(x); }
+inline float widen(float x) { return x; }
+inline double widen(double x) { return x; }
+
+// Stores a computed value: bf16 rounds once, through f32, to nearest even.
+template <typename T, typename U>
+T narrow(U x) {
+  if constexpr (std::is_same_v<T, bf16_t>)
+    return float_to_bf16(static_cast<float>(x));
+  else
+    return static_cast<T>(x);
+}
+
+// A bf16 tensor's values in f32 (exact): the accumulator of an op that rounds once at the end.
+inline std::vector<float> widened(const Tensor& bf16) {
+  std::vector<float> out(static_cast<size_t>(bf16.numel()));
+  const bf16_t* p = bf16.data<bf16_t>();
+  for (int64_t i = 0; i < bf16.numel(); ++i) out[i] = widen(p[i]);
+  return out;
+}
+
+// Where a sum over several terms lands when its output rounds once: the output itself for f32/f64
+// (summed in place, as ever), an f32 buffer for bf16 that round_into_output() narrows at the end.
+// The buffer starts from the output's values (an accumulating op) or from zero (an assigning one).
+template <typename T>
+class Accumulator {
+ public:
+  Accumulator(Tensor& out, bool start_from_output) : out_(out) {
+    if constexpr (std::is_same_v<T, bf16_t>)
+      buffer_ = start_from_output ? widened(out) : std::vector<float>(out.numel(), 0.0f);
+    else if (!start_from_output)
+      std::fill_n(out.data<T>(), out.numel(), T(0));
+  }
+  compute_t<T>* data() {
+    if constexpr (std::is_same_v<T, bf16_t>)
+      return buffer_.data();
+    else
+      return out_.data<T>();
+  }
+  void round_into_output() {
+    if constexpr (std::is_same_v<T, bf16_t>)
+      for (int64_t i = 0; i < out_.numel(); ++i)
+        out_.data<bf16_t>()[i] = narrow<bf16_t>(buffer_[i]);
+  }
+
+ private:
+  Tensor& out_;
+  std::vector<float> buffer_;
+};
+
+// Statistics (rstd, lse, target logits, router probs) are kept in compute_t<T>: f32 next to bf16
+// activations, as the CUDA kernels keep them.
+template <typename T>
+void expect_statistics_dtype(const char* op, const char* arg, const Tensor& t) {
+  MOE_CHECK(t.dtype() == dtype_of<compute_t<T>>(), op, ": ", arg, " has dtype ",
+            dtype_name(t.dtype()), ", expected ", dtype_name(dtype_of<compute_t<T>>()), " for ",
+            dtype_name(dtype_of<T>()), " activations");
+}
 
 template <typename Body>
 void float_dispatch(DType dtype, const char* op, Body&& body) {
@@ -16,10 +89,21 @@ void float_dispatch(DType dtype, const char* op, Body&& body) {
     case DType::f64:
       body.template operator()<double>();
       return;
+    case DType::bf16:
+      MOE_THROW(InputError, op, ": dtype bf16 is not supported on cpu (supported: f32, f64); ",
+                "bf16 training keeps this op in f32");
     default:
       MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
                 " is not supported on cpu (supported: f32, f64)");
   }
+}
+
+template <typename Body>
+void storage_dispatch(DType dtype, const char* op, Body&& body) {
+  if (dtype == DType::bf16) return body.template operator()<bf16_t>();
+  MOE_CHECK(dtype == DType::f32 || dtype == DType::f64, op, ": dtype ", dtype_name(dtype),
+            " is not supported on cpu (supported: f32, f64, bf16)");
+  float_dispatch(dtype, op, body);
 }
 
 }  // namespace moe::cpu

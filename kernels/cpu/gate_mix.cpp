@@ -1,6 +1,8 @@
 // The per-element softmax mixture of BTS stitch layers on the CPU. Each (n, d) mixes M values with
 // weights softmax(logits[:, n, d]) computed in double with the max subtracted, so a saturated gate
 // (one logit far above the rest) gives weights of exactly 1 and 0 rather than overflow.
+// bf16 (as kernels/cuda/gate_mix.cu): inputs widened exactly, the mixture and its gradients
+// computed in double, each output (out; dlogits, dvalues) rounded once on store.
 #include <cmath>
 #include <vector>
 
@@ -13,17 +15,18 @@ namespace moe::cpu {
 template <typename T>
 static void softmax_over_models(const T* logits, int64_t models, int64_t stride, int64_t i,
                                 double* weights) {
-  double max = logits[i];
+  double max = widen(logits[i]);
   for (int64_t m = 1; m < models; ++m)
-    max = std::max(max, static_cast<double>(logits[m * stride + i]));
+    max = std::max(max, static_cast<double>(widen(logits[m * stride + i])));
   double sum = 0;
-  for (int64_t m = 0; m < models; ++m) sum += weights[m] = std::exp(logits[m * stride + i] - max);
+  for (int64_t m = 0; m < models; ++m)
+    sum += weights[m] = std::exp(widen(logits[m * stride + i]) - max);
   for (int64_t m = 0; m < models; ++m) weights[m] /= sum;
 }
 
 void gate_mix_forward(const Tensor& logits, const Tensor& values, Tensor& out, Stream&) {
   const int64_t models = logits.dim(0), elements = out.numel();
-  float_dispatch(out.dtype(), "gate_mix_forward", [&]<typename T>() {
+  storage_dispatch(out.dtype(), "gate_mix_forward", [&]<typename T>() {
     const T* pl = logits.data<T>();
     const T* pv = values.data<T>();
     T* po = out.data<T>();
@@ -34,8 +37,8 @@ void gate_mix_forward(const Tensor& logits, const Tensor& values, Tensor& out, S
       for (int64_t i = 0; i < elements; ++i) {
         softmax_over_models(pl, models, elements, i, g.data());
         double sum = 0;
-        for (int64_t m = 0; m < models; ++m) sum += g[m] * pv[m * elements + i];
-        po[i] = static_cast<T>(sum);
+        for (int64_t m = 0; m < models; ++m) sum += g[m] * widen(pv[m * elements + i]);
+        po[i] = narrow<T>(sum);
       }
     }
   });
@@ -44,7 +47,7 @@ void gate_mix_forward(const Tensor& logits, const Tensor& values, Tensor& out, S
 void gate_mix_backward(const Tensor& dout, const Tensor& logits, const Tensor& values,
                        const Tensor& out, Tensor& dlogits, Tensor& dvalues, Stream&) {
   const int64_t models = logits.dim(0), elements = out.numel();
-  float_dispatch(out.dtype(), "gate_mix_backward", [&]<typename T>() {
+  storage_dispatch(out.dtype(), "gate_mix_backward", [&]<typename T>() {
     const T* pd = dout.data<T>();
     const T* pl = logits.data<T>();
     const T* pv = values.data<T>();
@@ -57,11 +60,11 @@ void gate_mix_backward(const Tensor& dout, const Tensor& logits, const Tensor& v
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < elements; ++i) {
         softmax_over_models(pl, models, elements, i, g.data());
-        const double d = pd[i];
+        const double d = widen(pd[i]);
         for (int64_t m = 0; m < models; ++m) {
-          pdv[m * elements + i] = static_cast<T>(g[m] * d);
-          pdl[m * elements + i] =
-              static_cast<T>(g[m] * (static_cast<double>(pv[m * elements + i]) - po[i]) * d);
+          pdv[m * elements + i] = narrow<T>(g[m] * d);
+          pdl[m * elements + i] = narrow<T>(
+              g[m] * (static_cast<double>(widen(pv[m * elements + i])) - widen(po[i])) * d);
         }
       }
     }

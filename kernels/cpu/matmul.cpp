@@ -1,6 +1,13 @@
 // GEMM on the CPU through cblas (OpenBLAS): sgemm for f32, dgemm for f64, one call per batch entry.
 // Backward is two GEMMs (kernels/matmul_adjoint.h).
+// bf16 operands (as kernels/cuda/matmul.cu's cuBLASLt with f32 compute): a and b are widened to
+// f32 (exact, so every product is exact in f32) and the same sgemm accumulates in f32,
+// alpha * ab + beta * c included. A bf16 c is widened before and rounded once after, the only
+// rounding point; an f32 c (a weight gradient under bf16 activations) is accumulated in place and
+// never rounds to bf16.
 #include <cblas.h>
+
+#include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/float_dispatch.h"
@@ -38,19 +45,37 @@ void gemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int
   }
 }
 
+// bf16 a and b; c bf16 or f32; g.k > 0.
+void bf16_matmul(const Tensor& a, const Tensor& b, Tensor& c, const Gemm& g, bool trans_a,
+                 bool trans_b, float alpha, float beta) {
+  const std::vector<float> a32 = widened(a), b32 = widened(b);
+  const auto run = [&](float* c32) {
+    gemm<float>(a32.data(), b32.data(), c32, g.batch, g.m, g.n, g.k, trans_a, trans_b,
+                trans_a ? g.m : g.k, trans_b ? g.k : g.n, alpha, beta);
+  };
+  if (c.dtype() == DType::f32) return run(c.data<float>());
+  Accumulator<bf16_t> c32(c, beta != 0);
+  run(c32.data());
+  c32.round_into_output();
+}
+
 }  // namespace
 
 void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
             float beta, Stream&) {
   const Gemm g = gemm_dims(a, b, trans_a, trans_b);
   if (g.m == 0 || g.n == 0) return;
-  float_dispatch(a.dtype(), "matmul", [&]<typename T>() {
-    if (g.k == 0) {  // an empty sum: c = beta * c
+  if (g.k == 0) {  // an empty sum: c = beta * c
+    storage_dispatch(c.dtype(), "matmul", [&]<typename T>() {
+      using C = compute_t<T>;
       T* pc = c.data<T>();
       for (int64_t i = 0; i < c.numel(); ++i)
-        pc[i] = beta == 0 ? T(0) : static_cast<T>(beta) * pc[i];
-      return;
-    }
+        pc[i] = narrow<T>(beta == 0 ? C(0) : static_cast<C>(beta) * widen(pc[i]));
+    });
+    return;
+  }
+  if (a.dtype() == DType::bf16) return bf16_matmul(a, b, c, g, trans_a, trans_b, alpha, beta);
+  float_dispatch(a.dtype(), "matmul", [&]<typename T>() {
     gemm<T>(a.data<T>(), b.data<T>(), c.data<T>(), g.batch, g.m, g.n, g.k, trans_a, trans_b,
             trans_a ? g.m : g.k, trans_b ? g.k : g.n, alpha, beta);
   });

@@ -7,6 +7,7 @@
 // A group is written, front to back, at or before where it is read, and kept positions ascend, so
 // no write overtakes a read: kept_slots may be sorted_slots itself. Slot values are checked (they
 // index probs) before anything is written.
+// probs are f32/f64 only: bf16 training keeps the router probs in f32 (bf16 is an InputError).
 #include <algorithm>
 #include <cmath>
 #include <numeric>

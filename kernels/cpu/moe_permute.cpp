@@ -6,6 +6,11 @@
 //   appears once, so the sum is a plain store and unlisted, dropped slots stay zero).
 // - The scatter runs serially over rows and in parallel over columns: several rows may add into one
 //   token, so splitting by rows would race.
+// bf16 (as kernels/cuda/moe_permute.cu): row moves copy (no rounding); the scatter sums a token's
+// rows in f32 and rounds once (in sorted-row order, where CUDA adds in slot order: f32 sums that
+// may differ in the last f32 bits). probs and dprobs are f32 next to bf16 activations (compute_t);
+// moe_combine sums in f32 and rounds once, moe_combine_backward rounds each dy_slots element once
+// and narrows its dprobs dot product (in double) to f32.
 // Slot values are checked before any row moves, so a bad index is an InputError, never a stray
 // write.
 #include <cstring>
@@ -30,7 +35,7 @@ void gather_rows(const char* op, const Tensor& src, const Tensor& sorted_slots, 
   check_slots(op, sorted_slots, src.dim(0) * k);
   const int32_t* slots = sorted_slots.data<int32_t>();
   const int64_t width = src.dim(1);
-  float_dispatch(src.dtype(), op, [&]<typename T>() {
+  storage_dispatch(src.dtype(), op, [&]<typename T>() {
     const T* s = src.data<T>();
     T* o = out.data<T>();
 #pragma omp parallel for schedule(static)
@@ -44,16 +49,17 @@ void scatter_rows(const char* op, const Tensor& src, const Tensor& sorted_slots,
   check_slots(op, sorted_slots, dst.dim(0) * k);
   const int32_t* slots = sorted_slots.data<int32_t>();
   const int64_t width = dst.dim(1);
-  float_dispatch(dst.dtype(), op, [&]<typename T>() {
+  storage_dispatch(dst.dtype(), op, [&]<typename T>() {
     const T* s = src.data<T>();
-    T* d = dst.data<T>();
-    std::memset(static_cast<void*>(d), 0, dst.nbytes());
+    Accumulator<T> acc(dst, false);
+    auto* d = acc.data();
     for (int64_t r = 0; r < sorted_slots.numel(); ++r) {
-      T* row = d + (slots[r] / k) * width;
+      auto* row = d + (slots[r] / k) * width;
       const T* from = s + r * width;
 #pragma omp simd
-      for (int64_t c = 0; c < width; ++c) row[c] += from[c];
+      for (int64_t c = 0; c < width; ++c) row[c] += widen(from[c]);
     }
+    acc.round_into_output();
   });
 }
 
@@ -96,16 +102,18 @@ void moe_unpermute_backward(const Tensor& dy_slots, const Tensor& sorted_slots, 
 
 void moe_combine(const Tensor& y_slots, const Tensor& probs, Tensor& out, Stream&) {
   const int64_t tokens = out.dim(0), width = out.dim(1), k = probs.dim(1);
-  float_dispatch(out.dtype(), "moe_combine", [&]<typename T>() {
+  storage_dispatch(out.dtype(), "moe_combine", [&]<typename T>() {
+    using C = compute_t<T>;
+    expect_statistics_dtype<T>("moe_combine", "probs", probs);
     const T* y = y_slots.data<T>();
-    const T* p = probs.data<T>();
+    const C* p = probs.data<C>();
     T* o = out.data<T>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < tokens; ++n)
       for (int64_t c = 0; c < width; ++c) {
-        T sum = 0;
-        for (int64_t j = 0; j < k; ++j) sum += p[n * k + j] * y[(n * k + j) * width + c];
-        o[n * width + c] = sum;
+        C sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += p[n * k + j] * widen(y[(n * k + j) * width + c]);
+        o[n * width + c] = narrow<T>(sum);
       }
   });
 }
@@ -113,22 +121,25 @@ void moe_combine(const Tensor& y_slots, const Tensor& probs, Tensor& out, Stream
 void moe_combine_backward(const Tensor& dout, const Tensor& y_slots, const Tensor& probs,
                           Tensor& dy_slots, Tensor& dprobs, Stream&) {
   const int64_t tokens = dout.dim(0), width = dout.dim(1), k = probs.dim(1);
-  float_dispatch(dout.dtype(), "moe_combine_backward", [&]<typename T>() {
+  storage_dispatch(dout.dtype(), "moe_combine_backward", [&]<typename T>() {
+    using C = compute_t<T>;
+    expect_statistics_dtype<T>("moe_combine_backward", "probs", probs);
+    expect_statistics_dtype<T>("moe_combine_backward", "dprobs", dprobs);
     const T* d = dout.data<T>();
     const T* y = y_slots.data<T>();
-    const T* p = probs.data<T>();
+    const C* p = probs.data<C>();
     T* dy = dy_slots.data<T>();
-    T* dp = dprobs.data<T>();
+    C* dp = dprobs.data<C>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < tokens; ++n)
       for (int64_t j = 0; j < k; ++j) {
         const int64_t slot = n * k + j;
         double dot = 0;
         for (int64_t c = 0; c < width; ++c) {
-          dy[slot * width + c] = p[slot] * d[n * width + c];
-          dot += static_cast<double>(d[n * width + c]) * y[slot * width + c];
+          dy[slot * width + c] = narrow<T>(p[slot] * widen(d[n * width + c]));
+          dot += static_cast<double>(widen(d[n * width + c])) * widen(y[slot * width + c]);
         }
-        dp[slot] = static_cast<T>(dot);
+        dp[slot] = static_cast<C>(dot);
       }
   });
 }

@@ -4,6 +4,8 @@
 // - Both elements of a pair are read before either is written, so out may alias x.
 // - Backward is the same rotation by the negated angle: a rotation's transpose is its inverse.
 // - Positions are checked before the parallel loop, so a bad one throws from the calling thread.
+// - bf16 (as kernels/cuda/rope.cu): elements widened exactly, the rotation in f64, each output
+//   rounded on store, f64 -> f32 -> bf16 (the CUDA kernel's two steps, so both round alike).
 #include <cmath>
 #include <vector>
 
@@ -34,7 +36,7 @@ void rotate(const char* op, const Tensor& x, const Tensor& positions, float thet
   const int64_t rows = x.dim(0), heads = x.dim(1), head_dim = x.dim(2), half = head_dim / 2;
   const std::vector<double> inv_freq = inverse_frequencies(theta, head_dim);
   const int32_t* pos = positions.data<int32_t>();
-  float_dispatch(x.dtype(), op, [&]<typename T>() {
+  storage_dispatch(x.dtype(), op, [&]<typename T>() {
     const T* px = x.data<T>();
     T* po = out.data<T>();
 #pragma omp parallel for schedule(static)
@@ -44,9 +46,9 @@ void rotate(const char* op, const Tensor& x, const Tensor& positions, float thet
         const double c = std::cos(angle), s = std::sin(angle);
         for (int64_t h = 0; h < heads; ++h) {
           const int64_t lo = (n * heads + h) * head_dim + i, hi = lo + half;
-          const double a = px[lo], b = px[hi];
-          po[lo] = static_cast<T>(a * c - b * s);
-          po[hi] = static_cast<T>(b * c + a * s);
+          const double a = widen(px[lo]), b = widen(px[hi]);
+          po[lo] = narrow<T>(a * c - b * s);
+          po[hi] = narrow<T>(b * c + a * s);
         }
       }
     }

@@ -6,6 +6,7 @@
 //   so its backward, copies each group's row back to the group's rows (OpenMP over rows).
 // - logsumexp_rows is max-subtracted with the sum in double, stable for any logit scale (the
 //   z-loss). Its backward recomputes softmax = exp(x - lse) from the saved lse and accumulates.
+// f32/f64 only: bf16 training keeps the router losses in f32 (bf16 is an InputError).
 #include <algorithm>
 #include <cmath>
 

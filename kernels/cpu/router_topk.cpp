@@ -7,6 +7,7 @@
 // Backward runs the chain in reverse: scaling, the renormalization quotient, then the softmax
 // Jacobian s_e (g_e - sum_f s_f g_f) or the sigmoid derivative s (1 - s), where g is the gradient
 // at the scores: the optional dscores plus what flows back from dprobs. Selection has no gradient.
+// f32/f64 only: bf16 training keeps router logits, scores and gates in f32 (bf16 is an InputError).
 #include <algorithm>
 #include <cmath>
 #include <numeric>

@@ -1,5 +1,7 @@
 // A per-token sigmoid gate on the CPU: out[n,:] = sigmoid(logit[n]) * x[n,:]. The backward's
 // logit gradient is a dot product per row, accumulated in double.
+// bf16 (as kernels/cuda/sigmoid_gate.cu): s = sigmoid(logit) is held in f32, each output (out; dx,
+// dlogits) is computed from widened inputs and rounded once on store.
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -11,14 +13,15 @@ static double sigmoid_of(double logit) { return 1.0 / (1.0 + std::exp(-logit)); 
 
 void sigmoid_gate_forward(const Tensor& x, const Tensor& logits, Tensor& out, Stream&) {
   const int64_t rows = x.dim(0), width = x.dim(1);
-  float_dispatch(x.dtype(), "sigmoid_gate_forward", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "sigmoid_gate_forward", [&]<typename T>() {
     const T* px = x.data<T>();
     const T* pl = logits.data<T>();
     T* po = out.data<T>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
-      const auto s = static_cast<T>(sigmoid_of(pl[n]));
-      for (int64_t d = 0; d < width; ++d) po[n * width + d] = s * px[n * width + d];
+      const auto s = static_cast<compute_t<T>>(sigmoid_of(widen(pl[n])));
+      for (int64_t d = 0; d < width; ++d)
+        po[n * width + d] = narrow<T>(s * widen(px[n * width + d]));
     }
   });
 }
@@ -26,7 +29,7 @@ void sigmoid_gate_forward(const Tensor& x, const Tensor& logits, Tensor& out, St
 void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& logits, Tensor& dx,
                            Tensor& dlogits, Stream&) {
   const int64_t rows = x.dim(0), width = x.dim(1);
-  float_dispatch(x.dtype(), "sigmoid_gate_backward", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "sigmoid_gate_backward", [&]<typename T>() {
     const T* pd = dout.data<T>();
     const T* px = x.data<T>();
     const T* pl = logits.data<T>();
@@ -34,13 +37,14 @@ void sigmoid_gate_backward(const Tensor& dout, const Tensor& x, const Tensor& lo
     T* pdl = dlogits.data<T>();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; ++n) {
-      const double s = sigmoid_of(pl[n]);
+      const double s = sigmoid_of(widen(pl[n]));
       double dot = 0;
       for (int64_t d = 0; d < width; ++d) {
-        dot += static_cast<double>(pd[n * width + d]) * px[n * width + d];
-        pdx[n * width + d] = static_cast<T>(s * pd[n * width + d]);
+        const double g = widen(pd[n * width + d]);
+        dot += g * widen(px[n * width + d]);
+        pdx[n * width + d] = narrow<T>(s * g);
       }
-      pdl[n] = static_cast<T>(s * (1 - s) * dot);
+      pdl[n] = narrow<T>(s * (1 - s) * dot);
     }
   });
 }

@@ -1,5 +1,7 @@
 // SwiGLU activation on the CPU: out = silu(gate) * up with silu(g) = g * sigmoid(g).
 // d silu/dg = s * (1 + g * (1 - s)) with s = sigmoid(g).
+// bf16 (as kernels/cuda/swiglu.cu): inputs widened to f32, each output (out; dgate, dup) computed
+// in f32 and rounded once on store.
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -13,19 +15,23 @@ static T sigmoid(T g) {
 }
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, Tensor& out, Stream&) {
-  float_dispatch(gate.dtype(), "swiglu_forward", [&]<typename T>() {
+  storage_dispatch(gate.dtype(), "swiglu_forward", [&]<typename T>() {
     const T* pg = gate.data<T>();
     const T* pu = up.data<T>();
     T* po = out.data<T>();
     const int64_t n = gate.numel();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) po[i] = pg[i] * sigmoid(pg[i]) * pu[i];
+    for (int64_t i = 0; i < n; ++i) {
+      const auto g = widen(pg[i]);
+      po[i] = narrow<T>(g * sigmoid(g) * widen(pu[i]));
+    }
   });
 }
 
 void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, Tensor& dgate,
                      Tensor& dup, Stream&) {
-  float_dispatch(gate.dtype(), "swiglu_backward", [&]<typename T>() {
+  storage_dispatch(gate.dtype(), "swiglu_backward", [&]<typename T>() {
+    using C = compute_t<T>;
     const T* pd = dout.data<T>();
     const T* pg = gate.data<T>();
     const T* pu = up.data<T>();
@@ -34,9 +40,10 @@ void swiglu_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, T
     const int64_t n = gate.numel();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const T s = sigmoid(pg[i]);
-      pdg[i] = pd[i] * pu[i] * s * (T(1) + pg[i] * (T(1) - s));
-      pdu[i] = pd[i] * pg[i] * s;
+      const C d = widen(pd[i]), g = widen(pg[i]), u = widen(pu[i]);
+      const C s = sigmoid(g);
+      pdg[i] = narrow<T>(d * u * s * (C(1) + g * (C(1) - s)));
+      pdu[i] = narrow<T>(d * g * s);
     }
   });
 }

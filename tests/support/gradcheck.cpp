@@ -1,8 +1,10 @@
 #include "tests/support/gradcheck.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
+#include "core/half.h"
 #include "core/rng.h"
 #include "tests/support/tolerance.h"
 
@@ -35,20 +37,54 @@ namespace moe::testing {
   return ::testing::AssertionSuccess();
 }
 
+// Writes value to element i of an f64, f32 or bf16 host tensor (bf16 through f32, as
+// ops::convert narrows).
+static void set_element(Tensor& t, int64_t i, double value) {
+  switch (t.dtype()) {
+    case DType::f64:
+      t.data<double>()[i] = value;
+      return;
+    case DType::f32:
+      t.data<float>()[i] = static_cast<float>(value);
+      return;
+    case DType::bf16:
+      t.data<bf16_t>()[i] = float_to_bf16(static_cast<float>(value));
+      return;
+    default:
+      MOE_THROW(InputError, "set_element: unsupported dtype ", dtype_name(t.dtype()));
+  }
+}
+
 Tensor random_tensor(Shape shape, DType dtype, uint64_t seed, double lo, double hi) {
   Tensor t = Tensor::empty(shape, dtype);
   Philox rng(seed, stream_id("random_tensor"));
   for (int64_t i = 0; i < t.numel(); ++i) {
     const double value = lo + (hi - lo) * rng.uniform(static_cast<uint64_t>(i));
-    if (dtype == DType::f64)
-      t.data<double>()[i] = value;
-    else
-      t.data<float>()[i] = static_cast<float>(value);
+    set_element(t, i, value);
   }
   return t;
 }
 
 Tensor zeros_like(const Tensor& t) { return Tensor::zeros(t.shape(), t.dtype()); }
+
+Tensor converted(const Tensor& t, DType dtype) {
+  Tensor out = Tensor::empty(t.shape(), dtype);
+  for (int64_t i = 0; i < t.numel(); ++i) set_element(out, i, element_as_double(t, i));
+  return out;
+}
+
+Tensor absolute(const Tensor& t) {
+  Tensor out = Tensor::empty(t.shape(), DType::f64);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    out.data<double>()[i] = std::fabs(element_as_double(t, i));
+  return out;
+}
+
+double max_element(const Tensor& t) {
+  double worst = -INFINITY;
+  for (int64_t i = 0; i < t.numel(); ++i) worst = std::max(worst, element_as_double(t, i));
+  return worst;
+}
 
 double dot(const Tensor& a, const Tensor& b) {
   MOE_CHECK(a.numel() == b.numel(), "dot: ", a.str(), " and ", b.str(), " differ in size");

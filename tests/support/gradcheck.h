@@ -27,9 +27,18 @@ struct GradInput {
                                            const std::vector<GradInput>& inputs, double eps = 1e-6,
                                            double atol = 1e-7, double rtol = 1e-6);
 
-// Uniform values in [lo, hi) from a counter-based RNG: same seed, same tensor.
+// Uniform values in [lo, hi) from a counter-based RNG: same seed, same tensor. f32, f64 or bf16
+// (the f32 value rounded to nearest even).
 Tensor random_tensor(Shape shape, DType dtype, uint64_t seed, double lo = -1.0, double hi = 1.0);
 Tensor zeros_like(const Tensor& t);
+// A new host tensor holding t's values in dtype (ops::convert): a bf16 tensor's exact f64 copy
+// is the input of its f64 reference.
+Tensor converted(const Tensor& t, DType dtype);
+// A new f64 host tensor of |t| elementwise: the same op run on absolute values bounds the sum of
+// the absolute values of its terms (bf16_tolerance's magnitude).
+Tensor absolute(const Tensor& t);
+// The largest element of a host float tensor.
+double max_element(const Tensor& t);
 // Sum of the elementwise product, in f64 (host f32 or f64 tensors).
 double dot(const Tensor& a, const Tensor& b);
 

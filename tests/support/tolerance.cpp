@@ -3,6 +3,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/half.h"
+
 namespace moe::testing {
 
 double element_as_double(const Tensor& t, int64_t index) {
@@ -11,6 +13,8 @@ double element_as_double(const Tensor& t, int64_t index) {
       return t.data<float>()[index];
     case DType::f64:
       return t.data<double>()[index];
+    case DType::bf16:
+      return bf16_to_float(t.data<bf16_t>()[index]);
     case DType::i32:
       return t.data<int32_t>()[index];
     case DType::i64:
@@ -18,6 +22,14 @@ double element_as_double(const Tensor& t, int64_t index) {
     default:
       MOE_THROW(InputError, "all_close: unsupported dtype ", dtype_name(t.dtype()));
   }
+}
+
+Tolerance bf16_tolerance(int64_t f32_ops, double magnitude, int intermediate_roundings) {
+  const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+  const double n_u32 = static_cast<double>(f32_ops) * u32;
+  MOE_CHECK(n_u32 <= 0.5, "bf16_tolerance: ", f32_ops, " f32 operations exceed the gamma_n bound");
+  const double gamma = 2 * n_u32;  // gamma_n = n u / (1 - n u) <= 2 n u while n u <= 1/2
+  return {(1 + u) * (gamma + intermediate_roundings * u) * magnitude, u};
 }
 
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,

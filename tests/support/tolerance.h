@@ -9,10 +9,28 @@
 
 namespace moe::testing {
 
-// Host f32/f64/i32/i64 tensors of equal shape (dtypes may differ: values are read as double).
+// Host f32/f64/bf16/i32/i64 tensors of equal shape (dtypes may differ: values are read as double).
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,
                                      double rtol);
 
 double element_as_double(const Tensor& t, int64_t index);
+
+struct Tolerance {
+  double atol, rtol;
+};
+
+// How far a CPU bf16 op may be from its f64 reference run on the same (bf16-exact) inputs, as
+// all_close's atol and rtol. The standard rounding model, fl(x op y) = (x op y)(1 + d), |d| <= u:
+// - the output rounds once to bf16 (u = 2^-8, 8 significand bits, round to nearest even):
+//   |fl(y') - y'| <= u |y'|, hence rtol = u;
+// - the value y' that rounds was computed in f32 (u32 = 2^-24) by at most f32_ops operations
+//   along its longest dependency chain (a length-n reduction counts n; a libm call, accurate to
+//   within an ulp, counts 1): |y' - y| <= gamma_n * magnitude, gamma_n = n u32 / (1 - n u32) <=
+//   2 n u32 (n u32 <= 1/2), where magnitude bounds the sum of the absolute values of the terms
+//   (for a dot product, sum |a_i b_i|; for an elementwise op, |y|);
+// - each bf16 rounding of an intermediate that the terms pass through perturbs them by at most u
+//   relative: intermediate_roundings * u * magnitude more.
+// Together |fl(y') - y| <= u |y| + (1 + u)(gamma_n + intermediate_roundings * u) magnitude.
+Tolerance bf16_tolerance(int64_t f32_ops, double magnitude, int intermediate_roundings = 0);
 
 }  // namespace moe::testing

@@ -2,6 +2,7 @@
 // kernel's code: the bias-corrected first step is lr * sign(g) whatever the betas; zero gradients
 // with weight decay shrink p by (1 - lr*wd) per step; a small quadratic is minimized. Several
 // steps are compared with a scalar double-precision loop written here; argument errors are checked.
+// bf16: an InputError (master weights and moments stay f32 in bf16 training).
 #include <cmath>
 #include <string>
 #include <vector>
@@ -189,6 +190,16 @@ TEST(AdamW, RejectsShapeMismatch) {
   s.v = Tensor::zeros({4, 3}, DType::f32);
   EXPECT_TRUE(mentions(input_error_message([&] { step(s, grad, AdamWOptions{}, 1); }),
                        "'v' has shape [4, 3], expected [4, 2]"));
+}
+
+TEST(AdamW, Bf16IsAnErrorThatNamesTheF32Recipe) {
+  Stream stream;
+  Tensor p = Tensor::zeros({4}, DType::bf16), g = Tensor::zeros({4}, DType::bf16);
+  Tensor m = Tensor::zeros({4}, DType::bf16), v = Tensor::zeros({4}, DType::bf16);
+  EXPECT_TRUE(testing::mentions(testing::input_error_message([&] {
+                                  ops::adamw_step(p, g, m, v, ops::AdamWOptions{}, 1, stream);
+                                }),
+                                "bf16 training keeps this op in f32"));
 }
 
 }  // namespace

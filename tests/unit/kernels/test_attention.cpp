@@ -1,6 +1,7 @@
 // Causal grouped-query attention through the public op API. The forward is checked against a naive
 // reference written here (the full T x T softmax, plain loops), also for sequences spanning several
 // kernel blocks; gradients against fp64 finite differences; errors name the argument at fault.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -268,6 +270,39 @@ TEST(Attention, RejectsMixedFloatDtypes) {
   const Inputs f64 = random_inputs({1, 4, 2, 1, 4}, DType::f64, 1600);
   const std::string message = input_error_message([&] { attention({f32.q, f64.k, f32.v}, 1.0f); });
   EXPECT_NE(message.find("dtypes"), std::string::npos) << message;
+}
+
+// B = 1, T = 40 (two key blocks), Hq = 4, Hkv = 2, hd = 16, scale 1/4, inputs in [-1, 1]:
+// |score| <= 4, |lse| <= 4 + log 40 < 8. Forward in double, out narrowed once (1 f32 rounding,
+// |out| <= 1) and lse to f32 (1). Backward reads one saved out and lse (from the bf16 forward) in
+// every run; dq, dk, dv sum double terms into f32: a cast and an add per key block (dq, 2 blocks)
+// or per query head of the group (dk, dv, 2 heads): 4 f32 roundings. Magnitudes, with
+// |ds| <= p 2 hd: dv <= group T = 80, dk <= scale 2 hd group T = 640, dq <= scale 2 hd T = 320.
+TEST(Attention, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor q = random_tensor({1, 40, 4, 16}, DType::bf16, 80);
+  const Tensor k = random_tensor({1, 40, 2, 16}, DType::bf16, 81);
+  const Tensor v = random_tensor({1, 40, 2, 16}, DType::bf16, 82);
+  const Tensor dout = random_tensor({1, 40, 4, 16}, DType::bf16, 83);
+  Tensor saved_out = Tensor::empty(q.shape(), DType::bf16);
+  Tensor saved_lse = Tensor::empty({1, 4, 40}, DType::f32);
+  Stream host;
+  ops::attention_forward(q, k, v, 0.25f, saved_out, saved_lse, host);
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const Tensor qd = testing::converted(q, dtype), kd = testing::converted(k, dtype);
+    const Tensor vd = testing::converted(v, dtype);
+    Tensor out = Tensor::empty(q.shape(), dtype);
+    Tensor lse = Tensor::empty({1, 4, 40}, testing::statistics_dtype(dtype));
+    ops::attention_forward(qd, kd, vd, 0.25f, out, lse, stream);
+    Tensor dq = Tensor::empty(q.shape(), dtype), dk = Tensor::empty(k.shape(), dtype);
+    Tensor dv = Tensor::empty(v.shape(), dtype);
+    ops::attention_backward(
+        testing::converted(dout, dtype), qd, kd, vd, testing::converted(saved_out, dtype),
+        testing::converted(saved_lse, testing::statistics_dtype(dtype)), 0.25f, dq, dk, dv, stream);
+    return std::vector<Tensor>{out, lse, dq, dk, dv};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
+      run, {{"out", 1, 1}, {"lse", 1, 8}, {"dq", 4, 320}, {"dk", 4, 640}, {"dv", 4, 80}}));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // vocab-parallel caller combines it), exact values where the math gives them (uniform logits:
 // log V), ignored rows, targets in another shard, numerical stability at large logits, f32 against
 // f64, and the argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h), f32 statistics.
 #include <cmath>
 #include <limits>
 #include <string>
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -449,6 +451,38 @@ TEST(CrossEntropy, RejectsWrongShapes) {
                                                      wide_dlogits, stream);
                        }),
                        "'dlogits' has shape [3, 5], expected [3, 4]"));
+}
+
+// bf16 logits in [-1, 1], V = 50: |lse| <= 1 + log 50 < 5. target_logits f32, exact; lse f32,
+// narrowed from double: 1 f32 rounding; dlogits = 0.5 (exp(x - lse) - onehot), in double from the
+// f32 lse (its rounding, |lse| u32 absolute, scales p by at most 5 u32) then narrowed: 1 + 5.
+TEST(CrossEntropy, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor logits = testing::random_tensor({4, 50}, DType::bf16, 70);
+  const Tensor targets = Tensor::from_vector<int32_t>({4}, {3, -100, 49, 0});
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const DType stats = testing::statistics_dtype(dtype);
+    const Tensor x = testing::converted(logits, dtype);
+    Tensor target_logits = Tensor::empty({4}, stats), lse = Tensor::empty({4}, stats);
+    ops::cross_entropy_forward(x, targets, -100, 0, target_logits, lse, stream);
+    Tensor dlogits = Tensor::empty(logits.shape(), dtype);
+    ops::cross_entropy_backward(x, targets, lse, -100, 0, 0.5f, dlogits, stream);
+    return std::vector<Tensor>{target_logits, lse, dlogits};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
+      run, {{"target_logits", 0, 1}, {"lse", 1, 5}, {"dlogits", 6, 1}}));
+}
+
+TEST(CrossEntropy, Bf16LogitsNeedF32Statistics) {
+  Stream stream;
+  const Tensor logits = testing::random_tensor({2, 8}, DType::bf16, 71);
+  const Tensor targets = Tensor::from_vector<int32_t>({2}, {1, 2});
+  Tensor target_logits = Tensor::empty({2}, DType::f32), lse = Tensor::empty({2}, DType::bf16);
+  EXPECT_TRUE(testing::mentions(testing::input_error_message([&] {
+                                  ops::cross_entropy_forward(logits, targets, -100, 0,
+                                                             target_logits, lse, stream);
+                                }),
+                                "lse has dtype bf16, expected f32 for bf16 activations"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Memory and elementwise ops: fill, copy, convert, add, axpy, scale, sum_of_squares and gradient
-// clipping, plus their argument errors.
+// clipping, plus their argument errors; add, axpy, scale and sum_of_squares in bf16 against the
+// f64 reference (tolerance.h's bf16_tolerance) and at their rounding point.
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -71,6 +72,47 @@ TEST(Elementwise, AddAxpyScaleSumOfSquares) {
   EXPECT_NEAR(ops::sum_of_squares(a, stream), 9 * expected_squares, 1e-11);
   Tensor c = random_tensor({11}, DType::f64, 5);
   EXPECT_THROW(ops::add(a, c, out, stream), InputError);
+}
+
+using testing::converted;
+
+// Each output is one f32 operation (axpy: two) on bf16-exact inputs, rounded once.
+TEST(Elementwise, Bf16AddAxpyScaleMatchTheF64Reference) {
+  Stream stream;
+  const Tensor a = random_tensor({257}, DType::bf16, 3, -4, 4);
+  const Tensor b = random_tensor({257}, DType::bf16, 4, -4, 4);
+  const Tensor a64 = converted(a, DType::f64), b64 = converted(b, DType::f64);
+  Tensor out = Tensor::empty(a.shape(), DType::bf16), out64 = zeros_like(a64);
+  ops::add(a, b, out, stream);
+  ops::add(a64, b64, out64, stream);
+  testing::Tolerance tol = testing::bf16_tolerance(1, 8);
+  EXPECT_TRUE(testing::all_close(out, out64, tol.atol, tol.rtol));
+  Tensor y = b.clone(), y64 = b64.clone();
+  ops::axpy(-0.3f, a, y, stream);
+  ops::axpy(-0.3f, a64, y64, stream);
+  tol = testing::bf16_tolerance(2, 4 + 0.3 * 4);
+  EXPECT_TRUE(testing::all_close(y, y64, tol.atol, tol.rtol));
+  Tensor s = a.clone(), s64 = a64.clone();
+  ops::scale(s, 0.7f, stream);
+  ops::scale(s64, 0.7f, stream);
+  tol = testing::bf16_tolerance(1, 0.7 * 4);
+  EXPECT_TRUE(testing::all_close(s, s64, tol.atol, tol.rtol));
+  // sum_of_squares widens exactly and accumulates in f64: no bf16 rounding at all.
+  EXPECT_NEAR(ops::sum_of_squares(a, stream), ops::sum_of_squares(a64, stream), 1e-12);
+}
+
+// The rounding point: the f32 result of the whole elementwise expression, rounded once.
+TEST(Elementwise, Bf16RoundsOnceAfterTheF32Arithmetic) {
+  Stream stream;
+  const Tensor a = random_tensor({64}, DType::bf16, 5), b = random_tensor({64}, DType::bf16, 6);
+  Tensor out = Tensor::empty(a.shape(), DType::bf16), y = b.clone();
+  ops::add(a, b, out, stream);
+  ops::axpy(0.1f, a, y, stream);
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const float av = bf16_to_float(a.data<bf16_t>()[i]), bv = bf16_to_float(b.data<bf16_t>()[i]);
+    EXPECT_EQ(out.data<bf16_t>()[i].bits, float_to_bf16(av + bv).bits) << i;
+    EXPECT_EQ(y.data<bf16_t>()[i].bits, float_to_bf16(bv + 0.1f * av).bits) << i;
+  }
 }
 
 TEST(Elementwise, SumOfSquaresIntoAddsToATotalAndChecksIt) {

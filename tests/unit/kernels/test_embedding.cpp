@@ -1,11 +1,13 @@
 // embedding: gather values, fp64 gradients with repeated ids (scatter-add), vocabulary shards (the
 // shards' outputs sum to the full lookup, each shard's gradient is its rows of the full one), and
 // the argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -145,6 +147,27 @@ TEST(Embedding, RejectsNonI32IdsAndWrongOutputWidth) {
   EXPECT_THROW(ops::embedding_forward(ids64, table, 0, out, stream), InputError);
   Tensor ids = Tensor::zeros({2}, DType::i32), narrow = Tensor::zeros({2, 2}, DType::f32);
   EXPECT_THROW(ops::embedding_forward(ids, table, 0, narrow, stream), InputError);
+}
+
+// Forward copies (exact). Backward adds each of the 7 tokens' rows (values <= 1) to an initial
+// dtable (<= 1) in f32: at most 8 f32 additions, magnitude 8; dtable f32, then bf16 (rounded once).
+TEST(Embedding, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor table = random_tensor({6, 5}, DType::bf16, 40);
+  const Tensor dout = random_tensor({7, 5}, DType::bf16, 41);
+  const Tensor ids = Tensor::from_vector<int32_t>({7}, {1, 5, 1, 0, 7, 1, 5});
+  for (bool f32_dtable : {true, false}) {
+    auto run = [&](DType dtype) {
+      Stream stream;
+      Tensor out = Tensor::empty({7, 5}, dtype);
+      ops::embedding_forward(ids, testing::converted(table, dtype), 0, out, stream);
+      Tensor dtable =
+          testing::converted(table, f32_dtable ? testing::statistics_dtype(dtype) : dtype);
+      ops::embedding_backward(ids, testing::converted(dout, dtype), 0, dtable, stream);
+      return std::vector<Tensor>{out, dtable};
+    };
+    EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(run, {{"out", 0, 1}, {"dtable", 8, 8}}))
+        << (f32_dtable ? "f32 dtable" : "bf16 dtable");
+  }
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // gate_mix: values against the definition, the sigmoid special case, saturation, fp64 gradients
 // of logits and values, and argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <cmath>
 
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
@@ -86,6 +88,30 @@ TEST(GateMix, RejectsMismatchedShapes) {
   Tensor good_values = Tensor::zeros({2, 3, 4}, DType::f32),
          wrong_out = Tensor::zeros({2, 4}, DType::f32);
   EXPECT_THROW(ops::gate_mix_forward(logits, good_values, wrong_out, stream), InputError);
+}
+
+// Everything in double, narrowed through f32: 1 f32 rounding per output; |out|, |dvalues| <= 1,
+// |dlogits| = |g (v - out) d| <= 2.
+TEST(GateMix, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor logits = random_tensor({3, 4, 8}, DType::bf16, 60, -2, 2);
+  const Tensor values = random_tensor({3, 4, 8}, DType::bf16, 61);
+  const Tensor dout = random_tensor({4, 8}, DType::bf16, 62);
+  // Backward reads forward's out: every run is given the same (bf16) one.
+  Tensor saved_out = Tensor::empty({4, 8}, DType::bf16);
+  Stream host;
+  ops::gate_mix_forward(logits, values, saved_out, host);
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const Tensor l = testing::converted(logits, dtype), v = testing::converted(values, dtype);
+    Tensor out = Tensor::empty({4, 8}, dtype), dl = Tensor::empty(logits.shape(), dtype);
+    Tensor dv = Tensor::empty(values.shape(), dtype);
+    ops::gate_mix_forward(l, v, out, stream);
+    ops::gate_mix_backward(testing::converted(dout, dtype), l, v,
+                           testing::converted(saved_out, dtype), dl, dv, stream);
+    return std::vector<Tensor>{out, dl, dv};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
+      run, {{"out", 1, 1}, {"dlogits", 1, 2}, {"dvalues", 1, 1}}));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // reference written from the definition (slot s survives when fewer than `capacity` slots of its
 // expert beat it), the limits (capacity 0 keeps nothing, capacity >= every count keeps everything),
 // working in place, and the argument errors.
+// bf16 probs: an InputError (capacity stays f32 in bf16 training).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -205,6 +206,20 @@ TEST(MoeCapacity, RejectsBadArguments) {
   const Tensor bad_slots = Tensor::from_vector<int32_t>({10}, {0, 2, 5, 6, 10, 1, 4, 7, 3, 8});
   EXPECT_TRUE(mentions(error(bad_slots, counts, probs, 2, kept_slots, kept_counts),
                        "sorted_slots[4] = 10 is outside [0, 10)"));
+}
+
+TEST(MoeCapacity, Bf16ProbsAreAnErrorThatNamesTheF32Recipe) {
+  Stream stream;
+  const Tensor sorted = Tensor::from_vector<int32_t>({2}, {0, 1});
+  const Tensor counts = Tensor::from_vector<int64_t>({2}, {1, 1});
+  const Tensor probs = Tensor::zeros({2, 1}, DType::bf16);
+  Tensor kept = Tensor::empty({2}, DType::i32), kept_counts = Tensor::empty({2}, DType::i64);
+  EXPECT_TRUE(testing::mentions(testing::input_error_message([&] {
+                                  ops::moe_apply_capacity(sorted, counts, probs, 1,
+                                                          ops::DropPolicy::probs, kept, kept_counts,
+                                                          stream);
+                                }),
+                                "bf16 training keeps this op in f32"));
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 // Token permutation by expert: the stable counting sort, the row movers against their definitions,
 // fp64 gradients of permute, unpermute and combine (with dropped slots), the identity round trip of
 // a whole dispatch, and the argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -211,6 +213,38 @@ TEST(MoePermute, RejectsBadArguments) {
   Tensor out = Tensor::zeros({2, 3}, DType::f32);
   EXPECT_TRUE(mentions(input_error_message([&] { ops::moe_combine(y_slots, probs, out, stream); }),
                        "y_slots"));
+}
+
+// N = 5 tokens, k = 2, one slot dropped, width 12, values in [-1, 1], probs in [0, 1] (f32 next
+// to bf16). permute copies (exact); its backward sums at most k rows in f32 (k roundings, |.| <=
+// k); combine sums k products in f32 (2k, |.| <= k); combine backward: dy = p dout (1, <= 1) and
+// dprobs, a width-long dot product in double narrowed to f32 (1, <= width).
+TEST(MoePermute, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const int k = 2;
+  const Tensor x = random_tensor({5, 12}, DType::bf16, 90);
+  const Tensor slots = Tensor::from_vector<int32_t>({9}, {0, 3, 4, 9, 1, 2, 5, 8, 7});
+  const Tensor dout = random_tensor({9, 12}, DType::bf16, 91);
+  const Tensor y_slots = random_tensor({10, 12}, DType::bf16, 92);
+  const Tensor probs = random_tensor({5, k}, DType::bf16, 93, 0, 1);
+  const Tensor dcombined = random_tensor({5, 12}, DType::bf16, 94);
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const DType stats = testing::statistics_dtype(dtype);
+    Tensor rows = Tensor::empty({9, 12}, dtype), dx = Tensor::empty(x.shape(), dtype);
+    ops::moe_permute(testing::converted(x, dtype), slots, k, rows, stream);
+    ops::moe_permute_backward(testing::converted(dout, dtype), slots, k, dx, stream);
+    const Tensor y = testing::converted(y_slots, dtype), p = testing::converted(probs, stats);
+    Tensor combined = Tensor::empty({5, 12}, dtype), dy = Tensor::empty(y.shape(), dtype);
+    Tensor dprobs = Tensor::empty(probs.shape(), stats);
+    ops::moe_combine(y, p, combined, stream);
+    ops::moe_combine_backward(testing::converted(dcombined, dtype), y, p, dy, dprobs, stream);
+    return std::vector<Tensor>{rows, dx, combined, dy, dprobs};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(run, {{"permuted", 0, 1},
+                                                             {"dx", k, k},
+                                                             {"combined", 2 * k, k},
+                                                             {"dy_slots", 1, 1},
+                                                             {"dprobs", 1, 12}}));
 }
 
 }  // namespace

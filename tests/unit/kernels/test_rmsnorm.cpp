@@ -1,10 +1,13 @@
 // rmsnorm: values against the definition, fp64 gradients (dx assigned, dweight accumulated) and
 // argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h), and rstd must be f32.
 #include <cmath>
 
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
+#include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
@@ -75,6 +78,55 @@ TEST(RmsNorm, RejectsWrongWeightShapeAndBadEps) {
   EXPECT_THROW(ops::rmsnorm_forward(x, w4, 0.0f, y, rstd, stream), InputError);
   Tensor rstd_wrong = Tensor::zeros({4}, DType::f32);
   EXPECT_THROW(ops::rmsnorm_forward(x, w4, 1e-5f, y, rstd_wrong, stream), InputError);
+}
+
+// bf16 x, weight, dy; rstd and dweight f32. x in [-1, 1], w in [0.5, 1.5], dy in [-1, 1]; r bounds
+// rstd. f32 operations: y = f32(x r) w: 2; rstd: 1 (narrowed from double); dx, in double from the
+// f32 rstd (r^3 at most, rounded once): 4; dweight: the per-thread partials (at most one per row)
+// added in f32 to the f32 r's rounding and to the initial dweight (|.| <= 1): rows + 3; dweight
+// f32, then bf16 (rounded once per call).
+TEST(RmsNorm, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const int64_t rows = 5, width = 64;
+  const Tensor x = random_tensor({rows, width}, DType::bf16, 20);
+  const Tensor w = random_tensor({width}, DType::bf16, 21, 0.5, 1.5);
+  const Tensor dy = random_tensor({rows, width}, DType::bf16, 22);
+  double r = 0;
+  for (int64_t n = 0; n < rows; ++n) {
+    double sum = 0;
+    for (int64_t d = 0; d < width; ++d)
+      sum += std::pow(testing::element_as_double(x, n * width + d), 2);
+    r = std::max(r, 1 / std::sqrt(sum / width + 1e-5));
+  }
+  const Tensor dw0 = random_tensor({width}, DType::bf16, 23);
+  const double mean = 1.5 * r;  // |mean(dy w xhat)|
+  for (bool f32_dweight : {true, false}) {
+    auto run = [&](DType dtype) {
+      Stream stream;
+      const DType stats = testing::statistics_dtype(dtype);
+      const Tensor xd = testing::converted(x, dtype), wd = testing::converted(w, dtype);
+      Tensor y = Tensor::empty(x.shape(), dtype), rstd = Tensor::empty({rows}, stats);
+      ops::rmsnorm_forward(xd, wd, 1e-5f, y, rstd, stream);
+      Tensor dx = Tensor::empty(x.shape(), dtype);
+      Tensor dw = testing::converted(dw0, f32_dweight ? stats : dtype);
+      ops::rmsnorm_backward(testing::converted(dy, dtype), xd, wd, rstd, dx, dw, stream);
+      return std::vector<Tensor>{y, rstd, dx, dw};
+    };
+    EXPECT_TRUE(
+        testing::bf16_rounds_f32_and_matches_f64(run, {{"y", 2, r * 1.5},
+                                                       {"rstd", 1, r},
+                                                       {"dx", 4, r * (1.5 + r * mean)},
+                                                       {"dweight", rows + 3, rows * r + 1}}))
+        << (f32_dweight ? "f32 dweight" : "bf16 dweight");
+  }
+}
+
+TEST(RmsNorm, Bf16NeedsAnF32Rstd) {
+  Stream stream;
+  const Tensor x = random_tensor({2, 4}, DType::bf16, 23), w = random_tensor({4}, DType::bf16, 24);
+  Tensor y = Tensor::empty(x.shape(), DType::bf16), rstd = Tensor::empty({2}, DType::bf16);
+  EXPECT_TRUE(testing::mentions(
+      testing::input_error_message([&] { ops::rmsnorm_forward(x, w, 1e-5f, y, rstd, stream); }),
+      "rmsnorm_forward: rstd has dtype bf16, expected f32 for bf16 activations"));
 }
 
 }  // namespace

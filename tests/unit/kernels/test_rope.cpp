@@ -1,5 +1,6 @@
 // Rotary position embedding through the public op API: hand-computed rotations, invariants
 // (position 0, pair norms, inverse), in-place use, fp64 gradients and argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <cmath>
 #include <functional>
 #include <string>
@@ -8,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -151,6 +153,21 @@ TEST(Rope, RejectsWrongOutShape) {
     ops::rope_forward(x, positions_of({0, 1, 2}), kTheta, out, stream);
   });
   EXPECT_NE(message.find("'out'"), std::string::npos) << message;
+}
+
+// The rotation runs in f64 and narrows through f32 (one f32 rounding), |a c - b s| <= 2.
+TEST(Rope, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor x = random_tensor({5, 3, 8}, DType::bf16, 30);
+  const Tensor positions = Tensor::from_vector<int32_t>({5}, {0, 1, 7, 300, 4096});
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const Tensor xd = testing::converted(x, dtype);
+    Tensor out = Tensor::empty(x.shape(), dtype), back = Tensor::empty(x.shape(), dtype);
+    ops::rope_forward(xd, positions, 10000.0f, out, stream);
+    ops::rope_backward(xd, positions, 10000.0f, back, stream);
+    return std::vector<Tensor>{out, back};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(run, {{"out", 1, 2}, {"dx", 1, 2}}));
 }
 
 }  // namespace

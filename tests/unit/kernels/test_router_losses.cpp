@@ -2,6 +2,7 @@
 // group_broadcast against their definitions and as adjoints (so each is the other's backward,
 // checked by fp64 finite differences), logsumexp_rows against its definition, at large logits, and
 // its accumulating backward by finite differences, and the argument errors.
+// bf16: an InputError (router losses stay f32 in bf16 training).
 #include <cmath>
 #include <vector>
 
@@ -202,6 +203,15 @@ TEST(RouterLosses, RejectsBadArguments) {
                          ops::logsumexp_rows_backward(x, good_lse, good_lse, dx64, stream);
                        }),
                        "dtypes"));
+}
+
+TEST(RouterLosses, Bf16IsAnErrorThatNamesTheF32Recipe) {
+  Stream stream;
+  const Tensor x = Tensor::zeros({3, 4}, DType::bf16);
+  Tensor lse = Tensor::empty({3}, DType::bf16);
+  EXPECT_TRUE(
+      testing::mentions(testing::input_error_message([&] { ops::logsumexp_rows(x, lse, stream); }),
+                        "bf16 training keeps this op in f32"));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // router top-k: fp64 gradients for every scoring mode (also with a gradient at the scores), the
 // selection rules (descending order, ties to the lower id, the bias choosing without weighting),
 // the gate values against their definitions, and the argument errors.
+// bf16 logits: an InputError (the router stays f32 in bf16 training).
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -188,6 +189,20 @@ TEST(RouterTopk, RejectsBadArguments) {
   EXPECT_TRUE(mentions(backward(Tensor::zeros({3, 4}, DType::f64), ids), "dtypes"));
   EXPECT_TRUE(mentions(backward(Tensor::zeros({3, 4}, DType::i32), ids),
                        "argument 'dscores' has dtype i32, expected f32"));
+}
+
+TEST(RouterTopk, Bf16LogitsAreAnErrorThatNamesTheF32Recipe) {
+  Stream stream;
+  const Tensor logits = Tensor::zeros({3, 4}, DType::bf16);
+  Tensor probs = Tensor::empty({3, 2}, DType::bf16), scores = Tensor::empty({3, 4}, DType::bf16);
+  Tensor ids = Tensor::empty({3, 2}, DType::i32);
+  EXPECT_TRUE(testing::mentions(
+      testing::input_error_message([&] {
+        ops::router_topk_forward(logits, Tensor(), ops::RouterTopkOptions{}, probs, ids, scores,
+                                 stream);
+      }),
+      "router_topk_forward: dtype bf16 is not supported on cpu (supported: f32, f64); "
+      "bf16 training keeps this op in f32"));
 }
 
 }  // namespace

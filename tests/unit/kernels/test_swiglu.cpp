@@ -1,9 +1,11 @@
 // swiglu: values against the definition, fp64 gradients and argument errors.
+// bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <cmath>
 
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
 
@@ -54,6 +56,26 @@ TEST(SwiGlu, RejectsMismatchedShapesAndIntegerTensors) {
     EXPECT_NE(std::string(e.what()).find("dtype i32 is not supported"), std::string::npos)
         << e.what();
   }
+}
+
+// f32 operations per output, all products of factors of magnitude <= 1 except 1 + g (1 - s) <= 2:
+// sigmoid 3 (exp, add, divide); out = g s u: 2 more; dgate = d u s (1 + g (1 - s)): 6 more; dup =
+// d g s: 2 more.
+TEST(SwiGlu, Bf16RoundsTheF32ResultAndMatchesF64) {
+  const Tensor gate = random_tensor({6, 40}, DType::bf16, 10);
+  const Tensor up = random_tensor({6, 40}, DType::bf16, 11);
+  const Tensor dout = random_tensor({6, 40}, DType::bf16, 12);
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const Tensor g = testing::converted(gate, dtype), u = testing::converted(up, dtype);
+    Tensor out = Tensor::empty(gate.shape(), dtype), dgate = Tensor::empty(gate.shape(), dtype);
+    Tensor dup = Tensor::empty(gate.shape(), dtype);
+    ops::swiglu_forward(g, u, out, stream);
+    ops::swiglu_backward(testing::converted(dout, dtype), g, u, dgate, dup, stream);
+    return std::vector<Tensor>{out, dgate, dup};
+  };
+  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
+      run, {{"out", 5, 1}, {"dgate", 9, 2}, {"dup", 5, 1}}));
 }
 
 }  // namespace
