@@ -10,7 +10,7 @@
 #           (dist-packages excluded): one document per file
 # Every 20th document (the 20th, 40th, ... in corpus order) goes to validation, the rest to
 # training: deterministic, and no document is in both. Idempotent: a domain whose four files exist
-# is kept. Builds moe-data first when $MOE_BUILD_DIR/moe-data is missing.
+# is kept. Builds moe-data (alone) first when $MOE_BUILD_DIR/moe-data is missing.
 set -euo pipefail
 MOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$MOE_ROOT/launch/common.sh"
@@ -27,7 +27,7 @@ domain_done() {
 domains=()
 for domain in bible austen code; do domain_done "$domain" || domains+=("$domain"); done
 
-[ -x "$moe_data" ] || moe_install_and_build
+[ -x "$moe_data" ] || moe_install_and_build "$(moe_cuda_for_this_machine)" moe-data
 if [ ${#domains[@]} -gt 0 ]; then
   moe_install_packages bible-kjv python3
   work="$(mktemp -d)"
