@@ -222,7 +222,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
 void BpeTokenizer::encode_span(std::string_view text, std::vector<int32_t>& ids) const {
   std::string prefixed;
   if (add_prefix_space_ && !text.empty() && !text.starts_with(' ')) {
-    prefixed.append(1, ' ').append(text);  // not " " + std::string: GCC 12 -O3 -Wrestrict
+    prefixed = " " + std::string(text);
     text = prefixed;
   }
   std::vector<std::string_view> words{text}, next;
