@@ -417,20 +417,33 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
       return !h5::exists(file.get(), e.name) && may_differ(parameter_of(e.name));
     });
   std::vector<uint64_t> stored;
-  for (const Entry& e : list) {
-    MOE_CHECK(h5::exists(file.get(), e.name), "checkpoint ", path, " has no tensor '", e.name,
-              "': it was saved from a different model");
-    h5::Handle dataset = h5::open_dataset(file.get(), e.name, path);
-    const Shape shape = h5::dataset_shape(dataset.get(), e.name);
-    MOE_CHECK(shape == e.global_shape, "checkpoint ", path, ": tensor '", e.name, "' has shape ",
-              shape.str(), " but this model's is ", e.global_shape.str(),
-              " (a different model: changing the number of experts or the model's sizes is not "
-              "resharding; upcycling is its own tool)");
-    for (const Box& box : e.boxes) {
-      Tensor memory = box.memory;
-      h5::read_block(dataset.get(), e.name, memory, box.offset);
+  // A rank reads only its own boxes, so a damaged part of the file may fail on some ranks alone:
+  // they agree before the checksums' collective, and every rank throws.
+  std::exception_ptr failure;
+  std::string problem;
+  try {
+    for (const Entry& e : list) {
+      MOE_CHECK(h5::exists(file.get(), e.name), "checkpoint ", path, " has no tensor '", e.name,
+                "': it was saved from a different model");
+      h5::Handle dataset = h5::open_dataset(file.get(), e.name, path);
+      const Shape shape = h5::dataset_shape(dataset.get(), e.name);
+      MOE_CHECK(shape == e.global_shape, "checkpoint ", path, ": tensor '", e.name, "' has shape ",
+                shape.str(), " but this model's is ", e.global_shape.str(),
+                " (a different model: changing the number of experts or the model's sizes is not "
+                "resharding; upcycling is its own tool)");
+      for (const Box& box : e.boxes) {
+        Tensor memory = box.memory;
+        h5::read_block(dataset.get(), e.name, memory, box.offset);
+      }
+      stored.push_back(h5::read_uint_attribute(dataset.get(), "checksum", path));
     }
-    stored.push_back(h5::read_uint_attribute(dataset.get(), "checksum", path));
+  } catch (const Error& e) {
+    failure = std::current_exception();
+    problem = e.what();
+  }
+  if (any_rank_failed(problem, world)) {
+    if (failure) std::rethrow_exception(failure);
+    throw CheckpointError("checkpoint " + path + " could not be read on another rank");
   }
   const std::vector<uint64_t> sums = checksums(list, world);
   for (size_t i = 0; i < list.size(); ++i)

@@ -33,6 +33,13 @@ void broadcast_text(std::string& text, Communicator* group) {
     text += static_cast<char>(codes.data<int32_t>()[i]);
 }
 
+bool any_rank_failed(const std::string& problem, Communicator* group) {
+  Tensor failed = Tensor::from_vector<int64_t>({1}, {problem.empty() ? 0 : 1});
+  Stream stream;
+  if (group && group->size() > 1) group->host().all_reduce(failed, ReduceOp::max, stream);
+  return failed.data<int64_t>()[0] != 0;
+}
+
 int64_t CommVolume::total() const {
   return std::accumulate(bytes.begin(), bytes.end(), int64_t{0});
 }

@@ -93,6 +93,11 @@ class Communicator {
 // that they stop together. Collective, over group->host().
 void broadcast_text(std::string& text, Communicator* group);
 
+// Whether any rank of `group` has a problem (its own `problem` is non-empty): how ranks that may
+// fail on their own (reading their part of a file) agree before the next collective, so that no
+// rank waits in one alone. Collective, over group->host().
+bool any_rank_failed(const std::string& problem, Communicator* group);
+
 // A communicator over all processes of the MPI job (MPI must be initialized).
 std::unique_ptr<Communicator> mpi_world_communicator();
 // The same for tensors on `device`, one CUDA device per rank: NCCL, bootstrapped over MPI.

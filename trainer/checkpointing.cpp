@@ -80,14 +80,6 @@ void take_loaded(const HostState& host, TrainerState& state, const CheckpointMet
   state.loader.set_train_position(meta.consumed_samples);
 }
 
-// Whether every rank of `world` loaded: `problem` is this rank's error, "" when it loaded.
-bool loaded_everywhere(const std::string& problem, Communicator* world) {
-  Tensor failed = Tensor::from_vector<int64_t>({1}, {problem.empty() ? 0 : 1});
-  Stream stream;
-  if (group_size(world) > 1) world->host().all_reduce(failed, ReduceOp::max, stream);
-  return failed.data<int64_t>()[0] == 0;
-}
-
 }  // namespace
 
 CheckpointMeta resume_from(TrainerState& state, const std::string& dir) {
@@ -110,7 +102,7 @@ ResumePoint resume_from_newest_loadable(TrainerState& state, const std::string& 
     } catch (const CheckpointError& e) {
       problem = e.what();
     }
-    if (loaded_everywhere(problem, state.groups.world)) {
+    if (!any_rank_failed(problem, state.groups.world)) {
       take_loaded(host, state, point.meta);
       return point;
     }

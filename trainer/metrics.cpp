@@ -103,9 +103,11 @@ void keep_records_up_to(const std::string& path, int64_t step) {
   std::ofstream out(temporary, std::ios::trunc);
   out << kept;
   out.close();
-  MOE_CHECK(out, "cannot write metrics file '", temporary,
-            "' (log.metrics_file): ", std::strerror(errno));
-  std::filesystem::rename(temporary, path);
+  std::error_code ec;
+  if (out) std::filesystem::rename(temporary, path, ec);
+  MOE_CHECK(out && !ec, "cannot rewrite metrics file '", path, "' through '", temporary,
+            "' (log.metrics_file) for the resumed run: ",
+            ec ? ec.message() : "writing the kept records failed");
 }
 
 }  // namespace

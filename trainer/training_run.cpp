@@ -79,7 +79,12 @@ void warn_of_changes(const Config& config, const CheckpointMeta& meta) {
                  ": it seeds the parameter init, which a resume does not redo, so training goes "
                  "on the same (only the text of --sample differs)");
   if (meta.config_yaml.empty() || meta.consumed_samples == 0) return;
-  const DataConfig saved = parse_config(meta.config_yaml, "the checkpoint's config").data;
+  DataConfig saved;
+  try {
+    saved = parse_config(meta.config_yaml, "the checkpoint's config").data;
+  } catch (const InputError&) {
+    return;  // a saved config this version no longer validates: a warning must not stop the resume
+  }
   const DataConfig& data = config.data;
   if (saved.seed != data.seed)
     MOE_LOG_WARN("data.seed = ", data.seed, " differs from the checkpoint's ", saved.seed,

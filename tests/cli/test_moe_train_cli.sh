@@ -45,7 +45,7 @@ fails_before_training() {
     echo "ok: $text"
   fi
 }
-long=(--config "$config" --set train.steps=600 --set model.n_layers=1)
+long=(--config "$config" --set train.steps=600 --set model.n_layers=1 --set log.interval=1)
 fails_before_training "checkpoint.dir = '$tmp/file': '$tmp/file' is not a directory" \
   "$moe_train" "${long[@]}" --set checkpoint.dir="$tmp/file"
 fails_before_training "checkpoint.dir = '/proc/foo': cannot create '/proc/foo'" \
@@ -79,14 +79,15 @@ if [ $# -gt 0 ]; then
   # once rank 0's watchdog sees step 3 outlast train.step_timeout_s, naming the step and the phase
   # it waits in. (`timeout` only keeps a broken watchdog from hanging the suite.)
   stall=(--set train.steps=8 --set train.warmup_steps=1 --set model.n_layers=1
-    --set train.micro_batch_size=1 --set train.eval_interval=4 --set train.step_timeout_s=5)
+    --set train.micro_batch_size=1 --set train.eval_interval=4 --set train.step_timeout_s=20)
   start=$(date +%s)
   expect nonzero "[rank 0] error: watchdog: step 3 stuck in gradient sync for " \
     env MOE_STALL_RANK=1 MOE_STALL_STEP=3 timeout 120 "$@" -np 2 -x MOE_STALL_RANK -x MOE_STALL_STEP \
     "$moe_train" --config "$config" "${stall[@]}"
   elapsed=$(( $(date +%s) - start ))
   if [ $elapsed -gt 60 ]; then echo "FAIL: the stalled job took ${elapsed} s to end"; failures=$((failures + 1)); fi
-  # The same run without the stall finishes, evaluation and the final save included, and exits.
+  # The same run without the stall finishes, evaluation and the final save included, and exits
+  # (a 20 s limit leaves a loaded CI machine room for a normal step).
   ckpt="$(mktemp -d)"
   expect zero "done: 8 steps" timeout 120 "$@" -np 2 "$moe_train" --config "$config" "${stall[@]}" \
     --set checkpoint.dir="$ckpt/run"

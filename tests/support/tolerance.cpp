@@ -24,12 +24,12 @@ double element_as_double(const Tensor& t, int64_t index) {
   }
 }
 
-Tolerance bf16_tolerance(int64_t f32_ops, double magnitude, int intermediate_roundings) {
+Tolerance bf16_tolerance(int64_t f32_ops, double magnitude) {
   const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
   const double n_u32 = static_cast<double>(f32_ops) * u32;
   MOE_CHECK(n_u32 <= 0.5, "bf16_tolerance: ", f32_ops, " f32 operations exceed the gamma_n bound");
   const double gamma = 2 * n_u32;  // gamma_n = n u / (1 - n u) <= 2 n u while n u <= 1/2
-  return {(1 + u) * (gamma + intermediate_roundings * u) * magnitude, u};
+  return {(1 + u) * gamma * magnitude, u};
 }
 
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,

@@ -27,10 +27,9 @@ struct Tolerance {
 //   along its longest dependency chain (a length-n reduction counts n; a libm call, accurate to
 //   within an ulp, counts 1): |y' - y| <= gamma_n * magnitude, gamma_n = n u32 / (1 - n u32) <=
 //   2 n u32 (n u32 <= 1/2), where magnitude bounds the sum of the absolute values of the terms
-//   (for a dot product, sum |a_i b_i|; for an elementwise op, |y|);
-// - each bf16 rounding of an intermediate that the terms pass through perturbs them by at most u
-//   relative: intermediate_roundings * u * magnitude more.
-// Together |fl(y') - y| <= u |y| + (1 + u)(gamma_n + intermediate_roundings * u) magnitude.
-Tolerance bf16_tolerance(int64_t f32_ops, double magnitude, int intermediate_roundings = 0);
+//   (for a dot product, sum |a_i b_i|; for an elementwise op, |y|).
+// Together |fl(y') - y| <= u |y| + (1 + u) gamma_n magnitude. The CPU ops round only their
+// outputs to bf16, so no intermediate rounding enters the bound.
+Tolerance bf16_tolerance(int64_t f32_ops, double magnitude);
 
 }  // namespace moe::testing
