@@ -33,6 +33,20 @@ constexpr std::array<std::string_view, 2> enum_words(ExpertPlacement) { return {
 // train.device
 constexpr std::array<std::string_view, 2> enum_words(DeviceType) { return {"cpu", "cuda"}; }
 
+// train.precision: the dtype of activations and of the weights' compute copies; master weights,
+// gradients and AdamW moments are f32 either way (docs/training.md "Mixed precision").
+enum class Precision { f32, bf16 };
+constexpr std::array<std::string_view, 2> enum_words(Precision) { return {"f32", "bf16"}; }
+// Why a word that users try is not a choice, added to the config error.
+inline std::string_view refusal_reason(Precision, std::string_view word) {
+  if (word == "f16" || word == "fp16" || word == "float16")
+    return "f16 would need loss scaling (its range is too small for gradients), which MoEForge does "
+           "not implement; bf16 has f32's range and needs none";
+  if (word.starts_with("fp8") || word.starts_with("f8"))
+    return "fp8 training is not implemented";
+  return {};
+}
+
 enum class LrSchedule { cosine, linear, constant, wsd };
 constexpr std::array<std::string_view, 4> enum_words(LrSchedule) {
   return {"cosine", "linear", "constant", "wsd"};
@@ -153,6 +167,8 @@ struct TrainConfig {
   int eval_batches = 4;
   bool recompute = false;
   bool no_decay_embeddings = true;
+  Precision precision = Precision::f32;
+  bool tf32 = true;
 
   template <class V>
   void visit(V& v) {
@@ -185,6 +201,9 @@ struct TrainConfig {
             "global batches of validation data per evaluation");
     v.field("recompute", recompute, "recompute activations in backward");
     v.field("no_decay_embeddings", no_decay_embeddings, "no weight decay on the embedding");
+    v.field("precision", precision,
+            "activations and weight compute copies; f32 masters, gradients and moments either way");
+    v.field("tf32", tf32, "cuda, precision f32: GEMMs on TF32 tensor cores (10-bit mantissa inputs)");
   }
   bool operator==(const TrainConfig&) const = default;
 };

@@ -71,6 +71,13 @@ std::ostream& operator<<(std::ostream& out, E value) {
   return out << word_of(value);
 }
 
+// Why a word that is not a choice is refused, when there is more to say than the choices (an enum
+// overloads this for the words users try).
+template <ConfigEnum E>
+std::string_view refusal_reason(E, std::string_view) {
+  return {};
+}
+
 // "a, b, c": the words an enum key allows, for messages and docs.
 template <ConfigEnum E>
 std::string allowed_words() {

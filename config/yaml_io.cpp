@@ -174,8 +174,12 @@ class SectionReader : public FieldVisitor<SectionReader> {
     const std::string where = sources_.of(path);
     if constexpr (ConfigEnum<T>) {
       const std::string word = parse_scalar<std::string>(node, path, where);
-      MOE_CHECK(parse_word(word, value), "value '", word, "' for '", path, "' in ", where,
-                " is not a valid choice: allowed ", allowed_words<T>());
+      if (!parse_word(word, value)) {
+        const std::string_view reason = refusal_reason(T{}, word);
+        MOE_THROW(InputError, "value '", word, "' for '", path, "' in ", where,
+                  " is not a valid choice: allowed ", allowed_words<T>(), reason.empty() ? "" : " (",
+                  reason, reason.empty() ? "" : ")");
+      }
     } else {
       read_value(node, path, where, value, rule);
     }

@@ -195,6 +195,17 @@ TEST(Config, BadChoiceListsTheChoices) {
                   "allowed cosine, linear, constant, wsd");
 }
 
+TEST(Config, PrecisionRefusesF16AndFp8WithTheReason) {
+  EXPECT_CONTAINS(parse_error("train:\n  precision: f16\n"),
+                  "value 'f16' for 'train.precision' in run.yaml is not a valid choice: allowed "
+                  "f32, bf16 (f16 would need loss scaling");
+  EXPECT_CONTAINS(parse_error("train:\n  precision: fp8_e4m3\n"),
+                  "allowed f32, bf16 (fp8 training is not implemented)");
+  EXPECT_EQ(parse_error("train:\n  precision: f64\n").find("("), std::string::npos);
+  EXPECT_EQ(parse_config("train:\n  precision: bf16\n", "run.yaml", {}).train.precision,
+            Precision::bf16);
+}
+
 TEST(Config, SetOverridesNestedValues) {
   const Config c = parse_config(
       "train:\n  lr: 1.0e-3\n  steps: 100\n", "run.yaml",
