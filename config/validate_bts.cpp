@@ -22,6 +22,9 @@ void validate_bts(const Config& config, const std::string& where) {
             "loads its decoders from bts.seed and bts.experts; init.method must be scratch");
   MOE_CHECK(config.train.device == DeviceType::cpu, bad,
             "trains on the CPU only for now; set train.device: cpu");
+  MOE_CHECK(config.train.precision == Precision::f32, bad,
+            "trains in f32 only for now (its frozen decoders and stitch layers have no bf16 path); "
+            "set train.precision: f32");
 }
 
 }  // namespace moe

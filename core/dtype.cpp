@@ -49,4 +49,8 @@ DType dtype_from_name(const std::string& name) {
 
 bool is_floating(DType dtype) { return dtype != DType::i32 && dtype != DType::i64; }
 
+DType accumulation_dtype(DType activation) {
+  return activation == DType::bf16 || activation == DType::f16 ? DType::f32 : activation;
+}
+
 }  // namespace moe

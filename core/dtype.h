@@ -15,6 +15,9 @@ size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
 DType dtype_from_name(const std::string& name);  // throws InputError naming the valid names
 bool is_floating(DType dtype);
+// Mixed precision: the dtype of the statistics (rstd, lse), logits and accumulated outputs (weight
+// gradients) that go with activations of `activation`: f32 for the 16-bit types, else itself.
+DType accumulation_dtype(DType activation);
 
 // 16-bit float storage types: plain bit patterns; conversion lives in core/half.h.
 struct bf16_t {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "layers/activation_sum.h"
 #include "layers/tensor_parallel.h"
 
 namespace moe {
@@ -46,10 +47,10 @@ void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, co
   if (norm) {
     const Shape rows_shape = norm_rows(tokens, heads);
     raw = Tensor::empty({tokens, heads * head_dim_}, x.dtype(), x.device());
-    rstd = Tensor::empty({rows_shape[0]}, x.dtype(), x.device());
+    rstd = Tensor::empty({rows_shape[0]}, accumulation_dtype(x.dtype()), x.device());
     proj.forward(x, raw, stream);
     Tensor rows = rotated.view(rows_shape);
-    ops::rmsnorm_forward(raw.view(rows_shape), norm->value, norm_eps_, rows, rstd, stream);
+    ops::rmsnorm_forward(raw.view(rows_shape), norm->compute, norm_eps_, rows, rstd, stream);
   } else {
     proj.forward(x, flat, stream);
   }
@@ -70,7 +71,7 @@ void Attention::rotate_and_project_backward(const Linear& proj, const Parameter*
     const Shape rows_shape = norm_rows(tokens, heads);
     Tensor draw = Tensor::empty(rows_shape, x.dtype(), x.device());
     Tensor dweight = norm->grad;
-    ops::rmsnorm_backward(dunrotated.view(rows_shape), raw.view(rows_shape), norm->value, rstd,
+    ops::rmsnorm_backward(dunrotated.view(rows_shape), raw.view(rows_shape), norm->compute, rstd,
                           draw, dweight, stream);
     dproj = draw.view({tokens, heads * head_dim_});
   }
@@ -90,11 +91,12 @@ void Attention::forward(const Tensor& x, const Tensor& positions, int64_t batch,
   saved.k = saved.k.view({batch, seq_len, n_kv_heads_, head_dim_});
   saved.v = saved.v.view({batch, seq_len, n_kv_heads_, head_dim_});
   saved.out = Tensor::empty({batch, seq_len, n_heads_, head_dim_}, x.dtype(), x.device());
-  saved.lse = Tensor::empty({batch, n_heads_, seq_len}, x.dtype(), x.device());
+  saved.lse =
+      Tensor::empty({batch, n_heads_, seq_len}, accumulation_dtype(x.dtype()), x.device());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   ops::attention_forward(saved.q, saved.k, saved.v, scale, saved.out, saved.lse, stream);
   wo_.forward(saved.out.view({tokens, n_heads_ * head_dim_}), y, stream);
-  all_reduce_sum(tp_, y, stream);
+  all_reduce_activations(tp_, y, stream);
 }
 
 void Attention::backward(const Tensor& x, const Tensor& positions, const AttentionSaved& saved,
@@ -115,7 +117,7 @@ void Attention::backward(const Tensor& x, const Tensor& positions, const Attenti
                               dx, stream);
   rotate_and_project_backward(wk_, k_norm_, x, positions, n_kv_heads_, saved.k_raw, saved.k_rstd,
                               dk, dx, stream);
-  all_reduce_sum(tp_, dx, stream);
+  all_reduce_activations(tp_, dx, stream);
 }
 
 }  // namespace moe

@@ -28,15 +28,15 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   const DType dtype = x.dtype();
   saved.x = x;
   saved.attn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
-  saved.attn_rstd = Tensor::empty({tokens}, dtype, x.device());
-  ops::rmsnorm_forward(x, attn_norm_.value, norm_eps_, saved.attn_in, saved.attn_rstd, stream);
+  saved.attn_rstd = Tensor::empty({tokens}, accumulation_dtype(dtype), x.device());
+  ops::rmsnorm_forward(x, attn_norm_.compute, norm_eps_, saved.attn_in, saved.attn_rstd, stream);
   saved.h = Tensor::empty({tokens, d_model}, dtype, x.device());
   attention_.forward(saved.attn_in, positions, batch, saved.attn, saved.h, stream);
   ops::add(saved.h, x, saved.h, stream);
 
   saved.ffn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
-  saved.ffn_rstd = Tensor::empty({tokens}, dtype, x.device());
-  ops::rmsnorm_forward(saved.h, ffn_norm_.value, norm_eps_, saved.ffn_in, saved.ffn_rstd, stream);
+  saved.ffn_rstd = Tensor::empty({tokens}, accumulation_dtype(dtype), x.device());
+  ops::rmsnorm_forward(saved.h, ffn_norm_.compute, norm_eps_, saved.ffn_in, saved.ffn_rstd, stream);
   if (moe_) {
     moe_->forward(saved.ffn_in, tokens / batch, source, saved.moe, out, stream);
     const RouterSaved& router = saved.moe.router;
@@ -80,13 +80,13 @@ void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& s
     mlp_->backward(saved.ffn_in, dout, saved.mlp, dffn_in, false, stream);
   Tensor dh = Tensor::empty(x.shape(), dtype, x.device());
   Tensor ffn_dweight = ffn_norm_.grad;
-  ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.value, saved.ffn_rstd, dh, ffn_dweight, stream);
+  ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.compute, saved.ffn_rstd, dh, ffn_dweight, stream);
   ops::add(dh, dout, dh, stream);
 
   Tensor dattn_in = Tensor::empty(x.shape(), dtype, x.device());
   attention_.backward(saved.attn_in, positions, saved.attn, dh, dattn_in, stream);
   Tensor attn_dweight = attn_norm_.grad;
-  ops::rmsnorm_backward(dattn_in, x, attn_norm_.value, saved.attn_rstd, dx, attn_dweight, stream);
+  ops::rmsnorm_backward(dattn_in, x, attn_norm_.compute, saved.attn_rstd, dx, attn_dweight, stream);
   ops::add(dx, dh, dx, stream);
 }
 

@@ -35,10 +35,11 @@ Tensor ones_column(int64_t rows, DType dtype, Stream& stream) {
 }
 
 void Linear::forward(const Tensor& x, Tensor& y, Stream& stream) const {
-  ops::matmul(x, weight_.value, y, false, true, 1.0f, 0.0f, stream);
+  ops::matmul(x, weight_.for_input(x), y, false, true, 1.0f, 0.0f, stream);
   if (bias_) {
     const Tensor ones = ones_column(x.dim(0), x.dtype(), stream);
-    ops::matmul(ones, bias_->value.view({1, bias_->shape[0]}), y, false, false, 1.0f, 1.0f, stream);
+    ops::matmul(ones, bias_->for_input(x).view({1, bias_->shape[0]}), y, false, false, 1.0f, 1.0f,
+                stream);
   }
 }
 
@@ -51,7 +52,8 @@ void Linear::backward(const Tensor& x, const Tensor& dy, Tensor* dx, bool accumu
     ops::matmul(ones, dy, db, true, false, 1.0f, 1.0f, stream);
   }
   if (dx)
-    ops::matmul(dy, weight_.value, *dx, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f, stream);
+    ops::matmul(dy, weight_.for_input(x), *dx, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f,
+                stream);
 }
 
 }  // namespace moe

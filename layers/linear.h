@@ -3,6 +3,8 @@
 // bias follows the weight's output split.
 // The bias is added as ones[N,1] @ b[1,out] through the GEMM (beta = 1), so no extra kernel is
 // needed; its gradient is the matching ones^T @ dy.
+// Mixed precision: the weights are used in x's dtype (Parameter::for_input), and the gradients
+// accumulate into the f32 gradient arena through the GEMM's f32 output.
 #pragma once
 
 #include <string>

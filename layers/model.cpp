@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "kernels/ops.h"
+#include "layers/activation_sum.h"
 #include "layers/tensor_parallel.h"
 
 namespace moe {
@@ -21,6 +22,7 @@ Model::Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const Para
       embedding_(store.add("embedding.weight", {model.vocab_size, model.d_model}, Init::normal,
                            model.init_std, options.decay_embedding, column_parallel(groups))),
       final_norm_(store.add("final_norm.weight", {model.d_model}, Init::ones, 0.0, false)) {
+  if (options.bf16) store.set_compute_dtype(DType::bf16);
   int moe_layers = 0;
   for (int layer = 0; layer < model.n_layers; ++layer) moe_layers += moe.is_moe_layer(layer);
   if (options.fssdp && moe_layers > 0) {
@@ -105,9 +107,9 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
   s.batch = batch;
   s.blocks.resize(blocks_.size());
   s.stats.resize(blocks_.size());
-  Tensor x = Tensor::empty({tokens, model_.d_model}, store_.dtype(), device);
-  ops::embedding_forward(s.inputs, embedding_.value, vocab_start_, x, stream);
-  all_reduce_sum(tp_, x, stream);
+  Tensor x = Tensor::empty({tokens, model_.d_model}, store_.compute_dtype(), device);
+  ops::embedding_forward(s.inputs, embedding_.compute, vocab_start_, x, stream);
+  all_reduce_activations(tp_, x, stream);
   return x;
 }
 
@@ -132,7 +134,7 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
   Saved& s = saved_;
   MOE_ASSERT(s.inputs.defined(), "Model::finish_forward outside a forward");
   const int64_t tokens = x.dim(0), d_model = model_.d_model;
-  const DType dtype = store_.dtype();
+  const DType dtype = store_.compute_dtype(), wide = accumulation_dtype(dtype);
   const Device device = store_.device();
   ModelOutput result;
   for (const BlockStats& stats : s.stats) {
@@ -141,23 +143,23 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
     result.z_loss += stats.z_loss;
   }
   s.final_in = x;
-  s.final_rstd = Tensor::empty({tokens}, dtype, device);
+  s.final_rstd = Tensor::empty({tokens}, wide, device);
   s.normed = Tensor::empty({tokens, d_model}, dtype, device);
-  ops::rmsnorm_forward(x, final_norm_.value, static_cast<float>(model_.norm_eps), s.normed,
+  ops::rmsnorm_forward(x, final_norm_.compute, static_cast<float>(model_.norm_eps), s.normed,
                        s.final_rstd, stream);
-  s.logits = Tensor::empty({tokens, vocab_shard_}, dtype, device);
+  s.logits = Tensor::empty({tokens, vocab_shard_}, wide, device);  // the cross-entropy's dtype
   if (lm_head_)
     lm_head_->forward(s.normed, s.logits, stream);
   else
-    ops::matmul(s.normed, embedding_.value, s.logits, false, true, 1.0f, 0.0f, stream);
-  Tensor target_logits = Tensor::empty({tokens}, dtype, device);
-  Tensor shard_lse = Tensor::empty({tokens}, dtype, device);
+    ops::matmul(s.normed, embedding_.compute, s.logits, false, true, 1.0f, 0.0f, stream);
+  Tensor target_logits = Tensor::empty({tokens}, wide, device);
+  Tensor shard_lse = Tensor::empty({tokens}, wide, device);
   ops::cross_entropy_forward(s.logits, s.targets, ignore_index, vocab_start_, target_logits,
                              shard_lse, stream);
   all_reduce_sum(tp_, target_logits, stream);
   const std::vector<double> lse = full_vocab_lse(shard_lse, tp_, stream);
   Stream host;
-  Tensor lse_host = Tensor::empty({tokens}, dtype);
+  Tensor lse_host = Tensor::empty({tokens}, wide);
   ops::convert(Tensor::from_vector<double>({tokens}, lse), lse_host, host);
   s.lse = ops::to_device(lse_host, device, stream);
 
@@ -189,24 +191,29 @@ Tensor Model::begin_backward(double loss_scale, Stream& stream) {
   Saved& s = saved_;
   MOE_ASSERT(s.logits.defined(), "Model::backward without a forward that kept its activations");
   const int64_t tokens = s.logits.dim(0), d_model = model_.d_model;
-  const DType dtype = store_.dtype();
+  const DType dtype = store_.compute_dtype();
   const Device device = store_.device();
-  Tensor dlogits = Tensor::empty(s.logits.shape(), dtype, device);
+  Tensor wide_dlogits = Tensor::empty(s.logits.shape(), s.logits.dtype(), device);
   const double grad_scale =
       s.counted_targets > 0 ? loss_scale / static_cast<double>(s.counted_targets) : 0.0;
   ops::cross_entropy_backward(s.logits, s.targets, s.lse, ignore_index, vocab_start_,
-                              static_cast<float>(grad_scale), dlogits, stream);
+                              static_cast<float>(grad_scale), wide_dlogits, stream);
+  Tensor dlogits = wide_dlogits;  // an activation gradient from here on: in the compute dtype
+  if (dtype != wide_dlogits.dtype()) {
+    dlogits = Tensor::empty(s.logits.shape(), dtype, device);
+    ops::convert(wide_dlogits, dlogits, stream);
+  }
   Tensor dnormed = Tensor::empty({tokens, d_model}, dtype, device);
   if (lm_head_) {
     lm_head_->backward(s.normed, dlogits, &dnormed, false, stream);
   } else {
-    ops::matmul(dlogits, embedding_.value, dnormed, false, false, 1.0f, 0.0f, stream);
+    ops::matmul(dlogits, embedding_.compute, dnormed, false, false, 1.0f, 0.0f, stream);
     if (embedding_.grad.defined())
       ops::matmul(dlogits, s.normed, embedding_.grad, true, false, 1.0f, 1.0f, stream);
   }
-  all_reduce_sum(tp_, dnormed, stream);
+  all_reduce_activations(tp_, dnormed, stream);
   Tensor dx = Tensor::empty({tokens, d_model}, dtype, device);
-  ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.value, s.final_rstd, dx, final_norm_.grad,
+  ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.compute, s.final_rstd, dx, final_norm_.grad,
                         stream);
   return dx;
 }

@@ -12,6 +12,9 @@
 //   (layers/model_options.h): nothing refers back into the run config.
 // - With FSSDP placement, the model keeps the FSSDP coordinator its MoE layers share (which rank
 //   owns which expert, this step's copies), planned at begin_step from the loads end_step records.
+// - Mixed precision (options.bf16): activations and the weights' compute copies are bf16; the
+//   RMSNorm and attention statistics, the router and the LM-head logits with the cross-entropy are
+//   f32 (accumulation_dtype), and dlogits is rounded to bf16 for the backward GEMMs.
 // - Tensor parallel (Megatron): the embedding is vocab parallel (each TP rank holds vocab/tp rows
 //   and the lookups are all-reduced) and so is the LM head (tied or not), with the cross-entropy
 //   computed over the vocabulary shards: each rank's logsumexp is all-gathered and combined, and

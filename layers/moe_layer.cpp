@@ -132,19 +132,21 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   const int64_t tokens = x.dim(0);
   const int k = config_.top_k;
   Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype(), x.device());
-  Tensor dprobs = Tensor::empty(saved.router.probs.shape(), x.dtype(), x.device());
+  Tensor dprobs =
+      Tensor::empty(saved.router.probs.shape(), saved.router.probs.dtype(), x.device());
   ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
   Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype(), x.device());
   std::vector<FfnWeights> held = saved.held;
   if (fssdp_ && fssdp_->rematerialize()) held = materialize(saved.holders, x.dtype(), stream);
   const int rank = fssdp_ ? fssdp_->rank() : 0;
+  const DType grad_dtype = accumulation_dtype(x.dtype());  // the gradient arena's
   for (size_t j = 0; j < held.size(); ++j) {
     if (saved.holders.owner[saved.plan.local_experts[j]] == rank) continue;
     FfnWeights& copy = held[j];  // a copy's gradient starts at zero for each backward
-    copy.dw_gate = ops::zeros(copy.w_gate.shape(), copy.w_gate.dtype(), x.device(), stream);
-    copy.dw_up = ops::zeros(copy.w_up.shape(), copy.w_up.dtype(), x.device(), stream);
-    copy.dw_down = ops::zeros(copy.w_down.shape(), copy.w_down.dtype(), x.device(), stream);
+    copy.dw_gate = ops::zeros(copy.w_gate.shape(), grad_dtype, x.device(), stream);
+    copy.dw_up = ops::zeros(copy.w_up.shape(), grad_dtype, x.device(), stream);
+    copy.dw_down = ops::zeros(copy.w_down.shape(), grad_dtype, x.device(), stream);
   }
   experts_.backward(saved.permuted, saved.plan.expert_counts, dexpert_out, saved.experts, dpermuted,
                     stream, impl, fssdp_ ? &held : nullptr);

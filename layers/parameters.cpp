@@ -7,10 +7,23 @@
 
 namespace moe {
 
-ParameterStore::ParameterStore(DType dtype, Device device) : dtype_(dtype), device_(device) {
+ParameterStore::ParameterStore(DType dtype, Device device)
+    : dtype_(dtype), compute_dtype_(dtype), device_(device) {
   MOE_CHECK(dtype == DType::f32 || dtype == DType::f64,
             "ParameterStore: parameters are f32 (or f64 for gradient checks), got ",
             dtype_name(dtype));
+}
+
+void ParameterStore::set_compute_dtype(DType dtype) {
+  MOE_ASSERT(!allocated(), "ParameterStore::set_compute_dtype after allocate()");
+  MOE_CHECK(dtype == dtype_ || (dtype == DType::bf16 && dtype_ == DType::f32),
+            "ParameterStore: compute copies in ", dtype_name(dtype), " of ", dtype_name(dtype_),
+            " parameters are not supported (bf16 copies of f32 parameters are)");
+  compute_dtype_ = dtype;
+}
+
+void ParameterStore::refresh_compute(Stream& stream) {
+  if (compute_.defined()) ops::convert(values_, compute_, stream);
 }
 
 Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, double init_scale,
@@ -19,7 +32,7 @@ Parameter& ParameterStore::add(const std::string& name, Shape shape, Init init, 
   for (const Parameter& p : parameters_) MOE_ASSERT(p.name != name, "parameter ", name, " twice");
   MOE_ASSERT(init != Init::identity || (shape.ndim() == 2 && shape[0] == shape[1]), "parameter ",
              name, ": identity init needs a square matrix, got ", shape.str());
-  Parameter p{name, shape, init, init_scale, weight_decay, placement, shape, {}, 0, {}, {}};
+  Parameter p{name, shape, init, init_scale, weight_decay, placement, shape, {}, 0, {}, {}, {}};
   p.offset.assign(shape.ndim(), 0);
   if (const auto& rows = placement.rows) {
     for (size_t i = 0; i < rows->size(); ++i)
@@ -117,6 +130,7 @@ void ParameterStore::lay_out() {
     const int64_t n = p.shape.numel();
     p.value = values_.narrow(p.arena_offset, n).view(p.shape);
     if (grads_.defined()) p.grad = grads_.narrow(p.arena_offset, n).view(p.shape);
+    p.compute = compute_.defined() ? compute_.narrow(p.arena_offset, n).view(p.shape) : p.value;
   }
 }
 
@@ -146,6 +160,7 @@ void ParameterStore::allocate(uint64_t seed, bool with_grads) {
   Tensor initial = Tensor::zeros({numel_}, dtype_);  // made on the host, then copied over once
   values_ = device_.is_cpu() ? initial : Tensor::empty({numel_}, dtype_, device_);
   if (with_grads) grads_ = ops::zeros({numel_}, dtype_, device_, stream);
+  if (compute_dtype_ != dtype_) compute_ = Tensor::empty({numel_}, compute_dtype_, device_);
   for (Buffer& b : buffers_) b.value = ops::to_device(b.value, device_, stream);
   lay_out();
   for (Parameter& p : parameters_) {
@@ -166,10 +181,9 @@ void ParameterStore::allocate(uint64_t seed, bool with_grads) {
       }
     }
   }
-  if (!device_.is_cpu()) {
-    ops::copy(initial, values_, stream);
-    ops::synchronize(stream);  // initial is freed on return
-  }
+  if (!device_.is_cpu()) ops::copy(initial, values_, stream);
+  refresh_compute(stream);
+  ops::synchronize(stream);  // initial is freed on return
 }
 
 ArenaRange ParameterStore::range(ParamGroup group) const {
@@ -200,6 +214,7 @@ std::unique_ptr<ParameterStore> ParameterStore::snapshot() const {
   for (Parameter& p : copy->parameters_) {
     p.value = copy->values_.narrow(p.arena_offset, p.shape.numel()).view(p.shape);
     p.grad = Tensor();
+    p.compute = p.value;
   }
   for (const Buffer& b : buffers_)
     copy->buffers_.push_back({b.name, ops::host_copy(b.value, stream)});

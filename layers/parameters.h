@@ -20,6 +20,11 @@
 // - A frozen store (BTS towers) allocates no gradients at all, so nothing can update or
 //   communicate them by accident; backward skips their weight gradients.
 // - Buffers are state without a gradient (the router's expert bias): saved, never optimized.
+// - Mixed precision (train.precision: bf16): the values are the f32 masters the optimizer updates
+//   and checkpoints hold; the layers compute with `compute`, a bf16 copy of every value in one more
+//   arena, which refresh_compute() rewrites (rounding to nearest even) after anything writes the
+//   values: allocate(), the optimizer step, a load, FSSDP moving owners. Without it `compute` is
+//   the value itself. Gradients are f32 either way; buffers stay in the store's dtype.
 #pragma once
 
 #include <deque>
@@ -72,8 +77,14 @@ struct Parameter {
   Shape global_shape;
   std::vector<int64_t> offset;  // where the local block starts in the global tensor, per dim
                                 // (dim 0: 0 when placement.rows lists the rows instead)
-  int64_t arena_offset = 0;     // where value and grad start in the arenas
+  int64_t arena_offset = 0;     // where value, grad and compute start in the arenas
   Tensor value, grad;           // views into the arenas once allocated
+  Tensor compute;               // what the layers compute with: value, or its bf16 copy
+  // The copy of the value in x's dtype: the master for an input of the store's dtype (the router
+  // runs in f32), else the compute copy.
+  const Tensor& for_input(const Tensor& x) const {
+    return x.dtype() == value.dtype() ? value : compute;
+  }
 };
 
 // A range [begin, end) of the flat arenas.
@@ -115,6 +126,13 @@ class ParameterStore {
   // layers skip the weight-gradient work for it while still passing gradients to their inputs.
   void allocate(uint64_t seed, bool with_grads = true);
 
+  // bf16: the layers compute with bf16 copies of the values (only for an f32 store, before
+  // allocate()). The store's own dtype (the default) makes every compute copy the value itself.
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+  // Rewrites the compute copies from the values; nothing when they are the values.
+  void refresh_compute(Stream& stream);
+
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool allocated() const { return values_.defined(); }
@@ -142,12 +160,12 @@ class ParameterStore {
  private:
   void lay_out();  // arena offsets in (group, TP mode) order, and the views into the arenas
 
-  DType dtype_;
+  DType dtype_, compute_dtype_;
   Device device_;
   std::deque<Parameter> parameters_;
   std::deque<Buffer> buffers_;
   int64_t numel_ = 0;
-  Tensor values_, grads_;
+  Tensor values_, grads_, compute_;  // compute_: defined only for a separate compute dtype
 };
 
 }  // namespace moe

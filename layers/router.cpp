@@ -92,8 +92,18 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
   return aux;
 }
 
-void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source,
+// x in the router's dtype (its weight's): a widened copy of bf16 activations.
+Tensor Router::input(const Tensor& x, Stream& stream) const {
+  const DType dtype = gate_.weight().value.dtype();
+  if (x.dtype() == dtype) return x;
+  Tensor wide = Tensor::empty(x.shape(), dtype, x.device());
+  ops::convert(x, wide, stream);
+  return wide;
+}
+
+void Router::forward(const Tensor& activations, int64_t seq_len, const CountSource& source,
                      RouterSaved& saved, Stream& stream) const {
+  const Tensor x = input(activations, stream);
   const int64_t tokens = x.dim(0);
   const int k = options_.k;
   const DType dtype = x.dtype();
@@ -125,8 +135,9 @@ void Router::forward(const Tensor& x, int64_t seq_len, const CountSource& source
   saved.z_loss = ops::sum_of_squares(saved.lse, stream) / static_cast<double>(tokens);
 }
 
-void Router::backward(const Tensor& x, const RouterSaved& saved, const Tensor& dprobs,
+void Router::backward(const Tensor& activations, const RouterSaved& saved, const Tensor& dprobs,
                       double loss_scale, Tensor& dx, Stream& stream) const {
+  const Tensor x = input(activations, stream);
   const int64_t tokens = x.dim(0);
   const DType dtype = x.dtype();
   Tensor dscores;
@@ -147,7 +158,12 @@ void Router::backward(const Tensor& x, const RouterSaved& saved, const Tensor& d
     ops::scale(dlse, static_cast<float>(2.0 * config_.z_loss_coeff * loss_scale / tokens), stream);
     ops::logsumexp_rows_backward(saved.logits, saved.lse, dlse, dlogits, stream);
   }
-  gate_.backward(x, dlogits, &dx, true, stream);
+  if (x.dtype() == dx.dtype()) return gate_.backward(x, dlogits, &dx, true, stream);
+  Tensor dinput = Tensor::empty(x.shape(), x.dtype(), x.device());
+  gate_.backward(x, dlogits, &dinput, false, stream);
+  Tensor rounded = Tensor::empty(dx.shape(), dx.dtype(), dx.device());
+  ops::convert(dinput, rounded, stream);
+  ops::add(dx, rounded, dx, stream);
 }
 
 void Router::update_expert_bias(const std::vector<int64_t>& load) const {

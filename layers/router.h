@@ -18,6 +18,9 @@
 //   and moves by rate * sign(mean load - load) after each optimizer step.
 // - moe.router_skew (for benchmarks of unbalanced routing) is a fixed selection bias of the same
 //   kind, falling linearly from skew / E for expert 0 to 0 for the last.
+// - Mixed precision: the router runs in the parameters' own dtype (f32) on a widened copy of bf16
+//   activations, with the f32 master weight, as Megatron's fp32 router: logits, scores, gates and
+//   both losses in f32. Its share of dx is rounded to bf16 once before it joins dx.
 // - With renormalization, softmax-then-top-k equals top-k-then-softmax (Mixtral); without it, gates
 //   are the raw softmax scores (Megatron's pre-softmax top-k).
 #pragma once
@@ -73,6 +76,8 @@ class Router {
   void begin_step(Communicator* dp_group) const;
 
  private:
+  Tensor input(const Tensor& x, Stream& stream) const;
+
   MoeConfig config_;
   int num_experts_;
   ops::RouterTopkOptions options_;

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "kernels/ops.h"
+#include "layers/activation_sum.h"
 #include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
@@ -238,7 +239,7 @@ Tensor TokenDispatcher::reduce_scatter_over_tp(const Tensor& padded,
                                                const std::vector<int64_t>& sizes,
                                                Stream& stream) const {
   Tensor mine = Tensor::empty({max_of(sizes), padded.dim(1)}, padded.dtype(), padded.device());
-  tp_->reduce_scatter(padded, mine, ReduceOp::sum, stream);
+  reduce_scatter_activations(*tp_, padded, mine, stream);
   return mine.narrow(0, sizes[tp_rank_]);
 }
 

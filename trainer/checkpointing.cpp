@@ -47,10 +47,13 @@ HostState host_state(TrainerState& state, bool copy) {
 }
 
 // After loading into a host copy: its values, buffers and (when loaded) moments go to the live
-// state.
+// state. Either way the compute copies (bf16) follow the loaded values.
 void copy_back(const HostState& host, TrainerState& state, bool moments) {
-  if (!host.copy) return;
   Stream stream{state.store.device(), nullptr};
+  if (!host.copy) {
+    state.store.refresh_compute(stream);
+    return;
+  }
   ops::copy(host.copy->values(), state.store.values(), stream);
   for (size_t i = 0; i < host.copy->buffers().size(); ++i)
     ops::copy(host.copy->buffers()[i].value, state.store.buffers()[i].value, stream);
@@ -61,6 +64,7 @@ void copy_back(const HostState& host, TrainerState& state, bool moments) {
     ops::copy(host.moments[i].exp_avg, m, stream);
     ops::copy(host.moments[i].exp_avg_sq, v, stream);
   }
+  state.store.refresh_compute(stream);
   ops::synchronize(stream);
 }
 

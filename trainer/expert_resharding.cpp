@@ -122,6 +122,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
         }
       }
     }
+  store.refresh_compute(stream);  // the moved rows' bf16 copies
   return moved;
 }
 

@@ -30,6 +30,7 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
   ModelOptions options;
   options.recompute = config.train.recompute;
   options.decay_embedding = !config.train.no_decay_embeddings;
+  options.bf16 = config.train.precision == Precision::bf16;
   if (config.parallel.experts == ExpertPlacement::fssdp) {
     const FssdpConfig& f = config.fssdp;
     const int ranks = group_size(groups.ep);

@@ -111,6 +111,7 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
   watchdog_phase("optimizer");
   const bool finite_loss = std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss);
   stats.grad_norm = finite_loss ? optimizer.step(lr, stream) : std::nan("");
+  store.refresh_compute(stream);  // bf16 copies of the updated masters
   stats.skipped = std::isfinite(stats.grad_norm) ? 0 : 1;
   stats.steps = 1;
   model.end_step(stats.loads);

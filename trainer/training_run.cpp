@@ -148,7 +148,11 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
       state{config, store, optimizer, *loader, groups, model->checkpoint_attachments()},
       writer(state) {
   check_output_paths(config, groups.world);
-  if (device.is_cuda()) MOE_LOG_INFO("training on ", device.str(), " (f32)");
+  MOE_LOG_INFO("training on ", device.str(), " in ", config.train.precision,
+               config.train.precision == Precision::bf16
+                   ? " (bf16 activations and weight copies; f32 master weights, gradients and "
+                     "AdamW moments)"
+                   : "");
   log_model_and_data(*this);
   if (!config.checkpoint.dir.empty() && group_rank(groups.world) == 0)
     clean_checkpoints(config.checkpoint.dir, 0);  // interrupted saves
