@@ -21,14 +21,18 @@
 //
 // bf16 (train.precision: bf16; the reference is the single rank in bf16 too):
 // - Without TP, every activation is computed from the same operands in the same order as on one
-//   rank (a GEMM row does not depend on the other rows), so only the f32 gradient sums differ in
-//   order: the f32 tolerances above hold, and the losses and loads are equal.
+//   rank (a GEMM row does not depend on the other rows), so the losses and loads are equal. The
+//   gradients differ by the f32 sums' order and by the rounding of dlogits to bf16: it is scaled
+//   by 1 / (the targets counted on the rank), which differs from one rank's count by a factor
+//   that is not a power of two when ranks count different numbers of targets. Bound: normwise
+//   within a tenth of bf16's own effect (below).
 // - With TP, each rank's partial output of a row-parallel GEMM is rounded to bf16 before the f32
 //   sum over TP, where one rank rounds the whole sum once: activations differ by about one bf16
 //   rounding, a few routing decisions of near-tied experts flip, and gradients differ by the size
 //   of bf16 rounding itself. The bound: each parameter's gradient is no farther from the
-//   reference's (normwise) than twice the distance between the reference's bf16 and f32
-//   gradients; a missing factor or rank moves it by far more.
+//   reference's (normwise) than twice bf16's own effect, the distance between the reference's
+//   bf16 and f32 gradients (measured: 0.8 to 0.9 times it); a missing factor or rank moves it by
+//   far more.
 // - Over 30 steps AdamW magnifies the one-rounding differences, so the loss curve is held to
 //   relative 2e-3 (measured: at most 7e-4) and the gradient norm to 0.1 (measured: 0.03).
 #include <cmath>
@@ -330,17 +334,17 @@ TEST_F(ParallelLayouts, Bf16GradientOfOneGlobalBatchEqualsTheSingleRankBf16Gradi
       EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
       EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
       EXPECT_EQ(par.loads, ref.loads);
-      expect_same_parameters(parallel, reference, *world, true, 1e-7, 1e-4);
-      continue;
+    } else {
+      EXPECT_NEAR(par.lm_loss, ref.lm_loss, 2e-5 * ref.lm_loss);
     }
-    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 2e-5 * ref.lm_loss);
+    const double bound = layout.tp == 1 ? 0.1 : 2.0;
     for (Parameter& p : parallel.store.parameters()) {
       const testing::GlobalTensor global = testing::gather_global(p, p.grad, *world);
       EXPECT_EQ(global.uncovered, 0) << p.name;
       EXPECT_EQ(global.mismatched, 0) << p.name << ": copies on different ranks differ";
       const Tensor& ref_grad = reference.store.find(p.name).grad;
       const double bf16_effect = distance(ref_grad, full.store.find(p.name).grad);
-      EXPECT_LE(distance(global.values, ref_grad), 2 * bf16_effect + 1e-6) << p.name;
+      EXPECT_LE(distance(global.values, ref_grad), bound * bf16_effect + 1e-6) << p.name;
     }
   }
 }
