@@ -222,6 +222,17 @@ void sum_of_squares_into(const Tensor& x, Tensor& total, Stream& stream) {
 
 // --- matmul ---------------------------------------------------------------------------------
 
+static bool g_matmul_tf32 = false;
+
+void set_matmul_tf32(bool on) {
+  g_matmul_tf32 = on;
+#if MOE_WITH_CUDA
+  cuda::set_matmul_tf32(on);
+#endif
+}
+
+bool matmul_tf32() { return g_matmul_tf32; }
+
 namespace {
 struct MatmulDims {
   int64_t batch, m, n, k;

@@ -61,6 +61,12 @@ class OwnedStream {
   Stream stream_;
 };
 
+// f32 x f32 GEMMs on CUDA in TF32 (inputs rounded to 10 mantissa bits, f32 accumulation: tensor
+// cores) when on; full f32 arithmetic when off, the default. bf16 GEMMs are unaffected, and so is
+// the CPU backend, which always computes in f32. Process-wide; the trainer sets it from train.tf32.
+void set_matmul_tf32(bool on);
+bool matmul_tf32();
+
 #include "kernels/op_signatures.inc"
 
 // The global L2 norm of all grads; when it exceeds max_norm every grad is scaled by

@@ -7,10 +7,10 @@
 // - The scatter runs serially over rows and in parallel over columns: several rows may add into one
 //   token, so splitting by rows would race.
 // bf16 (as kernels/cuda/moe_permute.cu): row moves copy (no rounding); the scatter sums a token's
-// rows in f32 and rounds once (in sorted-row order, where CUDA adds in slot order: f32 sums that
-// may differ in the last f32 bits). probs and dprobs are f32 next to bf16 activations (compute_t);
-// moe_combine sums in f32 and rounds once, moe_combine_backward rounds each dy_slots element once
-// and narrows its dprobs dot product (in double) to f32.
+// rows in f32 in sorted-row order (CUDA adds in the same order) and rounds once. probs and dprobs
+// are f32 next to bf16 activations (compute_t); moe_combine sums in f32 and rounds once,
+// moe_combine_backward rounds each dy_slots element once and narrows its dprobs dot product (in
+// double) to f32.
 // Slot values are checked before any row moves, so a bad index is an InputError, never a stray
 // write.
 #include <cstring>

@@ -1,7 +1,8 @@
 // A per-token sigmoid gate on the CPU: out[n,:] = sigmoid(logit[n]) * x[n,:]. The backward's
 // logit gradient is a dot product per row, accumulated in double.
-// bf16 (as kernels/cuda/sigmoid_gate.cu): s = sigmoid(logit) is held in f32, each output (out; dx,
-// dlogits) is computed from widened inputs and rounded once on store.
+// bf16 (as kernels/cuda/sigmoid_gate.cu): each output (out; dx, dlogits) is computed from widened
+// inputs and rounded once on store; s = sigmoid(logit) is held in f32 in forward (as on CUDA) and
+// in double in backward (CUDA: f32).
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"

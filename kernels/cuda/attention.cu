@@ -22,6 +22,10 @@
 //   query heads and the query tiles from the key tile on, and one for dq per (batch x query head,
 //   query tile, column chunk) looping over key tiles. Both recompute p = exp(score - lse) and
 //   ds = p (dout . v - delta). All three gradients are assigned.
+// - bf16 rounding points (as kernels/cpu/attention.cpp): out is rounded once on store (the f32
+//   accumulator divided by the row sum), lse is f32; delta is read from the stored (bf16) out; dq,
+//   dk and dv are each rounded once, from f32 registers. The CPU does the same arithmetic in
+//   double, so the two agree to f32 accuracy, not bit for bit.
 #include <algorithm>
 
 #include "kernels/cuda/launch.cuh"

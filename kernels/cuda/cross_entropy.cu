@@ -6,6 +6,9 @@
 //   contribute nothing; a NaN logit makes the row's lse NaN, as on the CPU.
 // - Backward: one block per row, dlogits recomputed from the saved lse (assigned; zero on ignored
 //   rows).
+// bf16 logits (as kernels/cpu/cross_entropy.cpp): lse and target_logits are f32 (the target logit
+// widened exactly), each dlogits element rounded once; lse and dlogits are f32 arithmetic here
+// where the CPU uses double. f32 logits (the bf16 recipe's LM head) give f32 dlogits.
 // A target outside this shard (or negative and not ignore_index) has no column here: target logit 0
 // and no one-hot term, so a bad target never indexes memory.
 #include "kernels/cuda/launch.cuh"

@@ -25,5 +25,7 @@ Stream create_stream(Device device);
 void destroy_stream(Stream& stream);
 void synchronize(Stream& stream);
 int device_count();  // 0 when cudaGetDeviceCount returns an error (no driver, no device)
+// ops::set_matmul_tf32's CUDA side (matmul.cu).
+void set_matmul_tf32(bool on);
 
 }  // namespace moe::cuda

@@ -8,6 +8,9 @@
 //   only) sums its grid-stride share in f64, then one block adds the partial sums in block order;
 //   the total comes back with one copy and a stream synchronize (sum_of_squares_into adds it to a
 //   device scalar instead, without waiting).
+// bf16 rounding points (as kernels/cpu/elementwise.cpp, bit for bit): add, axpy and scale widen to
+// f32, compute in f32 (axpy as y + alpha * x, two roundings, never a fused multiply-add) and round
+// once on store; sum_of_squares widens exactly and sums in f64 (its order differs from the CPU's).
 #include <algorithm>
 #include <cstring>
 
@@ -128,7 +131,8 @@ struct Axpy {
   const T* x;
   T* y;
   __device__ void operator()(int64_t i) const {
-    y[i] = from_float<T>(to_float(y[i]) + alpha * to_float(x[i]));
+    // Two roundings, as on the CPU: nvcc would otherwise fuse them into one multiply-add.
+    y[i] = from_float<T>(__fadd_rn(to_float(y[i]), __fmul_rn(alpha, to_float(x[i]))));
   }
 };
 

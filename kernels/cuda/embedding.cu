@@ -8,6 +8,9 @@
 //   the id's dtable row and round once. Ids outside the shard are skipped. dtable may be f32 or the
 //   dout dtype.
 // - Scratch (sorted ids and tokens, the sort's temporary storage) comes from Tensor::empty.
+// bf16 rounding points (as kernels/cpu/embedding.cpp, bit for bit): forward copies; backward adds a
+// row's tokens to its widened dtable value in f32, in token order (the CPU's order), and rounds a
+// bf16 dtable once; an f32 dtable under bf16 dout never rounds to bf16.
 #include <cstdint>
 #include <limits>
 

@@ -3,6 +3,8 @@
 // apart. One thread per element (grid-stride), looping over the M inputs in f32 with the max
 // subtracted, so a saturated gate gives weights of exactly 1 and 0 rather than overflow. Backward
 // assigns dvalues[m,i] = g[m,i] dout[i] and dlogits[m,i] = g[m,i] (values[m,i] - out[i]) dout[i].
+// bf16 rounding points (as kernels/cpu/gate_mix.cpp): each output (out; dlogits, dvalues) is
+// rounded once; the CPU computes the softmax and the mixture in double, this kernel in f32.
 #include "kernels/cuda/launch.cuh"
 
 namespace moe::cuda {

@@ -1,21 +1,29 @@
-// GEMM on CUDA through cuBLASLt: f32 x f32 -> f32 in full f32 arithmetic (CUBLAS_COMPUTE_32F, no
-// TF32, so results track the CPU oracle), and bf16 x bf16 -> bf16 or f32 with f32 accumulation
-// (the f32 output is how bf16 activations accumulate weight gradients into f32 grads).
+// GEMM on CUDA through cuBLASLt: f32 x f32 -> f32 in full f32 arithmetic (CUBLAS_COMPUTE_32F, so
+// results track the CPU oracle) or, while ops::set_matmul_tf32 is on, in TF32 on the tensor cores
+// (CUBLAS_COMPUTE_32F_FAST_TF32: inputs rounded to 10 mantissa bits, f32 accumulation); and
+// bf16 x bf16 -> bf16 or f32 with CUBLAS_COMPUTE_32F, which on bf16 inputs is the tensor-core path
+// accumulating in f32 (the f32 output is how bf16 activations accumulate weight gradients into f32
+// grads, beta 1). Rounding points (as kernels/cpu/matmul.cpp): bf16 products are exact in f32; the
+// sum, alpha and beta * c are f32 (in the tensor cores' order and rounding, not OpenBLAS's, so the
+// two backends agree to the accumulation's error, not bit for bit); a bf16 c is read widened and
+// rounded once on store, an f32 c never rounds to bf16.
 //
 // Decisions:
 // - Row-major c = op(a) op(b) is the column-major c^T = op(b)^T op(a)^T: cuBLAS gets b first and a
 //   second, with the same transpose flags, and every matrix described as it is stored.
 // - One cuBLASLt handle and one 32 MiB workspace per device, made on first use. The workspace is
 //   shared by every GEMM of the device, which is safe because each rank runs its GEMMs on one
-//   stream. The algorithm for a problem (dtypes, flags, sizes, pointer alignment, beta == 0) is
-//   asked of the heuristic once and remembered. Dense GEMMs repeat every step; expert GEMMs change
-//   m (and k in the weight gradients) with the routing, so each new token count asks once more
-//   (bucketing sizes is a measured optimisation still to make).
+//   stream. The algorithm for a problem (dtypes, compute type, flags, sizes, pointer alignment,
+//   beta == 0) is asked of the heuristic once and remembered; the heuristic may use the whole
+//   workspace. Dense GEMMs repeat every step; expert GEMMs change m (and k in the weight
+//   gradients) with the routing, so each new token count asks once more (bucketing sizes is a
+//   measured optimisation still to make).
 // - Batched (3-D) products are one strided-batched call.
 // - k == 0 is an empty sum: c = beta * c without calling cuBLAS.
 // - Backward is two matmuls (kernels/matmul_adjoint.h).
 #include <cublasLt.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -38,8 +46,16 @@ struct DeviceContext {
 };
 
 // A problem as the heuristic sees it.
-using ProblemKey =
-    std::tuple<DType, DType, bool, bool, int64_t, int64_t, int64_t, int64_t, int, int, int, bool>;
+using ProblemKey = std::tuple<DType, DType, cublasComputeType_t, bool, bool, int64_t, int64_t,
+                              int64_t, int64_t, int, int, int, bool>;
+
+std::atomic<bool> g_tf32{false};
+
+// TF32 applies to f32 inputs only: bf16 inputs already take the tensor cores at full f32
+// accumulation.
+cublasComputeType_t compute_type(DType inputs) {
+  return inputs == DType::f32 && g_tf32.load() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
 
 struct Registry {
   std::mutex mutex;
@@ -118,6 +134,8 @@ void set_alignment(cublasLtMatmulPreference_t preference,
 
 }  // namespace
 
+void set_matmul_tf32(bool on) { g_tf32.store(on); }
+
 void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
             float beta, Stream& stream) {
   const int r = a.ndim() - 2;
@@ -138,7 +156,8 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool tran
   DeviceContext& ctx = context_for(device);
 
   Descriptors d;
-  MOE_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasComputeType_t compute = compute_type(a.dtype());
+  MOE_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
   // cuBLAS sees b first: its "A" is our b, its "B" is our a.
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -152,6 +171,7 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool tran
 
   const ProblemKey key{a.dtype(),
                        c.dtype(),
+                       compute,
                        trans_a,
                        trans_b,
                        batch,

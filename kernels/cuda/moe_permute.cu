@@ -17,6 +17,11 @@
 //   that) counts once, from its last row (atomicMax, so still deterministic).
 // - moe_combine: one block per token, threads over the width. moe_combine_backward: one block per
 //   slot; the dot product for dprobs is a fixed-shape f32 block reduction (deterministic).
+// bf16 rounding points (as kernels/cpu/moe_permute.cpp): row moves copy; sum_slot_rows adds a
+// token's rows in f32 in increasing row order, the CPU scatter's, and rounds once; moe_combine sums
+// p * y in f32 in slot order without fused multiply-adds and rounds once; dy_slots = p * dout is
+// rounded once. All of these are the CPU's bits exactly. dprobs is an f32 block reduction where the
+// CPU sums in double.
 #include <algorithm>
 #include <cstdint>
 
@@ -73,19 +78,32 @@ __global__ void invert_slots_kernel(const int32_t* slots, int64_t rows, int64_t 
   }
 }
 
-// dst[n] = sum over j < k of src[inverse[n * k + j]], the slots with inverse -1 left out.
+// dst[n] = sum of src[inverse[n * k + j]] over j < k, the slots with inverse -1 left out, added in
+// increasing row order (the CPU scatter's). A block sorts its token's k rows in shared memory
+// (dynamic, k entries) once, and its threads then sum every column in that order.
 template <typename T>
 __global__ void sum_slot_rows_kernel(const T* src, const int32_t* inverse, int64_t tokens, int k,
                                      int64_t width, T* dst) {
-  for (int64_t n = blockIdx.x; n < tokens; n += gridDim.x)
+  extern __shared__ int32_t token_rows[];
+  for (int64_t n = blockIdx.x; n < tokens; n += gridDim.x) {
+    __syncthreads();  // the previous token's rows are no longer read
+    if (threadIdx.x == 0)
+      for (int j = 0; j < k; ++j) {  // insertion sort: k is small
+        const int32_t r = inverse[n * k + j];
+        int i = j;
+        for (; i > 0 && token_rows[i - 1] > r; --i) token_rows[i] = token_rows[i - 1];
+        token_rows[i] = r;
+      }
+    __syncthreads();
     for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
       float sum = 0.0f;
       for (int j = 0; j < k; ++j) {
-        const int32_t r = inverse[n * k + j];
+        const int32_t r = token_rows[j];
         if (r >= 0) sum += to_float(src[r * width + c]);
       }
       dst[n * width + c] = from_float<T>(sum);
     }
+  }
 }
 
 template <typename T>
@@ -94,8 +112,9 @@ __global__ void combine_kernel(const T* y_slots, const float* probs, int64_t tok
   for (int64_t n = blockIdx.x; n < tokens; n += gridDim.x)
     for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
       float sum = 0.0f;
-      for (int j = 0; j < k; ++j)
-        sum += probs[n * k + j] * to_float(y_slots[(n * k + j) * width + c]);
+      for (int j = 0; j < k; ++j)  // no fused multiply-add: the CPU's two roundings
+        sum =
+            __fadd_rn(sum, __fmul_rn(probs[n * k + j], to_float(y_slots[(n * k + j) * width + c])));
       out[n * width + c] = from_float<T>(sum);
     }
 }
@@ -149,7 +168,7 @@ void sum_slot_rows(const char* op, const Tensor& src, const Tensor& sorted_slots
     MOE_CUDA_CHECK_LAUNCH();
   }
   float_dispatch(dst.dtype(), op, [&]<typename T>() {
-    sum_slot_rows_kernel<T><<<blocks_for(tokens, 1), kThreads, 0, s>>>(
+    sum_slot_rows_kernel<T><<<blocks_for(tokens, 1), kThreads, k * sizeof(int32_t), s>>>(
         ptr<T>(src), ptr<int32_t>(inverse), tokens, k, width, ptr<T>(dst));
     MOE_CUDA_CHECK_LAUNCH();
   });

@@ -5,6 +5,10 @@
 //   write the chunk's column sums of dy * xhat to an f32 scratch [chunks, D]; a second kernel adds
 //   each column's chunk sums in chunk order into dweight, which may be f32 or the activation dtype.
 //   An undefined dweight (a frozen weight) skips both.
+// bf16 rounding points (as kernels/cpu/rmsnorm.cpp): y = (x * rstd) * w rounded once, rstd f32,
+// each dx rounded once, dweight once per call after all rows are summed (bf16 or f32 dweight). The
+// statistics are f32 here where the CPU sums in double, so the two agree to f32 accuracy, not bit
+// for bit.
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/reduce.cuh"
 

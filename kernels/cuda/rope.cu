@@ -6,6 +6,8 @@
 //   backend does: an f32 angle would be off by up to position * 2^-24 radians (about 2e-3 at
 //   position 32k), far more than an f32 output's rounding. The result is rounded once on store.
 // - Both elements of a pair are read before either is written, so out may alias x.
+// - bf16 rounding points (as kernels/cpu/rope.cpp): each output once, f64 -> f32 -> bf16, the CPU's
+//   two steps; only the f64 pow and sincos may differ from the CPU's in their last bits.
 // - Backward is the rotation by the negated angle. A negative position (the CPU backend rejects
 //   it) only rotates the other way: it cannot reach outside the tensors.
 #include "kernels/cuda/launch.cuh"

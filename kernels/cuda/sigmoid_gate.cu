@@ -2,6 +2,8 @@
 // One block per row (grid-stride over rows), threads over the width. Backward assigns
 // dx = s * dout and dlogits[n] = s (1 - s) * sum_d dout[n,d] x[n,d], the sum by block_sum (a fixed
 // order, so deterministic). Each element is read before it is written, so outputs may alias inputs.
+// bf16 rounding points (as kernels/cpu/sigmoid_gate.cpp): s is f32, out, dx and dlogits are each
+// rounded once. The CPU computes s and the backward in double, so the two agree to f32 accuracy.
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/reduce.cuh"
 

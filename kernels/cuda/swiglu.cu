@@ -2,6 +2,9 @@
 // backward: dgate = dout * up * s * (1 + g * (1 - s)), dup = dout * g * s (both assigned).
 // Elementwise grid-stride kernels in f32 with the accurate expf. Every output element is written
 // after its inputs are read, so outputs may alias inputs.
+// bf16 rounding points (as kernels/cpu/swiglu.cpp): every output (out; dgate, dup) is computed in
+// f32 from widened inputs in the CPU's order and rounded once; expf (within 2 ulp) and nvcc's fused
+// multiply-adds keep the f32 values a few ulp from the CPU's.
 #include "kernels/cuda/launch.cuh"
 
 namespace moe::cuda {

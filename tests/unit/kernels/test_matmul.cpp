@@ -179,6 +179,22 @@ TEST(Matmul, Bf16BackwardAccumulatesAWeightGradientInF32) {
   EXPECT_TRUE(testing::all_close(dw, dw64, dw_tol.atol, 0));
 }
 
+// TF32 is a CUDA setting (off by default): the CPU's f32 GEMM gives the same bits with it on.
+TEST(Matmul, Tf32SettingLeavesTheCpuUnchanged) {
+  Stream stream;
+  const Tensor a = random_tensor({13, 40}, DType::f32, 30);
+  const Tensor b = random_tensor({40, 7}, DType::f32, 31);
+  Tensor off = Tensor::zeros({13, 7}, DType::f32), on = Tensor::zeros({13, 7}, DType::f32);
+  EXPECT_FALSE(ops::matmul_tf32());
+  ops::matmul(a, b, off, false, false, 1.0f, 0.0f, stream);
+  ops::set_matmul_tf32(true);
+  EXPECT_TRUE(ops::matmul_tf32());
+  ops::matmul(a, b, on, false, false, 1.0f, 0.0f, stream);
+  ops::set_matmul_tf32(false);
+  EXPECT_FALSE(ops::matmul_tf32());
+  EXPECT_TRUE(testing::all_close(on, off, 0, 0));
+}
+
 TEST(Matmul, InnerDimensionMismatchNamesBothShapes) {
   Stream stream;
   Tensor a = Tensor::zeros({2, 3}, DType::f32), b = Tensor::zeros({4, 5}, DType::f32);

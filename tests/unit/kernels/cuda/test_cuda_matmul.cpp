@@ -4,11 +4,15 @@
 // identically for both backends, bf16 products are exact in f32, so only the f32 accumulation
 // order differs: k eps of f32 (a wrong operand order or transpose is off by O(1)); a bf16 output
 // adds one rounding, within one bf16 eps.
+#include <cmath>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
 #include "tests/support/cuda_compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/tolerance.h"
 
 namespace moe {
 namespace {
@@ -99,6 +103,81 @@ TEST_F(CudaMatmul, BackwardAccumulatesIntoF32GradientsFromBf16Activations) {
                        to_device(dy, DType::bf16), &dx, &dw, false, true, gpu);
   EXPECT_TRUE(matches_cpu("matmul_backward dx", dx, dx_expected, DType::bf16, 1));
   EXPECT_TRUE(matches_cpu("matmul_backward dW", dw, dw_expected, DType::f32, rows + 4));
+}
+
+// ops::set_matmul_tf32 for a scope, off again at its end.
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool on) { ops::set_matmul_tf32(on); }
+  ~Tf32Scope() { ops::set_matmul_tf32(false); }
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+};
+
+// c = a b with a[i,l] = 1 + 2^-17 ((i + 3 l) % 8) and b = 1, k = 64: every partial sum is a
+// multiple of 2^-17 below 128, so f32 arithmetic is exact in any order. TF32 keeps 10 mantissa bits
+// and reads every a as 1, whether it rounds or truncates, so then c = 64 exactly. The same problem
+// is asked off, on, off again: the algorithm cache must tell the two compute types apart.
+TEST_F(CudaMatmul, Tf32RoundsF32InputsOnlyWhileOn) {
+  const int64_t m = 256, n = 256, k = 64;
+  std::vector<float> a_values;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t l = 0; l < k; ++l)
+      a_values.push_back(1.0f + std::ldexp(1.0f, -17) * static_cast<float>((i + 3 * l) % 8));
+  const Tensor a = Tensor::from_vector<float>({m, k}, a_values);
+  const Tensor b = Tensor::from_vector<float>({k, n}, std::vector<float>(k * n, 1.0f));
+  Stream host;
+  Tensor exact = Tensor::zeros({m, n}, DType::f32);
+  ops::matmul(a, b, exact, false, false, 1.0f, 0.0f, host);
+  const Tensor tf32 = Tensor::from_vector<float>({m, n}, std::vector<float>(m * n, 64.0f));
+  const Tensor device_a = to_device(a, DType::f32), device_b = to_device(b, DType::f32);
+  for (bool on : {false, true, false}) {
+    const Tf32Scope scope(on);
+    Tensor c = to_device(Tensor::zeros({m, n}, DType::f32), DType::f32);
+    ops::matmul(device_a, device_b, c, false, false, 1.0f, 0.0f, gpu);
+    EXPECT_TRUE(
+        matches_cpu(on ? "matmul tf32" : "matmul f32", c, on ? tf32 : exact, DType::f32, 0));
+  }
+}
+
+// Random f32 inputs in [-1, 1], k = 300, against the CPU's f32 GEMM, M the largest sum of |a b|
+// (magnitude, as bf16_tolerance's). Each backend's f32 sum of k products, alpha and beta c is
+// within 2 (k + 2) u32 M (gamma_n <= 2 n u32), doubled on the tensor cores, which may truncate.
+// With TF32, each input is within 2^-10 of itself relatively (truncated; 2^-11 rounded), so a
+// product is within (2^-9 + 2^-20) |a b|.
+TEST_F(CudaMatmul, Tf32StaysWithinItsBoundAndF32WithinF32s) {
+  const int64_t m = 70, n = 129, k = 300;
+  const Tensor a = random_tensor({m, k}, DType::f32, 20), b = random_tensor({n, k}, DType::f32, 21);
+  const Tensor c0 = random_tensor({m, n}, DType::f32, 22);
+  Stream host;
+  Tensor expected = c0.clone();
+  ops::matmul(a, b, expected, false, true, 1.0f, 1.0f, host);
+  Tensor magnitude = testing::absolute(c0);
+  ops::matmul(testing::absolute(a), testing::absolute(b), magnitude, false, true, 1.0f, 1.0f, host);
+  const double big_m = testing::max_element(magnitude), u32 = std::ldexp(1.0, -24);
+  const double cpu_sum = 2.0 * (k + 2) * u32 * big_m;
+  const Tensor device_a = to_device(a, DType::f32), device_b = to_device(b, DType::f32);
+  for (bool on : {false, true}) {
+    const Tf32Scope scope(on);
+    Tensor c = to_device(c0, DType::f32);
+    ops::matmul(device_a, device_b, c, false, true, 1.0f, 1.0f, gpu);
+    const double bound =
+        on ? (std::ldexp(1.0, -9) + std::ldexp(1.0, -20)) * big_m + 3 * cpu_sum : 2 * cpu_sum;
+    EXPECT_TRUE(testing::all_close(testing::to_host(c), expected, bound, 0))
+        << (on ? "tf32" : "f32") << " bound " << bound;
+  }
+}
+
+// TF32 concerns f32 inputs only: a bf16 GEMM gives the same bits with it on.
+TEST_F(CudaMatmul, Tf32LeavesBf16GemmsAlone) {
+  const Tensor a = to_device(random_tensor({37, 96}, DType::f32, 23), DType::bf16);
+  const Tensor b = to_device(random_tensor({96, 40}, DType::f32, 24), DType::bf16);
+  Tensor off = to_device(Tensor::zeros({37, 40}, DType::f32), DType::f32);
+  ops::matmul(a, b, off, false, false, 1.0f, 0.0f, gpu);
+  const Tf32Scope scope(true);
+  Tensor on = to_device(Tensor::zeros({37, 40}, DType::f32), DType::f32);
+  ops::matmul(a, b, on, false, false, 1.0f, 0.0f, gpu);
+  EXPECT_TRUE(testing::all_close(testing::to_host(on), testing::to_host(off), 0, 0));
 }
 
 }  // namespace
