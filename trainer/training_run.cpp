@@ -5,6 +5,7 @@
 
 #include "config/yaml_io.h"
 #include "core/log.h"
+#include "kernels/ops.h"
 #include "trainer/log_text.h"
 #include "trainer/make_model.h"
 #include "trainer/output_paths.h"
@@ -148,6 +149,8 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
       state{config, store, optimizer, *loader, groups, model->checkpoint_attachments()},
       writer(state) {
   check_output_paths(config, groups.world);
+  // TF32 for f32 runs only: in bf16 the f32 GEMMs left are the router's, which stays full f32.
+  ops::set_matmul_tf32(config.train.tf32 && config.train.precision == Precision::f32);
   MOE_LOG_INFO("training on ", device.str(), " in ", config.train.precision,
                config.train.precision == Precision::bf16
                    ? " (bf16 activations and weight copies; f32 master weights, gradients and "

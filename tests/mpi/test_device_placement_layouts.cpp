@@ -17,14 +17,24 @@ namespace {
 
 using testing::Layout;
 
-class DevicePlacementLayouts : public ::testing::TestWithParam<Layout> {
+struct Case {
+  Layout layout;
+  Precision precision = Precision::f32;
+  std::string name() const {
+    std::string text = layout.name() + (precision == Precision::bf16 ? " bf16" : "");
+    std::replace(text.begin(), text.end(), ' ', '_');
+    return text;
+  }
+};
+
+class DevicePlacementLayouts : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override { ops::set_host_backed_cuda(true); }
   void TearDown() override { ops::set_host_backed_cuda(false); }
 };
 
 TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
-  const Layout layout = GetParam();
+  const Layout layout = GetParam().layout;
   std::unique_ptr<Communicator> world = mpi_world_communicator();
   Config c = testing::layout_run(testing::rank_dataset(*world, "device_layouts"), layout);
   c.parallel.tp = layout.tp;
@@ -33,12 +43,11 @@ TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
   c.parallel.expert_tp = layout.expert_tp;
   c.parallel.zero = layout.zero ? 1 : 0;
   c.train.micro_batch_size = static_cast<int>(testing::kGlobalBatch / layout.dp);
+  c.train.precision = GetParam().precision;
   c.train.steps = 6;
   c.train.warmup_steps = 2;
   c.log.interval = 3;
-  std::string name = layout.name();
-  std::replace(name.begin(), name.end(), ' ', '_');
-  const std::string dir = ::testing::TempDir() + "moe_device_layouts_" + name;
+  const std::string dir = ::testing::TempDir() + "moe_device_layouts_" + GetParam().name();
   if (world->rank() == 0) std::filesystem::remove_all(dir);
   world->barrier();
   c.checkpoint.dir = dir + "/cpu";
@@ -69,14 +78,13 @@ TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, DevicePlacementLayouts,
-                         ::testing::Values(Layout{2, 2, 2}, Layout{1, 4, 4, false, true},
-                                           Layout{2, 2, 1, true},
-                                           Layout{1, 4, 4, false, false, false, true}),
-                         [](const auto& info) {
-                           std::string name = info.param.name();
-                           std::replace(name.begin(), name.end(), ' ', '_');
-                           return name;
-                         });
+                         ::testing::Values(Case{Layout{2, 2, 2}}, Case{Layout{1, 4, 4, false, true}},
+                                           Case{Layout{2, 2, 1, true}},
+                                           Case{Layout{1, 4, 4, false, false, false, true}},
+                                           Case{Layout{2, 2, 2}, Precision::bf16},
+                                           Case{Layout{1, 4, 4, false, false, false, true},
+                                                Precision::bf16}),
+                         [](const auto& info) { return info.param.name(); });
 
 }  // namespace
 }  // namespace moe

@@ -1,6 +1,9 @@
-// The training step on a GPU against the CPU (f32 both): one forward and backward of the whole
-// model gives the same losses and gradients, one AdamW step the same weights, and a short training
-// run the same loss curve. Skips without a CUDA backend or device.
+// The training step on a GPU against the CPU: in f32 (TF32 off) one forward and backward of the
+// whole model gives the same losses and gradients, one AdamW step the same weights, and a short
+// training run the same loss curve. In bf16 the CPU's bf16 step is the oracle: the GPU's sums run
+// in another order, so a few bf16 roundings land on the other side; the GPU's distance from the
+// CPU bf16 step may be at most twice bf16's own effect there (the CPU bf16 step's distance from
+// the CPU f32 step). Skips without a CUDA backend or device.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -70,6 +73,43 @@ void expect_step_matches(const Config& config) {
 
 TEST_F(CudaTraining, MoeModelStepMatchesCpu) { expect_step_matches(testing::tiny_moe_config()); }
 
+double distance(const Tensor& a, const Tensor& b) {
+  const Tensor host_a = testing::to_host(a), host_b = testing::to_host(b);
+  double sum = 0;
+  for (int64_t i = 0; i < host_a.numel(); ++i) {
+    const double d = testing::element_as_double(host_a, i) - testing::element_as_double(host_b, i);
+    sum += d * d;
+  }
+  return std::sqrt(sum);
+}
+
+TEST_F(CudaTraining, Bf16StepMatchesTheCpuBf16Step) {
+  Config c = testing::tiny_moe_config();
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_gate = true;
+  Config bf16 = c;
+  bf16.train.precision = Precision::bf16;
+  Side cpu_f32(c, Device::cpu()), cpu(bf16, Device::cpu()), gpu(bf16, Device::cuda(0));
+  Stream host;
+  ops::OwnedStream owned(Device::cuda(0));
+  Stream& stream = owned.get();
+  const testing::TinyBatch batch = testing::tiny_batch(c, 3);
+  const double f32_loss = cpu_f32.model.forward(batch.inputs, batch.targets, true, host).lm_loss;
+  const double want = cpu.model.forward(batch.inputs, batch.targets, true, host).lm_loss;
+  const double got = gpu.model.forward(batch.inputs, batch.targets, true, stream).lm_loss;
+  EXPECT_LE(std::fabs(got - want), 2 * std::fabs(want - f32_loss) + 1e-6 * want);
+  cpu_f32.model.backward(0.5, host);
+  cpu.model.backward(0.5, host);
+  gpu.model.backward(0.5, stream);
+  ops::synchronize(stream);
+  const double effect = distance(cpu.store.grads(), cpu_f32.store.grads());
+  const double gap = distance(gpu.store.grads(), cpu.store.grads());
+  std::printf("[cuda vs cpu] bf16 step: loss %.6f (gpu) %.6f (cpu bf16) %.6f (cpu f32); gradient "
+              "distance %.3g, bf16's own effect %.3g\n",
+              got, want, f32_loss, gap, effect);
+  EXPECT_LE(gap, 2 * effect);
+}
+
 TEST_F(CudaTraining, SharedExpertsCapacityAndExpertBiasMatchCpu) {
   Config c = testing::tiny_moe_config();
   c.moe.shared_experts = 1;
@@ -95,6 +135,7 @@ TEST_F(CudaTraining, ShortRunFollowsTheCpuLossCurve) {
   Config c = testing::tiny_run(dataset);
   c.train.steps = 30;
   c.train.warmup_steps = 3;
+  c.train.tf32 = false;
   c.log.interval = 10;
   c.validate();
   const TrainingSummary on_cpu = train_model(c, {});

@@ -66,6 +66,17 @@ TEST_F(HostBackedCuda, MoeVariantsOnTheDeviceEqualTheCpuRun) {
   expect_same_run(c);
 }
 
+// The bf16 step (compute copies, f32 statistics, the f32 router and logits) on the device too.
+TEST_F(HostBackedCuda, ABf16RunOnTheDeviceEqualsTheCpuRun) {
+  Config c = run(4);
+  c.train.precision = Precision::bf16;
+  c.moe.shared_experts = 1;
+  c.moe.shared_expert_gate = true;
+  c.moe.capacity_factor = 1.25;
+  c.train.recompute = true;
+  expect_same_run(c);
+}
+
 TEST_F(HostBackedCuda, CheckpointsOfADeviceRunResumeOnTheCpuBitForBit) {
   const std::string dir = ::testing::TempDir() + "moe_device_placement/checkpoints";
   std::filesystem::remove_all(dir);
