@@ -99,9 +99,10 @@ ActivationPeak activation_peak(const ActivationShape& shape, bool recompute) {
     kept[i] = recompute ? c.row : c.block_kept(shape.moe_blocks[i]);
     held += kept[i];
   }
-  ActivationPeak peak{held + c.head_backward(), 0};
+  ActivationPeak peak{held + c.head_backward(), 0, -1};
   for (int i = blocks - 1; i >= 0; --i) {
-    peak.bytes = std::max(peak.bytes, held + c.block_backward(shape.moe_blocks[i], recompute));
+    const int64_t bytes = held + c.block_backward(shape.moe_blocks[i], recompute);
+    if (bytes > peak.bytes) peak = {bytes, 0, i};
     held -= kept[i];
   }
   const int64_t moe_layers = std::count(shape.moe_blocks.begin(), shape.moe_blocks.end(), true);

@@ -52,6 +52,7 @@ struct ActivationShape {
 struct ActivationPeak {
   int64_t bytes = 0;
   int64_t fssdp_copies = 0;  // of which FSSDP expert copies and their gradients
+  int block = -1;            // the block whose backward is the peak; -1: the LM head's
 };
 
 ActivationPeak activation_peak(const ActivationShape& shape, bool recompute);

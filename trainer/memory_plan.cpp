@@ -222,6 +222,8 @@ MemoryPlan plan_memory(const Config& config, int world) {
     const ActivationPeak recomputed = activation_peak(shape, true);
     r.activations = plain.bytes;
     r.activations_recompute = recomputed.bytes;
+    r.peak_block = plain.block;
+    r.peak_block_recompute = recomputed.block;
     r.fssdp_copies = config.train.recompute ? recomputed.fssdp_copies : plain.fssdp_copies;
     r.optimizer_buffers =
         zero ? zero_buffers({{d.dense, plan.dp}, {d.expert, edp}}) : 0;
@@ -312,8 +314,12 @@ std::string plan_report(const MemoryPlan& plan, const Config& config,
        config.parallel.zero == 1 ? "AdamW m and v, f32, this rank's ZeRO-1 slices"
                                  : "AdamW m and v, f32");
   line("compute copy", w.compute_copy, bf16 ? "bf16" : "none in precision f32");
-  line("activations, no recompute", w.activations, "one micro-batch's peak");
-  line("activations, recompute", w.activations_recompute, "one micro-batch's peak");
+  auto where = [](int block) {
+    return "one micro-batch's peak, in the backward of " +
+           (block < 0 ? std::string("the LM head") : "block " + std::to_string(block));
+  };
+  line("activations, no recompute", w.activations, where(w.peak_block));
+  line("activations, recompute", w.activations_recompute, where(w.peak_block_recompute));
   if (w.fssdp_copies > 0)
     line("  of which FSSDP copies", w.fssdp_copies, "expert copies and their gradients");
   if (w.optimizer_buffers > 0)

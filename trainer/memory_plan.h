@@ -39,6 +39,8 @@ struct RankMemory {
   int64_t compute_copy = 0;  // bf16 copy of the parameters (precision bf16)
   int64_t activations = 0;            // one micro-batch's peak without recompute
   int64_t activations_recompute = 0;  // with train.recompute
+  int peak_block = -1, peak_block_recompute = -1;  // where they peak: a block's backward, or -1
+                                                   // for the LM head's
   int64_t fssdp_copies = 0;       // FSSDP expert copies and their gradients, in the activations
   int64_t optimizer_buffers = 0;  // the ZeRO-1 step's padded buffers
   int64_t total = 0;  // the static bytes + max(activations at train.recompute, optimizer buffers)

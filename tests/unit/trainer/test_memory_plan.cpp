@@ -79,10 +79,12 @@ TEST(MemoryPlan, OneRankF32CountsMastersGradientsAndMoments) {
 TEST(MemoryPlan, ActivationsF32WithAndWithoutRecompute) {
   const RankMemory r = plan_memory(hand_config(), 1).worst();
   EXPECT_EQ(r.activations, 14976);
+  EXPECT_EQ(r.peak_block, 1);
   // Recompute: the blocks keep x (256 each); the MoE block's backward rebuilds its 5792 bytes:
   //   2720 + 2 x 256 + 512 (dout, dprev) + 5792 + 256 + 1984 = 11776
   //   (the dense block's: 2720 + 256 + 512 + 3712 + 2048 = 9248; the head's 2720 + 512 + 2560)
   EXPECT_EQ(r.activations_recompute, 11776);
+  EXPECT_EQ(r.peak_block_recompute, 1);
   EXPECT_EQ(r.total, kElements * 16 + 14976);
   Config c = hand_config();
   c.train.recompute = true;
@@ -106,6 +108,7 @@ TEST(MemoryPlan, Bf16AddsTheComputeCopyAndHalvesMostActivations) {
   EXPECT_EQ(r.optimizer, kElements * 8);
   EXPECT_EQ(r.compute_copy, kElements * 2);
   EXPECT_EQ(r.activations, 10944);
+  EXPECT_EQ(r.peak_block, -1);  // the LM head's backward
   EXPECT_EQ(r.total, kElements * 18 + 10944);
 }
 
@@ -166,6 +169,27 @@ TEST(MemoryPlan, ZeroStepBuffers) {
   EXPECT_EQ(r.optimizer, 8 * (740 + 384));
   EXPECT_EQ(r.optimizer_buffers, 13376);
   EXPECT_EQ(r.total, kElements * 8 + 8 * (740 + 384) + 14976);
+}
+
+// FSSDP over 3 ranks: the 4 experts of the MoE layer have one owner each, so one rank owns 2
+// (1480 + 2 x 192 = 1864 elements) and two own 1 (1672). With one copy slot a rank holds one more
+// expert [8,8] x 3 = 192 elements, 768 bytes in f32: kept from forward to backward (one MoE layer),
+// plus its gradient in backward: 1536 bytes.
+TEST(MemoryPlan, FssdpOwnersDifferAndTheirCopiesCount) {
+  Config c = hand_config();
+  c.parallel.experts = ExpertPlacement::fssdp;
+  c.fssdp.slots = 1;
+  const MemoryPlan plan = plan_memory(c, 3);
+  EXPECT_EQ(plan.ep, 3);
+  ASSERT_EQ(plan.ranks.size(), 3u);
+  int64_t owned = 0;
+  for (const RankMemory& r : plan.ranks) {
+    owned += r.parameter_elements - 1480;
+    EXPECT_EQ(r.fssdp_copies, 1536);
+  }
+  EXPECT_EQ(owned, 768);
+  EXPECT_TRUE(plan.ranks_differ());
+  EXPECT_EQ(plan.worst().parameter_elements, 1864);
 }
 
 TEST(MemoryPlan, LayoutsThatDoNotFitTheWorldAreRefused) {
