@@ -69,15 +69,18 @@ struct Counter {
     const int64_t dispatch = (reorders() ? rl * d : 0) + (gathers() ? rl * d : 0) +
                              (s.ep > 1 ? r * d : 0) + (s.tp > 1 ? 2 * r * d : 0);
     const int64_t router = 2 * n * s.experts * kF32 + n * kF32;
+    // The shared experts: dshared and dgate when gated, the FFN's [N,F] gradients, and over TP
+    // the partial dx that is all-reduced before it is added.
     const int64_t shared = s.shared_hidden == 0 ? 0
-                           : row + (s.shared_gate ? n * a : 0) + 3 * n * s.shared_hidden * a +
+                           : (s.shared_gate ? row + n * a : 0) + 3 * n * s.shared_hidden * a +
                                  (s.tp > 1 ? row : 0);
     return base + std::max(combine, expert_out + dpermuted +
                                         std::max({expert, dispatch, router, shared}));
   }
-  // Attention::backward: dout, dq, dk, dv, then q's RoPE adjoint (and QK-norm's).
+  // Attention::backward: dout, dq, dk, dv, then q's RoPE adjoint (and QK-norm's, and the bias's
+  // ones).
   int64_t attention_backward() const {
-    return n * (2 * q + 2 * kv) * a + n * q * a * (s.qk_norm ? 2 : 1);
+    return n * (2 * q + 2 * kv) * a + n * q * a * (s.qk_norm ? 2 : 1) + (s.qkv_bias ? n * a : 0);
   }
   // Block::backward with the gradient that arrives and the one it returns; dffn_in, dh and
   // dattn_in live to its end. Under recompute the rebuilt activations come first.

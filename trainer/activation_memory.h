@@ -32,6 +32,7 @@ struct ActivationShape {
   int64_t d_model = 0, vocab = 0;
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
   bool qk_norm = false, qk_norm_per_head = true;
+  bool qkv_bias = false;  // a bias adds a column of ones [N,1] while q, k or v runs backward
   int64_t ffn_hidden = 0;  // the dense MLP's
   std::vector<bool> moe_blocks;
   // MoE layers.

@@ -113,6 +113,7 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   s.head_dim = m.effective_head_dim();
   s.qk_norm = m.qk_norm;
   s.qk_norm_per_head = m.qk_norm_scope == QkNormScope::head;
+  s.qkv_bias = m.qkv_bias;
   s.ffn_hidden = m.ffn_hidden / tp;
   for (int layer = 0; layer < m.n_layers; ++layer) s.moe_blocks.push_back(moe.is_moe_layer(layer));
   s.experts = moe.num_experts;

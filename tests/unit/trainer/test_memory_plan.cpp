@@ -225,6 +225,7 @@ struct Measured {
   const char* name;
   bool moe, recompute;
   Precision precision;
+  double capacity_factor = 0;  // > 0: the plan counts the capacity bound, an upper bound
 };
 
 class PlanAgainstPeak : public ::testing::TestWithParam<Measured> {};
@@ -240,9 +241,13 @@ TEST_P(PlanAgainstPeak, PlanIsWithinTenPercentOfTheMeasuredPeak) {
   Config c = testing::tiny_run(gpl_dataset());
   c.model.n_layers = 4;
   c.model.qk_norm = true;
+  c.model.qkv_bias = true;
+  c.model.tie_embeddings = false;
   c.moe.first_k_dense = m.moe ? 1 : 4;
   c.moe.shared_experts = 1;
   c.moe.shared_expert_hidden = 32;
+  c.moe.shared_expert_gate = true;
+  c.moe.capacity_factor = m.capacity_factor;
   c.train.micro_batch_size = 8;
   c.train.recompute = m.recompute;
   c.train.precision = m.precision;
@@ -275,7 +280,9 @@ INSTANTIATE_TEST_SUITE_P(F32, PlanAgainstPeak,
                          ::testing::Values(Measured{"dense", false, false, Precision::f32},
                                            Measured{"dense_recompute", false, true, Precision::f32},
                                            Measured{"moe", true, false, Precision::f32},
-                                           Measured{"moe_recompute", true, true, Precision::f32}),
+                                           Measured{"moe_recompute", true, true, Precision::f32},
+                                           Measured{"moe_capacity", true, false, Precision::f32,
+                                                    1.0}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
