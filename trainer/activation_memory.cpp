@@ -11,9 +11,9 @@ constexpr int64_t kF32 = 4, kI32 = 4;
 
 struct Counter {
   const ActivationShape& s;
-  int64_t n = s.batch * s.seq_len;         // tokens
-  int64_t a = s.bf16 ? 2 : 4;              // bytes of an activation element
-  int64_t row = n * s.d_model * a;         // one [N, D] activation
+  int64_t n = s.batch * s.seq_len;  // tokens
+  int64_t a = s.bf16 ? 2 : 4;       // bytes of an activation element
+  int64_t row = n * s.d_model * a;  // one [N, D] activation
   int64_t q = s.q_heads * s.head_dim, kv = s.kv_heads * s.head_dim;
   int64_t copy_weights = s.expert_copies * 3 * s.expert_hidden * s.d_model * a;
 
@@ -21,19 +21,21 @@ struct Counter {
   int64_t attention_kept() const {
     int64_t bytes = n * (2 * q + 2 * kv) * a + n * s.q_heads * kF32;
     if (s.qk_norm)
-      bytes += n * (q + kv) * a + (s.qk_norm_per_head ? n * (s.q_heads + s.kv_heads) : 2 * n) * kF32;
+      bytes +=
+          n * (q + kv) * a + (s.qk_norm_per_head ? n * (s.q_heads + s.kv_heads) : 2 * n) * kF32;
     return bytes;
   }
   // MoeSaved: the router's tensors, the dispatch plan's indices, the experts' rows, the slots, the
   // shared experts, and (kept until backward) the FSSDP copies.
   int64_t moe_kept() const {
     const int64_t k = s.top_k, rl = s.expert_rows;
-    int64_t bytes = 2 * n * s.experts * kF32 + n * k * (kF32 + kI32) + n * kF32;  // logits, scores,
-                                                                                // probs, ids, lse
+    // logits, scores [N,E], probs, ids [N,k], lse [N]
+    int64_t bytes = 2 * n * s.experts * kF32 + n * k * (kF32 + kI32) + n * kF32;
     bytes += 2 * s.routed_rows * kI32 + (reorders() ? rl * kI32 : 0);  // share slots, gather, order
-    bytes += 2 * rl * s.d_model * a + 3 * rl * s.expert_hidden * a;     // permuted, out, FfnSaved
-    bytes += n * k * s.d_model * a;                                     // y_slots
-    if (s.shared_hidden > 0) bytes += 3 * n * s.shared_hidden * a + row + (s.shared_gate ? n * a : 0);
+    bytes += 2 * rl * s.d_model * a + 3 * rl * s.expert_hidden * a;    // permuted, out, FfnSaved
+    bytes += n * k * s.d_model * a;                                    // y_slots
+    if (s.shared_hidden > 0)
+      bytes += 3 * n * s.shared_hidden * a + row + (s.shared_gate ? n * a : 0);
     if (!s.rematerialize) bytes += copy_weights;
     return bytes;
   }
@@ -60,10 +62,9 @@ struct Counter {
   // and TP gather, the router's backward or the shared experts'.
   int64_t moe_backward() const {
     const int64_t k = s.top_k, rl = s.expert_rows, r = s.routed_rows, d = s.d_model * a;
-    const int64_t base =
-        n * k * d + n * k * kF32 + copy_weights * (s.rematerialize ? 2 : 1);
-    const int64_t combine = r * d + (s.ep > 1 ? rl * d : 0) + (gathers() ? 2 * rl * d : 0) +
-                            (reorders() ? rl * d : 0);
+    const int64_t base = n * k * d + n * k * kF32 + copy_weights * (s.rematerialize ? 2 : 1);
+    const int64_t combine =
+        r * d + (s.ep > 1 ? rl * d : 0) + (gathers() ? 2 * rl * d : 0) + (reorders() ? rl * d : 0);
     const int64_t expert_out = (reorders() || s.ep > 1 ? rl : r) * d, dpermuted = rl * d;
     const int64_t expert = 3 * s.rows_per_expert * s.expert_hidden * a;
     const int64_t dispatch = (reorders() ? rl * d : 0) + (gathers() ? rl * d : 0) +
@@ -71,11 +72,12 @@ struct Counter {
     const int64_t router = 2 * n * s.experts * kF32 + n * kF32;
     // The shared experts: dshared and dgate when gated, the FFN's [N,F] gradients, and over TP
     // the partial dx that is all-reduced before it is added.
-    const int64_t shared = s.shared_hidden == 0 ? 0
-                           : (s.shared_gate ? row + n * a : 0) + 3 * n * s.shared_hidden * a +
-                                 (s.tp > 1 ? row : 0);
-    return base + std::max(combine, expert_out + dpermuted +
-                                        std::max({expert, dispatch, router, shared}));
+    const int64_t shared = s.shared_hidden == 0
+                               ? 0
+                               : (s.shared_gate ? row + n * a : 0) + 3 * n * s.shared_hidden * a +
+                                     (s.tp > 1 ? row : 0);
+    return base +
+           std::max(combine, expert_out + dpermuted + std::max({expert, dispatch, router, shared}));
   }
   // Attention::backward: dout, dq, dk, dv, then q's RoPE adjoint (and QK-norm's, and the bias's
   // ones).

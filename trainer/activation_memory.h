@@ -32,7 +32,7 @@ struct ActivationShape {
   int64_t d_model = 0, vocab = 0;
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
   bool qk_norm = false, qk_norm_per_head = true;
-  bool qkv_bias = false;  // a bias adds a column of ones [N,1] while q, k or v runs backward
+  bool qkv_bias = false;   // a bias adds a column of ones [N,1] while q, k or v runs backward
   int64_t ffn_hidden = 0;  // the dense MLP's
   std::vector<bool> moe_blocks;
   // MoE layers.
@@ -45,8 +45,8 @@ struct ActivationShape {
   int64_t rows_per_expert = 0;  // the most one expert runs at once
   int64_t tp = 1, ep = 1;       // group sizes: the dispatcher's buffers depend on them
   bool expert_tp = false;
-  int64_t expert_copies = 0;    // FSSDP: copies of experts held per layer
-  bool rematerialize = false;   // FSSDP: copies gathered again in backward
+  int64_t expert_copies = 0;   // FSSDP: copies of experts held per layer
+  bool rematerialize = false;  // FSSDP: copies gathered again in backward
   bool bf16 = false;
 };
 

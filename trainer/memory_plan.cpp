@@ -61,8 +61,8 @@ Declared declare(const Config& config, int world, int tp, int dp, int ep, int tp
   // depend on the EDP index.
   ShapeOnlyCommunicator world_group(0, world), tp_group(tp_rank, tp), dp_group(ep_rank, dp),
       ep_group(ep_rank, ep), edp_group(0, dp / ep);
-  const ParallelGroups groups{&world_group, &tp_group, &dp_group, &ep_group, &edp_group,
-                              config.parallel.expert_tp};
+  const ParallelGroups groups{&world_group, &tp_group,  &dp_group,
+                              &ep_group,    &edp_group, config.parallel.expert_tp};
   ParameterStore store(DType::f32);
   const std::unique_ptr<LanguageModel> model = make_model(config, store, groups);
   Declared d;
@@ -71,7 +71,8 @@ Declared declare(const Config& config, int world, int tp, int dp, int ep, int tp
   d.dense = store.range(ParamGroup::dense).size();
   d.expert = store.range(ParamGroup::expert).size();
   for (const Parameter& p : store.parameters())
-    if (p.name.ends_with(".experts.w_gate")) d.local_experts = std::max(d.local_experts, p.shape[0]);
+    if (p.name.ends_with(".experts.w_gate"))
+      d.local_experts = std::max(d.local_experts, p.shape[0]);
   return d;
 }
 
@@ -126,12 +127,15 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   const int64_t tokens = s.batch * s.seq_len, k = moe.top_k;
   const int64_t share = config.parallel.expert_tp ? 1 : tp;
   auto divide_up = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  if (fssdp)
+    s.expert_copies = std::min<int64_t>(config.fssdp.slots, moe.num_experts - local_experts);
   if (moe.capacity_factor > 0) {
     const auto capacity = std::min<int64_t>(
         tokens, static_cast<int64_t>(std::ceil(static_cast<double>(k) * tokens / moe.num_experts *
                                                moe.capacity_factor)));
     s.routed_rows = std::min(tokens * k, moe.num_experts * capacity);
-    s.expert_rows = divide_up(std::min(ep * local_experts * capacity, ep * s.routed_rows), share);
+    const int64_t held = local_experts + s.expert_copies;
+    s.expert_rows = divide_up(std::min(ep * held * capacity, ep * s.routed_rows), share);
     s.rows_per_expert = divide_up(ep * capacity, share);
   } else {
     s.routed_rows = tokens * k;
@@ -141,7 +145,6 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   s.tp = tp;
   s.ep = ep;
   s.expert_tp = config.parallel.expert_tp;
-  if (fssdp) s.expert_copies = std::min<int64_t>(config.fssdp.slots, moe.num_experts - local_experts);
   s.rematerialize = fssdp && config.fssdp.rematerialize;
   s.bf16 = config.train.precision == Precision::bf16;
   *expert_rows = s.expert_rows;
@@ -160,9 +163,9 @@ std::string with_commas(int64_t n) {
 }  // namespace
 
 const RankMemory& MemoryPlan::worst() const {
-  return *std::max_element(ranks.begin(), ranks.end(), [](const RankMemory& a, const RankMemory& b) {
-    return a.total < b.total;
-  });
+  return *std::max_element(
+      ranks.begin(), ranks.end(),
+      [](const RankMemory& a, const RankMemory& b) { return a.total < b.total; });
 }
 
 bool MemoryPlan::ranks_differ() const {
@@ -216,8 +219,8 @@ MemoryPlan plan_memory(const Config& config, int world) {
                    owned_moments(d.expert, zero, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
     int64_t expert_rows = 0;
-    const ActivationShape shape = activation_shape(config, p.tp, plan.ep, d.local_experts,
-                                                   &expert_rows);
+    const ActivationShape shape =
+        activation_shape(config, p.tp, plan.ep, d.local_experts, &expert_rows);
     if (has_moe) plan.expert_rows = std::max(plan.expert_rows, expert_rows);
     const ActivationPeak plain = activation_peak(shape, false);
     const ActivationPeak recomputed = activation_peak(shape, true);
@@ -226,8 +229,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
     r.peak_block = plain.block;
     r.peak_block_recompute = recomputed.block;
     r.fssdp_copies = config.train.recompute ? recomputed.fssdp_copies : plain.fssdp_copies;
-    r.optimizer_buffers =
-        zero ? zero_buffers({{d.dense, plan.dp}, {d.expert, edp}}) : 0;
+    r.optimizer_buffers = zero ? zero_buffers({{d.dense, plan.dp}, {d.expert, edp}}) : 0;
     r.total = r.parameters + r.gradients + r.optimizer + r.compute_copy +
               std::max(config.train.recompute ? r.activations_recompute : r.activations,
                        r.optimizer_buffers);
@@ -253,16 +255,14 @@ std::string format_bytes(int64_t bytes) {
 int64_t parse_byte_size(const std::string& text, const std::string& what) {
   static const std::regex form(R"(([0-9]+(\.[0-9]+)?)\s*([A-Za-z]*))");
   static const std::map<std::string, double> units = {
-      {"", 1},       {"b", 1},          {"kb", 1e3},       {"mb", 1e6},
-      {"gb", 1e9},   {"tb", 1e12},      {"kib", 0x1p10},   {"mib", 0x1p20},
-      {"gib", 0x1p30}, {"tib", 0x1p40}};
+      {"", 1},      {"b", 1},        {"kb", 1e3},     {"mb", 1e6},     {"gb", 1e9},
+      {"tb", 1e12}, {"kib", 0x1p10}, {"mib", 0x1p20}, {"gib", 0x1p30}, {"tib", 0x1p40}};
   std::smatch match;
   std::string unit;
   if (std::regex_match(text, match, form)) {
     unit = match[3].str();
-    std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) {
-      return static_cast<char>(std::tolower(c));
-    });
+    std::transform(unit.begin(), unit.end(), unit.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   }
   const auto scale = units.find(unit);
   const double bytes =
@@ -276,16 +276,15 @@ int64_t parse_byte_size(const std::string& text, const std::string& what) {
 
 std::string plan_report(const MemoryPlan& plan, const Config& config,
                         std::optional<int64_t> device_memory) {
-  const bool bf16 = config.train.precision == Precision::bf16,
-             recompute = config.train.recompute;
+  const bool bf16 = config.train.precision == Precision::bf16, recompute = config.train.recompute;
   const RankMemory& w = plan.worst();
   std::ostringstream out;
   out << "memory plan: " << plan.world << (plan.world == 1 ? " rank" : " ranks") << " = tp "
       << plan.tp << " x dp " << plan.dp << ", experts over ep " << plan.ep << " ("
       << (config.parallel.experts == ExpertPlacement::fssdp ? "fssdp" : "ep") << ")"
       << (config.parallel.expert_tp ? ", experts split over tp" : "")
-      << (config.parallel.zero == 1 ? ", ZeRO-1" : "") << "; precision "
-      << (bf16 ? "bf16" : "f32") << ", train.recompute " << (recompute ? "on" : "off") << "\n";
+      << (config.parallel.zero == 1 ? ", ZeRO-1" : "") << "; precision " << (bf16 ? "bf16" : "f32")
+      << ", train.recompute " << (recompute ? "on" : "off") << "\n";
   out << "micro-batch: " << config.train.micro_batch_size << " x " << config.data.seq_len << " = "
       << plan.tokens << " tokens per rank\n";
   if (plan.expert_rows > 0)
@@ -329,9 +328,8 @@ std::string plan_report(const MemoryPlan& plan, const Config& config,
        std::string("with the activations ") + (recompute ? "of recompute" : "without recompute") +
            (device_memory ? ", of " + format_bytes(*device_memory) + " (--device-memory)" : ""));
   if (device_memory && w.total > *device_memory)
-    out << "warning: rank " << w.rank << " needs " << format_bytes(w.total)
-        << ", more than the " << format_bytes(*device_memory)
-        << " of --device-memory; it will run out of memory"
+    out << "warning: rank " << w.rank << " needs " << format_bytes(w.total) << ", more than the "
+        << format_bytes(*device_memory) << " of --device-memory; it will run out of memory"
         << (!recompute && w.total - std::max(w.activations, w.optimizer_buffers) +
                                   std::max(w.activations_recompute, w.optimizer_buffers) <=
                               *device_memory

@@ -33,14 +33,14 @@ namespace moe {
 struct RankMemory {
   int rank = 0;
   int64_t parameter_elements = 0;
-  int64_t parameters = 0;    // f32 masters (and buffers)
-  int64_t gradients = 0;     // f32
-  int64_t optimizer = 0;     // AdamW m and v, f32
-  int64_t compute_copy = 0;  // bf16 copy of the parameters (precision bf16)
+  int64_t parameters = 0;             // f32 masters (and buffers)
+  int64_t gradients = 0;              // f32
+  int64_t optimizer = 0;              // AdamW m and v, f32
+  int64_t compute_copy = 0;           // bf16 copy of the parameters (precision bf16)
   int64_t activations = 0;            // one micro-batch's peak without recompute
   int64_t activations_recompute = 0;  // with train.recompute
-  int peak_block = -1, peak_block_recompute = -1;  // where they peak: a block's backward, or -1
-                                                   // for the LM head's
+  // Where they peak: in the backward of this block, or (-1) of the LM head.
+  int peak_block = -1, peak_block_recompute = -1;
   int64_t fssdp_copies = 0;       // FSSDP expert copies and their gradients, in the activations
   int64_t optimizer_buffers = 0;  // the ZeRO-1 step's padded buffers
   int64_t total = 0;  // the static bytes + max(activations at train.recompute, optimizer buffers)
@@ -48,9 +48,9 @@ struct RankMemory {
 
 struct MemoryPlan {
   int world = 1, tp = 1, dp = 1, ep = 1;
-  int64_t tokens = 0;        // per micro-batch and rank
-  int64_t expert_rows = 0;   // rows one rank's experts process per MoE layer (0: dense model)
-  bool capacity_bound = false;  // expert_rows is moe.capacity_factor's bound, not an expectation
+  int64_t tokens = 0;             // per micro-batch and rank
+  int64_t expert_rows = 0;        // rows one rank's experts process per MoE layer (0: dense model)
+  bool capacity_bound = false;    // expert_rows is moe.capacity_factor's bound, not an expectation
   std::vector<RankMemory> ranks;  // by world rank
 
   const RankMemory& worst() const;

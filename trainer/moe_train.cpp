@@ -64,8 +64,7 @@ int main(int argc, char** argv) {
     } else if (plan) {
       moe::set_log_level(moe::LogLevel::warning);  // the report says it all (no FSSDP info lines)
       std::optional<int64_t> memory;
-      if (!device_memory.empty())
-        memory = moe::parse_byte_size(device_memory, "--device-memory");
+      if (!device_memory.empty()) memory = moe::parse_byte_size(device_memory, "--device-memory");
       const moe::MemoryPlan layout = moe::plan_memory(config, plan_world > 0 ? plan_world : world);
       if (rank == 0) std::fputs(moe::plan_report(layout, config, memory).c_str(), stdout);
     } else {
