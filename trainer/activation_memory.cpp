@@ -55,20 +55,39 @@ struct Counter {
   // other EP ranks or are gathered over TP (TokenDispatcher::reorders).
   bool gathers() const { return s.expert_tp && s.tp > 1; }
   bool reorders() const { return s.ep > 1 || gathers(); }
+  // TokenDispatcher::combine_backward, in rows: drows (all routed rows), then the exchange's
+  // arrivals, the TP gather's padded block and output, the reorder's result.
+  int64_t combine_backward_rows() const {
+    const int64_t r = s.routed_rows, rl = s.expert_rows, in = arrived_rows();
+    const int64_t exchanged = s.ep > 1 ? in : 0;
+    const int64_t gather = gathers() ? exchanged + in + rl : 0;
+    const int64_t reorder = reorders() ? (gathers() ? rl : exchanged) + rl : 0;
+    return r + std::max({exchanged, gather, reorder});
+  }
+  // TokenDispatcher::dispatch_backward, in rows: the reorder back to arrival order, the TP
+  // reduce-scatter's block, the exchange back, and the TP all-gather of every share (padded block
+  // and output, then the rows in slot order).
+  int64_t dispatch_backward_rows() const {
+    const int64_t r = s.routed_rows, rl = s.expert_rows, in = arrived_rows();
+    const int64_t reordered = reorders() ? rl : 0;
+    const int64_t held = gathers() ? in : reordered;
+    const int64_t back = s.ep > 1 ? divide_up(r, s.tp) : 0;
+    return std::max(reordered + (gathers() ? in : 0), held + back + (s.tp > 1 ? 2 * r : 0));
+  }
+  // Rows one rank receives from the EP exchange: with expert_tp the TP ranks then gather theirs.
+  int64_t arrived_rows() const {
+    return gathers() ? divide_up(s.expert_rows, s.tp) : s.expert_rows;
+  }
+  static int64_t divide_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
   // MoeLayer::backward: dy_slots and dprobs (and the FSSDP copies' gradients, and the copies when
-  // rematerialized) first; combine_backward's rows, exchange, TP gather and reorder; then the
-  // expert-major output gradient (drows itself when nothing reorders or moves) and dpermuted with
-  // the largest call after them: one expert's FFN backward, dispatch_backward's reorder, exchange
-  // and TP gather, the router's backward or the shared experts'.
+  // rematerialized) first; then combine_backward; then the experts' output gradient (combine's
+  // rows themselves when nothing reorders) and dpermuted with the largest call after them: one
+  // expert's FFN backward, dispatch_backward, the router's backward or the shared experts'.
   int64_t moe_backward() const {
-    const int64_t k = s.top_k, rl = s.expert_rows, r = s.routed_rows, d = s.d_model * a;
+    const int64_t k = s.top_k, rl = s.expert_rows, d = s.d_model * a;
     const int64_t base = n * k * d + n * k * kF32 + copy_weights * (s.rematerialize ? 2 : 1);
-    const int64_t combine =
-        r * d + (s.ep > 1 ? rl * d : 0) + (gathers() ? 2 * rl * d : 0) + (reorders() ? rl * d : 0);
-    const int64_t expert_out = (reorders() || s.ep > 1 ? rl : r) * d, dpermuted = rl * d;
+    const int64_t expert_out = (reorders() ? rl : s.routed_rows) * d, dpermuted = rl * d;
     const int64_t expert = 3 * s.rows_per_expert * s.expert_hidden * a;
-    const int64_t dispatch = (reorders() ? rl * d : 0) + (gathers() ? rl * d : 0) +
-                             (s.ep > 1 ? r * d : 0) + (s.tp > 1 ? 2 * r * d : 0);
     const int64_t router = 2 * n * s.experts * kF32 + n * kF32;
     // The shared experts: dshared and dgate when gated, the FFN's [N,F] gradients, and over TP
     // the partial dx that is all-reduced before it is added.
@@ -76,8 +95,9 @@ struct Counter {
                                ? 0
                                : (s.shared_gate ? row + n * a : 0) + 3 * n * s.shared_hidden * a +
                                      (s.tp > 1 ? row : 0);
-    return base +
-           std::max(combine, expert_out + dpermuted + std::max({expert, dispatch, router, shared}));
+    return base + std::max(combine_backward_rows() * d,
+                           expert_out + dpermuted +
+                               std::max({expert, dispatch_backward_rows() * d, router, shared}));
   }
   // Attention::backward: dout, dq, dk, dv, then q's RoPE adjoint (and QK-norm's, and the bias's
   // ones).

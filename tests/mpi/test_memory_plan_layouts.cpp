@@ -4,8 +4,8 @@
 // parameters, gradients and moments allocated before the steps equal the plan's bytes exactly;
 // the rise of the host allocator's peak over what is alive before a step (one micro-batch's
 // activations and temporaries, or the ZeRO-1 step's buffers) is within 10% of the plan's. Real
-// routing is not balanced, so a rank's expert rows differ from the plan's balanced expectation;
-// 10% covers that for this model under EP. FSSDP's first steps copy experts from too little load
+// routing is not balanced, so a rank's expert rows differ from the plan's balanced expectation
+// (by up to 4% of the peak here under EP); 10% covers that for this model. FSSDP's first steps copy experts from too little load
 // history to balance the rows, so there a rank can get far more than the expectation: those
 // layouts set moe.capacity_factor, and the plan, which then counts the capacity bound of the
 // experts a rank holds, must be at least the measured peak (and not grossly more).
