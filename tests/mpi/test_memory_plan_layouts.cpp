@@ -9,7 +9,7 @@
 // experts from too little load history to balance the rows, so there a rank can get far more than
 // the expectation: those layouts set moe.capacity_factor, and the plan, which then counts the
 // capacity bound of the experts a rank holds, must be at least the measured peak (and not grossly
-// more).
+// more). Sequences of 2 tokens make the ZeRO-1 step's buffers the peak, and check them too.
 #include <memory>
 #include <string>
 #include <vector>
