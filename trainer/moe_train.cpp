@@ -1,20 +1,25 @@
 // moe-train: train a model described by one YAML config (DESIGN.md §1).
 //   moe-train --config configs/quickstart.yaml [--set train.steps=100 ...] [--sample 300]
+//   moe-train --config X.yaml --plan [--world N] [--device-memory 80GiB]
 // Runs with or without mpirun; under mpirun the ranks train in the layout of parallel.* (data,
 // tensor and expert parallel; docs/parallelism.md). Every error reaches the user as one "error:
 // ..." line (prefixed by the rank under mpirun) and a non-zero exit; with several ranks the job is
 // aborted so no rank is left waiting.
+// --plan prints the memory each rank will need (trainer/memory_plan.h) and trains nothing; it
+// needs neither data nor an MPI job (--world says how many ranks, default the job's).
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <optional>
 
 #include "config/run_config.h"
 #include "config/yaml_io.h"
 #include "core/log.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_grid.h"
+#include "trainer/memory_plan.h"
 #include "trainer/training_loop.h"
 #include "upcycling/bts_model.h"
 
@@ -31,6 +36,17 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--prompt", options.sample_prompt, "prompt of the sample");
   app.add_flag("--profile", options.profile, "print the time spent in each op after training");
+  bool plan = false;
+  int plan_world = 0;
+  std::string device_memory;
+  CLI::Option* plan_flag =
+      app.add_flag("--plan", plan, "print the memory per rank of the config's layout and exit");
+  app.add_option("--world", plan_world, "--plan: ranks of the layout (default: the job's)")
+      ->check(CLI::PositiveNumber)
+      ->needs(plan_flag);
+  app.add_option("--device-memory", device_memory,
+                 "--plan: warn when a rank needs more, e.g. 80GiB, 80GB, 1.5TiB or bytes")
+      ->needs(plan_flag);
   CLI11_PARSE(app, argc, argv);
 
   int thread_level = 0;  // checkpoint.async writes from a background thread
@@ -45,6 +61,12 @@ int main(int argc, char** argv) {
     moe::set_log_level(config.log.level);
     if (print_config) {
       if (rank == 0) std::fputs(moe::to_yaml(config).c_str(), stdout);
+    } else if (plan) {
+      moe::set_log_level(moe::LogLevel::warning);  // the report says it all (no FSSDP info lines)
+      std::optional<int64_t> memory;
+      if (!device_memory.empty()) memory = moe::parse_byte_size(device_memory, "--device-memory");
+      const moe::MemoryPlan layout = moe::plan_memory(config, plan_world > 0 ? plan_world : world);
+      if (rank == 0) std::fputs(moe::plan_report(layout, config, memory).c_str(), stdout);
     } else {
       std::unique_ptr<moe::Communicator> world_comm = moe::mpi_world_communicator();
       if (config.train.device ==

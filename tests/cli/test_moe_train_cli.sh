@@ -56,7 +56,35 @@ fails_before_training "log.metrics_file = '/proc/metrics.jsonl': cannot write '/
   "$moe_train" "${long[@]}" --set log.metrics_file=/proc/metrics.jsonl
 expect zero "done: 2 steps" "$moe_train" --config "$config" "${tiny[@]}" \
   --set checkpoint.dir="$tmp/new/checkpoints" --set log.metrics_file="$tmp/new/m.jsonl"
+# --plan: the memory per rank, without training, data or an MPI job.
+plan=(--config "$config" --plan --set data.train=/no/such/corpus)
+for line in "memory plan: 1 rank = tp 1 x dp 1" "micro-batch: 8 x 128 = 1024 tokens per rank" \
+  "  parameters " "  gradients " "  optimizer state " "  compute copy " \
+  "  activations, no recompute " "  activations, recompute " "  total "; do
+  expect zero "$line" "$moe_train" "${plan[@]}"
+done
+expect zero "precision bf16, train.recompute off" "$moe_train" "${plan[@]}" --set train.precision=bf16
+expect zero "memory plan: 4 ranks = tp 1 x dp 4, experts over ep 4 (ep), ZeRO-1" \
+  "$moe_train" "${plan[@]}" --world 4 --set parallel.ep=4 --set parallel.zero=1
+expect zero "expert rows per MoE layer and rank: 2048, the balanced expectation" "$moe_train" "${plan[@]}"
+expect zero "warning: rank 0 needs" "$moe_train" --config configs/gpu/mixtral-style.yaml --plan \
+  --device-memory 1GiB
+fits="$("$moe_train" --config configs/gpu/mixtral-style.yaml --plan --device-memory 80GB 2>&1)"
+if [ $? -ne 0 ] || [[ "$fits" == *"warning:"* ]] || [[ "$fits" != *"of 74.51 GiB (--device-memory)"* ]]; then
+  echo "FAIL: --plan --device-memory 80GB warned or failed:"; echo "$fits" | tail -3
+  failures=$((failures + 1))
+else
+  echo "ok: no warning when the plan fits --device-memory"
+fi
+expect nonzero "--device-memory '80 gigs' is not a memory size" "$moe_train" "${plan[@]}" \
+  --device-memory "80 gigs"
+expect nonzero "--config is required" "$moe_train" --plan
+expect nonzero "--world requires --plan" "$moe_train" --config "$config" --world 4
+expect nonzero "parallel.tp = 2 does not divide the 3 ranks of the job" "$moe_train" "${plan[@]}" \
+  --world 3 --set parallel.tp=2 --set model.vocab_size=258
 if [ $# -gt 0 ]; then
+  # --plan under mpirun: the job's world size, printed once.
+  expect zero "memory plan: 2 ranks = tp 1 x dp 2" "$@" -np 2 "$moe_train" "${plan[@]}"
   # Every rank stops with rank 0's verdict (no rank is left waiting).
   fails_before_training "checkpoint.dir = '/proc/foo'" "$@" -np 2 "$moe_train" "${long[@]}" \
     --set checkpoint.dir=/proc/foo
