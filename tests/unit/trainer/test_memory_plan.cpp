@@ -277,13 +277,17 @@ TEST_P(PlanAgainstPeak, PlanIsWithinTenPercentOfTheMeasuredPeak) {
               1.0, 0.10);
 }
 
-INSTANTIATE_TEST_SUITE_P(F32, PlanAgainstPeak,
+INSTANTIATE_TEST_SUITE_P(Precisions, PlanAgainstPeak,
                          ::testing::Values(Measured{"dense", false, false, Precision::f32},
                                            Measured{"dense_recompute", false, true, Precision::f32},
                                            Measured{"moe", true, false, Precision::f32},
                                            Measured{"moe_recompute", true, true, Precision::f32},
                                            Measured{"moe_capacity", true, false, Precision::f32,
-                                                    1.0}),
+                                                    1.0},
+                                           Measured{"dense_bf16", false, false, Precision::bf16},
+                                           Measured{"moe_bf16", true, false, Precision::bf16},
+                                           Measured{"moe_bf16_recompute", true, true,
+                                                    Precision::bf16}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
