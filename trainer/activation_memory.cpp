@@ -88,7 +88,10 @@ struct Counter {
     const int64_t base = n * k * d + n * k * kF32 + copy_weights * (s.rematerialize ? 2 : 1);
     const int64_t expert_out = (reorders() ? rl : s.routed_rows) * d, dpermuted = rl * d;
     const int64_t expert = 3 * s.rows_per_expert * s.expert_hidden * a;
-    const int64_t router = 2 * n * s.experts * kF32 + n * kF32;
+    // The router's backward: dscores, dlogits, dlse; in bf16 also its input widened to f32, the
+    // f32 gradient of that input and its bf16 rounding.
+    const int64_t router = 2 * n * s.experts * kF32 + n * kF32 +
+                           (s.bf16 ? n * s.d_model * (2 * kF32 + a) : 0);
     // The shared experts: dshared and dgate when gated, the FFN's [N,F] gradients, and over TP
     // the partial dx that is all-reduced before it is added.
     const int64_t shared = s.shared_hidden == 0

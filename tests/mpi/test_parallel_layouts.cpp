@@ -35,7 +35,6 @@
 //   far more.
 // - Over 30 steps AdamW magnifies the one-rounding differences, so the loss curve is held to
 //   relative 2e-3 (measured: at most 7e-4) and the gradient norm to 0.1 (measured: 0.03).
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -308,15 +307,6 @@ Config in_bf16(Config c) {
   return c;
 }
 
-double distance(const Tensor& a, const Tensor& b) {
-  double sum = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double d = testing::element_as_double(a, i) - testing::element_as_double(b, i);
-    sum += d * d;
-  }
-  return std::sqrt(sum);
-}
-
 TEST_F(ParallelLayouts, Bf16GradientOfOneGlobalBatchEqualsTheSingleRankBf16Gradient) {
   for (const Layout& layout : layouts) {
     SCOPED_TRACE(layout.name());
@@ -343,8 +333,8 @@ TEST_F(ParallelLayouts, Bf16GradientOfOneGlobalBatchEqualsTheSingleRankBf16Gradi
       EXPECT_EQ(global.uncovered, 0) << p.name;
       EXPECT_EQ(global.mismatched, 0) << p.name << ": copies on different ranks differ";
       const Tensor& ref_grad = reference.store.find(p.name).grad;
-      const double bf16_effect = distance(ref_grad, full.store.find(p.name).grad);
-      EXPECT_LE(distance(global.values, ref_grad), bound * bf16_effect + 1e-6) << p.name;
+      const double bf16_effect = testing::distance(ref_grad, full.store.find(p.name).grad);
+      EXPECT_LE(testing::distance(global.values, ref_grad), bound * bf16_effect + 1e-6) << p.name;
     }
   }
 }

@@ -32,6 +32,17 @@ Tolerance bf16_tolerance(int64_t f32_ops, double magnitude) {
   return {(1 + u) * gamma * magnitude, u};
 }
 
+double distance(const Tensor& a, const Tensor& b) {
+  MOE_CHECK(a.numel() == b.numel(), "distance of tensors of ", a.numel(), " and ", b.numel(),
+            " elements");
+  double sum = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double d = element_as_double(a, i) - element_as_double(b, i);
+    sum += d * d;
+  }
+  return std::sqrt(sum);
+}
+
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,
                                      double rtol) {
   if (!(got.shape() == expected.shape()))

@@ -15,6 +15,10 @@ namespace moe::testing {
 
 double element_as_double(const Tensor& t, int64_t index);
 
+// The Euclidean distance between two host tensors of equal size (normwise comparisons, such as a
+// gradient's distance from a reference measured against bf16's own effect).
+double distance(const Tensor& a, const Tensor& b);
+
 struct Tolerance {
   double atol, rtol;
 };

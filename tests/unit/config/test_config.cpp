@@ -281,6 +281,9 @@ TEST(Config, CrossFieldConstraints) {
   c.bts.experts = {"expert"};
   c.train.device = DeviceType::cuda;
   EXPECT_CONTAINS(validate_error(c), "model.kind = bts trains on the CPU only for now");
+  c.train.device = DeviceType::cpu;
+  c.train.precision = Precision::bf16;
+  EXPECT_CONTAINS(validate_error(c), "model.kind = bts trains in f32 only for now");
   c = Config{};
   c.data.seq_len = 512;
   EXPECT_CONTAINS(validate_error(c), "data.seq_len = 512 exceeds model.max_seq_len = 256");

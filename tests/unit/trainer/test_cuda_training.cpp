@@ -73,16 +73,6 @@ void expect_step_matches(const Config& config) {
 
 TEST_F(CudaTraining, MoeModelStepMatchesCpu) { expect_step_matches(testing::tiny_moe_config()); }
 
-double distance(const Tensor& a, const Tensor& b) {
-  const Tensor host_a = testing::to_host(a), host_b = testing::to_host(b);
-  double sum = 0;
-  for (int64_t i = 0; i < host_a.numel(); ++i) {
-    const double d = testing::element_as_double(host_a, i) - testing::element_as_double(host_b, i);
-    sum += d * d;
-  }
-  return std::sqrt(sum);
-}
-
 TEST_F(CudaTraining, Bf16StepMatchesTheCpuBf16Step) {
   Config c = testing::tiny_moe_config();
   c.moe.shared_experts = 1;
@@ -102,8 +92,8 @@ TEST_F(CudaTraining, Bf16StepMatchesTheCpuBf16Step) {
   cpu.model.backward(0.5, host);
   gpu.model.backward(0.5, stream);
   ops::synchronize(stream);
-  const double effect = distance(cpu.store.grads(), cpu_f32.store.grads());
-  const double gap = distance(gpu.store.grads(), cpu.store.grads());
+  const double effect = testing::distance(cpu.store.grads(), cpu_f32.store.grads());
+  const double gap = testing::distance(testing::to_host(gpu.store.grads()), cpu.store.grads());
   std::printf("[cuda vs cpu] bf16 step: loss %.6f (gpu) %.6f (cpu bf16) %.6f (cpu f32); gradient "
               "distance %.3g, bf16's own effect %.3g\n",
               got, want, f32_loss, gap, effect);

@@ -2,6 +2,7 @@
 // activation bytes of a tiny model worked out by hand from its shapes, in several layouts and
 // both precisions; and the plan against the host allocator's measured peak of real training
 // steps.
+#include <cstdio>
 #include <gtest/gtest.h>
 
 #include "core/allocator.h"
@@ -271,6 +272,9 @@ TEST_P(PlanAgainstPeak, PlanIsWithinTenPercentOfTheMeasuredPeak) {
     train_step(*model, optimizer, store, *loader, c.train, {}, 1e-3, step, stream);
   const int64_t measured = host_bytes_peak() - resident;
   const int64_t planned = m.recompute ? plan.activations_recompute : plan.activations;
+  std::printf("[plan vs peak] %s: activations planned %lld B, measured %lld B (%.4f)\n", m.name,
+              static_cast<long long>(planned), static_cast<long long>(measured),
+              static_cast<double>(planned) / static_cast<double>(measured));
   EXPECT_NEAR(static_cast<double>(planned) / static_cast<double>(measured), 1.0, 0.10)
       << "planned " << planned << " bytes of activations, measured " << measured;
   EXPECT_NEAR(static_cast<double>(plan.total) / static_cast<double>(host_bytes_peak() - before),
