@@ -106,11 +106,11 @@ TEST(ModelGradients, MoeSigmoidRouterWithScalingSequenceAuxLossAndExpertBias) {
   });
 }
 
-TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
-  auto gradients = [](bool recompute) {
+void expect_recompute_gives_identical_gradients(bool bf16) {
+  auto gradients = [bf16](bool recompute) {
     Config c = testing::tiny_moe_config();
     ParameterStore store(DType::f32);
-    Model model(c.model, c.moe, store, {}, ModelOptions{.recompute = recompute});
+    Model model(c.model, c.moe, store, {}, ModelOptions{.recompute = recompute, .bf16 = bf16});
     store.allocate(11);
     const testing::TinyBatch batch = testing::tiny_batch(c);
     Stream stream;
@@ -128,6 +128,14 @@ TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
     nonzero += plain[i] != 0.0f;
   }
   EXPECT_GT(nonzero, static_cast<int64_t>(plain.size()) / 2) << "gradients are mostly zero";
+}
+
+// In f32 and in bf16 (whose rebuilt activations round exactly as the first forward's did).
+TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    expect_recompute_gives_identical_gradients(bf16);
+  }
 }
 
 // Two micro-batches of half the sequences, each backward with loss scale 1/2, give the gradient of

@@ -5,6 +5,7 @@
 // and row lists are caught.
 #include <gtest/gtest.h>
 
+#include "kernels/ops.h"
 #include "layers/parameters.h"
 
 namespace moe {
@@ -110,6 +111,58 @@ TEST(ParameterStore, ASplitThatDoesNotDivideIsAnInternalError) {
   EXPECT_THROW(store.add("w", {5, 2}, Init::normal, 1, true,
                          {ParamGroup::dense, TpMode::split, {{0, 0, 2}}}),
                InternalError);
+}
+
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+
+std::vector<float> as_floats(const Tensor& bf16) {
+  Tensor wide = Tensor::empty(bf16.shape(), DType::f32);
+  Stream stream;
+  ops::convert(bf16, wide, stream);
+  return wide.to_vector<float>();
+}
+
+// bf16 compute copies: one bf16 arena beside the f32 values, rounded to nearest even by
+// refresh_compute(), laid out again with the values (FSSDP row moves); a snapshot has none.
+TEST(ParameterStore, Bf16ComputeCopiesFollowTheValuesRoundedToNearestEven) {
+  ParameterStore store;
+  store.set_compute_dtype(DType::bf16);
+  Parameter& w = store.add("w", {3}, Init::zeros, 0.0, true);
+  Parameter& e = store.add("e", {4, 1}, Init::ones, 0.0, true,
+                           {ParamGroup::expert, TpMode::partial, {}, std::vector<int64_t>{0, 2}});
+  store.allocate(1);
+  ASSERT_EQ(w.compute.dtype(), DType::bf16);
+  EXPECT_EQ(as_floats(e.compute), (std::vector<float>{1, 1}));
+  // bf16 keeps 7 fraction bits: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 (ties go to the even
+  // 1), 1 + 3 * 2^-8 halfway between 1 + 2^-7 and 1 + 2^-6 (even: 1 + 2^-6), and anything above
+  // halfway goes up.
+  const std::vector<float> values{1 + 0x1p-8f, 1 + 3 * 0x1p-8f, 1 + 0x1p-8f + 0x1p-20f};
+  std::copy(values.begin(), values.end(), w.value.data<float>());
+  EXPECT_EQ(as_floats(w.compute), (std::vector<float>{0, 0, 0})) << "refreshed too early";
+  Stream stream;
+  store.refresh_compute(stream);
+  EXPECT_EQ(as_floats(w.compute), (std::vector<float>{1, 1 + 0x1p-6f, 1 + 0x1p-7f}));
+
+  store.set_rows({{&e, {1, 3}}});
+  e.value.data<float>()[0] = 2;
+  e.value.data<float>()[1] = 3;
+  store.refresh_compute(stream);
+  EXPECT_EQ(as_floats(e.compute), (std::vector<float>{2, 3}));
+  const std::unique_ptr<ParameterStore> copy = store.snapshot();
+  EXPECT_EQ(copy->find("w").compute.raw(), copy->find("w").value.raw());
+}
+
+TEST(ParameterStore, ComputeCopiesAreF32ToBf16Only) {
+  ParameterStore wide(DType::f64);
+  EXPECT_THROW(wide.set_compute_dtype(DType::bf16), InputError);
+  ParameterStore store;
+  store.add("w", {2}, Init::ones, 0.0, true);
+  store.allocate(1);
+  EXPECT_EQ(store.find("w").compute.raw(), store.find("w").value.raw()) << "f32 computes in place";
 }
 
 }  // namespace
