@@ -449,6 +449,8 @@ CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
   for (size_t i = 0; i < list.size(); ++i)
     MOE_CHECK(sums[i] == stored[i], "checkpoint ", path, ": tensor '", list[i].name,
               "' does not match its checksum: the file is damaged");
+  Stream stream;
+  state.store->refresh_compute(stream);  // bf16 compute copies of the loaded values
   return meta;
 }
 

@@ -90,8 +90,8 @@ std::string step_dir_name(int64_t step);  // "step_00001000"
 std::string save_checkpoint(const std::string& root, const RankState& state,
                             const CheckpointMeta& meta, const ParallelGroups& groups);
 
-// Reads the committed checkpoint `dir` into this rank's blocks, whatever layout saved it; every
-// rank of groups.world calls it. Moments are read when state asks for them and the checkpoint has
+// Reads the committed checkpoint `dir` into this rank's blocks, whatever layout saved it, and
+// refreshes the store's compute copies (bf16); every rank of groups.world calls it. Moments are read when state asks for them and the checkpoint has
 // them (meta.has_optimizer_state; a converted model has none). A different model (a
 // missing, extra or differently shaped tensor), an uncommitted directory or a tensor failing its
 // checksum is an InputError naming it; tensors that may_differ accepts are exempt from the first.

@@ -47,13 +47,10 @@ HostState host_state(TrainerState& state, bool copy) {
 }
 
 // After loading into a host copy: its values, buffers and (when loaded) moments go to the live
-// state. Either way the compute copies (bf16) follow the loaded values.
+// state, whose compute copies (bf16) then follow its values.
 void copy_back(const HostState& host, TrainerState& state, bool moments) {
+  if (!host.copy) return;
   Stream stream{state.store.device(), nullptr};
-  if (!host.copy) {
-    state.store.refresh_compute(stream);
-    return;
-  }
   ops::copy(host.copy->values(), state.store.values(), stream);
   for (size_t i = 0; i < host.copy->buffers().size(); ++i)
     ops::copy(host.copy->buffers()[i].value, state.store.buffers()[i].value, stream);

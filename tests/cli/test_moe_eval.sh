@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # moe-eval through the real binaries: the loss of a checkpoint is the trainer's own final
-# validation loss, the same in another layout (2 ranks, experts split over them), an imported
-# Hugging Face model (no training data in its config) scored on --data alone, and every bad input
-# is one clear error.
+# validation loss (in f32 and in bf16), the same in another layout (2 ranks, experts split over
+# them), an imported Hugging Face model (no training data in its config) scored on --data alone,
+# and every bad input is one clear error.
 #   test_moe_eval.sh <moe-eval> <moe-train> <moe-convert> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -46,6 +46,21 @@ else
   echo "ok: micro_batch_size 2 x grad_accum 4 on 2 ranks: $split"
 fi
 expect zero "bible_val" "$moe_eval" --checkpoint "$step" --data corpora/bible_val
+
+# A bf16 run's checkpoint is scored in bf16, as the run validated, from the loaded masters' bf16
+# copies (not the copies of the initial weights).
+"$moe_train" --config configs/quickstart.yaml --set train.steps=3 --set train.warmup_steps=1 \
+  --set model.n_layers=2 --set train.eval_batches=2 --set train.precision=bf16 \
+  --set checkpoint.dir="$tmp/bf16" > "$tmp/bf16.log" 2>&1 ||
+  { echo "FAIL: bf16 training run"; tail -5 "$tmp/bf16.log"; exit 1; }
+trained_bf16="$(grep -o 'val_loss [0-9.]*' "$tmp/bf16.log" | tail -1 | cut -d' ' -f2)"
+bf16="$("$moe_eval" --checkpoint "$tmp/bf16/step_00000003" 2>/dev/null | grep '^mean' | cut -d' ' -f2)"
+if [ -z "$trained_bf16" ] || [ "$(printf '%.4f' "$bf16")" != "$trained_bf16" ]; then
+  echo "FAIL: moe-eval of the bf16 run gave '$bf16', its trainer '$trained_bf16'"
+  failures=$((failures + 1))
+else
+  echo "ok: moe-eval of the bf16 run: $bf16 = the trainer's $trained_bf16"
+fi
 
 # An imported model's config names no dataset (data.train and data.valid empty): evaluation reads
 # the --data sets and opens no training set.
