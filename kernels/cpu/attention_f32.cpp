@@ -20,8 +20,12 @@
 //   query tiles (dV += P^T dout, dK += dS^T Q: 4 GEMMs). 7 GEMMs where FlashAttention-2 with
 //   atomic dq has 5: the price of determinism.
 // - Tasks are independent and each sums in a fixed order, so results do not depend on the OpenMP
-//   schedule (dynamic, longest tasks first). cblas_sgemm runs inside the parallel region: the
-//   OpenMP build of OpenBLAS that Debian links runs single-threaded when omp_in_parallel().
+//   schedule (dynamic, longest tasks first) nor on the thread count. cblas_sgemm is called inside
+//   the parallel region: Debian's OpenMP build of OpenBLAS (0.3.21) then runs each call on its
+//   calling thread and starts no threads of its own (checked: a 1024^3 sgemm from each thread of a
+//   2-thread region leaves the process at 2 threads).
+// - kTile = 64: 128 was no faster at T = 1024 and slower at T <= 256, where the diagonal tiles'
+//   masked half is a larger share of the work.
 #include "kernels/cpu/attention_f32.h"
 
 #include <cblas.h>
@@ -40,7 +44,7 @@ namespace {
 constexpr int64_t kTile = 64;  // queries per query tile and keys per key tile
 
 // The elementwise loops over score tiles are compiled for AVX-512, AVX2 and the baseline (SSE2),
-// the best chosen when the library loads: they are half the time at SSE2 width. Each element's
+// the best chosen when the library loads: at SSE2 width they were half the forward's time. Each element's
 // arithmetic is the same in every clone (no FMA contraction under -std=c++20), so results do not
 // depend on which one runs.
 #define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -92,18 +96,17 @@ void for_each_tile(const Dims& d, Fn fn) {
     fn(task / d.tiles() / d.kv_heads, task / d.tiles() % d.kv_heads, task % d.tiles());
 }
 
-// width values per query row, stacked: fill(destination, row offset, statistic index).
+// Calls fill(stacked row index, element offset of its [B, T, Hq, hd] row, index of its [B, Hq, T]
+// statistic) for every query row, in parallel: how the stacked copies are made.
 template <typename Fill>
-std::vector<float> stacked(const Dims& d, int64_t width, Fill fill) {
-  std::vector<float> out(static_cast<size_t>(d.batch * d.seq * d.q_heads * width));
+void for_each_query_row(const Dims& d, Fill fill) {
   for_each_tile(d, [&](int64_t b, int64_t kv, int64_t index) {
     const Tile t = tile_of(d, b, kv, index);
-    float* base = out.data() + stacked_offset(d, t) * width;
+    const int64_t first = stacked_offset(d, t);
     for_each_stacked_row(d, t, [&](int64_t r, int64_t row, int64_t stat) {
-      fill(base + r * width, row, stat);
+      fill(first + r, row, stat);
     });
   });
-  return out;
 }
 
 // The key (or value) rows of a key tile: element (j, c) at [j * kv_stride() + c].
@@ -264,11 +267,12 @@ void dkdv_tile(const Dims& d, const StackedQueries& sq, const float* k, const fl
 void attention_forward_f32(const Tensor& q, const Tensor& k, const Tensor& v, float softmax_scale,
                            Tensor& out, Tensor& lse) {
   const Dims d = attention_dims(q, k);
+  const int64_t hd = d.head_dim;
   const float* pq = q.data<float>();
-  const std::vector<float> q_stacked =
-      stacked(d, d.head_dim, [&](float* dst, int64_t row, int64_t) {
-        std::copy_n(pq + row, d.head_dim, dst);
-      });
+  std::vector<float> q_stacked(static_cast<size_t>(q.numel()));
+  for_each_query_row(d, [&](int64_t i, int64_t row, int64_t) {
+    std::copy_n(pq + row, hd, q_stacked.data() + i * hd);
+  });
   for_each_tile(d, [&](int64_t b, int64_t kv, int64_t index) {
     forward_tile(d, q_stacked.data(), k.data<float>(), v.data<float>(), softmax_scale,
                  tile_of(d, b, kv, d.tiles() - 1 - index), out.data<float>(), lse.data<float>());
@@ -279,18 +283,21 @@ void attention_backward_f32(const Tensor& dout, const Tensor& q, const Tensor& k
                             const Tensor& out, const Tensor& lse, float softmax_scale, Tensor& dq,
                             Tensor& dk, Tensor& dv) {
   const Dims d = attention_dims(q, k);
-  const int64_t hd = d.head_dim;
+  const int64_t hd = d.head_dim, rows = d.batch * d.seq * d.q_heads;
   const float *pq = q.data<float>(), *pdout = dout.data<float>(), *pout = out.data<float>();
   const float* plse = lse.data<float>();
-  const StackedQueries sq{
-      stacked(d, hd, [&](float* dst, int64_t row, int64_t) { std::copy_n(pq + row, hd, dst); }),
-      stacked(d, hd, [&](float* dst, int64_t row, int64_t) { std::copy_n(pdout + row, hd, dst); }),
-      stacked(d, 1, [&](float* dst, int64_t, int64_t stat) { *dst = plse[stat]; }),
-      stacked(d, 1, [&](float* dst, int64_t row, int64_t) {
-        double sum = 0;
-        for (int64_t c = 0; c < hd; ++c) sum += static_cast<double>(pdout[row + c]) * pout[row + c];
-        *dst = static_cast<float>(sum);
-      })};
+  StackedQueries sq{std::vector<float>(static_cast<size_t>(q.numel())),
+                    std::vector<float>(static_cast<size_t>(q.numel())),
+                    std::vector<float>(static_cast<size_t>(rows)),
+                    std::vector<float>(static_cast<size_t>(rows))};
+  for_each_query_row(d, [&](int64_t i, int64_t row, int64_t stat) {
+    std::copy_n(pq + row, hd, sq.q.data() + i * hd);
+    std::copy_n(pdout + row, hd, sq.dout.data() + i * hd);
+    sq.lse[i] = plse[stat];
+    double delta = 0;
+    for (int64_t c = 0; c < hd; ++c) delta += static_cast<double>(pdout[row + c]) * pout[row + c];
+    sq.delta[i] = static_cast<float>(delta);
+  });
   const float *pk = k.data<float>(), *pv = v.data<float>();
   for_each_tile(d, [&](int64_t b, int64_t kv, int64_t index) {
     dq_tile(d, sq, pk, pv, softmax_scale, tile_of(d, b, kv, d.tiles() - 1 - index),
