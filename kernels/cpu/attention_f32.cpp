@@ -44,9 +44,9 @@ namespace {
 constexpr int64_t kTile = 64;  // queries per query tile and keys per key tile
 
 // The elementwise loops over score tiles are compiled for AVX-512, AVX2 and the baseline (SSE2),
-// the best chosen when the library loads: at SSE2 width they were half the forward's time. Each element's
-// arithmetic is the same in every clone (no FMA contraction under -std=c++20), so results do not
-// depend on which one runs.
+// the best chosen when the library loads: at SSE2 width they were half the forward's time. Each
+// element's arithmetic is the same in every clone (no FMA contraction under -std=c++20), so results
+// do not depend on which one runs.
 #define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -103,9 +103,8 @@ void for_each_query_row(const Dims& d, Fill fill) {
   for_each_tile(d, [&](int64_t b, int64_t kv, int64_t index) {
     const Tile t = tile_of(d, b, kv, index);
     const int64_t first = stacked_offset(d, t);
-    for_each_stacked_row(d, t, [&](int64_t r, int64_t row, int64_t stat) {
-      fill(first + r, row, stat);
-    });
+    for_each_stacked_row(d, t,
+                         [&](int64_t r, int64_t row, int64_t stat) { fill(first + r, row, stat); });
   });
 }
 
@@ -140,9 +139,8 @@ struct OnlineSoftmax {
 // Turns the scores st [keys, rows] into exp(score - max), the statistics and acc [rows, hd]
 // updated for the new max first.
 SIMD_CLONES void absorb_scores(float* __restrict st, int64_t keys, int64_t rows, int64_t hd,
-                               float* __restrict max, float* __restrict sum,
-                               float* __restrict acc, float* __restrict new_max,
-                               float* __restrict rescale) {
+                               float* __restrict max, float* __restrict sum, float* __restrict acc,
+                               float* __restrict new_max, float* __restrict rescale) {
   std::copy_n(max, rows, new_max);
   for (int64_t j = 0; j < keys; ++j)
     for (int64_t r = 0; r < rows; ++r)
@@ -174,8 +172,8 @@ void forward_tile(const Dims& d, const float* q_stacked, const float* k, const f
     if (s0 == qt.t0) mask_future(st.data(), d, qt.rows, -kInf);
     absorb_scores(st.data(), kt.rows, rows, hd, softmax.max.data(), softmax.sum.data(),
                   softmax.acc.data(), softmax.new_max.data(), softmax.rescale.data());
-    gemm(true, false, rows, hd, kt.rows, 1.0f, st.data(), rows, key_rows(v, d, kt),
-         d.kv_stride(), 1.0f, softmax.acc.data(), hd);
+    gemm(true, false, rows, hd, kt.rows, 1.0f, st.data(), rows, key_rows(v, d, kt), d.kv_stride(),
+         1.0f, softmax.acc.data(), hd);
   }
   for_each_stacked_row(d, qt, [&](int64_t r, int64_t row, int64_t stat) {
     for (int64_t c = 0; c < hd; ++c) out[row + c] = softmax.acc[r * hd + c] / softmax.sum[r];
@@ -201,7 +199,8 @@ SIMD_CLONES void exp_minus(float* __restrict x, int64_t keys, int64_t rows,
 SIMD_CLONES void times_minus(float* __restrict x, const float* __restrict p, int64_t keys,
                              int64_t rows, const float* __restrict delta) {
   for (int64_t j = 0; j < keys; ++j)
-    for (int64_t r = 0; r < rows; ++r) x[j * rows + r] = p[j * rows + r] * (x[j * rows + r] - delta[r]);
+    for (int64_t r = 0; r < rows; ++r)
+      x[j * rows + r] = p[j * rows + r] * (x[j * rows + r] - delta[r]);
 }
 
 // P^T [keys, G * rows] of a (key tile, query tile) pair into p.
@@ -231,16 +230,16 @@ void dq_tile(const Dims& d, const StackedQueries& sq, const float* k, const floa
     const Tile kt{qt.b, qt.kv, s0, std::min(kTile, d.seq - s0)};
     probabilities(d, sq, k, scale, kt, qt, p.data());
     score_gradients(d, sq, v, kt, qt, p.data(), ds.data());
-    gemm(true, false, rows, hd, kt.rows, 1.0f, ds.data(), rows, key_rows(k, d, kt),
-         d.kv_stride(), 1.0f, acc.data(), hd);
+    gemm(true, false, rows, hd, kt.rows, 1.0f, ds.data(), rows, key_rows(k, d, kt), d.kv_stride(),
+         1.0f, acc.data(), hd);
   }
   for_each_stacked_row(d, qt, [&](int64_t r, int64_t row, int64_t) {
     for (int64_t c = 0; c < hd; ++c) dq[row + c] = scale * acc[r * hd + c];
   });
 }
 
-void dkdv_tile(const Dims& d, const StackedQueries& sq, const float* k, const float* v,
-               float scale, const Tile& kt, float* dk, float* dv) {
+void dkdv_tile(const Dims& d, const StackedQueries& sq, const float* k, const float* v, float scale,
+               const Tile& kt, float* dk, float* dv) {
   const int64_t hd = d.head_dim, most_rows = d.group() * kTile;
   std::vector<float> p(static_cast<size_t>(kTile * most_rows)), ds(p.size());
   std::vector<float> dk_acc(kt.rows * hd), dv_acc(kt.rows * hd);
@@ -251,8 +250,8 @@ void dkdv_tile(const Dims& d, const StackedQueries& sq, const float* k, const fl
     gemm(false, false, kt.rows, hd, rows, 1.0f, p.data(), rows, sq.dout.data() + first * hd, hd,
          1.0f, dv_acc.data(), hd);
     score_gradients(d, sq, v, kt, qt, p.data(), ds.data());
-    gemm(false, false, kt.rows, hd, rows, 1.0f, ds.data(), rows, sq.q.data() + first * hd, hd,
-         1.0f, dk_acc.data(), hd);
+    gemm(false, false, kt.rows, hd, rows, 1.0f, ds.data(), rows, sq.q.data() + first * hd, hd, 1.0f,
+         dk_acc.data(), hd);
   }
   const int64_t first = ((kt.b * d.seq + kt.t0) * d.kv_heads + kt.kv) * hd;
   for (int64_t j = 0; j < kt.rows; ++j)

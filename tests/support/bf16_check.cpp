@@ -34,7 +34,8 @@ static ::testing::AssertionResult close_to_f64(const std::vector<Tensor>& bf16,
     // An f32 output does not round to bf16: only the f32 arithmetic separates it from f64.
     const double rtol = bf16[j].dtype() == DType::bf16 ? tol.rtol : 0;
     if (auto close = all_close(bf16[j], f64[j], tol.atol, rtol); !close)
-      return ::testing::AssertionFailure() << outputs[j].name << " against f64: " << close.message();
+      return ::testing::AssertionFailure()
+             << outputs[j].name << " against f64: " << close.message();
   }
   return ::testing::AssertionSuccess();
 }
