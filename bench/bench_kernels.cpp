@@ -1,8 +1,9 @@
 // CPU kernel benchmarks, each side by side with its reference in the same run:
 // - matmul through ops:: (validation + dispatch) against a bare cblas_sgemm call (the ceiling), on
 //   the GEMM shapes of the quickstart model's projections;
-// - blocked causal attention forward and backward, reported as achieved GFLOP/s (4 T^2/2 hd flops
-//   per head forward) so they can be compared with the GEMM ceiling.
+// - causal attention forward and backward, f32 (tiled GEMMs) beside f64 (the double loops f32 ran
+//   before), reported as achieved GFLOP/s so they can be compared with the sgemm ceiling of a large
+//   square product (BM_SgemmPeak).
 // Run: build/bench/bench_kernels --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -12,8 +13,8 @@
 namespace moe {
 namespace {
 
-Tensor filled(Shape shape, double value) {
-  Tensor t = Tensor::empty(shape, DType::f32);
+Tensor filled(Shape shape, double value, DType dtype = DType::f32) {
+  Tensor t = Tensor::empty(shape, dtype);
   Stream stream;
   ops::fill(t, value, stream);
   return t;
@@ -49,47 +50,75 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_MatmulOps)->Apply(gemm_shapes);
 BENCHMARK(BM_MatmulCblasReference)->Apply(gemm_shapes);
 
+// Causal attention forward and backward in f32 (the tiled GEMM path) and in f64 (the loops in
+// double that f32 ran before it, and that f64 and bf16 still run), as achieved GFLOP/s: 4 B Hq
+// T^2/2 hd flops forward, 2.5 times that backward (FlashAttention-2's count). Args: the head
+// shape (0: the quickstart model's 4 heads of 32; 1: 8 query heads of 64 over 2 kv heads), T.
+struct AttentionShape {
+  int64_t batch, q_heads, kv_heads, head_dim;
+};
+constexpr AttentionShape kAttentionShapes[] = {{8, 4, 4, 32}, {4, 8, 2, 64}};
+
 struct AttentionInputs {
   Tensor q, k, v, out, lse, dq, dk, dv;
-  AttentionInputs(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim)
-      : q(filled({batch, seq, heads, head_dim}, 0.1)),
-        k(filled({batch, seq, heads, head_dim}, 0.2)),
-        v(filled({batch, seq, heads, head_dim}, 0.3)),
-        out(filled({batch, seq, heads, head_dim}, 0)),
-        lse(filled({batch, heads, seq}, 0)),
-        dq(filled(q.shape(), 0)),
-        dk(filled(k.shape(), 0)),
-        dv(filled(v.shape(), 0)) {}
+  AttentionInputs(const AttentionShape& s, int64_t seq, DType dtype)
+      : q(filled({s.batch, seq, s.q_heads, s.head_dim}, 0.1, dtype)),
+        k(filled({s.batch, seq, s.kv_heads, s.head_dim}, 0.2, dtype)),
+        v(filled({s.batch, seq, s.kv_heads, s.head_dim}, 0.3, dtype)),
+        out(filled(q.shape(), 0, dtype)),
+        lse(filled({s.batch, s.q_heads, seq}, 0, dtype)),
+        dq(filled(q.shape(), 0, dtype)),
+        dk(filled(k.shape(), 0, dtype)),
+        dv(filled(v.shape(), 0, dtype)) {}
 };
 
-void set_attention_counters(benchmark::State& state, double passes) {
-  const double batch = 8, seq = static_cast<double>(state.range(0)), heads = 4, head_dim = 32;
-  const double forward_flops = 4.0 * batch * heads * (seq * seq / 2) * head_dim;
+void set_attention_counters(benchmark::State& state, const AttentionShape& s, double passes) {
+  const double seq = static_cast<double>(state.range(1));
+  const double forward_flops = 4.0 * s.batch * s.q_heads * (seq * seq / 2) * s.head_dim;
   state.counters["GFLOP/s"] =
       benchmark::Counter(passes * forward_flops, benchmark::Counter::kIsIterationInvariantRate,
                          benchmark::Counter::kIs1000);
 }
 
+template <DType kDType>
 void BM_AttentionForward(benchmark::State& state) {
-  AttentionInputs in(8, state.range(0), 4, 32);
+  const AttentionShape& s = kAttentionShapes[state.range(0)];
+  AttentionInputs in(s, state.range(1), kDType);
   Stream stream;
   for (auto _ : state) ops::attention_forward(in.q, in.k, in.v, 0.17f, in.out, in.lse, stream);
-  set_attention_counters(state, 1.0);
+  set_attention_counters(state, s, 1.0);
 }
 
+template <DType kDType>
 void BM_AttentionBackward(benchmark::State& state) {
-  AttentionInputs in(8, state.range(0), 4, 32);
+  const AttentionShape& s = kAttentionShapes[state.range(0)];
+  AttentionInputs in(s, state.range(1), kDType);
   Stream stream;
   ops::attention_forward(in.q, in.k, in.v, 0.17f, in.out, in.lse, stream);
   for (auto _ : state)
     ops::attention_backward(in.out, in.q, in.k, in.v, in.out, in.lse, 0.17f, in.dq, in.dk, in.dv,
                             stream);
-  set_attention_counters(state,
-                         2.5);  // backward does 2.5x the forward's matmul work (flash-attn 2)
+  set_attention_counters(state, s, 2.5);
 }
 
-BENCHMARK(BM_AttentionForward)->Arg(128)->Arg(512);
-BENCHMARK(BM_AttentionBackward)->Arg(128)->Arg(512);
+void attention_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"shape", "T"})->ArgsProduct({{0, 1}, {128, 256, 512, 1024}});
+}
+BENCHMARK(BM_AttentionForward<DType::f32>)->Apply(attention_args)->UseRealTime();
+BENCHMARK(BM_AttentionForward<DType::f64>)->Apply(attention_args)->UseRealTime();
+BENCHMARK(BM_AttentionBackward<DType::f32>)->Apply(attention_args)->UseRealTime();
+BENCHMARK(BM_AttentionBackward<DType::f64>)->Apply(attention_args)->UseRealTime();
+
+// The machine's sgemm ceiling: one large square product on OpenBLAS's own threads.
+void BM_SgemmPeak(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a = filled({n, n}, 0.5), b = filled({n, n}, 0.25), c = filled({n, n}, 0);
+  for (auto _ : state)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data<float>(), n,
+                b.data<float>(), n, 0.0f, c.data<float>(), n);
+  set_gemm_counters(state, n, n, n);
+}
+BENCHMARK(BM_SgemmPeak)->Arg(2048)->UseRealTime();
 
 }  // namespace
 }  // namespace moe

@@ -1,5 +1,7 @@
 // Causal grouped-query attention on the CPU, flash-attention style. Query head h reads kv head
-// h / (Hq / Hkv); query t sees keys 0..t.
+// h / (Hq / Hkv); query t sees keys 0..t. f32 tensors take the tiled GEMM path of
+// attention_f32.cpp; this file's loops in double serve f64 (the reference the f32 path is tested
+// against) and bf16 (the oracle of the CUDA bf16 kernel, whose rounding points are below).
 // - Forward walks the keys in blocks of kBlock and keeps, per query row, a running max, a running
 //   sum of exp(score - max) and the unnormalized output, rescaled whenever the max grows. Scratch
 //   is O(kBlock * hd) per task, never T x T. Tasks are (batch, query head, query block) under a
@@ -21,6 +23,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/attention_f32.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/float_dispatch.h"
 
@@ -186,6 +189,7 @@ void backward_query_head(const HeadInputs<T>& in, const HeadOutputs<T>& o, int64
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float softmax_scale,
                        Tensor& out, Tensor& lse, Stream&) {
+  if (q.dtype() == DType::f32) return attention_forward_f32(q, k, v, softmax_scale, out, lse);
   const Dims d = attention_dims(q, k);
   const int64_t q_blocks = (d.seq + kBlock - 1) / kBlock;
   const int64_t tasks = d.batch * d.q_heads * q_blocks;
@@ -210,6 +214,8 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float 
 void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, float softmax_scale, Tensor& dq,
                         Tensor& dk, Tensor& dv, Stream&) {
+  if (q.dtype() == DType::f32)
+    return attention_backward_f32(dout, q, k, v, out, lse, softmax_scale, dq, dk, dv);
   const Dims d = attention_dims(q, k);
   storage_dispatch(q.dtype(), "attention_backward", [&]<typename T>() {
     expect_statistics_dtype<T>("attention_backward", "lse", lse);

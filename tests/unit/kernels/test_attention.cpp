@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/half.h"
 #include "kernels/ops.h"
 #include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
@@ -278,7 +279,10 @@ TEST(Attention, RejectsMixedFloatDtypes) {
 // every run; dq, dk, dv sum double terms into f32: a cast and an add per key block (dq, 2 blocks)
 // or per query head of the group (dk, dv, 2 heads): 4 f32 roundings. Magnitudes, with
 // |ds| <= p 2 hd: dv <= group T = 80, dk <= scale 2 hd group T = 640, dq <= scale 2 hd T = 320.
-TEST(Attention, Bf16RoundsTheF32ResultAndMatchesF64) {
+// The f32 path is the tiled one (attention_f32.cpp), so bf16 is not the f32 run rounded; but the
+// bf16 forward is the f64 loops' arithmetic on the same values, so its out is the f64 run's
+// rounded to f32 then bf16 and its lse the f64 run's rounded to f32, bit for bit.
+TEST(Attention, Bf16RoundsTheDoubleResultAndMatchesF64) {
   const Tensor q = random_tensor({1, 40, 4, 16}, DType::bf16, 80);
   const Tensor k = random_tensor({1, 40, 2, 16}, DType::bf16, 81);
   const Tensor v = random_tensor({1, 40, 2, 16}, DType::bf16, 82);
@@ -301,8 +305,86 @@ TEST(Attention, Bf16RoundsTheF32ResultAndMatchesF64) {
         testing::converted(saved_lse, testing::statistics_dtype(dtype)), 0.25f, dq, dk, dv, stream);
     return std::vector<Tensor>{out, lse, dq, dk, dv};
   };
-  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
+  EXPECT_TRUE(testing::bf16_matches_f64(
       run, {{"out", 1, 1}, {"lse", 1, 8}, {"dq", 4, 320}, {"dk", 4, 640}, {"dv", 4, 80}}));
+  const std::vector<Tensor> bf16 = run(DType::bf16), f64 = run(DType::f64);
+  for (int64_t i = 0; i < q.numel(); ++i)
+    ASSERT_EQ(bf16[0].data<bf16_t>()[i].bits,
+              float_to_bf16(static_cast<float>(f64[0].data<double>()[i])).bits)
+        << "out element " << i;
+  for (int64_t i = 0; i < saved_lse.numel(); ++i)
+    ASSERT_EQ(bf16[1].data<float>()[i], static_cast<float>(f64[1].data<double>()[i]))
+        << "lse element " << i;
+}
+
+// --- the f32 path (tiled GEMMs) against the f64 loops ---------------------------------------
+
+double largest_magnitude(const Tensor& t) {
+  double largest = 0;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    largest = std::max(largest, std::abs(testing::element_as_double(t, i)));
+  return largest;
+}
+
+// got within `relative` of expected, measured against the larger of expected's largest magnitude
+// and 1 (the inputs' size): f32 GEMM results are accurate relative to the size of their terms, not
+// elementwise (a sum of cancelling terms, such as dq of a one-token sequence, is 0 in f64).
+::testing::AssertionResult close_to(const Tensor& got, const Tensor& expected, double relative) {
+  return all_close(got, expected, relative * std::max(1.0, largest_magnitude(expected)), 0.0);
+}
+
+// One f32 run and one f64 run on the same (f32-exact) values, each backward from its own forward.
+// Tolerance: the rounding model's worst case n u (u = 2^-24) for the longest chain of f32
+// operations, n = hd (a score's dot product) + group * seq (a key's sum over the query rows),
+// times the size of the scores (their errors pass through exp as relative errors of p).
+void expect_f32_matches_f64(const Case& c, float scale) {
+  const double score_size = std::max(1.0, static_cast<double>(scale) * c.head_dim);
+  const double tolerance = std::ldexp(1.0, -24) *
+                           static_cast<double>(c.head_dim + c.q_heads / c.kv_heads * c.seq) *
+                           score_size;
+  const Inputs in32 = random_inputs(c, DType::f32, 1700);
+  const Inputs in64{testing::converted(in32.q, DType::f64), testing::converted(in32.k, DType::f64),
+                    testing::converted(in32.v, DType::f64)};
+  const Tensor dout32 = random_tensor(in32.q.shape(), DType::f32, 1800);
+  const Outputs o32 = attention(in32, scale), o64 = attention(in64, scale);
+  EXPECT_TRUE(close_to(o32.out, o64.out, tolerance)) << "out";
+  EXPECT_TRUE(close_to(o32.lse, o64.lse, tolerance)) << "lse";
+  const Grads g32 = attention_grads(in32, o32, dout32, scale);
+  const Grads g64 = attention_grads(in64, o64, testing::converted(dout32, DType::f64), scale);
+  EXPECT_TRUE(close_to(g32.dq, g64.dq, tolerance)) << "dq";
+  EXPECT_TRUE(close_to(g32.dk, g64.dk, tolerance)) << "dk";
+  EXPECT_TRUE(close_to(g32.dv, g64.dv, tolerance)) << "dv";
+}
+
+TEST(Attention, Float32TiledMatchesFloat64) {
+  // The f32 path's tiles are 64 queries by 64 keys: one token, shorter than a tile, at, just past
+  // and well past it, odd lengths; query heads per kv head 1, 2 and 4; head dims 16 to 128.
+  for (const Case& c : {Case{2, 1, 4, 1, 16}, Case{1, 2, 2, 2, 32}, Case{2, 63, 4, 2, 32},
+                        Case{1, 64, 2, 1, 64}, Case{2, 65, 4, 4, 16}, Case{1, 129, 2, 2, 32},
+                        Case{1, 130, 8, 2, 128}, Case{2, 197, 4, 1, 64}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << c.batch << " T=" << c.seq << " Hq=" << c.q_heads
+                                      << " Hkv=" << c.kv_heads << " hd=" << c.head_dim);
+    expect_f32_matches_f64(c, 1.0f / std::sqrt(static_cast<float>(c.head_dim)));
+  }
+}
+
+TEST(Attention, Float32OnlineSoftmaxSurvivesLargeScores) {
+  // Scores of a few hundred: exp without the running max would overflow f32 (above 88).
+  expect_f32_matches_f64({1, 150, 2, 1, 16}, 25.0f);
+}
+
+TEST(Attention, Float32IsDeterministic) {
+  const Case c{2, 300, 4, 2, 32};
+  const Inputs in = random_inputs(c, DType::f32, 1900);
+  const Tensor dout = random_tensor(in.q.shape(), DType::f32, 2000);
+  const auto run = [&] {
+    const Outputs o = attention(in, 0.2f);
+    const Grads g = attention_grads(in, o, dout, 0.2f);
+    return std::vector<std::vector<float>>{o.out.to_vector<float>(), o.lse.to_vector<float>(),
+                                           g.dq.to_vector<float>(), g.dk.to_vector<float>(),
+                                           g.dv.to_vector<float>()};
+  };
+  EXPECT_EQ(run(), run());
 }
 
 }  // namespace

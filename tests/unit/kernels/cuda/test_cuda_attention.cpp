@@ -6,9 +6,10 @@
 // Both backends see the same rounded inputs. The backward gets the CPU forward's out (rounded to
 // the dtype) and lse (f32, the dtype lse has on CUDA) on both backends, so it is checked on its
 // own. Tolerances, in multiples of the dtype's epsilon:
-// - f32: the CPU computes in double, the GPU in f32. An output element sums `terms` products, each
-//   with an hd-long dot product inside (a score, or dout . v); rounding errors grow like the square
-//   root of that length: 4 sqrt(hd * terms). terms = T for the forward, T * group for the
+// - f32: both compute in f32 (the CPU on GEMM tiles, kernels/cpu/attention_f32.cpp, its errors
+//   ~1e-6 of the largest output in tests/unit/kernels/test_attention.cpp), in different orders. An
+//   output element sums `terms` products, each with an hd-long dot product inside (a score, or
+//   dout . v); rounding errors grow like the square root of that length: 4 sqrt(hd * terms). terms = T for the forward, T * group for the
 //   backward (dk and dv sum over the queries of every head of the group). A wrong mask, scale or
 //   head mapping is off by O(1e-2) or more, far above these (at most ~1e-4).
 // - bf16: both backends compute in f32 from the same values, so the difference is the GPU's one
