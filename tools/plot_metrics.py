@@ -2,6 +2,7 @@
 """Plots a MoEForge metrics file (JSONL, one record per line; trainer/metrics.h) into PNGs.
 
     python3 tools/plot_metrics.py metrics.jsonl --out plots/
+    python3 tools/plot_metrics.py f32.jsonl bf16.jsonl --label f32 --label bf16 --out plots/
 
 Writes, for what the file holds:
   loss.png         training `loss` and evaluation `val_loss` (and each `val_loss.<set>`) by `step`
@@ -9,6 +10,9 @@ Writes, for what the file holds:
   expert_load.png  per-layer heatmaps of `load.layer<N>` (a list of per-expert token counts):
                    x = step, y = expert, colour = the expert's load relative to a perfectly
                    balanced one (count / mean count; 1 = balanced, 0 = unused)
+
+Given several files (runs to compare, named by --label, or else by their file names), it writes
+only loss.png, with each run's training and validation loss in one colour.
 
 Records without a `step` are ignored; null values (NaN or Inf in the run) leave gaps. A last line
 cut short by a crash is skipped with a warning; any other malformed line is an error.
@@ -144,6 +148,25 @@ def plot_losses(plt, records, out_dir):
     return save(plt, fig, out_dir, "loss.png")
 
 
+def plot_compared_losses(plt, runs, out_dir):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for index, (label, records) in enumerate(runs):
+        color = f"C{index}"
+        steps, values = series(records, "loss")
+        if steps:
+            ax.plot(steps, values, color=color, label=f"{label}: train loss")
+        steps, values = series(records, "val_loss")
+        if steps:
+            ax.plot(steps, values, color=color, marker="o", markersize=4, linestyle="--",
+                    label=f"{label}: validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("loss, " + " vs ".join(label for label, _ in runs))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(plt, fig, out_dir, "loss.png")
+
+
 def plot_aux_losses(plt, records, keys, out_dir):
     fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.6 * len(keys)), sharex=True,
                              squeeze=False)
@@ -188,32 +211,56 @@ def save(plt, fig, out_dir, name):
     return path
 
 
+def pyplot_for(out_dir):
+    """matplotlib.pyplot (Agg), once the output directory exists."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise MetricsError(f"cannot create output directory '{out_dir}': {e}") from None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MetricsError(f"{sys.executable} has no matplotlib "
+                           f"(Debian: apt-get install python3-matplotlib)") from None
+    return plt
+
+
+def compare(args):
+    labels = args.label or [os.path.basename(path) for path in args.metrics]
+    runs = [(label, read_records(path)) for label, path in zip(labels, args.metrics)]
+    for (label, records), path in zip(runs, args.metrics):
+        if not any(series(records, key)[0] for key in MAIN_LOSSES):
+            raise MetricsError(f"metrics file '{path}' has no records with 'step' and 'loss' or "
+                               f"'val_loss' to compare")
+    print(plot_compared_losses(pyplot_for(args.out), runs, args.out))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("metrics", help="metrics JSONL file written by a run (log.metrics_file)")
+    parser.add_argument("metrics", nargs="+",
+                        help="metrics JSONL file written by a run (log.metrics_file); several to "
+                             "compare their losses")
+    parser.add_argument("--label", action="append", default=[],
+                        help="name of a run when comparing, once per file, in order")
     parser.add_argument("--out", default="plots", help="directory for the PNGs (default: plots)")
     args = parser.parse_args(argv)
     try:
-        records = read_records(args.metrics)
+        if args.label and len(args.label) != len(args.metrics):
+            raise MetricsError(f"{len(args.label)} --label for {len(args.metrics)} metrics files: "
+                               f"give one per file, or none")
+        if len(args.metrics) > 1:
+            return compare(args)
+        records = read_records(args.metrics[0])
         aux_keys = aux_loss_keys(records)
-        layers = load_matrices(records, args.metrics)
+        layers = load_matrices(records, args.metrics[0])
         has_loss = any(series(records, key)[0] for key in MAIN_LOSSES)
         if not (has_loss or aux_keys or layers):
-            raise MetricsError(f"metrics file '{args.metrics}' has no records with 'step' and "
+            raise MetricsError(f"metrics file '{args.metrics[0]}' has no records with 'step' and "
                                f"'loss', 'val_loss', '*_loss' or 'load.layer<N>' to plot")
-        try:
-            os.makedirs(args.out, exist_ok=True)
-        except OSError as e:
-            raise MetricsError(f"cannot create output directory '{args.out}': {e}") from None
-
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise MetricsError(f"{sys.executable} has no matplotlib "
-                               f"(Debian: apt-get install python3-matplotlib)") from None
-
+        plt = pyplot_for(args.out)
         written = []
         if has_loss:
             written.append(plot_losses(plt, records, args.out))

@@ -80,6 +80,27 @@ class PlotMetrics(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(sorted(os.listdir(out)), ["loss.png"])
 
+    def test_several_runs_compare_their_losses(self):
+        f32, bf16 = os.path.join(self.dir, "f32.jsonl"), os.path.join(self.dir, "bf16.jsonl")
+        write_lines(f32, run_metrics(10))
+        write_lines(bf16, run_metrics(8))
+        out = os.path.join(self.dir, "compare")
+        result = self.run_script(f32, bf16, "--label", "f32", "--label", "bf16", "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sorted(os.listdir(out)), ["loss.png"])
+        self.assert_png(os.path.join(out, "loss.png"))
+
+        result = self.run_script(f32, bf16, "--label", "f32", "--out", out)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("1 --label for 2 metrics files", result.stderr)
+
+        nothing = os.path.join(self.dir, "nothing.jsonl")
+        write_lines(nothing, [json.dumps({"step": 0, "aux_loss": 1.0})])
+        result = self.run_script(f32, nothing, "--out", out)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"metrics file '{nothing}' has no records with 'step' and 'loss'",
+                      result.stderr)
+
     def test_a_last_line_cut_short_is_skipped(self):
         metrics = os.path.join(self.dir, "metrics.jsonl")
         lines = run_metrics(6) + ['{"step": 6, "loss": 4.']
