@@ -6,9 +6,10 @@
 // deposited its value. When no fiber can run and no barrier can open, the block would hang on the
 // GPU: that is reported. Values of a collective are double-buffered by generation, so a lane that
 // runs ahead into the next collective does not overwrite what a slower lane has still to read.
+// Switching fibers is the cost that counts (a shuffle switches 32 fibers twice): on x86-64 it is
+// a few instructions of our own that save the callee-saved registers and the stack pointer;
+// elsewhere ucontext's swapcontext, which also makes a system call per switch.
 #include "tests/cuda_emulation/emulator.h"
-
-#include <ucontext.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -34,10 +35,76 @@ constexpr size_t kSharedLimit = 48 * 1024;  // without the opt-in attribute no k
 constexpr size_t kStackBytes = 64 * 1024;
 constexpr size_t kGuardBytes = 256;
 
+#if defined(__x86_64__)
+// switch_stack(save, load): pushes the callee-saved registers, stores the stack pointer in *save,
+// loads load as the stack pointer, pops the registers saved there and returns into that context.
+extern "C" void emu_switch_stack(void** save, void* load);
+asm(R"(
+  .pushsection .text
+  .p2align 4
+  .type emu_switch_stack, @function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch_stack, .-emu_switch_stack
+  .popsection
+)");
+
+struct Context {
+  void* stack_pointer = nullptr;
+};
+
+void switch_context(Context& from, Context& to) { emu_switch_stack(&from.stack_pointer, to.stack_pointer); }
+
+// A stack that emu_switch_stack enters at entry: six zero registers, entry as the return address,
+// and below the 16-byte aligned top a zero slot where entry's own return address would be.
+void make_context(Context& context, char* stack, size_t bytes, void (*entry)()) {
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
+  auto* slots = reinterpret_cast<void**>(top) - 8;
+  for (int i = 0; i < 6; ++i) slots[i] = nullptr;
+  slots[6] = reinterpret_cast<void*>(entry);
+  slots[7] = nullptr;
+  context.stack_pointer = slots;
+}
+#else
+}  // namespace
+}  // namespace emu
+#include <ucontext.h>
+namespace emu {
+namespace {
+
+struct Context {
+  ucontext_t context;
+};
+
+void switch_context(Context& from, Context& to) { swapcontext(&from.context, &to.context); }
+
+void make_context(Context& context, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&context.context);
+  context.context.uc_stack.ss_sp = stack;
+  context.context.uc_stack.ss_size = bytes;
+  context.context.uc_link = nullptr;
+  makecontext(&context.context, entry, 0);
+}
+#endif
+
 enum class State { ready, at_barrier, at_collective, done };
 
 struct Fiber {
-  ucontext_t context;
+  Context context;
   uint3 index;
   int lane, warp;
   State state = State::done;
@@ -91,7 +158,7 @@ struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
   int live = 0, at_barrier = 0;
-  ucontext_t scheduler;
+  Context scheduler;
   Fiber* running = nullptr;
   const std::function<void()>* body = nullptr;
   std::string error;
@@ -110,7 +177,7 @@ std::vector<std::unique_ptr<char[]>>& stacks() {
 void yield(State state) {
   Fiber* self = g_block->running;
   self->state = state;
-  swapcontext(&self->context, &g_block->scheduler);
+  switch_context(self->context, g_block->scheduler);
 }
 
 void fiber_entry() {
@@ -122,7 +189,7 @@ void fiber_entry() {
   Fiber* self = g_block->running;
   self->state = State::done;
   --g_block->live;
-  swapcontext(&self->context, &g_block->scheduler);
+  switch_context(self->context, g_block->scheduler);
 }
 
 std::string where(const Config& config) {
@@ -157,8 +224,6 @@ void run_block(Block& block, const Config& config, uint64_t block_number) {
   std::memset(block.shared, garbage_byte(), sizeof(block.shared));
   auto& pool = stacks();
   while (pool.size() < static_cast<size_t>(threads)) pool.emplace_back(new char[kStackBytes]);
-  ucontext_t prototype;
-  getcontext(&prototype);
   for (int t = 0; t < threads; ++t) {
     Fiber& f = block.fibers[static_cast<size_t>(t)];
     f.index = {t % bd.x, t / bd.x % bd.y, t / (bd.x * bd.y)};
@@ -166,25 +231,35 @@ void run_block(Block& block, const Config& config, uint64_t block_number) {
     f.warp = t / kWarpSize;
     f.state = State::ready;
     block.warps[static_cast<size_t>(f.warp)].lanes |= 1u << f.lane;
-    f.context = prototype;
-    f.context.uc_stack.ss_sp = pool[static_cast<size_t>(t)].get();
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, fiber_entry, 0);
+    make_context(f.context, pool[static_cast<size_t>(t)].get(), kStackBytes, fiber_entry);
   }
   const std::vector<int64_t> order = ordered(threads, block_number);
+  const auto resume = [&](int64_t t) {
+    Fiber& f = block.fibers[static_cast<size_t>(t)];
+    if (f.state != State::ready) return false;
+    block.running = &f;
+    current_thread = &f.index;
+    switch_context(block.scheduler, f.context);
+    if (!block.error.empty())
+      throw std::runtime_error(where(config) + ", thread " + std::to_string(t) + ": " +
+                               block.error);
+    return true;
+  };
+  const bool eager = schedule().kind != Schedule::forward;
   for (;;) {
     bool ran = false;
     for (const int64_t t : order) {
-      Fiber& f = block.fibers[static_cast<size_t>(t)];
-      if (f.state != State::ready) continue;
+      if (!resume(t)) continue;
       ran = true;
-      block.running = &f;
-      current_thread = &f.index;
-      swapcontext(&block.scheduler, &f.context);
-      if (!block.error.empty())
-        throw std::runtime_error(where(config) + ", thread " + std::to_string(t) + ": " +
-                                 block.error);
+      // Eager warps: once its collective completes, the warp runs on to its next block barrier
+      // before any other warp moves, so a warp that overwrites shared data the others still
+      // have to read before the next __syncthreads is seen.
+      const int64_t first = t / kWarpSize * kWarpSize, last = std::min<int64_t>(first + kWarpSize, threads);
+      for (bool again = eager; again;) {
+        again = false;
+        for (int64_t i = 0; i < last - first; ++i)
+          again |= resume(schedule().kind == Schedule::reverse ? last - 1 - i : first + i);
+      }
     }
     if (ran) continue;
     if (block.live == 0) return;
@@ -249,7 +324,7 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t bits) {
     warp.arrived = 0;
     ++warp.generation;
     self->state = State::ready;
-    swapcontext(&self->context, &g_block->scheduler);  // the others first, in schedule order
+    switch_context(self->context, g_block->scheduler);  // the others first, in schedule order
   } else {
     yield(State::at_collective);
   }
@@ -262,7 +337,7 @@ void fail(const char* what) {
   g_block->error = what;
   Fiber* self = g_block->running;
   self->state = State::done;
-  swapcontext(&self->context, &g_block->scheduler);
+  switch_context(self->context, g_block->scheduler);
   std::abort();  // never resumed
 }
 

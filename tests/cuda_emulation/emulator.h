@@ -14,7 +14,10 @@
 // over 48 KiB); reductions and rounding (the kernels' f32/bf16 arithmetic runs as written, with
 // bf16 rounding to nearest even as the hardware does).
 // Schedules (MOE_EMU_SCHEDULE): "forward" runs blocks and threads in index order, "reverse" in
-// reverse, "shuffle:SEED" in a seeded random order, so that order-dependent results show.
+// reverse, "shuffle:SEED" in a seeded random order, so that order-dependent results show. Under
+// forward every warp advances one step (to its next collective or barrier) in turn; under reverse
+// and shuffle a warp whose collective completes runs on at once to its next block barrier, ahead
+// of the other warps, which shows a missing __syncthreads between warps that share memory.
 //
 // What it does not check: the GPU's memory model (fibers switch only at barriers and collectives,
 // so racing writes between two barriers are serialized, and a race shows only where a schedule
