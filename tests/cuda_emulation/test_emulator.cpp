@@ -2,10 +2,13 @@
 // collectives against their definitions. Each bug is one a real kernel could have.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
-#include "tests/cuda_emulation/shim/cuda_runtime.h"
+#include "core/half.h"
+#include "tests/cuda_emulation/shim/cuda_bf16.h"
 
 namespace {
 
@@ -116,6 +119,23 @@ TEST(CudaEmulator, InvalidLaunchesAreRefused) {
                                          1, 0);
                            }),
                std::runtime_error);
+}
+
+// The shim's bf16 rounding is the hardware's: to nearest even, as core/half.h's (the CPU
+// backend's), on every non-NaN input; a NaN becomes the canonical 0x7fff.
+TEST(CudaEmulator, Bf16RoundsLikeTheCpuBackend) {
+  std::mt19937 rng(3);
+  std::vector<uint32_t> patterns = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u,
+                                    0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x00000001u};
+  for (int i = 0; i < 200000; ++i) patterns.push_back(static_cast<uint32_t>(rng()));
+  for (const uint32_t bits : patterns) {
+    const float x = __uint_as_float(bits);
+    const uint16_t got = __float2bfloat16_rn(x).__x;
+    if (std::isnan(x))
+      EXPECT_EQ(got, 0x7fff);
+    else
+      EXPECT_EQ(got, moe::float_to_bf16(x).bits) << "bits " << bits;
+  }
 }
 
 }  // namespace
