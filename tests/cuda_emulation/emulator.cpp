@@ -1,5 +1,5 @@
 // The emulator's scheduler (emulator.h): blocks run one after another on the calling thread, in
-// the schedule's order; the threads of a block are ucontext fibers resumed in the schedule's
+// the schedule's order; the threads of a block are fibers resumed in the schedule's
 // thread order, each until it finishes or waits at a barrier (__syncthreads, or a warp
 // collective). A block barrier opens when every live thread waits at it (exited threads count as
 // arrived, as on Volta and later); a warp collective opens when every lane of its mask has
@@ -10,6 +10,8 @@
 // a few instructions of our own that save the callee-saved registers and the stack pointer;
 // elsewhere ucontext's swapcontext, which also makes a system call per switch.
 #include "tests/cuda_emulation/emulator.h"
+
+#include <ucontext.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -80,12 +82,6 @@ void make_context(Context& context, char* stack, size_t bytes, void (*entry)()) 
   context.stack_pointer = slots;
 }
 #else
-}  // namespace
-}  // namespace emu
-#include <ucontext.h>
-namespace emu {
-namespace {
-
 struct Context {
   ucontext_t context;
 };
@@ -141,6 +137,10 @@ const Schedule& schedule() {
   static const Schedule instance = schedule_from_environment();
   return instance;
 }
+
+// Fresh device and shared memory: NaN in every float type (and -1 in integers), or under shuffle
+// 0xcd bytes (a small negative float, a large negative integer).
+uint8_t garbage_byte() { return schedule().kind == Schedule::shuffle ? 0xcd : 0xff; }
 
 std::vector<int64_t> ordered(int64_t n, uint64_t salt) {
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -395,8 +395,6 @@ void check_one(const void* data, const Allocation& a, const char* after) {
 }
 
 }  // namespace
-
-uint8_t garbage_byte() { return schedule().kind == Schedule::shuffle ? 0xcd : 0xff; }
 
 void* device_malloc(size_t bytes) {
   Allocation a{std::make_unique<unsigned char[]>(bytes + 2 * kGuardBytes), bytes};

@@ -119,6 +119,5 @@ T shuffle(unsigned mask, T value, int source, int width) {
 void* device_malloc(size_t bytes);
 void device_free(void* ptr);
 void check_guards(const char* after);
-uint8_t garbage_byte();
 
 }  // namespace emu
