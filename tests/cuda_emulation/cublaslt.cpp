@@ -157,10 +157,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       for (uint64_t i = 0; i < m; ++i) {
         float sum = 0;
         for (uint64_t p = 0; p < k; ++p) {
-          const int64_t ai = batch * al->batch_stride +
-                             static_cast<int64_t>(ta ? p + i * al->ld : i + p * al->ld);
-          const int64_t bi = batch * bl->batch_stride +
-                             static_cast<int64_t>(tb ? j + p * bl->ld : p + j * bl->ld);
+          const int64_t ai =
+              batch * al->batch_stride + static_cast<int64_t>(ta ? p + i * al->ld : i + p * al->ld);
+          const int64_t bi =
+              batch * bl->batch_stride + static_cast<int64_t>(tb ? j + p * bl->ld : p + j * bl->ld);
           sum += input(load(a, al->type, ai)) * input(load(b, bl->type, bi));
         }
         const int64_t ci = batch * cl->batch_stride + static_cast<int64_t>(i + j * cl->ld);

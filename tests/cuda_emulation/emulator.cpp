@@ -69,7 +69,9 @@ struct Context {
   void* stack_pointer = nullptr;
 };
 
-void switch_context(Context& from, Context& to) { emu_switch_stack(&from.stack_pointer, to.stack_pointer); }
+void switch_context(Context& from, Context& to) {
+  emu_switch_stack(&from.stack_pointer, to.stack_pointer);
+}
 
 // A stack that emu_switch_stack enters at entry: six zero registers, entry as the return address,
 // and below the 16-byte aligned top a zero slot where entry's own return address would be.
@@ -254,7 +256,8 @@ void run_block(Block& block, const Config& config, uint64_t block_number) {
       // Eager warps: once its collective completes, the warp runs on to its next block barrier
       // before any other warp moves, so a warp that overwrites shared data the others still
       // have to read before the next __syncthreads is seen.
-      const int64_t first = t / kWarpSize * kWarpSize, last = std::min<int64_t>(first + kWarpSize, threads);
+      const int64_t first = t / kWarpSize * kWarpSize,
+                    last = std::min<int64_t>(first + kWarpSize, threads);
       for (bool again = eager; again;) {
         again = false;
         for (int64_t i = 0; i < last - first; ++i)
@@ -375,7 +378,8 @@ uint8_t guard_byte(size_t i) { return static_cast<uint8_t>(0xa5u ^ (i * 29u)); }
 
 void write_guards(const Allocation& a) {
   unsigned char* base = a.storage.get();
-  for (size_t i = 0; i < kGuardBytes; ++i) base[i] = base[kGuardBytes + a.bytes + i] = guard_byte(i);
+  for (size_t i = 0; i < kGuardBytes; ++i)
+    base[i] = base[kGuardBytes + a.bytes + i] = guard_byte(i);
 }
 
 // A damaged guard is reported once: it is rewritten before the throw.

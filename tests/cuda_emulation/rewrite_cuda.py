@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Rewrites a CUDA source into C++ for the emulator (emulator.h), changing only what C++ cannot
 parse: each launch `kernel<<<grid, block, shmem, stream>>>(args)` becomes
-`::emu::launch("kernel", ::emu::Config(grid, block, shmem, stream), <a lambda calling kernel>, args)`
-(the lambda lets a kernel template deduce its arguments as the launch would), each
-`__shared__ T name[dims];` a reference to the block's storage for that declaration, and each
+`::emu::launch("kernel", ::emu::Config(grid, block, shmem, stream), lambda, args)`, the lambda
+calling kernel (so that a kernel template deduces its arguments as the launch would); each
+`__shared__ T name[dims];` a reference to the block's storage for that declaration; and each
 `extern __shared__ T name[];` a pointer to the launch's dynamic shared memory. Line numbers are
 kept. Usage: rewrite_cuda.py ID INPUT OUTPUT (ID numbers the file's __shared__ declarations)."""
 import re

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -68,6 +70,31 @@ TEST(CudaEmulator, AMissingBarrierReadsGarbage) {
   EXPECT_GT(wrong, 0) << "every schedule runs one of two neighbours before the other";
 }
 
+// Each warp publishes a count per round and reads the other warp's, without the barrier that
+// should end the round: a warp that runs ahead overwrites its count before the other has read it.
+void round_counts(int* out) {
+  auto& counts = emu::shared<int[2], 2>();
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  for (int round = 0; round < 2; ++round) {
+    const unsigned ballot = __ballot_sync(0xffffffffu, lane <= round);
+    if (lane == 0) counts[warp] = __popc(ballot);
+    __syncthreads();
+    out[round * 64 + static_cast<int>(threadIdx.x)] = counts[1 - warp];
+  }
+}
+
+// Eager warps (every schedule but forward) show the race; forward, which moves the warps in
+// lockstep from collective to collective, does not.
+TEST(CudaEmulator, EagerWarpsShowAMissingBarrierBetweenWarps) {
+  const char* schedule = std::getenv("MOE_EMU_SCHEDULE");
+  const bool eager = schedule && std::string(schedule) != "forward";
+  const std::vector<int> out = run_to_host(
+      128, [](int* o) { emu::launch("round_counts", emu::Config(1, 64), round_counts, o); });
+  int wrong = 0;
+  for (int i = 0; i < 128; ++i) wrong += out[static_cast<size_t>(i)] != i / 64 + 1;
+  EXPECT_EQ(wrong > 0, eager) << wrong << " stale counts";
+}
+
 void collectives(int* out) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int base = static_cast<int>(threadIdx.x) * 6;
@@ -80,9 +107,8 @@ void collectives(int* out) {
 }
 
 TEST(CudaEmulator, WarpCollectivesExchangeAcrossLanes) {
-  const std::vector<int> out = run_to_host(64 * 6, [](int* o) {
-    emu::launch("collectives", emu::Config(1, 64), collectives, o);
-  });
+  const std::vector<int> out = run_to_host(
+      64 * 6, [](int* o) { emu::launch("collectives", emu::Config(1, 64), collectives, o); });
   unsigned every_third = 0;
   for (int lane = 0; lane < 32; lane += 3) every_third |= 1u << lane;
   for (int t = 0; t < 64; ++t) {

@@ -34,8 +34,7 @@ struct DeviceRadixSort {
       if (std::is_signed_v<Key>) bits ^= Bits{1} << (sizeof(Key) * 8 - 1);
       bits >>= begin_bit;
       const int width = end_bit - begin_bit;
-      return width == static_cast<int>(sizeof(Key) * 8) ? bits
-                                                        : (bits & ((Bits{1} << width) - 1));
+      return width == static_cast<int>(sizeof(Key) * 8) ? bits : (bits & ((Bits{1} << width) - 1));
     };
     std::vector<int> order(static_cast<size_t>(items));
     std::iota(order.begin(), order.end(), 0);
