@@ -499,6 +499,16 @@ cmd_selftest() {
     echo "FAIL: libraries neither in the kit nor on the device:"; echo "$missing" | sed 's/^/  /'
     failures=$((failures + 1))
   fi
+  local program absent=""
+  for program in moe-train moe-data $(cut -f4 "$scratch/moe-kit/tests.tsv" 2>/dev/null | tr ' ' '\n' |
+                                      sed -n 's|^@KIT@/bin/||p'); do
+    [ -x "$scratch/moe-kit/bin/$program" ] || absent="$absent $program"
+  done
+  if [ -s "$scratch/moe-kit/tests.tsv" ] && [ -z "$absent" ]; then
+    echo "ok: the kit has moe-train, moe-data and the programs of its $(wc -l < "$scratch/moe-kit/tests.tsv") tests"
+  else
+    echo "FAIL: the kit lacks tests.tsv or programs:${absent:- none}"; failures=$((failures + 1))
+  fi
   local rc=0 output
   output="$(MOE_KIT_SMI=/nonexistent/nvidia-smi MOE_KIT_CPU=0 MOE_KIT_UNPACK="$scratch/run" \
             "${BASH_SOURCE[0]}" run "$dir" "$scratch/out" 2>&1)" || rc=$?

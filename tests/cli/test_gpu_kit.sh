@@ -19,25 +19,15 @@ expect nonzero "run DIR OUT" "$kit_sh" run "$work"
 expect nonzero "not found" "$kit_sh" run "$work/none" "$work/out"
 expect nonzero "pack $work" "$kit_sh" selftest "$work"
 
-# A fake kit: one real program (xz, which loads liblzma) and scripts standing in for the rest.
+# A fake kit: one real program (xz, which loads liblzma) and scripts standing in for the rest:
+# moe-train prints 1.5e+09 FLOPs per token, 8192 tokens a step and 100000 tok/s in its last
+# interval, so on the fake H100 a step takes 81.92 ms and MFU is 1.5e9 * 1e5 / 989e12 = 15.2 %;
+# of the two tests one passes, one fails; the reference writes its JSON.
 root="$work/stage/moe-kit"
 mkdir -p "$root"/{bin,lib,ompi/bin,pmix}
 cp "$(command -v xz)" "$root/bin/xz"
 echo "fake kit; uncompressed: 1M" > "$root/kit.txt"
 pack_fake() { mkdir -p "$work/kit"; tar -C "$work/stage" -cJf "$work/kit/moe-kit.tar.xz" moe-kit; }
-lzma="$(ldd "$root/bin/xz" | awk '$1 ~ /^liblzma/ {print $1, $3}')"
-pack_fake
-expect nonzero "${lzma%% *}" "$kit_sh" selftest "$work/kit"
-cp "$(readlink -f "${lzma#* }")" "$root/lib/${lzma%% *}"
-pack_fake
-expect zero "selftest passed" "$kit_sh" selftest "$work/kit"
-expect nonzero "over 0 MiB" env MOE_KIT_LIMIT_MIB=0 "$kit_sh" selftest "$work/kit"
-expect nonzero "stopped: no GPU here" env MOE_KIT_SMI=/nonexistent "$kit_sh" run "$work/kit" "$work/out0"
-grep -q "stopped: no GPU here" "$work/out0/summary.md" || fail "no summary after the GPU stop"
-
-# A fake H100 and fake programs: moe-train prints 1.5e+09 FLOPs per token, 8192 tokens a step and
-# 100000 tok/s in its last interval, so a step takes 81.92 ms and MFU is
-# 1.5e9 * 1e5 / 989e12 = 15.2 %; one test passes, one fails; the reference writes its JSON.
 cat > "$work/nvidia-smi" <<'EOF'
 #!/bin/sh
 case "$1" in
@@ -74,7 +64,22 @@ EOF
 chmod +x "$work/nvidia-smi" "$root"/bin/*
 printf 'good\t600\tA=1\t@KIT@/bin/fake_test pass\nbad\t600\t-\t@KIT@/bin/fake_test fail\n' \
   > "$root/tests.tsv"
+
+lzma="$(ldd "$root/bin/xz" | awk '$1 ~ /^liblzma/ {print $1, $3}')"
 pack_fake
+expect nonzero "${lzma%% *}" "$kit_sh" selftest "$work/kit"
+cp "$(readlink -f "${lzma#* }")" "$root/lib/${lzma%% *}"
+pack_fake
+expect zero "selftest passed" "$kit_sh" selftest "$work/kit"
+mv "$root/bin/fake_test" "$work/fake_test"
+pack_fake
+expect nonzero "programs: fake_test" "$kit_sh" selftest "$work/kit"
+mv "$work/fake_test" "$root/bin/fake_test"
+pack_fake
+expect nonzero "over 0 MiB" env MOE_KIT_LIMIT_MIB=0 "$kit_sh" selftest "$work/kit"
+expect nonzero "stopped: no GPU here" env MOE_KIT_SMI=/nonexistent "$kit_sh" run "$work/kit" "$work/out0"
+grep -q "stopped: no GPU here" "$work/out0/summary.md" || fail "no summary after the GPU stop"
+
 expect zero "status: finished" env MOE_KIT_SMI="$work/nvidia-smi" MOE_KIT_REFERENCE="$work/reference.py" \
   "$kit_sh" run "$work/kit" "$work/out"
 summary="$work/out/summary.md"
