@@ -316,11 +316,12 @@ cmd_run() {
   STEPS="${MOE_KIT_STEPS:-20}"
   STATUS="started"; KIT_FACTS="kit: ?"; DEVICE_FACTS=""; PEAK=""
   TEST_ROWS=(); TRAIN_ROWS=(); REF_ROWS=()
-  trap 'STATUS="${STATUS/started/stopped early}"; write_summary; cat "$OUT/summary.md"' EXIT
+  UNPACKED="${MOE_KIT_UNPACK:-${TMPDIR:-/tmp}/moe-kit-$$}"
+  trap 'STATUS="${STATUS/started/stopped early}"; write_summary; cat "$OUT/summary.md"; rm -rf "$UNPACKED"' EXIT
   local setup="$OUT/setup.log"
   : > "$setup"
 
-  local root="${MOE_KIT_UNPACK:-${TMPDIR:-/tmp}/moe-kit-$$}"
+  local root="$UNPACKED"
   unpack "$kit_dir" "$root"
   root="$root/moe-kit"
   KIT_FACTS="$(head -2 "$root/kit.txt" | paste -sd ';' -)"
@@ -351,7 +352,7 @@ cmd_run() {
     fi
     "$smi" --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm,power.limit \
       --format=csv > "$OUT/gpu.txt" 2>&1 || true
-    { echo; "$smi"; echo; nvcc --version 2>&1 | tail -2; } >> "$OUT/gpu.txt" 2>&1 || true
+    { echo; "$smi"; echo; "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version 2>&1 | tail -2; } >> "$OUT/gpu.txt" 2>&1 || true
     DEVICE_FACTS="$(sed -n 2p "$OUT/gpu.txt")"
     PEAK="$(peak_tflops "$(cut -d, -f1 <<< "$DEVICE_FACTS")")"
   fi
