@@ -36,13 +36,8 @@ class DevicePlacementLayouts : public ::testing::TestWithParam<Case> {
 TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
   const Layout layout = GetParam().layout;
   std::unique_ptr<Communicator> world = mpi_world_communicator();
-  Config c = testing::layout_run(testing::rank_dataset(*world, "device_layouts"), layout);
-  c.parallel.tp = layout.tp;
-  c.parallel.dp = layout.dp;
-  c.parallel.ep = layout.ep;
-  c.parallel.expert_tp = layout.expert_tp;
-  c.parallel.zero = layout.zero ? 1 : 0;
-  c.train.micro_batch_size = static_cast<int>(testing::kGlobalBatch / layout.dp);
+  Config c = testing::with_layout_keys(
+      testing::layout_run(testing::rank_dataset(*world, "device_layouts"), layout), layout);
   c.train.precision = GetParam().precision;
   c.train.steps = 6;
   c.train.warmup_steps = 2;

@@ -50,14 +50,8 @@ struct Peaks {
 };
 
 Peaks measure(Communicator& world, const std::string& dataset, const Layout& layout, int seq_len) {
-  Config c = testing::layout_run(dataset, layout);
+  Config c = testing::with_layout_keys(testing::layout_run(dataset, layout), layout);
   if (seq_len > 0) c.data.seq_len = seq_len;
-  c.parallel.tp = layout.tp;
-  c.parallel.dp = layout.dp;
-  c.parallel.ep = layout.ep;
-  c.parallel.expert_tp = layout.expert_tp;
-  c.parallel.zero = layout.zero ? 1 : 0;
-  c.train.micro_batch_size = static_cast<int>(testing::kGlobalBatch / layout.dp);
   if (layout.fssdp) c.moe.capacity_factor = 1.0;
   ProcessGrid grid(world, layout.tp, layout.dp, c.parallel.expert_ranks(world.size()));
   Peaks peaks{plan_memory(c, world.size()).ranks.at(world.rank()), 0};

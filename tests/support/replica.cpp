@@ -37,6 +37,16 @@ Config layout_run(const std::string& dataset, const Layout& layout) {
   return c;
 }
 
+Config with_layout_keys(Config c, const Layout& layout) {
+  c.parallel.tp = layout.tp;
+  c.parallel.dp = layout.dp;
+  c.parallel.ep = layout.ep;
+  c.parallel.expert_tp = layout.expert_tp;
+  c.parallel.zero = layout.zero ? 1 : 0;
+  c.train.micro_batch_size = static_cast<int>(kGlobalBatch / layout.dp);
+  return c;
+}
+
 std::string rank_dataset(const Communicator& world, const std::string& tag) {
   return write_text_dataset(
       "/usr/share/common-licenses/GPL-3",

@@ -25,6 +25,10 @@ struct Layout {
 // steps (and fssdp.rematerialize as the layout says).
 Config layout_run(const std::string& dataset, const Layout& layout);
 
+// c with the layout in its parallel.* keys and the per-rank micro-batch of kGlobalBatch: for code
+// that builds its own groups from the config (train_model, the memory plan).
+Config with_layout_keys(Config c, const Layout& layout);
+
 // The GPL text as a dataset of this rank's own (ranks write their copies in parallel).
 std::string rank_dataset(const Communicator& world, const std::string& tag);
 
