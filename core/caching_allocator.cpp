@@ -68,9 +68,16 @@ void CachingAllocator::deallocate(void* ptr, size_t, Device device) {
   const auto handed = state.handed.find(ptr);
   MOE_ASSERT(handed != state.handed.end(), "CachingAllocator: ", ptr, " on ", device.str(),
              " was not allocated here");
-  state.cached.emplace(handed->second, ptr);
-  state.stats.in_use -= static_cast<int64_t>(handed->second);
+  const size_t size = handed->second;
   state.handed.erase(handed);
+  MemoryStats& s = state.stats;
+  s.in_use -= static_cast<int64_t>(size);
+  if (static_cast<size_t>(s.cached()) > cache_limit_) {  // cached() counts this block already
+    backing_.deallocate(ptr, size, device);
+    s.reserved -= static_cast<int64_t>(size);
+  } else {
+    state.cached.emplace(size, ptr);
+  }
 }
 
 CachingAllocator::PerDevice& CachingAllocator::state_of(Device device) {

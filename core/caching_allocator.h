@@ -14,6 +14,9 @@
 //   because each rank runs its device work on one stream. Work on another stream must keep its
 //   tensors alive until that stream has synchronized.
 // - Thread-safe (the asynchronous checkpoint writer frees tensors from its own thread).
+// - An optional cap on the bytes kept cached (per device): a freed block that would take the cache
+//   past it goes straight back to the backing allocator. The host pool (allocator.cpp) uses it so
+//   that a burst of large tensors does not stay held after its step; the CUDA one has none.
 #pragma once
 
 #include <cstdint>
@@ -32,11 +35,13 @@ struct MemoryStats {
   int64_t peak_reserved = 0;
   int64_t backing_allocations = 0;  // calls to the backing allocator that succeeded
   int64_t cache_hits = 0;
+  int64_t cached() const { return reserved - in_use; }  // bytes held for reuse
 };
 
 class CachingAllocator final : public Allocator {
  public:
-  explicit CachingAllocator(Allocator& backing) : backing_(backing) {}
+  explicit CachingAllocator(Allocator& backing, size_t cache_limit = SIZE_MAX)
+      : backing_(backing), cache_limit_(cache_limit) {}
 
   void* allocate(size_t bytes, Device device) override;
   void deallocate(void* ptr, size_t bytes, Device device) override;
@@ -59,6 +64,7 @@ class CachingAllocator final : public Allocator {
   void release_cached(PerDevice& state);
 
   Allocator& backing_;
+  const size_t cache_limit_;
   mutable std::mutex mutex_;
   std::map<int, PerDevice> devices_;
 };

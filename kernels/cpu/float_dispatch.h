@@ -4,7 +4,10 @@
 // storage_dispatch adds bf16, stored as bf16_t and computed in f32 as the CUDA kernels do: a body
 // loads with widen() into compute_t<T> and stores with narrow<T>(), which rounds to nearest even
 // for bf16 and is the identity (or the same static_cast as before) for f32/f64, so those paths are
-// unchanged bit for bit. Anything else is an InputError naming the op.
+// unchanged bit for bit. fast_f32_dispatch is storage_dispatch for the ops whose f32 path has its
+// own vectorised f32 arithmetic (a plain function), while f64 (the gradient-check reference) and
+// bf16 (the CUDA kernels' oracle) keep the templated body. Anything else is an InputError naming
+// the op.
 #pragma once
 
 #include <algorithm>
@@ -104,6 +107,21 @@ void storage_dispatch(DType dtype, const char* op, Body&& body) {
   MOE_CHECK(dtype == DType::f32 || dtype == DType::f64, op, ": dtype ", dtype_name(dtype),
             " is not supported on cpu (supported: f32, f64, bf16)");
   float_dispatch(dtype, op, body);
+}
+
+template <typename F32Body, typename Body>
+void fast_f32_dispatch(DType dtype, const char* op, F32Body&& f32_body, Body&& body) {
+  switch (dtype) {
+    case DType::f32:
+      return f32_body();
+    case DType::f64:
+      return body.template operator()<double>();
+    case DType::bf16:
+      return body.template operator()<bf16_t>();
+    default:
+      MOE_THROW(InputError, op, ": dtype ", dtype_name(dtype),
+                " is not supported on cpu (supported: f32, f64, bf16)");
+  }
 }
 
 }  // namespace moe::cpu

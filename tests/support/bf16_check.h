@@ -4,6 +4,9 @@
 //   its header says, so an op that rounds only its outputs gives, bit for bit, the f32 run's
 //   outputs rounded to bf16 (an output kept in f32, such as rstd, equals the f32 run's exactly);
 // - in f64: the bf16 outputs are within bf16_tolerance (tolerance.h) of the exact answer.
+// The ops whose f32 path has its own vectorised arithmetic (float_dispatch.h's fast_f32_dispatch)
+// no longer share it with bf16: their bf16 is checked against f64 only (bf16_matches_f64), and
+// their f32 path against f64 within f32_tolerance (f32_matches_f64).
 #pragma once
 
 #include <functional>
@@ -34,11 +37,13 @@ using PrecisionRun = std::function<std::vector<Tensor>(DType dtype)>;
 
 ::testing::AssertionResult bf16_rounds_f32_and_matches_f64(const PrecisionRun& run,
                                                            const std::vector<Bf16Output>& outputs);
-
 // The f64 side alone (runs bf16 and f64), for an op whose f32 path is a different algorithm from
-// its bf16 arithmetic (attention: tiled f32 GEMMs against loops in double), so that the bf16
-// outputs are not the f32 run's rounded.
+// its bf16 arithmetic (attention: tiled f32 GEMMs against loops in double; the fast f32 paths), so
+// that the bf16 outputs are not the f32 run's rounded.
 ::testing::AssertionResult bf16_matches_f64(const PrecisionRun& run,
                                             const std::vector<Bf16Output>& outputs);
+// The f32 run's outputs within f32_tolerance(f32_ops, magnitude) of the f64 run's.
+::testing::AssertionResult f32_matches_f64(const PrecisionRun& run,
+                                           const std::vector<Bf16Output>& outputs);
 
 }  // namespace moe::testing

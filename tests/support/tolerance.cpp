@@ -43,6 +43,13 @@ double distance(const Tensor& a, const Tensor& b) {
   return std::sqrt(sum);
 }
 
+Tolerance f32_tolerance(int64_t f32_ops, double magnitude) {
+  const double n_u32 = static_cast<double>(f32_ops) * std::ldexp(1.0, -24);
+  MOE_CHECK(n_u32 <= 0.5, "f32_tolerance: ", f32_ops, " f32 operations exceed the gamma_n bound");
+  const double gamma = 2 * n_u32;
+  return {gamma * magnitude, gamma};
+}
+
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& expected, double atol,
                                      double rtol) {
   if (!(got.shape() == expected.shape()))

@@ -36,4 +36,10 @@ struct Tolerance {
 // outputs to bf16, so no intermediate rounding enters the bound.
 Tolerance bf16_tolerance(int64_t f32_ops, double magnitude);
 
+// How far a CPU f32 op may be from its f64 reference on the same (f32-exact) inputs: the same
+// model without the bf16 rounding, |y' - y| <= gamma_n magnitude, as atol = gamma_n magnitude.
+// rtol = gamma_n as well, for the elementwise outputs whose magnitude is |y| itself. A fast exp
+// (kernels/cpu/fast_math.h, within 2 ulp) counts 2 operations.
+Tolerance f32_tolerance(int64_t f32_ops, double magnitude);
+
 }  // namespace moe::testing

@@ -115,6 +115,27 @@ TEST(CachingAllocator, BestFitTakesTheSmallestLargeEnoughBlockButNotOneOverTwice
   cache.deallocate(fresh, 1024, kGpu);
 }
 
+TEST(CachingAllocator, AFreedBlockThatWouldTakeTheCachePastItsCapGoesBack) {
+  CountingAllocator backing;
+  CachingAllocator cache(backing, 5000);
+  void* a = cache.allocate(2048, kGpu);
+  void* b = cache.allocate(2048, kGpu);
+  void* c = cache.allocate(2048, kGpu);
+  cache.deallocate(a, 2048, kGpu);
+  cache.deallocate(b, 2048, kGpu);  // 4096 cached
+  EXPECT_EQ(backing.frees_, 0);
+  cache.deallocate(c, 2048, kGpu);  // 6144 would pass 5000
+  EXPECT_EQ(backing.frees_, 1);
+  EXPECT_EQ(cache.stats(kGpu).cached(), 4096);
+  EXPECT_EQ(cache.stats(kGpu).reserved, 4096);
+  EXPECT_EQ(backing.held_, 4096u);
+  void* again = cache.allocate(2048, kGpu);  // still served from the cache
+  EXPECT_TRUE(again == a || again == b);
+  EXPECT_EQ(backing.allocations_, 3);
+  cache.deallocate(again, 2048, kGpu);
+  cache.release_cached();
+}
+
 TEST(CachingAllocator, DevicesAreCountedApart) {
   CountingAllocator backing;
   CachingAllocator cache(backing);

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerance.h"
@@ -138,6 +139,25 @@ TEST(AdamW, MatchesScalarReferenceOverSeveralSteps) {
     EXPECT_TRUE(testing::all_close(s.v, Tensor::from_vector(shape, v), tol, tol))
         << dtype_name(dtype);
   }
+}
+
+// The f32 path (arithmetic in f32, vectorised) against f64 on the same f32-exact values, over an
+// odd length, 3 steps of one gradient g in [-1, 1] (so m_hat = g, v_hat = g^2, |update| <= 1):
+// m gains 3 operations a step (the f32 1 - b1, two products and a sum), v 4 (g g), so 9 and 12
+// after 3 steps, relative to |g| <= 1 and g^2 <= 1; p rounds once a step at |p| <= 1, plus lr
+// times the update's own error (about 25 operations, lr = 1e-3): within 4 operations at 1.
+TEST(AdamW, F32MatchesF64) {
+  const Tensor p0 = testing::random_tensor({1001}, DType::f32, 50);
+  const Tensor g = testing::random_tensor({1001}, DType::f32, 51);
+  AdamWOptions options;
+  options.weight_decay = 0.1f;
+  auto run = [&](DType dtype) {
+    AdamWState s = make_state(testing::converted(p0, dtype));
+    const Tensor grad = testing::converted(g, dtype);
+    for (int64_t t = 1; t <= 3; ++t) step(s, grad, options, t);
+    return std::vector<Tensor>{s.param, s.m, s.v};
+  };
+  EXPECT_TRUE(testing::f32_matches_f64(run, {{"param", 4, 1}, {"m", 9, 1}, {"v", 12, 1}}));
 }
 
 // f(p) = 1/2 sum_i a_i (p_i - c_i)^2 with curvatures a_i spread over two orders of magnitude.

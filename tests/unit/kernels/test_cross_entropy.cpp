@@ -456,7 +456,7 @@ TEST(CrossEntropy, RejectsWrongShapes) {
 // bf16 logits in [-1, 1], V = 50: |lse| <= 1 + log 50 < 5. target_logits f32, exact; lse f32,
 // narrowed from double: 1 f32 rounding; dlogits = 0.5 (exp(x - lse) - onehot), in double from the
 // f32 lse (its rounding, |lse| u32 absolute, scales p by at most 5 u32) then narrowed: 1 + 5.
-TEST(CrossEntropy, Bf16RoundsTheF32ResultAndMatchesF64) {
+TEST(CrossEntropy, Bf16MatchesF64) {
   const Tensor logits = testing::random_tensor({4, 50}, DType::bf16, 70);
   const Tensor targets = Tensor::from_vector<int32_t>({4}, {3, -100, 49, 0});
   auto run = [&](DType dtype) {
@@ -469,8 +469,35 @@ TEST(CrossEntropy, Bf16RoundsTheF32ResultAndMatchesF64) {
     ops::cross_entropy_backward(x, targets, lse, -100, 0, 0.5f, dlogits, stream);
     return std::vector<Tensor>{target_logits, lse, dlogits};
   };
-  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(
-      run, {{"target_logits", 0, 1}, {"lse", 1, 5}, {"dlogits", 6, 1}}));
+  EXPECT_TRUE(
+      testing::bf16_matches_f64(run, {{"target_logits", 0, 1}, {"lse", 1, 5}, {"dlogits", 6, 1}}));
+}
+
+// The f32 path, logits in [-8, 8], V odd (not a multiple of the vector width), one row ignored and
+// one whose target lies in another shard. target_logits: exact. lse = max + log(sum exp_f32(x -
+// max)): x - max rounds (|x - max| <= 16: 16 u), exp_f32 (2 u relative), the double sum and log
+// (none), the f32 result (|lse| <= 8 + log V < 14: 14 u): 32 u, within 2 ops at magnitude 16.
+// dlogits = 0.5 exp_f32(x - lse) (- 0.5): x - lse carries lse's 32 u and rounds (|x - lse| <= 22:
+// 22 u), exp_f32 2 u, the product 1 u: 57 u relative to p <= 1, and the target's p - 1 adds 1 u:
+// within 29 ops at magnitude grad_scale (0.5) * 2.
+TEST(CrossEntropy, F32MatchesF64) {
+  for (int64_t vocab : {37, 131}) {
+    const Tensor logits = testing::random_tensor({5, vocab}, DType::f32, 72, -8, 8);
+    const Tensor targets = Tensor::from_vector<int32_t>(
+        {5}, {3, -100, static_cast<int32_t>(vocab - 1), 0, static_cast<int32_t>(vocab + 4)});
+    auto run = [&](DType dtype) {
+      Stream stream;
+      const Tensor x = testing::converted(logits, dtype);
+      Tensor target_logits = Tensor::empty({5}, dtype), lse = Tensor::empty({5}, dtype);
+      ops::cross_entropy_forward(x, targets, -100, 0, target_logits, lse, stream);
+      Tensor dlogits = Tensor::empty(logits.shape(), dtype);
+      ops::cross_entropy_backward(x, targets, lse, -100, 0, 0.5f, dlogits, stream);
+      return std::vector<Tensor>{target_logits, lse, dlogits};
+    };
+    EXPECT_TRUE(testing::f32_matches_f64(
+        run, {{"target_logits", 0, 1}, {"lse", 2, 16}, {"dlogits", 29, 1}}))
+        << "vocab " << vocab;
+  }
 }
 
 TEST(CrossEntropy, Bf16LogitsNeedF32Statistics) {

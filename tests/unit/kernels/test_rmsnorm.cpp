@@ -85,7 +85,7 @@ TEST(RmsNorm, RejectsWrongWeightShapeAndBadEps) {
 // f32 rstd (r^3 at most, rounded once): 4; dweight: the per-thread partials (at most one per row)
 // added in f32 to the f32 r's rounding and to the initial dweight (|.| <= 1): rows + 3; dweight
 // f32, then bf16 (rounded once per call).
-TEST(RmsNorm, Bf16RoundsTheF32ResultAndMatchesF64) {
+TEST(RmsNorm, Bf16MatchesF64) {
   const int64_t rows = 5, width = 64;
   const Tensor x = random_tensor({rows, width}, DType::bf16, 20);
   const Tensor w = random_tensor({width}, DType::bf16, 21, 0.5, 1.5);
@@ -111,12 +111,49 @@ TEST(RmsNorm, Bf16RoundsTheF32ResultAndMatchesF64) {
       ops::rmsnorm_backward(testing::converted(dy, dtype), xd, wd, rstd, dx, dw, stream);
       return std::vector<Tensor>{y, rstd, dx, dw};
     };
-    EXPECT_TRUE(
-        testing::bf16_rounds_f32_and_matches_f64(run, {{"y", 2, r * 1.5},
-                                                       {"rstd", 1, r},
-                                                       {"dx", 4, r * (1.5 + r * mean)},
-                                                       {"dweight", rows + 3, rows * r + 1}}))
+    EXPECT_TRUE(testing::bf16_matches_f64(run, {{"y", 2, r * 1.5},
+                                                {"rstd", 1, r},
+                                                {"dx", 4, r * (1.5 + r * mean)},
+                                                {"dweight", rows + 3, rows * r + 1}}))
         << (f32_dweight ? "f32 dweight" : "bf16 dweight");
+  }
+}
+
+// The f32 path, on rows whose length is not a multiple of the vector width or of lane_sum's
+// lanes. x, w, dy as above. rstd: the squares summed in double, rounded once to f32: 1 operation
+// (counted 2). y = x r w: r's rounding and 2 products: 3. dx: its dot sums f32 products dy w (x r)
+// (3 roundings, and r's) in double, so mean carries 4 relative plus its own rounding; then
+// r (dy w - x r mean): 4 more, 9 in all against the magnitude of dx's terms. dweight: the f32
+// product dy (x r) (2, and r's), summed in double, added to dw0 and rounded: 5.
+TEST(RmsNorm, F32MatchesF64) {
+  for (int64_t width : {1, 37, 130}) {
+    const int64_t rows = 7;
+    const Tensor x = random_tensor({rows, width}, DType::f32, 25);
+    const Tensor w = random_tensor({width}, DType::f32, 26, 0.5, 1.5);
+    const Tensor dy = random_tensor({rows, width}, DType::f32, 27);
+    const Tensor dw0 = random_tensor({width}, DType::f32, 28);
+    double r = 0;
+    for (int64_t n = 0; n < rows; ++n) {
+      double sum = 0;
+      for (int64_t d = 0; d < width; ++d)
+        sum += std::pow(testing::element_as_double(x, n * width + d), 2);
+      r = std::max(r, 1 / std::sqrt(sum / width + 1e-5));
+    }
+    const double mean = 1.5 * r;
+    auto run = [&](DType dtype) {
+      Stream stream;
+      const Tensor xd = testing::converted(x, dtype), wd = testing::converted(w, dtype);
+      Tensor y = Tensor::empty(x.shape(), dtype), rstd = Tensor::empty({rows}, dtype);
+      ops::rmsnorm_forward(xd, wd, 1e-5f, y, rstd, stream);
+      Tensor dx = Tensor::empty(x.shape(), dtype), dw = testing::converted(dw0, dtype);
+      ops::rmsnorm_backward(testing::converted(dy, dtype), xd, wd, rstd, dx, dw, stream);
+      return std::vector<Tensor>{y, rstd, dx, dw};
+    };
+    EXPECT_TRUE(testing::f32_matches_f64(run, {{"y", 3, r * 1.5},
+                                               {"rstd", 2, r},
+                                               {"dx", 9, r * (1.5 + r * mean)},
+                                               {"dweight", 5, rows * r + 1}}))
+        << "width " << width;
   }
 }
 

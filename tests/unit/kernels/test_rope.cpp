@@ -156,7 +156,7 @@ TEST(Rope, RejectsWrongOutShape) {
 }
 
 // The rotation runs in f64 and narrows through f32 (one f32 rounding), |a c - b s| <= 2.
-TEST(Rope, Bf16RoundsTheF32ResultAndMatchesF64) {
+TEST(Rope, Bf16MatchesF64) {
   const Tensor x = random_tensor({5, 3, 8}, DType::bf16, 30);
   const Tensor positions = Tensor::from_vector<int32_t>({5}, {0, 1, 7, 300, 4096});
   auto run = [&](DType dtype) {
@@ -167,7 +167,23 @@ TEST(Rope, Bf16RoundsTheF32ResultAndMatchesF64) {
     ops::rope_backward(xd, positions, 10000.0f, back, stream);
     return std::vector<Tensor>{out, back};
   };
-  EXPECT_TRUE(testing::bf16_rounds_f32_and_matches_f64(run, {{"out", 1, 2}, {"dx", 1, 2}}));
+  EXPECT_TRUE(testing::bf16_matches_f64(run, {{"out", 1, 2}, {"dx", 1, 2}}));
+}
+
+// The f32 path, head_dim 14 (7 pairs: not a multiple of the vector width): cos and sin round to
+// f32 (1), then a c - b s (3): 4 operations, |a c| + |b s| <= 2.
+TEST(Rope, F32MatchesF64) {
+  const Tensor x = random_tensor({5, 3, 14}, DType::f32, 31);
+  const Tensor positions = Tensor::from_vector<int32_t>({5}, {0, 1, 7, 300, 4096});
+  auto run = [&](DType dtype) {
+    Stream stream;
+    const Tensor xd = testing::converted(x, dtype);
+    Tensor out = Tensor::empty(x.shape(), dtype), back = Tensor::empty(x.shape(), dtype);
+    ops::rope_forward(xd, positions, 10000.0f, out, stream);
+    ops::rope_backward(xd, positions, 10000.0f, back, stream);
+    return std::vector<Tensor>{out, back};
+  };
+  EXPECT_TRUE(testing::f32_matches_f64(run, {{"out", 4, 2}, {"dx", 4, 2}}));
 }
 
 }  // namespace
