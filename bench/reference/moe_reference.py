@@ -15,8 +15,10 @@ Model (Llama/Mixtral family, fp32 throughout):
   rotate-half convention, causal softmax with scale 1/sqrt(head_dim).
   FFN: layer i is MoE when i >= moe.first_k_dense and i % moe.moe_layer_freq == 0, else a dense
   SwiGLU MLP. MoE: fp32 router D->E without bias, softmax or sigmoid scores, top-k, gates
-  renormalized (moe.renormalize) and scaled (moe.routed_scaling); dropless per-expert dispatch
-  (index_select / index_add_); optional shared experts added without gate.
+  renormalized (moe.renormalize) and scaled (moe.routed_scaling); dropless dispatch: the
+  assignments sorted by expert (index_select), the routed experts' weights stacked [E, out, in]
+  and run as a loop of GEMMs (or one torch._grouped_mm per projection, see MoE), combined with
+  index_add_; optional shared experts added without gate.
   Loss: CE + sum over MoE layers of (aux_loss_coeff * L_aux + z_loss_coeff * L_z), with
   L_aux = E / (k T^2) * sum_i (sum_t p_i(t)) * count_i (Megatron, micro-batch) and
   L_z = mean_t logsumexp(router logits(t))^2.
@@ -248,7 +250,8 @@ class Rope(nn.Module):
 
     def forward(self, x):  # x [B, H, S, hd]
         s = x.shape[-2]
-        return x * self.cos[:s] + rotate_half(x) * self.sin[:s]
+        cos, sin = self.cos[:s].to(x.dtype), self.sin[:s].to(x.dtype)  # bf16 stays bf16
+        return x * cos + rotate_half(x) * sin
 
 
 _HAS_SDPA = hasattr(F, "scaled_dot_product_attention")  # torch >= 2.0
@@ -306,15 +309,45 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
+HAS_GROUPED_MM = hasattr(torch, "_grouped_mm")  # torch >= 2.8
+
+
 class MoE(nn.Module):
-    def __init__(self, m, e):
+    """Routed experts are stacked weights [E, out, in] (nn.Linear's layout per expert), so that
+    one grouped GEMM can run them all; `grouped` picks torch._grouped_mm over a loop of GEMMs."""
+
+    def __init__(self, m, e, grouped=False):
         super().__init__()
         self.e = e
+        self.grouped = grouped
         self.router = nn.Linear(m.d_model, e.num_experts, bias=False)
-        self.experts = nn.ModuleList(SwiGLU(m.d_model, e.expert_hidden)
-                                     for _ in range(e.num_experts))
+        n, d, h = e.num_experts, m.d_model, e.expert_hidden
+        self.w_gate = nn.Parameter(torch.empty(n, h, d))
+        self.w_up = nn.Parameter(torch.empty(n, h, d))
+        self.w_down = nn.Parameter(torch.empty(n, d, h))
         hs = e.shared_expert_hidden if e.shared_expert_hidden > 0 else e.expert_hidden
         self.shared = nn.ModuleList(SwiGLU(m.d_model, hs) for _ in range(e.shared_experts))
+
+    def experts_loop(self, xs, counts):
+        """xs [A, D]: the assignments' rows grouped by expert, counts[i] rows for expert i."""
+        parts = []
+        for wg, wu, wd, rows in zip(self.w_gate.unbind(0), self.w_up.unbind(0),
+                                    self.w_down.unbind(0), xs.split(counts.tolist())):
+            if rows.shape[0]:
+                parts.append(F.linear(F.silu(F.linear(rows, wg)) * F.linear(rows, wu), wd))
+        return torch.cat(parts)
+
+    def experts_grouped(self, xs, counts):
+        """The same as experts_loop in three grouped GEMMs, with no host synchronisation."""
+        dev = xs.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else xs.dtype
+        offs = torch.cumsum(counts, 0).to(torch.int32)
+        xs = xs.to(dtype)
+
+        def gmm(a, w):  # a [A, in] x w [E, out, in] -> [A, out], group i over rows of expert i
+            return torch._grouped_mm(a, w.to(dtype).transpose(-2, -1), offs=offs)
+
+        return gmm(F.silu(gmm(xs, self.w_gate)) * gmm(xs, self.w_up), self.w_down)
 
     def forward(self, x):
         """Returns (output, L_aux, L_z); x [B, S, D]."""
@@ -323,7 +356,8 @@ class MoE(nn.Module):
         x = x.reshape(-1, shape[-1])
         t, n_exp, k = x.shape[0], e.num_experts, e.top_k
         with scope("moe.router"):
-            logits = F.linear(x.float(), self.router.weight.float())  # router in fp32
+            with torch.autocast(device_type=x.device.type, enabled=False):  # router in fp32
+                logits = F.linear(x.float(), self.router.weight.float())
             if e.router_score == "softmax":
                 scores = torch.softmax(logits, dim=-1)
             else:
@@ -350,15 +384,9 @@ class MoE(nn.Module):
             order = torch.argsort(flat_idx)  # assignments grouped by expert
             token_of = order // k
             gate_sorted = gates.reshape(-1).index_select(0, order).unsqueeze(1)
-            out = torch.zeros_like(x)
-            start = 0
-            for i, n in enumerate(counts.tolist()):
-                if n == 0:
-                    continue
-                rows = token_of[start:start + n]
-                y = self.experts[i](x.index_select(0, rows)) * gate_sorted[start:start + n]
-                out.index_add_(0, rows, y)
-                start += n
+            run = self.experts_grouped if self.grouped else self.experts_loop
+            y = run(x.index_select(0, token_of), counts) * gate_sorted
+            out = torch.zeros_like(x).index_add_(0, token_of, y.to(x.dtype))
         if len(self.shared):
             with scope("moe.shared"):
                 for s in self.shared:
@@ -367,13 +395,13 @@ class MoE(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, m, e, layer):
+    def __init__(self, m, e, layer, grouped):
         super().__init__()
         self.attn_norm = RMSNorm(m.d_model, m.norm_eps)
         self.attn = Attention(m)
         self.ffn_norm = RMSNorm(m.d_model, m.norm_eps)
         self.is_moe = layer >= e.first_k_dense and layer % e.moe_layer_freq == 0
-        self.ffn = MoE(m, e) if self.is_moe else SwiGLU(m.d_model, m.ffn_hidden)
+        self.ffn = MoE(m, e, grouped) if self.is_moe else SwiGLU(m.d_model, m.ffn_hidden)
 
     def forward(self, x, rope):
         with scope("attn"):
@@ -389,13 +417,13 @@ class Block(nn.Module):
 
 
 class MoELM(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, grouped_experts=False):
         super().__init__()
         m, e = cfg.model, cfg.moe
         self.cfg = cfg
         self.embed = nn.Embedding(m.vocab_size, m.d_model)
         self.rope = Rope(head_dim(m), m.max_seq_len, m.rope_theta)
-        self.blocks = nn.ModuleList(Block(m, e, i) for i in range(m.n_layers))
+        self.blocks = nn.ModuleList(Block(m, e, i, grouped_experts) for i in range(m.n_layers))
         self.norm = RMSNorm(m.d_model, m.norm_eps)
         self.lm_head = None if m.tie_embeddings else nn.Linear(m.d_model, m.vocab_size, bias=False)
         for name, p in self.named_parameters():
@@ -430,9 +458,19 @@ class MoELM(nn.Module):
         inactive = 0
         for blk in self.blocks:
             if blk.is_moe:
-                per_expert = sum(p.numel() for p in blk.ffn.experts[0].parameters())
+                per_expert = sum(w[0].numel() for w in (blk.ffn.w_gate, blk.ffn.w_up,
+                                                        blk.ffn.w_down))
                 inactive += (e.num_experts - e.top_k) * per_expert
         return total, total - inactive
+
+    def flops_per_token(self, seq_len):
+        """Training FLOPs per token as MoEForge counts them (Model::flops_per_token): 6 per
+        active weight used in a matmul (the embedding lookup is none unless the head is tied to
+        it) plus 6 L H hd S for causal attention's two matmuls at sequence length S."""
+        m = self.cfg.model
+        _, active = self.param_counts()
+        matmul_weights = active - (self.embed.weight.numel() if self.lm_head is not None else 0)
+        return 6.0 * matmul_weights + 6.0 * m.n_layers * m.n_heads * head_dim(m) * seq_len
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,7 +508,7 @@ class Batches:
 # ----------------------------------------------------------------------------------------------
 # Training.
 
-def make_optimizer(model, t):
+def make_optimizer(model, t, **adamw_options):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         # matrices decay; norms and biases never; the embedding (and so a tied head) not when
@@ -481,31 +519,31 @@ def make_optimizer(model, t):
             decay.append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
+                             **adamw_options)
 
 
-def train_step(model, opt, batches, cfg, lr, timers=None):
+def train_step(model, opt, batches, cfg, lr, timers=None, amp=contextlib.nullcontext):
+    """One optimizer step over train.grad_accum micro-batches; the forward runs under amp()
+    (autocast in the GPU reference). Returns the mean CE, L_aux and L_z as floats, read back once
+    per step."""
     t = cfg.train
     for g in opt.param_groups:
         g["lr"] = lr
     opt.zero_grad(set_to_none=True)
-    ce_sum = aux_sum = z_sum = 0.0
+    sums = 0.0
     for _ in range(t.grad_accum):
         x, y = batches.next()
         t0 = time.perf_counter()
-        loss, ce, aux, zl = model(x, y)
+        with amp():
+            loss, ce, aux, zl = model(x, y)
         t1 = time.perf_counter()
         (loss / t.grad_accum).backward()
         t2 = time.perf_counter()
-        ce_sum += ce.item()
-        aux_sum += aux.item()
-        z_sum += zl.item()
+        sums = sums + torch.stack([ce, aux, zl]).detach().float()
         if timers is not None:
             timers["forward"] += t1 - t0
             timers["backward"] += t2 - t1
-    for p in model.parameters():  # an expert without tokens still gets its AdamW step
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
     t0 = time.perf_counter()
     if t.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -515,13 +553,13 @@ def train_step(model, opt, batches, cfg, lr, timers=None):
     if timers is not None:
         timers["grad_clip"] += t1 - t0
         timers["optimizer"] += t2 - t1
-    n = t.grad_accum
-    return ce_sum / n, aux_sum / n, z_sum / n
+    return [v / t.grad_accum for v in sums.tolist()]
 
 
 def selftest(cfg):
-    """Dropless dispatch against a dense all-experts computation; causal attention fallback
-    against SDPA when both exist; the loss gradient flows into every parameter."""
+    """Dropless dispatch against a dense all-experts computation; grouped experts against the
+    loop (values and gradients) when torch has grouped GEMMs; causal attention fallback against
+    SDPA when both exist; the loss gradient flows into every parameter."""
     torch.manual_seed(0)
     model = MoELM(cfg)
     moe = next(b.ffn for b in model.blocks if b.is_moe)
@@ -534,13 +572,26 @@ def selftest(cfg):
     g = top / top.sum(-1, keepdim=True) if cfg.moe.renormalize else top
     g = g * cfg.moe.routed_scaling
     dense = torch.zeros_like(xf)
-    for i, ex in enumerate(moe.experts):
+    for i in range(cfg.moe.num_experts):
         w = (g * (idx == i)).sum(-1, keepdim=True)
-        dense += w * ex(xf)
+        h = F.silu(F.linear(xf, moe.w_gate[i])) * F.linear(xf, moe.w_up[i])
+        dense += w * F.linear(h, moe.w_down[i])
     for s in moe.shared:
         dense += s(xf)
     err = (out.reshape(-1, xf.shape[-1]) - dense).abs().max().item()
     assert err < 1e-5, f"MoE dispatch mismatch {err}"
+    if HAS_GROUPED_MM:
+        up = torch.randn_like(x)
+        weights = (moe.w_gate, moe.w_up, moe.w_down)
+        results = []
+        for grouped in (False, True):
+            moe.grouped = grouped
+            y, _, _ = moe(x)
+            results.append((y,) + torch.autograd.grad((y * up).sum(), weights))
+        moe.grouped = False
+        for a, b in zip(*results):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), \
+                f"grouped experts differ from the loop by {(a - b).abs().max().item()}"
     if _HAS_SDPA:
         q, k, v = torch.randn(3, 2, 4, 9, 8).unbind(0)
         s = q.shape[-2]
@@ -550,7 +601,7 @@ def selftest(cfg):
     idx_in = torch.randint(0, cfg.model.vocab_size, (2, 16))
     loss, _, _, _ = model(idx_in, idx_in)
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None and ".experts." not in n]
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing}"
     print(f"selftest ok (MoE dispatch max err {err:.2e})", file=sys.stderr)
 
