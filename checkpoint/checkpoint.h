@@ -91,10 +91,11 @@ std::string save_checkpoint(const std::string& root, const RankState& state,
                             const CheckpointMeta& meta, const ParallelGroups& groups);
 
 // Reads the committed checkpoint `dir` into this rank's blocks, whatever layout saved it, and
-// refreshes the store's compute copies (bf16); every rank of groups.world calls it. Moments are read when state asks for them and the checkpoint has
-// them (meta.has_optimizer_state; a converted model has none). A different model (a
-// missing, extra or differently shaped tensor), an uncommitted directory or a tensor failing its
-// checksum is an InputError naming it; tensors that may_differ accepts are exempt from the first.
+// refreshes the store's compute copies (bf16); every rank of groups.world calls it. Moments are
+// read when state asks for them and the checkpoint has them (meta.has_optimizer_state; a converted
+// model has none). A different model (a missing, extra or differently shaped tensor), an
+// uncommitted directory or a tensor failing its checksum is an InputError naming it; tensors that
+// may_differ accepts are exempt from the first.
 CheckpointMeta load_checkpoint(const std::string& dir, const RankState& state,
                                const ParallelGroups& groups, const MayDiffer& may_differ = {});
 

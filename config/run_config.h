@@ -40,10 +40,10 @@ constexpr std::array<std::string_view, 2> enum_words(Precision) { return {"f32",
 // Why a word that users try is not a choice, added to the config error.
 inline std::string_view refusal_reason(Precision, std::string_view word) {
   if (word == "f16" || word == "fp16" || word == "float16")
-    return "f16 would need loss scaling (its range is too small for gradients), which MoEForge does "
+    return "f16 would need loss scaling (its range is too small for gradients), which MoEForge "
+           "does "
            "not implement; bf16 has f32's range and needs none";
-  if (word.starts_with("fp8") || word.starts_with("f8"))
-    return "fp8 training is not implemented";
+  if (word.starts_with("fp8") || word.starts_with("f8")) return "fp8 training is not implemented";
   return {};
 }
 
@@ -203,7 +203,8 @@ struct TrainConfig {
     v.field("no_decay_embeddings", no_decay_embeddings, "no weight decay on the embedding");
     v.field("precision", precision,
             "activations and weight compute copies; f32 masters, gradients and moments either way");
-    v.field("tf32", tf32, "cuda, precision f32: GEMMs on TF32 tensor cores (10-bit mantissa inputs)");
+    v.field("tf32", tf32,
+            "cuda, precision f32: GEMMs on TF32 tensor cores (10-bit mantissa inputs)");
   }
   bool operator==(const TrainConfig&) const = default;
 };

@@ -177,8 +177,8 @@ class SectionReader : public FieldVisitor<SectionReader> {
       if (!parse_word(word, value)) {
         const std::string_view reason = refusal_reason(T{}, word);
         MOE_THROW(InputError, "value '", word, "' for '", path, "' in ", where,
-                  " is not a valid choice: allowed ", allowed_words<T>(), reason.empty() ? "" : " (",
-                  reason, reason.empty() ? "" : ")");
+                  " is not a valid choice: allowed ", allowed_words<T>(),
+                  reason.empty() ? "" : " (", reason, reason.empty() ? "" : ")");
       }
     } else {
       read_value(node, path, where, value, rule);

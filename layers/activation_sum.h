@@ -14,7 +14,6 @@ namespace moe {
 // x = the sum over the group of x; nothing on a group of one.
 void all_reduce_activations(Communicator* group, Tensor& x, Stream& stream);
 // out = this rank's block of the sum over the group of `in` (Communicator::reduce_scatter).
-void reduce_scatter_activations(Communicator& group, const Tensor& in, Tensor& out,
-                                Stream& stream);
+void reduce_scatter_activations(Communicator& group, const Tensor& in, Tensor& out, Stream& stream);
 
 }  // namespace moe

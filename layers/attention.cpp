@@ -91,8 +91,7 @@ void Attention::forward(const Tensor& x, const Tensor& positions, int64_t batch,
   saved.k = saved.k.view({batch, seq_len, n_kv_heads_, head_dim_});
   saved.v = saved.v.view({batch, seq_len, n_kv_heads_, head_dim_});
   saved.out = Tensor::empty({batch, seq_len, n_heads_, head_dim_}, x.dtype(), x.device());
-  saved.lse =
-      Tensor::empty({batch, n_heads_, seq_len}, accumulation_dtype(x.dtype()), x.device());
+  saved.lse = Tensor::empty({batch, n_heads_, seq_len}, accumulation_dtype(x.dtype()), x.device());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   ops::attention_forward(saved.q, saved.k, saved.v, scale, saved.out, saved.lse, stream);
   wo_.forward(saved.out.view({tokens, n_heads_ * head_dim_}), y, stream);

@@ -80,7 +80,8 @@ void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& s
     mlp_->backward(saved.ffn_in, dout, saved.mlp, dffn_in, false, stream);
   Tensor dh = Tensor::empty(x.shape(), dtype, x.device());
   Tensor ffn_dweight = ffn_norm_.grad;
-  ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.compute, saved.ffn_rstd, dh, ffn_dweight, stream);
+  ops::rmsnorm_backward(dffn_in, saved.h, ffn_norm_.compute, saved.ffn_rstd, dh, ffn_dweight,
+                        stream);
   ops::add(dh, dout, dh, stream);
 
   Tensor dattn_in = Tensor::empty(x.shape(), dtype, x.device());

@@ -43,7 +43,7 @@ FfnWeights Experts::expert(int e) const {
     return t.defined() ? t.narrow(e, 1).view({t.dim(1), t.dim(2)}) : Tensor();  // frozen: no grad
   };
   return {slice(w_gate_.compute), slice(w_up_.compute), slice(w_down_.compute),
-          slice(w_gate_.grad),  slice(w_up_.grad),  slice(w_down_.grad)};
+          slice(w_gate_.grad),    slice(w_up_.grad),    slice(w_down_.grad)};
 }
 
 template <class Fn>

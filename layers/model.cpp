@@ -213,8 +213,8 @@ Tensor Model::begin_backward(double loss_scale, Stream& stream) {
   }
   all_reduce_activations(tp_, dnormed, stream);
   Tensor dx = Tensor::empty({tokens, d_model}, dtype, device);
-  ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.compute, s.final_rstd, dx, final_norm_.grad,
-                        stream);
+  ops::rmsnorm_backward(dnormed, s.final_in, final_norm_.compute, s.final_rstd, dx,
+                        final_norm_.grad, stream);
   return dx;
 }
 

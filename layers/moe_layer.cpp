@@ -132,8 +132,7 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   const int64_t tokens = x.dim(0);
   const int k = config_.top_k;
   Tensor dy_slots = Tensor::empty(saved.y_slots.shape(), x.dtype(), x.device());
-  Tensor dprobs =
-      Tensor::empty(saved.router.probs.shape(), saved.router.probs.dtype(), x.device());
+  Tensor dprobs = Tensor::empty(saved.router.probs.shape(), saved.router.probs.dtype(), x.device());
   ops::moe_combine_backward(dy, saved.y_slots, saved.router.probs, dy_slots, dprobs, stream);
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
   Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype(), x.device());

@@ -1,40 +1,14 @@
 // exp, sigmoid and sums in f32 for the ops' f32 fast paths: plain branch-free arithmetic that the
 // compiler vectorises inside a loop (a libm call would stop it, and std::exp(float) has no vector
 // variant without -ffast-math). The f64 and bf16 paths keep libm and their sequential sums.
-// exp_f32: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2/2 (ln2 split in two parts so r
-// is exact to f32), e^r by its Taylor polynomial to degree 7 (truncation < 2^-27 relative), 2^n
-// as 2^(n/2) 2^(n - n/2), two factors that stay normal f32 down to subnormal results. Within 2 ulp
-// of e^x for normal results; 0 below -104 (e^x under half the smallest subnormal), +inf above
-// ln(FLT_MAX), NaN stays NaN.
+// exp_f32 itself is kernels/cpu/exp_f32.h (shared with the f32 attention).
 #pragma once
 
-#include <bit>
 #include <cstdint>
-#include <limits>
+
+#include "kernels/cpu/exp_f32.h"
 
 namespace moe::cpu {
-
-inline float exp_f32(float x) {
-  constexpr float kLog2e = 1.44269504f, kLn2Hi = 0.693145752f, kLn2Lo = 1.42860677e-6f;
-  constexpr float kLow = -104.0f, kHigh = 88.7228394f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float clamped = x >= kLow ? (x <= kHigh ? x : kHigh) : kLow;  // NaN too: no int overflow
-  const float n = (clamped * kLog2e + kRound) - kRound;
-  const float r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t half = static_cast<int32_t>(n) >> 1, rest = static_cast<int32_t>(n) - half;
-  float y = p * std::bit_cast<float>((half + 127) << 23) * std::bit_cast<float>((rest + 127) << 23);
-  y = x < kLow ? 0.0f : y;
-  y = x > kHigh ? std::numeric_limits<float>::infinity() : y;
-  return x == x ? y : x;
-}
 
 inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
 

@@ -1,6 +1,6 @@
-// The f32 fast paths' building blocks (kernels/cpu/fast_math.h): exp_f32 within 2 ulp of e^x over
-// every normal result, its limits (0, +inf, NaN), sigmoid_f32, and lane_sum's fixed order: the
-// same bits wherever the values lie, within a sequential sum's bound of the exact sum.
+// The f32 fast paths' building blocks (kernels/cpu/fast_math.h, exp_f32.h): exp_f32 within 2 ulp
+// of e^x over every normal result, its limits (0, +inf, NaN), sigmoid_f32, and lane_sum's fixed
+// order: the same bits wherever the values lie, within a sequential sum's bound of the exact sum.
 #include <cmath>
 #include <limits>
 #include <vector>
