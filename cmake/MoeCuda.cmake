@@ -1,7 +1,8 @@
 # Optional CUDA backend (MOE_WITH_CUDA = AUTO|ON|OFF).
-# Links the CUDA runtime, cuBLAS, cuDNN and NCCL, never the driver library (libcuda): a binary that
+# Links the CUDA runtime, cuBLAS(Lt) and NCCL, never the driver library (libcuda): a binary that
 # links it fails to start on a machine without a GPU driver. Architectures default to 90 (H100/H200)
-# and 80 (A100).
+# and 80 (A100). cuDNN is not used yet (attention is our own kernel), so it is neither required nor
+# linked; it comes back with the cuDNN attention path.
 
 set(MOE_CUDA_ENABLED OFF)
 if(NOT MOE_WITH_CUDA STREQUAL "OFF")
@@ -27,16 +28,12 @@ if(MOE_CUDA_ENABLED)
   set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
   find_package(CUDAToolkit REQUIRED)
   get_filename_component(MOE_CUDA_ROOT "${CUDAToolkit_BIN_DIR}" DIRECTORY)
-  find_library(MOE_CUDNN_LIBRARY cudnn HINTS ${CUDNN_HOME} $ENV{CUDNN_HOME} ${MOE_CUDA_ROOT}
-               PATH_SUFFIXES lib64 lib REQUIRED)
-  find_path(MOE_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDNN_HOME} $ENV{CUDNN_HOME} ${MOE_CUDA_ROOT}
-            PATH_SUFFIXES include REQUIRED)
   find_library(MOE_NCCL_LIBRARY nccl HINTS ${NCCL_HOME} $ENV{NCCL_HOME} ${MOE_CUDA_ROOT}
                PATH_SUFFIXES lib64 lib REQUIRED)
   find_path(MOE_NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_HOME} $ENV{NCCL_HOME} ${MOE_CUDA_ROOT}
             PATH_SUFFIXES include REQUIRED)
   add_library(moe_cuda_deps INTERFACE)
-  target_link_libraries(moe_cuda_deps INTERFACE CUDA::cudart CUDA::cublas CUDA::cublasLt ${MOE_CUDNN_LIBRARY}
+  target_link_libraries(moe_cuda_deps INTERFACE CUDA::cudart CUDA::cublas CUDA::cublasLt
                         ${MOE_NCCL_LIBRARY})
-  target_include_directories(moe_cuda_deps INTERFACE ${MOE_CUDNN_INCLUDE_DIR} ${MOE_NCCL_INCLUDE_DIR})
+  target_include_directories(moe_cuda_deps INTERFACE ${MOE_NCCL_INCLUDE_DIR})
 endif()

@@ -11,8 +11,9 @@
 // - When the backing allocator fails, every cached block is released and the request tried once
 //   more; if it fails again the error names the request and the allocator's figures.
 // - Reuse is stream-ordered: a block freed on the host is handed out again at once, which is safe
-//   because each rank runs its device work on one stream. Work on another stream must keep its
-//   tensors alive until that stream has synchronized.
+//   because each rank runs its device work on one stream: ops::create_stream refuses a second
+//   live stream on a device. Work on another stream (the legacy default stream of init copies,
+//   which the training stream orders with) must keep its tensors alive until it has synchronized.
 // - Thread-safe (the asynchronous checkpoint writer frees tensors from its own thread).
 // - An optional cap on the bytes kept cached (per device): a freed block that would take the cache
 //   past it goes straight back to the backing allocator. The host pool (allocator.cpp) uses it so

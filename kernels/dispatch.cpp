@@ -7,6 +7,7 @@
 #include "kernels/ops.h"
 
 #include <cmath>
+#include <map>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/op_checks.h"
@@ -107,25 +108,41 @@ MemoryStats device_memory_stats(Device device) {
 
 // --- streams and placement ------------------------------------------------------------------
 
+// Live streams per CUDA device: the caching allocator hands a freed block out again at once,
+// which is safe only while each device has one stream (core/caching_allocator.h).
+static std::map<int, int> g_live_streams;
+
 Stream create_stream(Device device) {
   if (device.is_cpu()) return Stream::cpu();
-  if (g_host_backed_cuda) return {device, nullptr};
+  if (g_live_streams[device.index] > 0)
+    MOE_THROW(DeviceError, "a second stream on ", device.str(),
+              ": the caching allocator reuses freed blocks at once, which is safe only with one "
+              "stream per device (core/caching_allocator.h)");
+  Stream stream{device, nullptr};
 #if MOE_WITH_CUDA
-  return cuda::create_stream(device);
+  if (!g_host_backed_cuda) stream = cuda::create_stream(device);
 #else
-  no_cuda_kernel("create_stream", device);
+  if (!g_host_backed_cuda) no_cuda_kernel("create_stream", device);
 #endif
+  ++g_live_streams[device.index];
+  return stream;
 }
 
 void destroy_stream(Stream& stream) {
+  if (stream.device.is_cuda()) --g_live_streams[stream.device.index];
 #if MOE_WITH_CUDA
   if (stream.device.is_cuda() && !g_host_backed_cuda) cuda::destroy_stream(stream);
 #endif
   stream = Stream::cpu();
 }
 
+static HostWaits g_host_waits;
+HostWaits host_waits() { return g_host_waits; }
+
 void synchronize(Stream& stream) {
-  if (stream.device.is_cpu() || g_host_backed_cuda) return;
+  if (stream.device.is_cpu()) return;
+  ++g_host_waits.reads;
+  if (g_host_backed_cuda) return;
 #if MOE_WITH_CUDA
   cuda::synchronize(stream);
 #else
@@ -157,6 +174,24 @@ Tensor host_copy(const Tensor& t, Stream& stream) {
 
 Tensor to_host(const Tensor& t, Stream& stream) { return t.is_cpu() ? t : host_copy(t, stream); }
 
+std::vector<Tensor> to_host(const std::vector<Tensor>& tensors, Stream& stream) {
+  std::vector<Tensor> out;
+  bool waits = false;
+  for (const Tensor& t : tensors) {
+    if (t.is_cpu()) {
+      out.push_back(t);
+      continue;
+    }
+    MOE_CHECK(t.device() == stream.device, "to_host: a tensor on ", t.device().str(),
+              " read on a stream of ", stream.device.str());
+    out.push_back(Tensor::empty(t.shape(), t.dtype()));
+    copy(t, out.back(), stream);
+    waits = true;
+  }
+  if (waits) synchronize(stream);
+  return out;
+}
+
 // --- memory and elementwise -----------------------------------------------------------------
 
 void fill(Tensor& out, double value, Stream& stream) {
@@ -171,6 +206,7 @@ void copy(const Tensor& src, Tensor& dst, Stream& stream) {
   MOE_CHECK(src.numel() == dst.numel(), "copy: src ", src.str(), " and dst ", dst.str(),
             " have different element counts");
   if (src.is_cpu() && dst.is_cpu()) return cpu::copy(src, dst, stream);
+  if (src.is_cpu() && src.nbytes() > kStagedUploadBytes) ++g_host_waits.uploads;
   if (g_host_backed_cuda) {
     const HostKernelScope host_kernel;
     return cpu::copy(src, dst, stream);
@@ -208,6 +244,7 @@ void scale(Tensor& x, float factor, Stream& stream) {
 
 double sum_of_squares(const Tensor& x, Stream& stream) {
   expect_float("sum_of_squares", "x", x);
+  if (!x.is_cpu()) ++g_host_waits.reads;  // the CUDA backend reads the sum back
   MOE_DISPATCH(sum_of_squares, x.device(), x, stream);
 }
 

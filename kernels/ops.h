@@ -37,7 +37,9 @@ void set_host_backed_cuda(bool on);
 MemoryStats device_memory_stats(Device device);
 
 // --- streams and placement ------------------------------------------------------------------
-Stream create_stream(Device device);  // a new stream on a CUDA device; the empty stream for cpu
+// A new stream on a CUDA device (the empty stream for cpu). One live stream per device: a second
+// is a DeviceError, since the caching allocator is single-stream (core/caching_allocator.h).
+Stream create_stream(Device device);
 void destroy_stream(Stream& stream);
 void synchronize(Stream& stream);  // returns when the stream's work is done; no-op for cpu
 Tensor zeros(Shape shape, DType dtype, Device device, Stream& stream);
@@ -47,6 +49,23 @@ Tensor to_device(const Tensor& t, Device device, Stream& stream);
 Tensor to_host(const Tensor& t, Stream& stream);
 // Always a new host tensor with t's values, complete when this returns (a snapshot).
 Tensor host_copy(const Tensor& t, Stream& stream);
+// to_host of each, with one wait for all of them: a layer's several small reads cost one sync.
+std::vector<Tensor> to_host(const std::vector<Tensor>& tensors, Stream& stream);
+
+// Host-to-device copies of at most this many bytes go through the CUDA backend's pinned staging
+// ring and do not wait for the device; larger ones copy from pageable memory, which waits for the
+// stream's earlier work.
+constexpr size_t kStagedUploadBytes = size_t{1} << 20;
+
+// The times the host waited for a CUDA device since the process started (host-backed devices
+// count too, so tests here see the waits a GPU run would make). reads: synchronize calls, which
+// every device-to-host read makes (one per to_host call, however many tensors). uploads: copies
+// from host memory to a device larger than kStagedUploadBytes.
+struct HostWaits {
+  int64_t reads = 0, uploads = 0;
+  int64_t total() const { return reads + uploads; }
+};
+HostWaits host_waits();
 
 // A stream of its own for as long as it lives (the empty stream on the CPU).
 class OwnedStream {

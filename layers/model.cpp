@@ -56,36 +56,31 @@ static void check_ids(const Tensor& ids, const char* what, int64_t vocab, bool a
   }
 }
 
-// The full-vocabulary logsumexp from each TP rank's logsumexp over its shard: f64 host [N].
-static std::vector<double> full_vocab_lse(const Tensor& shard_lse, Communicator* tp,
-                                          Stream& stream) {
-  const int64_t rows = shard_lse.numel();
+// Every TP rank's logsumexp over its vocabulary shard, [ranks * N] on the device.
+static Tensor gather_shard_lse(const Tensor& shard_lse, Communicator* tp, Stream& stream) {
   const int ranks = group_size(tp);
-  Tensor all = Tensor::empty({rows * ranks}, shard_lse.dtype(), shard_lse.device());
-  if (ranks > 1)
-    tp->all_gather(shard_lse, all, stream);
-  else
-    all = shard_lse;
+  if (ranks == 1) return shard_lse;
+  Tensor all = Tensor::empty({shard_lse.numel() * ranks}, shard_lse.dtype(), shard_lse.device());
+  tp->all_gather(shard_lse, all, stream);
+  return all;
+}
+
+// The full-vocabulary logsumexp of the gathered shard ones, on the host: f64 [N].
+static std::vector<double> full_vocab_lse(const Tensor& gathered_lse, int64_t rows) {
+  const int64_t ranks = gathered_lse.numel() / rows;
   Tensor all64 = Tensor::empty({rows * ranks}, DType::f64);
   Stream host;
-  ops::convert(ops::to_host(all, stream), all64, host);
+  ops::convert(gathered_lse, all64, host);
   const double* l = all64.data<double>();
   std::vector<double> lse(rows);
   for (int64_t n = 0; n < rows; ++n) {
     double max = l[n];
-    for (int r = 1; r < ranks; ++r) max = std::max(max, l[r * rows + n]);
+    for (int64_t r = 1; r < ranks; ++r) max = std::max(max, l[r * rows + n]);
     double sum = 0;
-    for (int r = 0; r < ranks; ++r) sum += std::exp(l[r * rows + n] - max);
+    for (int64_t r = 0; r < ranks; ++r) sum += std::exp(l[r * rows + n] - max);
     lse[n] = max + std::log(sum);
   }
   return lse;
-}
-
-static Tensor positions_for(int64_t batch, int64_t seq_len, Device device, Stream& stream) {
-  Tensor positions = Tensor::empty({batch * seq_len}, DType::i32);
-  for (int64_t n = 0; n < batch * seq_len; ++n)
-    positions.data<int32_t>()[n] = static_cast<int32_t>(n % seq_len);
-  return ops::to_device(positions, device, stream);
 }
 
 Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream& stream) {
@@ -97,13 +92,23 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
             " tokens exceeds model.max_seq_len = ", model_.max_seq_len);
   Saved& s = saved_ = Saved{};
   // Ids are checked on the host, then live where the model does.
+  const Tensor host_inputs = ops::to_host(inputs, stream).view({tokens});
   s.host_targets = ops::to_host(targets, stream).view({tokens});
-  check_ids(ops::to_host(inputs, stream), "inputs", model_.vocab_size, false);
+  check_ids(host_inputs, "inputs", model_.vocab_size, false);
   check_ids(s.host_targets, "targets", model_.vocab_size, true);
+  // Inputs, targets and positions go to the device in one copy.
+  Tensor ids = Tensor::empty({3 * tokens}, DType::i32);
+  Stream host;
+  Tensor input_part = ids.narrow(0, tokens), target_part = ids.narrow(tokens, tokens);
+  ops::copy(host_inputs, input_part, host);
+  ops::copy(s.host_targets, target_part, host);
+  int32_t* positions = ids.data<int32_t>() + 2 * tokens;
+  for (int64_t n = 0; n < tokens; ++n) positions[n] = static_cast<int32_t>(n % seq_len);
   const Device device = store_.device();
-  s.inputs = ops::to_device(inputs, device, stream).view({tokens});
-  s.targets = ops::to_device(targets, device, stream).view({tokens});
-  s.positions = positions_for(batch, seq_len, device, stream);
+  const Tensor placed = ops::to_device(ids, device, stream);
+  s.inputs = placed.narrow(0, tokens);
+  s.targets = placed.narrow(tokens, tokens);
+  s.positions = placed.narrow(2 * tokens, tokens);
   s.batch = batch;
   s.blocks.resize(blocks_.size());
   s.stats.resize(blocks_.size());
@@ -157,14 +162,19 @@ ModelOutput Model::finish_forward(const Tensor& x, bool keep_for_backward, Strea
   ops::cross_entropy_forward(s.logits, s.targets, ignore_index, vocab_start_, target_logits,
                              shard_lse, stream);
   all_reduce_sum(tp_, target_logits, stream);
-  const std::vector<double> lse = full_vocab_lse(shard_lse, tp_, stream);
+  const std::vector<Tensor> reads =
+      ops::to_host({gather_shard_lse(shard_lse, tp_, stream), target_logits}, stream);
+  const std::vector<double> lse = full_vocab_lse(reads[0], tokens);
   Stream host;
-  Tensor lse_host = Tensor::empty({tokens}, wide);
-  ops::convert(Tensor::from_vector<double>({tokens}, lse), lse_host, host);
-  s.lse = ops::to_device(lse_host, device, stream);
-
+  if (group_size(tp_) == 1) {
+    s.lse = shard_lse;  // the whole vocabulary's already
+  } else {
+    Tensor lse_host = Tensor::empty({tokens}, wide);
+    ops::convert(Tensor::from_vector<double>({tokens}, lse), lse_host, host);
+    s.lse = ops::to_device(lse_host, device, stream);
+  }
   Tensor target64 = Tensor::empty({tokens}, DType::f64);
-  ops::convert(ops::to_host(target_logits, stream), target64, host);
+  ops::convert(reads[1], target64, host);
   const int32_t* t = s.host_targets.data<int32_t>();
   double sum = 0;
   for (int64_t n = 0; n < tokens; ++n) {

@@ -1,5 +1,6 @@
 #include "layers/moe_layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -74,7 +75,12 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   Tensor all_slots = Tensor::empty({tokens * k}, DType::i32, x.device());
   Tensor counts = Tensor::empty({experts}, DType::i64, x.device());
   ops::moe_sort_by_expert(saved.router.expert_ids, experts, all_slots, counts, stream);
-  const Tensor host_counts = ops::to_host(counts, stream);  // sizes the exchange and the GEMMs
+  std::vector<Tensor> reads = saved.router.reads;
+  reads.push_back(counts);  // sizes the exchange and the GEMMs
+  reads = ops::to_host(reads, stream);
+  const Tensor host_counts = reads.back();
+  reads.pop_back();
+  router_.finish_forward(reads, source, saved.router);
   saved.load = host_counts.to_vector<int64_t>();
   std::vector<int64_t> rows_per_expert = saved.load;
   Tensor sorted_slots = all_slots;
@@ -90,7 +96,7 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
     const int64_t rows = ops::moe_apply_capacity(all_slots, host_counts, saved.router.probs,
                                                  capacity, policy, kept, kept_counts, stream);
     sorted_slots = kept.narrow(0, rows);
-    rows_per_expert = ops::to_host(kept_counts, stream).to_vector<int64_t>();
+    for (int64_t& count : rows_per_expert) count = std::min(count, capacity);  // as kept_counts
     saved.dropped = tokens * k - rows;
   }
   if (fssdp_) {

@@ -63,20 +63,25 @@ void Router::begin_step(Communicator* dp_group) const {
   micro_batches_ = 0;
 }
 
-AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Stream& stream) const {
-  if (source.reuse) return *source.reuse;
+bool Router::global_batch(const CountSource& source) const {
+  return config_.aux_loss_type == AuxLossType::global_batch && source.training;
+}
+
+Tensor Router::count(const RouterSaved& saved, const CountSource& source, Stream& stream) const {
   const int64_t tokens = saved.expert_ids.dim(0), groups = tokens / saved.group;
-  Tensor device_counts =
-      Tensor::empty({groups, num_experts_}, DType::i64, saved.expert_ids.device());
+  Tensor counts = Tensor::empty({groups, num_experts_}, DType::i64, saved.expert_ids.device());
   ops::moe_expert_counts(saved.expert_ids, saved.group,
-                         config_.aux_loss_norm == AuxLossNorm::switch_ ? 1 : options_.k,
-                         device_counts, stream);
-  AuxCounts aux{Tensor::empty(device_counts.shape(), DType::f64), saved.group};
-  const bool global = config_.aux_loss_type == AuxLossType::global_batch && source.training;
-  const int ranks = global && dp_group_ ? dp_group_->size() : 1;
-  if (ranks > 1) dp_group_->all_reduce(device_counts, ReduceOp::sum, stream);
-  const Tensor counts = ops::to_host(device_counts, stream);
-  if (global) {
+                         config_.aux_loss_norm == AuxLossNorm::switch_ ? 1 : options_.k, counts,
+                         stream);
+  if (global_batch(source) && dp_group_ && dp_group_->size() > 1)
+    dp_group_->all_reduce(counts, ReduceOp::sum, stream);
+  return counts;
+}
+
+AuxCounts Router::aux_counts(const Tensor& counts, const RouterSaved& saved,
+                             const CountSource& source) const {
+  AuxCounts aux{Tensor::empty(counts.shape(), DType::f64), saved.group};
+  if (global_batch(source)) {
     if (!step_counts_.defined()) begin_step(dp_group_);
     ++micro_batches_;
     for (int64_t e = 0; e < num_experts_; ++e) {
@@ -84,7 +89,7 @@ AuxCounts Router::count(const RouterSaved& saved, const CountSource& source, Str
       sum += static_cast<double>(counts.data<int64_t>()[e]);
       aux.counts.data<double>()[e] = sum / micro_batches_;
     }
-    aux.tokens_per_group = saved.group * ranks;
+    aux.tokens_per_group = saved.group * (dp_group_ ? dp_group_->size() : 1);
     return aux;
   }
   for (int64_t i = 0; i < counts.numel(); ++i)
@@ -119,20 +124,36 @@ void Router::forward(const Tensor& activations, int64_t seq_len, const CountSour
 
   saved.group = config_.aux_loss_type == AuxLossType::sequence ? seq_len : tokens;
   const int64_t groups = tokens / saved.group;
-  saved.aux = count(saved, source, stream);
+  saved.reads.clear();
+  if (!source.reuse) saved.reads.push_back(count(saved, source, stream));
   Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype, device);
   ops::group_sum(saved.scores, saved.group, score_sums, stream);
-  const Tensor weights = aux_weights(saved.aux, saved.group, k, config_.aux_loss_norm, DType::f64);
+  saved.reads.push_back(score_sums);
+  saved.lse = Tensor::empty({tokens}, dtype, device);
+  ops::logsumexp_rows(saved.logits, saved.lse, stream);
+  Tensor lse_squares = ops::zeros({1}, DType::f64, device, stream);
+  ops::sum_of_squares_into(saved.lse, lse_squares, stream);
+  saved.reads.push_back(lse_squares);
+}
+
+void Router::finish_forward(const std::vector<Tensor>& reads, const CountSource& source,
+                            RouterSaved& saved) const {
+  MOE_ASSERT(reads.size() == saved.reads.size(), "Router::finish_forward: ", reads.size(),
+             " reads for ", saved.reads.size());
+  size_t next = 0;
+  saved.aux = source.reuse ? *source.reuse : aux_counts(reads[next++], saved, source);
+  const Tensor& score_sums = reads[next++];
+  const Tensor weights =
+      aux_weights(saved.aux, saved.group, options_.k, config_.aux_loss_norm, DType::f64);
   Tensor sums64 = Tensor::empty(score_sums.shape(), DType::f64);
   Stream host;
-  ops::convert(ops::to_host(score_sums, stream), sums64, host);
+  ops::convert(score_sums, sums64, host);
   saved.aux_loss = 0;
   for (int64_t i = 0; i < weights.numel(); ++i)
     saved.aux_loss += weights.data<double>()[i] * sums64.data<double>()[i];
-
-  saved.lse = Tensor::empty({tokens}, dtype, device);
-  ops::logsumexp_rows(saved.logits, saved.lse, stream);
-  saved.z_loss = ops::sum_of_squares(saved.lse, stream) / static_cast<double>(tokens);
+  const int64_t tokens = saved.lse.numel();
+  saved.z_loss = reads[next].data<double>()[0] / static_cast<double>(tokens);
+  saved.reads.clear();
 }
 
 void Router::backward(const Tensor& activations, const RouterSaved& saved, const Tensor& dprobs,

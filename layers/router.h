@@ -53,6 +53,9 @@ struct RouterSaved {
   AuxCounts aux;
   int64_t group = 0;                // tokens per load-balancing group on this rank
   double aux_loss = 0, z_loss = 0;  // unscaled by their coefficients
+  // What finish_forward needs from the device: the counts (unless reused), the groups' score sums
+  // and the sum of lse^2.
+  std::vector<Tensor> reads;
 };
 
 class Router {
@@ -62,9 +65,14 @@ class Router {
 
   int num_experts() const { return num_experts_; }
   const ops::RouterTopkOptions& options() const { return options_; }
-  // x[N,D] in sequences of seq_len tokens.
+  // x[N,D] in sequences of seq_len tokens. The device half: the gates, and in saved.reads what the
+  // losses are computed from; finish_forward takes them once they are on the host, so that the
+  // MoE layer reads them together with its own counts (one wait for the device per layer).
   void forward(const Tensor& x, int64_t seq_len, const CountSource& source, RouterSaved& saved,
                Stream& stream) const;
+  // reads: saved.reads on the host, in order. Sets saved.aux, aux_loss and z_loss.
+  void finish_forward(const std::vector<Tensor>& reads, const CountSource& source,
+                      RouterSaved& saved) const;
   // dprobs[N,k] from the combine; adds the router's part of dL/dx to dx. loss_scale multiplies the
   // aux and z terms the same way it multiplies the language-model loss.
   void backward(const Tensor& x, const RouterSaved& saved, const Tensor& dprobs, double loss_scale,
@@ -86,8 +94,13 @@ class Router {
   Tensor skew_;  // moe.router_skew's selection bias [E], undefined when off
   // What the choice adds to the scores: the expert bias and the skew (undefined: nothing).
   Tensor selection_bias(Stream& stream) const;
-  // The counts f_i is computed from, as the source says (see AuxCounts).
-  AuxCounts count(const RouterSaved& saved, const CountSource& source, Stream& stream) const;
+  bool global_batch(const CountSource& source) const;
+  // The device counts f_i is computed from: per group, summed over the data-parallel group for
+  // a global-batch training forward.
+  Tensor count(const RouterSaved& saved, const CountSource& source, Stream& stream) const;
+  // The AuxCounts of those counts once on the host, as the source says.
+  AuxCounts aux_counts(const Tensor& counts, const RouterSaved& saved,
+                       const CountSource& source) const;
 
   mutable Communicator* dp_group_ = nullptr;
   mutable Tensor step_counts_;  // f64 [1,E]: global counts of this step's micro-batches so far

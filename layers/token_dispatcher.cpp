@@ -46,27 +46,7 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();
-  const Tensor host_slots = ops::to_host(sorted_slots, stream);
-  const int32_t* slots = host_slots.data<int32_t>();
-  std::vector<int32_t> share_slots;
-  for (int t = 0; t < tp; ++t) {
-    plan.share_offset.push_back(static_cast<int64_t>(share_slots.size()));
-    int64_t run = 0;
-    for (int e = 0; e < experts; ++e) {
-      const int64_t first = run + share_begin(counts[e], t, tp);
-      share_slots.insert(share_slots.end(), slots + first,
-                         slots + first + share_size(counts[e], t, tp));
-      run += counts[e];
-    }
-    plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
-  }
-  plan.share_slots = on_device({plan.rows}, share_slots, stream);
-  std::vector<int32_t> gather;
-  const int64_t padded_share = max_of(plan.share_rows);
-  for (int t = 0; t < tp; ++t)
-    for (int64_t i = 0; i < plan.share_rows[t]; ++i)
-      gather.push_back(static_cast<int32_t>(t * padded_share + i));
-  plan.share_gather = on_device({plan.rows}, gather, stream);
+  share_out(sorted_slots, counts, plan, stream);
 
   // Rows of expert `e` (local index) that TP rank t of EP rank s sends here or receives.
   auto rows_from = [&](int t, int s, int e) {
@@ -114,6 +94,38 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
   if (reorders())
     plan.expert_order = on_device({static_cast<int64_t>(order.size())}, order, stream);
   return plan;
+}
+
+void TokenDispatcher::share_out(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
+                                DispatchPlan& plan, Stream& stream) const {
+  const int tp = tp_size_;
+  if (tp == 1) {  // one share, the sorted slots as they are: nothing to read on the host
+    plan.share_slots = sorted_slots;
+    plan.share_offset = {0};
+    plan.share_rows = {plan.rows};
+    return;
+  }
+  const Tensor host_slots = ops::to_host(sorted_slots, stream);
+  const int32_t* slots = host_slots.data<int32_t>();
+  std::vector<int32_t> share_slots;
+  for (int t = 0; t < tp; ++t) {
+    plan.share_offset.push_back(static_cast<int64_t>(share_slots.size()));
+    int64_t run = 0;
+    for (int e = 0; e < num_experts_; ++e) {
+      const int64_t first = run + share_begin(counts[e], t, tp);
+      share_slots.insert(share_slots.end(), slots + first,
+                         slots + first + share_size(counts[e], t, tp));
+      run += counts[e];
+    }
+    plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
+  }
+  plan.share_slots = on_device({plan.rows}, share_slots, stream);
+  std::vector<int32_t> gather;
+  const int64_t padded_share = max_of(plan.share_rows);
+  for (int t = 0; t < tp; ++t)
+    for (int64_t i = 0; i < plan.share_rows[t]; ++i)
+      gather.push_back(static_cast<int32_t>(t * padded_share + i));
+  plan.share_gather = on_device({plan.rows}, gather, stream);
 }
 
 std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& counts) const {
@@ -166,9 +178,6 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   plan.share_slots = on_device({plan.rows}, send_slots, stream);
   plan.share_offset = {0};
   plan.share_rows = {plan.rows};
-  std::vector<int32_t> identity(plan.rows);
-  for (int64_t i = 0; i < plan.rows; ++i) identity[i] = static_cast<int32_t>(i);
-  plan.share_gather = on_device({plan.rows}, identity, stream);
 
   // Arrival order: by source rank, then expert. Local experts: the held ones, in expert order.
   std::vector<int64_t> source_start(ranks + 1, 0);

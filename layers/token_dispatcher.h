@@ -39,7 +39,7 @@ struct DispatchPlan {
   int64_t rows = 0;    // rows this rank routes, all TP shares together
   Tensor share_slots;  // i32[rows]: the slots, share by share, each share grouped by expert
   std::vector<int64_t> share_offset, share_rows;  // per TP rank: where its share is in share_slots
-  Tensor share_gather;  // i32[rows]: where each share's rows are in a padded TP gather
+  Tensor share_gather;  // i32[rows]: where each share's rows are in a padded TP gather (tp > 1)
   std::vector<int64_t> send_rows, recv_rows;  // per EP rank, this rank's share
   std::vector<int64_t> arrived_rows;          // per TP rank: rows it received (expert_tp)
   Tensor expert_order;  // i32: expert-major row r is arrived row expert_order[r] (undefined when
@@ -85,6 +85,10 @@ class TokenDispatcher {
   // Adjoint of gather_over_tp: sums the padded blocks over TP and keeps this rank's rows.
   Tensor reduce_scatter_over_tp(const Tensor& padded, const std::vector<int64_t>& sizes,
                                 Stream& stream) const;
+  // The TP shares of the sorted slots (each share's part of every expert's run) into plan; with
+  // one TP rank, the slots themselves, so that planning reads only counts from the device.
+  void share_out(const Tensor& sorted_slots, const std::vector<int64_t>& counts, DispatchPlan& plan,
+                 Stream& stream) const;
   // This TP rank's share of rows -> every share's rows, in share_slots order (a TP all-gather).
   Tensor all_shares(const Tensor& mine, const DispatchPlan& plan, Stream& stream) const;
   // The arrived layout -> expert-major rows, and back (adjoint); no copy when they are the same.

@@ -12,7 +12,7 @@
 #   libraries, and a build there would spend minutes of a 9-minute command. pack builds
 #   moe-train, moe-data and the cuda-labelled test executables for sm_90 and packs, found with ldd,
 #   every library they (and Open MPI's mpirun and plugins) load, but the ones the device image has:
-#   glibc, libstdc++, libgcc_s (newer there) and CUDA's runtime, cuBLAS(Lt), cuDNN and NCCL (the
+#   glibc, libstdc++, libgcc_s (newer there) and CUDA's runtime, cuBLAS(Lt) and NCCL (the
 #   toolkit in /usr/local/cuda and the pip wheels under site-packages/nvidia/*/lib; run finds them).
 # - The kit is one tar.xz: uncompressed it is about 90 MiB (OpenBLAS alone 35 MiB), compressed
 #   about a third; run and selftest unpack it into a scratch folder (xz, or Python's tarfile).

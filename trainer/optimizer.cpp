@@ -65,9 +65,8 @@ bool AdamW::primary(const Segment& s, const Parameter& p) const {
   return holds_primary_copy(p.placement, groups_);
 }
 
-double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stream) const {
-  // Summed where the gradients are, in f64, and read once.
-  Tensor squares = ops::zeros({1}, DType::f64, store_.device(), stream);
+void AdamW::add_counted_squares(const Segment& s, const Tensor& grad, Tensor& squares,
+                                Stream& stream) const {
   for (const Parameter& p : store_.parameters()) {
     if (p.placement.group != s.group || !primary(s, p)) continue;
     const int64_t begin = std::max(p.arena_offset, s.lo),
@@ -75,7 +74,6 @@ double AdamW::counted_squares(const Segment& s, const Tensor& grad, Stream& stre
     if (begin < end)
       ops::sum_of_squares_into(grad.narrow(begin - s.lo, end - begin), squares, stream);
   }
-  return ops::to_host(squares, stream).data<double>()[0];
 }
 
 std::vector<MomentRun> AdamW::moment_runs() {
@@ -94,12 +92,13 @@ std::vector<MomentRun> AdamW::moment_runs() {
 
 double AdamW::step(double lr, Stream& stream) {
   std::vector<Tensor> grads;
-  double squares = 0;
+  // Summed where the gradients are, in f64, and read once.
+  Tensor squares = ops::zeros({1}, DType::f64, store_.device(), stream);
   for (const Segment& s : segments_) {
     grads.push_back(owned_gradient(s, stream));
-    squares += counted_squares(s, grads.back(), stream);
+    add_counted_squares(s, grads.back(), squares, stream);
   }
-  Tensor total = Tensor::from_vector<double>({1}, {squares});
+  Tensor total = ops::host_copy(squares, stream);
   Stream host;
   if (groups_.world) all_reduce_sum(&groups_.world->host(), total, host);
   const double norm = std::sqrt(total.data<double>()[0]);

@@ -57,8 +57,10 @@ class AdamW {
   Tensor owned_gradient(const Segment& segment, Stream& stream);
   // Whether this rank's owned part of p in the segment is the copy that counts (see the header).
   bool primary(const Segment& segment, const Parameter& p) const;
-  // The sum of squares of this rank's counted elements of the owned gradient.
-  double counted_squares(const Segment& segment, const Tensor& grad, Stream& stream) const;
+  // Adds the sum of squares of this rank's counted elements of the owned gradient to squares
+  // (f64 [1] where the gradients are).
+  void add_counted_squares(const Segment& segment, const Tensor& grad, Tensor& squares,
+                           Stream& stream) const;
 
   ParameterStore& store_;
   const TrainConfig& train_;

@@ -215,10 +215,19 @@ void warn_stopped(const TrainingRun& run, int64_t steps, int stop_signal) {
                                                  : "; resume with checkpoint.resume: auto");
 }
 
-void log_op_profile() {
+// The op times, and on a CUDA device how often the host waited for it (ops::HostWaits).
+void log_op_profile(const TrainingRun& run, const ops::HostWaits& at_start, int64_t steps) {
   ops::set_op_profiling(false);
   MOE_LOG_INFO("time per op over the whole run (evaluation included):\n",
                format_op_profile(ops::op_profile()));
+  if (run.config.train.device != DeviceType::cuda || steps <= 0) return;
+  const ops::HostWaits now = ops::host_waits();
+  const auto per_step = [&](int64_t count) {
+    return number_text("%.1f", static_cast<double>(count) / steps);
+  };
+  MOE_LOG_INFO("host waits for the device per step (evaluation included): ",
+               per_step(now.reads - at_start.reads), " reads, ",
+               per_step(now.uploads - at_start.uploads), " uploads from pageable memory");
 }
 
 void log_done(const TrainingRun& run, const TrainingSummary& summary) {
@@ -281,6 +290,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
   summary.val_loss = std::numeric_limits<double>::quiet_NaN();
 
   ops::set_op_profiling(options.profile);
+  const ops::HostWaits waits_at_start = ops::host_waits();
   int stop_signal = 0;
   int skipped_in_a_row = 0;
   {
@@ -304,7 +314,7 @@ TrainingSummary train_model(const Config& requested, const TrainingOptions& opti
     }
   }
   if (stop_signal) warn_stopped(run, summary.steps, stop_signal);
-  if (options.profile) log_op_profile();
+  if (options.profile) log_op_profile(run, waits_at_start, summary.steps - run.first_step);
   summary.wall_s = seconds_since(run.train_start);
   log_done(run, summary);
   if (options.sample_tokens > 0) summary.sample = sample(run, options);

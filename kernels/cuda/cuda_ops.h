@@ -27,5 +27,11 @@ void synchronize(Stream& stream);
 int device_count();  // 0 when cudaGetDeviceCount returns an error (no driver, no device)
 // ops::set_matmul_tf32's CUDA side (matmul.cu).
 void set_matmul_tf32(bool on);
+// A host -> device copy queued from pinned staging memory (host_staging.cu), so that the host does
+// not wait; false when it is larger than ops::kStagedUploadBytes, for the caller to copy the
+// pageable way.
+bool upload_staged(const void* src, void* dst, size_t bytes, Device device, Stream& stream);
+// How many GEMM plans (descriptors and algorithm of one exact problem) matmul.cu keeps at most.
+constexpr size_t kMatmulPlans = 1024;
 
 }  // namespace moe::cuda

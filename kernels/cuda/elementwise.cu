@@ -205,6 +205,9 @@ void fill(Tensor& out, double value, Stream& stream) {
 
 void copy(const Tensor& src, Tensor& dst, Stream& stream) {
   if (src.nbytes() == 0) return;
+  if (src.is_cpu() && !dst.is_cpu() &&
+      upload_staged(src.raw(), dst.raw(), src.nbytes(), dst.device(), stream))
+    return;
   MOE_CUDA_CHECK(
       cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDefault, stream_of(stream)));
 }

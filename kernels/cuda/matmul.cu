@@ -13,18 +13,24 @@
 //   second, with the same transpose flags, and every matrix described as it is stored.
 // - One cuBLASLt handle and one 32 MiB workspace per device, made on first use. The workspace is
 //   shared by every GEMM of the device, which is safe because each rank runs its GEMMs on one
-//   stream. The algorithm for a problem (dtypes, compute type, flags, sizes, pointer alignment,
-//   beta == 0) is asked of the heuristic once and remembered; the heuristic may use the whole
-//   workspace. Dense GEMMs repeat every step; expert GEMMs change m (and k in the weight
-//   gradients) with the routing, so each new token count asks once more (bucketing sizes is a
-//   measured optimisation still to make).
+//   stream.
+// - A problem (dtypes, compute type, flags, sizes, pointer alignment, beta == 0) gets a plan once:
+//   its operation and layout descriptors and its algorithm, reused by every later call. Expert
+//   GEMMs change m (and k in the weight gradients) with the routing, so the plans are bounded
+//   (kMatmulPlans; when full they are all dropped and remade as needed), and the algorithm comes
+//   from a second cache keyed by bucketed sizes (each size rounded up to a quarter of its power
+//   of two): the heuristic is asked once per bucket, and a bucket's algorithm is used for a new
+//   size when cublasLtMatmulAlgoCheck accepts it there (otherwise that size asks for its own).
+//   The heuristic may use the whole workspace.
 // - Batched (3-D) products are one strided-batched call.
 // - k == 0 is an empty sum: c = beta * c without calling cuBLAS.
 // - Backward is two matmuls (kernels/matmul_adjoint.h).
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
@@ -57,10 +63,29 @@ cublasComputeType_t compute_type(DType inputs) {
   return inputs == DType::f32 && g_tf32.load() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
+// A problem's descriptors and algorithm, made once (see the header).
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+using PlanKey = std::pair<int, ProblemKey>;  // device, problem
+
 struct Registry {
   std::mutex mutex;
   std::map<int, DeviceContext> devices;
-  std::map<std::pair<int, ProblemKey>, cublasLtMatmulAlgo_t> algorithms;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  std::map<PlanKey, cublasLtMatmulAlgo_t> bucket_algorithms;  // sizes bucketed
 };
 
 Registry& registry() {
@@ -97,19 +122,22 @@ int alignment_of(const void* p) {
   return alignment;
 }
 
-// Owns the descriptors of one call.
-struct Descriptors {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulPreference_t preference = nullptr;
-  ~Descriptors() {
-    if (preference) cublasLtMatmulPreferenceDestroy(preference);
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
-  }
+// Owns a heuristic query's preference.
+struct Preference {
+  cublasLtMatmulPreference_t handle = nullptr;
+  Preference() { MOE_CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&handle)); }
+  Preference(const Preference&) = delete;
+  Preference& operator=(const Preference&) = delete;
+  ~Preference() { cublasLtMatmulPreferenceDestroy(handle); }
 };
+
+// x rounded up to a quarter of its power of two: 300 -> 320, 1000 -> 1024, 5 -> 5.
+int64_t bucket(int64_t x) {
+  int64_t power = 1;
+  while (power * 2 <= x) power *= 2;
+  const int64_t step = std::max<int64_t>(power / 4, 1);
+  return (x + step - 1) / step * step;
+}
 
 // A column-major layout of a stored row-major [rows, cols] matrix, batched.
 void describe(cublasLtMatrixLayout_t* layout, DType dtype, int64_t rows, int64_t cols,
@@ -130,6 +158,80 @@ void set_alignment(cublasLtMatmulPreference_t preference,
   const uint32_t bytes = static_cast<uint32_t>(alignment);
   MOE_CUBLASLT_CHECK(
       cublasLtMatmulPreferenceSetAttribute(preference, attribute, &bytes, sizeof(bytes)));
+}
+
+// The heuristic's algorithm for the plan's problem into plan.algo; false when it has none.
+bool ask_heuristic(cublasLtHandle_t handle, Plan& plan, int alignment_a, int alignment_b,
+                   int alignment_c) {
+  Preference preference;
+  const size_t workspace = kWorkspaceBytes;
+  MOE_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      preference.handle, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  // cuBLAS sees b first (see the header): its "A" alignment is our b's.
+  set_alignment(preference.handle, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_b);
+  set_alignment(preference.handle, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_a);
+  set_alignment(preference.handle, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_c);
+  set_alignment(preference.handle, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_c);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  MOE_CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan.op, plan.b, plan.a, plan.c, plan.c,
+                                                    preference.handle, 1, &result, &found));
+  plan.algo = result.algo;
+  return found > 0;
+}
+
+// Whether cuBLASLt runs the plan's problem with algo within our workspace.
+bool accepts(cublasLtHandle_t handle, const Plan& plan, const cublasLtMatmulAlgo_t& algo) {
+  cublasLtMatmulHeuristicResult_t result{};
+  return cublasLtMatmulAlgoCheck(handle, plan.op, plan.b, plan.a, plan.c, plan.c, &algo, &result) ==
+             CUBLAS_STATUS_SUCCESS &&
+         result.workspaceSize <= kWorkspaceBytes;
+}
+
+// The plan of c = op(a) op(b) (cached; see the header).
+const Plan& plan_for(DeviceContext& ctx, int device, const Tensor& a, const Tensor& b,
+                     const Tensor& c, bool trans_a, bool trans_b, float beta) {
+  const int r = a.ndim() - 2;
+  const int64_t batch = r ? a.dim(0) : 1;
+  const int64_t m = c.dim(r), n = c.dim(r + 1), k = trans_a ? a.dim(r) : a.dim(r + 1);
+  const cublasComputeType_t compute = compute_type(a.dtype());
+  const int alignment_a = alignment_of(a.raw()), alignment_b = alignment_of(b.raw()),
+            alignment_c = alignment_of(c.raw());
+  const ProblemKey key{a.dtype(), c.dtype(), compute,     trans_a,     trans_b,     batch,    m,
+                       n,         k,         alignment_a, alignment_b, alignment_c, beta == 0};
+  Registry& reg = registry();
+  if (auto found = reg.plans.find({device, key}); found != reg.plans.end()) return *found->second;
+  auto made = std::make_unique<Plan>();  // enters the cache only when complete
+  Plan& plan = *made;
+  MOE_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
+  // cuBLAS sees b first: its "A" is our b, its "B" is our a.
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  MOE_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+                                                    sizeof(op_first)));
+  MOE_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                    &op_second, sizeof(op_second)));
+  describe(&plan.b, b.dtype(), b.dim(r), b.dim(r + 1), batch);
+  describe(&plan.a, a.dtype(), a.dim(r), a.dim(r + 1), batch);
+  describe(&plan.c, c.dtype(), m, n, batch);
+
+  ProblemKey bucketed = key;
+  std::get<5>(bucketed) = bucket(batch);
+  std::get<6>(bucketed) = bucket(m);
+  std::get<7>(bucketed) = bucket(n);
+  std::get<8>(bucketed) = bucket(k);
+  auto known = reg.bucket_algorithms.find({device, bucketed});
+  if (known != reg.bucket_algorithms.end() && accepts(ctx.handle, plan, known->second)) {
+    plan.algo = known->second;
+  } else {
+    MOE_CHECK(ask_heuristic(ctx.handle, plan, alignment_a, alignment_b, alignment_c),
+              "matmul: cuBLASLt has no algorithm for ", dtype_name(a.dtype()), " x ",
+              dtype_name(b.dtype()), " -> ", dtype_name(c.dtype()), " of ", m, "x", k, " by ", k,
+              "x", n, " (batch ", batch, ")");
+    reg.bucket_algorithms[{device, bucketed}] = plan.algo;
+  }
+  if (reg.plans.size() >= kMatmulPlans) reg.plans.clear();
+  return *(reg.plans[{device, key}] = std::move(made));
 }
 
 }  // namespace
@@ -155,55 +257,10 @@ void matmul(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool tran
   std::lock_guard lock(registry().mutex);
   DeviceContext& ctx = context_for(device);
 
-  Descriptors d;
-  const cublasComputeType_t compute = compute_type(a.dtype());
-  MOE_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
-  // cuBLAS sees b first: its "A" is our b, its "B" is our a.
-  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  MOE_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
-                                                    sizeof(op_first)));
-  MOE_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
-                                                    sizeof(op_second)));
-  describe(&d.b, b.dtype(), b.dim(r), b.dim(r + 1), batch);
-  describe(&d.a, a.dtype(), a.dim(r), a.dim(r + 1), batch);
-  describe(&d.c, c.dtype(), m, n, batch);
-
-  const ProblemKey key{a.dtype(),
-                       c.dtype(),
-                       compute,
-                       trans_a,
-                       trans_b,
-                       batch,
-                       m,
-                       n,
-                       k,
-                       alignment_of(a.raw()),
-                       alignment_of(b.raw()),
-                       alignment_of(c.raw()),
-                       beta == 0};
-  auto found = registry().algorithms.find({device, key});
-  if (found == registry().algorithms.end()) {
-    MOE_CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&d.preference));
-    const size_t workspace = kWorkspaceBytes;
-    MOE_CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-    set_alignment(d.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b.raw()));
-    set_alignment(d.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(a.raw()));
-    set_alignment(d.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c.raw()));
-    set_alignment(d.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(c.raw()));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found_count = 0;
-    MOE_CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, d.op, d.b, d.a, d.c, d.c,
-                                                      d.preference, 1, &result, &found_count));
-    MOE_CHECK(found_count > 0, "matmul: cuBLASLt has no algorithm for ", dtype_name(a.dtype()),
-              " x ", dtype_name(b.dtype()), " -> ", dtype_name(c.dtype()), " of ", m, "x", k,
-              " by ", k, "x", n, " (batch ", batch, ")");
-    found = registry().algorithms.emplace(std::pair{device, key}, result.algo).first;
-  }
-  MOE_CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, d.op, &alpha, b.raw(), d.b, a.raw(), d.a, &beta,
-                                    c.raw(), d.c, c.raw(), d.c, &found->second, ctx.workspace.raw(),
-                                    kWorkspaceBytes, stream_of(stream)));
+  const Plan& plan = plan_for(ctx, device, a, b, c, trans_a, trans_b, beta);
+  MOE_CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, plan.op, &alpha, b.raw(), plan.b, a.raw(), plan.a,
+                                    &beta, c.raw(), plan.c, c.raw(), plan.c, &plan.algo,
+                                    ctx.workspace.raw(), kWorkspaceBytes, stream_of(stream)));
 }
 
 void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dc, Tensor* da, Tensor* db,

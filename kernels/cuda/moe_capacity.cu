@@ -127,8 +127,9 @@ int64_t moe_apply_capacity(const Tensor& sorted_slots, const Tensor& counts, con
   const Device device = sorted_slots.device();
   Tensor device_plans = Tensor::empty(
       {experts * static_cast<int64_t>(sizeof(GroupPlan) / sizeof(int64_t))}, DType::i64, device);
-  MOE_CUDA_CHECK(cudaMemcpyAsync(device_plans.raw(), plans.data(), device_plans.nbytes(),
-                                 cudaMemcpyHostToDevice, s));
+  if (!upload_staged(plans.data(), device_plans.raw(), device_plans.nbytes(), device, stream))
+    MOE_CUDA_CHECK(cudaMemcpyAsync(device_plans.raw(), plans.data(), device_plans.nbytes(),
+                                   cudaMemcpyHostToDevice, s));
   Tensor input = sorted_slots;
   if (kept_slots.shares_storage_with(sorted_slots) && sorted_slots.numel() > 0) {
     input = Tensor::empty(sorted_slots.shape(), DType::i32, device);
@@ -139,8 +140,7 @@ int64_t moe_apply_capacity(const Tensor& sorted_slots, const Tensor& counts, con
       ptr<int32_t>(input), ptr<GroupPlan>(device_plans), ptr<float>(probs), probs.numel(),
       policy == DropPolicy::probs, ptr<int32_t>(kept_slots), ptr<int64_t>(kept_counts));
   MOE_CUDA_CHECK_LAUNCH();
-  MOE_CUDA_CHECK(cudaStreamSynchronize(s));
-  return written;
+  return written;  // plans may go: both kinds of upload have copied it before returning
 }
 
 }  // namespace moe::cuda

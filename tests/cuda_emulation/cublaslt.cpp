@@ -51,6 +51,18 @@ float tf32(float x) {
 
 bool supported(cudaDataType_t type) { return type == CUDA_R_32F || type == CUDA_R_16BF; }
 
+EmulatedCublasLtCounts g_counts;
+
+// Whether the layouts fit the operation, as the library checks them.
+bool fits(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t al, cublasLtMatrixLayout_t bl,
+          cublasLtMatrixLayout_t cl, cublasLtMatrixLayout_t dl) {
+  const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
+  const uint64_t m = ta ? al->cols : al->rows, k = ta ? al->rows : al->cols;
+  const uint64_t n = tb ? bl->rows : bl->cols, kb = tb ? bl->cols : bl->rows;
+  return k == kb && cl->rows == m && cl->cols == n && dl->rows == m && dl->cols == n &&
+         al->batch == bl->batch && al->batch == cl->batch && al->batch == dl->batch;
+}
+
 }  // namespace
 
 const char* cublasGetStatusString(cublasStatus_t status) {
@@ -68,11 +80,14 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComput
                                         cudaDataType_t scale) {
   if (scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
   *desc = new cublasLtMatmulDescOpaque_t{compute};
+  ++g_counts.descriptors_made;
+  ++g_counts.descriptors_live;
   return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
   delete desc;
+  --g_counts.descriptors_live;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -88,11 +103,14 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDa
                                           uint64_t rows, uint64_t cols, int64_t ld) {
   if (!supported(type) || ld < static_cast<int64_t>(rows)) return CUBLAS_STATUS_INVALID_VALUE;
   *layout = new cublasLtMatrixLayoutOpaque_t{type, rows, cols, ld};
+  ++g_counts.descriptors_made;
+  ++g_counts.descriptors_live;
   return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
   delete layout;
+  --g_counts.descriptors_live;
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -131,23 +149,34 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
                                               cublasLtMatmulHeuristicResult_t* results,
                                               int* returned) {
   if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+  ++g_counts.heuristic_queries;
   results[0] = {};
   *returned = 1;
   return CUBLAS_STATUS_SUCCESS;
 }
+
+cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t, cublasLtMatmulDesc_t desc,
+                                       cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                       cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                       const cublasLtMatmulAlgo_t*,
+                                       cublasLtMatmulHeuristicResult_t* result) {
+  ++g_counts.algo_checks;
+  *result = {};
+  return fits(desc, a, b, c, d) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+EmulatedCublasLtCounts emulated_cublaslt_counts() { return g_counts; }
 
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void* alpha_ptr,
                               const void* a, cublasLtMatrixLayout_t al, const void* b,
                               cublasLtMatrixLayout_t bl, const void* beta_ptr, const void* c,
                               cublasLtMatrixLayout_t cl, void* d, cublasLtMatrixLayout_t dl,
                               const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+  if (!fits(desc, al, bl, cl, dl)) return CUBLAS_STATUS_INVALID_VALUE;
+  emu::run_deferred_copies();  // the GEMM orders after what the stream queued
   const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
   const uint64_t m = ta ? al->cols : al->rows, k = ta ? al->rows : al->cols;
-  const uint64_t n = tb ? bl->rows : bl->cols, kb = tb ? bl->cols : bl->rows;
-  if (k != kb || cl->rows != m || cl->cols != n || dl->rows != m || dl->cols != n)
-    return CUBLAS_STATUS_INVALID_VALUE;
-  if (al->batch != bl->batch || al->batch != cl->batch || al->batch != dl->batch)
-    return CUBLAS_STATUS_INVALID_VALUE;
+  const uint64_t n = tb ? bl->rows : bl->cols;
   const float alpha = *static_cast<const float*>(alpha_ptr);
   const float beta = *static_cast<const float*>(beta_ptr);
   const bool round_tf32 = desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && al->type == CUDA_R_32F;

@@ -281,6 +281,7 @@ void run_block(Block& block, const Config& config, uint64_t block_number) {
 }  // namespace
 
 void run_grid(const Config& config, const std::function<void()>& body) {
+  run_deferred_copies();
   check_config(config);
   check_guards("before a launch");
   auto block = std::make_unique<Block>();

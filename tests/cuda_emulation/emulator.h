@@ -115,6 +115,10 @@ T shuffle(unsigned mask, T value, int source, int width) {
   return from_bits<T>(values[source]);
 }
 
+// Runs the deferred copies from pinned memory (shim/cuda_runtime.h) queued before `until` (a
+// sequence number; all of them by default). Launches call it first.
+void run_deferred_copies(uint64_t until = UINT64_MAX);
+
 // Device memory: host allocations with guard bytes on both sides, garbage-filled when made.
 void* device_malloc(size_t bytes);
 void device_free(void* ptr);

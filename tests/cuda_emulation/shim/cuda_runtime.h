@@ -147,6 +147,18 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
                             cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream = nullptr);
+// Pinned host memory and events. A cudaMemcpyAsync whose source is pinned memory is deferred, as
+// on a GPU, until a later call orders after it: a launch, a synchronous copy or memset, a stream
+// or device synchronize, or cudaEventSynchronize of an event recorded after it. So staging code
+// that writes a pinned buffer again before its copy has run sends the new bytes, and tests see it.
+typedef struct CUevent_st* cudaEvent_t;
+constexpr unsigned cudaHostAllocDefault = 0, cudaEventDisableTiming = 2;
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* ptr);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);

@@ -16,6 +16,13 @@
 namespace moe {
 namespace {
 
+// Both halves of a router's forward, as MoeLayer runs them.
+void route(const Router& router, const Tensor& x, int64_t seq_len, const CountSource& source,
+           RouterSaved& saved, Stream& stream) {
+  router.forward(x, seq_len, source, saved, stream);
+  router.finish_forward(ops::to_host(saved.reads, stream), source, saved);
+}
+
 using testing::random_tensor;
 
 void copy_values(const Parameter& from, Parameter& to) {
@@ -107,7 +114,7 @@ TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
       Stream stream;
       ops::fill(store.values(), 0.0, stream);
       RouterSaved saved;
-      router.forward(random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
+      route(router, random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
       const double expected = norm == AuxLossNorm::hf ? 2.0 : 1.0;
       EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
       EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
@@ -167,11 +174,11 @@ TEST(MoeLayer, GlobalBatchAuxLossAveragesCountsOverTheStep) {
                second = random_tensor({6, 8}, DType::f64, 10);
   RouterSaved g1, g2, m1, m2, eval;
   global_router.begin_step(nullptr);
-  global_router.forward(first, 6, {nullptr, true}, g1, stream);
-  global_router.forward(second, 6, {nullptr, true}, g2, stream);
-  global_router.forward(second, 6, {nullptr, false}, eval, stream);  // evaluation: not counted
-  micro_router.forward(first, 6, {}, m1, stream);
-  micro_router.forward(second, 6, {}, m2, stream);
+  route(global_router, first, 6, {nullptr, true}, g1, stream);
+  route(global_router, second, 6, {nullptr, true}, g2, stream);
+  route(global_router, second, 6, {nullptr, false}, eval, stream);  // evaluation: not counted
+  route(micro_router, first, 6, {}, m1, stream);
+  route(micro_router, second, 6, {}, m2, stream);
   EXPECT_DOUBLE_EQ(g1.aux_loss, m1.aux_loss);
   EXPECT_DOUBLE_EQ(eval.aux_loss, m2.aux_loss);
   for (int64_t e = 0; e < 8; ++e)
@@ -179,7 +186,7 @@ TEST(MoeLayer, GlobalBatchAuxLossAveragesCountsOverTheStep) {
                      (m1.aux.counts.data<double>()[e] + m2.aux.counts.data<double>()[e]) / 2);
   RouterSaved next;
   global_router.begin_step(nullptr);
-  global_router.forward(second, 6, {nullptr, true}, next, stream);
+  route(global_router, second, 6, {nullptr, true}, next, stream);
   EXPECT_DOUBLE_EQ(next.aux_loss, m2.aux_loss) << "begin_step must empty the buffer";
 }
 

@@ -4,6 +4,7 @@
 // way when a tensor is made on the wrong device or device memory is read outside an op
 // (Tensor::data refuses it). Since the kernels are the CPU's, the run must equal the CPU run bit
 // for bit: losses, validation, generated text and checkpoints.
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -109,6 +110,53 @@ TEST_F(HostBackedCuda, WeightsLoadIntoADeviceModel) {
   const TrainingSummary cpu = train_on(c, DeviceType::cpu);
   const TrainingSummary gpu = train_on(c, DeviceType::cuda);
   EXPECT_EQ(gpu.train_loss, cpu.train_loss);
+}
+
+// The host waits one training step makes, from the difference of two runs' counts (so setup,
+// evaluation and the final report cancel out).
+ops::HostWaits waits_per_step(Config c) {
+  c.train.device = DeviceType::cuda;
+  c.train.eval_interval = 0;
+  c.log.interval = 1000;
+  auto run_for = [&](int steps) {
+    c.train.steps = steps;
+    c.validate();
+    const ops::HostWaits before = ops::host_waits();
+    train_model(c, {0, "", false});
+    const ops::HostWaits after = ops::host_waits();
+    return ops::HostWaits{after.reads - before.reads, after.uploads - before.uploads};
+  };
+  const ops::HostWaits two = run_for(2), five = run_for(5);
+  return {(five.reads - two.reads) / 3, (five.uploads - two.uploads) / 3};
+}
+
+// Per micro-batch: one read per MoE layer (its counts, with the router's loss terms) and one for
+// the language-model loss; per step one more, the gradient norm. No upload waits: the small ones
+// (ids, load-balancing weights, capacity plans) are staged in pinned memory (ops.h).
+TEST_F(HostBackedCuda, AStepWaitsForTheDeviceOncePerMoeLayerAndMicroBatch) {
+  Config c = run(2);
+  c.model.n_layers = 3;  // one dense, two MoE layers
+  const int64_t micro_batches = c.train.grad_accum, moe_layers = 2;
+  const ops::HostWaits waits = waits_per_step(c);
+  std::printf("host waits per step: %lld reads, %lld uploads\n",
+              static_cast<long long>(waits.reads), static_cast<long long>(waits.uploads));
+  EXPECT_EQ(waits.reads, micro_batches * (moe_layers + 1) + 1);
+  EXPECT_EQ(waits.uploads, 0);
+
+  c.moe.capacity_factor = 1.25;
+  c.moe.aux_loss_type = AuxLossType::global_batch;
+  c.train.recompute = true;
+  const ops::HostWaits dropping = waits_per_step(c);
+  EXPECT_EQ(dropping.reads, waits.reads + micro_batches * moe_layers);  // recompute reads again
+  EXPECT_EQ(dropping.uploads, 0);
+}
+
+TEST_F(HostBackedCuda, ASecondStreamOnADeviceIsRefused) {
+  ops::OwnedStream first(Device::cuda(0));
+  EXPECT_THROW(ops::OwnedStream(Device::cuda(0)), DeviceError);
+  ops::OwnedStream other_device(Device::cuda(1));
+  { ops::OwnedStream after(Device::cuda(2)); }
+  ops::OwnedStream again(Device::cuda(2));  // the first one on cuda:2 is gone
 }
 
 TEST_F(HostBackedCuda, ReadingDeviceMemoryOutsideAnOpIsAnError) {

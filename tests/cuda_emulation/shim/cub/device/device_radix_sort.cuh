@@ -28,6 +28,7 @@ struct DeviceRadixSort {
     if (temp_bytes < kTempBytes || begin_bit < 0 || end_bit > static_cast<int>(sizeof(Key) * 8) ||
         begin_bit >= end_bit)
       return cudaErrorInvalidValue;
+    emu::run_deferred_copies();  // the sort orders after what the stream queued
     using Bits = std::make_unsigned_t<Key>;
     const auto digit = [&](Key key) {
       Bits bits = static_cast<Bits>(key);
