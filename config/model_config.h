@@ -89,6 +89,8 @@ struct MoeConfig {
   int first_k_dense = 0;
   int moe_layer_freq = 1;
   RouterScore router_score = RouterScore::softmax;
+  int n_group = 1;
+  int topk_group = 1;
   bool renormalize = true;
   double routed_scaling = 1.0;
   double capacity_factor = 0.0;
@@ -115,6 +117,12 @@ struct MoeConfig {
     v.field("moe_layer_freq", moe_layer_freq, Range::at_least(1),
             "after those, layer i is MoE when i % moe_layer_freq == 0");
     v.field("router_score", router_score, "router scoring function");
+    v.field("n_group", n_group, Range::at_least(1),
+            "group-limited routing (DeepSeek-V3): experts in n_group groups of consecutive ids; "
+            "1 = off");
+    v.field("topk_group", topk_group, Range::at_least(1),
+            "with n_group > 1, tokens choose among the experts of the topk_group groups whose two "
+            "best scores (plus expert bias) sum highest");
     v.field("renormalize", renormalize, "top-k gate weights renormalized to sum to 1");
     v.field("routed_scaling", routed_scaling, Range::above(0),
             "scale of the routed experts' output");

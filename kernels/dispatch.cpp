@@ -558,6 +558,14 @@ static void check_router(const char* op, const Tensor& scores, const Tensor& pro
   expect_shape(op, "probs", probs, {scores.dim(0), options.k});
   expect_shape(op, "expert_ids", expert_ids, {scores.dim(0), options.k});
   expect_dtype(op, "expert_ids", expert_ids, DType::i32);
+  MOE_CHECK(options.groups >= 1 && num_experts % options.groups == 0, op,
+            ": groups = ", options.groups, " must divide the ", num_experts, " experts");
+  MOE_CHECK(options.kept_groups >= 1 && options.kept_groups <= options.groups, op,
+            ": kept_groups must be in [1, groups = ", options.groups, "], got ",
+            options.kept_groups);
+  MOE_CHECK(options.kept_groups * (num_experts / options.groups) >= options.k, op, ": ",
+            options.kept_groups, " kept groups of ", num_experts / options.groups,
+            " experts hold fewer than top-k = ", options.k);
 }
 
 void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterTopkOptions& options,

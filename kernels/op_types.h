@@ -9,6 +9,10 @@ struct RouterTopkOptions {
   RouterScore score = RouterScore::softmax;
   bool renormalize = true;  // gate weights divided by their sum over the chosen k
   float scaling = 1.0f;     // routed scaling factor applied to the gate weights
+  // Group-limited choice (DeepSeek-V3): the experts form `groups` equal groups of consecutive ids,
+  // and only the `kept_groups` best groups (by the sum of their two best keys) compete.
+  int groups = 1;
+  int kept_groups = 1;
 };
 
 // Which assignments an over-capacity expert drops (moe_apply_capacity).

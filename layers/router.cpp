@@ -13,7 +13,10 @@ Router::Router(ParameterStore& store, const std::string& name, MoeConfig config,
       options_{config.top_k,
                config.router_score == RouterScore::sigmoid ? ops::RouterScore::sigmoid
                                                            : ops::RouterScore::softmax,
-               config.renormalize, static_cast<float>(config.routed_scaling)},
+               config.renormalize,
+               static_cast<float>(config.routed_scaling),
+               config.n_group,
+               config.topk_group},
       gate_(store, name + ".gate", d_model, config.num_experts, false, init_std) {
   if (config.expert_bias) expert_bias_ = &store.add_buffer(name + ".expert_bias", {num_experts_});
   if (config.router_skew > 0) {

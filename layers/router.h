@@ -21,6 +21,9 @@
 // - Mixed precision: the router runs in the parameters' own dtype (f32) on a widened copy of bf16
 //   activations, with the f32 master weight, as Megatron's fp32 router: logits, scores, gates and
 //   both losses in f32. Its share of dx is rounded to bf16 once before it joins dx.
+// - Group-limited routing (moe.n_group, moe.topk_group; METHODS.md §7.4): the choice, made by
+//   router_topk_forward, looks only at the experts of the best groups; the gates and the losses
+//   are as without it.
 // - With renormalization, softmax-then-top-k equals top-k-then-softmax (Mixtral); without it, gates
 //   are the raw softmax scores (Megatron's pre-softmax top-k).
 #pragma once

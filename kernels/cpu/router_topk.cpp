@@ -1,8 +1,11 @@
 // Router top-k on the CPU, one token row at a time (OpenMP over rows), math in double.
 // - Scores: softmax over experts (max-subtracted) or an elementwise sigmoid.
-// - Selection ranks experts by score + bias with a full comparator (key descending, then expert id
-//   ascending), so ties resolve the same way on every machine and thread count. The bias only
-//   ranks; the gate weights are the raw scores of the chosen experts.
+// - Selection ranks experts by key = score + bias with a full comparator (key descending, then
+//   expert id ascending), so ties resolve the same way on every machine and thread count. The
+//   bias only ranks; the gate weights are the raw scores of the chosen experts.
+// - Group-limited choice: a group's key is its best key plus its second best (added in that order,
+//   in double); groups rank like experts; the experts of the other groups get key -inf, so they
+//   rank after every kept one.
 // - Gates: optionally divided by their sum over the k chosen, then multiplied by the scaling.
 // Backward runs the chain in reverse: scaling, the renormalization quotient, then the softmax
 // Jacobian s_e (g_e - sum_f s_f g_f) or the sigmoid derivative s (1 - s), where g is the gradient
@@ -33,21 +36,54 @@ void compute_scores(const T* logits, int64_t experts, RouterScore score, T* scor
   for (int64_t e = 0; e < experts; ++e) scores[e] = static_cast<T>(std::exp(logits[e] - max) / sum);
 }
 
-// The k expert ids with the highest score + bias, best first, ties to the lower id.
+// (key, id) ranks before (other_key, other_id): key descending, then id ascending.
+bool ranks_before(double key, int32_t id, double other_key, int32_t other_id) {
+  return key > other_key || (key == other_key && id < other_id);
+}
+
+// The experts' keys, score + bias (NaN as -inf, so the order stays a strict weak order), with the
+// experts of every group but the kept ones at -inf.
 template <typename T>
-void choose_experts(const T* scores, const T* bias, int64_t experts, int k,
-                    std::vector<int32_t>& order) {
-  order.resize(static_cast<size_t>(experts));
-  std::iota(order.begin(), order.end(), 0);
-  auto key = [&](int32_t e) {  // NaN ranks last, so the comparator stays a strict weak order
+void expert_keys(const T* scores, const T* bias, int64_t experts, const RouterTopkOptions& options,
+                 std::vector<double>& keys) {
+  keys.resize(static_cast<size_t>(experts));
+  for (int64_t e = 0; e < experts; ++e) {
     const double value =
         static_cast<double>(scores[e]) + (bias ? static_cast<double>(bias[e]) : 0.0);
-    return std::isnan(value) ? -INFINITY : value;
-  };
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    const double ka = key(a), kb = key(b);
-    return ka > kb || (ka == kb && a < b);
-  });
+    keys[e] = std::isnan(value) ? -INFINITY : value;
+  }
+  if (options.groups == 1) return;
+  const int64_t size = experts / options.groups;
+  std::vector<double> group_keys(static_cast<size_t>(options.groups));
+  for (int g = 0; g < options.groups; ++g) {
+    double best = -INFINITY, second = -INFINITY;
+    for (int64_t e = g * size; e < (g + 1) * size; ++e) {
+      if (keys[e] > best) {
+        second = best;
+        best = keys[e];
+      } else if (keys[e] > second) {
+        second = keys[e];
+      }
+    }
+    group_keys[g] = size == 1 ? best : best + second;
+  }
+  std::vector<int32_t> groups(static_cast<size_t>(options.groups));
+  std::iota(groups.begin(), groups.end(), 0);
+  std::partial_sort(
+      groups.begin(), groups.begin() + options.kept_groups, groups.end(),
+      [&](int32_t a, int32_t b) { return ranks_before(group_keys[a], a, group_keys[b], b); });
+  std::vector<bool> kept(static_cast<size_t>(options.groups), false);
+  for (int j = 0; j < options.kept_groups; ++j) kept[groups[j]] = true;
+  for (int64_t e = 0; e < experts; ++e)
+    if (!kept[e / size]) keys[e] = -INFINITY;
+}
+
+// The k expert ids with the highest keys, best first, ties to the lower id.
+void choose_experts(const std::vector<double>& keys, int k, std::vector<int32_t>& order) {
+  order.resize(keys.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int32_t a, int32_t b) { return ranks_before(keys[a], a, keys[b], b); });
 }
 
 }  // namespace
@@ -61,11 +97,13 @@ void router_topk_forward(const Tensor& logits, const Tensor& bias, const RouterT
 #pragma omp parallel
     {
       std::vector<int32_t> order;
+      std::vector<double> keys;
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < tokens; ++n) {
         T* s = scores.data<T>() + n * experts;
         compute_scores(logits.data<T>() + n * experts, experts, options.score, s);
-        choose_experts(s, pb, experts, k, order);
+        expert_keys(s, pb, experts, options, keys);
+        choose_experts(keys, k, order);
         double sum = 0;
         for (int j = 0; j < k; ++j) sum += s[order[j]];
         const double norm = options.renormalize ? options.scaling / sum : options.scaling;

@@ -6,6 +6,10 @@
 // - Selection: k rounds of a warp argmax over the experts not yet taken, with the CPU's total order
 //   (key = score + bias descending, NaN as -inf, ties to the lower id). The gate sum runs in
 //   selection order, as on the CPU.
+// - Group-limited choice (groups <= 32, checked): per group, each lane's two best keys are merged
+//   over the warp (every lane ends with the group's two best, added best first as on the CPU);
+//   every lane then picks the same kept groups in the CPU's order and sets the other groups'
+//   experts to -inf.
 // - Backward: the gradient at the scores (dscores plus the dprobs chain) stays in the owning lanes'
 //   registers; chosen ids outside [0, E) are skipped (the CPU rejects them), so they never index
 //   memory.
@@ -21,11 +25,49 @@ namespace {
 
 constexpr int kMaxPerLane = 8;  // experts per lane: E <= 32 * 8 = 256
 constexpr int kMaxK = 16;
+constexpr int kMaxGroups = 32;  // a bit each in a mask
 constexpr int kWarpsPerBlock = kThreads / kWarp;
 
 // (key, id) ranks before (other_key, other_id): key descending, then id ascending.
 __device__ __forceinline__ bool ranks_before(double key, int id, double other_key, int other_id) {
   return key > other_key || (key == other_key && id < other_id);
+}
+
+// Sets the keys of the experts outside the kept groups to -inf (see the header).
+__device__ void keep_best_groups(double (&key)[kMaxPerLane], int lane, int experts,
+                                 const RouterTopkOptions& options) {
+  const int size = experts / options.groups;
+  double group_key[kMaxGroups];
+  for (int g = 0; g < options.groups; ++g) {
+    double best = -INFINITY, second = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      const int e = lane + kWarp * i;
+      if (e >= experts || e / size != g) continue;
+      second = fmax(second, fmin(best, key[i]));
+      best = fmax(best, key[i]);
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const double other_best = __shfl_xor_sync(0xffffffffu, best, offset);
+      const double other_second = __shfl_xor_sync(0xffffffffu, second, offset);
+      second = fmax(fmin(best, other_best), fmax(second, other_second));
+      best = fmax(best, other_best);
+    }
+    group_key[g] = size == 1 ? best : best + second;
+  }
+  unsigned kept = 0;
+  for (int j = 0; j < options.kept_groups; ++j) {
+    int pick = -1;
+    for (int g = 0; g < options.groups; ++g)
+      if (!(kept >> g & 1u) && (pick < 0 || ranks_before(group_key[g], g, group_key[pick], pick)))
+        pick = g;
+    kept |= 1u << pick;
+  }
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    const int e = lane + kWarp * i;
+    if (e < experts && !(kept >> (e / size) & 1u)) key[i] = -INFINITY;
+  }
 }
 
 __device__ __forceinline__ double score_of(float logit, double max, double sum, RouterScore score) {
@@ -65,6 +107,16 @@ __global__ void router_topk_forward_kernel(const float* logits, const float* bia
       if (e < experts) scores[n * experts + e] = s[i];
     }
 
+    double key[kMaxPerLane];
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      const int e = lane + kWarp * i;
+      key[i] = e < experts ? static_cast<double>(s[i]) + (bias ? static_cast<double>(bias[e]) : 0.0)
+                           : -INFINITY;
+      if (isnan(key[i])) key[i] = -INFINITY;
+    }
+    if (options.groups > 1) keep_best_groups(key, lane, experts, options);
+
     unsigned taken = 0;  // bit i: expert lane + 32 i is chosen
     double chosen_sum = 0;
     int my_id = 0;  // lane j < k keeps the j-th choice
@@ -77,9 +129,8 @@ __global__ void router_topk_forward_kernel(const float* logits, const float* bia
       for (int i = 0; i < kMaxPerLane; ++i) {
         const int e = lane + kWarp * i;
         if (e >= experts || (taken >> i & 1u)) continue;
-        double key = static_cast<double>(s[i]) + (bias ? static_cast<double>(bias[e]) : 0.0);
-        if (isnan(key)) key = -INFINITY;
-        if (ranks_before(key, e, best_key, best_id)) best_key = key, best_id = e, best_score = s[i];
+        if (ranks_before(key[i], e, best_key, best_id))
+          best_key = key[i], best_id = e, best_score = s[i];
       }
       for (int offset = 16; offset > 0; offset /= 2) {
         const double key = __shfl_xor_sync(0xffffffffu, best_key, offset);
@@ -160,6 +211,8 @@ void check_router_limits(const char* op, const Tensor& scores, const RouterTopkO
             " experts, the cuda router supports at most ", kWarp * kMaxPerLane);
   MOE_CHECK(options.k <= kMaxK, op, ": top-k ", options.k, ", the cuda router supports at most ",
             kMaxK);
+  MOE_CHECK(options.groups <= kMaxGroups, op, ": ", options.groups,
+            " expert groups, the cuda router supports at most ", kMaxGroups);
 }
 
 unsigned warp_blocks(int64_t rows) { return blocks_for(rows, kWarpsPerBlock); }

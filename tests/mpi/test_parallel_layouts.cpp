@@ -143,6 +143,30 @@ TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
   }
 }
 
+// DeepSeek-V3's routing: sigmoid scores, group-limited choice (2 groups of 2 experts, the better
+// one kept, so a token's two experts are always one group), routed scaling and the expert bias.
+TEST_F(ParallelLayouts, GroupLimitedSigmoidRoutingGivesTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    Config c = layout_run(dataset_for(*world), layout);
+    c.moe.router_score = RouterScore::sigmoid;
+    c.moe.n_group = 2;
+    c.moe.topk_group = 1;
+    c.moe.routed_scaling = 2.5;
+    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
+    Stream stream;
+    const StepStats ref = reference.gradients(stream);
+    const StepStats par = parallel.gradients(stream);
+    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+    EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
+    EXPECT_EQ(par.loads, ref.loads);
+    for (const std::vector<int64_t>& load : ref.loads)  // whole groups: {0, 1} or {2, 3}
+      if (!load.empty()) EXPECT_EQ(load[0], load[1]);
+    expect_same_parameters(parallel, reference, *world, true, 1e-7, 1e-4);
+  }
+}
+
 TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
   int resharded = 0, fssdp_layouts = 0;
   for (const Layout& layout : layouts) {

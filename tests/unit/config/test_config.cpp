@@ -275,6 +275,14 @@ TEST(Config, CrossFieldConstraints) {
   c = Config{};
   c.moe.first_k_dense = 5;
   EXPECT_CONTAINS(validate_error(c), "moe.first_k_dense = 5 exceeds model.n_layers = 4");
+  EXPECT_CONTAINS(parse_error("moe:\n  n_group: 3\n"),
+                  "moe.n_group = 3 must divide moe.num_experts = 8");
+  EXPECT_CONTAINS(parse_error("moe:\n  n_group: 4\n  topk_group: 5\n"),
+                  "moe.topk_group = 5 is out of range: allowed [1, moe.n_group] = [1, 4]");
+  EXPECT_CONTAINS(parse_error("moe:\n  n_group: 8\n  topk_group: 1\n"),
+                  "moe.topk_group = 1 groups of 1 experts (moe.num_experts / moe.n_group) hold "
+                  "fewer than moe.top_k = 2 experts");
+  EXPECT_NO_THROW(parse_config("moe:\n  n_group: 4\n  topk_group: 2\n", "run.yaml"));
   c = Config{};
   c.model.kind = ModelKind::bts;
   c.bts.seed = "seed";

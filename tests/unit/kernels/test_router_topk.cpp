@@ -2,8 +2,11 @@
 // selection rules (descending order, ties to the lower id, the bias choosing without weighting),
 // the gate values against their definitions, and the argument errors.
 // bf16 logits: an InputError (the router stays f32 in bf16 training).
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -156,6 +159,85 @@ TEST(RouterTopk, Float32AgreesWithFloat64) {
   EXPECT_TRUE(testing::all_close(out32.probs, out64.probs, 1e-6, 1e-6));
 }
 
+// Group-limited choice, hand-made: 8 experts in 4 groups of 2, keep 2 groups, top-2. Expert 0
+// has the best score, but its group {0, 1} sums lowest with 1's; the kept groups are {4, 5}
+// (0.60 + 0.50) and {6, 7} (0.55 + 0.40), so the choice is 4 and 6; without groups it is 0 and 4.
+// In 2 groups of 4 the first group {0..3} sums to 0.7 + 0.3 and the second to 0.6 + 0.55: kept
+// with one group, the choice is 4 and 6 again, and with 8 groups of one (keep 2) it is 0 and 4.
+TEST(RouterTopk, GroupLimitedChoiceKeepsTheGroupsWithTheBestTwoKeys) {
+  const std::vector<double> s = {0.70, 0.05, 0.30, 0.20, 0.60, 0.50, 0.55, 0.40};
+  std::vector<double> logits;
+  for (double p : s) logits.push_back(std::log(p / (1 - p)));  // sigmoid scores = s
+  RouterTopkOptions options{2, RouterScore::sigmoid, true, 1.0f, 4, 2};
+  EXPECT_EQ(ids_of(route(row_of(logits), options)), (std::vector<int32_t>{4, 6}));
+  options.groups = 1, options.kept_groups = 1;
+  EXPECT_EQ(ids_of(route(row_of(logits), options)), (std::vector<int32_t>{0, 4}));
+  options.groups = 2, options.kept_groups = 1;
+  EXPECT_EQ(ids_of(route(row_of(logits), options)), (std::vector<int32_t>{4, 6}));
+  options.groups = 8, options.kept_groups = 2;
+  EXPECT_EQ(ids_of(route(row_of(logits), options)), (std::vector<int32_t>{0, 4}));
+  // The bias ranks groups too (it is part of the key), and the gates stay the raw scores.
+  options.groups = 4, options.kept_groups = 2;
+  const Tensor bias = Tensor::from_vector<double>({8}, {0, 0.5, 0, 0, 0, 0, 0, 0});
+  const RouterOut biased = route(row_of(logits), options, bias);
+  EXPECT_EQ(ids_of(biased), (std::vector<int32_t>{0, 4}));  // {0, 1} now sums 1.25
+  EXPECT_TRUE(testing::all_close(biased.probs, row_of({0.70 / 1.30, 0.60 / 1.30}), 1e-12, 1e-12));
+}
+
+// Random rows against a plain second reading of the rule (sort each group, sort the groups, sort
+// the kept experts); random keys leave no ties. Softmax and sigmoid, with a bias.
+TEST(RouterTopk, GroupLimitedChoiceMatchesABruteForceReference) {
+  const int64_t tokens = 40, experts = 12;
+  const Tensor bias = random_tensor({experts}, DType::f64, 31, -0.2, 0.2);
+  for (RouterScore score : {RouterScore::softmax, RouterScore::sigmoid})
+    for (const auto& [groups, kept] : std::vector<std::pair<int, int>>{{3, 1}, {4, 2}, {6, 3}}) {
+      const RouterTopkOptions options{3, score, true, 1.0f, groups, kept};
+      const Tensor logits = random_tensor({tokens, experts}, DType::f64, 32 + groups, -2.0, 2.0);
+      const RouterOut out = route(logits, options, bias);
+      const int64_t size = experts / groups;
+      for (int64_t n = 0; n < tokens; ++n) {
+        std::vector<double> key(experts);
+        for (int64_t e = 0; e < experts; ++e)
+          key[e] = out.scores.data<double>()[n * experts + e] + bias.data<double>()[e];
+        std::vector<double> group_key(groups);
+        for (int g = 0; g < groups; ++g) {
+          std::vector<double> members(key.begin() + g * size, key.begin() + (g + 1) * size);
+          std::sort(members.rbegin(), members.rend());
+          group_key[g] = members[0] + members[1];
+        }
+        std::vector<int> order(groups);
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(),
+                  [&](int a, int b) { return group_key[a] > group_key[b]; });
+        std::vector<int32_t> allowed;
+        for (int j = 0; j < kept; ++j)
+          for (int64_t e = order[j] * size; e < (order[j] + 1) * size; ++e)
+            allowed.push_back(static_cast<int32_t>(e));
+        std::sort(allowed.begin(), allowed.end(),
+                  [&](int32_t a, int32_t b) { return key[a] > key[b]; });
+        const std::vector<int32_t> expected(allowed.begin(), allowed.begin() + options.k);
+        const std::vector<int32_t> got(out.expert_ids.data<int32_t>() + n * options.k,
+                                       out.expert_ids.data<int32_t>() + (n + 1) * options.k);
+        EXPECT_EQ(got, expected) << "token " << n << " groups " << groups << " kept " << kept;
+      }
+    }
+}
+
+// The choice has no gradient; the gates' gradient under a group-limited choice matches finite
+// differences like any other.
+TEST(RouterTopk, GroupLimitedGradientMatchesFiniteDifferences) {
+  const RouterTopkOptions options{2, RouterScore::sigmoid, true, 2.5f, 3, 2};
+  Tensor logits = random_tensor({5, 9}, DType::f64, 41, -2.0, 2.0);
+  const Tensor projection = random_tensor({5, 2}, DType::f64, 42);
+  auto loss = [&] { return testing::dot(route(logits, options).probs, projection); };
+  const RouterOut out = route(logits, options);
+  Tensor dlogits = testing::zeros_like(logits);
+  Stream stream;
+  ops::router_topk_backward(projection, Tensor(), out.expert_ids, out.scores, options, dlogits,
+                            stream);
+  EXPECT_TRUE(testing::gradients_match(loss, {{"logits", logits, dlogits}}));
+}
+
 TEST(RouterTopk, RejectsBadArguments) {
   Stream stream;
   const Tensor logits = Tensor::zeros({3, 4}, DType::f32);
@@ -175,6 +257,12 @@ TEST(RouterTopk, RejectsBadArguments) {
   EXPECT_TRUE(mentions(forward(top2, probs, float_ids, {}), "expert_ids"));
   EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({5}, DType::f32)), "bias"));
   EXPECT_TRUE(mentions(forward(top2, probs, ids, Tensor::zeros({4}, DType::f64)), "dtypes"));
+  EXPECT_TRUE(mentions(forward({2, RouterScore::softmax, true, 1.0f, 3, 1}, probs, ids, {}),
+                       "groups = 3 must divide the 4 experts"));
+  EXPECT_TRUE(mentions(forward({2, RouterScore::softmax, true, 1.0f, 2, 3}, probs, ids, {}),
+                       "kept_groups must be in [1, groups = 2], got 3"));
+  EXPECT_TRUE(mentions(forward({2, RouterScore::softmax, true, 1.0f, 4, 1}, probs, ids, {}),
+                       "1 kept groups of 1 experts hold fewer than top-k = 2"));
 
   Tensor dlogits = Tensor::zeros({3, 4}, DType::f32);
   auto backward = [&](const Tensor& dscores, const Tensor& expert_ids) {

@@ -210,6 +210,26 @@ TEST_F(CudaMoeOps, RouterForwardMatchesCpuInEveryMode) {
           }
 }
 
+// Group-limited choice (DeepSeek-V3): groups spread over lanes (E 256 in 8 or 32 groups, lanes
+// hold experts 32 apart) and within one lane's reach (E 12 in 4 groups), with a bias.
+TEST_F(CudaMoeOps, GroupLimitedRoutingMatchesCpu) {
+  struct GroupCase {
+    int64_t experts;
+    int k, groups, kept;
+  };
+  for (const GroupCase& c : {GroupCase{256, 8, 8, 4}, GroupCase{256, 4, 32, 3},
+                             GroupCase{12, 3, 4, 2}, GroupCase{64, 2, 64 / 2, 1}})
+    for (RouterScore score : {RouterScore::softmax, RouterScore::sigmoid}) {
+      const RouterTopkOptions options{c.k, score, true, 2.5f, c.groups, c.kept};
+      SCOPED_TRACE("E " + std::to_string(c.experts) + " groups " + std::to_string(c.groups) +
+                   " kept " + std::to_string(c.kept));
+      const Tensor logits = random_tensor({37, c.experts}, DType::f32, 43, -4.0, 4.0);
+      const double bias_size = score == RouterScore::softmax ? 1.0 / c.experts : 0.1;
+      expect_routing_matches(
+          logits, random_tensor({c.experts}, DType::f32, 44, -bias_size, bias_size), options, gpu);
+    }
+}
+
 // Exact ties resolve to the lower expert id, within a lane (3 and 35) and across lanes.
 TEST_F(CudaMoeOps, RouterTiesGoToTheLowerExpertId) {
   const int experts = 40;
