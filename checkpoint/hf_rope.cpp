@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <variant>
 
 namespace moe {
 namespace {
@@ -39,6 +40,10 @@ void rope_from_hf(const JsonNode& root, ModelConfig& model) {
   model.rope_scaling = RopeScaling{};
   if (!scaling) return;
   const JsonNode& r = *scaling;
+  for (const auto& [key, value] : r.as_object())
+    if (std::holds_alternative<JsonObject>(value.data()))
+      r.fail("has rope parameters per layer type ('" + key +
+             "'), which MoEForge does not implement");
   model.rope_theta = number_or(r, "rope_theta", model.rope_theta);
   if (number_or(r, "partial_rotary_factor", 1.0) != 1.0)
     r.fail("has partial_rotary_factor other than 1, which MoEForge does not implement");

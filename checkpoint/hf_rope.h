@@ -7,8 +7,9 @@
 // - Import resolves what transformers derives (original_max_position_embeddings defaults to
 //   max_position_embeddings for llama3 and yarn; a yarn factor of null is max_position_embeddings /
 //   original), so the model config says exactly what the model computes.
-// - A rope type MoEForge does not implement (dynamic, longrope, ...), a partial rotary factor and
-//   yarn's truncate = false are refused by name, never approximated.
+// - A rope type MoEForge does not implement (dynamic, longrope, ...), a partial rotary factor,
+//   rope parameters per layer type and yarn's truncate = false are refused by name, never
+//   approximated.
 #pragma once
 
 #include <string>

@@ -4,14 +4,13 @@
 // - One thread per (row, pair i), looping over the heads, so the angle, its cosine and sine are
 //   computed once per (row, pair) and a warp's loads of one head are contiguous.
 // - The angle, cosine, sine and the rotation are computed in f64 exactly as the CPU backend does:
-// an f32 angle would be off by up to position * 2^-24 radians (about 2e-3 at
-//   position 32k), far more than an f32 output's rounding. The result is rounded once on store.
+//   an f32 angle would be off by up to position * 2^-24 radians (about 2e-3 at position 32k), far
+//   more than an f32 output's rounding. The result is rounded once on store.
 // - Both elements of a pair are read before either is written, so out may alias x.
 // - bf16 rounding points (as kernels/cpu/rope.cpp): each output once, f64 -> f32 -> bf16, the CPU's
 //   two steps; only the f64 sincos may differ from the CPU's in their last bits.
 // - Backward is the rotation by the negated angle, times scale. A negative position (the CPU
-// backend rejects
-//   it) only rotates the other way: it cannot reach outside the tensors.
+//   backend rejects it) only rotates the other way: it cannot reach outside the tensors.
 #include "kernels/cuda/launch.cuh"
 
 namespace moe::cuda {

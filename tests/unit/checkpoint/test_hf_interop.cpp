@@ -151,39 +151,27 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
 
 // The worked example of docs/interop.md on a fixture: a dense Llama imported, copy-upcycled into a
 // 4-expert top-2 MoE, exported as Mixtral and imported again still computes the dense function:
-// its logits are transformers' Llama logits.
+// its logits are transformers' Llama logits. Also for the Llama-3.2-style fixture: the rope
+// scaling and the tied embeddings survive the way.
 TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
-  const std::string source = kFixtures + "/llama";
-  const std::string dense = hf_to_moeforge(source, temp_dir("workflow_dense"));
-  Config moe = config_from_hf(source + "/config.json").config;
-  moe.moe.first_k_dense = 0;
-  moe.moe.num_experts = 4;
-  moe.moe.top_k = 2;
-  moe.moe.expert_hidden = moe.model.ffn_hidden;
-  const std::string upcycled = upcycle({dense}, moe, {}, temp_dir("workflow_moe"));
-  const std::string exported = temp_dir("workflow_hf");
-  moeforge_to_hf(upcycled, exported, "", "f32", int64_t{1} << 40);
-  const HfImport again = config_from_hf(exported + "/config.json");
-  ASSERT_EQ(again.model_type, "mixtral");
-  const std::string step = hf_to_moeforge(exported, temp_dir("workflow_again"));
-  ParameterStore store(DType::f32);
-  Model model(again.config.model, again.config.moe, store);
-  store.allocate(0);
-  load_checkpoint(step, {&store, false, {}}, {});
-
-  const SafetensorsFile reference(source + "/reference.safetensors");
-  const SafetensorsTensor& ids = reference.at("input_ids");
-  const SafetensorsTensor& logits = reference.at("logits");
-  std::vector<int32_t> tokens(ids.numel);
-  std::memcpy(tokens.data(), reference.data(ids), tokens.size() * sizeof(int32_t));
-  Tensor expected = Tensor::empty({ids.shape[0] * ids.shape[1], logits.shape[2]}, DType::f32);
-  reference.read_f32(logits, expected.data<float>());
-  Stream stream;
-  const Tensor inputs = Tensor::from_vector<int32_t>({ids.shape[0], ids.shape[1]}, tokens);
-  const Tensor targets = Tensor::from_vector<int32_t>(
-      {ids.shape[0], ids.shape[1]}, std::vector<int32_t>(tokens.size(), Model::ignore_index));
-  EXPECT_TRUE(testing::all_close(model.forward(inputs, targets, false, stream).logits, expected,
-                                 2e-4, 1e-4));
+  for (const std::string name : {"llama", "llama3"}) {
+    SCOPED_TRACE(name);
+    const std::string source = kFixtures + "/" + name;
+    const std::string dense = hf_to_moeforge(source, temp_dir("workflow_dense"));
+    Config moe = config_from_hf(source + "/config.json").config;
+    moe.moe.first_k_dense = 0;
+    moe.moe.num_experts = 4;
+    moe.moe.top_k = 2;
+    moe.moe.expert_hidden = moe.model.ffn_hidden;
+    const std::string upcycled = upcycle({dense}, moe, {}, temp_dir("workflow_moe"));
+    const std::string exported = temp_dir("workflow_hf");
+    moeforge_to_hf(upcycled, exported, "", "f32", int64_t{1} << 40);
+    const HfImport again = config_from_hf(exported + "/config.json");
+    ASSERT_EQ(again.model_type, "mixtral");
+    EXPECT_EQ(again.config.model.rope_scaling, moe.model.rope_scaling);
+    const Logits logits = imported_logits(exported, name);
+    EXPECT_TRUE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+  }
 }
 
 // transformers' Qwen2MoeConfig has qkv_bias (default true): a qwen2_moe without q/k/v biases

@@ -140,6 +140,9 @@ TEST(HfRope, RefusesWhatItDoesNotImplementByName) {
   message = testing::input_error_message(
       [] { import(R"({"rope_scaling": {"rope_type": "yarn", "factor": 4, "truncate": false}})"); });
   EXPECT_NE(message.find("truncate false"), std::string::npos) << message;
+  message = testing::input_error_message(
+      [] { import(R"({"rope_parameters": {"full_attention": {"rope_type": "default"}}})"); });
+  EXPECT_NE(message.find("per layer type ('full_attention')"), std::string::npos) << message;
 }
 
 }  // namespace
