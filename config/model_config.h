@@ -78,9 +78,9 @@ struct RopeScaling {
     v.field("high_freq_factor", high_freq_factor, Range::at_least(0),
             "llama3: wavelengths below original_max_seq_len / high_freq_factor are kept");
     v.field("beta_fast", beta_fast, Range::above(0),
-            "yarn: rotations over the original context below which a pair is extrapolated");
+            "yarn: a pair turning more often over the original context keeps its frequency");
     v.field("beta_slow", beta_slow, Range::above(0),
-            "yarn: rotations over the original context above which a pair is interpolated");
+            "yarn: a pair turning less often over the original context is divided by factor");
     v.field(
         "mscale", mscale, Range::at_least(0),
         "yarn: with mscale_all_dim, attention_factor = m(mscale) / m(mscale_all_dim); 0 = unset");
