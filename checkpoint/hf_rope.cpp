@@ -1,8 +1,8 @@
 #include "checkpoint/hf_rope.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <variant>
+
+#include "config/rules.h"
 
 namespace moe {
 namespace {
@@ -21,12 +21,7 @@ double required(const JsonNode& node, const char* key, const std::string& type) 
 
 // A JSON number that Python reads back as a float: shortest round trip, with a '.'.
 std::string real(double x) {
-  char text[32];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(text, sizeof text, "%.*g", digits, x);
-    if (std::strtod(text, nullptr) == x) break;
-  }
-  std::string s = text;
+  std::string s = format_number(x);
   if (s.find_first_of(".en") == std::string::npos) s += ".0";
   return s;
 }
