@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "checkpoint/hf_rope.h"
 #include "formats/json.h"
 
 namespace moe {
@@ -54,7 +55,6 @@ HfImport config_from_hf(const std::string& path) {
       path, ": model_type '", type, "' is not supported (supported: ", join(hf_model_types()), ")");
   const std::string act = root.find("hidden_act") ? root.at("hidden_act").as_string() : "silu";
   refuse_if(act != "silu", path, "hidden_act '" + act + "' (MoEForge's FFN is SwiGLU)");
-  refuse_if(root.find("rope_scaling").has_value(), path, "rope_scaling");
   refuse_if(optional_number<bool>(root, "attention_bias", false), path,
             "attention_bias (it includes an o_proj bias)");
   refuse_if(optional_number<bool>(root, "mlp_bias", false), path, "mlp_bias");
@@ -68,10 +68,10 @@ HfImport config_from_hf(const std::string& path) {
   m.head_dim = optional_number<int>(root, "head_dim", 0);
   if (m.head_dim * m.n_heads == m.d_model) m.head_dim = 0;  // the derived value
   m.ffn_hidden = static_cast<int>(root.at("intermediate_size").as_int());
-  m.rope_theta = optional_number<double>(root, "rope_theta", 10000.0);
   m.norm_eps = root.at("rms_norm_eps").as_number();
   m.tie_embeddings = optional_number<bool>(root, "tie_word_embeddings", false);
   m.max_seq_len = static_cast<int>(root.at("max_position_embeddings").as_int());
+  rope_from_hf(root, m);  // before a sliding window shortens max_seq_len
   // Qwen2MoeConfig reads qkv_bias (default true); Qwen2Config has no such key, its q/k/v always
   // have biases.
   m.qkv_bias =
@@ -213,8 +213,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
   field("hidden_act", str("silu"));
   field("max_position_embeddings", std::to_string(m.max_seq_len));
   field("rms_norm_eps", real(m.norm_eps));
-  field("rope_theta", real(m.rope_theta));
-  field("rope_scaling", "null");
+  json += rope_to_hf(m);
   field("tie_word_embeddings", m.tie_embeddings ? "true" : "false");
   field("attention_bias", "false");
   field("attention_dropout", "0.0");

@@ -6,11 +6,12 @@
 //   its MoEForge place (a parameter, and for a routed expert's matrix the expert), so import and
 //   export cannot disagree, and a source tensor missing from the list is an error: nothing is
 //   dropped silently.
-// - A feature without an equivalent on the other side (rope scaling, biases MoEForge has no
-//   parameter for, an activation other than SiLU, MoE layer patterns it cannot express, a
-//   sigmoid router or ungated shared experts on export) is refused with the reason, never
-//   approximated. A sliding window shorter than the context is the one exception: the imported
-//   model's max_seq_len becomes the window, within which the two are the same, and a note says so.
+// - A feature without an equivalent on the other side (a rope type MoEForge does not implement,
+//   checkpoint/hf_rope.h; biases MoEForge has no parameter for, an activation other than SiLU, MoE
+//   layer patterns it cannot express, a sigmoid router or ungated shared experts on export) is
+//   refused with the reason, never approximated. A sliding window shorter than the context is the
+//   one exception: the imported model's max_seq_len becomes the window, within which the two are
+//   the same, and a note says so.
 #pragma once
 
 #include <string>

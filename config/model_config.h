@@ -5,6 +5,8 @@
 // - "0 = derived" keys (head_dim, shared_expert_hidden) keep the 0, so the printed config is what
 //   the user wrote; effective_*() resolve them.
 // - Enum keys carry their YAML words in enum_words() beside the enum (config/schema.h).
+// - RoPE scaling is a member of ModelConfig, so it reaches the layers with the model's shape, but a
+//   YAML section of its own (rope_scaling), visited by Config: sections do not nest.
 #pragma once
 
 #include <array>
@@ -36,6 +38,62 @@ constexpr std::array<std::string_view, 3> enum_words(AuxLossNorm) {
   return {"megatron", "hf", "switch"};
 }
 
+// rope_scaling.type: how the rotary frequencies are stretched for a context longer than the one
+// the model was trained on (METHODS.md §7.2; layers/rope_frequencies.cpp).
+enum class RopeScalingType { none, linear, llama3, yarn };
+constexpr std::array<std::string_view, 4> enum_words(RopeScalingType) {
+  return {"none", "linear", "llama3", "yarn"};
+}
+inline std::string_view refusal_reason(RopeScalingType, std::string_view word) {
+  if (word == "default") return "write none: the unscaled frequencies";
+  if (word == "dynamic" || word == "longrope")
+    return "this rope type is not implemented in MoEForge";
+  return {};
+}
+
+// The rope_scaling section, Hugging Face's rope_scaling (transformers 4) or rope_parameters (5).
+// 0 means "not set" where transformers has no default, so that validation can ask for the value.
+struct RopeScaling {
+  RopeScalingType type = RopeScalingType::none;
+  double factor = 0;
+  int original_max_seq_len = 0;
+  double low_freq_factor = 0;
+  double high_freq_factor = 0;
+  double beta_fast = 32;
+  double beta_slow = 1;
+  double mscale = 0;
+  double mscale_all_dim = 0;
+  double attention_factor = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("type", type, "none, or how the RoPE frequencies are scaled (linear, llama3, yarn)");
+    v.field("factor", factor, Range::at_least(0),
+            "context extension factor; required by linear, llama3 and yarn");
+    v.field("original_max_seq_len", original_max_seq_len, Range::at_least(0),
+            "llama3, yarn: context length of pre-training; 0 = model.max_seq_len");
+    v.field(
+        "low_freq_factor", low_freq_factor, Range::at_least(0),
+        "llama3: wavelengths above original_max_seq_len / low_freq_factor are divided by factor");
+    v.field("high_freq_factor", high_freq_factor, Range::at_least(0),
+            "llama3: wavelengths below original_max_seq_len / high_freq_factor are kept");
+    v.field("beta_fast", beta_fast, Range::above(0),
+            "yarn: a pair turning more often over the original context keeps its frequency");
+    v.field("beta_slow", beta_slow, Range::above(0),
+            "yarn: a pair turning less often over the original context is divided by factor");
+    v.field(
+        "mscale", mscale, Range::at_least(0),
+        "yarn: with mscale_all_dim, attention_factor = m(mscale) / m(mscale_all_dim); 0 = unset");
+    v.field("mscale_all_dim", mscale_all_dim, Range::at_least(0), "yarn: see mscale; 0 = unset");
+    v.field("attention_factor", attention_factor, Range::at_least(0),
+            "yarn: multiplies cos and sin; 0 = derived from factor (and mscale)");
+  }
+  int effective_original_max_seq_len(int max_seq_len) const {
+    return original_max_seq_len > 0 ? original_max_seq_len : max_seq_len;
+  }
+  bool operator==(const RopeScaling&) const = default;
+};
+
 struct ModelConfig {
   ModelKind kind = ModelKind::decoder;
   int vocab_size = 257;
@@ -53,6 +111,7 @@ struct ModelConfig {
   bool tie_embeddings = true;
   int max_seq_len = 256;
   double init_std = 0.02;
+  RopeScaling rope_scaling;  // its own section, rope_scaling (config/run_config.h)
 
   template <class V>
   void visit(V& v) {

@@ -301,6 +301,7 @@ struct Config {
   template <class V>
   void visit(V& v) {
     v.section("model", model, "decoder shape");
+    v.section("rope_scaling", model.rope_scaling, "RoPE frequency scaling (part of the model)");
     v.section("moe", moe, "experts, router and balancing losses");
     v.section("parallel", parallel, "process layout");
     v.section("data", data, "training data");

@@ -37,6 +37,7 @@ void Config::validate(const std::string& where) const {
   Checker checker(where);
   visit_const(*this, checker);
   validate_model_shape(*this, where);
+  validate_rope_scaling(*this, where);
   validate_bts(*this, where);  // before the layout: a BTS run refuses TP and EP outright
   validate_parallel_layout(*this, where);
   validate_training(*this, where);

@@ -10,6 +10,8 @@ namespace moe {
 
 // model.* and moe.*: the decoder's and the experts' shapes fit together.
 void validate_model_shape(const Config& config, const std::string& where);
+// rope_scaling.*: the numbers the chosen type needs.
+void validate_rope_scaling(const Config& config, const std::string& where);
 // parallel.* and fssdp.*: the layout divides what it splits.
 void validate_parallel_layout(const Config& config, const std::string& where);
 // model.kind bts and the bts section.

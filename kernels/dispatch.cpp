@@ -382,27 +382,32 @@ void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, c
 
 // --- rope -----------------------------------------------------------------------------------
 
-static void check_rope(const char* op, const Tensor& x, const Tensor& positions, float theta,
-                       const Tensor& out) {
+static void check_rope(const char* op, const Tensor& x, const Tensor& positions,
+                       const Tensor& inv_freq, float scale, const Tensor& out) {
   expect_same_device_and_float_dtype(op, {&x, &positions, &out});
   expect_ndim(op, "x", x, 3);
   MOE_CHECK(x.dim(2) % 2 == 0, op, ": head_dim must be even for rotary embedding, got ", x.dim(2));
   expect_shape(op, "positions", positions, {x.dim(0)});
   expect_dtype(op, "positions", positions, DType::i32);
   expect_shape(op, "out", out, x.shape());
-  MOE_CHECK(theta > 0, op, ": rope theta must be > 0, got ", theta);
+  expect_defined(op, "inv_freq", inv_freq);
+  MOE_CHECK(inv_freq.device() == x.device(), op, ": inv_freq is on ", inv_freq.device().str(),
+            ", x on ", x.device().str());
+  expect_dtype(op, "inv_freq", inv_freq, DType::f64);
+  expect_shape(op, "inv_freq", inv_freq, {x.dim(2) / 2});
+  MOE_CHECK(scale > 0, op, ": rope scale must be > 0, got ", scale);
 }
 
-void rope_forward(const Tensor& x, const Tensor& positions, float theta, Tensor& out,
-                  Stream& stream) {
-  check_rope("rope_forward", x, positions, theta, out);
-  MOE_DISPATCH(rope_forward, x.device(), x, positions, theta, out, stream);
+void rope_forward(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, float scale,
+                  Tensor& out, Stream& stream) {
+  check_rope("rope_forward", x, positions, inv_freq, scale, out);
+  MOE_DISPATCH(rope_forward, x.device(), x, positions, inv_freq, scale, out, stream);
 }
 
-void rope_backward(const Tensor& dout, const Tensor& positions, float theta, Tensor& dx,
-                   Stream& stream) {
-  check_rope("rope_backward", dout, positions, theta, dx);
-  MOE_DISPATCH(rope_backward, dout.device(), dout, positions, theta, dx, stream);
+void rope_backward(const Tensor& dout, const Tensor& positions, const Tensor& inv_freq, float scale,
+                   Tensor& dx, Stream& stream) {
+  check_rope("rope_backward", dout, positions, inv_freq, scale, dx);
+  MOE_DISPATCH(rope_backward, dout.device(), dout, positions, inv_freq, scale, dx, stream);
 }
 
 // --- attention ------------------------------------------------------------------------------

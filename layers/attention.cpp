@@ -4,6 +4,7 @@
 
 #include "kernels/ops.h"
 #include "layers/activation_sum.h"
+#include "layers/rope_frequencies.h"
 #include "layers/tensor_parallel.h"
 
 namespace moe {
@@ -15,7 +16,6 @@ Attention::Attention(ParameterStore& store, const std::string& name, const Model
       n_kv_heads_(tp_share(config.n_kv_heads, "model.n_kv_heads", groups)),
       head_dim_(config.effective_head_dim()),
       norm_per_head_(config.qk_norm_scope == QkNormScope::head),
-      rope_theta_(static_cast<float>(config.rope_theta)),
       norm_eps_(static_cast<float>(config.norm_eps)),
       wq_(store, name + ".wq", config.d_model, config.n_heads * head_dim_, config.qkv_bias,
           config.init_std, column_parallel(groups)),
@@ -25,6 +25,12 @@ Attention::Attention(ParameterStore& store, const std::string& name, const Model
           config.init_std, column_parallel(groups)),
       wo_(store, name + ".wo", config.n_heads * head_dim_, config.d_model, false, config.init_std,
           row_parallel(groups)) {
+  const RopeFrequencies rope = rope_frequencies(config);
+  const int64_t pairs = static_cast<int64_t>(rope.inv_freq.size());
+  Stream stream{store.device(), nullptr};
+  inv_freq_ =
+      ops::to_device(Tensor::from_vector<double>({pairs}, rope.inv_freq), store.device(), stream);
+  rope_scale_ = static_cast<float>(rope.attention_factor);
   const Placement shared{ParamGroup::dense, TpMode::partial, {}};
   if (config.qk_norm) {
     const int64_t q_width = norm_per_head_ ? head_dim_ : config.n_heads * head_dim_,
@@ -54,7 +60,7 @@ void Attention::project_and_rotate(const Linear& proj, const Parameter* norm, co
   } else {
     proj.forward(x, flat, stream);
   }
-  ops::rope_forward(rotated, positions, rope_theta_, rotated, stream);
+  ops::rope_forward(rotated, positions, inv_freq_, rope_scale_, rotated, stream);
 }
 
 void Attention::rotate_and_project_backward(const Linear& proj, const Parameter* norm,
@@ -64,8 +70,8 @@ void Attention::rotate_and_project_backward(const Linear& proj, const Parameter*
                                             Stream& stream) const {
   const int64_t tokens = x.dim(0);
   Tensor dunrotated = Tensor::empty({tokens, heads, head_dim_}, x.dtype(), x.device());
-  ops::rope_backward(drotated.view({tokens, heads, head_dim_}), positions, rope_theta_, dunrotated,
-                     stream);
+  ops::rope_backward(drotated.view({tokens, heads, head_dim_}), positions, inv_freq_, rope_scale_,
+                     dunrotated, stream);
   Tensor dproj = dunrotated.view({tokens, heads * head_dim_});
   if (norm) {
     const Shape rows_shape = norm_rows(tokens, heads);

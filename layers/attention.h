@@ -1,6 +1,7 @@
 // Causal grouped-query self-attention with rotary positions (Llama family): q, k, v projections
 // (optional bias), optional RMSNorm over each query and key head (QK-norm, applied before RoPE as
-// in Qwen3/OLMoE), RoPE, the attention op and the output projection.
+// in Qwen3/OLMoE), RoPE (frequencies scaled as model.rope_scaling says, layers/rope_frequencies.h),
+// the attention op and the output projection.
 //
 // Tensor parallel (Megatron): each TP rank holds n_heads/tp query heads and n_kv_heads/tp kv heads
 // (column-parallel q, k, v), so grouped-query pairs stay on one rank; the row-parallel output
@@ -54,7 +55,9 @@ class Attention {
   Communicator* tp_;
   int64_t n_heads_, n_kv_heads_, head_dim_;  // heads on this rank
   bool norm_per_head_;                       // QK-norm rows: heads, or whole projections
-  float rope_theta_, norm_eps_;
+  Tensor inv_freq_;   // RoPE frequencies, f64 [head_dim/2] on the store's device
+  float rope_scale_;  // multiplies RoPE's cos and sin (yarn's attention factor)
+  float norm_eps_;
   Linear wq_, wk_, wv_, wo_;
   Parameter* q_norm_ = nullptr;
   Parameter* k_norm_ = nullptr;

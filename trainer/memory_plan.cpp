@@ -218,6 +218,8 @@ MemoryPlan plan_memory(const Config& config, int world) {
                   (owned_moments(d.dense, zero, plan.dp, dp_rank) +
                    owned_moments(d.expert, zero, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
+    r.rope_tables = int64_t{config.model.n_layers} * (config.model.effective_head_dim() / 2) *
+                    static_cast<int64_t>(sizeof(double));
     int64_t expert_rows = 0;
     const ActivationShape shape =
         activation_shape(config, p.tp, plan.ep, d.local_experts, &expert_rows);
@@ -230,7 +232,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
     r.peak_block_recompute = recomputed.block;
     r.fssdp_copies = config.train.recompute ? recomputed.fssdp_copies : plain.fssdp_copies;
     r.optimizer_buffers = zero ? zero_buffers({{d.dense, plan.dp}, {d.expert, edp}}) : 0;
-    r.total = r.parameters + r.gradients + r.optimizer + r.compute_copy +
+    r.total = r.parameters + r.gradients + r.optimizer + r.compute_copy + r.rope_tables +
               std::max(config.train.recompute ? r.activations_recompute : r.activations,
                        r.optimizer_buffers);
     plan.ranks.push_back(r);
@@ -314,6 +316,7 @@ std::string plan_report(const MemoryPlan& plan, const Config& config,
        config.parallel.zero == 1 ? "AdamW m and v, f32, this rank's ZeRO-1 slices"
                                  : "AdamW m and v, f32");
   line("compute copy", w.compute_copy, bf16 ? "bf16" : "none in precision f32");
+  line("rope tables", w.rope_tables, "f64 RoPE frequencies, one table per layer");
   auto where = [](int block) {
     return "one micro-batch's peak, in the backward of " +
            (block < 0 ? std::string("the LM head") : "block " + std::to_string(block));

@@ -10,7 +10,8 @@
 //   gradients of every local parameter (gradients are not sharded, ZeRO-1 included); AdamW's two
 //   f32 moments of every local parameter, or with parallel.zero: 1 of this rank's slice of each
 //   parameter group's arena range (dense over dp, experts over edp); precision bf16 adds a bf16
-//   compute copy of every parameter. Buffers (the expert bias) count with the parameters.
+//   compute copy of every parameter. Buffers (the expert bias) count with the parameters. Each
+//   attention layer holds its RoPE frequency table (layers/attention.h).
 // - Activations: trainer/activation_memory.h, for one micro-batch of train.micro_batch_size x
 //   data.seq_len tokens. The expert rows are the capacity bound when moe.capacity_factor > 0,
 //   else the balanced expectation: the EP group's tokens x top_k spread evenly over its ranks.
@@ -37,6 +38,7 @@ struct RankMemory {
   int64_t gradients = 0;              // f32
   int64_t optimizer = 0;              // AdamW m and v, f32
   int64_t compute_copy = 0;           // bf16 copy of the parameters (precision bf16)
+  int64_t rope_tables = 0;            // RoPE frequencies, f64 [head_dim / 2] per attention layer
   int64_t activations = 0;            // one micro-batch's peak without recompute
   int64_t activations_recompute = 0;  // with train.recompute
   // Where they peak: in the backward of this block, or (-1) of the LM head.

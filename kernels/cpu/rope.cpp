@@ -1,8 +1,10 @@
 // Rotary position embedding on the CPU, in the Hugging Face "rotate half" pairing: element i of a
-// head and element i + hd/2 form a pair that turns by position * theta^(-2i/hd).
+// head and element i + hd/2 form a pair that turns by position * inv_freq[i] (the caller's f64
+// table), with cos and sin multiplied by scale.
 // - Angles, cos and sin are computed in double, once per (row, pair), and shared by all heads.
 // - Both elements of a pair are read before either is written, so out may alias x.
-// - Backward is the same rotation by the negated angle: a rotation's transpose is its inverse.
+// - Backward is the same rotation by the negated angle, times scale: a rotation's transpose is its
+//   inverse.
 // - Positions are checked before the parallel loop, so a bad one throws from the calling thread.
 // - f32: each row's cos and sin (computed in double as above) are rounded to f32 once, then every
 //   head turns its pairs in f32, a loop over the pair index that the compiler vectorises.
@@ -25,19 +27,12 @@ void check_positions(const char* op, const Tensor& positions) {
     MOE_CHECK(pos[n] >= 0, op, ": positions[", n, "] is ", pos[n], ", positions must be >= 0");
 }
 
-std::vector<double> inverse_frequencies(float theta, int64_t head_dim) {
-  std::vector<double> inv_freq(static_cast<size_t>(head_dim / 2));
-  for (size_t i = 0; i < inv_freq.size(); ++i)
-    inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / head_dim);
-  return inv_freq;
-}
-
-// out = x with every pair turned by direction * angle (direction +1 forward, -1 backward).
-void rotate(const char* op, const Tensor& x, const Tensor& positions, float theta, double direction,
-            Tensor& out) {
+// out = scale * x with every pair turned by direction * angle (direction +1 forward, -1 backward).
+void rotate(const char* op, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
+            double scale, double direction, Tensor& out) {
   check_positions(op, positions);
   const int64_t rows = x.dim(0), heads = x.dim(1), head_dim = x.dim(2), half = head_dim / 2;
-  const std::vector<double> inv_freq = inverse_frequencies(theta, head_dim);
+  const double* freq = inv_freq.data<double>();
   const int32_t* pos = positions.data<int32_t>();
   fast_f32_dispatch(
       x.dtype(), op,
@@ -50,9 +45,9 @@ void rotate(const char* op, const Tensor& x, const Tensor& positions, float thet
 #pragma omp for schedule(static)
           for (int64_t n = 0; n < rows; ++n) {
             for (int64_t i = 0; i < half; ++i) {
-              const double angle = direction * pos[n] * inv_freq[static_cast<size_t>(i)];
-              cos_row[i] = static_cast<float>(std::cos(angle));
-              sin_row[i] = static_cast<float>(std::sin(angle));
+              const double angle = direction * pos[n] * freq[i];
+              cos_row[i] = static_cast<float>(scale * std::cos(angle));
+              sin_row[i] = static_cast<float>(scale * std::sin(angle));
             }
             for (int64_t h = 0; h < heads; ++h) {
               const float* a = px + (n * heads + h) * head_dim;
@@ -73,8 +68,8 @@ void rotate(const char* op, const Tensor& x, const Tensor& positions, float thet
 #pragma omp parallel for schedule(static)
         for (int64_t n = 0; n < rows; ++n) {
           for (int64_t i = 0; i < half; ++i) {
-            const double angle = direction * pos[n] * inv_freq[static_cast<size_t>(i)];
-            const double c = std::cos(angle), s = std::sin(angle);
+            const double angle = direction * pos[n] * freq[i];
+            const double c = scale * std::cos(angle), s = scale * std::sin(angle);
             for (int64_t h = 0; h < heads; ++h) {
               const int64_t lo = (n * heads + h) * head_dim + i, hi = lo + half;
               const double a = widen(px[lo]), b = widen(px[hi]);
@@ -88,12 +83,14 @@ void rotate(const char* op, const Tensor& x, const Tensor& positions, float thet
 
 }  // namespace
 
-void rope_forward(const Tensor& x, const Tensor& positions, float theta, Tensor& out, Stream&) {
-  rotate("rope_forward", x, positions, theta, 1.0, out);
+void rope_forward(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, float scale,
+                  Tensor& out, Stream&) {
+  rotate("rope_forward", x, positions, inv_freq, scale, 1.0, out);
 }
 
-void rope_backward(const Tensor& dout, const Tensor& positions, float theta, Tensor& dx, Stream&) {
-  rotate("rope_backward", dout, positions, theta, -1.0, dx);
+void rope_backward(const Tensor& dout, const Tensor& positions, const Tensor& inv_freq, float scale,
+                   Tensor& dx, Stream&) {
+  rotate("rope_backward", dout, positions, inv_freq, scale, -1.0, dx);
 }
 
 }  // namespace moe::cpu

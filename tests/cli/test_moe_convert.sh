@@ -27,8 +27,9 @@ expect zero "BF16" "$convert" moeforge-to-hf --input "$tmp/mixtral/step_00000000
 mkdir -p "$tmp/gpt2" && echo '{"model_type": "gpt2"}' > "$tmp/gpt2/config.json"
 expect nonzero "model_type 'gpt2' is not supported" "$convert" hf-to-moeforge --input "$tmp/gpt2" --output "$tmp/x"
 cp -r "$fixtures/llama" "$tmp/scaled"
-sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "linear", "factor": 2.0}/' "$tmp/scaled/config.json"
-expect nonzero "rope_scaling has no MoEForge equivalent" "$convert" hf-to-moeforge --input "$tmp/scaled" --output "$tmp/x"
+sed -i 's/"rope_scaling": null/"rope_scaling": {"type": "dynamic", "factor": 2.0}/' "$tmp/scaled/config.json"
+expect nonzero "rope_scaling has rope type 'dynamic', which MoEForge does not implement (implemented: default, linear, llama3, yarn)" \
+  "$convert" hf-to-moeforge --input "$tmp/scaled" --output "$tmp/x"
 cp -r "$fixtures/llama" "$tmp/deeper"
 sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$tmp/deeper/config.json"
 expect nonzero "tensor 'model.layers.2.input_layernorm.weight' is missing" \

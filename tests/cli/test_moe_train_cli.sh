@@ -59,7 +59,7 @@ expect zero "done: 2 steps" "$moe_train" --config "$config" "${tiny[@]}" \
 # --plan: the memory per rank, without training, data or an MPI job.
 plan=(--config "$config" --plan --set data.train=/no/such/corpus)
 for line in "memory plan: 1 rank = tp 1 x dp 1" "micro-batch: 8 x 128 = 1024 tokens per rank" \
-  "  parameters " "  gradients " "  optimizer state " "  compute copy " \
+  "  parameters " "  gradients " "  optimizer state " "  compute copy " "  rope tables " \
   "  activations, no recompute " "  activations, recompute " "  total "; do
   expect zero "$line" "$moe_train" "${plan[@]}"
 done

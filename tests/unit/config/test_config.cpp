@@ -140,10 +140,10 @@ TEST(Config, UnknownKeyNamesThePathAndTheNearestKey) {
 TEST(Config, UnknownSection) {
   EXPECT_CONTAINS(parse_error("modle:\n  d_model: 64\n"),
                   "unknown key 'modle' in run.yaml; did you mean 'model'?");
-  EXPECT_CONTAINS(
-      parse_error("optimizer: {}\n"),
-      "unknown key 'optimizer' in run.yaml; valid sections are: model, moe, parallel, data, train, "
-      "checkpoint, log, init");
+  EXPECT_CONTAINS(parse_error("optimizer: {}\n"),
+                  "unknown key 'optimizer' in run.yaml; valid sections are: model, rope_scaling, "
+                  "moe, parallel, "
+                  "data, train, checkpoint, log, init");
 }
 
 TEST(Config, UnknownKeyIsReportedBeforeTypeErrors) {
@@ -193,6 +193,10 @@ TEST(Config, BadChoiceListsTheChoices) {
                   "allowed softmax, sigmoid");
   EXPECT_CONTAINS(parse_error("train:\n  schedule: cos\n"),
                   "allowed cosine, linear, constant, wsd");
+  EXPECT_CONTAINS(parse_error("rope_scaling:\n  type: dynamic\n  factor: 2\n"),
+                  "value 'dynamic' for 'rope_scaling.type' in run.yaml is not a valid choice: "
+                  "allowed none, linear, llama3, yarn (this rope type is not implemented in "
+                  "MoEForge)");
 }
 
 TEST(Config, PrecisionRefusesF16AndFp8WithTheReason) {
@@ -320,6 +324,24 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_EQ(c.parallel.expert_ranks(8), 8);  // fssdp over all data-parallel ranks
   c.parallel.experts = ExpertPlacement::ep;
   EXPECT_EQ(c.parallel.expert_ranks(8), 1);
+  EXPECT_CONTAINS(parse_error("rope_scaling:\n  type: llama3\n"),
+                  "invalid config in run.yaml: rope_scaling.type = llama3 needs "
+                  "rope_scaling.factor > 0 (0 = not set)");
+  EXPECT_CONTAINS(parse_error("rope_scaling:\n  type: linear\n  factor: -2\n"),
+                  "value -2 for 'rope_scaling.factor' in run.yaml is out of range: allowed >= 0");
+  EXPECT_CONTAINS(parse_error("rope_scaling: {factor: 8}\n"),
+                  "rope_scaling.factor = 8 is set but rope_scaling.type is none");
+  const std::string llama3 = "rope_scaling: {type: llama3, factor: 8, ";
+  EXPECT_CONTAINS(parse_error(llama3 + "high_freq_factor: 4}\n"),
+                  "rope_scaling.type = llama3 needs rope_scaling.low_freq_factor > 0");
+  EXPECT_CONTAINS(parse_error(llama3 + "low_freq_factor: 4, high_freq_factor: 4}\n"),
+                  "rope_scaling.high_freq_factor = 4 must exceed rope_scaling.low_freq_factor = 4");
+  EXPECT_NO_THROW(parse_config(llama3 + "low_freq_factor: 1, high_freq_factor: 4}\n", "run.yaml"));
+  EXPECT_CONTAINS(
+      parse_error("rope_scaling: {type: yarn, factor: 4, beta_fast: 1, beta_slow: 2}\n"),
+      "rope_scaling.beta_fast = 1 must exceed rope_scaling.beta_slow = 2");
+  EXPECT_CONTAINS(parse_error("rope_scaling: {type: yarn, factor: 4, beta_slow: 0}\n"),
+                  "value 0 for 'rope_scaling.beta_slow' in run.yaml is out of range: allowed > 0");
   c = Config{};
   c.init.method = InitMethod::drop;
   EXPECT_CONTAINS(validate_error(c), "init.method = 'drop' needs init.from");
@@ -373,6 +395,11 @@ TEST(Config, PrintParseRoundTrip) {
   c.init.method = InitMethod::noise;
   c.init.from = "123";
   c.init.noise_std = 0.01;
+  c.model.rope_scaling = {.type = RopeScalingType::yarn,
+                          .factor = 40,
+                          .original_max_seq_len = 64,
+                          .mscale = 0.707,
+                          .mscale_all_dim = 1};
   ASSERT_NO_THROW(c.validate());
   const std::string printed = to_yaml(c);
   EXPECT_EQ(parse_config(printed, "printed.yaml"), c) << printed;

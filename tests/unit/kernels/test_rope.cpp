@@ -1,5 +1,6 @@
 // Rotary position embedding through the public op API: hand-computed rotations, invariants
-// (position 0, pair norms, inverse), in-place use, fp64 gradients and argument errors.
+// (position 0, pair norms, inverse), the cos/sin scale, in-place use, fp64 gradients (also with
+// scaled frequencies and a scale other than 1) and argument errors.
 // bf16: rounding points and the f64 reference (tests/support/bf16_check.h).
 #include <cmath>
 #include <functional>
@@ -12,6 +13,7 @@
 #include "tests/support/bf16_check.h"
 #include "tests/support/error_message.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/rope_table.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
@@ -21,6 +23,7 @@ using testing::input_error_message;
 
 using testing::all_close;
 using testing::random_tensor;
+using testing::rope_table;
 
 constexpr float kTheta = 10000.0f;
 
@@ -28,17 +31,18 @@ Tensor positions_of(const std::vector<int32_t>& values) {
   return Tensor::from_vector<int32_t>({static_cast<int64_t>(values.size())}, values);
 }
 
-Tensor rope(const Tensor& x, const Tensor& positions, float theta = kTheta) {
+Tensor rope(const Tensor& x, const Tensor& positions, float theta = kTheta, float scale = 1) {
   Stream stream;
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  ops::rope_forward(x, positions, theta, out, stream);
+  ops::rope_forward(x, positions, rope_table(theta, x.dim(2)), scale, out, stream);
   return out;
 }
 
-Tensor rope_inverse(const Tensor& dout, const Tensor& positions, float theta = kTheta) {
+Tensor rope_inverse(const Tensor& dout, const Tensor& positions, float theta = kTheta,
+                    float scale = 1) {
   Stream stream;
   Tensor dx = Tensor::empty(dout.shape(), dout.dtype());
-  ops::rope_backward(dout, positions, theta, dx, stream);
+  ops::rope_backward(dout, positions, rope_table(theta, dout.dim(2)), scale, dx, stream);
   return dx;
 }
 
@@ -52,6 +56,36 @@ TEST(Rope, MatchesHandRotation) {
       {1, 1, 4},
       {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1, x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
   EXPECT_TRUE(all_close(out, expected, 1e-12, 1e-12));
+}
+
+// Pairs turn by position * inv_freq[i], whatever the table holds (here not a power series).
+TEST(Rope, TurnsEachPairByItsTableEntry) {
+  Stream stream;
+  const std::vector<double> x = {0.5, -1.0, 2.0, 0.25};
+  const Tensor table = Tensor::from_vector<double>({2}, {0.7, 0.02});
+  Tensor out = Tensor::empty({1, 1, 4}, DType::f64);
+  ops::rope_forward(Tensor::from_vector<double>({1, 1, 4}, x), positions_of({5}), table, 1.0f, out,
+                    stream);
+  const double c0 = std::cos(3.5), s0 = std::sin(3.5), c1 = std::cos(0.1), s1 = std::sin(0.1);
+  const Tensor expected = Tensor::from_vector<double>(
+      {1, 1, 4},
+      {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1, x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
+  EXPECT_TRUE(all_close(out, expected, 1e-12, 1e-12));
+}
+
+// cos and sin are multiplied by scale, so forward and backward are scaled copies of scale 1.
+TEST(Rope, ScaleMultipliesTheRotation) {
+  const Tensor positions = positions_of({0, 3, 40});
+  const Tensor x = random_tensor({3, 2, 8}, DType::f64, 13);
+  const std::vector<double> plain = rope(x, positions).to_vector<double>();
+  const std::vector<double> scaled = rope(x, positions, kTheta, 1.25f).to_vector<double>();
+  const std::vector<double> plain_back = rope_inverse(x, positions).to_vector<double>();
+  const std::vector<double> scaled_back =
+      rope_inverse(x, positions, kTheta, 1.25f).to_vector<double>();
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_NEAR(scaled[i], 1.25 * plain[i], 1e-12) << i;
+    EXPECT_NEAR(scaled_back[i], 1.25 * plain_back[i], 1e-12) << i;
+  }
 }
 
 TEST(Rope, PositionZeroIsIdentity) {
@@ -100,23 +134,32 @@ TEST(Rope, RunsInPlace) {
   Stream stream;
   const Tensor positions = positions_of({2, 11});
   const Tensor x = random_tensor({2, 3, 4}, DType::f64, 6);
+  const Tensor table = rope_table(kTheta, 4);
   Tensor y = x.clone();
-  ops::rope_forward(y, positions, kTheta, y, stream);
+  ops::rope_forward(y, positions, table, 1.0f, y, stream);
   EXPECT_EQ(y.to_vector<double>(), rope(x, positions).to_vector<double>());
-  ops::rope_backward(y, positions, kTheta, y, stream);
+  ops::rope_backward(y, positions, table, 1.0f, y, stream);
   EXPECT_TRUE(all_close(y, x, 1e-12, 0));
 }
 
+// With an arbitrary (scaled) table and a scale other than 1, as rope scaling gives.
 TEST(Rope, GradientMatchesFiniteDifferences) {
   Stream stream;
   const Tensor positions = positions_of({0, 5, 17});
-  const float theta = 50.0f;
-  Tensor x = random_tensor({3, 2, 6}, DType::f64, 7);
-  const Tensor projection = random_tensor({3, 2, 6}, DType::f64, 8);
-  Tensor dx = Tensor::empty(x.shape(), DType::f64);
-  ops::rope_backward(projection, positions, theta, dx, stream);
-  const auto loss = [&] { return testing::dot(rope(x, positions, theta), projection); };
-  EXPECT_TRUE(testing::gradients_match(loss, {{"x", x, dx}}));
+  const Tensor table = Tensor::from_vector<double>({3}, {1.0, 0.13, 0.004});
+  for (const float scale : {1.0f, 1.3f}) {
+    SCOPED_TRACE(scale);
+    Tensor x = random_tensor({3, 2, 6}, DType::f64, 7);
+    const Tensor projection = random_tensor({3, 2, 6}, DType::f64, 8);
+    Tensor dx = Tensor::empty(x.shape(), DType::f64);
+    ops::rope_backward(projection, positions, table, scale, dx, stream);
+    const auto loss = [&] {
+      Tensor out = Tensor::empty(x.shape(), DType::f64);
+      ops::rope_forward(x, positions, table, scale, out, stream);
+      return testing::dot(out, projection);
+    };
+    EXPECT_TRUE(testing::gradients_match(loss, {{"x", x, dx}}));
+  }
 }
 
 TEST(Rope, RejectsOddHeadDim) {
@@ -150,9 +193,26 @@ TEST(Rope, RejectsWrongOutShape) {
   const Tensor x = random_tensor({3, 1, 4}, DType::f32, 12);
   Tensor out = Tensor::empty({3, 4}, DType::f32);
   const std::string message = input_error_message([&] {
-    ops::rope_forward(x, positions_of({0, 1, 2}), kTheta, out, stream);
+    ops::rope_forward(x, positions_of({0, 1, 2}), rope_table(kTheta, 4), 1.0f, out, stream);
   });
   EXPECT_NE(message.find("'out'"), std::string::npos) << message;
+}
+
+TEST(Rope, RejectsAWrongTableOrScale) {
+  Stream stream;
+  const Tensor x = random_tensor({3, 1, 4}, DType::f32, 14);
+  const Tensor positions = positions_of({0, 1, 2});
+  Tensor out = Tensor::empty(x.shape(), DType::f32);
+  std::string message = input_error_message(
+      [&] { ops::rope_forward(x, positions, rope_table(kTheta, 6), 1.0f, out, stream); });
+  EXPECT_NE(message.find("'inv_freq'"), std::string::npos) << message;
+  const Tensor f32_table = Tensor::from_vector<float>({2}, {1.0f, 0.01f});
+  message =
+      input_error_message([&] { ops::rope_forward(x, positions, f32_table, 1.0f, out, stream); });
+  EXPECT_NE(message.find("'inv_freq'"), std::string::npos) << message;
+  message = input_error_message(
+      [&] { ops::rope_backward(x, positions, rope_table(kTheta, 4), 0.0f, out, stream); });
+  EXPECT_NE(message.find("scale must be > 0"), std::string::npos) << message;
 }
 
 // The rotation runs in f64 and narrows through f32 (one f32 rounding), |a c - b s| <= 2.
@@ -163,8 +223,8 @@ TEST(Rope, Bf16MatchesF64) {
     Stream stream;
     const Tensor xd = testing::converted(x, dtype);
     Tensor out = Tensor::empty(x.shape(), dtype), back = Tensor::empty(x.shape(), dtype);
-    ops::rope_forward(xd, positions, 10000.0f, out, stream);
-    ops::rope_backward(xd, positions, 10000.0f, back, stream);
+    ops::rope_forward(xd, positions, rope_table(kTheta, x.dim(2)), 1.0f, out, stream);
+    ops::rope_backward(xd, positions, rope_table(kTheta, x.dim(2)), 1.0f, back, stream);
     return std::vector<Tensor>{out, back};
   };
   EXPECT_TRUE(testing::bf16_matches_f64(run, {{"out", 1, 2}, {"dx", 1, 2}}));
@@ -179,8 +239,8 @@ TEST(Rope, F32MatchesF64) {
     Stream stream;
     const Tensor xd = testing::converted(x, dtype);
     Tensor out = Tensor::empty(x.shape(), dtype), back = Tensor::empty(x.shape(), dtype);
-    ops::rope_forward(xd, positions, 10000.0f, out, stream);
-    ops::rope_backward(xd, positions, 10000.0f, back, stream);
+    ops::rope_forward(xd, positions, rope_table(kTheta, x.dim(2)), 1.0f, out, stream);
+    ops::rope_backward(xd, positions, rope_table(kTheta, x.dim(2)), 1.0f, back, stream);
     return std::vector<Tensor>{out, back};
   };
   EXPECT_TRUE(testing::f32_matches_f64(run, {{"out", 4, 2}, {"dx", 4, 2}}));

@@ -1,6 +1,6 @@
-// Whole-model fp64 gradient checks: every parameter of a tiny decoder, dense and in each MoE
-// variant, against central finite differences of the full objective (language-model loss plus the
-// auxiliary losses). Recompute must give bit-identical gradients.
+// Whole-model fp64 gradient checks: every parameter of a tiny decoder, dense (also with yarn rope
+// scaling) and in each MoE variant, against central finite differences of the full objective
+// (language-model loss plus the auxiliary losses). Recompute must give bit-identical gradients.
 #include <algorithm>
 #include <functional>
 #include <span>
@@ -40,6 +40,14 @@ void expect_gradients_match(const Config& config,
 TEST(ModelGradients, Dense) {
   Config c = testing::tiny_moe_config();
   c.moe.first_k_dense = c.model.n_layers;
+  expect_gradients_match(c);
+}
+
+// yarn rope scaling: scaled frequencies and cos, sin times the attention factor (0.1 ln 4 + 1).
+TEST(ModelGradients, DenseWithYarnRopeScaling) {
+  Config c = testing::tiny_moe_config();
+  c.moe.first_k_dense = c.model.n_layers;
+  c.model.rope_scaling = {.type = RopeScalingType::yarn, .factor = 4, .original_max_seq_len = 2};
   expect_gradients_match(c);
 }
 

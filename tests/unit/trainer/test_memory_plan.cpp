@@ -45,6 +45,8 @@ Config hand_config() {
 //            [4,8,8] 3 x 256 = 768: 1072
 //   total 512 + 8 + 656 + 1072 = 2248, of which 768 experts and 1480 dense.
 constexpr int64_t kElements = 2248;
+// Each of the 2 attention layers holds its RoPE frequencies, f64 [head_dim / 2 = 2]: 2 x 16.
+constexpr int64_t kRopeTables = 32;
 
 TEST(MemoryPlan, OneRankF32CountsMastersGradientsAndMoments) {
   const MemoryPlan plan = plan_memory(hand_config(), 1);
@@ -55,6 +57,7 @@ TEST(MemoryPlan, OneRankF32CountsMastersGradientsAndMoments) {
   EXPECT_EQ(r.gradients, kElements * 4);
   EXPECT_EQ(r.optimizer, kElements * 8);
   EXPECT_EQ(r.compute_copy, 0);
+  EXPECT_EQ(r.rope_tables, kRopeTables);
   EXPECT_EQ(r.optimizer_buffers, 0);
   EXPECT_EQ(plan.expert_rows, 16);  // 8 tokens x top-2 on the one rank
 }
@@ -86,10 +89,10 @@ TEST(MemoryPlan, ActivationsF32WithAndWithoutRecompute) {
   //   (the dense block's: 2720 + 256 + 512 + 3712 + 2048 = 9248; the head's 2720 + 512 + 2560)
   EXPECT_EQ(r.activations_recompute, 11776);
   EXPECT_EQ(r.peak_block_recompute, 1);
-  EXPECT_EQ(r.total, kElements * 16 + 14976);
+  EXPECT_EQ(r.total, kElements * 16 + kRopeTables + 14976);
   Config c = hand_config();
   c.train.recompute = true;
-  EXPECT_EQ(plan_memory(c, 1).worst().total, kElements * 16 + 11776);
+  EXPECT_EQ(plan_memory(c, 1).worst().total, kElements * 16 + kRopeTables + 11776);
 }
 
 // bf16: activations 2 bytes ([N,D] = 128), the rstd, lse, router and logits f32; a bf16 copy of
@@ -110,7 +113,7 @@ TEST(MemoryPlan, Bf16AddsTheComputeCopyAndHalvesMostActivations) {
   EXPECT_EQ(r.compute_copy, kElements * 2);
   EXPECT_EQ(r.activations, 10944);
   EXPECT_EQ(r.peak_block, -1);  // the LM head's backward
-  EXPECT_EQ(r.total, kElements * 18 + 10944);
+  EXPECT_EQ(r.total, kElements * 18 + kRopeTables + 10944);
 }
 
 // tp = 2: the embedding [32,8] 256, final_norm 8; block 0: norms 16, wq, wk, wv [4,8] and wo
@@ -169,7 +172,7 @@ TEST(MemoryPlan, ZeroStepBuffers) {
   const RankMemory r = plan_memory(c, 2).worst();
   EXPECT_EQ(r.optimizer, 8 * (740 + 384));
   EXPECT_EQ(r.optimizer_buffers, 13376);
-  EXPECT_EQ(r.total, kElements * 8 + 8 * (740 + 384) + 14976);
+  EXPECT_EQ(r.total, kElements * 8 + 8 * (740 + 384) + kRopeTables + 14976);
 }
 
 // FSSDP over 3 ranks: the 4 experts of the MoE layer have one owner each, so one rank owns 2
@@ -217,11 +220,12 @@ TEST(MemoryPlan, ByteSizes) {
 }
 
 // The plan against reality: a few real steps of reduced configs on the CPU, where every tensor
-// comes from the host allocator. Parameters, gradients, moments (and a bf16 compute copy) are
-// allocated before the steps and must equal the plan's bytes exactly; the rise of the allocator's peak over what is alive
-// before a step is one micro-batch's activations and temporaries, which must be within 10% of
-// the plan's. Outside tensors (and so outside both): the data loader's host vectors and the CPU
-// kernels' scratch vectors. A case is one line; bf16 ones join when the bf16 step exists.
+// comes from the host allocator. Parameters, gradients, moments (and a bf16 compute copy) and the
+// RoPE tables are allocated before the steps and must equal the plan's bytes exactly; the rise of
+// the allocator's peak over what is alive before a step is one micro-batch's activations and
+// temporaries, which must be within 10% of the plan's. Outside tensors (and so outside both): the
+// data loader's host vectors and the CPU kernels' scratch vectors. A case is one line; bf16 ones
+// join when the bf16 step exists.
 struct Measured {
   const char* name;
   bool moe, recompute;
@@ -261,8 +265,8 @@ TEST_P(PlanAgainstPeak, PlanIsWithinTenPercentOfTheMeasuredPeak) {
   std::unique_ptr<LanguageModel> model = make_model(c, store, {});
   store.allocate(c.train.seed);
   AdamW optimizer(store, c.train);
-  EXPECT_EQ(host_bytes_in_use() - before,
-            plan.parameters + plan.gradients + plan.optimizer + plan.compute_copy);
+  EXPECT_EQ(host_bytes_in_use() - before, plan.parameters + plan.gradients + plan.optimizer +
+                                              plan.compute_copy + plan.rope_tables);
   std::unique_ptr<TokenLoader> loader = make_token_loader(c.data);
   Stream stream;
   train_step(*model, optimizer, store, *loader, c.train, {}, 1e-3, 1, stream);  // first-step state
@@ -281,18 +285,17 @@ TEST_P(PlanAgainstPeak, PlanIsWithinTenPercentOfTheMeasuredPeak) {
               1.0, 0.10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, PlanAgainstPeak,
-                         ::testing::Values(Measured{"dense", false, false, Precision::f32},
-                                           Measured{"dense_recompute", false, true, Precision::f32},
-                                           Measured{"moe", true, false, Precision::f32},
-                                           Measured{"moe_recompute", true, true, Precision::f32},
-                                           Measured{"moe_capacity", true, false, Precision::f32,
-                                                    1.0},
-                                           Measured{"dense_bf16", false, false, Precision::bf16},
-                                           Measured{"moe_bf16", true, false, Precision::bf16},
-                                           Measured{"moe_bf16_recompute", true, true,
-                                                    Precision::bf16}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Precisions, PlanAgainstPeak,
+    ::testing::Values(Measured{"dense", false, false, Precision::f32},
+                      Measured{"dense_recompute", false, true, Precision::f32},
+                      Measured{"moe", true, false, Precision::f32},
+                      Measured{"moe_recompute", true, true, Precision::f32},
+                      Measured{"moe_capacity", true, false, Precision::f32, 1.0},
+                      Measured{"dense_bf16", false, false, Precision::bf16},
+                      Measured{"moe_bf16", true, false, Precision::bf16},
+                      Measured{"moe_bf16_recompute", true, true, Precision::bf16}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace moe

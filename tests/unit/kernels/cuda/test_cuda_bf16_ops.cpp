@@ -24,6 +24,7 @@
 #include "kernels/ops.h"
 #include "tests/support/cuda_compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/rope_table.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
@@ -359,8 +360,8 @@ TEST_F(CudaBf16Ops, RmsNormMatchesTheCpu) {
 
 // --- rope ------------------------------------------------------------------------------------
 
-// Both backends rotate in f64 and round f64 -> f32 -> bf16; their f64 sin, cos and pow may differ
-// in the last bits. Counted as the CPU test does (1 f32 rounding, magnitude |a| + |b| <= 2) plus
+// Both backends rotate in f64 and round f64 -> f32 -> bf16; their f64 sin and cos may differ in
+// the last bits. Counted as the CPU test does (1 f32 rounding, magnitude |a| + |b| <= 2) plus
 // one for the GPU's f64 functions.
 TEST_F(CudaBf16Ops, RopeMatchesTheCpu) {
   const int64_t rows = 37, heads = 3, head_dim = 128;
@@ -372,12 +373,13 @@ TEST_F(CudaBf16Ops, RopeMatchesTheCpu) {
   const Tolerance tol = between_backends(1, 2, 2, DType::bf16);
   Stream host;
   Tensor out = nan_host(shape, DType::bf16), out_gpu = nan_gpu(shape, DType::bf16);
-  ops::rope_forward(x, positions, 10000.0f, out, host);
-  ops::rope_forward(on_gpu(x), on_gpu(positions), 10000.0f, out_gpu, gpu);
+  const Tensor table = testing::rope_table(10000.0, head_dim);
+  ops::rope_forward(x, positions, table, 1.0f, out, host);
+  ops::rope_forward(on_gpu(x), on_gpu(positions), on_gpu(table), 1.0f, out_gpu, gpu);
   EXPECT_TRUE(close("rope_forward", out_gpu, out, tol));
   Tensor dx = nan_host(shape, DType::bf16), dx_gpu = on_gpu(x);  // in place on the GPU
-  ops::rope_backward(x, positions, 10000.0f, dx, host);
-  ops::rope_backward(dx_gpu, on_gpu(positions), 10000.0f, dx_gpu, gpu);
+  ops::rope_backward(x, positions, table, 1.0f, dx, host);
+  ops::rope_backward(dx_gpu, on_gpu(positions), on_gpu(table), 1.0f, dx_gpu, gpu);
   EXPECT_TRUE(close("rope_backward in place", dx_gpu, dx, tol));
 }
 

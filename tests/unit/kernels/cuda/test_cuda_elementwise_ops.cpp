@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "tests/support/cuda_compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/rope_table.h"
 #include "tests/support/tolerance.h"
 
 namespace moe {
@@ -256,8 +257,9 @@ TEST_F(CudaElementwiseOps, RmsNormBackwardMatchesCpu) {
   }
 }
 
-// Positions up to 36 * 1117 = 40212 (large angles) and theta 10000. Both backends compute in f64
-// and round once; their f64 results may differ in the last bits (pow, sincos), which can flip that
+// Positions up to 36 * 1117 = 40212 (large angles), the theta-10000 table with every other entry
+// divided by 8 (as rope scaling divides some) and a cos/sin scale of 1.1. Both backends compute in
+// f64 and round once; their f64 results may differ in the last bits (sincos), which can flip that
 // rounding.
 TEST_F(CudaElementwiseOps, RopeForwardBackwardAndInPlaceMatchCpu) {
   const int64_t rows = 37, heads = 3, head_dim = 128;
@@ -267,25 +269,29 @@ TEST_F(CudaElementwiseOps, RopeForwardBackwardAndInPlaceMatchCpu) {
   const Tensor positions = Tensor::from_vector<int32_t>({rows}, position_values);
   const Tensor device_positions = to_device(positions, DType::i32);
   const Tensor x = random_tensor(shape, DType::f32, 16);
-  const float theta = 10000.0f;
+  std::vector<double> inv_freq = testing::rope_table(10000.0, head_dim).to_vector<double>();
+  for (size_t i = 1; i < inv_freq.size(); i += 2) inv_freq[i] /= 8;
+  const Tensor table = Tensor::from_vector<double>({head_dim / 2}, inv_freq);
+  const Tensor device_table = to_device(table, DType::f64);
+  const float scale = 1.1f;
   for (DType dtype : kFloatDtypes) {
     SCOPED_TRACE(dtype_name(dtype));
     const double multiple = tolerance(dtype, 2, 1);
     const Tensor rx = rounded(x, dtype), device_x = to_device(x, dtype);
 
     Tensor forward = Tensor::zeros(shape, DType::f32);
-    ops::rope_forward(rx, positions, theta, forward, host);
+    ops::rope_forward(rx, positions, table, scale, forward, host);
     Tensor out = garbage(shape, dtype);
-    ops::rope_forward(device_x, device_positions, theta, out, gpu);
+    ops::rope_forward(device_x, device_positions, device_table, scale, out, gpu);
     EXPECT_TRUE(matches_cpu("rope_forward", out, forward, dtype, multiple));
     Tensor in_place = to_device(x, dtype);
-    ops::rope_forward(in_place, device_positions, theta, in_place, gpu);
+    ops::rope_forward(in_place, device_positions, device_table, scale, in_place, gpu);
     EXPECT_TRUE(matches_cpu("rope_forward in place", in_place, forward, dtype, multiple));
 
     Tensor backward = Tensor::zeros(shape, DType::f32);
-    ops::rope_backward(rx, positions, theta, backward, host);
+    ops::rope_backward(rx, positions, table, scale, backward, host);
     Tensor dx = garbage(shape, dtype);
-    ops::rope_backward(device_x, device_positions, theta, dx, gpu);
+    ops::rope_backward(device_x, device_positions, device_table, scale, dx, gpu);
     EXPECT_TRUE(matches_cpu("rope_backward", dx, backward, dtype, multiple));
   }
 }
