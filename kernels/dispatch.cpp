@@ -664,6 +664,21 @@ void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& d
   MOE_DISPATCH(logsumexp_rows_backward, x.device(), x, lse, dlse, dx, stream);
 }
 
+void normalize_rows(const Tensor& x, Tensor& out, Stream& stream) {
+  expect_same_device_and_float_dtype("normalize_rows", {&x, &out});
+  expect_ndim("normalize_rows", "x", x, 2);
+  expect_shape("normalize_rows", "out", out, x.shape());
+  MOE_DISPATCH(normalize_rows, x.device(), x, out, stream);
+}
+
+void normalize_rows_backward(const Tensor& x, const Tensor& dout, Tensor& dx, Stream& stream) {
+  expect_same_device_and_float_dtype("normalize_rows_backward", {&x, &dout, &dx});
+  expect_ndim("normalize_rows_backward", "x", x, 2);
+  expect_shape("normalize_rows_backward", "dout", dout, x.shape());
+  expect_shape("normalize_rows_backward", "dx", dx, x.shape());
+  MOE_DISPATCH(normalize_rows_backward, x.device(), x, dout, dx, stream);
+}
+
 // --- token permutation by expert -------------------------------------------------------------
 
 static void check_sorted_slots(const char* op, const Tensor& sorted_slots) {

@@ -100,6 +100,13 @@ AuxCounts Router::aux_counts(const Tensor& counts, const RouterSaved& saved,
   return aux;
 }
 
+Tensor Router::balance_scores(const Tensor& scores, Stream& stream) const {
+  if (options_.score != ops::RouterScore::sigmoid) return scores;
+  Tensor normalized = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
+  ops::normalize_rows(scores, normalized, stream);
+  return normalized;
+}
+
 // x in the router's dtype (its weight's): a widened copy of bf16 activations.
 Tensor Router::input(const Tensor& x, Stream& stream) const {
   const DType dtype = gate_.weight().value.dtype();
@@ -130,7 +137,7 @@ void Router::forward(const Tensor& activations, int64_t seq_len, const CountSour
   saved.reads.clear();
   if (!source.reuse) saved.reads.push_back(count(saved, source, stream));
   Tensor score_sums = Tensor::empty({groups, num_experts_}, dtype, device);
-  ops::group_sum(saved.scores, saved.group, score_sums, stream);
+  ops::group_sum(balance_scores(saved.scores, stream), saved.group, score_sums, stream);
   saved.reads.push_back(score_sums);
   saved.lse = Tensor::empty({tokens}, dtype, device);
   ops::logsumexp_rows(saved.logits, saved.lse, stream);
@@ -172,6 +179,11 @@ void Router::backward(const Tensor& activations, const RouterSaved& saved, const
     ops::scale(weights, static_cast<float>(config_.aux_loss_coeff * loss_scale), stream);
     dscores = Tensor::empty(saved.scores.shape(), dtype, x.device());
     ops::group_broadcast(weights, saved.group, dscores, stream);
+    if (options_.score == ops::RouterScore::sigmoid) {
+      Tensor dnormalized = dscores;
+      dscores = Tensor::empty(saved.scores.shape(), dtype, x.device());
+      ops::normalize_rows_backward(saved.scores, dnormalized, dscores, stream);
+    }
   }
   Tensor dlogits = Tensor::empty(saved.logits.shape(), dtype, x.device());
   ops::router_topk_backward(dprobs, dscores, saved.expert_ids, saved.scores, options_, dlogits,

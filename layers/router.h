@@ -4,9 +4,11 @@
 // Decisions:
 // - Load-balancing loss L = E * sum_i f_i * P_i per group of tokens (the micro-batch, or each
 //   sequence), averaged over groups. P_i is the mean score of expert i over the group and carries
-//   the gradient; f_i comes from counts (AuxCounts) that are an input of their own. Normalizations
-//   (moe.aux_loss_norm): megatron f_i = count_i / (T k) and switch f_i = first-choice count_i / T,
-//   both 1 when balanced; hf f_i = count_i / T, k when balanced.
+//   the gradient (sigmoid scores are first divided by their token's sum, as DeepSeek-V3's
+//   sequence-wise loss and Megatron do, so that P sums to 1 like softmax scores); f_i comes from
+//   counts (AuxCounts) that are an input of their own. Normalizations (moe.aux_loss_norm): megatron
+//   f_i = count_i / (T k) and switch f_i = first-choice count_i / T, both 1 when balanced; hf f_i =
+//   count_i / T, k when balanced.
 // - Global batch (METHODS.md §5.3): the counts are summed over the data-parallel group (T counts
 //   every rank's tokens) and averaged over the micro-batches of the optimizer step so far, while
 //   P_i stays local; the mean of the ranks' losses is then the loss of the whole global batch. Only
@@ -88,6 +90,8 @@ class Router {
 
  private:
   Tensor input(const Tensor& x, Stream& stream) const;
+  // The scores P_i averages: softmax ones as they are, sigmoid ones normalized per token.
+  Tensor balance_scores(const Tensor& scores, Stream& stream) const;
 
   MoeConfig config_;
   int num_experts_;

@@ -6,6 +6,8 @@
 //   so its backward, copies each group's row back to the group's rows (OpenMP over rows).
 // - logsumexp_rows is max-subtracted with the sum in double, stable for any logit scale (the
 //   z-loss). Its backward recomputes softmax = exp(x - lse) from the saved lse and accumulates.
+// - normalize_rows divides each row by its sum (+ 1e-20) in double; its backward recomputes the
+//   sum and assigns (OpenMP over rows for both).
 // f32/f64 only: bf16 training keeps the router losses in f32 (bf16 is an InputError).
 #include <algorithm>
 #include <cmath>
@@ -80,6 +82,49 @@ void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& d
         const double softmax = std::exp(static_cast<double>(px[n * width + c]) - pl[n]);
         pdx[n * width + c] += static_cast<T>(pd[n] * softmax);
       }
+  });
+}
+
+namespace {
+constexpr double kNormalizeEps = 1e-20;  // as Megatron's: a row that underflowed to 0 stays 0
+
+template <typename T>
+double row_sum(const T* row, int64_t width) {
+  double sum = 0;
+  for (int64_t c = 0; c < width; ++c) sum += row[c];
+  return sum + kNormalizeEps;
+}
+}  // namespace
+
+void normalize_rows(const Tensor& x, Tensor& out, Stream&) {
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  float_dispatch(x.dtype(), "normalize_rows", [&]<typename T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) {
+      const double sum = row_sum(px + n * width, width);
+      for (int64_t c = 0; c < width; ++c)
+        po[n * width + c] = static_cast<T>(px[n * width + c] / sum);
+    }
+  });
+}
+
+void normalize_rows_backward(const Tensor& x, const Tensor& dout, Tensor& dx, Stream&) {
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  float_dispatch(x.dtype(), "normalize_rows_backward", [&]<typename T>() {
+    const T* px = x.data<T>();
+    const T* pd = dout.data<T>();
+    T* pdx = dx.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) {
+      const double sum = row_sum(px + n * width, width);
+      double weighted = 0;  // sum_e dout_e x_e
+      for (int64_t c = 0; c < width; ++c)
+        weighted += static_cast<double>(pd[n * width + c]) * px[n * width + c];
+      for (int64_t c = 0; c < width; ++c)
+        pdx[n * width + c] = static_cast<T>((pd[n * width + c] - weighted / sum) / sum);
+    }
   });
 }
 

@@ -8,6 +8,8 @@
 // - group_broadcast: elementwise, grid-stride.
 // - logsumexp_rows: one warp per row (max, then the sum of exp in double).
 // - logsumexp_rows_backward: elementwise, accumulates into dx.
+// - normalize_rows and its backward: one warp per row, the sums in double (as the CPU's, whose
+//   order differs only in how the lanes' partial sums are added).
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/reduce.cuh"
 
@@ -85,6 +87,28 @@ __global__ void logsumexp_rows_backward_kernel(const float* x, const float* lse,
   }
 }
 
+constexpr double kNormalizeEps = 1e-20;  // as the CPU's
+
+// dout == nullptr: forward, out = x / sum; else backward, out = (dout - sum(dout x) / sum) / sum.
+__global__ void normalize_rows_kernel(const float* x, const float* dout, int64_t rows,
+                                      int64_t width, float* out) {
+  const int lane = threadIdx.x % kWarp;
+  for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+       n < rows; n += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
+    const float* row = x + n * width;
+    double sum = 0, weighted = 0;
+    for (int64_t c = lane; c < width; c += kWarp) {
+      sum += row[c];
+      if (dout) weighted += static_cast<double>(dout[n * width + c]) * row[c];
+    }
+    sum = warp_sum(sum) + kNormalizeEps;
+    if (dout) weighted = warp_sum(weighted);
+    for (int64_t c = lane; c < width; c += kWarp)
+      out[n * width + c] =
+          static_cast<float>(dout ? (dout[n * width + c] - weighted / sum) / sum : row[c] / sum);
+  }
+}
+
 void expect_f32(const char* op, const Tensor& t) {
   MOE_CHECK(t.dtype() == DType::f32, op, ": dtype ", dtype_name(t.dtype()),
             " is not supported on cuda (router losses are f32)");
@@ -141,6 +165,26 @@ void logsumexp_rows_backward(const Tensor& x, const Tensor& lse, const Tensor& d
   use_device(x);
   logsumexp_rows_backward_kernel<<<blocks_for(x.numel()), kThreads, 0, stream_of(stream)>>>(
       ptr<float>(x), ptr<float>(lse), ptr<float>(dlse), x.dim(0), x.dim(1), ptr<float>(dx));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void normalize_rows(const Tensor& x, Tensor& out, Stream& stream) {
+  expect_f32("normalize_rows", x);
+  const int64_t rows = x.dim(0);
+  if (x.numel() == 0) return;
+  use_device(x);
+  normalize_rows_kernel<<<blocks_for(rows, kWarpsPerBlock), kThreads, 0, stream_of(stream)>>>(
+      ptr<float>(x), nullptr, rows, x.dim(1), ptr<float>(out));
+  MOE_CUDA_CHECK_LAUNCH();
+}
+
+void normalize_rows_backward(const Tensor& x, const Tensor& dout, Tensor& dx, Stream& stream) {
+  expect_f32("normalize_rows_backward", x);
+  const int64_t rows = x.dim(0);
+  if (x.numel() == 0) return;
+  use_device(x);
+  normalize_rows_kernel<<<blocks_for(rows, kWarpsPerBlock), kThreads, 0, stream_of(stream)>>>(
+      ptr<float>(x), ptr<float>(dout), rows, x.dim(1), ptr<float>(dx));
   MOE_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,7 +1,8 @@
 // The router-loss reductions: expert counts per group against a hand count, group_sum and
 // group_broadcast against their definitions and as adjoints (so each is the other's backward,
 // checked by fp64 finite differences), logsumexp_rows against its definition, at large logits, and
-// its accumulating backward by finite differences, and the argument errors.
+// its accumulating backward by finite differences, normalize_rows against its definition and by
+// finite differences, and the argument errors.
 // bf16: an InputError (router losses stay f32 in bf16 training).
 #include <cmath>
 #include <vector>
@@ -46,6 +47,36 @@ Tensor logsumexp_rows(const Tensor& x) {
   Tensor lse = Tensor::empty({x.dim(0)}, x.dtype());
   ops::logsumexp_rows(x, lse, stream);
   return lse;
+}
+
+Tensor normalize_rows(const Tensor& x) {
+  Stream stream;
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  ops::normalize_rows(x, out, stream);
+  return out;
+}
+
+TEST(RouterLosses, NormalizeRowsDividesEachRowByItsSum) {
+  const Tensor x = Tensor::from_vector<double>({2, 3}, {1, 2, 1, 0.4, 0.4, 1.2});
+  EXPECT_TRUE(testing::all_close(
+      normalize_rows(x), Tensor::from_vector<double>({2, 3}, {0.25, 0.5, 0.25, 0.2, 0.2, 0.6}),
+      1e-15, 1e-15));
+  const Tensor y = Tensor::from_vector<double>({1, 4}, {0.5, 0.5, 0.5, 0.5});  // sigmoid(0) x 4
+  EXPECT_TRUE(testing::all_close(normalize_rows(y),
+                                 Tensor::from_vector<double>({1, 4}, {0.25, 0.25, 0.25, 0.25}),
+                                 1e-15, 1e-15));
+  const Tensor zeros = Tensor::zeros({1, 3}, DType::f64);  // scores that underflowed: 0, not NaN
+  EXPECT_EQ(normalize_rows(zeros).to_vector<double>(), (std::vector<double>{0, 0, 0}));
+}
+
+TEST(RouterLosses, NormalizeRowsGradientMatchesFiniteDifferences) {
+  Tensor x = random_tensor({5, 6}, DType::f64, 81, 0.05, 1.0);  // sigmoid scores are positive
+  const Tensor projection = random_tensor(x.shape(), DType::f64, 82);
+  auto loss = [&] { return testing::dot(normalize_rows(x), projection); };
+  Tensor dx = random_tensor(x.shape(), DType::f64, 83);  // assigned, whatever it held
+  Stream stream;
+  ops::normalize_rows_backward(x, projection, dx, stream);
+  EXPECT_TRUE(testing::gradients_match(loss, {{"x", x, dx}}));
 }
 
 // A row whose entries are all -inf sums exp to 0: its logsumexp is log(0) = -inf, not inf - inf =
@@ -152,6 +183,20 @@ TEST(RouterLosses, LogsumexpGradientMatchesFiniteDifferencesAndAccumulates) {
   ops::logsumexp_rows_backward(x, logsumexp_rows(x), projection, dx, stream);
   ops::axpy(-2.0f, once, dx, stream);
   EXPECT_TRUE(testing::all_close(dx, testing::zeros_like(x), 1e-15, 0.0));
+}
+
+TEST(RouterLosses, NormalizeRowsRejectsBadArguments) {
+  Stream stream;
+  const Tensor x = Tensor::zeros({3, 4}, DType::f32);
+  Tensor wrong = Tensor::zeros({3, 5}, DType::f32), right = Tensor::zeros({3, 4}, DType::f32);
+  EXPECT_TRUE(mentions(input_error_message([&] { ops::normalize_rows(x, wrong, stream); }),
+                       "argument 'out' has shape [3, 5], expected [3, 4]"));
+  EXPECT_TRUE(
+      mentions(input_error_message([&] { ops::normalize_rows_backward(x, wrong, right, stream); }),
+               "argument 'dout' has shape [3, 5], expected [3, 4]"));
+  const Tensor flat = Tensor::zeros({4}, DType::f32);
+  EXPECT_TRUE(
+      mentions(input_error_message([&] { ops::normalize_rows(flat, right, stream); }), "'x'"));
 }
 
 TEST(RouterLosses, RejectsBadArguments) {

@@ -114,6 +114,24 @@ TEST(ModelGradients, MoeSigmoidRouterWithScalingSequenceAuxLossAndExpertBias) {
   });
 }
 
+// DeepSeek-V3's router: sigmoid scores normalized per token for the sequence-wise loss, a
+// group-limited choice (2 groups of 2 experts, keep 1) under a correction bias, routed scaling.
+TEST(ModelGradients, MoeDeepSeekV3RoutingWithGroupsAndCorrectionBias) {
+  Config c = testing::tiny_moe_config();
+  c.moe.router_score = RouterScore::sigmoid;
+  c.moe.n_group = 2;
+  c.moe.topk_group = 1;
+  c.moe.routed_scaling = 2.5;
+  c.moe.aux_loss_type = AuxLossType::sequence;
+  c.moe.expert_bias = true;
+  expect_gradients_match(c, [](ParameterStore& store) {
+    for (Buffer& b : store.buffers()) {
+      const std::vector<double> bias = {0.0, 0.5, -0.4, 0.2};
+      std::copy(bias.begin(), bias.end(), b.value.data<double>());
+    }
+  });
+}
+
 void expect_recompute_gives_identical_gradients(bool bf16) {
   auto gradients = [bf16](bool recompute) {
     Config c = testing::tiny_moe_config();

@@ -98,27 +98,30 @@ TEST(MoeLayer, GroupedExpertsEqualTheRowByRowReference) {
   EXPECT_TRUE(testing::all_close(grouped.grads, sequential.grads, 1e-14, 1e-12));
 }
 
-// With a zero router every score is 1/E, so P_i = 1/E and L = E * sum_i f_i * (1/E) = sum_i f_i:
-// 1 for megatron and switch, k for hf (METHODS.md §5.1), however the ties were broken.
+// With a zero router every score is equal, so P_i = 1/E (sigmoid scores of 1/2 are normalized per
+// token first) and L = E * sum_i f_i * (1/E) = sum_i f_i: 1 for megatron and switch, k for hf
+// (METHODS.md §5.1), however the ties were broken.
 TEST(MoeLayer, AuxLossTakesItsDocumentedValueUnderUniformScores) {
   for (const AuxLossNorm norm : {AuxLossNorm::megatron, AuxLossNorm::switch_, AuxLossNorm::hf})
-    for (const AuxLossType type : {AuxLossType::micro_batch, AuxLossType::sequence}) {
-      MoeConfig moe_config;
-      moe_config.num_experts = 4;
-      moe_config.top_k = 2;
-      moe_config.aux_loss_norm = norm;
-      moe_config.aux_loss_type = type;
-      ParameterStore store(DType::f64);
-      Router router(store, "router", moe_config, 8, 0.1);
-      store.allocate(1);
-      Stream stream;
-      ops::fill(store.values(), 0.0, stream);
-      RouterSaved saved;
-      route(router, random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
-      const double expected = norm == AuxLossNorm::hf ? 2.0 : 1.0;
-      EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
-      EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
-    }
+    for (const AuxLossType type : {AuxLossType::micro_batch, AuxLossType::sequence})
+      for (const RouterScore score : {RouterScore::softmax, RouterScore::sigmoid}) {
+        MoeConfig moe_config;
+        moe_config.num_experts = 4;
+        moe_config.top_k = 2;
+        moe_config.aux_loss_norm = norm;
+        moe_config.aux_loss_type = type;
+        moe_config.router_score = score;
+        ParameterStore store(DType::f64);
+        Router router(store, "router", moe_config, 8, 0.1);
+        store.allocate(1);
+        Stream stream;
+        ops::fill(store.values(), 0.0, stream);
+        RouterSaved saved;
+        route(router, random_tensor({12, 8}, DType::f64, 8), 3, {}, saved, stream);
+        const double expected = norm == AuxLossNorm::hf ? 2.0 : 1.0;
+        EXPECT_NEAR(saved.aux_loss, expected, 1e-14) << norm << " " << type;
+        EXPECT_NEAR(saved.z_loss, std::log(4.0) * std::log(4.0), 1e-14);
+      }
 }
 
 TEST(MoeLayer, ExpertBiasMovesAgainstTheLoad) {

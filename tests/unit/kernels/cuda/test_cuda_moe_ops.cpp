@@ -317,6 +317,24 @@ TEST_F(CudaMoeOps, GroupSumAndBroadcastMatchCpu) {
 }
 
 // The backward accumulates into a non-zero dx.
+TEST_F(CudaMoeOps, NormalizeRowsAndItsBackwardMatchCpu) {
+  for (const int64_t width : {int64_t{4}, int64_t{33}, int64_t{256}}) {
+    SCOPED_TRACE("width " + std::to_string(width));
+    const Tensor x = random_tensor({37, width}, DType::f32, 91, 0.01, 1.0);
+    const Tensor dout = random_tensor({37, width}, DType::f32, 92);
+    Tensor expected = Tensor::empty(x.shape(), DType::f32), expected_dx = expected.clone();
+    ops::normalize_rows(x, expected, host);
+    ops::normalize_rows_backward(x, dout, expected_dx, host);
+    Tensor got = nan_device(x.shape(), DType::f32, gpu),
+           dx = nan_device(x.shape(), DType::f32, gpu);
+    const Tensor device_x = to_device(x, DType::f32);
+    ops::normalize_rows(device_x, got, gpu);
+    ops::normalize_rows_backward(device_x, to_device(dout, DType::f32), dx, gpu);
+    EXPECT_TRUE(matches_cpu("normalize_rows", got, expected, DType::f32, 2));
+    EXPECT_TRUE(matches_cpu("normalize_rows_backward", dx, expected_dx, DType::f32, 4));
+  }
+}
+
 TEST_F(CudaMoeOps, LogsumexpRowsMatchesCpu) {
   for (int64_t width : {64, 1000}) {
     SCOPED_TRACE("width " + std::to_string(width));
