@@ -1,7 +1,9 @@
 #include "layers/experts.h"
 
+#include <algorithm>
 #include <numeric>
 
+#include "kernels/concurrently.h"
 #include "kernels/ops.h"
 #include "layers/tensor_parallel.h"
 
@@ -46,49 +48,80 @@ FfnWeights Experts::expert(int e) const {
           slice(w_gate_.grad),    slice(w_up_.grad),    slice(w_down_.grad)};
 }
 
-template <class Fn>
-void Experts::for_each_block(const std::vector<int64_t>& counts, int64_t total_rows,
-                             ExpertsImpl impl, int experts, Fn&& fn) const {
+void Experts::for_each_block(
+    const char* name, const Tensor& x, const std::vector<int64_t>& counts, ExpertsImpl impl,
+    const std::vector<FfnWeights>* held,
+    const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn) const {
+  const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
   MOE_ASSERT(static_cast<int>(counts.size()) == experts, "counts for ", counts.size(),
              " experts, expected ", experts);
-  MOE_ASSERT(std::accumulate(counts.begin(), counts.end(), int64_t{0}) == total_rows,
-             "expert counts do not add up to the ", total_rows, " permuted rows");
-  int64_t row = 0;
-  for (int e = 0; e < experts; ++e) {
-    if (impl == ExpertsImpl::grouped) {
-      if (counts[e] > 0) fn(e, row, counts[e]);
-      row += counts[e];
-    } else {
-      for (int64_t i = 0; i < counts[e]; ++i) fn(e, row++, int64_t{1});
-    }
-  }
+  std::vector<int64_t> first(experts + 1, 0);
+  std::partial_sum(counts.begin(), counts.end(), first.begin() + 1);
+  MOE_ASSERT(first.back() == x.dim(0), "expert counts do not add up to the ", x.dim(0),
+             " permuted rows");
+  std::vector<int> order;
+  for (int e = 0; e < experts; ++e)
+    if (counts[e] > 0) order.push_back(e);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return counts[a] > counts[b]; });
+  ops::concurrently(name, x.device(), order, [&](int e) {
+    const FfnWeights w = held ? (*held)[e] : expert(e);
+    if (impl == ExpertsImpl::grouped) return fn(w, first[e], counts[e]);
+    for (int64_t row = first[e]; row < first[e + 1]; ++row) fn(w, row, 1);
+  });
 }
 
-static FfnSaved rows_of(const FfnSaved& saved, int64_t first, int64_t rows) {
-  return {saved.gate.narrow(first, rows), saved.up.narrow(first, rows),
-          saved.hidden.narrow(first, rows)};
+// Expert blocks of the transposed activations: rows [first, first + rows) of a [width * R] tensor
+// as a [width, rows] matrix.
+static Tensor block(const Tensor& t, int64_t width, int64_t first, int64_t rows) {
+  return t.narrow(width * first, width * rows).view({width, rows});
 }
 
-void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved,
+void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, ExpertsSaved& saved,
                       Tensor& y, Stream& stream, ExpertsImpl impl,
                       const std::vector<FfnWeights>* held) const {
-  const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
-  for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
-    FfnSaved block = rows_of(saved, first, rows);
-    Tensor out = y.narrow(first, rows);
-    ffn_forward(x.narrow(first, rows), held ? (*held)[e] : expert(e), block, out, stream);
-  });
+  const int64_t rows = x.dim(0), f = hidden_;
+  saved.gate_up = Tensor::empty({2 * f * rows}, x.dtype(), x.device());
+  saved.hidden = Tensor::empty({f * rows}, x.dtype(), x.device());
+  for_each_block("experts_forward", x, counts, impl, held,
+                 [&](const FfnWeights& w, int64_t first, int64_t n) {
+                   const Tensor xe = x.narrow(first, n);
+                   Tensor gate_up = block(saved.gate_up, 2 * f, first, n);
+                   Tensor gate = gate_up.narrow(0, f), up = gate_up.narrow(f, f);
+                   Tensor hidden = block(saved.hidden, f, first, n), ye = y.narrow(first, n);
+                   ops::matmul(w.w_gate, xe, gate, false, true, 1.0f, 0.0f, stream);
+                   ops::matmul(w.w_up, xe, up, false, true, 1.0f, 0.0f, stream);
+                   ops::swiglu_forward(gate, up, hidden, stream);
+                   ops::matmul(hidden, w.w_down, ye, true, true, 1.0f, 0.0f, stream);
+                 });
 }
 
 void Experts::backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
-                       const FfnSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl,
+                       const ExpertsSaved& saved, Tensor& dx, Stream& stream, ExpertsImpl impl,
                        const std::vector<FfnWeights>* held) const {
-  const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
-  for_each_block(counts, x.dim(0), impl, experts, [&](int e, int64_t first, int64_t rows) {
-    Tensor dx_rows = dx.narrow(first, rows);
-    ffn_backward(x.narrow(first, rows), dy.narrow(first, rows), held ? (*held)[e] : expert(e),
-                 rows_of(saved, first, rows), dx_rows, false, stream);
-  });
+  const int64_t rows = x.dim(0), f = hidden_;
+  const Tensor dhidden_all = Tensor::empty({f * rows}, x.dtype(), x.device());
+  const Tensor dgate_up_all = Tensor::empty({2 * f * rows}, x.dtype(), x.device());
+  for_each_block("experts_backward", x, counts, impl, held,
+                 [&](const FfnWeights& w, int64_t first, int64_t n) {
+                   const Tensor xe = x.narrow(first, n), dye = dy.narrow(first, n);
+                   const Tensor gate_up = block(saved.gate_up, 2 * f, first, n);
+                   const Tensor hidden = block(saved.hidden, f, first, n);
+                   Tensor dhidden = block(dhidden_all, f, first, n);
+                   Tensor dgate_up = block(dgate_up_all, 2 * f, first, n);
+                   Tensor dgate = dgate_up.narrow(0, f), dup = dgate_up.narrow(f, f),
+                          dxe = dx.narrow(first, n);
+                   ops::matmul(w.w_down, dye, dhidden, true, true, 1.0f, 0.0f, stream);
+                   ops::swiglu_backward(dhidden, gate_up.narrow(0, f), gate_up.narrow(f, f), dgate,
+                                        dup, stream);
+                   if (w.dw_down.defined()) {  // not for a frozen model
+                     Tensor dw_down = w.dw_down, dw_gate = w.dw_gate, dw_up = w.dw_up;
+                     ops::matmul(dye, hidden, dw_down, true, true, 1.0f, 1.0f, stream);
+                     ops::matmul(dgate, xe, dw_gate, false, false, 1.0f, 1.0f, stream);
+                     ops::matmul(dup, xe, dw_up, false, false, 1.0f, 1.0f, stream);
+                   }
+                   ops::matmul(dgate, w.w_gate, dxe, true, false, 1.0f, 0.0f, stream);
+                   ops::matmul(dup, w.w_up, dxe, true, false, 1.0f, 1.0f, stream);
+                 });
 }
 
 }  // namespace moe

@@ -2,8 +2,24 @@
 //
 // Input rows arrive permuted: grouped by expert, counts[e] rows for expert e (host vector, the
 // output of moe_sort_by_expert / moe_apply_capacity). Two implementations of the same math:
-// - grouped: one GEMM per expert over its contiguous block of rows (the production path);
+// - grouped: one GEMM per expert and weight over its contiguous block of rows (the production
+//   path);
 // - sequential: every row on its own with 1-row GEMMs, the reference the tests hold grouped to.
+//
+// Decisions:
+// - The experts run concurrently (ops::concurrently), the ones with most rows first; each
+//   expert's ops run on one thread, single-threaded. An expert writes only its own rows and its
+//   own weight gradients, so nothing is summed across threads and the results do not depend on
+//   the thread count.
+// - Activations are kept transposed, one block per expert: h^T = W x^T. Expert e's gate and up
+//   activations are then the two contiguous halves of one [2F, n] block, so the SwiGLU reads them
+//   in place, and one workspace per layer holds every expert's (ExpertsSaved, and backward's
+//   gradients of the same shapes). The weights stay three tensors as the checkpoint and Hugging
+//   Face names them: gate and up are two GEMMs into the two halves. One GEMM over gate and up
+//   stacked into a [2F, D] copy per step was measured no faster (single-threaded sgemm at the
+//   quickstart's and the 100M model's expert shapes: within 3% of the two, what the copy costs).
+// - Per expert, forward is 3 GEMMs and a SwiGLU; backward the SwiGLU's backward and 6 GEMMs (3
+//   for a frozen model, which has no weight gradients).
 //
 // Parallel placement: expert parallelism gives EP rank p the experts [p E/ep, (p+1) E/ep) (a split
 // of dim 0); with parallel.expert_tp each expert's FFN is also split over TP like the dense MLP
@@ -14,6 +30,7 @@
 // holds this step (owned ones and copies) that the caller passes as `held`.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +42,13 @@
 namespace moe {
 
 enum class ExpertsImpl { grouped, sequential };
+
+// What backward needs, for R permuted rows and F hidden units on this rank: expert e's rows
+// [r, r + n) own gate_up's elements [2F r, 2F (r + n)), a [2F, n] block (gate^T above up^T), and
+// hidden's [F r, F (r + n)), a [F, n] block (silu(gate) * up, transposed).
+struct ExpertsSaved {
+  Tensor gate_up, hidden;  // [2FR], [FR]
+};
 
 class Experts {
  public:
@@ -39,22 +63,23 @@ class Experts {
   int64_t hidden() const { return hidden_; }  // on this rank
   int64_t d_model() const { return d_model_; }
   FfnWeights expert(int e) const;  // views of local expert e's slices (values and gradients)
-  // saved holds [R,F] activations (see ffn_saved_for); y[R,D]. counts has one entry per local
-  // expert, or per expert of `held`, whose weights are used instead.
-  void forward(const Tensor& x, const std::vector<int64_t>& counts, FfnSaved& saved, Tensor& y,
+  // x[R,D] -> y[R,D]; forward allocates saved. counts has one entry per local expert, or per
+  // expert of `held`, whose weights are used instead.
+  void forward(const Tensor& x, const std::vector<int64_t>& counts, ExpertsSaved& saved, Tensor& y,
                Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped,
                const std::vector<FfnWeights>* held = nullptr) const;
   // dx[R,D] is assigned.
   void backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
-                const FfnSaved& saved, Tensor& dx, Stream& stream,
+                const ExpertsSaved& saved, Tensor& dx, Stream& stream,
                 ExpertsImpl impl = ExpertsImpl::grouped,
                 const std::vector<FfnWeights>* held = nullptr) const;
 
  private:
-  // Calls fn(expert, first_row, rows) for every block of rows one expert call covers.
-  template <class Fn>
-  void for_each_block(const std::vector<int64_t>& counts, int64_t total_rows, ExpertsImpl impl,
-                      int experts, Fn&& fn) const;
+  // Calls fn(weights, first_row, rows) for every block of rows one expert call covers, the
+  // experts concurrently, each expert's blocks in order.
+  void for_each_block(const char* name, const Tensor& x, const std::vector<int64_t>& counts,
+                      ExpertsImpl impl, const std::vector<FfnWeights>* held,
+                      const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn) const;
 
   int64_t d_model_, hidden_;
   Parameter &w_gate_, &w_up_, &w_down_;

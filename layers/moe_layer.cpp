@@ -109,7 +109,6 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   }
   saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
   const int64_t rows = saved.permuted.dim(0);
-  saved.experts = ffn_saved_for(rows, experts_.hidden(), x.dtype(), x.device());
   saved.expert_out = Tensor::empty({rows, d_model}, x.dtype(), x.device());
   experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
                    stream, impl, fssdp_ ? &saved.held : nullptr);

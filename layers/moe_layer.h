@@ -39,7 +39,7 @@ struct MoeSaved {
   int64_t dropped = 0;
   DispatchPlan plan;
   Tensor permuted;  // the local experts' input rows, expert-major [R_local,D]
-  FfnSaved experts;
+  ExpertsSaved experts;
   Tensor expert_out, y_slots;  // [R_local,D], [N*k,D]
   FfnSaved shared;
   Tensor shared_out, shared_gate;  // before the gate [N,D], gate logits [N,1] (gated only)

@@ -81,17 +81,18 @@ struct Counter {
   static int64_t divide_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
   // MoeLayer::backward: dy_slots and dprobs (and the FSSDP copies' gradients, and the copies when
   // rematerialized) first; then combine_backward; then the experts' output gradient (combine's
-  // rows themselves when nothing reorders) and dpermuted with the largest call after them: one
-  // expert's FFN backward, dispatch_backward, the router's backward or the shared experts'.
+  // rows themselves when nothing reorders) and dpermuted with the largest call after them: the
+  // experts' backward (its workspace: [3F] per row of every expert), dispatch_backward, the
+  // router's backward or the shared experts'.
   int64_t moe_backward() const {
     const int64_t k = s.top_k, rl = s.expert_rows, d = s.d_model * a;
     const int64_t base = n * k * d + n * k * kF32 + copy_weights * (s.rematerialize ? 2 : 1);
     const int64_t expert_out = (reorders() ? rl : s.routed_rows) * d, dpermuted = rl * d;
-    const int64_t expert = 3 * s.rows_per_expert * s.expert_hidden * a;
+    const int64_t expert = 3 * rl * s.expert_hidden * a;
     // The router's backward: dscores, dlogits, dlse; in bf16 also its input widened to f32, the
     // f32 gradient of that input and its bf16 rounding.
-    const int64_t router = 2 * n * s.experts * kF32 + n * kF32 +
-                           (s.bf16 ? n * s.d_model * (2 * kF32 + a) : 0);
+    const int64_t router =
+        2 * n * s.experts * kF32 + n * kF32 + (s.bf16 ? n * s.d_model * (2 * kF32 + a) : 0);
     // The shared experts: dshared and dgate when gated, the FFN's [N,F] gradients, and over TP
     // the partial dx that is all-reduced before it is added.
     const int64_t shared = s.shared_hidden == 0

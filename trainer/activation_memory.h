@@ -40,10 +40,9 @@ struct ActivationShape {
   int64_t expert_hidden = 0;
   int64_t shared_hidden = 0;  // the shared experts' (0: none)
   bool shared_gate = false;
-  int64_t routed_rows = 0;      // the rows this rank routes (tokens x top_k, less any dropped)
-  int64_t expert_rows = 0;      // the rows this rank's experts process
-  int64_t rows_per_expert = 0;  // the most one expert runs at once
-  int64_t tp = 1, ep = 1;       // group sizes: the dispatcher's buffers depend on them
+  int64_t routed_rows = 0;  // the rows this rank routes (tokens x top_k, less any dropped)
+  int64_t expert_rows = 0;  // the rows this rank's experts process
+  int64_t tp = 1, ep = 1;   // group sizes: the dispatcher's buffers depend on them
   bool expert_tp = false;
   int64_t expert_copies = 0;   // FSSDP: copies of experts held per layer
   bool rematerialize = false;  // FSSDP: copies gathered again in backward

@@ -136,11 +136,9 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
     s.routed_rows = std::min(tokens * k, moe.num_experts * capacity);
     const int64_t held = local_experts + s.expert_copies;
     s.expert_rows = divide_up(std::min(ep * held * capacity, ep * s.routed_rows), share);
-    s.rows_per_expert = divide_up(ep * capacity, share);
   } else {
     s.routed_rows = tokens * k;
     s.expert_rows = divide_up(tokens * k, share);
-    s.rows_per_expert = divide_up(ep * tokens * k, moe.num_experts * share);
   }
   s.tp = tp;
   s.ep = ep;
