@@ -260,6 +260,26 @@ TEST(HfFused, AWrongShapeIsAnErrorNamingTheTensorAndTheExpectedShape) {
   }
 }
 
+// A fused tensor that is absent is named as the alternative to the per-expert tensors it holds.
+TEST(HfFused, AMissingFusedTensorIsNamed) {
+  const std::string source = edited_fixture("qwen3_moe_fused", "", "", ".experts.down_proj");
+  const std::string message =
+      testing::input_error_message([&] { hf_to_moeforge(source, temp_dir("fused_missing")); });
+  EXPECT_TRUE(
+      testing::mentions(message, "'model.layers.1.mlp.experts.0.down_proj.weight' is missing"));
+  EXPECT_TRUE(testing::mentions(message, "or the fused 'model.layers.1.mlp.experts.down_proj'"));
+}
+
+// transformers 5 writes qwen3_moe's expert count as num_local_experts (the fixture's config) and
+// reads num_experts as the same key: two different counts are refused.
+TEST(HfFused, DifferentNumExpertsAndNumLocalExpertsAreRefused) {
+  const std::string source = edited_fixture("qwen3_moe_fused", "\"num_local_experts\": 4",
+                                            "\"num_local_experts\": 4, \"num_experts\": 2", "");
+  const std::string message =
+      testing::input_error_message([&] { config_from_hf(source + "/config.json"); });
+  EXPECT_TRUE(testing::mentions(message, "num_experts and num_local_experts differ"));
+}
+
 // The worked example of docs/interop.md on a fixture: a dense Llama imported, copy-upcycled into a
 // 4-expert top-2 MoE, exported as Mixtral and imported again still computes the dense function:
 // its logits are transformers' Llama logits. Also for the Llama-3.2-style fixture: the rope
