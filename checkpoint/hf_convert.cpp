@@ -1,5 +1,6 @@
 #include "checkpoint/hf_convert.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -86,43 +87,78 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
   StreamingCheckpoint checkpoint(output, meta, bytes);
   for (const Parameter& p : target.store.parameters())
     checkpoint.add_tensor("model/" + p.name, DType::f32, p.global_shape);
+  std::map<std::string, HfFusedTensor> fused;
+  for (const HfFusedTensor& t : hf_fused_tensors(hf.config, hf.model_type)) fused[t.hf_name] = t;
   std::set<std::string> done;
   std::vector<std::string> unknown;
   std::map<std::string, uint64_t> expert_sums;
+  // Writes `block`, the values of `name` (of hf_tensors()), into its place.
+  auto put = [&](const std::string& source, const std::string& name, const Tensor& block) {
+    MOE_CHECK(!done.count(name), source, ": tensor '", name, "' appears twice in the model");
+    const HfTensor& to = wanted.at(name);
+    const Place at = place(target.store.find(to.parameter), to.expert);
+    checkpoint.write("model/" + to.parameter, block, at.offset);
+    if (to.expert >= 0)
+      expert_sums[to.parameter.substr(0, to.parameter.find(".experts.")) + " expert " +
+                  std::to_string(to.expert)] +=
+          block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
+    done.insert(name);
+  };
   int64_t read = 0;
   for (const std::string& path : safetensors_files(input)) {
     const SafetensorsFile file(path);
     for (const SafetensorsTensor& t : file.tensors()) {
-      const auto it = wanted.find(t.name);
+      const std::string name = hf_canonical_name(t.name, hf.model_type);
+      if (const auto it = fused.find(name); it != fused.end()) {
+        const HfFusedTensor& f = it->second;
+        MOE_CHECK(t.shape == f.shape, path, ": tensor '", t.name, "' has shape ",
+                  Shape(t.shape).str(), ", but config.json makes it ", Shape(f.shape).str(),
+                  " (transformers' fused experts: gate_up_proj [experts, 2 * expert hidden, "
+                  "hidden], down_proj [experts, hidden, expert hidden])");
+        std::vector<float> values(t.numel);
+        file.read_f32(t, values.data());
+        file.release(t);
+        const int64_t part = t.numel / static_cast<int64_t>(f.parts.size());
+        for (size_t k = 0; k < f.parts.size(); ++k) {
+          const HfTensor& to = wanted.at(f.parts[k]);
+          Tensor block = Tensor::empty(
+              place(target.store.find(to.parameter), to.expert).block_shape, DType::f32);
+          MOE_ASSERT(block.numel() == part, "the parts of ", name, " do not tile it");
+          std::copy_n(values.data() + k * part, part, block.data<float>());
+          put(path + " ('" + t.name + "')", f.parts[k], block);
+        }
+        ++read;
+        continue;
+      }
+      const auto it = wanted.find(name);
       if (it == wanted.end()) {
         unknown.push_back(t.name);
         continue;
       }
-      MOE_CHECK(!done.count(t.name), path, ": tensor '", t.name, "' appears twice in the model");
       const HfTensor& to = it->second;
-      const Parameter& p = target.store.find(to.parameter);
-      const Place at = place(p, to.expert);
+      const Place at = place(target.store.find(to.parameter), to.expert);
       MOE_CHECK(Shape(t.shape) == at.hf_shape, path, ": tensor '", t.name, "' has shape ",
                 Shape(t.shape).str(), ", but config.json makes ", to.parameter,
                 to.expert >= 0 ? " (one expert of it)" : "", " ", at.hf_shape.str());
       Tensor block = Tensor::empty(at.block_shape, DType::f32);
       file.read_f32(t, block.data<float>());
       file.release(t);
-      checkpoint.write("model/" + p.name, block, at.offset);
-      if (to.expert >= 0)
-        expert_sums[to.parameter.substr(0, to.parameter.find(".experts.")) + " expert " +
-                    std::to_string(to.expert)] +=
-            block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
-      done.insert(t.name);
+      put(path, name, block);
       ++read;
     }
   }
   MOE_CHECK(unknown.empty(), input, ": ", unknown.size(), " tensor(s) not consumed, first '",
             unknown.empty() ? "" : unknown.front(),
             "': the model has parts this conversion does not know; nothing was written");
-  for (const auto& [name, t] : wanted)
-    MOE_CHECK(done.count(name), input, ": tensor '", name, "' is missing (config.json says the ",
-              hf.model_type, " model has it)");
+  for (const auto& [name, t] : wanted) {
+    if (done.count(name)) continue;
+    std::string holder;
+    for (const auto& [fused_name, f] : fused)
+      if (std::find(f.parts.begin(), f.parts.end(), name) != f.parts.end())
+        holder = ", or the fused '" + fused_name + "' that holds it";
+    MOE_CHECK(false, input, ": tensor '", name, "' is missing (config.json says the ",
+              hf.model_type, " model has it", holder, ")");
+  }
   const std::string dir = checkpoint.commit();
   std::ofstream((fs::path(output) / "config.yaml").string()) << to_yaml(hf.config);
   std::printf("hf-to-moeforge: %s (%s) -> %s\n  %lld tensors read, %zu parameters written\n",

@@ -4,7 +4,8 @@
 // Decisions:
 // - Streaming both ways: a tensor is read (from the memory-mapped safetensors file or from one
 //   hyperslab of state.h5), converted and written before the next one, so memory stays near the
-//   largest tensor (a routed expert's matrix counts as one), not the model.
+//   largest tensor (a routed expert's matrix counts as one; a fused one of transformers 5 holds a
+//   layer's experts and is read whole), not the model.
 // - hf_tensors() (hf_model.h) is the one list of names: every source tensor must be consumed and
 //   every target tensor written, or the conversion fails naming them, and nothing is published.
 // - hf_to_moeforge writes OUTPUT/step_00000000 (model tensors only: a committed checkpoint that

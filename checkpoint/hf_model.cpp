@@ -1,6 +1,7 @@
 #include "checkpoint/hf_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "checkpoint/hf_rope.h"
@@ -30,6 +31,31 @@ T optional_number(const JsonNode& root, const char* key, T fallback) {
     return static_cast<T>(node->as_int());
   else
     return static_cast<T>(node->as_number());
+}
+
+// "model.layers.i." and the MoE block's prefix in it.
+std::string moe_block(int layer, const std::string& type) {
+  return "model.layers." + std::to_string(layer) +
+         (type == "mixtral" ? ".block_sparse_moe." : ".mlp.");
+}
+
+// The HF names of routed expert e's gate, up and down matrices.
+std::array<std::string, 3> expert_names(const std::string& block, int e, const std::string& type) {
+  const std::string expert = block + "experts." + std::to_string(e) + ".";
+  if (type == "mixtral") return {expert + "w1.weight", expert + "w3.weight", expert + "w2.weight"};
+  return {expert + "gate_proj.weight", expert + "up_proj.weight", expert + "down_proj.weight"};
+}
+
+// The routed expert count. transformers 5 reads num_experts and num_local_experts as one key for
+// mixtral, qwen3_moe (whose config it writes with the second) and olmoe; qwen2_moe has only the
+// first.
+int expert_count(const JsonNode& root, const std::string& path, const std::string& type) {
+  const std::optional<JsonNode> experts = root.find("num_experts");
+  const std::optional<JsonNode> local =
+      type == "qwen2_moe" ? std::nullopt : root.find("num_local_experts");
+  MOE_CHECK(!experts || !local || experts->as_int() == local->as_int(), path,
+            ": num_experts and num_local_experts differ");
+  return static_cast<int>((experts ? *experts : local ? *local : root.at("num_experts")).as_int());
 }
 
 void refuse_if(bool condition, const std::string& path, const std::string& what) {
@@ -106,14 +132,13 @@ HfImport config_from_hf(const std::string& path) {
   moe.top_k = static_cast<int>(root.at("num_experts_per_tok").as_int());
   moe.aux_loss_coeff = optional_number<double>(root, "router_aux_loss_coef", 0.01);
   moe.router_score = RouterScore::softmax;
+  moe.num_experts = expert_count(root, path, type);
   if (type == "mixtral") {
-    moe.num_experts = static_cast<int>(root.at("num_local_experts").as_int());
     moe.expert_hidden = m.ffn_hidden;
     moe.renormalize = true;
     moe.first_k_dense = 0;
     return out;
   }
-  moe.num_experts = static_cast<int>(root.at("num_experts").as_int());
   moe.renormalize = optional_number<bool>(root, "norm_topk_prob", false);
   if (type == "olmoe") {  // every layer MoE; intermediate_size is the expert's
     moe.expert_hidden = m.ffn_hidden;
@@ -273,8 +298,7 @@ std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) 
         list.push_back({hf + "mlp." + theirs + "_proj.weight", ours + "mlp." + mine});
       continue;
     }
-    const bool mixtral = type == "mixtral";
-    const std::string block = hf + (mixtral ? "block_sparse_moe." : "mlp.");
+    const std::string block = moe_block(i, type);
     list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
     if (config.moe.shared_experts > 0) {
       for (const auto& [theirs, mine] :
@@ -284,17 +308,39 @@ std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) 
       list.push_back({block + "shared_expert_gate.weight", ours + "moe.shared_expert_gate.weight"});
     }
     for (int e = 0; e < config.moe.num_experts; ++e) {
-      const std::string expert = block + "experts." + std::to_string(e) + ".";
-      const std::pair<const char*, const char*> names[] = {
-          {mixtral ? "w1" : "gate_proj", "w_gate"},
-          {mixtral ? "w3" : "up_proj", "w_up"},
-          {mixtral ? "w2" : "down_proj", "w_down"}};
-      for (const auto& [theirs, mine] : names)
-        list.push_back({expert + theirs + ".weight", ours + "moe.experts." + mine, e});
+      const std::array<std::string, 3> names = expert_names(block, e, type);
+      const char* mine[] = {"w_gate", "w_up", "w_down"};
+      for (int w = 0; w < 3; ++w) list.push_back({names[w], ours + "moe.experts." + mine[w], e});
     }
   }
   list.push_back({"model.norm.weight", "final_norm.weight"});
   if (!m.tie_embeddings) list.push_back({"lm_head.weight", "lm_head.weight"});
+  return list;
+}
+
+std::string hf_canonical_name(const std::string& name, const std::string& type) {
+  const size_t at = name.find(".mlp.");
+  if (type != "mixtral" || at == std::string::npos) return name;
+  return name.substr(0, at) + ".block_sparse_moe." + name.substr(at + 5);
+}
+
+std::vector<HfFusedTensor> hf_fused_tensors(const Config& config, const std::string& type) {
+  const int64_t experts = config.moe.num_experts, hidden = config.moe.expert_hidden,
+                d_model = config.model.d_model;
+  std::vector<HfFusedTensor> list;
+  for (int i = 0; i < config.model.n_layers; ++i) {
+    if (!config.moe.is_moe_layer(i)) continue;
+    const std::string block = moe_block(i, type);
+    HfFusedTensor gate_up{block + "experts.gate_up_proj", {experts, 2 * hidden, d_model}, {}};
+    HfFusedTensor down{block + "experts.down_proj", {experts, d_model, hidden}, {}};
+    for (int e = 0; e < experts; ++e) {
+      const std::array<std::string, 3> names = expert_names(block, e, type);
+      gate_up.parts.insert(gate_up.parts.end(), {names[0], names[1]});
+      down.parts.push_back(names[2]);
+    }
+    list.push_back(gate_up);
+    list.push_back(down);
+  }
   return list;
 }
 

@@ -12,6 +12,13 @@
 //   refused with the reason, never approximated. A sliding window shorter than the context is the
 //   one exception: the imported model's max_seq_len becomes the window, within which the two are
 //   the same, and a note says so.
+// - transformers 5 keeps a MoE layer's routed experts as two fused tensors and can write them so
+//   (save_original_format=False; docs/interop.md). hf_fused_tensors() describes each as the
+//   per-expert tensors of hf_tensors() laid end to end, so an import reads it as those tensors and
+//   the one list stays the one list. Only the library's own layout is accepted, [E, 2F, D] with
+//   each expert's gate rows before its up rows and [E, D, F]: a transposed tensor would be refused
+//   by transformers too, and with 2F = D its shape could not tell. Export writes the per-expert
+//   form, which transformers 4 and 5 both load.
 #pragma once
 
 #include <string>
@@ -45,5 +52,19 @@ struct HfTensor {
   int expert = -1;        // routed expert whose [F,D] or [D,F] slice it is; -1: the whole tensor
 };
 std::vector<HfTensor> hf_tensors(const Config& config, const std::string& model_type);
+
+// The name hf_tensors() gives a tensor of a model_type checkpoint. transformers 5 calls a mixtral's
+// MoE block `mlp.` where 4 called it `block_sparse_moe.`, and reads both: so do we.
+std::string hf_canonical_name(const std::string& name, const std::string& model_type);
+
+// A fused tensor of one MoE layer's routed experts: the tensors `parts` (hf_tensors() names, each
+// an [F, D] or [D, F] expert matrix) laid end to end make one of `shape`. gate_up_proj [E, 2F, D]
+// is expert 0's gate, its up, expert 1's gate, ...; down_proj [E, D, F] each expert's down.
+struct HfFusedTensor {
+  std::string hf_name;
+  std::vector<int64_t> shape;
+  std::vector<std::string> parts;
+};
+std::vector<HfFusedTensor> hf_fused_tensors(const Config& config, const std::string& model_type);
 
 }  // namespace moe

@@ -3,18 +3,23 @@
 // imported, run through MoEForge's forward and compared with the logits transformers computed; it
 // is then exported back and every tensor must equal the original bit for bit. Also: the q/k/v bias
 // key of qwen2_moe (a fixture edited to have none) and of qwen2 (none in transformers), and that
-// the rope scaling fixtures (llama3, qwen3_yarn) fail with another rope factor.
+// the rope scaling fixtures (llama3, qwen3_yarn) fail with another rope factor. The fused fixtures
+// (transformers 5's fused expert tensors) give the reference logits, import to the parameters of
+// their per-expert twins and export as those; swapped gate and up halves miss the logits, and a
+// fused tensor of the wrong shape is an error naming it.
 //
 // Tolerance: both sides compute in fp32, with different summation orders (BLAS blocking, the
 // attention kernel's online softmax, the MoE combine), so logits agree to a few float roundings of
 // their magnitude (a few units here): absolute 2e-4 plus relative 1e-4. A transposed, swapped or
 // missing tensor (or a wrong norm, RoPE or routing convention) changes them by far more.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -25,6 +30,7 @@
 #include "checkpoint/safetensors.h"
 #include "config/yaml_io.h"
 #include "layers/model.h"
+#include "tests/support/error_message.h"
 #include "tests/support/tolerance.h"
 #include "upcycling/upcycle.h"
 
@@ -66,10 +72,18 @@ void expect_same_tensors(const std::string& source, const std::string& exported)
   }
 }
 
+// A tensor written in place of a fixture's: F32 values of a shape.
+struct NewTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
 // A copy of fixture `name` in a temporary directory, its config.json with `from` replaced by `to`
-// and its model.safetensors without the tensors whose names end in `drop` (none when empty).
+// (from "": unchanged), its model.safetensors without the tensors whose names end in `drop` (none
+// when empty) and with `replaced` tensors in place of the originals.
 std::string edited_fixture(const std::string& name, const std::string& from, const std::string& to,
-                           const std::string& drop) {
+                           const std::string& drop,
+                           const std::map<std::string, NewTensor>& replaced = {}) {
   const std::string dir = temp_dir(name + "_edited");
   fs::create_directories(dir);
   std::ifstream in(kFixtures + "/" + name + "/config.json");
@@ -85,11 +99,18 @@ std::string edited_fixture(const std::string& name, const std::string& from, con
   for (const SafetensorsTensor& t : original.tensors())
     if (drop.empty() || !t.name.ends_with(drop)) {
       kept.push_back(&t);
-      specs.push_back({t.name, t.dtype, t.shape});
+      const auto it = replaced.find(t.name);
+      specs.push_back(it == replaced.end() ? SafetensorsSpec{t.name, t.dtype, t.shape}
+                                           : SafetensorsSpec{t.name, "F32", it->second.shape});
     }
   SafetensorsWriter writer(dir + "/model.safetensors", specs);
-  for (const SafetensorsTensor* t : kept)
-    writer.write(t->name, original.data(*t), static_cast<size_t>(t->size));
+  for (const SafetensorsTensor* t : kept) {
+    const auto it = replaced.find(t->name);
+    if (it == replaced.end())
+      writer.write(t->name, original.data(*t), static_cast<size_t>(t->size));
+    else
+      writer.write(t->name, it->second.values.data(), it->second.values.size() * sizeof(float));
+  }
   writer.finish();
   return dir;
 }
@@ -147,6 +168,116 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
   const HfImport again = config_from_hf(exported + "/config.json");
   EXPECT_EQ(again.config.model, hf.config.model);
   EXPECT_EQ(again.config.moe, hf.config.moe);
+}
+
+// The fused fixtures (`<type>_fused`) hold the weights of `<type>` in transformers 5's fused expert
+// tensors, written by transformers itself (save_original_format=False;
+// tests/fixtures/hf/README.md).
+class HfFusedFixture : public ::testing::TestWithParam<std::string> {};
+
+// The parameters of the checkpoint imported from fixture `name`, by global name.
+std::map<std::string, std::vector<float>> imported_parameters(const std::string& name) {
+  const std::string source = kFixtures + "/" + name;
+  const std::string step = hf_to_moeforge(source, temp_dir(name + "_parameters"));
+  const HfImport hf = config_from_hf(source + "/config.json");
+  ParameterStore store(DType::f32);
+  Model model(hf.config.model, hf.config.moe, store);
+  store.allocate(0);
+  load_checkpoint(step, {&store, false, {}}, {});
+  std::map<std::string, std::vector<float>> out;
+  for (const Parameter& p : store.parameters())
+    out[p.name].assign(p.value.data<float>(), p.value.data<float>() + p.value.numel());
+  return out;
+}
+
+TEST_P(HfFusedFixture, ImportedModelGivesTheReferenceLogits) {
+  const std::string name = GetParam() + "_fused";
+  const Logits logits = imported_logits(kFixtures + "/" + name, name);
+  EXPECT_TRUE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+}
+
+TEST_P(HfFusedFixture, ImportsToTheParametersOfThePerExpertCheckpoint) {
+  EXPECT_EQ(config_from_hf(kFixtures + "/" + GetParam() + "_fused/config.json").config,
+            config_from_hf(kFixtures + "/" + GetParam() + "/config.json").config);
+  const auto fused = imported_parameters(GetParam() + "_fused");
+  const auto per_expert = imported_parameters(GetParam());
+  ASSERT_EQ(fused.size(), per_expert.size());
+  for (const auto& [name, values] : per_expert) {
+    ASSERT_TRUE(fused.count(name)) << name;
+    EXPECT_TRUE(fused.at(name) == values) << name << " differs";
+  }
+}
+
+// Export writes the per-expert form: the fused import exports as the per-expert fixture, bit for
+// bit.
+TEST_P(HfFusedFixture, ExportsAsThePerExpertFixtureBitForBit) {
+  const std::string name = GetParam() + "_fused";
+  const std::string step = hf_to_moeforge(kFixtures + "/" + name, temp_dir(name + "_roundtrip"));
+  const std::string exported = temp_dir(name + "_exported");
+  moeforge_to_hf(step, exported, GetParam(), "f32", int64_t{1} << 40);
+  expect_same_tensors(kFixtures + "/" + GetParam(), exported);
+}
+
+// gate_up_proj with each expert's up rows before its gate rows imports (nothing tells the halves
+// apart) but misses the reference logits: the order of the halves is checked.
+TEST_P(HfFusedFixture, SwappedGateAndUpHalvesMissTheReferenceLogits) {
+  const std::string name = GetParam() + "_fused";
+  const SafetensorsFile file(kFixtures + "/" + name + "/model.safetensors");
+  std::map<std::string, NewTensor> swapped;
+  for (const SafetensorsTensor& t : file.tensors()) {
+    if (!t.name.ends_with(".experts.gate_up_proj")) continue;
+    std::vector<float> values(t.numel);
+    file.read_f32(t, values.data());
+    const int64_t half = t.numel / t.shape[0] / 2;  // one expert's gate (or up) matrix
+    for (int64_t e = 0; e < t.shape[0]; ++e)
+      std::swap_ranges(values.begin() + 2 * e * half, values.begin() + (2 * e + 1) * half,
+                       values.begin() + (2 * e + 1) * half);
+    swapped[t.name] = {t.shape, values};
+  }
+  ASSERT_FALSE(swapped.empty());
+  const Logits logits = imported_logits(edited_fixture(name, "", "", "", swapped), name);
+  EXPECT_FALSE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfFusedFixture,
+                         ::testing::Values("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"));
+
+// A fused tensor of another shape (here: down_proj transposed, gate_up_proj holding only the gates)
+// is an error naming the tensor, its shape and the shape config.json implies.
+TEST(HfFused, AWrongShapeIsAnErrorNamingTheTensorAndTheExpectedShape) {
+  const std::string down = "model.layers.1.mlp.experts.down_proj";
+  const std::string gate_up = "model.layers.1.mlp.experts.gate_up_proj";
+  for (const auto& [tensor, shape, expected] :
+       {std::tuple{down, std::vector<int64_t>{4, 32, 64}, std::string("[4, 64, 32]")},
+        std::tuple{gate_up, std::vector<int64_t>{4, 32, 64}, std::string("[4, 64, 64]")}}) {
+    SCOPED_TRACE(tensor);
+    const NewTensor wrong{shape, std::vector<float>(4 * 32 * 64)};
+    const std::string source = edited_fixture("qwen3_moe_fused", "", "", "", {{tensor, wrong}});
+    const std::string message = testing::input_error_message(
+        [&] { hf_to_moeforge(source, temp_dir("fused_wrong_shape")); });
+    EXPECT_TRUE(testing::mentions(message, "'" + tensor + "' has shape [4, 32, 64]"));
+    EXPECT_TRUE(testing::mentions(message, "config.json makes it " + expected));
+  }
+}
+
+// A fused tensor that is absent is named as the alternative to the per-expert tensors it holds.
+TEST(HfFused, AMissingFusedTensorIsNamed) {
+  const std::string source = edited_fixture("qwen3_moe_fused", "", "", ".experts.down_proj");
+  const std::string message =
+      testing::input_error_message([&] { hf_to_moeforge(source, temp_dir("fused_missing")); });
+  EXPECT_TRUE(
+      testing::mentions(message, "'model.layers.1.mlp.experts.0.down_proj.weight' is missing"));
+  EXPECT_TRUE(testing::mentions(message, "or the fused 'model.layers.1.mlp.experts.down_proj'"));
+}
+
+// transformers 5 writes qwen3_moe's expert count as num_local_experts (the fixture's config) and
+// reads num_experts as the same key: two different counts are refused.
+TEST(HfFused, DifferentNumExpertsAndNumLocalExpertsAreRefused) {
+  const std::string source = edited_fixture("qwen3_moe_fused", "\"num_local_experts\": 4",
+                                            "\"num_local_experts\": 4, \"num_experts\": 2", "");
+  const std::string message =
+      testing::input_error_message([&] { config_from_hf(source + "/config.json"); });
+  EXPECT_TRUE(testing::mentions(message, "num_experts and num_local_experts differ"));
 }
 
 // The worked example of docs/interop.md on a fixture: a dense Llama imported, copy-upcycled into a
