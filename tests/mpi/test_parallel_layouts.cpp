@@ -125,21 +125,28 @@ class ParallelLayouts : public ::testing::Test {
   std::vector<Layout> layouts;
 };
 
+// One global batch on the layout and on one rank: losses, loads, tokens and every gradient agree.
+// Returns the reference's loads.
+std::vector<std::vector<int64_t>> expect_single_rank_gradient(const Config& c, const Layout& layout,
+                                                              Communicator& world) {
+  ProcessGrid grid(world, layout.tp, layout.dp, layout.ep);
+  Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
+  Stream stream;
+  const StepStats ref = reference.gradients(stream);
+  const StepStats par = parallel.gradients(stream);
+  EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+  EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
+  EXPECT_NEAR(par.z_loss, ref.z_loss, 1e-5 * ref.z_loss);
+  EXPECT_EQ(par.loads, ref.loads);
+  EXPECT_EQ(par.tokens, ref.tokens);
+  expect_same_parameters(parallel, reference, world, true, 1e-7, 1e-4);
+  return ref.loads;
+}
+
 TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
   for (const Layout& layout : layouts) {
     SCOPED_TRACE(layout.name());
-    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
-    const Config c = layout_run(dataset_for(*world), layout);
-    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
-    Stream stream;
-    const StepStats ref = reference.gradients(stream);
-    const StepStats par = parallel.gradients(stream);
-    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
-    EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
-    EXPECT_NEAR(par.z_loss, ref.z_loss, 1e-5 * ref.z_loss);
-    EXPECT_EQ(par.loads, ref.loads);
-    EXPECT_EQ(par.tokens, ref.tokens);
-    expect_same_parameters(parallel, reference, *world, true, 1e-7, 1e-4);
+    expect_single_rank_gradient(layout_run(dataset_for(*world), layout), layout, *world);
   }
 }
 
@@ -148,22 +155,13 @@ TEST_F(ParallelLayouts, GradientOfOneGlobalBatchEqualsTheSingleRankGradient) {
 TEST_F(ParallelLayouts, GroupLimitedSigmoidRoutingGivesTheSingleRankGradient) {
   for (const Layout& layout : layouts) {
     SCOPED_TRACE(layout.name());
-    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
     Config c = layout_run(dataset_for(*world), layout);
     c.moe.router_score = RouterScore::sigmoid;
     c.moe.n_group = 2;
     c.moe.topk_group = 1;
     c.moe.routed_scaling = 2.5;
-    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
-    Stream stream;
-    const StepStats ref = reference.gradients(stream);
-    const StepStats par = parallel.gradients(stream);
-    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
-    EXPECT_NEAR(par.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss);
-    EXPECT_EQ(par.loads, ref.loads);
-    for (const std::vector<int64_t>& load : ref.loads)  // whole groups: {0, 1} or {2, 3}
-      if (!load.empty()) EXPECT_EQ(load[0], load[1]);
-    expect_same_parameters(parallel, reference, *world, true, 1e-7, 1e-4);
+    for (const std::vector<int64_t>& load : expect_single_rank_gradient(c, layout, *world))
+      if (!load.empty()) EXPECT_EQ(load[0], load[1]);  // whole groups: {0, 1} or {2, 3}
   }
 }
 
