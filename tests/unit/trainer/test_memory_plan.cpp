@@ -3,6 +3,7 @@
 // both precisions; and the plan against the host allocator's measured peak of real training
 // steps.
 #include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include "core/allocator.h"
