@@ -72,14 +72,13 @@ TEST_P(DevicePlacementLayouts, TrainsAsOnTheCpuAndResumes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, DevicePlacementLayouts,
-                         ::testing::Values(Case{Layout{2, 2, 2}}, Case{Layout{1, 4, 4, false, true}},
-                                           Case{Layout{2, 2, 1, true}},
-                                           Case{Layout{1, 4, 4, false, false, false, true}},
-                                           Case{Layout{2, 2, 2}, Precision::bf16},
-                                           Case{Layout{1, 4, 4, false, false, false, true},
-                                                Precision::bf16}),
-                         [](const auto& info) { return info.param.name(); });
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, DevicePlacementLayouts,
+    ::testing::Values(Case{Layout{2, 2, 2}}, Case{Layout{1, 4, 4, false, true}},
+                      Case{Layout{2, 2, 1, true}}, Case{Layout{1, 4, 4, false, false, false, true}},
+                      Case{Layout{2, 2, 2}, Precision::bf16},
+                      Case{Layout{1, 4, 4, false, false, false, true}, Precision::bf16}),
+    [](const auto& info) { return info.param.name(); });
 
 }  // namespace
 }  // namespace moe

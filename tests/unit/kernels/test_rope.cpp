@@ -46,16 +46,20 @@ Tensor rope_inverse(const Tensor& dout, const Tensor& positions, float theta = k
   return dx;
 }
 
+// One head of dim 4 with its pairs (0, 2) and (1, 3) turned by angle0 and angle1, as [1, 1, 4].
+Tensor rotated_by_hand(const std::vector<double>& x, double angle0, double angle1) {
+  const double c0 = std::cos(angle0), s0 = std::sin(angle0), c1 = std::cos(angle1),
+               s1 = std::sin(angle1);
+  return Tensor::from_vector<double>({1, 1, 4}, {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1,
+                                                 x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
+}
+
 TEST(Rope, MatchesHandRotation) {
   // One token, one head of dim 4, position 3, theta 100: pairs (0, 2) and (1, 3) turn by
   // 3 * 100^0 = 3 and 3 * 100^(-1/2) = 0.3 radians.
   const std::vector<double> x = {0.5, -1.0, 2.0, 0.25};
   const Tensor out = rope(Tensor::from_vector<double>({1, 1, 4}, x), positions_of({3}), 100.0f);
-  const double c0 = std::cos(3.0), s0 = std::sin(3.0), c1 = std::cos(0.3), s1 = std::sin(0.3);
-  const Tensor expected = Tensor::from_vector<double>(
-      {1, 1, 4},
-      {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1, x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
-  EXPECT_TRUE(all_close(out, expected, 1e-12, 1e-12));
+  EXPECT_TRUE(all_close(out, rotated_by_hand(x, 3.0, 0.3), 1e-12, 1e-12));
 }
 
 // Pairs turn by position * inv_freq[i], whatever the table holds (here not a power series).
@@ -66,11 +70,7 @@ TEST(Rope, TurnsEachPairByItsTableEntry) {
   Tensor out = Tensor::empty({1, 1, 4}, DType::f64);
   ops::rope_forward(Tensor::from_vector<double>({1, 1, 4}, x), positions_of({5}), table, 1.0f, out,
                     stream);
-  const double c0 = std::cos(3.5), s0 = std::sin(3.5), c1 = std::cos(0.1), s1 = std::sin(0.1);
-  const Tensor expected = Tensor::from_vector<double>(
-      {1, 1, 4},
-      {x[0] * c0 - x[2] * s0, x[1] * c1 - x[3] * s1, x[2] * c0 + x[0] * s0, x[3] * c1 + x[1] * s1});
-  EXPECT_TRUE(all_close(out, expected, 1e-12, 1e-12));
+  EXPECT_TRUE(all_close(out, rotated_by_hand(x, 3.5, 0.1), 1e-12, 1e-12));
 }
 
 // cos and sin are multiplied by scale, so forward and backward are scaled copies of scale 1.

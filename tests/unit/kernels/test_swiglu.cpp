@@ -59,14 +59,9 @@ TEST(SwiGlu, RejectsMismatchedShapesAndIntegerTensors) {
   }
 }
 
-// f32 operations per output, all products of factors of magnitude <= 1 except 1 + g (1 - s) <= 2:
-// sigmoid 3 (exp, add, divide); out = g s u: 2 more; dgate = d u s (1 + g (1 - s)): 6 more; dup =
-// d g s: 2 more.
-TEST(SwiGlu, Bf16MatchesF64) {
-  const Tensor gate = random_tensor({6, 40}, DType::bf16, 10);
-  const Tensor up = random_tensor({6, 40}, DType::bf16, 11);
-  const Tensor dout = random_tensor({6, 40}, DType::bf16, 12);
-  auto run = [&](DType dtype) {
+// out, dgate and dup of the inputs converted to a dtype, for the f64 comparisons below.
+auto swiglu_in(const Tensor& gate, const Tensor& up, const Tensor& dout) {
+  return [=](DType dtype) {
     Stream stream;
     const Tensor g = testing::converted(gate, dtype), u = testing::converted(up, dtype);
     Tensor out = Tensor::empty(gate.shape(), dtype), dgate = Tensor::empty(gate.shape(), dtype);
@@ -75,7 +70,17 @@ TEST(SwiGlu, Bf16MatchesF64) {
     ops::swiglu_backward(testing::converted(dout, dtype), g, u, dgate, dup, stream);
     return std::vector<Tensor>{out, dgate, dup};
   };
-  EXPECT_TRUE(testing::bf16_matches_f64(run, {{"out", 5, 1}, {"dgate", 9, 2}, {"dup", 5, 1}}));
+}
+
+// f32 operations per output, all products of factors of magnitude <= 1 except 1 + g (1 - s) <= 2:
+// sigmoid 3 (exp, add, divide); out = g s u: 2 more; dgate = d u s (1 + g (1 - s)): 6 more; dup =
+// d g s: 2 more.
+TEST(SwiGlu, Bf16MatchesF64) {
+  const Tensor gate = random_tensor({6, 40}, DType::bf16, 10);
+  const Tensor up = random_tensor({6, 40}, DType::bf16, 11);
+  const Tensor dout = random_tensor({6, 40}, DType::bf16, 12);
+  EXPECT_TRUE(testing::bf16_matches_f64(swiglu_in(gate, up, dout),
+                                        {{"out", 5, 1}, {"dgate", 9, 2}, {"dup", 5, 1}}));
 }
 
 // The f32 path: the counts above with exp_f32 counted as 2, for g in [-6, 6]. out and dup are
@@ -85,16 +90,8 @@ TEST(SwiGlu, F32MatchesF64) {
   const Tensor gate = random_tensor({7, 37}, DType::f32, 13, -6, 6);
   const Tensor up = random_tensor({7, 37}, DType::f32, 14);
   const Tensor dout = random_tensor({7, 37}, DType::f32, 15);
-  auto run = [&](DType dtype) {
-    Stream stream;
-    const Tensor g = testing::converted(gate, dtype), u = testing::converted(up, dtype);
-    Tensor out = Tensor::empty(gate.shape(), dtype), dgate = Tensor::empty(gate.shape(), dtype);
-    Tensor dup = Tensor::empty(gate.shape(), dtype);
-    ops::swiglu_forward(g, u, out, stream);
-    ops::swiglu_backward(testing::converted(dout, dtype), g, u, dgate, dup, stream);
-    return std::vector<Tensor>{out, dgate, dup};
-  };
-  EXPECT_TRUE(testing::f32_matches_f64(run, {{"out", 6, 0}, {"dgate", 10, 7}, {"dup", 6, 0}}));
+  EXPECT_TRUE(testing::f32_matches_f64(swiglu_in(gate, up, dout),
+                                       {{"out", 6, 0}, {"dgate", 10, 7}, {"dup", 6, 0}}));
 }
 
 }  // namespace

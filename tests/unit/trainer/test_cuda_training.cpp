@@ -94,9 +94,10 @@ TEST_F(CudaTraining, Bf16StepMatchesTheCpuBf16Step) {
   ops::synchronize(stream);
   const double effect = testing::distance(cpu.store.grads(), cpu_f32.store.grads());
   const double gap = testing::distance(testing::to_host(gpu.store.grads()), cpu.store.grads());
-  std::printf("[cuda vs cpu] bf16 step: loss %.6f (gpu) %.6f (cpu bf16) %.6f (cpu f32); gradient "
-              "distance %.3g, bf16's own effect %.3g\n",
-              got, want, f32_loss, gap, effect);
+  std::printf(
+      "[cuda vs cpu] bf16 step: loss %.6f (gpu) %.6f (cpu bf16) %.6f (cpu f32); gradient "
+      "distance %.3g, bf16's own effect %.3g\n",
+      got, want, f32_loss, gap, effect);
   EXPECT_LE(gap, 2 * effect);
 }
 

@@ -9,9 +9,10 @@
 // - f32: both compute in f32 (the CPU on GEMM tiles, kernels/cpu/attention_f32.cpp, its errors
 //   ~1e-6 of the largest output in tests/unit/kernels/test_attention.cpp), in different orders. An
 //   output element sums `terms` products, each with an hd-long dot product inside (a score, or
-//   dout . v); rounding errors grow like the square root of that length: 4 sqrt(hd * terms). terms = T for the forward, T * group for the
-//   backward (dk and dv sum over the queries of every head of the group). A wrong mask, scale or
-//   head mapping is off by O(1e-2) or more, far above these (at most ~1e-4).
+//   dout . v); rounding errors grow like the square root of that length: 4 sqrt(hd * terms). terms
+//   = T for the forward, T * group for the backward (dk and dv sum over the queries of every head
+//   of the group). A wrong mask, scale or head mapping is off by O(1e-2) or more, far above these
+//   (at most ~1e-4).
 // - bf16: both backends compute in f32 from the same values, so the difference is the GPU's one
 //   rounding of its f32 result to bf16 (within one ulp, <= 1 eps * |expected|, when the two f32
 //   values straddle a rounding boundary) plus the f32 error above (~0.01 bf16 eps): 2 eps. lse is
