@@ -22,6 +22,11 @@ constexpr std::array<std::string_view, 2> enum_words(ModelKind) { return {"decod
 enum class QkNormScope { head, projection };
 constexpr std::array<std::string_view, 2> enum_words(QkNormScope) { return {"head", "projection"}; }
 
+// model.attention: grouped-query attention (Llama family) or multi-head latent attention
+// (DeepSeek-V2/V3: keys and values from a low-rank latent, a RoPE key shared by all heads).
+enum class AttentionKind { mha, mla };
+constexpr std::array<std::string_view, 2> enum_words(AttentionKind) { return {"mha", "mla"}; }
+
 enum class RouterScore { softmax, sigmoid };
 constexpr std::array<std::string_view, 2> enum_words(RouterScore) { return {"softmax", "sigmoid"}; }
 
@@ -111,6 +116,12 @@ struct ModelConfig {
   bool tie_embeddings = true;
   int max_seq_len = 256;
   double init_std = 0.02;
+  AttentionKind attention = AttentionKind::mha;
+  int q_lora_rank = 0;  // MLA keys (0 = unset; q_lora_rank 0 = queries projected directly)
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
   RopeScaling rope_scaling;  // its own section, rope_scaling (config/run_config.h)
 
   template <class V>
@@ -133,8 +144,23 @@ struct ModelConfig {
     v.field("tie_embeddings", tie_embeddings, "LM head shares the token embedding");
     v.field("max_seq_len", max_seq_len, Range::at_least(1), "longest sequence (RoPE table)");
     v.field("init_std", init_std, Range::above(0), "std of the normal init of weights");
+    v.field("attention", attention,
+            "mha: grouped-query attention; mla: multi-head latent attention (DeepSeek-V2/V3)");
+    v.field("q_lora_rank", q_lora_rank, Range::at_least(0),
+            "mla: rank of the query latent; 0 = queries projected from the input directly");
+    v.field("kv_lora_rank", kv_lora_rank, Range::at_least(0),
+            "mla: rank of the key/value latent (required)");
+    v.field("qk_nope_head_dim", qk_nope_head_dim, Range::at_least(0),
+            "mla: per-head query/key size without RoPE (required)");
+    v.field("qk_rope_head_dim", qk_rope_head_dim, Range::at_least(0),
+            "mla: per-head query/key size with RoPE; the RoPE key is shared by all heads (required)");
+    v.field("v_head_dim", v_head_dim, Range::at_least(0), "mla: per-head value size (required)");
   }
   int effective_head_dim() const { return head_dim > 0 ? head_dim : d_model / n_heads; }
+  // The dimensions RoPE rotates in a head: the whole head, or MLA's RoPE part.
+  int rotary_dim() const {
+    return attention == AttentionKind::mla ? qk_rope_head_dim : effective_head_dim();
+  }
   bool operator==(const ModelConfig&) const = default;
 };
 

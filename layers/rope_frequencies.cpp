@@ -53,7 +53,7 @@ double scale_yarn(const RopeScaling& r, int original, double theta, int dim,
 }  // namespace
 
 RopeFrequencies rope_frequencies(const ModelConfig& model) {
-  const int dim = model.effective_head_dim();
+  const int dim = model.rotary_dim();
   const RopeScaling& r = model.rope_scaling;
   const int original = r.effective_original_max_seq_len(model.max_seq_len);
   RopeFrequencies out;

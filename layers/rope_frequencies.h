@@ -1,6 +1,7 @@
-// The rotary frequencies of a model: inv_freq[j] = theta^(-2j/head_dim), j < head_dim/2, scaled as
-// model.rope_scaling says (none, linear, llama3, yarn; METHODS.md §7.2 has the formulas), and the
-// attention factor that multiplies cos and sin (yarn's; 1 otherwise).
+// The rotary frequencies of a model: inv_freq[j] = theta^(-2j/dim), j < dim/2, where dim is
+// ModelConfig::rotary_dim (the head, or MLA's RoPE part), scaled as model.rope_scaling says (none,
+// linear, llama3, yarn; METHODS.md §7.2 has the formulas), and the attention factor that
+// multiplies cos and sin (yarn's; 1 otherwise).
 //
 // Decisions:
 // - Computed once, on the host, in double; both backends' RoPE read the same table
@@ -15,7 +16,7 @@
 namespace moe {
 
 struct RopeFrequencies {
-  std::vector<double> inv_freq;  // [head_dim / 2]
+  std::vector<double> inv_freq;  // [rotary_dim / 2]
   double attention_factor = 1.0;
 };
 
