@@ -165,6 +165,25 @@ TEST_F(ParallelLayouts, GroupLimitedSigmoidRoutingGivesTheSingleRankGradient) {
   }
 }
 
+// Multi-head latent attention with a query latent (DeepSeek-V3): the heads split over TP, the
+// latent projections and norms replicated with partial gradients.
+TEST_F(ParallelLayouts, LatentAttentionGivesTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    SCOPED_TRACE(layout.name());
+    Config c = layout_run(dataset_for(*world), layout);
+    c.model.attention = AttentionKind::mla;
+    c.model.n_kv_heads = c.model.n_heads;
+    c.model.qk_norm = false;
+    c.model.qkv_bias = false;
+    c.model.q_lora_rank = 12;
+    c.model.kv_lora_rank = 16;
+    c.model.qk_nope_head_dim = 8;
+    c.model.qk_rope_head_dim = 4;
+    c.model.v_head_dim = 6;
+    expect_single_rank_gradient(c, layout, *world);
+  }
+}
+
 TEST_F(ParallelLayouts, ThirtyStepsFollowTheSingleRankLossCurve) {
   int resharded = 0, fssdp_layouts = 0;
   for (const Layout& layout : layouts) {
