@@ -20,6 +20,9 @@ struct Counter {
   // AttentionSaved: q, k, v, out, lse; with QK-norm q_raw, k_raw and their rstd.
   int64_t attention_kept() const {
     int64_t bytes = n * (2 * q + 2 * kv) * a + n * s.q_heads * kF32;
+    // LatentAttentionSaved adds the latents before and after their norms, and their rstd.
+    if (s.mla)
+      bytes += 2 * n * (s.q_rank + s.kv_rank) * a + (s.q_rank > 0 ? 2 : 1) * n * kF32;
     if (s.qk_norm)
       bytes +=
           n * (q + kv) * a + (s.qk_norm_per_head ? n * (s.q_heads + s.kv_heads) : 2 * n) * kF32;
@@ -106,7 +109,19 @@ struct Counter {
   // Attention::backward: dout, dq, dk, dv, then q's RoPE adjoint (and QK-norm's, and the bias's
   // ones).
   int64_t attention_backward() const {
+    if (s.mla) return latent_attention_backward();
     return n * (2 * q + 2 * kv) * a + n * q * a * (s.qk_norm ? 2 : 1) + (s.qkv_bias ? n * a : 0);
+  }
+  // LatentAttention::backward: the output's value columns and their gradient (and its padded
+  // copy), dquery, dkey, dvalue; dkv, the RoPE key's gradient per head and summed; the latent's
+  // gradients; the queries' (a narrow copy when padded, the RoPE columns, the query latent's).
+  int64_t latent_attention_backward() const {
+    const int64_t h = s.q_heads, hd = s.head_dim, qk = s.nope + s.rope;
+    int64_t elements = 2 * h * s.v_dim + (hd > s.v_dim ? h * (s.v_dim + hd) : 0) + 3 * h * hd;
+    elements += h * (s.nope + s.v_dim) + h * s.rope + s.rope;
+    elements += 2 * s.kv_rank + s.kv_rank + s.rope;
+    elements += (hd > qk ? h * qk : 0) + h * s.rope + 2 * s.q_rank;
+    return n * elements * a;
   }
   // Block::backward with the gradient that arrives and the one it returns; dffn_in, dh and
   // dattn_in live to its end. Under recompute the rebuilt activations come first.

@@ -1,5 +1,6 @@
 // The activation memory of one micro-batch on one rank, counted from what the layers keep between
-// forward and backward (the Saved structs of layers/model.h, block.h, attention.h, moe_layer.h,
+// forward and backward (the Saved structs of layers/model.h, block.h, attention.h,
+// latent_attention.h, moe_layer.h,
 // router.h, token_dispatcher.h, swiglu_ffn.h) and what their backward allocates on top
 // (moe-train --plan, trainer/memory_plan.h).
 //
@@ -33,6 +34,10 @@ struct ActivationShape {
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
   bool qk_norm = false, qk_norm_per_head = true;
   bool qkv_bias = false;   // a bias adds a column of ones [N,1] while q, k or v runs backward
+  // Multi-head latent attention: head_dim is then the attention op's (padded) width, and these
+  // the latent ranks (q_rank 0: no query latent) and the per-head parts.
+  bool mla = false;
+  int64_t q_rank = 0, kv_rank = 0, nope = 0, rope = 0, v_dim = 0;
   int64_t ffn_hidden = 0;  // the dense MLP's
   std::vector<bool> moe_blocks;
   // MoE layers.

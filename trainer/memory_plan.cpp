@@ -112,6 +112,15 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   s.q_heads = m.n_heads / tp;
   s.kv_heads = m.n_kv_heads / tp;
   s.head_dim = m.effective_head_dim();
+  if (m.attention == AttentionKind::mla) {
+    s.mla = true;
+    s.q_rank = m.q_lora_rank;
+    s.kv_rank = m.kv_lora_rank;
+    s.nope = m.qk_nope_head_dim;
+    s.rope = m.qk_rope_head_dim;
+    s.v_dim = m.v_head_dim;
+    s.head_dim = std::max(s.nope + s.rope, s.v_dim);
+  }
   s.qk_norm = m.qk_norm;
   s.qk_norm_per_head = m.qk_norm_scope == QkNormScope::head;
   s.qkv_bias = m.qkv_bias;
@@ -216,7 +225,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
                   (owned_moments(d.dense, zero, plan.dp, dp_rank) +
                    owned_moments(d.expert, zero, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
-    r.rope_tables = int64_t{config.model.n_layers} * (config.model.effective_head_dim() / 2) *
+    r.rope_tables = int64_t{config.model.n_layers} * (config.model.rotary_dim() / 2) *
                     static_cast<int64_t>(sizeof(double));
     int64_t expert_rows = 0;
     const ActivationShape shape =

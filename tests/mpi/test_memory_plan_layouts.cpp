@@ -10,6 +10,7 @@
 // the expectation: those layouts set moe.capacity_factor, and the plan, which then counts the
 // capacity bound of the experts a rank holds, must be at least the measured peak (and not grossly
 // more). Sequences of 2 tokens make the ZeRO-1 step's buffers the peak, and check them too.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +50,11 @@ struct Peaks {
   int64_t measured = 0;
 };
 
-Peaks measure(Communicator& world, const std::string& dataset, const Layout& layout, int seq_len) {
+Peaks measure(Communicator& world, const std::string& dataset, const Layout& layout, int seq_len,
+              const std::function<void(Config&)>& change = {}) {
   Config c = testing::with_layout_keys(testing::layout_run(dataset, layout), layout);
   if (seq_len > 0) c.data.seq_len = seq_len;
+  if (change) change(c);
   if (layout.fssdp) c.moe.capacity_factor = 1.0;
   ProcessGrid grid(world, layout.tp, layout.dp, c.parallel.expert_ranks(world.size()));
   Peaks peaks{plan_memory(c, world.size()).ranks.at(world.rank()), 0};
@@ -92,6 +95,32 @@ TEST(MemoryPlanLayouts, PlanIsWithinTenPercentOfEachRanksMeasuredPeak) {
 
 // Sequences of 2 tokens: the ZeRO-1 step's padded buffers outgrow the activations and are the
 // peak.
+// Multi-head latent attention (with a query latent, v narrower than q and k) in dense blocks,
+// whose backward is then the peak: on one rank's share of the heads, and with them all.
+TEST(MemoryPlanLayouts, LatentAttentionPlanIsWithinTenPercentOfTheMeasuredPeak) {
+  std::unique_ptr<Communicator> world = mpi_world_communicator();
+  const std::string dataset = testing::rank_dataset(*world, "memory_plan");
+  const auto latent = [](Config& c) {
+    c.model.attention = AttentionKind::mla;
+    c.model.n_kv_heads = c.model.n_heads;
+    c.model.qk_norm = false;
+    c.model.qkv_bias = false;
+    c.model.q_lora_rank = 24;
+    c.model.kv_lora_rank = 32;
+    c.model.qk_nope_head_dim = 16;
+    c.model.qk_rope_head_dim = 8;
+    c.model.v_head_dim = 16;
+    c.moe.first_k_dense = c.model.n_layers;
+  };
+  for (const Layout& layout : {Layout{2, world->size() / 2, 1}, Layout{1, world->size(), 1}}) {
+    SCOPED_TRACE(layout.name());
+    const auto [plan, measured] = measure(*world, dataset, layout, 0, latent);
+    EXPECT_NEAR(static_cast<double>(plan.activations) / static_cast<double>(measured), 1.0, 0.10)
+        << "rank " << world->rank() << ": planned " << plan.activations << " bytes, measured "
+        << measured;
+  }
+}
+
 TEST(MemoryPlanLayouts, ZeroStepBuffersAreThePeakOfShortSequences) {
   std::unique_ptr<Communicator> world = mpi_world_communicator();
   const std::string dataset = testing::rank_dataset(*world, "memory_plan");
