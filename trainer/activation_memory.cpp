@@ -21,8 +21,7 @@ struct Counter {
   int64_t attention_kept() const {
     int64_t bytes = n * (2 * q + 2 * kv) * a + n * s.q_heads * kF32;
     // LatentAttentionSaved adds the latents before and after their norms, and their rstd.
-    if (s.mla)
-      bytes += 2 * n * (s.q_rank + s.kv_rank) * a + (s.q_rank > 0 ? 2 : 1) * n * kF32;
+    if (s.mla) bytes += 2 * n * (s.q_rank + s.kv_rank) * a + (s.q_rank > 0 ? 2 : 1) * n * kF32;
     if (s.qk_norm)
       bytes +=
           n * (q + kv) * a + (s.qk_norm_per_head ? n * (s.q_heads + s.kv_heads) : 2 * n) * kF32;

@@ -33,7 +33,7 @@ struct ActivationShape {
   int64_t d_model = 0, vocab = 0;
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
   bool qk_norm = false, qk_norm_per_head = true;
-  bool qkv_bias = false;   // a bias adds a column of ones [N,1] while q, k or v runs backward
+  bool qkv_bias = false;  // a bias adds a column of ones [N,1] while q, k or v runs backward
   // Multi-head latent attention: head_dim is then the attention op's (padded) width, and these
   // the latent ranks (q_rank 0: no query latent) and the per-head parts.
   bool mla = false;

@@ -19,6 +19,7 @@
 
 #include "core/allocator.h"
 #include "parallel/process_grid.h"
+#include "tests/support/latent_attention.h"
 #include "tests/support/replica.h"
 #include "trainer/memory_plan.h"
 
@@ -101,15 +102,8 @@ TEST(MemoryPlanLayouts, LatentAttentionPlanIsWithinTenPercentOfTheMeasuredPeak) 
   std::unique_ptr<Communicator> world = mpi_world_communicator();
   const std::string dataset = testing::rank_dataset(*world, "memory_plan");
   const auto latent = [](Config& c) {
-    c.model.attention = AttentionKind::mla;
-    c.model.n_kv_heads = c.model.n_heads;
-    c.model.qk_norm = false;
-    c.model.qkv_bias = false;
-    c.model.q_lora_rank = 24;
-    c.model.kv_lora_rank = 32;
-    c.model.qk_nope_head_dim = 16;
-    c.model.qk_rope_head_dim = 8;
-    c.model.v_head_dim = 16;
+    testing::use_latent_attention(
+        c, {.q_lora_rank = 24, .kv_lora_rank = 32, .nope = 16, .rope = 8, .v = 16});
     c.moe.first_k_dense = c.model.n_layers;
   };
   for (const Layout& layout : {Layout{2, world->size() / 2, 1}, Layout{1, world->size(), 1}}) {

@@ -43,6 +43,7 @@
 
 #include "parallel/process_grid.h"
 #include "tests/support/global_tensor.h"
+#include "tests/support/latent_attention.h"
 #include "tests/support/replica.h"
 #include "tests/support/tolerance.h"
 #include "trainer/expert_resharding.h"
@@ -171,15 +172,8 @@ TEST_F(ParallelLayouts, LatentAttentionGivesTheSingleRankGradient) {
   for (const Layout& layout : layouts) {
     SCOPED_TRACE(layout.name());
     Config c = layout_run(dataset_for(*world), layout);
-    c.model.attention = AttentionKind::mla;
-    c.model.n_kv_heads = c.model.n_heads;
-    c.model.qk_norm = false;
-    c.model.qkv_bias = false;
-    c.model.q_lora_rank = 12;
-    c.model.kv_lora_rank = 16;
-    c.model.qk_nope_head_dim = 8;
-    c.model.qk_rope_head_dim = 4;
-    c.model.v_head_dim = 6;
+    testing::use_latent_attention(
+        c, {.q_lora_rank = 12, .kv_lora_rank = 16, .nope = 8, .rope = 4, .v = 6});
     expect_single_rank_gradient(c, layout, *world);
   }
 }

@@ -12,6 +12,7 @@
 
 #include "layers/model.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/latent_attention.h"
 #include "tests/support/tolerance.h"
 #include "tests/unit/layers/tiny_config.h"
 
@@ -136,13 +137,7 @@ TEST(ModelGradients, MoeDeepSeekV3RoutingWithGroupsAndCorrectionBias) {
 // Multi-head latent attention on the tiny model: 2 heads, a latent of 4, RoPE part 2.
 Config latent_attention_config(int q_lora_rank, int nope, int v_head_dim) {
   Config c = testing::tiny_moe_config();
-  c.model.attention = AttentionKind::mla;
-  c.model.n_kv_heads = c.model.n_heads;
-  c.model.q_lora_rank = q_lora_rank;
-  c.model.kv_lora_rank = 4;
-  c.model.qk_nope_head_dim = nope;
-  c.model.qk_rope_head_dim = 2;
-  c.model.v_head_dim = v_head_dim;
+  testing::use_latent_attention(c, {q_lora_rank, 4, nope, 2, v_head_dim});
   return c;
 }
 

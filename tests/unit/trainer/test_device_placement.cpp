@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/ops.h"
+#include "tests/support/latent_attention.h"
 #include "tests/support/text_dataset.h"
 #include "tests/support/tiny_run.h"
 #include "trainer/training_loop.h"
@@ -114,6 +115,26 @@ TEST_F(HostBackedCuda, WeightsLoadIntoADeviceModel) {
 
 // The host waits one training step makes, from the difference of two runs' counts (so setup,
 // evaluation and the final report cancel out).
+// A DeepSeek-V3-style model: multi-head latent attention with a query latent, group-limited
+// sigmoid routing under the correction bias, routed scaling, a shared expert; f32 and bf16.
+TEST_F(HostBackedCuda, ADeepSeekV3StyleRunOnTheDeviceEqualsTheCpuRun) {
+  for (const Precision precision : {Precision::f32, Precision::bf16}) {
+    SCOPED_TRACE(precision == Precision::f32 ? "f32" : "bf16");
+    Config c = run(4);
+    testing::use_latent_attention(
+        c, {.q_lora_rank = 12, .kv_lora_rank = 8, .nope = 8, .rope = 4, .v = 6});
+    c.moe.router_score = RouterScore::sigmoid;
+    c.moe.n_group = 2;
+    c.moe.topk_group = 1;
+    c.moe.routed_scaling = 2.5;
+    c.moe.expert_bias = true;
+    c.moe.aux_loss_type = AuxLossType::sequence;
+    c.moe.shared_experts = 1;
+    c.train.precision = precision;
+    expect_same_run(c);
+  }
+}
+
 ops::HostWaits waits_per_step(Config c) {
   c.train.device = DeviceType::cuda;
   c.train.eval_interval = 0;
@@ -149,6 +170,12 @@ TEST_F(HostBackedCuda, AStepWaitsForTheDeviceOncePerMoeLayerAndMicroBatch) {
   const ops::HostWaits dropping = waits_per_step(c);
   EXPECT_EQ(dropping.reads, waits.reads + micro_batches * moe_layers);  // recompute reads again
   EXPECT_EQ(dropping.uploads, 0);
+
+  testing::use_latent_attention(
+      c, {.q_lora_rank = 12, .kv_lora_rank = 8, .nope = 8, .rope = 4, .v = 6});
+  const ops::HostWaits latent = waits_per_step(c);  // latent attention reads nothing back
+  EXPECT_EQ(latent.reads, dropping.reads);
+  EXPECT_EQ(latent.uploads, 0);
 }
 
 TEST_F(HostBackedCuda, ASecondStreamOnADeviceIsRefused) {
