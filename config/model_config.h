@@ -152,8 +152,9 @@ struct ModelConfig {
             "mla: rank of the key/value latent (required)");
     v.field("qk_nope_head_dim", qk_nope_head_dim, Range::at_least(0),
             "mla: per-head query/key size without RoPE (required)");
-    v.field("qk_rope_head_dim", qk_rope_head_dim, Range::at_least(0),
-            "mla: per-head query/key size with RoPE; the RoPE key is shared by all heads (required)");
+    v.field(
+        "qk_rope_head_dim", qk_rope_head_dim, Range::at_least(0),
+        "mla: per-head query/key size with RoPE; the RoPE key is shared by all heads (required)");
     v.field("v_head_dim", v_head_dim, Range::at_least(0), "mla: per-head value size (required)");
   }
   int effective_head_dim() const { return head_dim > 0 ? head_dim : d_model / n_heads; }

@@ -16,8 +16,9 @@ void validate_latent_attention(const ModelConfig& m, const std::string& where) {
     for (const auto& [key, value] : required)
       MOE_CHECK(value == 0, "invalid config in ", where, ": model.", key, " = ", value,
                 " is a multi-head latent attention key, but model.attention = mha");
-    MOE_CHECK(m.q_lora_rank == 0, "invalid config in ", where, ": model.q_lora_rank = ",
-              m.q_lora_rank, " is a multi-head latent attention key, but model.attention = mha");
+    MOE_CHECK(m.q_lora_rank == 0, "invalid config in ", where,
+              ": model.q_lora_rank = ", m.q_lora_rank,
+              " is a multi-head latent attention key, but model.attention = mha");
     return;
   }
   for (const auto& [key, value] : required)
@@ -26,8 +27,8 @@ void validate_latent_attention(const ModelConfig& m, const std::string& where) {
   MOE_CHECK(m.qk_rope_head_dim % 2 == 0, "invalid config in ", where,
             ": model.qk_rope_head_dim = ", m.qk_rope_head_dim,
             " must be even (RoPE rotates pairs)");
-  MOE_CHECK(m.n_kv_heads == m.n_heads, "invalid config in ", where, ": model.n_kv_heads = ",
-            m.n_kv_heads, " must equal model.n_heads = ", m.n_heads,
+  MOE_CHECK(m.n_kv_heads == m.n_heads, "invalid config in ", where,
+            ": model.n_kv_heads = ", m.n_kv_heads, " must equal model.n_heads = ", m.n_heads,
             " with model.attention = mla (each head has its own key and value)");
   MOE_CHECK(m.head_dim == 0, "invalid config in ", where, ": model.head_dim = ", m.head_dim,
             " must be 0 with model.attention = mla (the head sizes are model.qk_nope_head_dim, "

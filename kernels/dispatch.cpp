@@ -214,6 +214,23 @@ void copy(const Tensor& src, Tensor& dst, Stream& stream) {
   MOE_CUDA_CALL(copy, dst.device(), src, dst, stream);
 }
 
+void copy_columns(const Tensor& src, int64_t src_col, Tensor& dst, int64_t dst_col, int64_t width,
+                  Stream& stream) {
+  const char* op = "copy_columns";
+  expect_same_device_and_float_dtype(op, {&src, &dst});
+  expect_ndim(op, "src", src, 2);
+  expect_ndim(op, "dst", dst, 2);
+  MOE_CHECK(src.dim(0) == dst.dim(0), op, ": src ", src.str(), " and dst ", dst.str(),
+            " have different row counts");
+  MOE_CHECK(width >= 0 && src_col >= 0 && src_col + width <= src.dim(1), op, ": columns [", src_col,
+            ", ", src_col + width, ") are outside src ", src.str());
+  MOE_CHECK(dst_col >= 0 && dst_col + width <= dst.dim(1), op, ": columns [", dst_col, ", ",
+            dst_col + width, ") are outside dst ", dst.str());
+  MOE_CHECK(src.raw() != dst.raw() || src.numel() == 0, op, ": src and dst are the same tensor");
+  if (src.numel() == 0 || width == 0) return;
+  MOE_DISPATCH(copy_columns, src.device(), src, src_col, dst, dst_col, width, stream);
+}
+
 void convert(const Tensor& src, Tensor& dst, Stream& stream) {
   expect_float("convert", "src", src);
   expect_float("convert", "dst", dst);

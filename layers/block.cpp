@@ -10,9 +10,12 @@ Block::Block(ParameterStore& store, int layer, const ModelConfig& model, const M
       attn_norm_(store.add("layers." + std::to_string(layer) + ".attn_norm.weight", {model.d_model},
                            Init::ones, 0.0, false)),
       ffn_norm_(store.add("layers." + std::to_string(layer) + ".ffn_norm.weight", {model.d_model},
-                          Init::ones, 0.0, false)),
-      attention_(store, "layers." + std::to_string(layer) + ".attn", model, groups) {
+                          Init::ones, 0.0, false)) {
   const std::string prefix = "layers." + std::to_string(layer);
+  if (model.attention == AttentionKind::mla)
+    latent_attention_ = std::make_unique<LatentAttention>(store, prefix + ".attn", model, groups);
+  else
+    attention_ = std::make_unique<Attention>(store, prefix + ".attn", model, groups);
   if (moe.is_moe_layer(layer))
     moe_ = std::make_unique<MoeLayer>(store, prefix + ".moe", moe, model.d_model, model.init_std,
                                       groups, fssdp, fssdp_layer);
@@ -31,7 +34,10 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   saved.attn_rstd = Tensor::empty({tokens}, accumulation_dtype(dtype), x.device());
   ops::rmsnorm_forward(x, attn_norm_.compute, norm_eps_, saved.attn_in, saved.attn_rstd, stream);
   saved.h = Tensor::empty({tokens, d_model}, dtype, x.device());
-  attention_.forward(saved.attn_in, positions, batch, saved.attn, saved.h, stream);
+  if (latent_attention_)
+    latent_attention_->forward(saved.attn_in, positions, batch, saved.latent_attn, saved.h, stream);
+  else
+    attention_->forward(saved.attn_in, positions, batch, saved.attn, saved.h, stream);
   ops::add(saved.h, x, saved.h, stream);
 
   saved.ffn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
@@ -85,7 +91,10 @@ void Block::backward(const Tensor& positions, int64_t batch, const BlockSaved& s
   ops::add(dh, dout, dh, stream);
 
   Tensor dattn_in = Tensor::empty(x.shape(), dtype, x.device());
-  attention_.backward(saved.attn_in, positions, saved.attn, dh, dattn_in, stream);
+  if (latent_attention_)
+    latent_attention_->backward(saved.attn_in, positions, saved.latent_attn, dh, dattn_in, stream);
+  else
+    attention_->backward(saved.attn_in, positions, saved.attn, dh, dattn_in, stream);
   Tensor attn_dweight = attn_norm_.grad;
   ops::rmsnorm_backward(dattn_in, x, attn_norm_.compute, saved.attn_rstd, dx, attn_dweight, stream);
   ops::add(dx, dh, dx, stream);

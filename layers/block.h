@@ -1,5 +1,5 @@
-// One pre-norm decoder block: h = x + attn(norm1(x)); out = h + ffn(norm2(h)), where ffn is a
-// dense SwiGLU MLP or an MoE layer.
+// One pre-norm decoder block: h = x + attn(norm1(x)); out = h + ffn(norm2(h)), where attn is
+// grouped-query or multi-head latent attention and ffn a dense SwiGLU MLP or an MoE layer.
 //
 // Activation recompute: with `recompute`, forward keeps only the block input and the MoE
 // statistics, and backward runs forward again to rebuild the rest. Forward is deterministic (the
@@ -10,6 +10,7 @@
 #include <string>
 
 #include "layers/attention.h"
+#include "layers/latent_attention.h"
 #include "layers/moe_layer.h"
 
 namespace moe {
@@ -29,6 +30,7 @@ struct BlockSaved {
   bool complete = false;
   Tensor attn_in, attn_rstd, h, ffn_in, ffn_rstd;
   AttentionSaved attn;
+  LatentAttentionSaved latent_attn;
   MoeSaved moe;
   FfnSaved mlp;
   BlockStats stats;
@@ -56,7 +58,8 @@ class Block {
 
   float norm_eps_;
   Parameter &attn_norm_, &ffn_norm_;
-  Attention attention_;
+  std::unique_ptr<Attention> attention_;  // one of the two, as model.attention says
+  std::unique_ptr<LatentAttention> latent_attention_;
   std::unique_ptr<Mlp> mlp_;
   std::unique_ptr<MoeLayer> moe_;
 };

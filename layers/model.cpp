@@ -318,7 +318,12 @@ double Model::flops_per_token(int64_t seq_len) const {
   // the LM head reuses it.
   const int64_t matmul_weights = counts.active_per_token - (lm_head_ ? counts.embedding : 0);
   const ModelConfig& m = model_;
-  const double attention = 6.0 * m.n_layers * m.n_heads * m.effective_head_dim() * seq_len;
+  // Causal scores and weighted values per head and token: the query-key and the value width.
+  const int64_t head_widths = m.attention == AttentionKind::mla
+                                  ? m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim
+                                  : 2 * m.effective_head_dim();
+  const double attention =
+      3.0 * m.n_layers * m.n_heads * static_cast<double>(head_widths) * seq_len;
   return 6.0 * static_cast<double>(matmul_weights) + attention;
 }
 

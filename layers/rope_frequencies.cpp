@@ -76,4 +76,10 @@ RopeFrequencies rope_frequencies(const ModelConfig& model) {
   return out;
 }
 
+double latent_softmax_factor(const RopeScaling& scaling) {
+  if (scaling.type == RopeScalingType::none || scaling.mscale_all_dim <= 0) return 1.0;
+  const double m = yarn_mscale(scaling.factor, scaling.mscale_all_dim);
+  return m * m;
+}
+
 }  // namespace moe

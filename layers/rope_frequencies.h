@@ -22,4 +22,8 @@ struct RopeFrequencies {
 
 RopeFrequencies rope_frequencies(const ModelConfig& model);
 
+// What multi-head latent attention multiplies its softmax scale by: m(factor, mscale_all_dim)^2
+// when rope_scaling is set and gives mscale_all_dim (transformers' DeepSeek rule), else 1.
+double latent_softmax_factor(const RopeScaling& scaling);
+
 }  // namespace moe

@@ -1,5 +1,6 @@
-// Memory and elementwise ops on the CPU: fill, copy, dtype conversion, add, axpy, scale and the
-// f64-accumulated sum of squares used by gradient-norm clipping. OpenMP over elements.
+// Memory and elementwise ops on the CPU: fill, copy, copy_columns, dtype conversion, add, axpy,
+// scale and the f64-accumulated sum of squares used by gradient-norm clipping. OpenMP over
+// elements (copy_columns: over rows, one memcpy each).
 // bf16 (as kernels/cuda/elementwise.cu): add, axpy and scale widen their inputs to f32, compute
 // in f32 (axpy: y + alpha * x) and round the result once on store; sum_of_squares widens each
 // element exactly and accumulates in f64, with no rounding to bf16 at all.
@@ -34,6 +35,17 @@ void fill(Tensor& out, double value, Stream&) {
 
 void copy(const Tensor& src, Tensor& dst, Stream&) {
   if (src.nbytes() && src.raw() != dst.raw()) std::memcpy(dst.raw(), src.raw(), src.nbytes());
+}
+
+void copy_columns(const Tensor& src, int64_t src_col, Tensor& dst, int64_t dst_col, int64_t width,
+                  Stream&) {
+  const int64_t rows = src.dim(0), element = static_cast<int64_t>(dtype_size(src.dtype()));
+  const size_t bytes = static_cast<size_t>(width * element);
+  const auto* from = static_cast<const char*>(src.raw()) + src_col * element;
+  auto* to = static_cast<char*>(dst.raw()) + dst_col * element;
+  const int64_t src_stride = src.dim(1) * element, dst_stride = dst.dim(1) * element;
+#pragma omp parallel for schedule(static) if (rows * width > 16384)
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(to + r * dst_stride, from + r * src_stride, bytes);
 }
 
 // Reads element i of any float tensor as double, writes double to any float tensor.

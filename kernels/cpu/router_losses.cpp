@@ -8,7 +8,9 @@
 //   z-loss). Its backward recomputes softmax = exp(x - lse) from the saved lse and accumulates.
 // - normalize_rows divides each row by its sum (+ 1e-20) in double; its backward recomputes the
 //   sum and assigns (OpenMP over rows for both).
-// f32/f64 only: bf16 training keeps the router losses in f32 (bf16 is an InputError).
+// f32/f64 only: bf16 training keeps the router losses in f32 (bf16 is an InputError), except
+// group_sum and group_broadcast, which also take bf16 (MLA's RoPE key shared by all heads; the sum
+// in double, rounded once through f32, as on CUDA).
 #include <algorithm>
 #include <cmath>
 
@@ -35,22 +37,22 @@ void moe_expert_counts(const Tensor& expert_ids, int64_t group, int choices, Ten
 
 void group_sum(const Tensor& x, int64_t group, Tensor& out, Stream&) {
   const int64_t groups = out.dim(0), width = out.dim(1);
-  float_dispatch(x.dtype(), "group_sum", [&]<typename T>() {
+  storage_dispatch(x.dtype(), "group_sum", [&]<typename T>() {
     const T* px = x.data<T>();
     T* po = out.data<T>();
 #pragma omp parallel for schedule(static)
     for (int64_t g = 0; g < groups; ++g)
       for (int64_t c = 0; c < width; ++c) {
         double sum = 0;
-        for (int64_t n = g * group; n < (g + 1) * group; ++n) sum += px[n * width + c];
-        po[g * width + c] = static_cast<T>(sum);
+        for (int64_t n = g * group; n < (g + 1) * group; ++n) sum += widen(px[n * width + c]);
+        po[g * width + c] = narrow<T>(sum);
       }
   });
 }
 
 void group_broadcast(const Tensor& w, int64_t group, Tensor& out, Stream&) {
   const int64_t rows = out.dim(0), width = out.dim(1);
-  float_dispatch(w.dtype(), "group_broadcast", [&]<typename T>() {
+  storage_dispatch(w.dtype(), "group_broadcast", [&]<typename T>() {
     const T* pw = w.data<T>();
     T* po = out.data<T>();
 #pragma omp parallel for schedule(static)

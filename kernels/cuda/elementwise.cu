@@ -1,4 +1,6 @@
-// Memory and elementwise ops on CUDA: fill, copy, convert, add, axpy, scale and sum_of_squares.
+// Memory and elementwise ops on CUDA: fill, copy, copy_columns, convert, add, axpy, scale and
+// sum_of_squares.
+// - fill and copy_columns move bit patterns, one kernel per element width for every dtype.
 // - fill writes the element's bit pattern, computed on the host with the same conversion as the CPU
 //   backend (core/half.h), so one kernel per element width serves every dtype and CPU and CUDA
 //   fills agree bit for bit.
@@ -44,6 +46,17 @@ struct Fill {
   Bits* out;
   Bits pattern;
   __device__ void operator()(int64_t i) const { out[i] = pattern; }
+};
+
+template <typename Bits>
+struct CopyColumns {
+  const Bits* src;
+  Bits* dst;
+  int64_t width, src_stride, dst_stride;
+  __device__ void operator()(int64_t i) const {
+    const int64_t r = i / width, c = i % width;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
+  }
 };
 
 template <typename Bits, typename Value>
@@ -210,6 +223,25 @@ void copy(const Tensor& src, Tensor& dst, Stream& stream) {
     return;
   MOE_CUDA_CHECK(
       cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDefault, stream_of(stream)));
+}
+
+void copy_columns(const Tensor& src, int64_t src_col, Tensor& dst, int64_t dst_col, int64_t width,
+                  Stream& stream) {
+  use_device(src);
+  const auto launch = [&]<typename Bits>() {
+    for_each(src.dim(0) * width,
+             CopyColumns<Bits>{ptr<Bits>(src) + src_col, ptr<Bits>(dst) + dst_col, width,
+                               src.dim(1), dst.dim(1)},
+             stream);
+  };
+  switch (dtype_size(src.dtype())) {
+    case 2:
+      return launch.template operator()<uint16_t>();
+    case 4:
+      return launch.template operator()<uint32_t>();
+    default:
+      return launch.template operator()<uint64_t>();
+  }
 }
 
 void convert(const Tensor& src, Tensor& dst, Stream& stream) {

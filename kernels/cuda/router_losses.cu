@@ -1,4 +1,5 @@
-// The router's auxiliary-loss reductions on CUDA, f32 only, with the CPU reference's semantics
+// The router's auxiliary-loss reductions on CUDA, f32 only (group_sum and group_broadcast also
+// bf16: MLA sums and spreads its shared RoPE key over heads), with the CPU reference's semantics
 // (kernels/cpu/router_losses.cpp). The tensors are router-sized ([N, E], E ~ 8..256), so the sums
 // and exponentials are in double like the CPU's, and every reduction has a fixed order.
 // - moe_expert_counts: counts zeroed, then one integer atomic per counted choice (exact); ids
@@ -31,8 +32,8 @@ __global__ void expert_counts_kernel(const int32_t* ids, int64_t tokens, int64_t
   }
 }
 
-__global__ void group_sum_kernel(const float* x, int64_t groups, int64_t group, int64_t width,
-                                 float* out) {
+template <typename T>
+__global__ void group_sum_kernel(const T* x, int64_t groups, int64_t group, int64_t width, T* out) {
   __shared__ double partial[kWarpsPerBlock][kWarp];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const int64_t chunks = (width + kWarp - 1) / kWarp;
@@ -41,20 +42,21 @@ __global__ void group_sum_kernel(const float* x, int64_t groups, int64_t group, 
     double sum = 0;
     if (c < width)
       for (int64_t n = g * group + warp; n < (g + 1) * group; n += kWarpsPerBlock)
-        sum += x[n * width + c];
+        sum += to_float(x[n * width + c]);
     partial[warp][lane] = sum;
     __syncthreads();
     if (warp == 0 && c < width) {
       double total = 0;
       for (int w = 0; w < kWarpsPerBlock; ++w) total += partial[w][lane];
-      out[g * width + c] = static_cast<float>(total);
+      out[g * width + c] = from_float<T>(static_cast<float>(total));
     }
     __syncthreads();  // partial is reused by the next (group, chunk)
   }
 }
 
-__global__ void group_broadcast_kernel(const float* w, int64_t rows, int64_t group, int64_t width,
-                                       float* out) {
+template <typename T>
+__global__ void group_broadcast_kernel(const T* w, int64_t rows, int64_t group, int64_t width,
+                                       T* out) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * width;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t n = i / width, c = i % width;
@@ -130,22 +132,25 @@ void moe_expert_counts(const Tensor& expert_ids, int64_t group, int choices, Ten
 }
 
 void group_sum(const Tensor& x, int64_t group, Tensor& out, Stream& stream) {
-  expect_f32("group_sum", x);
   const int64_t groups = out.dim(0), width = out.dim(1);
   if (out.numel() == 0) return;
   use_device(x);
-  group_sum_kernel<<<blocks_for(groups * ((width + kWarp - 1) / kWarp), 1), kThreads, 0,
-                     stream_of(stream)>>>(ptr<float>(x), groups, group, width, ptr<float>(out));
-  MOE_CUDA_CHECK_LAUNCH();
+  float_dispatch(x.dtype(), "group_sum", [&]<typename T>() {
+    group_sum_kernel<T>
+        <<<blocks_for(groups * ((width + kWarp - 1) / kWarp), 1), kThreads, 0, stream_of(stream)>>>(
+            ptr<T>(x), groups, group, width, ptr<T>(out));
+    MOE_CUDA_CHECK_LAUNCH();
+  });
 }
 
 void group_broadcast(const Tensor& w, int64_t group, Tensor& out, Stream& stream) {
-  expect_f32("group_broadcast", w);
   if (out.numel() == 0) return;
   use_device(w);
-  group_broadcast_kernel<<<blocks_for(out.numel()), kThreads, 0, stream_of(stream)>>>(
-      ptr<float>(w), out.dim(0), group, out.dim(1), ptr<float>(out));
-  MOE_CUDA_CHECK_LAUNCH();
+  float_dispatch(w.dtype(), "group_broadcast", [&]<typename T>() {
+    group_broadcast_kernel<T><<<blocks_for(out.numel()), kThreads, 0, stream_of(stream)>>>(
+        ptr<T>(w), out.dim(0), group, out.dim(1), ptr<T>(out));
+    MOE_CUDA_CHECK_LAUNCH();
+  });
 }
 
 void logsumexp_rows(const Tensor& x, Tensor& lse, Stream& stream) {

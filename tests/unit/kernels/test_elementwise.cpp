@@ -1,7 +1,9 @@
-// Memory and elementwise ops: fill, copy, convert, add, axpy, scale, sum_of_squares and gradient
-// clipping, plus their argument errors; add, axpy, scale and sum_of_squares in bf16 against the
-// f64 reference (tolerance.h's bf16_tolerance) and at their rounding point.
+// Memory and elementwise ops: fill, copy, copy_columns, convert, add, axpy, scale, sum_of_squares
+// and gradient clipping, plus their argument errors; add, axpy, scale and sum_of_squares in bf16
+// against the f64 reference (tolerance.h's bf16_tolerance) and at their rounding point.
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -51,6 +53,61 @@ TEST(Elementwise, CopyAcrossNarrowedViews) {
   EXPECT_THROW(ops::copy(x, wrong, stream), InputError);
   Tensor other_dtype = Tensor::zeros({4, 3}, DType::f64);
   EXPECT_THROW(ops::copy(x, other_dtype, stream), InputError);
+}
+
+TEST(Elementwise, CopyColumnsWritesOnlyItsBlock) {
+  Stream stream;
+  const Tensor src = random_tensor({3, 5}, DType::f32, 20);
+  Tensor dst = Tensor::from_vector<float>({3, 4}, std::vector<float>(12, 9.0f));
+  ops::copy_columns(src, 1, dst, 2, 2, stream);
+  const std::vector<float> s = src.to_vector<float>(), d = dst.to_vector<float>();
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c)
+      EXPECT_EQ(d[r * 4 + c], c >= 2 ? s[r * 5 + c - 1] : 9.0f) << r << ", " << c;
+}
+
+// The adjoint of copying src's columns [1, 4) into dst's [2, 5) is the copy back: d/dsrc is the
+// upstream gradient's block moved to src's columns, zero elsewhere.
+TEST(Elementwise, CopyColumnsGradientIsTheCopyBack) {
+  Stream stream;
+  Tensor src = random_tensor({4, 6}, DType::f64, 21);
+  Tensor dst = Tensor::zeros({4, 5}, DType::f64),
+         projection = random_tensor({4, 5}, DType::f64, 22);
+  auto loss = [&] {
+    ops::copy_columns(src, 1, dst, 2, 3, stream);
+    return testing::dot(dst, projection);
+  };
+  Tensor dsrc = zeros_like(src);
+  ops::copy_columns(projection, 2, dsrc, 1, 3, stream);
+  EXPECT_TRUE(testing::gradients_match(loss, {{"src", src, dsrc}}));
+}
+
+TEST(Elementwise, CopyColumnsRejectsBadBlocks) {
+  Stream stream;
+  const Tensor src = random_tensor({3, 5}, DType::f32, 23);
+  Tensor dst = Tensor::zeros({3, 4}, DType::f32), rows = Tensor::zeros({2, 4}, DType::f32);
+  Tensor f64 = Tensor::zeros({3, 4}, DType::f64), flat = Tensor::zeros({12}, DType::f32);
+  Tensor same = src.clone();
+  auto message = [&](auto call) {
+    try {
+      call();
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([&] { ops::copy_columns(src, 3, dst, 0, 3, stream); }).find("outside src"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ops::copy_columns(src, 0, dst, 2, 3, stream); }).find("outside dst"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ops::copy_columns(src, 0, rows, 0, 1, stream); }).find("row counts"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ops::copy_columns(src, -1, dst, 0, 1, stream); }).find("outside src"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ops::copy_columns(same, 0, same, 2, 1, stream); }).find("same tensor"),
+            std::string::npos);
+  EXPECT_THROW(ops::copy_columns(src, 0, f64, 0, 1, stream), InputError);
+  EXPECT_THROW(ops::copy_columns(src, 0, flat, 0, 1, stream), InputError);
 }
 
 TEST(Elementwise, AddAxpyScaleSumOfSquares) {

@@ -1,6 +1,7 @@
 // Whole-model fp64 gradient checks: every parameter of a tiny decoder, dense (also with yarn rope
-// scaling) and in each MoE variant, against central finite differences of the full objective
-// (language-model loss plus the auxiliary losses). Recompute must give bit-identical gradients.
+// scaling), in each MoE variant and with multi-head latent attention, against central finite
+// differences of the full objective (language-model loss plus the auxiliary losses). Recompute must
+// give bit-identical gradients.
 #include <algorithm>
 #include <functional>
 #include <span>
@@ -132,9 +133,39 @@ TEST(ModelGradients, MoeDeepSeekV3RoutingWithGroupsAndCorrectionBias) {
   });
 }
 
-void expect_recompute_gives_identical_gradients(bool bf16) {
-  auto gradients = [bf16](bool recompute) {
-    Config c = testing::tiny_moe_config();
+// Multi-head latent attention on the tiny model: 2 heads, a latent of 4, RoPE part 2.
+Config latent_attention_config(int q_lora_rank, int nope, int v_head_dim) {
+  Config c = testing::tiny_moe_config();
+  c.model.attention = AttentionKind::mla;
+  c.model.n_kv_heads = c.model.n_heads;
+  c.model.q_lora_rank = q_lora_rank;
+  c.model.kv_lora_rank = 4;
+  c.model.qk_nope_head_dim = nope;
+  c.model.qk_rope_head_dim = 2;
+  c.model.v_head_dim = v_head_dim;
+  return c;
+}
+
+// With a query latent; values (5) wider than query and key (2 + 2), which are zero-padded.
+TEST(ModelGradients, MoeWithLatentAttentionAndQueryLatent) {
+  expect_gradients_match(latent_attention_config(3, 2, 5));
+}
+
+// Queries projected directly; query/key wider than values (3 + 2 > 3 pads v); yarn with
+// mscale_all_dim scales the softmax by m(4, 0.7)^2 as well as cos and sin.
+TEST(ModelGradients, DenseLatentAttentionWithoutQueryLatentUnderYarn) {
+  Config c = latent_attention_config(0, 3, 3);
+  c.moe.first_k_dense = c.model.n_layers;
+  c.model.rope_scaling = {.type = RopeScalingType::yarn,
+                          .factor = 4,
+                          .original_max_seq_len = 2,
+                          .mscale = 1,
+                          .mscale_all_dim = 0.7};
+  expect_gradients_match(c);
+}
+
+void expect_recompute_gives_identical_gradients(const Config& c, bool bf16) {
+  auto gradients = [&c, bf16](bool recompute) {
     ParameterStore store(DType::f32);
     Model model(c.model, c.moe, store, {}, ModelOptions{.recompute = recompute, .bf16 = bf16});
     store.allocate(11);
@@ -156,11 +187,13 @@ void expect_recompute_gives_identical_gradients(bool bf16) {
   EXPECT_GT(nonzero, static_cast<int64_t>(plain.size()) / 2) << "gradients are mostly zero";
 }
 
-// In f32 and in bf16 (whose rebuilt activations round exactly as the first forward's did).
+// In f32 and in bf16 (whose rebuilt activations round exactly as the first forward's did), with
+// either attention.
 TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
   for (const bool bf16 : {false, true}) {
     SCOPED_TRACE(bf16 ? "bf16" : "f32");
-    expect_recompute_gives_identical_gradients(bf16);
+    expect_recompute_gives_identical_gradients(testing::tiny_moe_config(), bf16);
+    expect_recompute_gives_identical_gradients(latent_attention_config(3, 2, 3), bf16);
   }
 }
 

@@ -161,6 +161,32 @@ TEST_F(CudaBf16Ops, AddAxpyScaleMatchTheCpuBitForBit) {
   EXPECT_TRUE(same_bits("scale", scaled_gpu, scaled));
 }
 
+// MLA's per-head parts: column blocks copied between [N, *] tensors (dst's other columns kept),
+// and its shared RoPE key spread over heads and summed back (sums in f64, one rounding each).
+TEST_F(CudaBf16Ops, CopyColumnsAndGroupSumBroadcastMatchTheCpuBitForBit) {
+  const int64_t rows = 777, group = 5;
+  const Tensor src = random_tensor({rows, 41}, DType::bf16, 4);
+  const Tensor dst_start = random_tensor({rows, 29}, DType::bf16, 5);
+  Stream host;
+  Tensor dst = dst_start.clone(), dst_gpu = on_gpu(dst_start);
+  ops::copy_columns(src, 7, dst, 3, 19, host);
+  ops::copy_columns(on_gpu(src), 7, dst_gpu, 3, 19, gpu);
+  EXPECT_TRUE(same_bits("copy_columns", dst_gpu, dst));
+
+  Tensor sums = nan_host({rows / 7, 41}, DType::bf16),
+         sums_gpu = nan_gpu({rows / 7, 41}, DType::bf16);
+  ops::group_sum(src, 7, sums, host);
+  ops::group_sum(on_gpu(src), 7, sums_gpu, gpu);
+  EXPECT_TRUE(same_bits("group_sum", sums_gpu, sums));
+
+  const Tensor w = random_tensor({rows, 8}, DType::bf16, 6);
+  Tensor spread = nan_host({rows * group, 8}, DType::bf16);
+  Tensor spread_gpu = nan_gpu({rows * group, 8}, DType::bf16);
+  ops::group_broadcast(w, group, spread, host);
+  ops::group_broadcast(on_gpu(w), group, spread_gpu, gpu);
+  EXPECT_TRUE(same_bits("group_broadcast", spread_gpu, spread));
+}
+
 // --- embedding: bf16 table and dout, f32 or bf16 dtable ----------------------------------------
 
 // ids in [0, 60) on a shard holding [10, 50), a third of the tokens on id 25: both backends add a
