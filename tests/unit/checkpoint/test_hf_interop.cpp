@@ -6,7 +6,9 @@
 // the rope scaling fixtures (llama3, qwen3_yarn, deepseek_v3_yarn) fail with another rope factor.
 // The fused fixtures (transformers 5's fused expert tensors) give the reference logits, import to
 // the parameters of their per-expert twins and export as those; swapped gate and up halves miss the
-// logits, and a fused tensor of the wrong shape is an error naming it.
+// logits, and a fused tensor of the wrong shape is an error naming it. The DeepSeek fixtures take
+// part too; the multi-token prediction layer in deepseek_v3's file, which is not imported, is not
+// exported either (their own tests: test_hf_deepseek.cpp).
 //
 // Tolerance: both sides compute in fp32 (testing::matches_reference, hf_fixture.h): absolute 2e-4
 // plus relative 1e-4.
