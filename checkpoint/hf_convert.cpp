@@ -9,6 +9,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf_model.h"
+#include "checkpoint/hf_rope_rows.h"
 #include "checkpoint/safetensors.h"
 #include "config/yaml_io.h"
 #include "formats/json.h"
@@ -48,19 +49,44 @@ struct Declared {
   }
 };
 
-// Where an HF tensor lands in its parameter: the whole parameter, or one expert's slice of the
-// stacked [E, ., .] weight (a block [1, ., .] at [e, 0, 0]).
+// Where an HF tensor lands in the checkpoint: its entry (model/<parameter> or buffers/<buffer>)
+// whole, or one expert's slice of the stacked [E, ., .] weight (a block [1, ., .] at [e, 0, 0]).
 struct Place {
-  Shape hf_shape, block_shape;
+  std::string entry;
+  Shape global, hf_shape, block_shape;
   std::vector<int64_t> offset;
 };
 
-Place place(const Parameter& p, int expert) {
-  std::vector<int64_t> offset(p.global_shape.ndim(), 0);
-  if (expert < 0) return {p.global_shape, p.global_shape, offset};
-  offset[0] = expert;
-  return {Shape{p.global_shape[1], p.global_shape[2]},
-          Shape{1, p.global_shape[1], p.global_shape[2]}, offset};
+Place place(const ParameterStore& store, const HfTensor& t) {
+  for (const Buffer& b : store.buffers())
+    if (b.name == t.parameter)
+      return {"buffers/" + b.name, b.value.shape(), b.value.shape(), b.value.shape(),
+              std::vector<int64_t>(b.value.ndim(), 0)};
+  const Shape& global = store.find(t.parameter).global_shape;
+  std::vector<int64_t> offset(global.ndim(), 0);
+  if (t.expert < 0) return {"model/" + t.parameter, global, global, global, offset};
+  offset[0] = t.expert;
+  return {"model/" + t.parameter, global, Shape{global[1], global[2]},
+          Shape{1, global[1], global[2]}, offset};
+}
+
+// A matrix's RoPE rows from the file's order to MoEForge's (to_interleaved false) or back.
+void reorder(Tensor& block, const Shape& hf_shape, const RopeRows& rope, bool to_interleaved) {
+  if (rope.dim > 0)
+    reorder_rope_rows(block.data<float>(), hf_shape[0], hf_shape[1], rope, to_interleaved);
+}
+
+// "model.layers.i." for i in [first, first + count): the MTP layers a DeepSeek file holds.
+bool in_layers(const std::string& name, int first, int count) {
+  const std::string prefix = "model.layers.";
+  if (!name.starts_with(prefix)) return false;
+  const size_t dot = name.find('.', prefix.size());
+  const std::string layer = name.substr(prefix.size(), dot - prefix.size());
+  if (dot == std::string::npos || layer.empty() ||
+      layer.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const int i = std::stoi(layer);
+  return i >= first && i < first + count;
 }
 
 void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
@@ -80,6 +106,7 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
   for (const HfTensor& t : hf_tensors(hf.config, hf.model_type)) wanted[t.hf_name] = t;
   int64_t bytes = 0;
   for (const Parameter& p : target.store.parameters()) bytes += p.global_shape.numel() * 4;
+  for (const Buffer& b : target.store.buffers()) bytes += b.value.numel() * 4;
 
   CheckpointMeta meta;
   meta.seed = hf.config.train.seed;
@@ -87,27 +114,34 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
   StreamingCheckpoint checkpoint(output, meta, bytes);
   for (const Parameter& p : target.store.parameters())
     checkpoint.add_tensor("model/" + p.name, DType::f32, p.global_shape);
+  for (const Buffer& b : target.store.buffers())
+    checkpoint.add_tensor("buffers/" + b.name, DType::f32, b.value.shape());
   std::map<std::string, HfFusedTensor> fused;
   for (const HfFusedTensor& t : hf_fused_tensors(hf.config, hf.model_type)) fused[t.hf_name] = t;
   std::set<std::string> done;
   std::vector<std::string> unknown;
   std::map<std::string, uint64_t> expert_sums;
   // Writes `block`, the values of `name` (of hf_tensors()), into its place.
-  auto put = [&](const std::string& source, const std::string& name, const Tensor& block) {
+  auto put = [&](const std::string& source, const std::string& name, Tensor& block) {
     MOE_CHECK(!done.count(name), source, ": tensor '", name, "' appears twice in the model");
     const HfTensor& to = wanted.at(name);
-    const Place at = place(target.store.find(to.parameter), to.expert);
-    checkpoint.write("model/" + to.parameter, block, at.offset);
+    const Place at = place(target.store, to);
+    if (hf.rope_interleaved) reorder(block, at.hf_shape, to.rope, false);
+    checkpoint.write(at.entry, block, at.offset);
     if (to.expert >= 0)
       expert_sums[to.parameter.substr(0, to.parameter.find(".experts.")) + " expert " +
                   std::to_string(to.expert)] +=
           block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
     done.insert(name);
   };
-  int64_t read = 0;
+  int64_t read = 0, skipped = 0;
   for (const std::string& path : safetensors_files(input)) {
     const SafetensorsFile file(path);
     for (const SafetensorsTensor& t : file.tensors()) {
+      if (in_layers(t.name, hf.config.model.n_layers, hf.mtp_layers)) {
+        ++skipped;
+        continue;
+      }
       const std::string name = hf_canonical_name(t.name, hf.model_type);
       if (const auto it = fused.find(name); it != fused.end()) {
         const HfFusedTensor& f = it->second;
@@ -121,8 +155,7 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
         const int64_t part = t.numel / static_cast<int64_t>(f.parts.size());
         for (size_t k = 0; k < f.parts.size(); ++k) {
           const HfTensor& to = wanted.at(f.parts[k]);
-          Tensor block = Tensor::empty(
-              place(target.store.find(to.parameter), to.expert).block_shape, DType::f32);
+          Tensor block = Tensor::empty(place(target.store, to).block_shape, DType::f32);
           MOE_ASSERT(block.numel() == part, "the parts of ", name, " do not tile it");
           std::copy_n(values.data() + k * part, part, block.data<float>());
           put(path + " ('" + t.name + "')", f.parts[k], block);
@@ -136,7 +169,7 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
         continue;
       }
       const HfTensor& to = it->second;
-      const Place at = place(target.store.find(to.parameter), to.expert);
+      const Place at = place(target.store, to);
       MOE_CHECK(Shape(t.shape) == at.hf_shape, path, ": tensor '", t.name, "' has shape ",
                 Shape(t.shape).str(), ", but config.json makes ", to.parameter,
                 to.expert >= 0 ? " (one expert of it)" : "", " ", at.hf_shape.str());
@@ -161,6 +194,11 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
   }
   const std::string dir = checkpoint.commit();
   std::ofstream((fs::path(output) / "config.yaml").string()) << to_yaml(hf.config);
+  if (skipped > 0)
+    std::printf(
+        "note: %lld tensors of model.layers.%d.* (num_nextn_predict_layers = %d) skipped: "
+        "multi-token prediction is not imported\n",
+        static_cast<long long>(skipped), hf.config.model.n_layers, hf.mtp_layers);
   std::printf("hf-to-moeforge: %s (%s) -> %s\n  %lld tensors read, %zu parameters written\n",
               input.c_str(), hf.model_type.c_str(), dir.c_str(), static_cast<long long>(read),
               target.store.parameters().size());
@@ -182,17 +220,16 @@ void moeforge_to_hf(const std::string& input, const std::string& output, std::st
   const std::string config_json = hf_config_json(config, type, torch_dtype);
   Declared source(config);
   const std::string st_dtype = dtype == "bf16" ? "BF16" : dtype == "f16" ? "F16" : "F32";
-  const int64_t element = dtype == "f32" ? 4 : 2;
 
   // Shards: consecutive tensors until max_shard_bytes.
   const std::vector<HfTensor> list = hf_tensors(config, type);
   std::vector<std::vector<size_t>> shards(1);
   int64_t in_shard = 0, total = 0;
   std::vector<Shape> shapes;
+  auto dtype_of = [&](const HfTensor& t) { return t.keep_f32 ? std::string("F32") : st_dtype; };
   for (size_t i = 0; i < list.size(); ++i) {
-    const Parameter& p = source.store.find(list[i].parameter);
-    shapes.push_back(place(p, list[i].expert).hf_shape);
-    const int64_t size = shapes.back().numel() * element;
+    shapes.push_back(place(source.store, list[i]).hf_shape);
+    const int64_t size = shapes.back().numel() * (dtype_of(list[i]) == "F32" ? 4 : 2);
     if (in_shard > 0 && in_shard + size > max_shard_bytes) {
       shards.emplace_back();
       in_shard = 0;
@@ -212,22 +249,23 @@ void moeforge_to_hf(const std::string& input, const std::string& output, std::st
     for (size_t i : shards[s]) {
       std::vector<int64_t> dims;
       for (int d = 0; d < shapes[i].ndim(); ++d) dims.push_back(shapes[i][d]);
-      declared.push_back({list[i].hf_name, st_dtype, dims});
+      declared.push_back({list[i].hf_name, dtype_of(list[i]), dims});
     }
     SafetensorsWriter writer((fs::path(output) / file_name).string(), declared, {{"format", "pt"}});
     for (size_t i : shards[s]) {
-      const Parameter& p = source.store.find(list[i].parameter);
-      const Place at = place(p, list[i].expert);
-      h5::Handle dataset = h5::open_dataset(file.get(), "model/" + p.name, state);
-      MOE_CHECK(h5::dataset_shape(dataset.get(), p.name) == p.global_shape, state, ": ", p.name,
+      const Place at = place(source.store, list[i]);
+      h5::Handle dataset = h5::open_dataset(file.get(), at.entry, state);
+      MOE_CHECK(h5::dataset_shape(dataset.get(), at.entry) == at.global, state, ": ", at.entry,
                 " does not have the shape its config gives");
       Tensor block = Tensor::empty(at.block_shape, DType::f32);
-      h5::read_block(dataset.get(), p.name, block, at.offset);
+      h5::read_block(dataset.get(), at.entry, block, at.offset);
       if (list[i].expert >= 0)
         expert_sums[list[i].parameter.substr(0, list[i].parameter.find(".experts.")) + " expert " +
                     std::to_string(list[i].expert)] +=
             block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
-      const std::vector<std::byte> bytes = encode(block.data<float>(), block.numel(), st_dtype);
+      reorder(block, at.hf_shape, list[i].rope, true);  // DeepSeek's weights pair RoPE rows
+      const std::vector<std::byte> bytes =
+          encode(block.data<float>(), block.numel(), dtype_of(list[i]));
       writer.write(list[i].hf_name, bytes.data(), bytes.size());
       weight_map += std::string(weight_map.empty() ? "" : ",\n") + "    \"" + list[i].hf_name +
                     "\": \"" + file_name + "\"";

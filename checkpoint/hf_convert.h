@@ -8,6 +8,10 @@
 //   layer's experts and is read whole), not the model.
 // - hf_tensors() (hf_model.h) is the one list of names: every source tensor must be consumed and
 //   every target tensor written, or the conversion fails naming them, and nothing is published.
+//   The one exception is DeepSeek's multi-token prediction layers, which config.json announces
+//   (num_nextn_predict_layers): their tensors are skipped, and the summary says how many.
+// - The expert bias (DeepSeek-V3's e_score_correction_bias) is a buffer, written under buffers/;
+//   export writes it in f32 whatever --dtype says, as transformers keeps it.
 // - hf_to_moeforge writes OUTPUT/step_00000000 (model tensors only: a committed checkpoint that
 //   moe-eval scores and training can start from) and OUTPUT/config.yaml, the MoEForge config of the
 //   model with the other settings at their defaults.

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 
+#include "checkpoint/hf_deepseek.h"
 #include "checkpoint/hf_rope.h"
 #include "formats/json.h"
 
@@ -12,7 +13,8 @@ namespace moe {
 namespace {
 
 bool is_moe_type(const std::string& type) {
-  return type == "mixtral" || type == "qwen2_moe" || type == "qwen3_moe" || type == "olmoe";
+  return type == "mixtral" || type == "qwen2_moe" || type == "qwen3_moe" || type == "olmoe" ||
+         is_deepseek(type);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -58,6 +60,29 @@ int expert_count(const JsonNode& root, const std::string& path, const std::strin
   return static_cast<int>((experts ? *experts : local ? *local : root.at("num_experts")).as_int());
 }
 
+// Multi-head latent attention's tensors of one layer (hf: "model.layers.i.self_attn.", ours:
+// "layers.i.attn."). The query's RoPE rows are the last of each head's, the key's the last of
+// kv_a_proj_with_mqa.
+void mla_tensors(const ModelConfig& m, const std::string& hf, const std::string& ours,
+                 std::vector<HfTensor>& list) {
+  const RopeRows query{m.qk_nope_head_dim + m.qk_rope_head_dim, m.qk_nope_head_dim,
+                       m.qk_rope_head_dim};
+  if (m.q_lora_rank > 0) {
+    list.push_back({hf + "q_a_proj.weight", ours + "wq_a.weight"});
+    list.push_back({hf + "q_a_layernorm.weight", ours + "q_a_norm.weight"});
+    list.push_back({hf + "q_b_proj.weight", ours + "wq_b.weight", -1, query});
+  } else {
+    list.push_back({hf + "q_proj.weight", ours + "wq.weight", -1, query});
+  }
+  list.push_back({hf + "kv_a_proj_with_mqa.weight",
+                  ours + "wkv_a.weight",
+                  -1,
+                  {m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank, m.qk_rope_head_dim}});
+  list.push_back({hf + "kv_a_layernorm.weight", ours + "kv_a_norm.weight"});
+  list.push_back({hf + "kv_b_proj.weight", ours + "wkv_b.weight"});
+  list.push_back({hf + "o_proj.weight", ours + "wo.weight"});
+}
+
 void refuse_if(bool condition, const std::string& path, const std::string& what) {
   MOE_CHECK(!condition, path, ": ", what, " has no MoEForge equivalent; not converted");
 }
@@ -65,8 +90,9 @@ void refuse_if(bool condition, const std::string& path, const std::string& what)
 }  // namespace
 
 const std::vector<std::string>& hf_model_types() {
-  static const std::vector<std::string> types = {"llama",   "mistral",   "qwen2",     "qwen3",
-                                                 "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"};
+  static const std::vector<std::string> types = {"llama",       "mistral",    "qwen2",     "qwen3",
+                                                 "mixtral",     "qwen2_moe",  "qwen3_moe", "olmoe",
+                                                 "deepseek_v2", "deepseek_v3"};
   return types;
 }
 
@@ -123,6 +149,10 @@ HfImport config_from_hf(const std::string& path) {
   out.config.data.seq_len = std::min(out.config.data.seq_len, m.max_seq_len);
   MoeConfig& moe = out.config.moe;
   moe.z_loss_coeff = 0;
+  if (is_deepseek(type)) {
+    deepseek_from_hf(root, path, out);
+    return out;
+  }
   if (!is_moe_type(type)) {
     moe.first_k_dense = m.n_layers;  // dense: no MoE layer
     moe.num_experts = 1;
@@ -167,6 +197,8 @@ HfImport config_from_hf(const std::string& path) {
 }
 
 std::string default_hf_model_type(const Config& config) {
+  if (config.model.attention == AttentionKind::mla)
+    return config.moe.router_score == RouterScore::sigmoid ? "deepseek_v3" : "deepseek_v2";
   const bool moe = config.moe.first_k_dense < config.model.n_layers;
   if (!moe) return config.model.qk_norm ? "qwen3" : config.model.qkv_bias ? "qwen2" : "llama";
   if (config.model.qk_norm)
@@ -187,6 +219,11 @@ std::string hf_config_json(const Config& config, const std::string& type,
       "cannot export as '", type, "' (supported: ", join(hf_model_types()), ")");
   const bool has_moe = moe.first_k_dense < m.n_layers;
   refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
+  refuse(m.attention == AttentionKind::mla && !is_deepseek(type),
+         "multi-head latent attention exists only in deepseek_v2 and deepseek_v3");
+  const std::vector<std::pair<std::string, std::string>> deepseek =
+      is_deepseek(type) ? deepseek_to_hf(config, type)
+                        : std::vector<std::pair<std::string, std::string>>{};
   refuse(m.qkv_bias && type != "qwen2" && type != "qwen2_moe",
          "q/k/v biases exist only in qwen2 and qwen2_moe");
   refuse(!m.qkv_bias && type == "qwen2", "qwen2 has q/k/v biases");
@@ -194,7 +231,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
          m.qk_norm ? "QK-norm exists only in qwen3, qwen3_moe and olmoe" : "it has no QK-norm");
   refuse(m.qk_norm && (m.qk_norm_scope == QkNormScope::projection) != (type == "olmoe"),
          "olmoe normalizes whole q and k projections, qwen3 each head");
-  if (has_moe) {
+  if (has_moe && !is_deepseek(type)) {
     refuse((moe.shared_experts > 0) != (type == "qwen2_moe"),
            moe.shared_experts > 0 ? "shared experts exist only in qwen2_moe"
                                   : "qwen2_moe has a shared expert");
@@ -220,10 +257,16 @@ std::string hf_config_json(const Config& config, const std::string& type,
   };
   auto str = [](const std::string& s) { return "\"" + s + "\""; };
   static const std::pair<const char*, const char*> classes[] = {
-      {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
-      {"mixtral", "MixtralForCausalLM"},    {"qwen2_moe", "Qwen2MoeForCausalLM"},
-      {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmoe", "OlmoeForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},
+      {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"},
+      {"qwen2_moe", "Qwen2MoeForCausalLM"},
+      {"qwen3_moe", "Qwen3MoeForCausalLM"},
+      {"olmoe", "OlmoeForCausalLM"},
+      {"deepseek_v2", "DeepseekV2ForCausalLM"},
+      {"deepseek_v3", "DeepseekV3ForCausalLM"}};
   for (const auto& [model_type, cls] : classes)
     if (type == model_type) field("architectures", "[" + str(cls) + "]");
   field("model_type", str(type));
@@ -232,7 +275,7 @@ std::string hf_config_json(const Config& config, const std::string& type,
   field("num_hidden_layers", std::to_string(m.n_layers));
   field("num_attention_heads", std::to_string(m.n_heads));
   field("num_key_value_heads", std::to_string(m.n_kv_heads));
-  field("head_dim", std::to_string(m.effective_head_dim()));
+  if (!is_deepseek(type)) field("head_dim", std::to_string(m.effective_head_dim()));
   field("intermediate_size",
         std::to_string(type == "mixtral" || type == "olmoe" ? moe.expert_hidden : m.ffn_hidden));
   field("hidden_act", str("silu"));
@@ -266,9 +309,10 @@ std::string hf_config_json(const Config& config, const std::string& type,
     for (int i = 0; i < moe.first_k_dense; ++i) dense += (i ? ", " : "") + std::to_string(i);
     field("mlp_only_layers", dense + "]");
   }
+  for (const auto& [key, value] : deepseek) field(key, value);
   if (has_moe) {
     field("num_experts_per_tok", std::to_string(moe.top_k));
-    field("router_aux_loss_coef", real(moe.aux_loss_coeff));
+    if (!is_deepseek(type)) field("router_aux_loss_coef", real(moe.aux_loss_coeff));
     field("output_router_logits", "false");
   }
   json += "  \"torch_dtype\": " + str(torch_dtype) + "\n}\n";
@@ -283,8 +327,12 @@ std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) 
     const std::string ours = "layers." + std::to_string(i) + ".";
     list.push_back({hf + "input_layernorm.weight", ours + "attn_norm.weight"});
     list.push_back({hf + "post_attention_layernorm.weight", ours + "ffn_norm.weight"});
-    for (const char* p : {"q", "k", "v", "o"})
-      list.push_back({hf + "self_attn." + p + "_proj.weight", ours + "attn.w" + p + ".weight"});
+    if (m.attention == AttentionKind::mla) {
+      mla_tensors(m, hf + "self_attn.", ours + "attn.", list);
+    } else {
+      for (const char* p : {"q", "k", "v", "o"})
+        list.push_back({hf + "self_attn." + p + "_proj.weight", ours + "attn.w" + p + ".weight"});
+    }
     if (m.qkv_bias)
       for (const char* p : {"q", "k", "v"})
         list.push_back({hf + "self_attn." + p + "_proj.bias", ours + "attn.w" + p + ".bias"});
@@ -300,13 +348,18 @@ std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) 
     }
     const std::string block = moe_block(i, type);
     list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
-    if (config.moe.shared_experts > 0) {
+    if (config.moe.expert_bias)
+      list.push_back(
+          {block + "gate.e_score_correction_bias", ours + "moe.router.expert_bias", -1, {}, true});
+    // qwen2_moe: one gated shared_expert; DeepSeek: shared_experts, one MLP as wide as all
+    const std::string shared = is_deepseek(type) ? "shared_experts." : "shared_expert.";
+    if (config.moe.shared_experts > 0)
       for (const auto& [theirs, mine] :
            {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
-        list.push_back({block + "shared_expert." + theirs + "_proj.weight",
-                        ours + "moe.shared_experts." + mine});
+        list.push_back(
+            {block + shared + theirs + "_proj.weight", ours + "moe.shared_experts." + mine});
+    if (config.moe.shared_expert_gate)
       list.push_back({block + "shared_expert_gate.weight", ours + "moe.shared_expert_gate.weight"});
-    }
     for (int e = 0; e < config.moe.num_experts; ++e) {
       const std::array<std::string, 3> names = expert_names(block, e, type);
       const char* mine[] = {"w_gate", "w_up", "w_down"};

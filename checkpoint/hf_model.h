@@ -8,7 +8,8 @@
 //   dropped silently.
 // - A feature without an equivalent on the other side (a rope type MoEForge does not implement,
 //   checkpoint/hf_rope.h; biases MoEForge has no parameter for, an activation other than SiLU, MoE
-//   layer patterns it cannot express, a sigmoid router or ungated shared experts on export) is
+//   layer patterns it cannot express, a sigmoid router or ungated shared experts on export but as
+//   DeepSeek's, checkpoint/hf_deepseek.h) is
 //   refused with the reason, never approximated. A sliding window shorter than the context is the
 //   one exception: the imported model's max_seq_len becomes the window, within which the two are
 //   the same, and a note says so.
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/hf_rope_rows.h"
 #include "config/run_config.h"
 
 namespace moe {
@@ -35,6 +37,8 @@ struct HfImport {
   Config config;  // model and moe sections from config.json, the rest default
   std::string model_type;
   std::vector<std::string> notes;  // what the reader should know about the mapping
+  bool rope_interleaved = false;   // the file's RoPE rows in pairs (DeepSeek; hf_rope_rows.h)
+  int mtp_layers = 0;  // multi-token prediction layers after the last layer, not imported
 };
 
 // Reads HF_DIR/config.json.
@@ -48,8 +52,10 @@ std::string hf_config_json(const Config& config, const std::string& model_type,
 
 struct HfTensor {
   std::string hf_name;
-  std::string parameter;  // MoEForge global name
+  std::string parameter;  // MoEForge global name of a parameter or a buffer (the expert bias)
   int expert = -1;        // routed expert whose [F,D] or [D,F] slice it is; -1: the whole tensor
+  RopeRows rope = {};     // its rows that feed RoPE (MLA)
+  bool keep_f32 = false;  // written in f32 whatever the export dtype (as transformers keeps it)
 };
 std::vector<HfTensor> hf_tensors(const Config& config, const std::string& model_type);
 

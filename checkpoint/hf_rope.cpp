@@ -19,14 +19,13 @@ double required(const JsonNode& node, const char* key, const std::string& type) 
   return value->as_number();
 }
 
-// A JSON number that Python reads back as a float: shortest round trip, with a '.'.
-std::string real(double x) {
+}  // namespace
+
+std::string json_float(double x) {
   std::string s = format_number(x);
   if (s.find_first_of(".en") == std::string::npos) s += ".0";
   return s;
 }
-
-}  // namespace
 
 void rope_from_hf(const JsonNode& root, ModelConfig& model) {
   const std::optional<JsonNode> parameters = root.find("rope_parameters");
@@ -78,26 +77,26 @@ void rope_from_hf(const JsonNode& root, ModelConfig& model) {
 
 std::string rope_to_hf(const ModelConfig& model) {
   const RopeScaling& s = model.rope_scaling;
-  std::string out = "  \"rope_theta\": " + real(model.rope_theta) + ",\n  \"rope_scaling\": ";
+  std::string out = "  \"rope_theta\": " + json_float(model.rope_theta) + ",\n  \"rope_scaling\": ";
   if (s.type == RopeScalingType::none) return out + "null,\n";
   std::string members = "\"rope_type\": \"" + std::string(word_of(s.type)) + "\"";
   auto add = [&](const char* key, const std::string& value) {
     members += ", \"" + std::string(key) + "\": " + value;
   };
-  add("factor", real(s.factor));
+  add("factor", json_float(s.factor));
   if (s.type != RopeScalingType::linear)
     add("original_max_position_embeddings",
         std::to_string(s.effective_original_max_seq_len(model.max_seq_len)));
   if (s.type == RopeScalingType::llama3) {
-    add("low_freq_factor", real(s.low_freq_factor));
-    add("high_freq_factor", real(s.high_freq_factor));
+    add("low_freq_factor", json_float(s.low_freq_factor));
+    add("high_freq_factor", json_float(s.high_freq_factor));
   }
   if (s.type == RopeScalingType::yarn) {
-    add("beta_fast", real(s.beta_fast));
-    add("beta_slow", real(s.beta_slow));
-    if (s.mscale > 0) add("mscale", real(s.mscale));
-    if (s.mscale_all_dim > 0) add("mscale_all_dim", real(s.mscale_all_dim));
-    if (s.attention_factor > 0) add("attention_factor", real(s.attention_factor));
+    add("beta_fast", json_float(s.beta_fast));
+    add("beta_slow", json_float(s.beta_slow));
+    if (s.mscale > 0) add("mscale", json_float(s.mscale));
+    if (s.mscale_all_dim > 0) add("mscale_all_dim", json_float(s.mscale_all_dim));
+    if (s.attention_factor > 0) add("attention_factor", json_float(s.attention_factor));
   }
   return out + "{" + members + "},\n";
 }

@@ -27,4 +27,7 @@ void rope_from_hf(const JsonNode& root, ModelConfig& model);
 // braces, each line indented by two spaces and ended by ",\n".
 std::string rope_to_hf(const ModelConfig& model);
 
+// A JSON number that Python reads back as a float: shortest round trip, with a '.'.
+std::string json_float(double x);
+
 }  // namespace moe

@@ -3,21 +3,17 @@
 // imported, run through MoEForge's forward and compared with the logits transformers computed; it
 // is then exported back and every tensor must equal the original bit for bit. Also: the q/k/v bias
 // key of qwen2_moe (a fixture edited to have none) and of qwen2 (none in transformers), and that
-// the rope scaling fixtures (llama3, qwen3_yarn) fail with another rope factor. The fused fixtures
-// (transformers 5's fused expert tensors) give the reference logits, import to the parameters of
-// their per-expert twins and export as those; swapped gate and up halves miss the logits, and a
-// fused tensor of the wrong shape is an error naming it.
+// the rope scaling fixtures (llama3, qwen3_yarn, deepseek_v3_yarn) fail with another rope factor.
+// The fused fixtures (transformers 5's fused expert tensors) give the reference logits, import to
+// the parameters of their per-expert twins and export as those; swapped gate and up halves miss the
+// logits, and a fused tensor of the wrong shape is an error naming it. The DeepSeek fixtures take
+// part too; the multi-token prediction layer in deepseek_v3's file, which is not imported, is not
+// exported either (their own tests: test_hf_deepseek.cpp).
 //
-// Tolerance: both sides compute in fp32, with different summation orders (BLAS blocking, the
-// attention kernel's online softmax, the MoE combine), so logits agree to a few float roundings of
-// their magnitude (a few units here): absolute 2e-4 plus relative 1e-4. A transposed, swapped or
-// missing tensor (or a wrong norm, RoPE or routing convention) changes them by far more.
+// Tolerance: both sides compute in fp32 (testing::matches_reference, hf_fixture.h): absolute 2e-4
+// plus relative 1e-4.
 #include <algorithm>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,140 +27,47 @@
 #include "config/yaml_io.h"
 #include "layers/model.h"
 #include "tests/support/error_message.h"
-#include "tests/support/tolerance.h"
+#include "tests/unit/checkpoint/hf_fixture.h"
 #include "upcycling/upcycle.h"
 
 namespace moe {
 namespace {
 
-namespace fs = std::filesystem;
-
-const std::string kFixtures = MOE_HF_FIXTURES;
-
-std::string temp_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "moe_hf_" + name;
-  fs::remove_all(dir);
-  return dir;
-}
-
-// Every tensor of the model in HF directory `source` is in `exported`, bit for bit, and no other.
-void expect_same_tensors(const std::string& source, const std::string& exported) {
-  // name -> the original file holding it and its entry there
-  std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensor*>> originals;
-  std::vector<std::unique_ptr<SafetensorsFile>> files;
-  for (const auto& entry : fs::directory_iterator(source))
-    if (entry.path().extension() == ".safetensors" &&
-        entry.path().filename() != "reference.safetensors") {
-      files.push_back(std::make_unique<SafetensorsFile>(entry.path().string()));
-      for (const SafetensorsTensor& t : files.back()->tensors())
-        originals[t.name] = {files.back().get(), &t};
-    }
-  const SafetensorsFile copy(exported + "/model.safetensors");
-  EXPECT_EQ(copy.tensors().size(), originals.size());
-  for (const SafetensorsTensor& t : copy.tensors()) {
-    ASSERT_TRUE(originals.count(t.name)) << t.name << " is not in the original";
-    const auto [owner, original] = originals[t.name];
-    const SafetensorsTensor& o = *original;
-    EXPECT_EQ(t.shape, o.shape) << t.name;
-    EXPECT_EQ(t.dtype, o.dtype) << t.name;
-    ASSERT_EQ(t.size, o.size) << t.name;
-    EXPECT_EQ(std::memcmp(copy.data(t), owner->data(o), t.size), 0) << t.name << " differs";
-  }
-}
-
-// A tensor written in place of a fixture's: F32 values of a shape.
-struct NewTensor {
-  std::vector<int64_t> shape;
-  std::vector<float> values;
-};
-
-// A copy of fixture `name` in a temporary directory, its config.json with `from` replaced by `to`
-// (from "": unchanged), its model.safetensors without the tensors whose names end in `drop` (none
-// when empty) and with `replaced` tensors in place of the originals.
-std::string edited_fixture(const std::string& name, const std::string& from, const std::string& to,
-                           const std::string& drop,
-                           const std::map<std::string, NewTensor>& replaced = {}) {
-  const std::string dir = temp_dir(name + "_edited");
-  fs::create_directories(dir);
-  std::ifstream in(kFixtures + "/" + name + "/config.json");
-  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t at = config.find(from);
-  EXPECT_NE(at, std::string::npos) << from << " is not in " << name << "/config.json";
-  if (at != std::string::npos) config.replace(at, from.size(), to);
-  std::ofstream(dir + "/config.json") << config;
-
-  const SafetensorsFile original(kFixtures + "/" + name + "/model.safetensors");
-  std::vector<const SafetensorsTensor*> kept;
-  std::vector<SafetensorsSpec> specs;
-  for (const SafetensorsTensor& t : original.tensors())
-    if (drop.empty() || !t.name.ends_with(drop)) {
-      kept.push_back(&t);
-      const auto it = replaced.find(t.name);
-      specs.push_back(it == replaced.end() ? SafetensorsSpec{t.name, t.dtype, t.shape}
-                                           : SafetensorsSpec{t.name, "F32", it->second.shape});
-    }
-  SafetensorsWriter writer(dir + "/model.safetensors", specs);
-  for (const SafetensorsTensor* t : kept) {
-    const auto it = replaced.find(t->name);
-    if (it == replaced.end())
-      writer.write(t->name, original.data(*t), static_cast<size_t>(t->size));
-    else
-      writer.write(t->name, it->second.values.data(), it->second.values.size() * sizeof(float));
-  }
-  writer.finish();
-  return dir;
-}
+using testing::edited_fixture;
+using testing::expect_same_tensors;
+using testing::hf_fixtures;
+using testing::imported_logits;
+using testing::Logits;
+using testing::NewTensor;
+using testing::temp_dir;
 
 class HfFixture : public ::testing::TestWithParam<std::string> {};
 
+// The prefix of the tensors an import skips and an export does not write: DeepSeek's multi-token
+// prediction layers ("" when there are none).
+std::string not_exported(const HfImport& hf) {
+  return hf.mtp_layers > 0 ? "model.layers." + std::to_string(hf.config.model.n_layers) + "." : "";
+}
+
 // The config an import makes is the one its checkpoints save: it prints and reads back unchanged.
 TEST_P(HfFixture, ImportedConfigRoundTripsThroughYaml) {
-  const Config config = config_from_hf(kFixtures + "/" + GetParam() + "/config.json").config;
+  const Config config = config_from_hf(hf_fixtures() + "/" + GetParam() + "/config.json").config;
   EXPECT_EQ(parse_config(to_yaml(config), "printed"), config);
 }
 
-// The logits MoEForge computes for the reference input of fixture `name` after importing the HF
-// directory `source`, and the logits transformers computed.
-struct Logits {
-  Tensor got, expected;
-};
-Logits imported_logits(const std::string& source, const std::string& name) {
-  const std::string step = hf_to_moeforge(source, temp_dir(name + "_import"));
-  const HfImport hf = config_from_hf(source + "/config.json");
-  ParameterStore store(DType::f32);
-  Model model(hf.config.model, hf.config.moe, store);
-  store.allocate(0);
-  load_checkpoint(step, {&store, false, {}}, {});
-
-  const SafetensorsFile reference(kFixtures + "/" + name + "/reference.safetensors");
-  const SafetensorsTensor& ids = reference.at("input_ids");
-  const SafetensorsTensor& logits = reference.at("logits");
-  const int64_t batch = ids.shape[0], length = ids.shape[1], vocab = logits.shape[2];
-  std::vector<int32_t> tokens(batch * length);
-  std::memcpy(tokens.data(), reference.data(ids), tokens.size() * sizeof(int32_t));
-  Tensor expected = Tensor::empty({batch * length, vocab}, DType::f32);
-  reference.read_f32(logits, expected.data<float>());
-
-  Stream stream;
-  const Tensor inputs = Tensor::from_vector<int32_t>({batch, length}, tokens);
-  const Tensor targets = Tensor::from_vector<int32_t>(
-      {batch, length}, std::vector<int32_t>(tokens.size(), Model::ignore_index));
-  return {model.forward(inputs, targets, false, stream).logits, expected};
-}
-
 TEST_P(HfFixture, ImportedModelGivesTheReferenceLogits) {
-  const Logits logits = imported_logits(kFixtures + "/" + GetParam(), GetParam());
-  EXPECT_TRUE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+  const Logits logits = imported_logits(hf_fixtures() + "/" + GetParam(), GetParam());
+  EXPECT_TRUE(testing::matches_reference(logits));
 }
 
 TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
-  const std::string source = kFixtures + "/" + GetParam();
+  const std::string source = hf_fixtures() + "/" + GetParam();
   const std::string step = hf_to_moeforge(source, temp_dir(GetParam() + "_roundtrip"));
   const std::string exported = temp_dir(GetParam() + "_exported");
   const HfImport hf = config_from_hf(source + "/config.json");
   const bool bf16 = GetParam().find("bf16") != std::string::npos;
   moeforge_to_hf(step, exported, hf.model_type, bf16 ? "bf16" : "f32", int64_t{1} << 40);
-  expect_same_tensors(source, exported);
+  expect_same_tensors(source, exported, not_exported(hf));
   const HfImport again = config_from_hf(exported + "/config.json");
   EXPECT_EQ(again.config.model, hf.config.model);
   EXPECT_EQ(again.config.moe, hf.config.moe);
@@ -177,7 +80,7 @@ class HfFusedFixture : public ::testing::TestWithParam<std::string> {};
 
 // The parameters of the checkpoint imported from fixture `name`, by global name.
 std::map<std::string, std::vector<float>> imported_parameters(const std::string& name) {
-  const std::string source = kFixtures + "/" + name;
+  const std::string source = hf_fixtures() + "/" + name;
   const std::string step = hf_to_moeforge(source, temp_dir(name + "_parameters"));
   const HfImport hf = config_from_hf(source + "/config.json");
   ParameterStore store(DType::f32);
@@ -192,13 +95,13 @@ std::map<std::string, std::vector<float>> imported_parameters(const std::string&
 
 TEST_P(HfFusedFixture, ImportedModelGivesTheReferenceLogits) {
   const std::string name = GetParam() + "_fused";
-  const Logits logits = imported_logits(kFixtures + "/" + name, name);
-  EXPECT_TRUE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+  const Logits logits = imported_logits(hf_fixtures() + "/" + name, name);
+  EXPECT_TRUE(testing::matches_reference(logits));
 }
 
 TEST_P(HfFusedFixture, ImportsToTheParametersOfThePerExpertCheckpoint) {
-  EXPECT_EQ(config_from_hf(kFixtures + "/" + GetParam() + "_fused/config.json").config,
-            config_from_hf(kFixtures + "/" + GetParam() + "/config.json").config);
+  EXPECT_EQ(config_from_hf(hf_fixtures() + "/" + GetParam() + "_fused/config.json").config,
+            config_from_hf(hf_fixtures() + "/" + GetParam() + "/config.json").config);
   const auto fused = imported_parameters(GetParam() + "_fused");
   const auto per_expert = imported_parameters(GetParam());
   ASSERT_EQ(fused.size(), per_expert.size());
@@ -212,17 +115,19 @@ TEST_P(HfFusedFixture, ImportsToTheParametersOfThePerExpertCheckpoint) {
 // bit.
 TEST_P(HfFusedFixture, ExportsAsThePerExpertFixtureBitForBit) {
   const std::string name = GetParam() + "_fused";
-  const std::string step = hf_to_moeforge(kFixtures + "/" + name, temp_dir(name + "_roundtrip"));
+  const std::string step =
+      hf_to_moeforge(hf_fixtures() + "/" + name, temp_dir(name + "_roundtrip"));
   const std::string exported = temp_dir(name + "_exported");
   moeforge_to_hf(step, exported, GetParam(), "f32", int64_t{1} << 40);
-  expect_same_tensors(kFixtures + "/" + GetParam(), exported);
+  expect_same_tensors(hf_fixtures() + "/" + GetParam(), exported,
+                      not_exported(config_from_hf(hf_fixtures() + "/" + name + "/config.json")));
 }
 
 // gate_up_proj with each expert's up rows before its gate rows imports (nothing tells the halves
 // apart) but misses the reference logits: the order of the halves is checked.
 TEST_P(HfFusedFixture, SwappedGateAndUpHalvesMissTheReferenceLogits) {
   const std::string name = GetParam() + "_fused";
-  const SafetensorsFile file(kFixtures + "/" + name + "/model.safetensors");
+  const SafetensorsFile file(hf_fixtures() + "/" + name + "/model.safetensors");
   std::map<std::string, NewTensor> swapped;
   for (const SafetensorsTensor& t : file.tensors()) {
     if (!t.name.ends_with(".experts.gate_up_proj")) continue;
@@ -236,11 +141,12 @@ TEST_P(HfFusedFixture, SwappedGateAndUpHalvesMissTheReferenceLogits) {
   }
   ASSERT_FALSE(swapped.empty());
   const Logits logits = imported_logits(edited_fixture(name, "", "", "", swapped), name);
-  EXPECT_FALSE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+  EXPECT_FALSE(testing::matches_reference(logits));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFusedFixture,
-                         ::testing::Values("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"));
+                         ::testing::Values("mixtral", "qwen2_moe", "qwen3_moe", "olmoe",
+                                           "deepseek_v3"));
 
 // A fused tensor of another shape (here: down_proj transposed, gate_up_proj holding only the gates)
 // is an error naming the tensor, its shape and the shape config.json implies.
@@ -287,7 +193,7 @@ TEST(HfFused, DifferentNumExpertsAndNumLocalExpertsAreRefused) {
 TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
   for (const std::string name : {"llama", "llama3"}) {
     SCOPED_TRACE(name);
-    const std::string source = kFixtures + "/" + name;
+    const std::string source = hf_fixtures() + "/" + name;
     const std::string dense = hf_to_moeforge(source, temp_dir("workflow_dense"));
     Config moe = config_from_hf(source + "/config.json").config;
     moe.moe.first_k_dense = 0;
@@ -301,7 +207,7 @@ TEST(HfWorkflow, ImportUpcycleExportKeepsTheDenseFunction) {
     ASSERT_EQ(again.model_type, "mixtral");
     EXPECT_EQ(again.config.model.rope_scaling, moe.model.rope_scaling);
     const Logits logits = imported_logits(exported, name);
-    EXPECT_TRUE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+    EXPECT_TRUE(testing::matches_reference(logits));
   }
 }
 
@@ -331,22 +237,24 @@ TEST(HfQkvBias, Qwen2IgnoresTheKeyAsTransformersDoes) {
 }
 
 // The rope scaling fixtures fail with another factor: the logits move by far more than the
-// tolerance (tests/fixtures/hf/summary.json: 0.09 and 0.76 for a doubled factor).
+// tolerance (tests/fixtures/hf/summary.json: 0.09, 0.76 and 0.43 for a doubled factor).
 TEST(HfRopeScaling, AnotherFactorMissesTheReferenceLogits) {
-  for (const auto& [name, factor] :
-       {std::pair{"llama3", std::string("4.0")}, {"qwen3_yarn", std::string("4.0")}}) {
+  for (const auto& [name, factor] : {std::pair{"llama3", std::string("4.0")},
+                                     {"qwen3_yarn", std::string("4.0")},
+                                     {"deepseek_v3_yarn", std::string("4.0")}}) {
     SCOPED_TRACE(name);
     const std::string source = edited_fixture(name, "\"factor\": " + factor, "\"factor\": 5.0", "");
     EXPECT_EQ(config_from_hf(source + "/config.json").config.model.rope_scaling.factor, 5.0);
     const Logits logits = imported_logits(source, name);
-    EXPECT_FALSE(testing::all_close(logits.got, logits.expected, 2e-4, 1e-4));
+    EXPECT_FALSE(testing::matches_reference(logits));
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture,
                          ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral", "olmoe",
                                            "qwen2_moe", "qwen3_moe", "llama_bf16",
-                                           "mixtral_sharded", "llama3", "qwen3_yarn"));
+                                           "mixtral_sharded", "llama3", "qwen3_yarn", "deepseek_v3",
+                                           "deepseek_v3_yarn", "deepseek_v2"));
 
 }  // namespace
 }  // namespace moe
