@@ -122,6 +122,8 @@ struct ModelConfig {
   int qk_nope_head_dim = 0;
   int qk_rope_head_dim = 0;
   int v_head_dim = 0;
+  int mtp_depth = 0;
+  double mtp_loss_weight = 0.3;
   RopeScaling rope_scaling;  // its own section, rope_scaling (config/run_config.h)
 
   template <class V>
@@ -156,6 +158,11 @@ struct ModelConfig {
         "qk_rope_head_dim", qk_rope_head_dim, Range::at_least(0),
         "mla: per-head query/key size with RoPE; the RoPE key is shared by all heads (required)");
     v.field("v_head_dim", v_head_dim, Range::at_least(0), "mla: per-head value size (required)");
+    v.field("mtp_depth", mtp_depth, Range::at_least(0),
+            "multi-token prediction modules (DeepSeek-V3): module k predicts the token k + 1 "
+            "ahead; 0 = off");
+    v.field("mtp_loss_weight", mtp_loss_weight, Range::at_least(0),
+            "weight of the mean of the modules' cross-entropies in the objective (lambda)");
   }
   int effective_head_dim() const { return head_dim > 0 ? head_dim : d_model / n_heads; }
   // The dimensions RoPE rotates in a head: the whole head, or MLA's RoPE part.

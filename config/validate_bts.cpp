@@ -20,6 +20,8 @@ void validate_bts(const Config& config, const std::string& where) {
             "share the decoders, so parallel.tp, parallel.ep must be 1 and parallel.zero 0");
   MOE_CHECK(config.init.method == InitMethod::scratch, bad,
             "loads its decoders from bts.seed and bts.experts; init.method must be scratch");
+  MOE_CHECK(config.model.mtp_depth == 0, bad,
+            "has no multi-token prediction modules; set model.mtp_depth: 0");
   MOE_CHECK(config.train.device == DeviceType::cpu, bad,
             "trains on the CPU only for now; set train.device: cpu");
   MOE_CHECK(config.train.precision == Precision::f32, bad,
