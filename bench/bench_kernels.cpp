@@ -1,10 +1,15 @@
 // CPU kernel benchmarks, each side by side with its reference in the same run:
 // - matmul through ops:: (validation + dispatch) against a bare cblas_sgemm call (the ceiling), on
 //   the GEMM shapes of the quickstart model's projections;
+// - the q, k, v projections of one layer, forward and backward, as three GEMMs each (what
+//   layers/attention.cpp runs) beside one GEMM over the three weights joined plus the copies that
+//   split its output into q, k, v and join their gradients (issue 23's "one GEMM" option);
 // - causal attention forward and backward, f32 (tiled GEMMs) beside f64 (the double loops f32 ran
 //   before), reported as achieved GFLOP/s so they can be compared with the sgemm ceiling of a large
 //   square product (BM_SgemmPeak).
 // Run: build/bench/bench_kernels --benchmark_counters_tabular=true
+#include <vector>
+
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -49,6 +54,68 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MatmulOps)->Apply(gemm_shapes);
 BENCHMARK(BM_MatmulCblasReference)->Apply(gemm_shapes);
+
+// The q, k, v projections at 1024 tokens, widths as the models have them: (d_model, q rows, k and
+// v rows each) = (128, 128, 128) quickstart and (512, 512, 512) cpu-moe-100m. One iteration: the
+// forward product, then the backward's input gradient and weight gradients.
+struct ProjectionShape {
+  int64_t d_model, q_rows, kv_rows;
+};
+constexpr ProjectionShape kProjectionShapes[] = {{128, 128, 128}, {512, 512, 512}};
+constexpr int64_t kProjectionTokens = 1024;
+
+void set_projection_counters(benchmark::State& state, const ProjectionShape& s) {
+  const double rows = static_cast<double>(s.q_rows + 2 * s.kv_rows);
+  state.counters["GFLOP/s"] = benchmark::Counter(3 * 2.0 * kProjectionTokens * rows * s.d_model,
+                                                 benchmark::Counter::kIsIterationInvariantRate,
+                                                 benchmark::Counter::kIs1000);
+}
+
+void BM_QkvThreeGemms(benchmark::State& state) {
+  const ProjectionShape& s = kProjectionShapes[state.range(0)];
+  const int64_t n = kProjectionTokens, rows[3] = {s.q_rows, s.kv_rows, s.kv_rows};
+  const Tensor x = filled({n, s.d_model}, 0.5);
+  Tensor dx = filled({n, s.d_model}, 0);
+  std::vector<Tensor> w, dw, y;
+  for (int64_t r : rows) {
+    w.push_back(filled({r, s.d_model}, 0.25));
+    dw.push_back(filled({r, s.d_model}, 0));
+    y.push_back(filled({n, r}, 0));
+  }
+  Stream stream;
+  for (auto _ : state) {
+    for (int i = 0; i < 3; ++i) ops::matmul(x, w[i], y[i], false, true, 1.0f, 0.0f, stream);
+    for (int i = 0; i < 3; ++i) {
+      ops::matmul(y[i], w[i], dx, false, false, 1.0f, i == 0 ? 0.0f : 1.0f, stream);
+      ops::matmul(y[i], x, dw[i], true, false, 1.0f, 1.0f, stream);
+    }
+  }
+  set_projection_counters(state, s);
+}
+
+void BM_QkvOneGemmAndCopies(benchmark::State& state) {
+  const ProjectionShape& s = kProjectionShapes[state.range(0)];
+  const int64_t n = kProjectionTokens, all = s.q_rows + 2 * s.kv_rows;
+  const int64_t rows[3] = {s.q_rows, s.kv_rows, s.kv_rows};
+  const Tensor x = filled({n, s.d_model}, 0.5), w = filled({all, s.d_model}, 0.25);
+  Tensor dx = filled({n, s.d_model}, 0), dw = filled({all, s.d_model}, 0);
+  Tensor y = filled({n, all}, 0), dy = filled({n, all}, 0);
+  std::vector<Tensor> parts;
+  for (int64_t r : rows) parts.push_back(filled({n, r}, 0));
+  Stream stream;
+  for (auto _ : state) {
+    ops::matmul(x, w, y, false, true, 1.0f, 0.0f, stream);
+    for (int64_t i = 0, col = 0; i < 3; col += rows[i++])
+      ops::copy_columns(y, col, parts[i], 0, rows[i], stream);
+    for (int64_t i = 0, col = 0; i < 3; col += rows[i++])
+      ops::copy_columns(parts[i], 0, dy, col, rows[i], stream);
+    ops::matmul(dy, w, dx, false, false, 1.0f, 0.0f, stream);
+    ops::matmul(dy, x, dw, true, false, 1.0f, 1.0f, stream);
+  }
+  set_projection_counters(state, s);
+}
+BENCHMARK(BM_QkvThreeGemms)->ArgName("shape")->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_QkvOneGemmAndCopies)->ArgName("shape")->Arg(0)->Arg(1)->UseRealTime();
 
 // Causal attention forward and backward in f32 (the tiled GEMM path) and in f64 (the loops in
 // double that f32 ran before it, and that f64 and bf16 still run), as achieved GFLOP/s: 4 B Hq

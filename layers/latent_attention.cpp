@@ -82,6 +82,14 @@ Tensor LatentAttention::padded(const Tensor& rows, int64_t width, Stream& stream
   return out;
 }
 
+Tensor LatentAttention::value_columns(const Tensor& out, Stream& stream) const {
+  const Tensor rows = out.view({out.numel() / hd_, hd_});
+  if (hd_ == v_dim_) return rows;
+  Tensor narrow = like({rows.dim(0), v_dim_}, out);
+  ops::copy_columns(rows, 0, narrow, 0, v_dim_, stream);
+  return narrow;
+}
+
 Tensor LatentAttention::project_queries(const Tensor& x, const Tensor& positions,
                                         LatentAttentionSaved& saved, Stream& stream) const {
   const int64_t tokens = x.dim(0);
@@ -142,13 +150,7 @@ void LatentAttention::forward(const Tensor& x, const Tensor& positions, int64_t 
   saved.lse = Tensor::empty({batch, heads_, seq_len}, accumulation_dtype(x.dtype()), x.device());
   ops::attention_forward(saved.query, saved.key, saved.value, softmax_scale_, saved.out, saved.lse,
                          stream);
-  Tensor out_rows = saved.out.view({rows, hd_});
-  if (hd_ > v_dim_) {
-    Tensor narrow = like({rows, v_dim_}, x);
-    ops::copy_columns(out_rows, 0, narrow, 0, v_dim_, stream);
-    out_rows = narrow;
-  }
-  wo_.forward(out_rows.view({tokens, heads_ * v_dim_}), y, stream);
+  wo_.forward(value_columns(saved.out, stream).view({tokens, heads_ * v_dim_}), y, stream);
   all_reduce_activations(tp_, y, stream);
 }
 
@@ -156,14 +158,9 @@ void LatentAttention::backward(const Tensor& x, const Tensor& positions,
                                const LatentAttentionSaved& saved, const Tensor& dy, Tensor& dx,
                                Stream& stream) const {
   const int64_t tokens = x.dim(0), rows = tokens * heads_;
-  Tensor out_rows = saved.out.view({rows, hd_});
-  if (hd_ > v_dim_) {
-    Tensor narrow = like({rows, v_dim_}, x);
-    ops::copy_columns(out_rows, 0, narrow, 0, v_dim_, stream);
-    out_rows = narrow;
-  }
   Tensor dout_narrow = like({tokens, heads_ * v_dim_}, x);
-  wo_.backward(out_rows.view({tokens, heads_ * v_dim_}), dy, &dout_narrow, false, stream);
+  wo_.backward(value_columns(saved.out, stream).view({tokens, heads_ * v_dim_}), dy, &dout_narrow,
+               false, stream);
   const Tensor dout = padded(dout_narrow.view({rows, v_dim_}), v_dim_, stream);
 
   Tensor dquery = like({rows, hd_}, x), dkey = like({rows, hd_}, x), dvalue = like({rows, hd_}, x);

@@ -55,6 +55,8 @@ class LatentAttention {
                            Stream& stream) const;
   // A [N*H, hd] copy of columns [0, width) of rows, zero beyond, or rows itself when width = hd.
   Tensor padded(const Tensor& rows, int64_t width, Stream& stream) const;
+  // The value columns [N*H, v_head_dim] of the attention output (a view when nothing is padded).
+  Tensor value_columns(const Tensor& out, Stream& stream) const;
 
   Communicator* tp_;
   int64_t heads_, nope_, rope_, v_dim_, qk_dim_, hd_;  // heads on this rank; sizes per head
