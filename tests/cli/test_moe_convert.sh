@@ -23,7 +23,7 @@ expect zero "3 file(s)" "$convert" moeforge-to-hf --input "$tmp/mixtral/step_000
 expect zero "weight_map" cat "$tmp/mixtral_hf/model.safetensors.index.json"
 expect zero "BF16" "$convert" moeforge-to-hf --input "$tmp/mixtral/step_00000000" \
   --output "$tmp/mixtral_bf16" --dtype bf16
-expect zero "4 tensors of model.layers.2.* (num_nextn_predict_layers = 1) skipped" \
+expect zero "44 tensors of model.layers.2.* (num_nextn_predict_layers = 1) skipped" \
   "$convert" hf-to-moeforge --input "$fixtures/deepseek_v3" --output "$tmp/deepseek"
 expect zero "(deepseek_v3, F32" "$convert" moeforge-to-hf --input "$tmp/deepseek/step_00000000" \
   --output "$tmp/deepseek_hf"

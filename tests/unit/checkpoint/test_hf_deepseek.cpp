@@ -194,7 +194,7 @@ TEST(HfDeepseek, RopeInterleaveFalseReadsRotateHalfRows) {
     reordered[t.name] = {t.shape, query ? evens_then_odds(values, t.shape[1], 24, 16, 8)
                                         : evens_then_odds(values, t.shape[1], 40, 32, 8)};
   }
-  ASSERT_EQ(reordered.size(), 4u);
+  ASSERT_EQ(reordered.size(), 6u);  // layers 0, 1 and the multi-token prediction module 2
   const std::string from = "\"rope_interleave\": true", to = "\"rope_interleave\": false";
   const std::string source = edited_fixture("deepseek_v3", from, to, "", reordered);
   EXPECT_TRUE(testing::matches_reference(imported_logits(source, "deepseek_v3")));
@@ -214,14 +214,14 @@ TEST(HfDeepseek, TheMultiTokenPredictionLayerIsSkippedAndSaid) {
   hf_to_moeforge(hf_fixtures() + "/deepseek_v3", temp_dir("deepseek_mtp"));
   const std::string out = ::testing::internal::GetCapturedStdout();
   EXPECT_TRUE(testing::mentions(out,
-                                "note: 4 tensors of model.layers.2.* "
+                                "note: 44 tensors of model.layers.2.* "
                                 "(num_nextn_predict_layers = 1) skipped: multi-token "
                                 "prediction is not imported"));
   const std::string source = edited_fixture("deepseek_v3", "\"num_nextn_predict_layers\": 1",
                                             "\"num_nextn_predict_layers\": 0", "");
   const std::string message =
       testing::input_error_message([&] { hf_to_moeforge(source, temp_dir("deepseek_no_mtp")); });
-  EXPECT_TRUE(testing::mentions(message, "4 tensor(s) not consumed, first 'model.layers.2."));
+  EXPECT_TRUE(testing::mentions(message, "44 tensor(s) not consumed, first 'model.layers.2."));
 }
 
 // transformers keeps the correction bias in f32: a bf16 export writes it so, the rest in bf16.
