@@ -16,6 +16,7 @@ struct ModelOutput {
   double lm_loss = 0;   // mean cross-entropy per target token
   double aux_loss = 0;  // sum over MoE layers, before the coefficient
   double z_loss = 0;    // sum over MoE layers, before the coefficient
+  double mtp_loss = 0;  // mean over the multi-token prediction modules of their cross-entropies
   double total = 0;     // the objective backward differentiates
   Tensor logits;        // [B*T, V/tp]: this rank's vocabulary shard (full_logits gathers it)
   std::vector<BlockStats> layers;

@@ -19,6 +19,13 @@
 //   and the lookups are all-reduced) and so is the LM head (tied or not), with the cross-entropy
 //   computed over the vocabulary shards: each rank's logsumexp is all-gathered and combined, and
 //   the target logits are all-reduced; the full logits never exist on one rank during training.
+// - Multi-token prediction (model.mtp_depth = D, DeepSeek-V3): module k (layer n_layers + k - 1)
+//   joins the embedding of the token k ahead with the previous depth's hidden states, h^0 being
+//   the main model's final-normed output (as transformers feeds its MTP module), runs one more
+//   block, and its own final norm and the shared LM head predict the token k + 1 ahead. The ids
+//   and targets are shifted left by k within each sequence (the tail: id 0, ignored target); the
+//   objective adds mtp_loss_weight times the mean of the D cross-entropies. Its blocks follow the
+//   main ones in the block list, so statistics, expert-bias updates and FSSDP cover them.
 #pragma once
 
 #include <memory>
@@ -27,6 +34,7 @@
 #include "layers/block.h"
 #include "layers/language_model.h"
 #include "layers/model_options.h"
+#include "layers/mtp_input.h"
 
 namespace moe {
 
@@ -46,7 +54,7 @@ class Model : public LanguageModel {
   // last block's output, backward_blocks carries a gradient from block end's input down to block
   // begin's, finish_backward ends in the embedding. Backward may stop at any block whose
   // activations were kept.
-  int num_blocks() const { return static_cast<int>(blocks_.size()); }
+  int num_blocks() const { return model_.n_layers; }  // the main blocks (MTP's follow them)
   Tensor begin_forward(const Tensor& inputs, const Tensor& targets, Stream& stream);
   Tensor forward_blocks(int begin, int end, const Tensor& x, bool keep_for_backward,
                         Stream& stream);
@@ -80,19 +88,45 @@ class Model : public LanguageModel {
   std::unique_ptr<FssdpCoordinator> fssdp_;  // parallel.experts: fssdp
   int64_t vocab_shard_, vocab_start_;        // this rank's vocabulary rows [start, start + shard)
   Parameter& embedding_;
-  std::vector<std::unique_ptr<Block>> blocks_;
+  std::vector<std::unique_ptr<Block>> blocks_;  // n_layers main blocks, then mtp_depth MTP ones
   Parameter& final_norm_;
   std::unique_ptr<Linear> lm_head_;  // null when tied
+  std::vector<std::unique_ptr<MtpInput>> mtp_inputs_;
+  std::vector<Parameter*> mtp_norms_;  // each MTP module's final norm
 
+  // A final norm, the LM head and the cross-entropy: the model's, or an MTP module's.
+  struct HeadSaved {
+    Tensor targets, host_targets;  // where the model lives; on the host, to count them
+    Tensor in, rstd, normed, logits, lse;
+    int64_t counted_targets = 0;
+  };
+  struct MtpSaved {
+    Tensor ids;  // the tokens k ahead, where the model lives
+    MtpInputSaved input;
+    HeadSaved head;
+  };
   struct Saved {
-    Tensor inputs, targets, positions;  // where the model lives
-    Tensor host_targets;                // to count the loss's targets on the host
+    Tensor inputs, positions;  // where the model lives
     int64_t batch = 0;
     std::vector<BlockSaved> blocks;
     std::vector<BlockStats> stats;
-    Tensor final_in, final_rstd, normed, logits, lse;
-    int64_t counted_targets = 0;
+    HeadSaved head;
+    std::vector<MtpSaved> mtp;
   } saved_;
+
+  // The token embedding of ids (all-reduced over TP).
+  Tensor embed(const Tensor& ids, Stream& stream) const;
+  // The mean cross-entropy of head.targets from x through norm and the LM head.
+  double head_forward(const Tensor& x, const Parameter& norm, HeadSaved& head,
+                      Stream& stream) const;
+  // The gradient at the head's input of scale times its mean cross-entropy, with extra_dnormed
+  // (if defined) added at its normed output.
+  Tensor head_backward(const HeadSaved& head, const Parameter& norm, double scale,
+                       const Tensor& extra_dnormed, Stream& stream) const;
+  // The MTP modules from the main head's normed output: the mean of their cross-entropies.
+  double mtp_forward(bool keep_for_backward, Stream& stream);
+  // Their backward: the gradient they send to the main head's normed output (undefined if none).
+  Tensor mtp_backward(double loss_scale, Stream& stream);
 };
 
 }  // namespace moe

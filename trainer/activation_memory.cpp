@@ -51,7 +51,14 @@ struct Counter {
   int64_t model_kept() const {
     return 3 * n * kI32 + 2 * row + n * kF32 + n * s.vocab * kF32 + n * kF32;
   }
-  // Model::begin_backward: dlogits (f32, and its bf16 copy), dnormed, dx.
+  // Model::MtpSaved, per module: its shifted ids and targets (and the targets' host copy); the
+  // MtpInput's embedding, joined halves and two rstd; its head's input (the block's output),
+  // normed output, rstd, logits and lse.
+  int64_t mtp_kept() const {
+    return 3 * n * kI32 + 5 * row + 4 * n * kF32 + n * s.vocab * kF32;
+  }
+  // Model::head_backward (the LM head's or a module's): dlogits (f32, and its bf16 copy), dnormed,
+  // dx.
   int64_t head_backward() const { return n * s.vocab * (kF32 + (s.bf16 ? 2 : 0)) + 2 * row; }
   // The dispatcher reorders arrived rows to expert-major order (and back) when rows come from
   // other EP ranks or are gathered over TP (TokenDispatcher::reorders).
@@ -136,16 +143,26 @@ struct Counter {
 ActivationPeak activation_peak(const ActivationShape& shape, bool recompute) {
   const Counter c{shape};
   const int blocks = static_cast<int>(shape.moe_blocks.size());
+  const int main_blocks = blocks - static_cast<int>(shape.mtp_depth);
   std::vector<int64_t> kept(blocks);
-  int64_t held = c.model_kept();
+  int64_t held = c.model_kept() + shape.mtp_depth * c.mtp_kept();
   for (int i = 0; i < blocks; ++i) {
     kept[i] = recompute ? c.row : c.block_kept(shape.moe_blocks[i]);
     held += kept[i];
   }
-  ActivationPeak peak{held + c.head_backward(), 0, -1};
-  for (int i = blocks - 1; i >= 0; --i) {
-    const int64_t bytes = held + c.block_backward(shape.moe_blocks[i], recompute);
-    if (bytes > peak.bytes) peak = {bytes, 0, i};
+  ActivationPeak peak;
+  const auto consider = [&peak](int64_t bytes, int block) {
+    if (bytes > peak.bytes) peak = {bytes, 0, block};
+  };
+  for (int i = blocks - 1; i >= main_blocks; --i) {
+    const int64_t from_next = i < blocks - 1 ? c.row : 0;  // the next module's gradient
+    consider(held + from_next + c.head_backward(), i);
+    consider(held + from_next + c.block_backward(shape.moe_blocks[i], recompute), i);
+    held -= kept[i] + c.mtp_kept();
+  }
+  consider(held + (shape.mtp_depth > 0 ? c.row : 0) + c.head_backward(), -1);
+  for (int i = main_blocks - 1; i >= 0; --i) {
+    consider(held + c.block_backward(shape.moe_blocks[i], recompute), i);
     held -= kept[i];
   }
   const int64_t moe_layers = std::count(shape.moe_blocks.begin(), shape.moe_blocks.end(), true);

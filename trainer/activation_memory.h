@@ -12,6 +12,8 @@
 //   still holds its activations, then each block's, counting from the last, with the blocks below
 //   it still held (backward frees a block's activations once its backward is done). Forward never
 //   holds more than the backward phase that follows it.
+// - Multi-token prediction modules run backward first, the last first: each its head, then its
+//   block, with every main block still held; then the LM head, with their gradient at its input.
 // - Under recompute a block keeps its input alone; its backward first rebuilds all of its
 //   activations (and its output, which nothing reads), so one block's full set is held then.
 // - Precision bf16 stores activations in bf16, except what stays f32: the RMSNorm rstd, the
@@ -39,7 +41,8 @@ struct ActivationShape {
   bool mla = false;
   int64_t q_rank = 0, kv_rank = 0, nope = 0, rope = 0, v_dim = 0;
   int64_t ffn_hidden = 0;  // the dense MLP's
-  std::vector<bool> moe_blocks;
+  std::vector<bool> moe_blocks;  // every block's, the multi-token prediction modules' last
+  int64_t mtp_depth = 0;
   // MoE layers.
   int64_t experts = 0, top_k = 0;
   int64_t expert_hidden = 0;
@@ -57,7 +60,8 @@ struct ActivationShape {
 struct ActivationPeak {
   int64_t bytes = 0;
   int64_t fssdp_copies = 0;  // of which FSSDP expert copies and their gradients
-  int block = -1;            // the block whose backward is the peak; -1: the LM head's
+  int block = -1;  // the block whose backward is the peak (an MTP module's head counts as its
+                   // block's); -1: the LM head's
 };
 
 ActivationPeak activation_peak(const ActivationShape& shape, bool recompute);

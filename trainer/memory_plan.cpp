@@ -125,7 +125,9 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   s.qk_norm_per_head = m.qk_norm_scope == QkNormScope::head;
   s.qkv_bias = m.qkv_bias;
   s.ffn_hidden = m.ffn_hidden / tp;
-  for (int layer = 0; layer < m.n_layers; ++layer) s.moe_blocks.push_back(moe.is_moe_layer(layer));
+  for (int layer = 0; layer < m.n_layers + m.mtp_depth; ++layer)
+    s.moe_blocks.push_back(moe.is_moe_layer(layer));
+  s.mtp_depth = m.mtp_depth;
   s.experts = moe.num_experts;
   s.top_k = moe.top_k;
   s.expert_hidden = config.parallel.expert_tp ? moe.expert_hidden / tp : moe.expert_hidden;
@@ -201,7 +203,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
   plan.capacity_bound = config.moe.capacity_factor > 0;
   const bool zero = p.zero == 1, bf16 = config.train.precision == Precision::bf16;
   bool has_moe = false;
-  for (int layer = 0; layer < config.model.n_layers; ++layer)
+  for (int layer = 0; layer < config.model.n_layers + config.model.mtp_depth; ++layer)
     has_moe = has_moe || config.moe.is_moe_layer(layer);
   std::map<std::pair<int, int>, Declared> declared;  // by (tp rank, ep rank)
   for (int rank = 0; rank < world; ++rank) {
@@ -225,7 +227,8 @@ MemoryPlan plan_memory(const Config& config, int world) {
                   (owned_moments(d.dense, zero, plan.dp, dp_rank) +
                    owned_moments(d.expert, zero, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
-    r.rope_tables = int64_t{config.model.n_layers} * (config.model.rotary_dim() / 2) *
+    r.rope_tables = int64_t{config.model.n_layers + config.model.mtp_depth} *
+                    (config.model.rotary_dim() / 2) *
                     static_cast<int64_t>(sizeof(double));
     int64_t expert_rows = 0;
     const ActivationShape shape =

@@ -56,6 +56,7 @@ StepReport step_report(const StepFigures& f) {
   if (f.has_moe)
     report.line += " | aux " + number_text("%.4f", interval.aux_loss / n) + " | z " +
                    number_text("%.4f", interval.z_loss / n);
+  if (f.has_mtp) report.line += " | mtp " + number_text("%.4f", interval.mtp_loss / n);
   report.line += " | lr " + number_text("%.2e", f.lr) + " | gnorm " +
                  number_text("%.3f", interval.grad_norm / n) + " | " +
                  number_text("%.0f", f.tokens_per_s) + " tok/s | " + clock_text(f.elapsed_s) +
@@ -68,6 +69,7 @@ StepReport step_report(const StepFigures& f) {
       .add("grad_norm", interval.grad_norm / n)
       .add("tokens_per_s", f.tokens_per_s)
       .add("elapsed_s", f.elapsed_s);
+  if (f.has_mtp) report.record.add("mtp_loss", interval.mtp_loss / n);
   if (f.comm) add_communication(*f.comm, n, report);
   add_expert_load(f, report);
   if (interval.skipped > 0) {

@@ -31,6 +31,7 @@ struct StepFigures {
   double elapsed_s = 0;     // since training began
   double eta_s = 0;
   bool has_moe = false;            // the line shows the aux and z losses
+  bool has_mtp = false;            // the line shows the multi-token prediction loss
   bool counts_dropped = false;     // moe.capacity_factor > 0: the record has the dropped tokens
   std::optional<CommVolume> comm;  // jobs of several ranks: the bytes this rank sent
   // With expert parallelism: per MoE layer, in block order, the most token rows an EP rank's

@@ -13,6 +13,7 @@ void StepStats::add_micro_batch(const ModelOutput& out, int grad_accum) {
   lm_loss += out.lm_loss / grad_accum;
   aux_loss += out.aux_loss / grad_accum;
   z_loss += out.z_loss / grad_accum;
+  mtp_loss += out.mtp_loss / grad_accum;
   if (loads.empty()) {
     loads.resize(out.layers.size());
     dropped.assign(out.layers.size(), 0);
@@ -34,6 +35,7 @@ void StepStats::add(const StepStats& other) {
   lm_loss += other.lm_loss;
   aux_loss += other.aux_loss;
   z_loss += other.z_loss;
+  mtp_loss += other.mtp_loss;
   grad_norm += other.grad_norm;
   skipped += other.skipped;
   if (loads.empty()) {
@@ -61,11 +63,13 @@ void reduce_over(Communicator& device_group, StepStats& stats) {
   Communicator& group = device_group.host();
   Stream stream;
   const double n = group.size();
-  Tensor losses = Tensor::from_vector<double>({3}, {stats.lm_loss, stats.aux_loss, stats.z_loss});
+  Tensor losses = Tensor::from_vector<double>(
+      {4}, {stats.lm_loss, stats.aux_loss, stats.z_loss, stats.mtp_loss});
   group.all_reduce(losses, ReduceOp::sum, stream);
   stats.lm_loss = losses.data<double>()[0] / n;
   stats.aux_loss = losses.data<double>()[1] / n;
   stats.z_loss = losses.data<double>()[2] / n;
+  stats.mtp_loss = losses.data<double>()[3] / n;
   stats.tokens *= group.size();
   std::vector<int64_t> flat;
   for (const auto& layer : stats.loads) flat.insert(flat.end(), layer.begin(), layer.end());
@@ -109,7 +113,8 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,
                                          !optimizer.averages_gradients(), stream);
   watchdog_phase("optimizer");
-  const bool finite_loss = std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss);
+  const bool finite_loss =
+      std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss + stats.mtp_loss);
   stats.grad_norm = finite_loss ? optimizer.step(lr, stream) : std::nan("");
   store.refresh_compute(stream);  // bf16 copies of the updated masters
   stats.skipped = std::isfinite(stats.grad_norm) ? 0 : 1;

@@ -24,7 +24,7 @@ namespace moe {
 struct StepStats {
   int64_t steps = 0, tokens = 0;
   int64_t skipped = 0;  // steps whose loss or gradient norm was not finite: no update was made
-  double lm_loss = 0, aux_loss = 0, z_loss = 0, grad_norm = 0;
+  double lm_loss = 0, aux_loss = 0, z_loss = 0, mtp_loss = 0, grad_norm = 0;
   std::vector<std::vector<int64_t>> loads;
   std::vector<int64_t> dropped;
   std::vector<int64_t> expert_rows;  // per block: rows this rank's experts processed (not summed)

@@ -134,6 +134,7 @@ void maybe_report(TrainingRun& run, int64_t step, double lr, bool run_ends, LogI
   figures.eta_s =
       figures.elapsed_s / static_cast<double>(step + 1 - run.first_step) * (train.steps - step - 1);
   figures.has_moe = run.has_moe;
+  figures.has_mtp = run.config.model.mtp_depth > 0;
   figures.counts_dropped = run.config.moe.capacity_factor > 0;
   if (group_size(run.groups.world) > 1) {
     figures.comm = total_volume(run.groups);

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -97,18 +98,28 @@ TEST(MemoryPlanLayouts, PlanIsWithinTenPercentOfEachRanksMeasuredPeak) {
 // Sequences of 2 tokens: the ZeRO-1 step's padded buffers outgrow the activations and are the
 // peak.
 // Multi-head latent attention (with a query latent, v narrower than q and k) in dense blocks,
-// whose backward is then the peak: on one rank's share of the heads, and with them all.
-TEST(MemoryPlanLayouts, LatentAttentionPlanIsWithinTenPercentOfTheMeasuredPeak) {
+// whose backward is then the peak: on one rank's share of the heads, and with them all; then with
+// two multi-token prediction modules (their heads' logits and their MoE blocks).
+TEST(MemoryPlanLayouts, LatentAttentionAndMultiTokenPredictionPlansAreWithinTenPercent) {
   std::unique_ptr<Communicator> world = mpi_world_communicator();
   const std::string dataset = testing::rank_dataset(*world, "memory_plan");
-  const auto latent = [](Config& c) {
+  using Change = std::function<void(Config&)>;
+  const Change latent = [](Config& c) {
     testing::use_latent_attention(
         c, {.q_lora_rank = 24, .kv_lora_rank = 32, .nope = 16, .rope = 8, .v = 16});
     c.moe.first_k_dense = c.model.n_layers;
   };
-  for (const Layout& layout : {Layout{2, world->size() / 2, 1}, Layout{1, world->size(), 1}}) {
+  const Change predicting = [&latent](Config& c) {
+    latent(c);
+    c.moe.first_k_dense = 1;
+    c.model.mtp_depth = 2;
+  };
+  const Layout tp{2, world->size() / 2, 1}, dp{1, world->size(), 1};
+  const std::vector<std::pair<Layout, Change>> runs = {
+      {tp, latent}, {dp, latent}, {tp, predicting}, {dp, predicting}};
+  for (const auto& [layout, change] : runs) {
     SCOPED_TRACE(layout.name());
-    const auto [plan, measured] = measure(*world, dataset, layout, 0, latent);
+    const auto [plan, measured] = measure(*world, dataset, layout, 0, change);
     EXPECT_NEAR(static_cast<double>(plan.activations) / static_cast<double>(measured), 1.0, 0.10)
         << "rank " << world->rank() << ": planned " << plan.activations << " bytes, measured "
         << measured;

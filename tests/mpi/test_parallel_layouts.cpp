@@ -161,8 +161,11 @@ TEST_F(ParallelLayouts, GroupLimitedSigmoidRoutingGivesTheSingleRankGradient) {
     c.moe.n_group = 2;
     c.moe.topk_group = 1;
     c.moe.routed_scaling = 2.5;
-    for (const std::vector<int64_t>& load : expect_single_rank_gradient(c, layout, *world))
-      if (!load.empty()) EXPECT_EQ(load[0], load[1]);  // whole groups: {0, 1} or {2, 3}
+    for (const std::vector<int64_t>& load : expect_single_rank_gradient(c, layout, *world)) {
+      if (!load.empty()) {
+        EXPECT_EQ(load[0], load[1]);  // whole groups: {0, 1} or {2, 3}
+      }
+    }
   }
 }
 
@@ -174,6 +177,17 @@ TEST_F(ParallelLayouts, LatentAttentionGivesTheSingleRankGradient) {
     Config c = layout_run(dataset_for(*world), layout);
     testing::use_latent_attention(
         c, {.q_lora_rank = 12, .kv_lora_rank = 16, .nope = 8, .rope = 4, .v = 6});
+    expect_single_rank_gradient(c, layout, *world);
+  }
+}
+
+// Two multi-token prediction modules (MoE blocks: their experts over EP, FSSDP copies and the
+// expert bias too) on every layout.
+TEST_F(ParallelLayouts, MultiTokenPredictionGivesTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    SCOPED_TRACE(layout.name());
+    Config c = layout_run(dataset_for(*world), layout);
+    c.model.mtp_depth = 2;
     expect_single_rank_gradient(c, layout, *world);
   }
 }

@@ -454,6 +454,46 @@ TEST(Config, DerivedValues) {
   EXPECT_TRUE(moe.is_moe_layer(4));
 }
 
+// Multi-head latent attention's keys come all together with model.attention: mla, and only then;
+// multi-token prediction needs sequences longer than its depth and a decoder.
+TEST(Config, LatentAttentionAndMultiTokenPredictionKeys) {
+  const std::string mla =
+      "model:\n  attention: mla\n  kv_lora_rank: 16\n  qk_nope_head_dim: 16\n"
+      "  qk_rope_head_dim: 8\n  v_head_dim: 16\n";
+  EXPECT_NO_THROW(parse_config(mla, "run.yaml"));
+  EXPECT_CONTAINS(parse_error("model:\n  attention: mla\n"),
+                  "model.kv_lora_rank must be set (>= 1) with model.attention = mla");
+  EXPECT_CONTAINS(parse_error(mla, {"model.v_head_dim=0"}),
+                  "model.v_head_dim must be set (>= 1) with model.attention = mla");
+  EXPECT_CONTAINS(parse_error(mla, {"model.qk_rope_head_dim=7"}),
+                  "model.qk_rope_head_dim = 7 must be even (RoPE rotates pairs)");
+  EXPECT_CONTAINS(parse_error(mla, {"model.n_kv_heads=2"}),
+                  "model.n_kv_heads = 2 must equal model.n_heads = 4 with model.attention = mla");
+  EXPECT_CONTAINS(parse_error(mla, {"model.head_dim=32"}),
+                  "model.head_dim = 32 must be 0 with model.attention = mla");
+  EXPECT_CONTAINS(parse_error(mla, {"model.qk_norm=true"}),
+                  "model.qk_norm is not available with model.attention = mla");
+  EXPECT_CONTAINS(parse_error(mla, {"model.qkv_bias=true"}),
+                  "model.qkv_bias is not available with model.attention = mla");
+  EXPECT_CONTAINS(parse_error("model:\n  kv_lora_rank: 16\n"),
+                  "model.kv_lora_rank = 16 is a multi-head latent attention key, but "
+                  "model.attention = mha");
+  EXPECT_CONTAINS(parse_error("model:\n  q_lora_rank: 16\n"),
+                  "model.q_lora_rank = 16 is a multi-head latent attention key");
+  EXPECT_CONTAINS(parse_error("model:\n  attention: gqa\n"), "mha");
+
+  EXPECT_NO_THROW(parse_config("model:\n  mtp_depth: 2\n", "run.yaml"));
+  EXPECT_CONTAINS(parse_error("model:\n  mtp_depth: 4\ndata:\n  seq_len: 4\n"),
+                  "data.seq_len = 4 must exceed model.mtp_depth = 4");
+  EXPECT_CONTAINS(parse_error("model:\n  mtp_depth: -1\n"), "model.mtp_depth");
+  Config c;
+  c.model.kind = ModelKind::bts;
+  c.bts.seed = "seed";
+  c.bts.experts = {"expert"};
+  c.model.mtp_depth = 1;
+  EXPECT_CONTAINS(validate_error(c), "has no multi-token prediction modules");
+}
+
 // Every key appears as `key` in a table under its "## section" heading of docs/config.md.
 TEST(Config, DocsListEveryKey) {
   std::ifstream in(repo_root / "docs/config.md");

@@ -1,5 +1,5 @@
 // Whole-model fp64 gradient checks: every parameter of a tiny decoder, dense (also with yarn rope
-// scaling), in each MoE variant and with multi-head latent attention, against central finite
+// scaling), in each MoE variant, with multi-head latent attention and multi-token prediction, against central finite
 // differences of the full objective (language-model loss plus the auxiliary losses). Recompute must
 // give bit-identical gradients.
 #include <algorithm>
@@ -159,6 +159,23 @@ TEST(ModelGradients, DenseLatentAttentionWithoutQueryLatentUnderYarn) {
   expect_gradients_match(c);
 }
 
+// Multi-token prediction two modules deep (their blocks MoE), the head tied to the embedding.
+TEST(ModelGradients, MoeWithTwoMultiTokenPredictionModules) {
+  Config c = testing::tiny_moe_config();
+  c.model.mtp_depth = 2;
+  c.model.mtp_loss_weight = 0.5;
+  expect_gradients_match(c);
+}
+
+// DeepSeek-V3's shape: latent attention, a dense first layer, an untied head, one MTP module.
+TEST(ModelGradients, LatentAttentionWithAMultiTokenPredictionModuleAndUntiedHead) {
+  Config c = latent_attention_config(3, 2, 3);
+  c.moe.first_k_dense = 1;
+  c.model.tie_embeddings = false;
+  c.model.mtp_depth = 1;
+  expect_gradients_match(c);
+}
+
 void expect_recompute_gives_identical_gradients(const Config& c, bool bf16) {
   auto gradients = [&c, bf16](bool recompute) {
     ParameterStore store(DType::f32);
@@ -183,12 +200,14 @@ void expect_recompute_gives_identical_gradients(const Config& c, bool bf16) {
 }
 
 // In f32 and in bf16 (whose rebuilt activations round exactly as the first forward's did), with
-// either attention.
+// either attention (the latent one with a multi-token prediction module).
 TEST(ModelGradients, RecomputeGivesIdenticalGradients) {
   for (const bool bf16 : {false, true}) {
     SCOPED_TRACE(bf16 ? "bf16" : "f32");
     expect_recompute_gives_identical_gradients(testing::tiny_moe_config(), bf16);
-    expect_recompute_gives_identical_gradients(latent_attention_config(3, 2, 3), bf16);
+    Config with_mtp = latent_attention_config(3, 2, 3);
+    with_mtp.model.mtp_depth = 1;
+    expect_recompute_gives_identical_gradients(with_mtp, bf16);
   }
 }
 

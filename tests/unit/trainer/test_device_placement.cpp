@@ -116,7 +116,8 @@ TEST_F(HostBackedCuda, WeightsLoadIntoADeviceModel) {
 // The host waits one training step makes, from the difference of two runs' counts (so setup,
 // evaluation and the final report cancel out).
 // A DeepSeek-V3-style model: multi-head latent attention with a query latent, group-limited
-// sigmoid routing under the correction bias, routed scaling, a shared expert; f32 and bf16.
+// sigmoid routing under the correction bias, routed scaling, a shared expert, a multi-token
+// prediction module; f32 and bf16.
 TEST_F(HostBackedCuda, ADeepSeekV3StyleRunOnTheDeviceEqualsTheCpuRun) {
   for (const Precision precision : {Precision::f32, Precision::bf16}) {
     SCOPED_TRACE(precision == Precision::f32 ? "f32" : "bf16");
@@ -130,6 +131,7 @@ TEST_F(HostBackedCuda, ADeepSeekV3StyleRunOnTheDeviceEqualsTheCpuRun) {
     c.moe.expert_bias = true;
     c.moe.aux_loss_type = AuxLossType::sequence;
     c.moe.shared_experts = 1;
+    c.model.mtp_depth = 1;
     c.train.precision = precision;
     expect_same_run(c);
   }
