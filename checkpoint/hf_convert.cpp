@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -76,17 +77,33 @@ void reorder(Tensor& block, const Shape& hf_shape, const RopeRows& rope, bool to
     reorder_rope_rows(block.data<float>(), hf_shape[0], hf_shape[1], rope, to_interleaved);
 }
 
-// "model.layers.i." for i in [first, first + count): the MTP layers a DeepSeek file holds.
-bool in_layers(const std::string& name, int first, int count) {
-  const std::string prefix = "model.layers.";
-  if (!name.starts_with(prefix)) return false;
-  const size_t dot = name.find('.', prefix.size());
-  const std::string layer = name.substr(prefix.size(), dot - prefix.size());
-  if (dot == std::string::npos || layer.empty() ||
-      layer.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  const int i = std::stoi(layer);
-  return i >= first && i < first + count;
+// Whether the files hold a tensor of model.layers.i.
+bool holds_layer(const std::vector<std::string>& files, int i) {
+  const std::string prefix = "model.layers." + std::to_string(i) + ".";
+  for (const std::string& path : files) {
+    const SafetensorsFile file(path);
+    for (const SafetensorsTensor& t : file.tensors())
+      if (t.name.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+// Where a tensor was read: its file and its name there.
+struct Stored {
+  std::string file, name;
+};
+
+// An MTP layer's copy of the embedding or the LM head holds the original's bytes.
+void check_copy(const Stored& copy, const Stored& original) {
+  const SafetensorsFile a(copy.file), b(original.file);
+  const SafetensorsTensor &x = a.at(copy.name), &y = b.at(original.name);
+  MOE_CHECK(x.dtype == y.dtype && x.size == y.size &&
+                std::memcmp(a.data(x), b.data(y), static_cast<size_t>(x.size)) == 0,
+            copy.file, ": tensor '", copy.name, "' differs from '", original.name,
+            "': a multi-token prediction layer shares the main model's embedding and LM head, so "
+            "its copy must equal the original bit for bit (MoEForge keeps one)");
+  a.release(x);
+  b.release(y);
 }
 
 void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
@@ -98,7 +115,16 @@ void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
 
 std::string hf_to_moeforge(const std::string& input, const std::string& output) {
   const std::string config_path = (fs::path(input) / "config.json").string();
-  const HfImport hf = config_from_hf(config_path);
+  HfImport hf = config_from_hf(config_path);
+  const std::vector<std::string> files = safetensors_files(input);
+  ModelConfig& m = hf.config.model;
+  if (m.mtp_depth > 0 && !holds_layer(files, m.n_layers)) {
+    hf.notes.push_back("num_nextn_predict_layers = " + std::to_string(m.mtp_depth) +
+                       ", but no tensor of model.layers." + std::to_string(m.n_layers) +
+                       ".* is in the files (transformers saves DeepSeek-V3 so): imported "
+                       "without multi-token prediction (model.mtp_depth 0)");
+    m.mtp_depth = 0;
+  }
   hf.config.validate(config_path);  // zero heads, bad ratios: a clear error before any shape math
   for (const std::string& note : hf.notes) std::printf("note: %s\n", note.c_str());
   Declared target(hf.config);
@@ -121,6 +147,7 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
   std::set<std::string> done;
   std::vector<std::string> unknown;
   std::map<std::string, uint64_t> expert_sums;
+  std::map<std::string, Stored> stored;  // by hf_tensors() name, but the fused ones'
   // Writes `block`, the values of `name` (of hf_tensors()), into its place.
   auto put = [&](const std::string& source, const std::string& name, Tensor& block) {
     MOE_CHECK(!done.count(name), source, ": tensor '", name, "' appears twice in the model");
@@ -134,14 +161,10 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
           block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
     done.insert(name);
   };
-  int64_t read = 0, skipped = 0;
-  for (const std::string& path : safetensors_files(input)) {
+  int64_t read = 0;
+  for (const std::string& path : files) {
     const SafetensorsFile file(path);
     for (const SafetensorsTensor& t : file.tensors()) {
-      if (in_layers(t.name, hf.config.model.n_layers, hf.mtp_layers)) {
-        ++skipped;
-        continue;
-      }
       const std::string name = hf_canonical_name(t.name, hf.model_type);
       if (const auto it = fused.find(name); it != fused.end()) {
         const HfFusedTensor& f = it->second;
@@ -173,18 +196,20 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
       MOE_CHECK(Shape(t.shape) == at.hf_shape, path, ": tensor '", t.name, "' has shape ",
                 Shape(t.shape).str(), ", but config.json makes ", to.parameter,
                 to.expert >= 0 ? " (one expert of it)" : "", " ", at.hf_shape.str());
+      stored[name] = {path, t.name};
+      ++read;
+      if (!to.copy_of.empty()) continue;  // compared with the original below
       Tensor block = Tensor::empty(at.block_shape, DType::f32);
       file.read_f32(t, block.data<float>());
       file.release(t);
       put(path, name, block);
-      ++read;
     }
   }
   MOE_CHECK(unknown.empty(), input, ": ", unknown.size(), " tensor(s) not consumed, first '",
             unknown.empty() ? "" : unknown.front(),
             "': the model has parts this conversion does not know; nothing was written");
   for (const auto& [name, t] : wanted) {
-    if (done.count(name)) continue;
+    if (done.count(name) || !t.copy_of.empty()) continue;
     std::string holder;
     for (const auto& [fused_name, f] : fused)
       if (std::find(f.parts.begin(), f.parts.end(), name) != f.parts.end())
@@ -192,13 +217,10 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
     MOE_CHECK(false, input, ": tensor '", name, "' is missing (config.json says the ",
               hf.model_type, " model has it", holder, ")");
   }
+  for (const auto& [name, t] : wanted)
+    if (!t.copy_of.empty() && stored.count(name)) check_copy(stored.at(name), stored.at(t.copy_of));
   const std::string dir = checkpoint.commit();
   std::ofstream((fs::path(output) / "config.yaml").string()) << to_yaml(hf.config);
-  if (skipped > 0)
-    std::printf(
-        "note: %lld tensors of model.layers.%d.* (num_nextn_predict_layers = %d) skipped: "
-        "multi-token prediction is not imported\n",
-        static_cast<long long>(skipped), hf.config.model.n_layers, hf.mtp_layers);
   std::printf("hf-to-moeforge: %s (%s) -> %s\n  %lld tensors read, %zu parameters written\n",
               input.c_str(), hf.model_type.c_str(), dir.c_str(), static_cast<long long>(read),
               target.store.parameters().size());

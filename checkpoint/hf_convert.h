@@ -8,8 +8,11 @@
 //   layer's experts and is read whole), not the model.
 // - hf_tensors() (hf_model.h) is the one list of names: every source tensor must be consumed and
 //   every target tensor written, or the conversion fails naming them, and nothing is published.
-//   The one exception is DeepSeek's multi-token prediction layers, which config.json announces
-//   (num_nextn_predict_layers): their tensors are skipped, and the summary says how many.
+// - DeepSeek's multi-token prediction layers: their copies of the embedding and the LM head are
+//   compared with the originals as stored (memory-mapped, nothing held) and not written again.
+//   num_nextn_predict_layers with no tensor of layer num_hidden_layers in the files (transformers
+//   writes DeepSeek-V3 so, without the layers it does not load) imports without multi-token
+//   prediction, with a note; a partial layer is an error naming the missing tensor.
 // - The expert bias (DeepSeek-V3's e_score_correction_bias) is a buffer, written under buffers/;
 //   export writes it in f32 whatever --dtype says, as transformers keeps it.
 // - hf_to_moeforge writes OUTPUT/step_00000000 (model tensors only: a committed checkpoint that

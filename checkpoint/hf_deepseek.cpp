@@ -49,10 +49,6 @@ void deepseek_from_hf(const JsonNode& root, const std::string& path, HfImport& o
             path, ": mscale_all_dim with a rope type other than yarn is not converted");
   const std::optional<JsonNode> interleave = root.find("rope_interleave");
   out.rope_interleaved = !v3 || !interleave || interleave->as_bool();
-  const std::optional<JsonNode> mtp = root.find("num_nextn_predict_layers")
-                                          ? root.find("num_nextn_predict_layers")
-                                          : root.find("num_mtp_layers");
-  out.mtp_layers = mtp ? static_cast<int>(mtp->as_int()) : 0;
 
   moe.top_k = integer(root, "num_experts_per_tok");
   moe.num_experts = integer(root, "n_routed_experts");
@@ -70,6 +66,10 @@ void deepseek_from_hf(const JsonNode& root, const std::string& path, HfImport& o
   // DeepSeek's name for the load-balancing loss weight (transformers ignores it)
   moe.aux_loss_coeff = root.find("aux_loss_alpha") ? root.at("aux_loss_alpha").as_number() : 0.001;
   if (v3) {
+    const std::optional<JsonNode> mtp = root.find("num_nextn_predict_layers")
+                                            ? root.find("num_nextn_predict_layers")
+                                            : root.find("num_mtp_layers");
+    m.mtp_depth = mtp ? static_cast<int>(mtp->as_int()) : 0;
     expect_word(root, path, "scoring_func", "sigmoid", out.model_type);
     expect_word(root, path, "topk_method", "noaux_tc", out.model_type);
     moe.router_score = RouterScore::sigmoid;
@@ -146,7 +146,7 @@ std::vector<std::pair<std::string, std::string>> deepseek_to_hf(const Config& co
       {"topk_group", v3 ? number(moe.topk_group) : "null"}};
   if (v3) {
     keys.push_back({"rope_interleave", "true"});
-    keys.push_back({"num_nextn_predict_layers", "0"});
+    keys.push_back({"num_nextn_predict_layers", number(m.mtp_depth)});
   }
   return keys;
 }

@@ -11,8 +11,9 @@
 //   expert bias); deepseek_v2 is MLA with softmax scores and greedy top-k, unrenormalized. V2's
 //   group_limited_greedy ranks groups by their best score where MoEForge sums the two best:
 //   refused.
-// - Multi-token prediction layers (V3's layer num_hidden_layers) are not imported: the importer
-//   skips their tensors and says how many; export writes num_nextn_predict_layers 0.
+// - V3's num_nextn_predict_layers is model.mtp_depth both ways (the modules' tensors:
+//   hf_model.h); transformers has no key for model.mtp_loss_weight, which import leaves at its
+//   default. deepseek_v2 has no multi-token prediction.
 // - RoPE rows: transformers reads DeepSeek weights in interleaved pairs unless rope_interleave is
 //   false (V3; V2 always interleaves); export always writes them interleaved, as DeepSeek's are
 //   (checkpoint/hf_rope_rows.h).
@@ -30,7 +31,7 @@ namespace moe {
 bool is_deepseek(const std::string& model_type);
 
 // Sets the attention and MoE keys of out.config (whose model keys common to every type are read),
-// out.rope_interleaved and out.mtp_layers from config.json's root at `path`.
+// out.rope_interleaved and model.mtp_depth from config.json's root at `path`.
 void deepseek_from_hf(const JsonNode& root, const std::string& path, HfImport& out);
 
 // The DeepSeek keys of config.json for `config`, as (key, JSON value); InputError naming what

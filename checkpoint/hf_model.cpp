@@ -83,6 +83,53 @@ void mla_tensors(const ModelConfig& m, const std::string& hf, const std::string&
   list.push_back({hf + "o_proj.weight", ours + "wo.weight"});
 }
 
+// The tensors of layer i: its norms, attention and FFN (an MTP module's block too).
+void layer_tensors(const Config& config, const std::string& type, int i,
+                   std::vector<HfTensor>& list) {
+  const ModelConfig& m = config.model;
+  const std::string hf = "model.layers." + std::to_string(i) + ".";
+  const std::string ours = "layers." + std::to_string(i) + ".";
+  list.push_back({hf + "input_layernorm.weight", ours + "attn_norm.weight"});
+  list.push_back({hf + "post_attention_layernorm.weight", ours + "ffn_norm.weight"});
+  if (m.attention == AttentionKind::mla) {
+    mla_tensors(m, hf + "self_attn.", ours + "attn.", list);
+  } else {
+    for (const char* p : {"q", "k", "v", "o"})
+      list.push_back({hf + "self_attn." + p + "_proj.weight", ours + "attn.w" + p + ".weight"});
+  }
+  if (m.qkv_bias)
+    for (const char* p : {"q", "k", "v"})
+      list.push_back({hf + "self_attn." + p + "_proj.bias", ours + "attn.w" + p + ".bias"});
+  if (m.qk_norm)
+    for (const char* p : {"q", "k"})
+      list.push_back({hf + "self_attn." + p + "_norm.weight", ours + "attn." + p + "_norm.weight"});
+  if (!config.moe.is_moe_layer(i)) {
+    for (const auto& [theirs, mine] :
+         {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
+      list.push_back({hf + "mlp." + theirs + "_proj.weight", ours + "mlp." + mine});
+    return;
+  }
+  const std::string block = moe_block(i, type);
+  list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
+  if (config.moe.expert_bias)
+    list.push_back(
+        {block + "gate.e_score_correction_bias", ours + "moe.router.expert_bias", -1, {}, true});
+  // qwen2_moe: one gated shared_expert; DeepSeek: shared_experts, one MLP as wide as all
+  const std::string shared = is_deepseek(type) ? "shared_experts." : "shared_expert.";
+  if (config.moe.shared_experts > 0)
+    for (const auto& [theirs, mine] :
+         {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
+      list.push_back(
+          {block + shared + theirs + "_proj.weight", ours + "moe.shared_experts." + mine});
+  if (config.moe.shared_expert_gate)
+    list.push_back({block + "shared_expert_gate.weight", ours + "moe.shared_expert_gate.weight"});
+  for (int e = 0; e < config.moe.num_experts; ++e) {
+    const std::array<std::string, 3> names = expert_names(block, e, type);
+    const char* mine[] = {"w_gate", "w_up", "w_down"};
+    for (int w = 0; w < 3; ++w) list.push_back({names[w], ours + "moe.experts." + mine[w], e});
+  }
+}
+
 void refuse_if(bool condition, const std::string& path, const std::string& what) {
   MOE_CHECK(!condition, path, ": ", what, " has no MoEForge equivalent; not converted");
 }
@@ -221,6 +268,9 @@ std::string hf_config_json(const Config& config, const std::string& type,
   refuse(has_moe != is_moe_type(type), has_moe ? "it has MoE layers" : "it has no MoE layer");
   refuse(m.attention == AttentionKind::mla && !is_deepseek(type),
          "multi-head latent attention exists only in deepseek_v2 and deepseek_v3");
+  refuse(m.mtp_depth > 0 && type != "deepseek_v3",
+         "multi-token prediction (model.mtp_depth = " + std::to_string(m.mtp_depth) +
+             ") exists only in deepseek_v3");
   const std::vector<std::pair<std::string, std::string>> deepseek =
       is_deepseek(type) ? deepseek_to_hf(config, type)
                         : std::vector<std::pair<std::string, std::string>>{};
@@ -322,52 +372,26 @@ std::string hf_config_json(const Config& config, const std::string& type,
 std::vector<HfTensor> hf_tensors(const Config& config, const std::string& type) {
   const ModelConfig& m = config.model;
   std::vector<HfTensor> list = {{"model.embed_tokens.weight", "embedding.weight"}};
-  for (int i = 0; i < m.n_layers; ++i) {
-    const std::string hf = "model.layers." + std::to_string(i) + ".";
-    const std::string ours = "layers." + std::to_string(i) + ".";
-    list.push_back({hf + "input_layernorm.weight", ours + "attn_norm.weight"});
-    list.push_back({hf + "post_attention_layernorm.weight", ours + "ffn_norm.weight"});
-    if (m.attention == AttentionKind::mla) {
-      mla_tensors(m, hf + "self_attn.", ours + "attn.", list);
-    } else {
-      for (const char* p : {"q", "k", "v", "o"})
-        list.push_back({hf + "self_attn." + p + "_proj.weight", ours + "attn.w" + p + ".weight"});
-    }
-    if (m.qkv_bias)
-      for (const char* p : {"q", "k", "v"})
-        list.push_back({hf + "self_attn." + p + "_proj.bias", ours + "attn.w" + p + ".bias"});
-    if (m.qk_norm)
-      for (const char* p : {"q", "k"})
-        list.push_back(
-            {hf + "self_attn." + p + "_norm.weight", ours + "attn." + p + "_norm.weight"});
-    if (!config.moe.is_moe_layer(i)) {
-      for (const auto& [theirs, mine] :
-           {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
-        list.push_back({hf + "mlp." + theirs + "_proj.weight", ours + "mlp." + mine});
-      continue;
-    }
-    const std::string block = moe_block(i, type);
-    list.push_back({block + "gate.weight", ours + "moe.router.gate.weight"});
-    if (config.moe.expert_bias)
-      list.push_back(
-          {block + "gate.e_score_correction_bias", ours + "moe.router.expert_bias", -1, {}, true});
-    // qwen2_moe: one gated shared_expert; DeepSeek: shared_experts, one MLP as wide as all
-    const std::string shared = is_deepseek(type) ? "shared_experts." : "shared_expert.";
-    if (config.moe.shared_experts > 0)
-      for (const auto& [theirs, mine] :
-           {std::pair{"gate", "w_gate"}, {"up", "w_up"}, {"down", "w_down"}})
-        list.push_back(
-            {block + shared + theirs + "_proj.weight", ours + "moe.shared_experts." + mine});
-    if (config.moe.shared_expert_gate)
-      list.push_back({block + "shared_expert_gate.weight", ours + "moe.shared_expert_gate.weight"});
-    for (int e = 0; e < config.moe.num_experts; ++e) {
-      const std::array<std::string, 3> names = expert_names(block, e, type);
-      const char* mine[] = {"w_gate", "w_up", "w_down"};
-      for (int w = 0; w < 3; ++w) list.push_back({names[w], ours + "moe.experts." + mine[w], e});
-    }
-  }
+  for (int i = 0; i < m.n_layers; ++i) layer_tensors(config, type, i, list);
   list.push_back({"model.norm.weight", "final_norm.weight"});
   if (!m.tie_embeddings) list.push_back({"lm_head.weight", "lm_head.weight"});
+  const std::string head = m.tie_embeddings ? "embedding.weight" : "lm_head.weight";
+  const std::string hf_head = m.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  for (int i = m.n_layers; i < m.n_layers + m.mtp_depth; ++i) {
+    layer_tensors(config, type, i, list);
+    const std::string hf = "model.layers." + std::to_string(i) + ".";
+    const std::string ours = "layers." + std::to_string(i) + ".";
+    for (const char* name : {"enorm.weight", "hnorm.weight", "eh_proj.weight"})
+      list.push_back({hf + name, ours + name});
+    list.push_back({hf + "shared_head.norm.weight", ours + "final_norm.weight"});
+    list.push_back({hf + "embed_tokens.weight",
+                    "embedding.weight",
+                    -1,
+                    {},
+                    false,
+                    "model.embed_tokens.weight"});
+    list.push_back({hf + "shared_head.head.weight", head, -1, {}, false, hf_head});
+  }
   return list;
 }
 
@@ -381,7 +405,7 @@ std::vector<HfFusedTensor> hf_fused_tensors(const Config& config, const std::str
   const int64_t experts = config.moe.num_experts, hidden = config.moe.expert_hidden,
                 d_model = config.model.d_model;
   std::vector<HfFusedTensor> list;
-  for (int i = 0; i < config.model.n_layers; ++i) {
+  for (int i = 0; i < config.model.n_layers + config.model.mtp_depth; ++i) {
     if (!config.moe.is_moe_layer(i)) continue;
     const std::string block = moe_block(i, type);
     HfFusedTensor gate_up{block + "experts.gate_up_proj", {experts, 2 * hidden, d_model}, {}};

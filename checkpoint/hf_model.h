@@ -20,6 +20,10 @@
 //   each expert's gate rows before its up rows and [E, D, F]: a transposed tensor would be refused
 //   by transformers too, and with 2F = D its shape could not tell. Export writes the per-expert
 //   form, which transformers 4 and 5 both load.
+// - DeepSeek-V3's multi-token prediction modules (model.mtp_depth) are layers n_layers + k - 1
+//   of the file, as DeepSeek numbers them: a block named as any layer of that index, enorm,
+//   hnorm, eh_proj and shared_head.norm (our final_norm of the module), and copies of the main
+//   model's embedding and LM head (HfTensor::copy_of), which MoEForge keeps once.
 #pragma once
 
 #include <string>
@@ -38,7 +42,6 @@ struct HfImport {
   std::string model_type;
   std::vector<std::string> notes;  // what the reader should know about the mapping
   bool rope_interleaved = false;   // the file's RoPE rows in pairs (DeepSeek; hf_rope_rows.h)
-  int mtp_layers = 0;  // multi-token prediction layers after the last layer, not imported
 };
 
 // Reads HF_DIR/config.json.
@@ -56,6 +59,10 @@ struct HfTensor {
   int expert = -1;        // routed expert whose [F,D] or [D,F] slice it is; -1: the whole tensor
   RopeRows rope = {};     // its rows that feed RoPE (MLA)
   bool keep_f32 = false;  // written in f32 whatever the export dtype (as transformers keeps it)
+  // The hf_name of the tensor this one repeats (an MTP layer's embed_tokens and shared_head.head):
+  // export writes the parameter again; import checks that the file's copy, if any, equals the
+  // original bit for bit.
+  std::string copy_of = {};
 };
 std::vector<HfTensor> hf_tensors(const Config& config, const std::string& model_type);
 

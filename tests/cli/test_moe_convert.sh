@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # moe-convert through the real binaries: a Hugging Face fixture imports, exports sharded and in bf16
-# (and a DeepSeek-V3 one with its multi-token prediction layer skipped),
+# (and a DeepSeek-V3 one with its multi-token prediction module, an MoE layer 2),
 # and every bad input (unsupported architecture or feature, a tensor too many or missing, a wrong
 # shape, a model HF cannot express) is one clear error that publishes nothing.
 #   test_moe_convert.sh <moe-convert> <moe-train> <repo root>
@@ -23,7 +23,7 @@ expect zero "3 file(s)" "$convert" moeforge-to-hf --input "$tmp/mixtral/step_000
 expect zero "weight_map" cat "$tmp/mixtral_hf/model.safetensors.index.json"
 expect zero "BF16" "$convert" moeforge-to-hf --input "$tmp/mixtral/step_00000000" \
   --output "$tmp/mixtral_bf16" --dtype bf16
-expect zero "4 tensors of model.layers.2.* (num_nextn_predict_layers = 1) skipped" \
+expect zero "layers.2.moe expert 7 checksum" \
   "$convert" hf-to-moeforge --input "$fixtures/deepseek_v3" --output "$tmp/deepseek"
 expect zero "(deepseek_v3, F32" "$convert" moeforge-to-hf --input "$tmp/deepseek/step_00000000" \
   --output "$tmp/deepseek_hf"

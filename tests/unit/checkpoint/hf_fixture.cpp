@@ -29,8 +29,7 @@ std::string temp_dir(const std::string& name) {
   return dir;
 }
 
-void expect_same_tensors(const std::string& source, const std::string& exported,
-                         const std::string& not_exported) {
+void expect_same_tensors(const std::string& source, const std::string& exported) {
   // name -> the original file holding it and its entry there
   std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensor*>> originals;
   std::vector<std::unique_ptr<SafetensorsFile>> files;
@@ -39,8 +38,7 @@ void expect_same_tensors(const std::string& source, const std::string& exported,
         entry.path().filename() != "reference.safetensors") {
       files.push_back(std::make_unique<SafetensorsFile>(entry.path().string()));
       for (const SafetensorsTensor& t : files.back()->tensors())
-        if (not_exported.empty() || !t.name.starts_with(not_exported))
-          originals[t.name] = {files.back().get(), &t};
+        originals[t.name] = {files.back().get(), &t};
     }
   const SafetensorsFile copy(exported + "/model.safetensors");
   EXPECT_EQ(copy.tensors().size(), originals.size());
@@ -89,7 +87,12 @@ std::string edited_fixture(const std::string& name, const std::string& from, con
   return dir;
 }
 
-Logits imported_logits(const std::string& source, const std::string& name) {
+namespace {
+
+// The forward of the model imported from `source` on fixture `name`'s reference input, whose
+// targets are the next token in each row (the last one ignored) or, without next_tokens, all
+// ignored.
+ModelOutput imported_forward(const std::string& source, const std::string& name, bool next_tokens) {
   const std::string step = hf_to_moeforge(source, temp_dir(name + "_import"));
   const HfImport hf = config_from_hf(source + "/config.json");
   ParameterStore store(DType::f32);
@@ -99,18 +102,33 @@ Logits imported_logits(const std::string& source, const std::string& name) {
 
   const SafetensorsFile reference(hf_fixtures() + "/" + name + "/reference.safetensors");
   const SafetensorsTensor& ids = reference.at("input_ids");
-  const SafetensorsTensor& logits = reference.at("logits");
-  const int64_t batch = ids.shape[0], length = ids.shape[1], vocab = logits.shape[2];
+  const int64_t batch = ids.shape[0], length = ids.shape[1];
   std::vector<int32_t> tokens(batch * length);
   std::memcpy(tokens.data(), reference.data(ids), tokens.size() * sizeof(int32_t));
-  Tensor expected = Tensor::empty({batch * length, vocab}, DType::f32);
-  reference.read_f32(logits, expected.data<float>());
-
+  std::vector<int32_t> targets(tokens.size(), Model::ignore_index);
+  if (next_tokens)
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t + 1 < length; ++t) targets[b * length + t] = tokens[b * length + t + 1];
   Stream stream;
-  const Tensor inputs = Tensor::from_vector<int32_t>({batch, length}, tokens);
-  const Tensor targets = Tensor::from_vector<int32_t>(
-      {batch, length}, std::vector<int32_t>(tokens.size(), Model::ignore_index));
-  return {model.forward(inputs, targets, false, stream).logits, expected};
+  return model.forward(Tensor::from_vector<int32_t>({batch, length}, tokens),
+                       Tensor::from_vector<int32_t>({batch, length}, targets), false, stream);
+}
+
+}  // namespace
+
+Logits imported_logits(const std::string& source, const std::string& name) {
+  const SafetensorsFile reference(hf_fixtures() + "/" + name + "/reference.safetensors");
+  const SafetensorsTensor& logits = reference.at("logits");
+  Tensor expected = Tensor::empty({logits.shape[0] * logits.shape[1], logits.shape[2]}, DType::f32);
+  reference.read_f32(logits, expected.data<float>());
+  return {imported_forward(source, name, false).logits, expected};
+}
+
+MtpLoss imported_mtp_loss(const std::string& source, const std::string& name) {
+  const SafetensorsFile reference(hf_fixtures() + "/" + name + "/reference.safetensors");
+  float expected = 0;
+  reference.read_f32(reference.at("mtp_loss"), &expected);
+  return {imported_forward(source, name, true).mtp_loss, expected};
 }
 
 ::testing::AssertionResult matches_reference(const Logits& logits) {

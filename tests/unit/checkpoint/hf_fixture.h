@@ -19,10 +19,8 @@ const std::string& hf_fixtures();
 // An empty temporary directory's path (removed if it exists).
 std::string temp_dir(const std::string& name);
 
-// Every tensor of the model in HF directory `source` is in `exported`, bit for bit, and no other,
-// but those whose names start with `not_exported` (when not empty).
-void expect_same_tensors(const std::string& source, const std::string& exported,
-                         const std::string& not_exported = "");
+// Every tensor of the model in HF directory `source` is in `exported`, bit for bit, and no other.
+void expect_same_tensors(const std::string& source, const std::string& exported);
 
 // A tensor written in place of a fixture's: F32 values of a shape.
 struct NewTensor {
@@ -49,5 +47,13 @@ Logits imported_logits(const std::string& source, const std::string& name);
 // magnitude (a few units here). A transposed, swapped or missing tensor (or a wrong norm, RoPE or
 // routing convention) changes them by far more.
 ::testing::AssertionResult matches_reference(const Logits& logits);
+
+// The multi-token prediction loss (ModelOutput::mtp_loss) MoEForge computes for the reference
+// input of fixture `name`, its targets the next tokens, after importing the HF directory `source`,
+// and the one transformers computed (reference.safetensors: mtp_loss).
+struct MtpLoss {
+  double got, expected;
+};
+MtpLoss imported_mtp_loss(const std::string& source, const std::string& name);
 
 }  // namespace moe::testing

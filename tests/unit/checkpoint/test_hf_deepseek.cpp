@@ -1,10 +1,10 @@
 // DeepSeek-V2/V3 interop (checkpoint/hf_deepseek.h) on the fixtures deepseek_v3 (query latent,
-// expert groups, correction bias, a multi-token prediction layer in the file), deepseek_v3_yarn
-// (queries projected directly, yarn with mscale_all_dim) and deepseek_v2 (softmax, greedy), which
-// transformers 5 built and scored (tests/fixtures/hf/README.md). Their logits and the bit-exact
-// export are in test_hf_interop.cpp with the other fixtures; here: the keys read, the export read
-// back, that the correction bias, the group count and the RoPE row order reach the logits, the
-// rope_interleave key, the skipped MTP layer, and an error naming the key for every refused value.
+// expert groups, correction bias, a multi-token prediction module: test_hf_mtp.cpp),
+// deepseek_v3_yarn (queries projected directly, yarn with mscale_all_dim) and deepseek_v2 (softmax,
+// greedy), which transformers 5 built and scored (tests/fixtures/hf/README.md). Their logits and
+// the bit-exact export are in test_hf_interop.cpp with the other fixtures; here: the keys read, the
+// export read back, that the correction bias, the group count and the RoPE row order reach the
+// logits, the rope_interleave key, and an error naming the key for every refused value.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -53,14 +53,12 @@ TEST(HfDeepseek, ImportReadsTheLatentAttentionAndRoutingKeys) {
   EXPECT_EQ(moe.routed_scaling, 2.5);
   EXPECT_EQ(m.ffn_hidden, 80);
   EXPECT_TRUE(v3.rope_interleaved);
-  EXPECT_EQ(v3.mtp_layers, 1);
 
   const HfImport yarn = fixture_config("deepseek_v3_yarn");
   EXPECT_EQ(yarn.config.model.q_lora_rank, 0);  // null
   EXPECT_EQ(yarn.config.model.rope_scaling.type, RopeScalingType::yarn);
   EXPECT_EQ(yarn.config.model.rope_scaling.mscale_all_dim, 0.707);
   EXPECT_FALSE(yarn.config.moe.renormalize);
-  EXPECT_EQ(yarn.mtp_layers, 0);
 
   const HfImport v2 = fixture_config("deepseek_v2");
   EXPECT_EQ(v2.config.moe.router_score, RouterScore::softmax);
@@ -84,7 +82,6 @@ TEST(HfDeepseek, ExportedConfigReadsBackAsTheSameModel) {
     const HfImport again = config_from_hf(dir + "/config.json");
     EXPECT_EQ(again.config.model, hf.config.model);
     EXPECT_EQ(again.config.moe, hf.config.moe);
-    EXPECT_EQ(again.mtp_layers, 0);
   }
 }
 
@@ -122,7 +119,8 @@ TEST(HfDeepseek, RefusedKeysAreErrorsNamingTheKey) {
 
 // What deepseek_v3 and deepseek_v2 cannot express is refused on export with the reason.
 TEST(HfDeepseek, ExportRefusesWhatTheTypeCannotExpress) {
-  const Config v3 = fixture_config("deepseek_v3").config;
+  Config v3 = fixture_config("deepseek_v3").config;
+  v3.model.mtp_depth = 0;  // refused for other types first (test_hf_mtp.cpp)
   std::vector<std::tuple<Config, std::string, std::string>> cases;
   cases.push_back({v3, "mixtral", "multi-head latent attention exists only in deepseek_v2"});
   cases.push_back({v3, "deepseek_v2", "deepseek_v2 routes greedily on softmax scores"});
@@ -194,34 +192,17 @@ TEST(HfDeepseek, RopeInterleaveFalseReadsRotateHalfRows) {
     reordered[t.name] = {t.shape, query ? evens_then_odds(values, t.shape[1], 24, 16, 8)
                                         : evens_then_odds(values, t.shape[1], 40, 32, 8)};
   }
-  ASSERT_EQ(reordered.size(), 4u);
+  ASSERT_EQ(reordered.size(), 6u);  // layers 0, 1 and the multi-token prediction module 2
   const std::string from = "\"rope_interleave\": true", to = "\"rope_interleave\": false";
   const std::string source = edited_fixture("deepseek_v3", from, to, "", reordered);
   EXPECT_TRUE(testing::matches_reference(imported_logits(source, "deepseek_v3")));
   const std::string step = hf_to_moeforge(source, temp_dir("deepseek_rotate_half"));
   const std::string exported = temp_dir("deepseek_rotate_half_exported");
   moeforge_to_hf(step, exported, "deepseek_v3", "f32", int64_t{1} << 40);
-  testing::expect_same_tensors(hf_fixtures() + "/deepseek_v3", exported, "model.layers.2.");
+  testing::expect_same_tensors(hf_fixtures() + "/deepseek_v3", exported);
 
   const std::string key_only = edited_fixture("deepseek_v3", from, to, "");
   EXPECT_FALSE(testing::matches_reference(imported_logits(key_only, "deepseek_v3")));
-}
-
-// The fixture's multi-token prediction layer (model.layers.2.*, num_nextn_predict_layers 1) is
-// skipped with one line saying how many tensors; without the key, its tensors are unknown.
-TEST(HfDeepseek, TheMultiTokenPredictionLayerIsSkippedAndSaid) {
-  ::testing::internal::CaptureStdout();
-  hf_to_moeforge(hf_fixtures() + "/deepseek_v3", temp_dir("deepseek_mtp"));
-  const std::string out = ::testing::internal::GetCapturedStdout();
-  EXPECT_TRUE(testing::mentions(out,
-                                "note: 4 tensors of model.layers.2.* "
-                                "(num_nextn_predict_layers = 1) skipped: multi-token "
-                                "prediction is not imported"));
-  const std::string source = edited_fixture("deepseek_v3", "\"num_nextn_predict_layers\": 1",
-                                            "\"num_nextn_predict_layers\": 0", "");
-  const std::string message =
-      testing::input_error_message([&] { hf_to_moeforge(source, temp_dir("deepseek_no_mtp")); });
-  EXPECT_TRUE(testing::mentions(message, "4 tensor(s) not consumed, first 'model.layers.2."));
 }
 
 // transformers keeps the correction bias in f32: a bf16 export writes it so, the rest in bf16.

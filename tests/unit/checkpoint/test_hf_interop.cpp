@@ -7,8 +7,8 @@
 // The fused fixtures (transformers 5's fused expert tensors) give the reference logits, import to
 // the parameters of their per-expert twins and export as those; swapped gate and up halves miss the
 // logits, and a fused tensor of the wrong shape is an error naming it. The DeepSeek fixtures take
-// part too; the multi-token prediction layer in deepseek_v3's file, which is not imported, is not
-// exported either (their own tests: test_hf_deepseek.cpp).
+// part too, deepseek_v3's multi-token prediction module with them (their own tests:
+// test_hf_deepseek.cpp, test_hf_mtp.cpp).
 //
 // Tolerance: both sides compute in fp32 (testing::matches_reference, hf_fixture.h): absolute 2e-4
 // plus relative 1e-4.
@@ -43,12 +43,6 @@ using testing::temp_dir;
 
 class HfFixture : public ::testing::TestWithParam<std::string> {};
 
-// The prefix of the tensors an import skips and an export does not write: DeepSeek's multi-token
-// prediction layers ("" when there are none).
-std::string not_exported(const HfImport& hf) {
-  return hf.mtp_layers > 0 ? "model.layers." + std::to_string(hf.config.model.n_layers) + "." : "";
-}
-
 // The config an import makes is the one its checkpoints save: it prints and reads back unchanged.
 TEST_P(HfFixture, ImportedConfigRoundTripsThroughYaml) {
   const Config config = config_from_hf(hf_fixtures() + "/" + GetParam() + "/config.json").config;
@@ -67,7 +61,7 @@ TEST_P(HfFixture, ExportingTheImportGivesTheOriginalTensorsBitForBit) {
   const HfImport hf = config_from_hf(source + "/config.json");
   const bool bf16 = GetParam().find("bf16") != std::string::npos;
   moeforge_to_hf(step, exported, hf.model_type, bf16 ? "bf16" : "f32", int64_t{1} << 40);
-  expect_same_tensors(source, exported, not_exported(hf));
+  expect_same_tensors(source, exported);
   const HfImport again = config_from_hf(exported + "/config.json");
   EXPECT_EQ(again.config.model, hf.config.model);
   EXPECT_EQ(again.config.moe, hf.config.moe);
@@ -119,8 +113,7 @@ TEST_P(HfFusedFixture, ExportsAsThePerExpertFixtureBitForBit) {
       hf_to_moeforge(hf_fixtures() + "/" + name, temp_dir(name + "_roundtrip"));
   const std::string exported = temp_dir(name + "_exported");
   moeforge_to_hf(step, exported, GetParam(), "f32", int64_t{1} << 40);
-  expect_same_tensors(hf_fixtures() + "/" + GetParam(), exported,
-                      not_exported(config_from_hf(hf_fixtures() + "/" + name + "/config.json")));
+  expect_same_tensors(hf_fixtures() + "/" + GetParam(), exported);
 }
 
 // gate_up_proj with each expert's up rows before its gate rows imports (nothing tells the halves
