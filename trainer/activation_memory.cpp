@@ -54,9 +54,7 @@ struct Counter {
   // Model::MtpSaved, per module: its shifted ids and targets (and the targets' host copy); the
   // MtpInput's embedding, joined halves and two rstd; its head's input (the block's output),
   // normed output, rstd, logits and lse.
-  int64_t mtp_kept() const {
-    return 3 * n * kI32 + 5 * row + 4 * n * kF32 + n * s.vocab * kF32;
-  }
+  int64_t mtp_kept() const { return 3 * n * kI32 + 5 * row + 4 * n * kF32 + n * s.vocab * kF32; }
   // Model::head_backward (the LM head's or a module's): dlogits (f32, and its bf16 copy), dnormed,
   // dx.
   int64_t head_backward() const { return n * s.vocab * (kF32 + (s.bf16 ? 2 : 0)) + 2 * row; }

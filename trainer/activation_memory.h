@@ -40,7 +40,7 @@ struct ActivationShape {
   // the latent ranks (q_rank 0: no query latent) and the per-head parts.
   bool mla = false;
   int64_t q_rank = 0, kv_rank = 0, nope = 0, rope = 0, v_dim = 0;
-  int64_t ffn_hidden = 0;  // the dense MLP's
+  int64_t ffn_hidden = 0;        // the dense MLP's
   std::vector<bool> moe_blocks;  // every block's, the multi-token prediction modules' last
   int64_t mtp_depth = 0;
   // MoE layers.

@@ -228,8 +228,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
                    owned_moments(d.expert, zero, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
     r.rope_tables = int64_t{config.model.n_layers + config.model.mtp_depth} *
-                    (config.model.rotary_dim() / 2) *
-                    static_cast<int64_t>(sizeof(double));
+                    (config.model.rotary_dim() / 2) * static_cast<int64_t>(sizeof(double));
     int64_t expert_rows = 0;
     const ActivationShape shape =
         activation_shape(config, p.tp, plan.ep, d.local_experts, &expert_rows);

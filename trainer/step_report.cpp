@@ -17,6 +17,22 @@ void add_communication(const CommVolume& comm, double steps, StepReport& report)
           static_cast<double>(comm.bytes[kind]) / steps);
 }
 
+// FSSDP: the copies per MoE layer (a step's mean) and the bytes of its sparse collectives and
+// re-sharding (this rank's point-to-point sends).
+void add_fssdp(const StepFigures& f, double steps, StepReport& report) {
+  report.line += " | copies";
+  for (size_t i = 0, moe_layer = 0; i < f.interval.loads.size(); ++i) {
+    if (f.interval.loads[i].empty()) continue;
+    const double copies = static_cast<double>(f.interval.fssdp_copies.at(moe_layer++)) / steps;
+    report.line += " L" + std::to_string(i) + " " + number_text("%.1f", copies);
+    report.record.add("fssdp_copies.layer" + std::to_string(i), copies);
+  }
+  if (!f.comm) return;
+  const double bytes = static_cast<double>((*f.comm)[Collective::send_recv]) / steps;
+  report.line += " | sparse " + number_text("%.2f", bytes / 1e6) + " MB/step";
+  report.record.add("fssdp_bytes_per_step", bytes);
+}
+
 void add_expert_load(const StepFigures& f, StepReport& report) {
   std::string text;
   for (size_t i = 0; i < f.interval.loads.size(); ++i) {
@@ -71,6 +87,7 @@ StepReport step_report(const StepFigures& f) {
       .add("elapsed_s", f.elapsed_s);
   if (f.has_mtp) report.record.add("mtp_loss", interval.mtp_loss / n);
   if (f.comm) add_communication(*f.comm, n, report);
+  if (!interval.fssdp_copies.empty()) add_fssdp(f, n, report);
   add_expert_load(f, report);
   if (interval.skipped > 0) {
     report.line += " | skipped " + std::to_string(interval.skipped) + " (not finite)";

@@ -38,6 +38,8 @@ void StepStats::add(const StepStats& other) {
   mtp_loss += other.mtp_loss;
   grad_norm += other.grad_norm;
   skipped += other.skipped;
+  if (fssdp_copies.empty()) fssdp_copies.assign(other.fssdp_copies.size(), 0);
+  for (size_t i = 0; i < other.fssdp_copies.size(); ++i) fssdp_copies[i] += other.fssdp_copies[i];
   if (loads.empty()) {
     loads = other.loads;
     dropped = other.dropped;
@@ -112,6 +114,9 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
                      double lr, int64_t step, Stream& stream) {
   StepStats stats = accumulate_gradients(model, store, loader, train, groups,
                                          !optimizer.averages_gradients(), stream);
+  if (const FssdpCoordinator* fssdp = model.fssdp())
+    for (int layer = 0; layer < fssdp->layers(); ++layer)
+      stats.fssdp_copies.push_back(fssdp->plan(layer).copies());
   watchdog_phase("optimizer");
   const bool finite_loss =
       std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss + stats.mtp_loss);

@@ -19,6 +19,12 @@ std::vector<int> ExpertPlan::replicas_on(int rank) const {
   return experts;
 }
 
+int64_t ExpertPlan::copies() const {
+  int64_t n = 0;
+  for (const std::vector<int>& h : holders) n += static_cast<int64_t>(h.size()) - 1;
+  return n;
+}
+
 std::vector<int> order_by_load(const std::vector<double>& load) {
   std::vector<int> order(load.size());
   std::iota(order.begin(), order.end(), 0);

@@ -33,6 +33,8 @@ struct ExpertPlan {
   bool holds(int expert, int rank) const;
   // The experts `rank` holds without owning them (its replicas), in expert order.
   std::vector<int> replicas_on(int rank) const;
+  // Copies beyond the owners, over all experts and ranks.
+  int64_t copies() const;
   bool operator==(const ExpertPlan&) const = default;
 };
 

@@ -22,6 +22,8 @@ expect zero "fssdp.ranks_per_node = 2 (detected)" "$@" -np 2 "$moe_train" "${sma
   "${fssdp[@]}" --set train.steps=3 --set checkpoint.dir="$tmp/run"
 expect zero "| expert work L0 " "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" \
   --set train.steps=2 --set checkpoint.dir="$tmp/logged"
+expect zero "MB/step | copies L0 " "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" \
+  --set train.steps=2
 expect zero "resumed from $tmp/run/step_00000003 at step 3" "$@" -np 2 "$moe_train" \
   "${small[@]}" --set parallel.ep=2 --set train.steps=4 --set checkpoint.dir="$tmp/run"
 expect zero "resumed from $tmp/run/step_00000004 at step 4" "$moe_train" "${small[@]}" \

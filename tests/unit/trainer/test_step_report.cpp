@@ -126,6 +126,27 @@ TEST(StepReport, MoeRunOfSeveralRanksShowsEveryFigure) {
             (std::vector<int64_t>{3, 1, 0, 4}));
 }
 
+// FSSDP shows its copies per MoE layer (a step's mean) and its point-to-point bytes, multi-token
+// prediction its loss.
+TEST(StepReport, FssdpShowsCopiesAndSparseBytesAndMtpItsLoss) {
+  StepFigures f = moe_interval();
+  f.has_mtp = true;
+  f.interval.mtp_loss = 6.0;         // sum over the two steps
+  f.interval.fssdp_copies = {3, 0};  // blocks 1 and 2, over the two steps
+  f.comm = CommVolume{};
+  f.comm->bytes[static_cast<int>(Collective::all_reduce)] = 1'500'000;
+  f.comm->bytes[static_cast<int>(Collective::send_recv)] = 500'000;
+  const StepReport report = step_report(f);
+  EXPECT_NE(report.line.find(" | z 0.0020 | mtp 3.0000 | lr "), std::string::npos) << report.line;
+  EXPECT_NE(report.line.find(" | comm 1.00 MB/step | copies L1 1.5 L2 0.0 | sparse 0.25 MB/step"),
+            std::string::npos)
+      << report.line;
+  EXPECT_DOUBLE_EQ(number(report.record, "mtp_loss"), 3.0);
+  EXPECT_DOUBLE_EQ(number(report.record, "fssdp_copies.layer1"), 1.5);
+  EXPECT_DOUBLE_EQ(number(report.record, "fssdp_copies.layer2"), 0.0);
+  EXPECT_DOUBLE_EQ(number(report.record, "fssdp_bytes_per_step"), 250'000.0);
+}
+
 TEST(StepReport, OneRankWithoutCapacityHasNoCommunicationNorDroppedTokens) {
   const StepReport report = step_report(moe_interval());
   EXPECT_EQ(report.line,
