@@ -32,9 +32,6 @@ void validate_parallel_layout(const Config& config, const std::string& where) {
               ": parallel.experts = fssdp runs whole experts on single ranks: it needs "
               "parallel.tp = 1 (got ",
               p.tp, ") and no parallel.expert_tp");
-    MOE_CHECK(p.zero == 0, "invalid config in ", where,
-              ": parallel.experts = fssdp keeps each expert's moments on its owner only; "
-              "parallel.zero = 1 is not supported with it yet");
   } else {
     MOE_CHECK(moe.num_experts % p.ep == 0, "invalid config in ", where, ": parallel.ep = ", p.ep,
               " must divide moe.num_experts = ", moe.num_experts,

@@ -223,9 +223,10 @@ MemoryPlan plan_memory(const Config& config, int world) {
     r.parameters = (d.elements + d.buffers) * kF32;
     r.gradients = d.elements * kF32;
     const int edp = plan.dp / plan.ep;
-    r.optimizer = 2 * kF32 *
-                  (owned_moments(d.dense, zero, plan.dp, dp_rank) +
-                   owned_moments(d.expert, zero, edp, edp_rank));
+    r.optimizer =
+        2 * kF32 *
+        (owned_moments(d.dense, zero, plan.dp, dp_rank) +
+         owned_moments(d.expert, zero && p.experts != ExpertPlacement::fssdp, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
     r.rope_tables = int64_t{config.model.n_layers + config.model.mtp_depth} *
                     (config.model.rotary_dim() / 2) * static_cast<int64_t>(sizeof(double));

@@ -10,7 +10,7 @@
 namespace moe {
 
 AdamW::AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGroups& groups,
-             bool zero)
+             bool zero, bool owned_experts)
     : store_(store), train_(train), groups_(groups), zero_(zero) {
   MOE_ASSERT(store.allocated(), "AdamW needs the parameters allocated");
   for (ParamGroup group : {ParamGroup::dense, ParamGroup::expert}) {
@@ -20,7 +20,7 @@ AdamW::AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGrou
     s.lo = s.range.begin;
     s.hi = s.range.end;
     Communicator* over = reduction_group(groups, group);
-    if (zero && group_size(over) > 1) {
+    if (zero && group_size(over) > 1 && !(owned_experts && group == ParamGroup::expert)) {
       s.shard_group = over;
       s.slice = (s.range.size() + over->size() - 1) / over->size();
       s.lo = s.range.begin + std::min(s.range.size(), over->rank() * s.slice);

@@ -10,7 +10,9 @@
 // split into contiguous slices over the group that reduces its gradients (dp, edp); each rank
 // keeps moments for its slices alone. A step reduce-scatters the (not yet averaged) gradients so
 // that each rank receives the averaged gradient of its slice, updates its slice and all-gathers the
-// parameters. The arithmetic per element is the same as without sharding.
+// parameters. The arithmetic per element is the same as without sharding. Under FSSDP each expert
+// is whole on its owner already (its moments with it, moved when owners move), so ZeRO-1 leaves
+// the expert group unsharded and shards the dense one.
 #pragma once
 
 #include <vector>
@@ -24,9 +26,10 @@ namespace moe {
 
 class AdamW {
  public:
-  // zero: shard the moments (ZeRO-1) over the data-parallel groups.
+  // zero: shard the moments (ZeRO-1) over the data-parallel groups; owned_experts: the experts are
+  // placed by FSSDP (their group is not sharded).
   AdamW(ParameterStore& store, const TrainConfig& train, const ParallelGroups& groups = {},
-        bool zero = false);
+        bool zero = false, bool owned_experts = false);
 
   // Clips the gradients (train.grad_clip; 0 = off), then updates every parameter at learning rate
   // lr. Returns the gradient norm before clipping. Steps count from 1 for the bias correction.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # FSSDP through the real moe-train and moe-eval: training with parallel.experts: fssdp on 2 ranks,
 # its checkpoint resumed under expert parallelism and on one rank, an EP checkpoint resumed under
-# FSSDP, evaluation in both; and the configurations FSSDP refuses.
+# FSSDP, evaluation in both, ZeRO-1 under FSSDP trained and resumed; and the configurations FSSDP
+# refuses.
 #   test_fssdp.sh <moe-train> <moe-eval> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -41,8 +42,10 @@ fi
 
 expect nonzero "parallel.experts = fssdp runs whole experts on single ranks" "$moe_train" \
   "${small[@]}" "${fssdp[@]}" --set parallel.tp=2 --set model.vocab_size=258
-expect nonzero "parallel.zero = 1 is not supported with it yet" "$moe_train" "${small[@]}" \
-  "${fssdp[@]}" --set parallel.zero=1
+expect zero "step 2/2" "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" --set parallel.zero=1 \
+  --set train.steps=2 --set checkpoint.dir="$tmp/zero"
+expect zero "resumed from $tmp/zero/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
+  "${small[@]}" "${fssdp[@]}" --set parallel.zero=1 --set train.steps=3 --set checkpoint.dir="$tmp/zero"
 expect nonzero "fssdp.window" "$moe_train" "${small[@]}" "${fssdp[@]}" --set fssdp.window=0
 expect nonzero "parallel.experts" "$moe_train" "${small[@]}" --set parallel.experts=hecate
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

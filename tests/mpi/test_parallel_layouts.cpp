@@ -67,7 +67,8 @@ std::vector<Layout> layouts_for(int world) {
               {2, 1, 1, true, true, true},
               {1, 2, 2},
               {1, 2, 2, false, true},
-              {1, 2, 2, false, false, false, true}};
+              {1, 2, 2, false, false, false, true},
+              {1, 2, 2, false, true, false, true}};
     case 4:
       return {{2, 2, 1},
               {2, 2, 1, false, true},
@@ -79,7 +80,9 @@ std::vector<Layout> layouts_for(int world) {
               {1, 4, 2, false, true, true},
               {1, 4, 4, false, false, false, true},
               {1, 4, 4, false, false, false, true, true},
-              {1, 4, 2, false, false, true, true}};
+              {1, 4, 2, false, false, true, true},
+              {1, 4, 4, false, true, false, true},
+              {1, 4, 2, false, true, false, true, true}};
     case 8:
       return {{2, 4, 2},
               {2, 4, 2, true},
@@ -299,7 +302,8 @@ TEST_F(ParallelLayouts, FssdpCopiesGiveTheSingleRankGradient) {
 }
 
 // ZeRO-1 keeps moments only for this rank's slice of each parameter group: dense parameters
-// sharded over dp, experts over edp; the slices cover every local element once.
+// sharded over dp, experts over edp; the slices cover every local element once. Under FSSDP each
+// expert is whole on its owner already, and its moments stay whole.
 TEST_F(ParallelLayouts, ZeroOneKeepsAShareOfTheMoments) {
   for (const Layout& layout : layouts) {
     if (!layout.zero) continue;
@@ -309,15 +313,17 @@ TEST_F(ParallelLayouts, ZeroOneKeepsAShareOfTheMoments) {
     Replica sharded(c, grid.groups(layout.expert_tp), true);
     const int64_t dense = sharded.store.range(ParamGroup::dense).size(),
                   experts = sharded.store.range(ParamGroup::expert).size();
+    const int64_t expert_shards = layout.fssdp ? 1 : grid.edp_size();
     EXPECT_LE(sharded.optimizer->moment_elements(),
               (dense + grid.dp_size() - 1) / grid.dp_size() +
-                  (experts + grid.edp_size() - 1) / grid.edp_size());
+                  (experts + expert_shards - 1) / expert_shards);
     Tensor owned = Tensor::from_vector<int64_t>({1}, {sharded.optimizer->moment_elements()});
     Stream stream;
     grid.dp_group().all_reduce(owned, ReduceOp::sum, stream);
     // Over dp the dense slices add up to the dense part once and the expert slices to the experts
-    // once per EP rank (ep different expert sets).
-    EXPECT_EQ(owned.data<int64_t>()[0], dense + experts * grid.ep_size());
+    // once per EP rank (ep different expert sets), under FSSDP every rank's owned experts whole.
+    EXPECT_EQ(owned.data<int64_t>()[0],
+              dense + experts * (layout.fssdp ? grid.dp_size() : grid.ep_size()));
   }
 }
 

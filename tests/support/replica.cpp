@@ -59,7 +59,8 @@ Replica::Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c
   model = std::make_unique<Model>(config.model, config.moe, store, groups,
                                   model_options(config, groups));
   store.allocate(1);
-  optimizer = std::make_unique<AdamW>(store, config.train, groups, zero);
+  optimizer = std::make_unique<AdamW>(store, config.train, groups, zero,
+                                      config.parallel.experts == ExpertPlacement::fssdp);
   loader = make_token_loader(config.data, group_rank(groups.dp), dp);
 }
 
