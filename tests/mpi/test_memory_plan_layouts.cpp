@@ -37,9 +37,13 @@ std::vector<Layout> layouts_for(int world) {
               {1, 2, 2},
               {1, 2, 1, false, true},
               {2, 1, 1, true},
-              {1, 2, 2, false, false, false, true}};
+              {1, 2, 2, false, false, false, true},
+              {1, 2, 2, false, true, false, true}};
     case 4:
-      return {{2, 2, 2}, {2, 2, 2, true, true}, {1, 4, 4, false, false, false, true, true}};
+      return {{2, 2, 2},
+              {2, 2, 2, true, true},
+              {1, 4, 4, false, false, false, true, true},
+              {1, 4, 2, false, true, false, true}};
     default:
       return {};
   }
