@@ -67,8 +67,9 @@ void validate_model_shape(const Config& config, const std::string& where) {
   MOE_CHECK(!moe.shared_expert_gate || moe.shared_experts > 0, "invalid config in ", where,
             ": moe.shared_expert_gate needs shared experts (moe.shared_experts = 0)");
   MOE_CHECK(m.mtp_depth == 0 || config.data.seq_len > m.mtp_depth, "invalid config in ", where,
-            ": data.seq_len = ", config.data.seq_len, " must exceed model.mtp_depth = ",
-            m.mtp_depth, " (module k predicts the token k + 1 ahead within a sequence)");
+            ": data.seq_len = ", config.data.seq_len,
+            " must exceed model.mtp_depth = ", m.mtp_depth,
+            " (module k predicts the token k + 1 ahead within a sequence)");
   MOE_CHECK(moe.first_k_dense <= m.n_layers, "invalid config in ", where,
             ": moe.first_k_dense = ", moe.first_k_dense, " exceeds model.n_layers = ", m.n_layers);
 }

@@ -47,8 +47,8 @@ Model::Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const Para
                                         model.init_std, column_parallel(groups));
   for (int layer = model.n_layers; layer < layers; ++layer) {
     const std::string prefix = "layers." + std::to_string(layer);
-    mtp_inputs_.push_back(std::make_unique<MtpInput>(store, prefix, model.d_model, model.norm_eps,
-                                                     model.init_std));
+    mtp_inputs_.push_back(
+        std::make_unique<MtpInput>(store, prefix, model.d_model, model.norm_eps, model.init_std));
     mtp_norms_.push_back(
         &store.add(prefix + ".final_norm.weight", {model.d_model}, Init::ones, 0.0, false));
   }
@@ -145,9 +145,9 @@ Tensor Model::begin_forward(const Tensor& inputs, const Tensor& targets, Stream&
 Tensor Model::forward_blocks(int begin, int end, const Tensor& input, bool keep_for_backward,
                              Stream& stream) {
   Saved& s = saved_;
-  MOE_ASSERT(s.inputs.defined() && 0 <= begin && begin <= end &&
-                 end <= static_cast<int>(blocks_.size()),
-             "Model::forward_blocks(", begin, ", ", end, ") outside a forward");
+  MOE_ASSERT(
+      s.inputs.defined() && 0 <= begin && begin <= end && end <= static_cast<int>(blocks_.size()),
+      "Model::forward_blocks(", begin, ", ", end, ") outside a forward");
   Tensor x = input;
   for (int i = begin; i < end; ++i) {
     Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -168,8 +168,8 @@ double Model::head_forward(const Tensor& x, const Parameter& norm, HeadSaved& he
   head.in = x;
   head.rstd = Tensor::empty({tokens}, wide, device);
   head.normed = Tensor::empty({tokens, d_model}, dtype, device);
-  ops::rmsnorm_forward(x, norm.compute, static_cast<float>(model_.norm_eps), head.normed,
-                       head.rstd, stream);
+  ops::rmsnorm_forward(x, norm.compute, static_cast<float>(model_.norm_eps), head.normed, head.rstd,
+                       stream);
   head.logits = Tensor::empty({tokens, vocab_shard_}, wide, device);  // the cross-entropy's dtype
   if (lm_head_)
     lm_head_->forward(head.normed, head.logits, stream);
@@ -312,8 +312,7 @@ Tensor Model::backward_blocks(int begin, int end, const Tensor& dout, double los
                               Stream& stream) {
   Saved& s = saved_;
   MOE_ASSERT(0 <= begin && begin <= end && end <= static_cast<int>(blocks_.size()),
-             "Model::backward_blocks(", begin,
-             ", ", end, ")");
+             "Model::backward_blocks(", begin, ", ", end, ")");
   Tensor grad = dout;
   for (int i = end; i-- > begin;) {
     MOE_ASSERT(s.blocks[i].x.defined(), "Model::backward_blocks: block ", i,

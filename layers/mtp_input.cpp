@@ -4,8 +4,8 @@
 
 namespace moe {
 
-MtpInput::MtpInput(ParameterStore& store, const std::string& name, int64_t d_model,
-                   double norm_eps, double init_std)
+MtpInput::MtpInput(ParameterStore& store, const std::string& name, int64_t d_model, double norm_eps,
+                   double init_std)
     : d_model_(d_model),
       norm_eps_(static_cast<float>(norm_eps)),
       enorm_(store.add(name + ".enorm.weight", {d_model}, Init::ones, 0.0, false)),

@@ -17,9 +17,9 @@
 namespace moe {
 
 struct MtpInputSaved {
-  Tensor emb, h;                // the inputs, [N, D]
-  Tensor emb_rstd, h_rstd;      // their norms' statistics
-  Tensor joined;                // [RMSNorm_e(emb) | RMSNorm_h(h)], [N, 2D]
+  Tensor emb, h;            // the inputs, [N, D]
+  Tensor emb_rstd, h_rstd;  // their norms' statistics
+  Tensor joined;            // [RMSNorm_e(emb) | RMSNorm_h(h)], [N, 2D]
 };
 
 class MtpInput {

@@ -1,7 +1,7 @@
 // Whole-model fp64 gradient checks: every parameter of a tiny decoder, dense (also with yarn rope
-// scaling), in each MoE variant, with multi-head latent attention and multi-token prediction, against central finite
-// differences of the full objective (language-model loss plus the auxiliary losses). Recompute must
-// give bit-identical gradients.
+// scaling), in each MoE variant, with multi-head latent attention and multi-token prediction,
+// against central finite differences of the full objective (language-model loss plus the auxiliary
+// losses). Recompute must give bit-identical gradients.
 #include <algorithm>
 #include <functional>
 #include <span>

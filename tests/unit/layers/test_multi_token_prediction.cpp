@@ -21,8 +21,8 @@ ModelOutput with_one_target(int depth, int64_t j) {
   const testing::TinyBatch batch = testing::tiny_batch(c);
   Tensor targets = batch.targets.clone();
   for (int64_t n = 0; n < targets.numel(); ++n)
-    targets.data<int32_t>()[n] =
-        n % c.data.seq_len == j ? (3 * static_cast<int32_t>(n) + 1) % 11 : LanguageModel::ignore_index;
+    targets.data<int32_t>()[n] = n % c.data.seq_len == j ? (3 * static_cast<int32_t>(n) + 1) % 11
+                                                         : LanguageModel::ignore_index;
   Stream stream;
   return model.forward(batch.inputs, targets, false, stream);
 }
