@@ -70,8 +70,11 @@ void validate_model_shape(const Config& config, const std::string& where) {
             ": data.seq_len = ", config.data.seq_len,
             " must exceed model.mtp_depth = ", m.mtp_depth,
             " (module k predicts the token k + 1 ahead within a sequence)");
-  MOE_CHECK(moe.first_k_dense <= m.n_layers, "invalid config in ", where,
-            ": moe.first_k_dense = ", moe.first_k_dense, " exceeds model.n_layers = ", m.n_layers);
+  MOE_CHECK(moe.first_k_dense <= m.n_layers + m.mtp_depth, "invalid config in ", where,
+            ": moe.first_k_dense = ", moe.first_k_dense, " exceeds model.n_layers = ", m.n_layers,
+            m.mtp_depth > 0 ? " + model.mtp_depth = " + std::to_string(m.n_layers + m.mtp_depth)
+                            : std::string(),
+            " (the blocks)");
 }
 
 }  // namespace moe

@@ -278,7 +278,13 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_CONTAINS(validate_error(c), "train.warmup_steps = 300 exceeds train.steps = 200");
   c = Config{};
   c.moe.first_k_dense = 5;
-  EXPECT_CONTAINS(validate_error(c), "moe.first_k_dense = 5 exceeds model.n_layers = 4");
+  EXPECT_CONTAINS(validate_error(c),
+                  "moe.first_k_dense = 5 exceeds model.n_layers = 4 (the blocks)");
+  c.model.mtp_depth = 1;  // a dense model with a dense prediction module
+  EXPECT_NO_THROW(c.validate());
+  c.moe.first_k_dense = 6;
+  EXPECT_CONTAINS(validate_error(c),
+                  "moe.first_k_dense = 6 exceeds model.n_layers = 4 + model.mtp_depth = 5");
   EXPECT_CONTAINS(parse_error("moe:\n  n_group: 3\n"),
                   "moe.n_group = 3 must divide moe.num_experts = 8");
   EXPECT_CONTAINS(parse_error("moe:\n  n_group: 4\n  topk_group: 5\n"),

@@ -1,7 +1,7 @@
 // Upcycling a dense checkpoint (upcycling/upcycle.h), through real checkpoint files:
 // - copy: with renormalized top-k gates the MoE computes the dense function, so its logits equal
 //   the dense model's (fp32: the k equal expert outputs are weighted by gates summing to 1 in a
-//   different order, relative 1e-5);
+//   different order, relative 1e-5), a multi-token prediction module's loss too;
 // - drop / noise: exactly floor(r * d_ff) neurons per expert and matrix change, the others are
 //   bit-identical copies, the re-drawn values have the statistics asked for, and a seed repeats;
 // - bad input is an InputError that names the tensor or the option.
@@ -79,6 +79,40 @@ TEST(Upcycle, CopyComputesTheDenseFunction) {
     for (int64_t i = 0; i < router.numel(); ++i)
       EXPECT_LE(std::fabs(router.data<float>()[i]), 0.02 * std::sqrt(3.0) + 1e-7);
   }
+}
+
+// A dense model with a multi-token prediction module (its block dense too) upcycles with it: the
+// module's block becomes an MoE layer like the others and keeps its function.
+TEST(Upcycle, CopyKeepsAMultiTokenPredictionModule) {
+  Config dense_c = dense_config();
+  dense_c.model.mtp_depth = 1;
+  dense_c.moe.first_k_dense = dense_c.model.n_layers + 1;
+  const std::string dense_dir = [&] {
+    ParameterStore store(DType::f32);
+    const Model model(dense_c.model, dense_c.moe, store);
+    store.allocate(7);
+    CheckpointMeta meta;
+    meta.config_yaml = to_yaml(dense_c);
+    return save_checkpoint(temp("dense_mtp"), {&store, false, {}}, meta, {});
+  }();
+  const Config moe_c = testing::upcycled_moe_config(dense_c, 4, 2);
+  const std::string dir = upcycle({dense_dir}, moe_c, {}, temp("copy_mtp"));
+  auto losses = [](const Config& c, const std::string& checkpoint) {
+    Loaded loaded(c, checkpoint);
+    const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
+    std::vector<int32_t> next(ids.begin() + 1, ids.end());
+    next.push_back(2);
+    Stream stream;
+    const ModelOutput out =
+        loaded.model->forward(Tensor::from_vector<int32_t>({2, 8}, ids),
+                              Tensor::from_vector<int32_t>({2, 8}, next), false, stream);
+    return std::pair(out.lm_loss, out.mtp_loss);
+  };
+  const auto [dense_lm, dense_mtp] = losses(dense_c, dense_dir);
+  const auto [moe_lm, moe_mtp] = losses(moe_c, dir);
+  EXPECT_GT(dense_mtp, 0);
+  EXPECT_NEAR(moe_lm, dense_lm, 1e-5 * dense_lm);
+  EXPECT_NEAR(moe_mtp, dense_mtp, 1e-5 * dense_mtp);
 }
 
 // --shared-from-dense: the shared expert starts as the dense FFN; without it, from random init.
