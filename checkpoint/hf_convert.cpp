@@ -106,6 +106,14 @@ void check_copy(const Stored& copy, const Stored& original) {
   b.release(y);
 }
 
+// Adds an expert's matrix (one tensor of hf_tensors()) to its expert's checksum.
+void add_expert_checksum(const HfTensor& t, const Tensor& block, const Shape& hf_shape,
+                         std::map<std::string, uint64_t>& sums) {
+  if (t.expert < 0) return;
+  sums[t.parameter.substr(0, t.parameter.find(".experts.")) + " expert " +
+       std::to_string(t.expert)] += block_checksum(block.view(hf_shape), hf_shape, {0, 0});
+}
+
 void print_expert_checksums(const std::map<std::string, uint64_t>& sums) {
   for (const auto& [expert, sum] : sums)
     std::printf("  %s checksum %016llx\n", expert.c_str(), static_cast<unsigned long long>(sum));
@@ -155,10 +163,7 @@ std::string hf_to_moeforge(const std::string& input, const std::string& output) 
     const Place at = place(target.store, to);
     if (hf.rope_interleaved) reorder(block, at.hf_shape, to.rope, false);
     checkpoint.write(at.entry, block, at.offset);
-    if (to.expert >= 0)
-      expert_sums[to.parameter.substr(0, to.parameter.find(".experts.")) + " expert " +
-                  std::to_string(to.expert)] +=
-          block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
+    add_expert_checksum(to, block, at.hf_shape, expert_sums);
     done.insert(name);
   };
   int64_t read = 0;
@@ -281,10 +286,7 @@ void moeforge_to_hf(const std::string& input, const std::string& output, std::st
                 " does not have the shape its config gives");
       Tensor block = Tensor::empty(at.block_shape, DType::f32);
       h5::read_block(dataset.get(), at.entry, block, at.offset);
-      if (list[i].expert >= 0)
-        expert_sums[list[i].parameter.substr(0, list[i].parameter.find(".experts.")) + " expert " +
-                    std::to_string(list[i].expert)] +=
-            block_checksum(block.view(at.hf_shape), at.hf_shape, {0, 0});
+      add_expert_checksum(list[i], block, at.hf_shape, expert_sums);
       reorder(block, at.hf_shape, list[i].rope, true);  // DeepSeek's weights pair RoPE rows
       const std::vector<std::byte> bytes =
           encode(block.data<float>(), block.numel(), dtype_of(list[i]));

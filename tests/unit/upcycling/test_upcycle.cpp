@@ -40,17 +40,19 @@ std::string temp(const std::string& name) {
   return dir;
 }
 
-// A dense checkpoint with random weights (seed 7), written once.
+// A checkpoint of the model of c with random weights (seed 7), in temp(name).
+std::string write_random(const Config& c, const std::string& name) {
+  ParameterStore store(DType::f32);
+  const Model model(c.model, c.moe, store);
+  store.allocate(7);
+  CheckpointMeta meta;
+  meta.config_yaml = to_yaml(c);
+  return save_checkpoint(temp(name), {&store, false, {}}, meta, {});
+}
+
+// The dense checkpoint, written once.
 const std::string& dense_checkpoint() {
-  static const std::string dir = [] {
-    const Config c = dense_config();
-    ParameterStore store(DType::f32);
-    const Model model(c.model, c.moe, store);
-    store.allocate(7);
-    CheckpointMeta meta;
-    meta.config_yaml = to_yaml(c);
-    return save_checkpoint(temp("dense"), {&store, false, {}}, meta, {});
-  }();
+  static const std::string dir = write_random(dense_config(), "dense");
   return dir;
 }
 
@@ -87,14 +89,7 @@ TEST(Upcycle, CopyKeepsAMultiTokenPredictionModule) {
   Config dense_c = dense_config();
   dense_c.model.mtp_depth = 1;
   dense_c.moe.first_k_dense = dense_c.model.n_layers + 1;
-  const std::string dense_dir = [&] {
-    ParameterStore store(DType::f32);
-    const Model model(dense_c.model, dense_c.moe, store);
-    store.allocate(7);
-    CheckpointMeta meta;
-    meta.config_yaml = to_yaml(dense_c);
-    return save_checkpoint(temp("dense_mtp"), {&store, false, {}}, meta, {});
-  }();
+  const std::string dense_dir = write_random(dense_c, "dense_mtp");
   const Config moe_c = testing::upcycled_moe_config(dense_c, 4, 2);
   const std::string dir = upcycle({dense_dir}, moe_c, {}, temp("copy_mtp"));
   auto losses = [](const Config& c, const std::string& checkpoint) {
