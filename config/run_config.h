@@ -101,6 +101,7 @@ struct FssdpConfig {
   int ranks_per_node = 0;
   bool rematerialize = false;
   int reshard_interval = 100;
+  bool calibrate = true;
 
   template <class V>
   void visit(V& v) {
@@ -118,6 +119,9 @@ struct FssdpConfig {
     v.field("reshard_interval", reshard_interval, Range::at_least(0),
             "steps between moving expert owners (with their optimizer state) to balance the "
             "recent load; 0 = never");
+    v.field("calibrate", calibrate,
+            "plan each MoE layer's copies from the tokens its router has just sent to each "
+            "expert (true) or from the mean load of the last `window` steps (false)");
   }
   bool operator==(const FssdpConfig&) const = default;
 };

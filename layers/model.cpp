@@ -29,13 +29,13 @@ Model::Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const Para
   if (options.fssdp && moe_layers > 0) {
     const FssdpPlacement& f = *options.fssdp;
     const int ranks = group_size(groups.ep);
-    fssdp_ = std::make_unique<FssdpCoordinator>(moe_layers, moe.num_experts, f.budget, f.window,
-                                                Topology{ranks, f.ranks_per_node}, groups.ep,
-                                                f.rematerialize, f.reshard_interval);
+    fssdp_ = std::make_unique<FssdpCoordinator>(moe_layers, moe.num_experts, f, groups.ep);
     MOE_LOG_INFO("FSSDP: the ", moe.num_experts, " experts of each of ", moe_layers,
                  " MoE layers have one owner among ", ranks,
                  " ranks; each step copies the busiest to up to ", f.budget.slots,
-                 " more per rank and layer, from the mean load of the last ", f.window, " steps");
+                 " more per rank and layer, planned from ",
+                 f.calibrate ? std::string("each forward's routed tokens")
+                             : "the mean load of the last " + std::to_string(f.window) + " steps");
   }
   for (int layer = 0, moe_layer = 0; layer < layers; ++layer) {
     blocks_.push_back(

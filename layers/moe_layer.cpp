@@ -100,10 +100,13 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
     saved.dropped = tokens * k - rows;
   }
   if (fssdp_) {
-    saved.holders = fssdp_->plan(fssdp_layer_);
+    const std::vector<int64_t> all = dispatcher_.gather_counts(rows_per_expert);
+    std::vector<int64_t> tokens(experts, 0);  // per expert, over the FSSDP group
+    for (size_t i = 0; i < all.size(); ++i) tokens[i % experts] += all[i];
+    saved.holders = fssdp_->plan_forward(fssdp_layer_, tokens);
     saved.held = materialize(saved.holders, x.dtype(), stream);
-    saved.plan = dispatcher_.plan_replicas(sorted_slots, rows_per_expert, saved.holders,
-                                           fssdp_->topology(), stream);
+    saved.plan =
+        dispatcher_.plan_replicas(sorted_slots, all, saved.holders, fssdp_->topology(), stream);
   } else {
     saved.plan = dispatcher_.plan(sorted_slots, rows_per_expert, stream);
   }

@@ -140,14 +140,17 @@ std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& 
 }
 
 DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
-                                            const std::vector<int64_t>& counts,
+                                            const std::vector<int64_t>& all,
                                             const ExpertPlan& experts, const Topology& topology,
                                             Stream& stream) const {
   const int num = num_experts_, ranks = ep_size_, me = ep_rank_;
   MOE_ASSERT(tp_size_ == 1, "FSSDP dispatch needs tp = 1");
   MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
              experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
-  const std::vector<int64_t> all = gather_counts(counts);
+  MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * num,
+             "FSSDP dispatch: ", all.size(), " counts for ", ranks, " ranks of ", num, " experts");
+  const std::vector<int64_t> counts(all.begin() + int64_t{me} * num,
+                                    all.begin() + int64_t{me + 1} * num);
   // routes[s][e][d]: rows of expert e that rank s sends to rank d.
   std::vector<std::vector<std::vector<int64_t>>> routes;
   for (int s = 0; s < ranks; ++s)

@@ -57,8 +57,11 @@ class TokenDispatcher {
   // sorted_slots i32[R]: this rank's slots grouped by expert, counts[e] of expert e (host).
   DispatchPlan plan(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
                     Stream& stream) const;
-  // FSSDP: the same, with experts held as `experts` says over the EP group (tp must be 1).
-  DispatchPlan plan_replicas(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
+  // Every EP rank's per-expert counts, all[s * E + e] (one all-gather on the host).
+  std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts) const;
+  // FSSDP: the same, with experts held as `experts` says over the EP group (tp must be 1), from
+  // every rank's counts (gather_counts).
+  DispatchPlan plan_replicas(const Tensor& sorted_slots, const std::vector<int64_t>& all_counts,
                              const ExpertPlan& experts, const Topology& topology,
                              Stream& stream) const;
   // x[N,D] -> the rows of this rank's local experts, expert-major [sum(expert_counts), D].
@@ -74,8 +77,6 @@ class TokenDispatcher {
                          Stream& stream) const;
 
  private:
-  // Every EP rank's per-expert counts, all[s * E + e] (one all-gather).
-  std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts) const;  // host, over ep
   // a2a over EP of this rank's rows: forward sends send_rows and receives recv_rows.
   Tensor exchange(const Tensor& rows, const std::vector<int64_t>& send,
                   const std::vector<int64_t>& recv, Stream& stream) const;

@@ -36,8 +36,11 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
     const int ranks = group_size(groups.ep);
     options.fssdp = FssdpPlacement{
         MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
-        f.window, f.ranks_per_node > 0 ? f.ranks_per_node : ranks, f.rematerialize,
-        f.reshard_interval};
+        f.window,
+        f.ranks_per_node > 0 ? f.ranks_per_node : ranks,
+        f.rematerialize,
+        f.reshard_interval,
+        f.calibrate};
   }
   return options;
 }

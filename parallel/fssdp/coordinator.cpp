@@ -8,21 +8,18 @@
 
 namespace moe {
 
-FssdpCoordinator::FssdpCoordinator(int layers, int experts, const MaterializationBudget& budget,
-                                   int window, const Topology& topology, Communicator* group,
-                                   bool rematerialize, int reshard_interval)
+FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement& placement,
+                                   Communicator* group)
     : experts_(experts),
-      budget_(budget),
-      topology_(topology),
+      placement_(placement),
+      topology_{group_size(group), placement.ranks_per_node},
       group_(group),
       rank_(group_rank(group)),
-      rematerialize_(rematerialize),
-      reshard_interval_(reshard_interval),
       owner_(shard_experts(std::vector<std::vector<double>>(layers, std::vector<double>(experts)),
-                           0, topology)),
-      history_(layers, LoadHistory(experts, window)) {
-  MOE_ASSERT(layers > 0 && group_size(group) == topology.ranks, "FssdpCoordinator: ", layers,
-             " layers, a group of ", group_size(group), " for ", topology.ranks, " ranks");
+                           0, topology_)),
+      history_(layers, LoadHistory(experts, placement.window)) {
+  MOE_ASSERT(layers > 0 && placement.ranks_per_node > 0, "FssdpCoordinator: ", layers, " layers, ",
+             placement.ranks_per_node, " ranks per node");
   for (int l = 0; l < layers; ++l)
     plans_.push_back(
         owners_only({owner_.begin() + l * experts, owner_.begin() + (l + 1) * experts}));
@@ -37,14 +34,26 @@ std::vector<int64_t> FssdpCoordinator::owned(int layer) const {
 
 void FssdpCoordinator::begin_step() {
   for (int l = 0; l < layers(); ++l)
-    plans_[l] = plan_materialization(plans_[l].owner, history_[l].predict(), budget_, topology_);
+    plans_[l] =
+        plan_materialization(plans_[l].owner, history_[l].predict(), placement_.budget, topology_);
+}
+
+const ExpertPlan& FssdpCoordinator::plan_forward(int layer, const std::vector<int64_t>& tokens) {
+  MOE_ASSERT(static_cast<int>(tokens.size()) == experts_, "FssdpCoordinator: tokens of ",
+             tokens.size(), " experts for ", experts_);
+  ExpertPlan& plan = plans_.at(layer);
+  if (placement_.calibrate)
+    plan = plan_materialization(plan.owner, {tokens.begin(), tokens.end()}, placement_.budget,
+                                topology_);
+  return plan;
 }
 
 std::vector<int> FssdpCoordinator::proposed_owners() const {
   std::vector<std::vector<double>> load;
   for (const LoadHistory& h : history_) load.push_back(h.predict());
   // Algorithm 1 copies the top `overlap` experts to every rank only when the slots allow it.
-  const int t = std::min(budget_.overlap, experts_), m = std::min(budget_.slots, t);
+  const MaterializationBudget& budget = placement_.budget;
+  const int t = std::min(budget.overlap, experts_), m = std::min(budget.slots, t);
   const int everywhere = t > 0 && t <= m ? t : 0;
   return shard_experts(load, everywhere, topology_);
 }

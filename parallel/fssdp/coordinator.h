@@ -8,6 +8,11 @@
 // - The first owners come from shard_experts with no load: a balanced deal of all layers'
 //   experts. Until a step has recorded loads, nothing is copied.
 // - MoE layers are numbered among themselves (0 .. layers - 1), not by block.
+// - Calibration (fssdp.calibrate, METHODS.md §1.4): each forward plans its copies again from the
+//   tokens its router has just sent to each expert, instead of from the previous steps' mean.
+//   The copies are gathered after routing either way (the all-gather is not prefetched), and the
+//   dispatcher gathers every rank's counts anyway, so an exact plan costs no extra collective.
+//   Routers that move from step to step (balancing losses against a skew) then stay balanced.
 #pragma once
 
 #include <vector>
@@ -18,28 +23,39 @@
 
 namespace moe {
 
+// How the experts are owned and copied (the fssdp.* keys, every "0 = derived" resolved).
+struct FssdpPlacement {
+  MaterializationBudget budget;  // copies per rank and layer (slots), per step (overlap)
+  int window = 1;                // steps of load the predicted copies are planned from
+  int ranks_per_node = 1;        // of the FSSDP group, for placing copies near their tokens
+  bool rematerialize = false;    // gather copies again in backward instead of keeping them
+  int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
+  bool calibrate = false;        // plan each forward's copies from its own routed tokens
+};
+
 class FssdpCoordinator {
  public:
-  // group: the FSSDP group (null: one rank); its size is topology.ranks.
-  // rematerialize: MoE layers drop their copies after forward and gather them again in backward;
-  // reshard_interval: steps between owner moves (0 = never; the trainer moves them).
-  FssdpCoordinator(int layers, int experts, const MaterializationBudget& budget, int window,
-                   const Topology& topology, Communicator* group, bool rematerialize = false,
-                   int reshard_interval = 0);
+  // group: the FSSDP group (null: one rank).
+  FssdpCoordinator(int layers, int experts, const FssdpPlacement& placement, Communicator* group);
 
   Communicator* group() const { return group_; }
   int rank() const { return rank_; }
   const Topology& topology() const { return topology_; }
   int layers() const { return static_cast<int>(plans_.size()); }
-  bool rematerialize() const { return rematerialize_; }
-  int reshard_interval() const { return reshard_interval_; }
+  bool rematerialize() const { return placement_.rematerialize; }
+  int reshard_interval() const { return placement_.reshard_interval; }
   // The experts of MoE layer `layer` this rank owns, increasing.
   std::vector<int64_t> owned(int layer) const;
-  // Where MoE layer `layer`'s experts are held this step.
+  // Where MoE layer `layer`'s experts were held by its last forward (before any: this step's
+  // predicted plan).
   const ExpertPlan& plan(int layer) const { return plans_.at(layer); }
 
   // Plans this step's copies from the predicted loads.
   void begin_step();
+  // The plan a forward of MoE layer `layer` holds its experts by, given the tokens its router sent
+  // to each expert, summed over the group's ranks: the step's, or with calibration one planned
+  // from these tokens.
+  const ExpertPlan& plan_forward(int layer, const std::vector<int64_t>& tokens);
   // Owners of every layer's experts, [layer * experts + expert].
   const std::vector<int>& owners() const { return owner_; }
   // The owners resharding.h would choose for the predicted loads (the experts materialized
@@ -52,12 +68,10 @@ class FssdpCoordinator {
 
  private:
   int experts_;
-  MaterializationBudget budget_;
+  FssdpPlacement placement_;
   Topology topology_;
   Communicator* group_;
   int rank_;
-  bool rematerialize_;
-  int reshard_interval_;
   std::vector<int> owner_;  // [layer * experts + expert]
   std::vector<LoadHistory> history_;
   std::vector<ExpertPlan> plans_;

@@ -273,31 +273,65 @@ TEST_F(ParallelLayouts, FssdpReshardingMovesExpertStateExactly) {
   }
 }
 
-// With FSSDP, once a step has recorded loads, the next step copies experts to other ranks; the
-// gradient of a batch then still equals the single rank's (the copies' gradients summed onto the
-// owners).
+// Expert copies this rank holds in the plans of every MoE layer's last forward, summed over ranks.
+int copies_over_ranks(const FssdpCoordinator& fssdp, Communicator& world) {
+  int copies = 0;
+  for (int l = 0; l < fssdp.layers(); ++l)
+    copies += static_cast<int>(fssdp.plan(l).replicas_on(fssdp.rank()).size());
+  Tensor total = Tensor::from_vector<int64_t>({1}, {copies});
+  Stream stream;
+  world.all_reduce(total, ReduceOp::sum, stream);
+  return static_cast<int>(total.data<int64_t>()[0]);
+}
+
+// With FSSDP the experts are copied to other ranks (calibrated: by each forward from its own
+// routing; predicted: once a step has recorded loads, by the next one); the gradient of a batch
+// still equals the single rank's (the copies' gradients summed onto the owners).
 TEST_F(ParallelLayouts, FssdpCopiesGiveTheSingleRankGradient) {
   for (const Layout& layout : layouts) {
     if (!layout.fssdp) continue;
-    SCOPED_TRACE(layout.name());
+    for (const bool calibrate : {true, false}) {
+      SCOPED_TRACE(layout.name() + (calibrate ? " calibrated" : " predicted"));
+      ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+      Config c = layout_run(dataset_for(*world), layout);
+      c.fssdp.calibrate = calibrate;
+      Replica reference(single_rank(c), {}, false),
+          parallel(c, grid.groups(layout.expert_tp), false);
+      Stream stream;
+      if (!calibrate) {
+        reference.step(0, stream);
+        parallel.step(0, stream);
+      }
+      const StepStats ref = reference.gradients(stream);
+      const StepStats par = parallel.gradients(stream);
+      EXPECT_GT(copies_over_ranks(*parallel.model->fssdp(), *world), 0) << "no expert was copied";
+      EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+      EXPECT_EQ(par.loads, ref.loads);
+      expect_same_parameters(parallel, reference, *world, true, 1e-6, 1e-3);
+    }
+  }
+}
+
+// Without calibration nothing is copied before a step has recorded loads; with it, the first
+// forward already plans its copies from its own routing.
+TEST_F(ParallelLayouts, FssdpCalibrationCopiesFromTheFirstForward) {
+  for (const Layout& layout : layouts) {
+    if (!layout.fssdp) continue;
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
-    const Config c = layout_run(dataset_for(*world), layout);
-    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(layout.expert_tp), false);
-    Stream stream;
-    reference.step(0, stream);
-    parallel.step(0, stream);
-    const StepStats ref = reference.gradients(stream);
-    const StepStats par = parallel.gradients(stream);
-    int copies = 0;
-    const FssdpCoordinator& fssdp = *parallel.model->fssdp();
-    for (int l = 0; l < fssdp.layers(); ++l)
-      copies += static_cast<int>(fssdp.plan(l).replicas_on(fssdp.rank()).size());
-    Tensor total = Tensor::from_vector<int64_t>({1}, {copies});
-    world->all_reduce(total, ReduceOp::sum, stream);
-    EXPECT_GT(total.data<int64_t>()[0], 0) << "no expert was copied";
-    EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
-    EXPECT_EQ(par.loads, ref.loads);
-    expect_same_parameters(parallel, reference, *world, true, 1e-6, 1e-3);
+    for (const bool calibrate : {true, false}) {
+      SCOPED_TRACE(layout.name() + (calibrate ? " calibrated" : " predicted"));
+      Config c = layout_run(dataset_for(*world), layout);
+      c.fssdp.calibrate = calibrate;
+      Replica parallel(c, grid.groups(layout.expert_tp), false);
+      Stream stream;
+      parallel.gradients(stream);
+      const int copies = copies_over_ranks(*parallel.model->fssdp(), *world);
+      if (calibrate) {
+        EXPECT_GT(copies, 0);
+      } else {
+        EXPECT_EQ(copies, 0);
+      }
+    }
   }
 }
 

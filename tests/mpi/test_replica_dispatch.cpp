@@ -67,8 +67,8 @@ TEST_F(ReplicaDispatch, EveryRowReachesAHolderOfItsExpertAndComesBackToItsSlot) 
       xs.insert(xs.end(), {static_cast<float>(rank), static_cast<float>(n), 1.0f});
     const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
 
-    const DispatchPlan plan =
-        dispatcher.plan_replicas(slots, counts.to_vector<int64_t>(), experts, topology, stream);
+    const DispatchPlan plan = dispatcher.plan_replicas(
+        slots, dispatcher.gather_counts(counts.to_vector<int64_t>()), experts, topology, stream);
     std::vector<int> held;
     for (int e = 0; e < kExperts; ++e)
       if (experts.holds(e, rank)) held.push_back(e);
@@ -129,8 +129,8 @@ TEST_F(ReplicaDispatch, TheBackwardPairIsTheAdjoint) {
   Tensor counts = Tensor::empty({kExperts}, DType::i64);
   ops::moe_sort_by_expert(Tensor::from_vector<int32_t>({kTokens, kTopK}, ids), kExperts, slots,
                           counts, stream);
-  const DispatchPlan plan =
-      dispatcher.plan_replicas(slots, counts.to_vector<int64_t>(), experts, topology, stream);
+  const DispatchPlan plan = dispatcher.plan_replicas(
+      slots, dispatcher.gather_counts(counts.to_vector<int64_t>()), experts, topology, stream);
   const int64_t local =
       std::accumulate(plan.expert_counts.begin(), plan.expert_counts.end(), int64_t{0});
   const Tensor x = random_tensor({kTokens, kWidth}, rng);
