@@ -1,7 +1,9 @@
-// Expert parallelism against FSSDP on the same model, data and ranks (all ranks data parallel,
-// the experts shared out over all of them), measured in one run. For each mode: --warmup
+// Expert parallelism against FSSDP and LLEP on the same model, data and ranks (all ranks data
+// parallel, the experts shared out over all of them), measured in one run. For each mode: --warmup
 // optimizer steps (FSSDP plans its copies from the loads they record), then --steps measured
-// ones; per step:
+// ones (fssdp: copies calibrated by each forward's routing; fssdp-pred: predicted from the last
+// fssdp.window steps; fssdp-rm: calibrated and re-materialized; llep: least-loaded expert
+// parallelism, llep.* keys); per step:
 // - the token rows each rank's experts processed (the expert work), as max / mean over ranks, per
 //   MoE layer, averaged over layers and steps (1.0 = perfectly balanced);
 // - the bytes each rank handed to each kind of collective (all-to-all: token dispatch; send_recv:
@@ -150,15 +152,18 @@ int main(int argc, char** argv) {
           "# %d ranks, %s, %d warm-up + %d measured steps; per step: expert rows max/mean "
           "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
           "all-reduce, all-gather; expert MB held (max); step ms\n"
-          "%-8s %8s %14s %14s %14s %14s %10s %9s\n",
+          "%-10s %8s %14s %14s %14s %14s %10s %9s\n",
           world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
           steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
           "step ms");
-    for (const std::string mode : {"ep", "fssdp", "fssdp-rm"}) {
+    for (const std::string mode : {"ep", "fssdp", "fssdp-pred", "fssdp-rm", "llep"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
-      config.parallel.experts = mode == "ep" ? ExpertPlacement::ep : ExpertPlacement::fssdp;
+      config.parallel.experts = mode == "ep"     ? ExpertPlacement::ep
+                                : mode == "llep" ? ExpertPlacement::llep
+                                                 : ExpertPlacement::fssdp;
       config.fssdp.rematerialize = mode == "fssdp-rm";
+      config.fssdp.calibrate = mode != "fssdp-pred";
       config.parallel.ep = world->size();
       config.validate("bench_fssdp " + mode);
       const Measured m = measure(*world, config, checkpoint, warmup, steps);
@@ -168,7 +173,7 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       if (world->rank() == 0)
-        std::printf("%-8s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode.c_str(), m.balance,
+        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode.c_str(), m.balance,
                     pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
                     pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
                     pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),

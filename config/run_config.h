@@ -27,8 +27,10 @@
 namespace moe {
 
 // parallel.experts: how a layer's experts are placed over the EP group.
-enum class ExpertPlacement { ep, fssdp };
-constexpr std::array<std::string_view, 2> enum_words(ExpertPlacement) { return {"ep", "fssdp"}; }
+enum class ExpertPlacement { ep, fssdp, llep };
+constexpr std::array<std::string_view, 3> enum_words(ExpertPlacement) {
+  return {"ep", "fssdp", "llep"};
+}
 
 // train.device
 constexpr std::array<std::string_view, 2> enum_words(DeviceType) { return {"cpu", "cuda"}; }
@@ -80,7 +82,9 @@ struct ParallelConfig {
     v.field("expert_tp", expert_tp, "also split each expert over the TP group");
     v.field("experts", experts,
             "ep: each EP rank holds E/ep experts; fssdp: each expert has one owner in the EP "
-            "group and is copied each step to where its tokens are (section fssdp)");
+            "group and is copied each step to where its tokens are (section fssdp); llep: as ep, "
+            "and each forward moves an overloaded rank's excess tokens with their experts to the "
+            "least-loaded ranks (section llep)");
     v.field("zero", zero, Range::within(0, 1),
             "1 = shard the optimizer moments over data parallelism (ZeRO-1)");
   }
@@ -124,6 +128,28 @@ struct FssdpConfig {
             "expert (true) or from the mean load of the last `window` steps (false)");
   }
   bool operator==(const FssdpConfig&) const = default;
+};
+
+// parallel.experts: llep (Least-Loaded Expert Parallelism, parallel/fssdp/least_loaded.h).
+struct LlepConfig {
+  double capacity_factor = 1.1;
+  int64_t min_tokens = 1024;
+  double imbalance_threshold = 1.3;
+  int slots = 2;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("capacity_factor", capacity_factor, Range::at_least(1),
+            "tokens a rank takes before spilling, times the mean over ranks (the paper's alpha)");
+    v.field("min_tokens", min_tokens, Range::at_least(1),
+            "smallest chunk of an expert's tokens worth moving the expert for (m)");
+    v.field("imbalance_threshold", imbalance_threshold, Range::at_least(0),
+            "spill only when the busiest rank's tokens reach this times the mean (lambda); "
+            "0 = always");
+    v.field("slots", slots, Range::at_least(0),
+            "experts of other ranks one rank may hold per MoE layer (memory)");
+  }
+  bool operator==(const LlepConfig&) const = default;
 };
 
 struct DataConfig {
@@ -301,6 +327,7 @@ struct Config {
   InitConfig init;
   BtsConfig bts;
   FssdpConfig fssdp;
+  LlepConfig llep;
 
   template <class V>
   void visit(V& v) {
@@ -315,6 +342,7 @@ struct Config {
     v.section("init", init, "initialization and upcycling");
     v.section("bts", bts, "Branch-Train-Stitch: used when model.kind is bts");
     v.section("fssdp", fssdp, "fully sharded experts: used when parallel.experts is fssdp");
+    v.section("llep", llep, "least-loaded expert parallelism: used when parallel.experts is llep");
   }
 
   // Checks every value against its rule, then the constraints between keys. `where`

@@ -1,4 +1,4 @@
-// Constraints of parallel.* and fssdp.* against the shapes they split.
+// Constraints of parallel.* against the shapes they split.
 #include "config/validation.h"
 
 namespace moe {
@@ -27,12 +27,13 @@ void validate_parallel_layout(const Config& config, const std::string& where) {
   MOE_CHECK(!p.expert_tp || moe.expert_hidden % p.tp == 0, "invalid config in ", where,
             ": parallel.tp = ", p.tp, " must divide moe.expert_hidden = ", moe.expert_hidden,
             " when parallel.expert_tp is set");
-  if (p.experts == ExpertPlacement::fssdp) {
-    MOE_CHECK(p.tp == 1 && !p.expert_tp, "invalid config in ", where,
-              ": parallel.experts = fssdp runs whole experts on single ranks: it needs "
-              "parallel.tp = 1 (got ",
-              p.tp, ") and no parallel.expert_tp");
-  } else {
+  if (p.experts != ExpertPlacement::ep) {
+    const std::string_view name = word_of(p.experts);
+    MOE_CHECK(p.tp == 1 && !p.expert_tp, "invalid config in ", where, ": parallel.experts = ", name,
+              " runs whole experts on single ranks: it needs parallel.tp = 1 (got ", p.tp,
+              ") and no parallel.expert_tp");
+  }
+  if (p.experts != ExpertPlacement::fssdp) {
     MOE_CHECK(moe.num_experts % p.ep == 0, "invalid config in ", where, ": parallel.ep = ", p.ep,
               " must divide moe.num_experts = ", moe.num_experts,
               " (parallel.experts: fssdp places any number of experts on each rank)");

@@ -30,12 +30,20 @@ Model::Model(ModelConfig model, MoeConfig moe, ParameterStore& store, const Para
     const FssdpPlacement& f = *options.fssdp;
     const int ranks = group_size(groups.ep);
     fssdp_ = std::make_unique<FssdpCoordinator>(moe_layers, moe.num_experts, f, groups.ep);
-    MOE_LOG_INFO("FSSDP: the ", moe.num_experts, " experts of each of ", moe_layers,
-                 " MoE layers have one owner among ", ranks,
-                 " ranks; each step copies the busiest to up to ", f.budget.slots,
-                 " more per rank and layer, planned from ",
-                 f.calibrate ? std::string("each forward's routed tokens")
-                             : "the mean load of the last " + std::to_string(f.window) + " steps");
+    if (const std::optional<LeastLoadedBudget>& l = f.least_loaded)
+      MOE_LOG_INFO("LLEP: the ", moe.num_experts, " experts of each of ", moe_layers,
+                   " MoE layers in blocks over ", ranks,
+                   " ranks; a forward whose busiest rank has ", l->imbalance_threshold,
+                   "x the mean tokens moves the excess over ", l->capacity_factor,
+                   "x, in chunks of at least ", l->min_tokens, ", with up to ", l->slots,
+                   " experts per rank and layer");
+    else
+      MOE_LOG_INFO(
+          "FSSDP: the ", moe.num_experts, " experts of each of ", moe_layers,
+          " MoE layers have one owner among ", ranks, " ranks; the busiest are copied to up to ",
+          f.budget.slots, " more per rank and layer, planned from ",
+          f.calibrate ? std::string("each forward's routed tokens")
+                      : "the mean load of the last " + std::to_string(f.window) + " steps");
   }
   for (int layer = 0, moe_layer = 0; layer < layers; ++layer) {
     blocks_.push_back(

@@ -16,7 +16,7 @@ struct ModelOptions {
   bool recompute = false;        // train.recompute: activations rebuilt in backward
   bool bf16 = false;             // train.precision: bf16 activations and weight compute copies
   bool decay_embedding = false;  // weight decay on the token embedding
-  std::optional<FssdpPlacement> fssdp = std::nullopt;  // parallel.experts: fssdp
+  std::optional<FssdpPlacement> fssdp = std::nullopt;  // parallel.experts: fssdp or llep
 };
 
 }  // namespace moe

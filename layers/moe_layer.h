@@ -12,8 +12,9 @@
 //   sigmoid(x . w), w a learned [1, D] weight, before it joins the routed experts' output.
 // - Under expert or tensor parallelism the TokenDispatcher moves the permuted rows to the ranks
 //   that hold their experts and back; with ep = tp = 1 it only reorders them.
-// - FSSDP (a coordinator given): this rank owns the experts the coordinator assigns it; forward
-//   first copies this step's replicas from their owners (sparse all-gather) into buffers that
+// - FSSDP or LLEP (a coordinator given): this rank owns the experts the coordinator assigns it;
+//   forward plans where the experts are held from every rank's counts (plan_forward), then
+//   copies the plan's replicas from their owners (sparse all-gather) into buffers that
 //   live in MoeSaved until backward, which sums their gradients onto the owners (sparse
 //   reduce-scatter) and drops them. The owners' gradients then go through the usual expert
 //   gradient sync, so the optimizer sees what expert parallelism would give it. With

@@ -154,9 +154,10 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   // routes[s][e][d]: rows of expert e that rank s sends to rank d.
   std::vector<std::vector<std::vector<int64_t>>> routes;
   for (int s = 0; s < ranks; ++s)
-    routes.push_back(
-        route_to_replicas({all.begin() + int64_t{s} * num, all.begin() + int64_t{s + 1} * num},
-                          experts, topology, s));
+    routes.push_back(experts.quota.empty() ? route_to_replicas({all.begin() + int64_t{s} * num,
+                                                                all.begin() + int64_t{s + 1} * num},
+                                                               experts, topology, s)
+                                           : route_by_quota(all, experts, ranks, s));
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();

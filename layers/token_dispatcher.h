@@ -22,7 +22,8 @@
 //   FSSDP group), so rows go where route_to_replicas sends them, grouped by destination and, within
 //   one, by expert; a rank's local experts are the ones it holds, in expert order. Every rank
 //   derives every other rank's routing from the gathered counts (routing is a pure function), so
-//   the count exchange stays one all-gather. dispatch/combine and their adjoints are unchanged.
+//   the count exchange stays one all-gather. A plan with quotas (LLEP) routes by route_by_quota.
+//   dispatch/combine and their adjoints are unchanged.
 #pragma once
 
 #include <vector>

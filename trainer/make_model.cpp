@@ -42,6 +42,13 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
         f.reshard_interval,
         f.calibrate};
   }
+  if (config.parallel.experts == ExpertPlacement::llep) {
+    const LlepConfig& l = config.llep;
+    FssdpPlacement placement;
+    placement.least_loaded =
+        LeastLoadedBudget{l.capacity_factor, l.min_tokens, l.imbalance_threshold, l.slots};
+    options.fssdp = placement;
+  }
   return options;
 }
 

@@ -138,8 +138,9 @@ ActivationShape activation_shape(const Config& config, int tp, int ep, int64_t l
   const int64_t tokens = s.batch * s.seq_len, k = moe.top_k;
   const int64_t share = config.parallel.expert_tp ? 1 : tp;
   auto divide_up = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  if (fssdp)
-    s.expert_copies = std::min<int64_t>(config.fssdp.slots, moe.num_experts - local_experts);
+  if (fssdp || config.parallel.experts == ExpertPlacement::llep)
+    s.expert_copies = std::min<int64_t>(fssdp ? config.fssdp.slots : config.llep.slots,
+                                        moe.num_experts - local_experts);
   if (moe.capacity_factor > 0) {
     const auto capacity = std::min<int64_t>(
         tokens, static_cast<int64_t>(std::ceil(static_cast<double>(k) * tokens / moe.num_experts *
@@ -226,7 +227,7 @@ MemoryPlan plan_memory(const Config& config, int world) {
     r.optimizer =
         2 * kF32 *
         (owned_moments(d.dense, zero, plan.dp, dp_rank) +
-         owned_moments(d.expert, zero && p.experts != ExpertPlacement::fssdp, edp, edp_rank));
+         owned_moments(d.expert, zero && p.experts == ExpertPlacement::ep, edp, edp_rank));
     r.compute_copy = bf16 ? d.elements * 2 : 0;
     r.rope_tables = int64_t{config.model.n_layers + config.model.mtp_depth} *
                     (config.model.rotary_dim() / 2) * static_cast<int64_t>(sizeof(double));
@@ -293,7 +294,7 @@ std::string plan_report(const MemoryPlan& plan, const Config& config,
   std::ostringstream out;
   out << "memory plan: " << plan.world << (plan.world == 1 ? " rank" : " ranks") << " = tp "
       << plan.tp << " x dp " << plan.dp << ", experts over ep " << plan.ep << " ("
-      << (config.parallel.experts == ExpertPlacement::fssdp ? "fssdp" : "ep") << ")"
+      << word_of(config.parallel.experts) << ")"
       << (config.parallel.expert_tp ? ", experts split over tp" : "")
       << (config.parallel.zero == 1 ? ", ZeRO-1" : "") << "; precision " << (bf16 ? "bf16" : "f32")
       << ", train.recompute " << (recompute ? "on" : "off") << "\n";

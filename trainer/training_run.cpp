@@ -141,7 +141,7 @@ TrainingRun::TrainingRun(const Config& requested, const ParallelGroups& groups)
       store(DType::f32, device),
       model(make_allocated_model(config, store, groups, resume_dir)),
       optimizer(store, config.train, groups, config.parallel.zero == 1,
-                config.parallel.experts == ExpertPlacement::fssdp),
+                config.parallel.experts != ExpertPlacement::ep),
       stream(device),
       tokens_per_step(int64_t{config.train.micro_batch_size} * config.train.grad_accum *
                       config.data.seq_len * group_size(groups.dp)),

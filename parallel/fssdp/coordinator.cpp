@@ -8,6 +8,15 @@
 
 namespace moe {
 
+// Expert parallelism's placement: expert e of every layer on rank e / (experts / ranks).
+static std::vector<int> expert_parallel_blocks(int layers, int experts, int ranks) {
+  MOE_ASSERT(experts % ranks == 0, "LLEP: ", ranks, " ranks do not divide ", experts, " experts");
+  std::vector<int> owner;
+  for (int l = 0; l < layers; ++l)
+    for (int e = 0; e < experts; ++e) owner.push_back(e / (experts / ranks));
+  return owner;
+}
+
 FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement& placement,
                                    Communicator* group)
     : experts_(experts),
@@ -15,8 +24,10 @@ FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement
       topology_{group_size(group), placement.ranks_per_node},
       group_(group),
       rank_(group_rank(group)),
-      owner_(shard_experts(std::vector<std::vector<double>>(layers, std::vector<double>(experts)),
-                           0, topology_)),
+      owner_(placement.least_loaded ? expert_parallel_blocks(layers, experts, topology_.ranks)
+                                    : shard_experts(std::vector<std::vector<double>>(
+                                                        layers, std::vector<double>(experts)),
+                                                    0, topology_)),
       history_(layers, LoadHistory(experts, placement.window)) {
   MOE_ASSERT(layers > 0 && placement.ranks_per_node > 0, "FssdpCoordinator: ", layers, " layers, ",
              placement.ranks_per_node, " ranks per node");
@@ -33,6 +44,7 @@ std::vector<int64_t> FssdpCoordinator::owned(int layer) const {
 }
 
 void FssdpCoordinator::begin_step() {
+  if (placement_.least_loaded) return;  // planned by each forward
   for (int l = 0; l < layers(); ++l)
     plans_[l] =
         plan_materialization(plans_[l].owner, history_[l].predict(), placement_.budget, topology_);
@@ -42,7 +54,9 @@ const ExpertPlan& FssdpCoordinator::plan_forward(int layer, const std::vector<in
   MOE_ASSERT(static_cast<int>(tokens.size()) == experts_, "FssdpCoordinator: tokens of ",
              tokens.size(), " experts for ", experts_);
   ExpertPlan& plan = plans_.at(layer);
-  if (placement_.calibrate)
+  if (placement_.least_loaded)
+    plan = plan_least_loaded(plan.owner, tokens, *placement_.least_loaded, topology_.ranks);
+  else if (placement_.calibrate)
     plan = plan_materialization(plan.owner, {tokens.begin(), tokens.end()}, placement_.budget,
                                 topology_);
   return plan;

@@ -6,7 +6,8 @@
 // - Every rank keeps its own coordinator and feeds it the same global loads (the trainer sums
 //   them over all data-parallel ranks), so plans agree without being communicated.
 // - The first owners come from shard_experts with no load: a balanced deal of all layers'
-//   experts. Until a step has recorded loads, nothing is copied.
+//   experts (under LLEP: expert parallelism's contiguous blocks, for good). Until a step has
+//   recorded loads, the predicted plan copies nothing.
 // - MoE layers are numbered among themselves (0 .. layers - 1), not by block.
 // - Calibration (fssdp.calibrate, METHODS.md §1.4): each forward plans its copies again from the
 //   tokens its router has just sent to each expert, instead of from the previous steps' mean.
@@ -15,9 +16,11 @@
 //   Routers that move from step to step (balancing losses against a skew) then stay balanced.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/fssdp/least_loaded.h"
 #include "parallel/fssdp/load_history.h"
 #include "parallel/fssdp/materialization.h"
 
@@ -31,6 +34,9 @@ struct FssdpPlacement {
   bool rematerialize = false;    // gather copies again in backward instead of keeping them
   int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
   bool calibrate = false;        // plan each forward's copies from its own routed tokens
+  // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
+  // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.
+  std::optional<LeastLoadedBudget> least_loaded = std::nullopt;
 };
 
 class FssdpCoordinator {
@@ -53,8 +59,8 @@ class FssdpCoordinator {
   // Plans this step's copies from the predicted loads.
   void begin_step();
   // The plan a forward of MoE layer `layer` holds its experts by, given the tokens its router sent
-  // to each expert, summed over the group's ranks: the step's, or with calibration one planned
-  // from these tokens.
+  // to each expert, summed over the group's ranks: the step's, or (calibration, LLEP) one
+  // planned from these tokens.
   const ExpertPlan& plan_forward(int layer, const std::vector<int64_t>& tokens);
   // Owners of every layer's experts, [layer * experts + expert].
   const std::vector<int>& owners() const { return owner_; }

@@ -41,8 +41,12 @@ ExpertPlan owners_only(const std::vector<int>& owner) {
 void check_plan(const ExpertPlan& plan, const Topology& topology) {
   MOE_ASSERT(plan.holders.size() == plan.owner.size(), "FSSDP plan: ", plan.owner.size(),
              " owners but ", plan.holders.size(), " holder lists");
+  MOE_ASSERT(plan.quota.empty() || plan.quota.size() == plan.owner.size(),
+             "FSSDP plan: ", plan.quota.size(), " quotas for ", plan.owner.size(), " experts");
   for (int e = 0; e < plan.experts(); ++e) {
     const std::vector<int>& ranks = plan.holders[e];
+    MOE_ASSERT(plan.quota.empty() || plan.quota[e].size() == ranks.size(), "FSSDP plan: expert ", e,
+               " has ", ranks.size(), " holders but ", plan.quota[e].size(), " quotas");
     MOE_ASSERT(plan.owner[e] >= 0 && plan.owner[e] < topology.ranks, "FSSDP plan: expert ", e,
                " has owner ", plan.owner[e], " of ", topology.ranks, " ranks");
     MOE_ASSERT(std::is_sorted(ranks.begin(), ranks.end()) &&

@@ -28,6 +28,9 @@ struct Topology {
 struct ExpertPlan {
   std::vector<int> owner;                 // per expert
   std::vector<std::vector<int>> holders;  // per expert: sorted ranks with a copy, owner included
+  // Empty, or per expert the tokens each holder takes (holders' order): the least-loaded planner
+  // sets them (least_loaded.h); without them the tokens split evenly (replica_routing.h).
+  std::vector<std::vector<int64_t>> quota;
 
   int experts() const { return static_cast<int>(owner.size()); }
   bool holds(int expert, int rank) const;

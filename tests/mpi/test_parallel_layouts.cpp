@@ -284,6 +284,18 @@ int copies_over_ranks(const FssdpCoordinator& fssdp, Communicator& world) {
   return static_cast<int>(total.data<int64_t>()[0]);
 }
 
+// One batch's gradient: some expert is held beyond its owner, and the gradient (the copies'
+// summed onto the owners) equals the single rank's.
+void expect_copies_give_the_single_rank_gradient(Replica& parallel, Replica& reference,
+                                                 Communicator& world, Stream& stream) {
+  const StepStats ref = reference.gradients(stream);
+  const StepStats par = parallel.gradients(stream);
+  EXPECT_GT(copies_over_ranks(*parallel.model->fssdp(), world), 0) << "no expert was copied";
+  EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
+  EXPECT_EQ(par.loads, ref.loads);
+  expect_same_parameters(parallel, reference, world, true, 1e-6, 1e-3);
+}
+
 // With FSSDP the experts are copied to other ranks (calibrated: by each forward from its own
 // routing; predicted: once a step has recorded loads, by the next one); the gradient of a batch
 // still equals the single rank's (the copies' gradients summed onto the owners).
@@ -302,12 +314,7 @@ TEST_F(ParallelLayouts, FssdpCopiesGiveTheSingleRankGradient) {
         reference.step(0, stream);
         parallel.step(0, stream);
       }
-      const StepStats ref = reference.gradients(stream);
-      const StepStats par = parallel.gradients(stream);
-      EXPECT_GT(copies_over_ranks(*parallel.model->fssdp(), *world), 0) << "no expert was copied";
-      EXPECT_NEAR(par.lm_loss, ref.lm_loss, 1e-5 * ref.lm_loss);
-      EXPECT_EQ(par.loads, ref.loads);
-      expect_same_parameters(parallel, reference, *world, true, 1e-6, 1e-3);
+      expect_copies_give_the_single_rank_gradient(parallel, reference, *world, stream);
     }
   }
 }
@@ -331,6 +338,29 @@ TEST_F(ParallelLayouts, FssdpCalibrationCopiesFromTheFirstForward) {
       } else {
         EXPECT_EQ(copies, 0);
       }
+    }
+  }
+}
+
+// LLEP on the FSSDP layouts' groups (tp 1, experts over ep): skewed routing and no threshold, so
+// every forward moves tokens and experts to the least-loaded ranks; a batch's gradient and the
+// loss curve of ten steps equal the single rank's.
+TEST_F(ParallelLayouts, LeastLoadedExpertParallelismGivesTheSingleRankGradient) {
+  for (const Layout& layout : layouts) {
+    Config c = layout_run(dataset_for(*world), layout);
+    if (!layout.fssdp || c.moe.num_experts % layout.ep != 0) continue;
+    SCOPED_TRACE(layout.name() + " llep");
+    c.parallel.experts = ExpertPlacement::llep;
+    c.moe.router_skew = 4;
+    c.llep = {.capacity_factor = 1, .min_tokens = 1, .imbalance_threshold = 0, .slots = 1};
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    Replica reference(single_rank(c), {}, false), parallel(c, grid.groups(false), layout.zero);
+    Stream stream;
+    expect_copies_give_the_single_rank_gradient(parallel, reference, *world, stream);
+    for (int64_t step = 0; step < 10; ++step) {
+      const StepStats r = reference.step(step, stream);
+      const StepStats p = parallel.step(step, stream);
+      ASSERT_NEAR(p.lm_loss, r.lm_loss, 1e-4 * r.lm_loss) << "step " << step;
     }
   }
 }

@@ -60,7 +60,7 @@ Replica::Replica(const Config& c, const ParallelGroups& g, bool zero) : config(c
                                   model_options(config, groups));
   store.allocate(1);
   optimizer = std::make_unique<AdamW>(store, config.train, groups, zero,
-                                      config.parallel.experts == ExpertPlacement::fssdp);
+                                      config.parallel.experts != ExpertPlacement::ep);
   loader = make_token_loader(config.data, group_rank(groups.dp), dp);
 }
 

@@ -330,6 +330,21 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_EQ(c.parallel.expert_ranks(8), 8);  // fssdp over all data-parallel ranks
   c.parallel.experts = ExpertPlacement::ep;
   EXPECT_EQ(c.parallel.expert_ranks(8), 1);
+  c = Config{};
+  c.parallel.experts = ExpertPlacement::llep;  // expert parallelism's blocks, whole experts
+  c.parallel.ep = 3;
+  EXPECT_CONTAINS(validate_error(c), "parallel.ep = 3 must divide moe.num_experts = 8");
+  c.parallel.ep = 4;
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.parallel.expert_ranks(8), 4);
+  c.parallel.tp = 2;
+  c.model.vocab_size = 258;
+  EXPECT_CONTAINS(validate_error(c), "parallel.experts = llep runs whole experts on single ranks");
+  EXPECT_CONTAINS(parse_error("llep:\n  capacity_factor: 0.9\n"),
+                  "value 0.9 for 'llep.capacity_factor' in run.yaml is out of range: allowed >= 1");
+  EXPECT_CONTAINS(parse_error("llep:\n  min_tokens: 0\n"),
+                  "value 0 for 'llep.min_tokens' in run.yaml is out of range: allowed >= 1");
+  EXPECT_CONTAINS(parse_error("parallel:\n  experts: lep\n"), "ep, fssdp, llep");
   EXPECT_CONTAINS(parse_error("rope_scaling:\n  type: llama3\n"),
                   "invalid config in run.yaml: rope_scaling.type = llama3 needs "
                   "rope_scaling.factor > 0 (0 = not set)");
