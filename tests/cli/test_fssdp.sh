@@ -2,7 +2,7 @@
 # FSSDP through the real moe-train and moe-eval: training with parallel.experts: fssdp on 2 ranks,
 # its checkpoint resumed under expert parallelism and on one rank, an EP checkpoint resumed under
 # FSSDP, evaluation in both, ZeRO-1 under FSSDP trained and resumed; and the configurations FSSDP
-# refuses.
+# refuses. LLEP (parallel.experts: llep) trained and resumed under EP, and its refusals.
 #   test_fssdp.sh <moe-train> <moe-eval> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -48,4 +48,18 @@ expect zero "resumed from $tmp/zero/step_00000002 at step 2" "$@" -np 2 "$moe_tr
   "${small[@]}" "${fssdp[@]}" --set parallel.zero=1 --set train.steps=3 --set checkpoint.dir="$tmp/zero"
 expect nonzero "fssdp.window" "$moe_train" "${small[@]}" "${fssdp[@]}" --set fssdp.window=0
 expect nonzero "parallel.experts" "$moe_train" "${small[@]}" --set parallel.experts=hecate
+
+# LLEP: trained on 2 ranks with every forward planned (no threshold, small chunks), resumed under
+# expert parallelism; its refusals.
+llep=(--set parallel.experts=llep --set parallel.ep=2 --set llep.imbalance_threshold=0
+  --set llep.min_tokens=1 --set moe.router_skew=4)
+expect zero "MB/step | copies L0 " "$@" -np 2 "$moe_train" "${small[@]}" "${llep[@]}" \
+  --set train.steps=2 --set checkpoint.dir="$tmp/llep"
+expect zero "resumed from $tmp/llep/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
+  "${small[@]}" --set parallel.ep=2 --set moe.router_skew=4 --set train.steps=3 \
+  --set checkpoint.dir="$tmp/llep"
+expect nonzero "parallel.ep = 3 must divide moe.num_experts = 8" "$moe_train" "${small[@]}" \
+  "${llep[@]}" --set parallel.ep=3
+expect nonzero "llep.capacity_factor" "$moe_train" "${small[@]}" "${llep[@]}" \
+  --set llep.capacity_factor=0.5
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
