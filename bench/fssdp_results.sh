@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The measurements of docs/results/fssdp.md: bench_fssdp (EP against FSSDP on real ranks) on 4
-# and 8 ranks with and without router skew (with the balancing losses, and without them so that
-# routing stays put), and on a trained model's real routing, then the cost model's sweep over
-# skew for a 32-GPU cluster with 1, 2 and 4 copy slots, and its plot.
+# The measurements of docs/results/fssdp.md: bench_fssdp (EP against FSSDP and LLEP on real
+# ranks) on 4 and 8 ranks with and without router skew (with the balancing losses, and without
+# them so that routing stays put), and on a trained model's real routing, then the cost model's
+# sweep over skew for a 32-GPU cluster with 1, 2 and 4 copy slots, and its plot.
 #   bench/fssdp_results.sh [BUILD_DIR] [TRAINED_STEP_DIR]     (from the repository root)
 # TRAINED_STEP_DIR: an MoE checkpoint trained on real text (default: the upcycling replication's
 # Drop-Upcycled model, runs/upcycling/drop/step_00000300; skipped when absent).
@@ -12,7 +12,9 @@ trained="${2:-runs/upcycling/drop/step_00000300}"
 mpirun=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
 export OMP_NUM_THREADS=1
-small=(--set train.warmup_steps=1 --set train.micro_batch_size=4)
+# llep.min_tokens: these steps route about 4 x 128 x 2 tokens per rank, far below LLEP's default
+# chunk of 1024.
+small=(--set train.warmup_steps=1 --set train.micro_batch_size=4 --set llep.min_tokens=64)
 for ranks in 4 8; do
   for skew in 0 8; do
     for slots in 2 4; do

@@ -120,12 +120,16 @@ void TokenDispatcher::share_out(const Tensor& sorted_slots, const std::vector<in
     plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
   }
   plan.share_slots = on_device({plan.rows}, share_slots, stream);
+  plan.share_gather = share_gather(plan.share_rows, stream);
+}
+
+Tensor TokenDispatcher::share_gather(const std::vector<int64_t>& share_rows, Stream& stream) const {
   std::vector<int32_t> gather;
-  const int64_t padded_share = max_of(plan.share_rows);
-  for (int t = 0; t < tp; ++t)
-    for (int64_t i = 0; i < plan.share_rows[t]; ++i)
+  const int64_t padded_share = max_of(share_rows);
+  for (int t = 0; t < tp_size_; ++t)
+    for (int64_t i = 0; i < share_rows[t]; ++i)
       gather.push_back(static_cast<int32_t>(t * padded_share + i));
-  plan.share_gather = on_device({plan.rows}, gather, stream);
+  return on_device({static_cast<int64_t>(gather.size())}, gather, stream);
 }
 
 std::vector<int64_t> TokenDispatcher::gather_counts(const std::vector<int64_t>& counts) const {
@@ -143,51 +147,59 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
                                             const std::vector<int64_t>& all,
                                             const ExpertPlan& experts, const Topology& topology,
                                             Stream& stream) const {
-  const int num = num_experts_, ranks = ep_size_, me = ep_rank_;
-  MOE_ASSERT(tp_size_ == 1, "FSSDP dispatch needs tp = 1");
+  const int num = num_experts_, ranks = ep_size_, me = ep_rank_, tp = tp_size_;
+  MOE_ASSERT(!gathers_experts(), "FSSDP dispatch runs whole experts (no expert_tp)");
+  MOE_ASSERT(tp == 1 || experts.quota.empty(), "quota routing needs tp = 1");
   MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
              experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
   MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * num,
              "FSSDP dispatch: ", all.size(), " counts for ", ranks, " ranks of ", num, " experts");
-  const std::vector<int64_t> counts(all.begin() + int64_t{me} * num,
-                                    all.begin() + int64_t{me + 1} * num);
-  // routes[s][e][d]: rows of expert e that rank s sends to rank d.
-  std::vector<std::vector<std::vector<int64_t>>> routes;
-  for (int s = 0; s < ranks; ++s)
-    routes.push_back(experts.quota.empty() ? route_to_replicas({all.begin() + int64_t{s} * num,
-                                                                all.begin() + int64_t{s + 1} * num},
-                                                               experts, topology, s)
-                                           : route_by_quota(all, experts, ranks, s));
+  // routes[t][s][e][d]: rows of expert e that TP rank t of EP rank s sends to EP rank d. Tokens
+  // are replicated over TP, so every rank knows every TP rank's share of every rank's counts.
+  std::vector<std::vector<std::vector<std::vector<int64_t>>>> routes(tp);
+  for (int t = 0; t < tp; ++t)
+    for (int s = 0; s < ranks; ++s) {
+      std::vector<int64_t> share(num);
+      for (int e = 0; e < num; ++e) share[e] = share_size(all[int64_t{s} * num + e], t, tp);
+      routes[t].push_back(experts.quota.empty() ? route_to_replicas(share, experts, topology, s)
+                                                : route_by_quota(all, experts, ranks, s));
+    }
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();
-  // Send order: by destination, then expert; an expert's run is split among its destinations in
-  // rank order.
+  // Each TP rank's share of the slots in its send order: by destination, then expert; the share's
+  // part of an expert's run is split among its destinations in rank order.
   std::vector<int64_t> run_start(num, 0);
-  for (int e = 1; e < num; ++e) run_start[e] = run_start[e - 1] + counts[e - 1];
-  std::vector<int64_t> taken(num, 0);
+  for (int e = 1; e < num; ++e) run_start[e] = run_start[e - 1] + all[int64_t{me} * num + e - 1];
   const Tensor host_slots = ops::to_host(sorted_slots, stream);
   const int32_t* slots = host_slots.data<int32_t>();
-  std::vector<int32_t> send_slots;
-  for (int d = 0; d < ranks; ++d) {
-    int64_t rows = 0;
-    for (int e = 0; e < num; ++e) {
-      const int64_t n = routes[me][e][d], first = run_start[e] + taken[e];
-      send_slots.insert(send_slots.end(), slots + first, slots + first + n);
-      taken[e] += n;
-      rows += n;
+  std::vector<int32_t> share_slots;
+  for (int t = 0; t < tp; ++t) {
+    plan.share_offset.push_back(static_cast<int64_t>(share_slots.size()));
+    std::vector<int64_t> taken(num);
+    for (int e = 0; e < num; ++e) taken[e] = share_begin(all[int64_t{me} * num + e], t, tp);
+    for (int d = 0; d < ranks; ++d) {
+      int64_t rows = 0;
+      for (int e = 0; e < num; ++e) {
+        const int64_t n = routes[t][me][e][d], first = run_start[e] + taken[e];
+        share_slots.insert(share_slots.end(), slots + first, slots + first + n);
+        taken[e] += n;
+        rows += n;
+      }
+      if (t == tp_rank_) plan.send_rows.push_back(rows);
     }
-    plan.send_rows.push_back(rows);
+    plan.share_rows.push_back(static_cast<int64_t>(share_slots.size()) - plan.share_offset[t]);
   }
-  plan.share_slots = on_device({plan.rows}, send_slots, stream);
-  plan.share_offset = {0};
-  plan.share_rows = {plan.rows};
+  plan.share_slots = on_device({plan.rows}, share_slots, stream);
+  if (tp > 1) plan.share_gather = share_gather(plan.share_rows, stream);
 
-  // Arrival order: by source rank, then expert. Local experts: the held ones, in expert order.
+  // Arrival order (this TP rank's): by source rank, then expert. Local experts: the held ones, in
+  // expert order.
+  const std::vector<std::vector<std::vector<int64_t>>>& mine = routes[tp_rank_];
   std::vector<int64_t> source_start(ranks + 1, 0);
   for (int s = 0; s < ranks; ++s) {
     int64_t rows = 0;
-    for (int e = 0; e < num; ++e) rows += routes[s][e][me];
+    for (int e = 0; e < num; ++e) rows += mine[s][e][me];
     plan.recv_rows.push_back(rows);
     source_start[s + 1] = source_start[s] + rows;
   }
@@ -200,9 +212,9 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
     int64_t rows = 0;
     for (int s = 0; s < ranks; ++s) {
       int64_t at = source_start[s];
-      for (int before = 0; before < e; ++before) at += routes[s][before][me];
-      for (int64_t i = 0; i < routes[s][e][me]; ++i) order.push_back(static_cast<int32_t>(at + i));
-      rows += routes[s][e][me];
+      for (int before = 0; before < e; ++before) at += mine[s][before][me];
+      for (int64_t i = 0; i < mine[s][e][me]; ++i) order.push_back(static_cast<int32_t>(at + i));
+      rows += mine[s][e][me];
     }
     plan.expert_counts.push_back(rows);
   }

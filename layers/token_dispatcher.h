@@ -18,12 +18,13 @@
 //   gather (moe_permute with k = 1); its adjoint scatters them back.
 // - Every step has its adjoint: all-to-all <-> reverse all-to-all, all-gather <-> reduce-scatter,
 //   TP gather of outputs <-> taking one's own share. With ep = tp = 1 nothing is communicated.
-// - FSSDP (plan_replicas, tp = 1): an expert may be held by several ranks of the EP group (the
-//   FSSDP group), so rows go where route_to_replicas sends them, grouped by destination and, within
-//   one, by expert; a rank's local experts are the ones it holds, in expert order. Every rank
-//   derives every other rank's routing from the gathered counts (routing is a pure function), so
-//   the count exchange stays one all-gather. A plan with quotas (LLEP) routes by route_by_quota.
-//   dispatch/combine and their adjoints are unchanged.
+// - FSSDP (plan_replicas, whole experts): an expert may be held by several ranks of the EP group
+//   (the FSSDP group), so rows go where route_to_replicas sends them, grouped by destination and,
+//   within one, by expert; a rank's local experts are the ones it holds, in expert order. Every
+//   rank derives every other rank's routing, and every TP rank's of its share, from the gathered
+//   counts (routing is a pure function, tokens are replicated over TP and the plan is the same
+//   on every TP rank), so the count exchange stays one all-gather. A plan with quotas (LLEP) routes
+//   by route_by_quota. dispatch/combine and their adjoints are unchanged.
 #pragma once
 
 #include <vector>
@@ -60,8 +61,8 @@ class TokenDispatcher {
                     Stream& stream) const;
   // Every EP rank's per-expert counts, all[s * E + e] (one all-gather on the host).
   std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts) const;
-  // FSSDP: the same, with experts held as `experts` says over the EP group (tp must be 1), from
-  // every rank's counts (gather_counts).
+  // FSSDP: the same, with experts held as `experts` says over the EP group (whole experts, no
+  // expert_tp), from every EP rank's counts (gather_counts).
   DispatchPlan plan_replicas(const Tensor& sorted_slots, const std::vector<int64_t>& all_counts,
                              const ExpertPlan& experts, const Topology& topology,
                              Stream& stream) const;
@@ -91,6 +92,8 @@ class TokenDispatcher {
   // one TP rank, the slots themselves, so that planning reads only counts from the device.
   void share_out(const Tensor& sorted_slots, const std::vector<int64_t>& counts, DispatchPlan& plan,
                  Stream& stream) const;
+  // Where each share's rows are in a TP all-gather of the shares padded to the largest.
+  Tensor share_gather(const std::vector<int64_t>& share_rows, Stream& stream) const;
   // This TP rank's share of rows -> every share's rows, in share_slots order (a TP all-gather).
   Tensor all_shares(const Tensor& mine, const DispatchPlan& plan, Stream& stream) const;
   // The arrived layout -> expert-major rows, and back (adjoint); no copy when they are the same.

@@ -40,8 +40,9 @@ else
   failures=$((failures + 1))
 fi
 
-expect nonzero "parallel.experts = fssdp runs whole experts on single ranks" "$moe_train" \
-  "${small[@]}" "${fssdp[@]}" --set parallel.tp=2 --set model.vocab_size=258
+expect nonzero "parallel.experts = fssdp moves whole experts between ranks" "$moe_train" \
+  "${small[@]}" "${fssdp[@]}" --set parallel.tp=2 --set parallel.expert_tp=true \
+  --set model.vocab_size=258
 expect zero "step 2/2" "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" --set parallel.zero=1 \
   --set train.steps=2 --set checkpoint.dir="$tmp/zero"
 expect zero "resumed from $tmp/zero/step_00000002 at step 2" "$@" -np 2 "$moe_train" \

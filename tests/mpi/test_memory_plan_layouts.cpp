@@ -43,7 +43,8 @@ std::vector<Layout> layouts_for(int world) {
       return {{2, 2, 2},
               {2, 2, 2, true, true},
               {1, 4, 4, false, false, false, true, true},
-              {1, 4, 2, false, true, false, true}};
+              {1, 4, 2, false, true, false, true},
+              {2, 2, 2, false, false, false, true}};
     default:
       return {};
   }

@@ -321,7 +321,12 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_NO_THROW(c.validate());
   c.parallel.tp = 2;
   c.model.vocab_size = 258;
-  EXPECT_CONTAINS(validate_error(c), "parallel.experts = fssdp runs whole experts on single ranks");
+  EXPECT_NO_THROW(c.validate());  // each TP rank runs whole experts on its share of the tokens
+  c.parallel.expert_tp = true;
+  EXPECT_CONTAINS(validate_error(c),
+                  "parallel.experts = fssdp moves whole experts between ranks: it does not split "
+                  "them over TP (parallel.expert_tp)");
+  c.parallel.expert_tp = false;
   c.parallel.tp = 1;
   c.parallel.zero = 1;
   EXPECT_NO_THROW(c.validate());  // ZeRO-1 shards the dense moments; the experts stay with owners
@@ -339,7 +344,7 @@ TEST(Config, CrossFieldConstraints) {
   EXPECT_EQ(c.parallel.expert_ranks(8), 4);
   c.parallel.tp = 2;
   c.model.vocab_size = 258;
-  EXPECT_CONTAINS(validate_error(c), "parallel.experts = llep runs whole experts on single ranks");
+  EXPECT_CONTAINS(validate_error(c), "parallel.experts = llep needs parallel.tp = 1 (got 2)");
   EXPECT_CONTAINS(parse_error("llep:\n  capacity_factor: 0.9\n"),
                   "value 0.9 for 'llep.capacity_factor' in run.yaml is out of range: allowed >= 1");
   EXPECT_CONTAINS(parse_error("llep:\n  min_tokens: 0\n"),
