@@ -12,7 +12,8 @@
 // - expert parameters held at once per rank (owned, plus copies of every MoE layer, which live
 //   from forward to backward; with re-materialization, of one layer), the max over ranks, in MB
 //   of fp32;
-// - the step time on this machine.
+// - the step time on this machine, and of it the time in the experts' GEMMs and SwiGLUs and inside
+//   collectives (waiting for slower ranks included), from the op profile, mean and max over ranks.
 //   mpirun -np 4 build/bench/bench_fssdp --config configs/quickstart.yaml [--steps 5] [--warmup 3]
 //     [--set moe.router_skew=4 ...] [--checkpoint STEP_DIR]
 // --checkpoint starts both modes from a trained model's weights (and its config, under --set), to
@@ -30,6 +31,7 @@
 #include "checkpoint/checkpoint.h"
 #include "config/yaml_io.h"
 #include "core/log.h"
+#include "kernels/op_profile.h"
 #include "parallel/process_grid.h"
 #include "trainer/make_model.h"
 #include "trainer/train_step.h"
@@ -41,6 +43,9 @@ using namespace moe;
 struct Measured {
   double balance = 0;  // max / mean of expert rows over ranks, mean over layers and steps
   double step_ms = 0;
+  // ms per step: the expert GEMMs and SwiGLUs, and time inside collectives (waiting included),
+  // mean and max over ranks
+  double expert_ms_mean = 0, expert_ms_max = 0, collective_ms_mean = 0, collective_ms_max = 0;
   CommVolume mean, max;  // bytes per step
   double expert_mb = 0;  // max over ranks
 };
@@ -98,11 +103,14 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
   int layer_steps = 0;
   reset_volume(groups);
   double seconds = 0;
+  ops::reset_op_profile();
   for (int step = warmup; step < warmup + steps; ++step) {
     world.barrier();
     const auto start = std::chrono::steady_clock::now();
+    ops::set_op_profiling(true);
     const StepStats stats = train_step(model, optimizer, store, *loader, config.train, groups,
                                        config.train.lr, step, stream);
+    ops::set_op_profiling(false);
     world.barrier();
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (size_t l = 0; l < stats.expert_rows.size(); ++l) {
@@ -115,6 +123,17 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
   }
   m.balance /= layer_steps;
   m.step_ms = 1e3 * seconds / steps;
+  double expert_s = 0, collective_s = 0;
+  for (const ops::OpTime& t : ops::op_profile()) {
+    if (t.op == "experts_forward" || t.op == "experts_backward") expert_s += t.seconds;
+    if (t.op.starts_with("comm_")) collective_s += t.seconds;
+  }
+  const std::vector<double> expert = gathered(world, 1e3 * expert_s / steps);
+  const std::vector<double> collective = gathered(world, 1e3 * collective_s / steps);
+  m.expert_ms_mean = mean_of(expert);
+  m.expert_ms_max = max_of(expert);
+  m.collective_ms_mean = mean_of(collective);
+  m.collective_ms_max = max_of(collective);
   const CommVolume v = total_volume(groups);
   for (int kind = 0; kind < kCollectiveKinds; ++kind) {
     const std::vector<double> all = gathered(world, static_cast<double>(v.bytes[kind]) / steps);
@@ -151,11 +170,12 @@ int main(int argc, char** argv) {
       std::printf(
           "# %d ranks, %s, %d warm-up + %d measured steps; per step: expert rows max/mean "
           "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
-          "all-reduce, all-gather; expert MB held (max); step ms\n"
-          "%-10s %8s %14s %14s %14s %14s %10s %9s\n",
+          "all-reduce, all-gather; expert MB held (max); step ms; ms per step in the experts "
+          "and inside collectives (waiting included), mean and max over ranks\n"
+          "%-10s %8s %14s %14s %14s %14s %10s %9s %14s %14s\n",
           world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
           steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
-          "step ms");
+          "step ms", "expert ms", "collective ms");
     for (const std::string mode : {"ep", "fssdp", "fssdp-pred", "fssdp-rm", "llep"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
@@ -173,12 +193,14 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       if (world->rank() == 0)
-        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %9.1f\n", mode.c_str(), m.balance,
+        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %9.1f %6.1f %7.1f %6.1f %7.1f\n",
+                    mode.c_str(), m.balance,
                     pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
                     pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
                     pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),
                     pair(m.mean[Collective::all_gather], m.max[Collective::all_gather]).c_str(),
-                    m.expert_mb, m.step_ms);
+                    m.expert_mb, m.step_ms, m.expert_ms_mean, m.expert_ms_max, m.collective_ms_mean,
+                    m.collective_ms_max);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

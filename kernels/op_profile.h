@@ -1,7 +1,8 @@
 // Per-op wall-clock totals, for "where does the time go" breakdowns (bench/, moe-train --profile).
 //
 // Every op passes through dispatch.cpp, which opens an OpProfileScope named after the op; when
-// profiling is off that costs one branch. Times are host wall time around the backend call: exact
+// profiling is off that costs one branch. The MPI communicator times its collectives the same way
+// (comm_<collective>). Times are host wall time around the backend call: exact
 // for the CPU backend, which runs synchronously. Nested ops (clip_grad_norm calls scale) count in
 // both. Not thread-safe: ops are issued from one thread.
 #pragma once

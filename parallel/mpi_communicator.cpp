@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 
+#include "kernels/op_profile.h"
 #include "parallel/collective_checks.h"
 #include "parallel/mpi_check.h"
 
@@ -108,6 +109,7 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_reduce(Tensor& x, ReduceOp op, Stream&) {
+  const ops::OpProfileScope profile("comm_all_reduce");
   expect_host("all_reduce", "x", x);
   const MPI_Datatype type = reduction_type("all_reduce", x.dtype());
   const int count = as_int("all_reduce", "element count", x.numel());
@@ -117,6 +119,7 @@ void MpiCommunicator::all_reduce(Tensor& x, ReduceOp op, Stream&) {
 }
 
 void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, Stream&) {
+  const ops::OpProfileScope profile("comm_reduce_scatter");
   const char* name = "reduce_scatter";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
@@ -129,6 +132,7 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op,
 }
 
 void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
+  const ops::OpProfileScope profile("comm_all_gather");
   const char* name = "all_gather";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
@@ -144,6 +148,7 @@ void MpiCommunicator::all_gather(const Tensor& in, Tensor& out, Stream&) {
 
 void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows,
                                    Tensor& out, const std::vector<int64_t>& recv_rows, Stream&) {
+  const ops::OpProfileScope profile("comm_all_to_all");
   const char* name = "all_to_all_v";
   expect_host(name, "in", in);
   expect_host(name, "out", out);
@@ -163,6 +168,7 @@ void MpiCommunicator::all_to_all_v(const Tensor& in, const std::vector<int64_t>&
 }
 
 std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>& send) {
+  const ops::OpProfileScope profile("comm_exchange_counts");
   collective::check_exchange_counts(send, size_);
   if (size_ == 1) return send;
   std::vector<int64_t> recv(send.size());
@@ -173,6 +179,7 @@ std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>
 
 void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
                                 const std::vector<Transfer>& recvs, Stream&) {
+  const ops::OpProfileScope profile("comm_send_recv");
   const char* name = "send_recv";
   for (const std::vector<Transfer>* list : {&recvs, &sends})
     for (const Transfer& t : *list) {
@@ -203,6 +210,7 @@ void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
 }
 
 void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {
+  const ops::OpProfileScope profile("comm_broadcast");
   expect_host("broadcast", "x", x);
   collective::check_root("broadcast", root, size_);
   const int rows = as_int("broadcast", "rows of 'x'", rows_of(x));
@@ -213,6 +221,7 @@ void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {
 }
 
 void MpiCommunicator::barrier() {
+  const ops::OpProfileScope profile("comm_barrier");
   if (size_ == 1) return;
   MOE_MPI_CHECK(MPI_Barrier(comm_));
 }

@@ -40,7 +40,8 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
         f.ranks_per_node > 0 ? f.ranks_per_node : ranks,
         f.rematerialize,
         f.reshard_interval,
-        f.calibrate};
+        f.calibrate,
+        f.calibrate && group_size(groups.tp) == 1};
   }
   if (config.parallel.experts == ExpertPlacement::llep) {
     const LlepConfig& l = config.llep;

@@ -56,9 +56,11 @@ const ExpertPlan& FssdpCoordinator::plan_forward(int layer, const std::vector<in
   ExpertPlan& plan = plans_.at(layer);
   if (placement_.least_loaded)
     plan = plan_least_loaded(plan.owner, tokens, *placement_.least_loaded, topology_.ranks);
-  else if (placement_.calibrate)
+  else if (placement_.calibrate) {
     plan = plan_materialization(plan.owner, {tokens.begin(), tokens.end()}, placement_.budget,
                                 topology_);
+    if (placement_.balance_tokens) balance_holders(plan, tokens, topology_.ranks);
+  }
   return plan;
 }
 

@@ -14,12 +14,15 @@
 //   The copies are gathered after routing either way (the all-gather is not prefetched), and the
 //   dispatcher gathers every rank's counts anyway, so an exact plan costs no extra collective.
 //   Routers that move from step to step (balancing losses against a skew) then stay balanced.
+//   With exact loads the holders can also take token quotas that even out the ranks
+//   (balanced_split.h) instead of the even, local-first split.
 #pragma once
 
 #include <optional>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/least_loaded.h"
 #include "parallel/fssdp/load_history.h"
 #include "parallel/fssdp/materialization.h"
@@ -34,6 +37,7 @@ struct FssdpPlacement {
   bool rematerialize = false;    // gather copies again in backward instead of keeping them
   int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
   bool calibrate = false;        // plan each forward's copies from its own routed tokens
+  bool balance_tokens = false;   // with calibrate: quotas even out the ranks' loads (tp 1)
   // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
   // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.
   std::optional<LeastLoadedBudget> least_loaded = std::nullopt;

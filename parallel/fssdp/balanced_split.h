@@ -1,0 +1,25 @@
+// How a calibrated FSSDP plan splits each expert's tokens among its holders (fssdp.calibrate with
+// tp 1): as quotas that even out the ranks' loads, instead of replica routing's even split, which
+// keeps every token on its own rank when that rank holds the expert.
+//
+// Decisions:
+// - Experts with one holder are pinned to it. Then, hottest expert first (lower index on ties),
+//   an expert's tokens fill its least-loaded holders up to a common level (water-filling); the
+//   rounding remainder goes one token each to the lowest of them, lower rank first on ties.
+// - Exact loads only: the quotas must add up to this forward's tokens, so a predicted plan
+//   (calibrate: false) keeps the even split.
+// - The quotas go to route_by_quota (replica_routing.h), which needs every rank's counts and one
+//   share per rank: under tensor parallelism the even split is kept.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "parallel/fssdp/expert_plan.h"
+
+namespace moe {
+
+// tokens: this forward's tokens per expert, summed over the ranks. Sets plan.quota.
+void balance_holders(ExpertPlan& plan, const std::vector<int64_t>& tokens, int ranks);
+
+}  // namespace moe
