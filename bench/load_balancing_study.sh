@@ -35,7 +35,8 @@ for seed in "${seeds[@]}"; do
       no_balancing) args=(--set moe.aux_loss_coeff=0) ;;
     esac
     "$build/moe-train" "${same[@]}" "${args[@]}" --set checkpoint.dir="$out/$run" \
-      --set log.metrics_file="$out/$run.jsonl" > "$out/$run.log" 2>&1
+      --set log.metrics_file="$out/$run.jsonl" > "$out/$run.log" 2>&1 ||
+      { tail -3 "$out/$run.log"; exit 1; }
     echo "## seed $seed, $run"
     grep -E "^(eval step|done)" "$out/$run.log" | tail -2
     step="$out/$run/$(ls "$out/$run" | grep '^step_' | tail -1)"
