@@ -48,8 +48,8 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
     const RouterSaved& router = saved.moe.router;
     int64_t rows = 0;
     for (int64_t r : saved.moe.plan.expert_counts) rows += r;
-    saved.stats = {true, router.aux_loss, router.z_loss, saved.moe.load, saved.moe.dropped,
-                   rows, router.aux};
+    saved.stats = {true, router.aux_loss, router.z_loss,    saved.moe.load, saved.moe.dropped,
+                   rows, router.aux,      router.expert_ids};
   } else {
     saved.mlp = ffn_saved_for(tokens, mlp_->hidden(), dtype, x.device());
     mlp_->forward(saved.ffn_in, saved.mlp, out, stream);

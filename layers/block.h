@@ -23,6 +23,7 @@ struct BlockStats {
   int64_t dropped = 0;
   int64_t expert_rows = 0;  // token rows this rank's experts processed (its expert work)
   AuxCounts aux;            // what the load-balancing loss was computed from, reused by recompute
+  Tensor expert_ids;        // [N,k] i32: each token's experts, for counts over some of the tokens
 };
 
 struct BlockSaved {

@@ -12,6 +12,10 @@
 // - Every rank runs the same number of forwards of micro_batch_size rows, since the forward is
 //   collective under TP and EP: rows past a rank's share are padding whose targets are
 //   ignore_index, so they count for nothing.
+// - Expert loads (EvalPlan::expert_loads, for moe-eval --expert-loads): each MoE block's top-k
+//   choices of the tokens whose target counts, read from the block's expert ids, so padding rows
+//   are routed but not counted. MTP blocks count the same positions as the main model. The counts
+//   are summed over dp with the loss; TP ranks route the same tokens and count them once.
 #pragma once
 
 #include <vector>
@@ -27,7 +31,11 @@ struct EvalPlan {
   int64_t sequences = 0;       // per set, before capping at the set's size
   int64_t micro_batch = 1;     // sequences per forward
   Communicator* dp = nullptr;  // the data-parallel group sharing them out (null: one rank)
+  bool expert_loads = false;   // also count expert assignments (one host read per forward)
 };
+
+// Top-k assignments per expert of each block of ModelOutput::layers (empty for dense blocks).
+using ExpertLoads = std::vector<std::vector<int64_t>>;
 
 // The validation sequences of one evaluation: train.eval_batches global batches, the global batch
 // being micro_batch_size x grad_accum x dp_size (the dp of the run that trains).
@@ -39,14 +47,21 @@ struct SequenceRange {
 };
 SequenceRange rank_share(int64_t sequences, int rank, int ranks);
 
-// Mean loss per target token over the plan's sequences of the set; NaN when the set has none.
-double evaluate(LanguageModel& model, const TokenLoader& loader, int set, const EvalPlan& plan,
-                Stream& stream);
+// One set's score over the plan's sequences of it, summed over the dp ranks.
+struct SetScore {
+  double loss = 0;     // mean per target token; NaN when the set has none
+  int64_t tokens = 0;  // the target tokens scored
+  ExpertLoads loads;   // over those tokens; empty unless plan.expert_loads
+};
+SetScore evaluate(LanguageModel& model, const TokenLoader& loader, int set, const EvalPlan& plan,
+                  Stream& stream);
 
-// Every validation set's loss, in the loader's order, and their mean (NaN without sets).
+// Every validation set's score, in the loader's order, and the mean loss (NaN without sets).
 struct ValidationLosses {
   std::vector<double> per_set;
   double mean = 0;
+  std::vector<int64_t> tokens;     // per set
+  std::vector<ExpertLoads> loads;  // per set (empty loads unless plan.expert_loads)
 };
 ValidationLosses evaluate_all(LanguageModel& model, const TokenLoader& loader, const EvalPlan& plan,
                               Stream& stream);

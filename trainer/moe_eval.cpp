@@ -1,5 +1,6 @@
 // moe-eval: the validation loss of a checkpoint, the way users and tests compare models.
 //   moe-eval --checkpoint runs/x/step_00001000 [--data PREFIX ...] [--set key=value ...] [--json]
+//            [--expert-loads FILE]
 // Decisions:
 // - The model, tokenizer and data come from the config saved in the checkpoint; --set overrides
 //   keys of it and --data replaces its validation sets (data.valid). Only validation data is
@@ -11,12 +12,19 @@
 //   each set, the global batch being the saved run's (micro_batch_size x grad_accum x the dp it
 //   was saved under), shared out over moe-eval's data-parallel ranks, so any layout gives the same
 //   loss. World rank 0 prints one line per set and the mean, or one JSON object with --json.
+// - --expert-loads FILE: rank 0 also writes, per set and MoE layer, the top-k assignments to each
+//   expert over exactly the scored tokens (padding rows excluded), summed over the ranks, so any
+//   layout writes the same counts (evaluation.h). The file is opened before the model is loaded,
+//   so a bad path fails at once.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <fstream>
 
 #include "checkpoint/checkpoint.h"
 #include "config/run_config.h"
@@ -44,6 +52,31 @@ std::string json_string(const std::string& s) {
   append_json_string(out, s);
   return out;
 }
+
+// {"checkpoint": ..., "step": ..., "top_k": k, "sets": [{"name": prefix, "tokens": scored targets,
+//   "layers": [{"layer": block index, "counts": [per expert]}, ...]}, ...]}
+std::string expert_loads_json(const std::string& dir, int64_t step, int top_k,
+                              const TokenLoader& loader, const ValidationLosses& losses) {
+  std::string sets;
+  for (int set = 0; set < loader.num_val_sets(); ++set) {
+    std::string layers;
+    const ExpertLoads& loads = losses.loads[set];
+    for (size_t layer = 0; layer < loads.size(); ++layer) {
+      if (loads[layer].empty()) continue;
+      std::string counts;
+      for (int64_t c : loads[layer]) counts += (counts.empty() ? "" : ", ") + std::to_string(c);
+      layers += std::string(layers.empty() ? "" : ", ") + "{\"layer\": " + std::to_string(layer) +
+                ", \"counts\": [" + counts + "]}";
+    }
+    sets += std::string(sets.empty() ? "" : ",\n  ") +
+            "{\"name\": " + json_string(loader.val_set_name(set)) +
+            ", \"tokens\": " + std::to_string(losses.tokens[set]) + ", \"layers\": [" + layers +
+            "]}";
+  }
+  return "{\"checkpoint\": " + json_string(dir) + ", \"step\": " + std::to_string(step) +
+         ", \"top_k\": " + std::to_string(top_k) + ",\n \"sets\": [" + sets + "]}\n";
+}
+
 // The saved config with the layout reset to "all ranks data parallel", then the user's overrides.
 Config eval_config(const std::string& saved_yaml, const std::string& dir,
                    const std::vector<std::string>& data, std::vector<std::string> overrides) {
@@ -65,11 +98,14 @@ int main(int argc, char** argv) {
   CLI::App app{"Validation loss of a MoEForge checkpoint, in any layout."};
   std::string dir;
   std::vector<std::string> data, overrides;
+  std::string loads_path;
   bool json = false;
   app.add_option("--checkpoint", dir, "a step directory (step_XXXXXXXX)")->required();
   app.add_option("--data", data, "validation dataset prefix (repeatable; default: the config's)");
   app.add_option("--set", overrides, "override a key of the saved config (repeatable)");
   app.add_flag("--json", json, "print one JSON object instead of text");
+  app.add_option("--expert-loads", loads_path,
+                 "write each set's top-k assignments per expert and MoE layer to this JSON file");
   CLI11_PARSE(app, argc, argv);
 
   MPI_Init(&argc, &argv);
@@ -81,6 +117,12 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     std::unique_ptr<Communicator> world = mpi_world_communicator();
+    std::ofstream loads_file;
+    if (!loads_path.empty() && rank == 0) {
+      loads_file.open(loads_path);
+      MOE_CHECK(loads_file, "cannot write --expert-loads file '", loads_path,
+                "': ", std::strerror(errno));
+    }
     MOE_CHECK(is_committed(dir), "'", dir,
               "' is not a committed checkpoint (a step directory with a COMMIT marker)");
     const Config config =
@@ -102,7 +144,7 @@ int main(int argc, char** argv) {
     Stream stream;
     std::string text, fields;
     const EvalPlan plan{validation_sequences(config.train, meta.dp), config.train.micro_batch_size,
-                        groups.dp};
+                        groups.dp, !loads_path.empty()};
     const ValidationLosses losses = evaluate_all(*model, *loader, plan, stream);
     for (int set = 0; set < loader->num_val_sets(); ++set) {
       const double loss = losses.per_set[set];
@@ -111,6 +153,10 @@ int main(int argc, char** argv) {
       fields += (fields.empty() ? "" : ", ") + json_string(name) + ": " + json_number(loss);
     }
     const double mean = losses.mean;
+    if (loads_file.is_open()) {
+      loads_file << expert_loads_json(dir, meta.step, config.moe.top_k, *loader, losses);
+      MOE_CHECK(loads_file.flush(), "cannot write --expert-loads file '", loads_path, "'");
+    }
     if (rank == 0) {
       if (json)
         std::printf("{\"checkpoint\": %s, \"step\": %lld, \"val_loss\": {%s}, \"mean\": %s}\n",

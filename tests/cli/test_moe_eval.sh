@@ -2,7 +2,8 @@
 # moe-eval through the real binaries: the loss of a checkpoint is the trainer's own final
 # validation loss (in f32 and in bf16), the same in another layout (2 ranks, experts split over
 # them), an imported Hugging Face model (no training data in its config) scored on --data alone,
-# and every bad input is one clear error.
+# --expert-loads counts exactly the scored tokens in any layout, and every bad input is one clear
+# error.
 #   test_moe_eval.sh <moe-eval> <moe-train> <moe-convert> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -47,6 +48,36 @@ else
 fi
 expect zero "bible_val" "$moe_eval" --checkpoint "$step" --data corpora/bible_val
 
+# --expert-loads: 3 sequences of 128 tokens per set (eval_batches 1 x micro_batch_size 3). On 2
+# ranks the shares are 1 and 2 sequences, each run as one forward of 3 rows, so 3 padding rows are
+# routed: the counts must still be top_k 2 x 384 per layer, and the same file as on one rank
+# (experts split over the 2 ranks).
+loads=(--set train.eval_batches=1 --set train.micro_batch_size=3)
+"$moe_eval" --checkpoint "$step" "${loads[@]}" --expert-loads "$tmp/loads1.json" > /dev/null 2>&1 ||
+  { echo "FAIL: moe-eval --expert-loads on one rank"; failures=$((failures + 1)); }
+"$@" -np 2 "$moe_eval" --checkpoint "$step" "${loads[@]}" --set parallel.ep=2 \
+  --expert-loads "$tmp/loads2.json" > /dev/null 2>&1 ||
+  { echo "FAIL: moe-eval --expert-loads on 2 ranks"; failures=$((failures + 1)); }
+sums="$(/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(" ".join("%s:%d:%d:%d" % (s["name"], s["tokens"], l["layer"], sum(l["counts"]))
+               for s in d["sets"] for l in s["layers"]))' "$tmp/loads1.json")"
+want="bible_val:384:0:768 bible_val:384:1:768 austen_val:384:0:768 austen_val:384:1:768"
+want="$want code_val:384:0:768 code_val:384:1:768"
+if [ "$sums" != "$want" ]; then
+  echo "FAIL: expert loads (set:tokens:layer:assignments) '$sums', want '$want'"
+  failures=$((failures + 1))
+else
+  echo "ok: expert loads sum to top_k x 384 tokens per set and layer"
+fi
+if ! cmp -s "$tmp/loads1.json" "$tmp/loads2.json"; then
+  echo "FAIL: expert loads differ between 1 and 2 ranks"; diff "$tmp/loads1.json" "$tmp/loads2.json"
+  failures=$((failures + 1))
+else
+  echo "ok: the same expert loads on 1 and 2 ranks"
+fi
+
 # A bf16 run's checkpoint is scored in bf16, as the run validated, from the loaded masters' bf16
 # copies (not the copies of the initial weights).
 "$moe_train" --config configs/quickstart.yaml --set train.steps=3 --set train.warmup_steps=1 \
@@ -78,4 +109,6 @@ expect nonzero "is not a committed checkpoint" "$moe_eval" --checkpoint "$tmp/pa
 expect nonzero "/no/such/prefix" "$moe_eval" --checkpoint "$step" --data /no/such/prefix
 expect nonzero "unknown key 'model.d_modle'" "$moe_eval" --checkpoint "$step" --set model.d_modle=3
 expect nonzero "has shape" "$moe_eval" --checkpoint "$step" --set moe.num_experts=4
+expect nonzero "cannot write --expert-loads file '$tmp/no/dir/loads.json'" "$moe_eval" \
+  --checkpoint "$step" --expert-loads "$tmp/no/dir/loads.json"
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

@@ -2,8 +2,9 @@
 // (micro_batch_size x grad_accum x dp = 16 sequences), the validation loss of the same model on the
 // same data is the single-rank loss on 1, 2 and 4 ranks, under data, tensor and expert
 // parallelism, and also when the set is smaller than eval_batches global batches (uneven shares,
-// padded forwards). Before, every rank scored eval_batches x micro_batch_size sequences, so the
-// loss followed micro_batch_size: the 1-rank case with micro_batch_size 4 already differs.
+// padded forwards), and so are the expert loads (integers: exactly equal). Before, every rank
+// scored eval_batches x micro_batch_size sequences, so the loss followed micro_batch_size: the
+// 1-rank case with micro_batch_size 4 already differs.
 //
 // Tolerance: relative 1e-7. The tokens are the same and each one's loss is computed the same way;
 // only the order of the sums differs (per-rank sums added over dp, per-batch means times their
@@ -12,6 +13,7 @@
 // on every rank) is off by 3e-4 to 5e-4 here, and one dropped or repeated sequence of the ~32 by
 // about 1e-5.
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -61,9 +63,9 @@ ValidationLosses losses_of(Replica& replica, int grad_accum) {
   train.grad_accum = grad_accum;
   train.micro_batch_size = kGlobalSequences / (grad_accum * dp);
   Stream stream;
-  return evaluate_all(*replica.model, *replica.loader,
-                      {validation_sequences(train, dp), train.micro_batch_size, replica.groups.dp},
-                      stream);
+  return evaluate_all(
+      *replica.model, *replica.loader,
+      {validation_sequences(train, dp), train.micro_batch_size, replica.groups.dp, true}, stream);
 }
 
 TEST(EvalLayouts, RankSharesSplitTheSequencesContiguouslyAndEvenly) {
@@ -91,6 +93,15 @@ TEST(EvalLayouts, ValidationLossIsTheSingleRankLossInEveryLayout) {
     Replica reference(c, {}, false);
     const ValidationLosses expected = losses_of(reference, 1);
     ASSERT_EQ(expected.per_set.size(), 1u);
+    ASSERT_GT(expected.tokens[0], 0);
+    int moe_layers = 0;
+    for (const std::vector<int64_t>& layer : expected.loads[0]) {
+      if (layer.empty()) continue;  // a dense block
+      ++moe_layers;
+      EXPECT_EQ(std::accumulate(layer.begin(), layer.end(), int64_t{0}),
+                c.moe.top_k * expected.tokens[0]);
+    }
+    EXPECT_GT(moe_layers, 0);
     for (const EvalLayout& e : layouts) {
       SCOPED_TRACE(e.layout.name() + " grad_accum " + std::to_string(e.grad_accum) +
                    ", eval_batches " + std::to_string(eval_batches));
@@ -98,6 +109,8 @@ TEST(EvalLayouts, ValidationLossIsTheSingleRankLossInEveryLayout) {
       Replica parallel(c, grid.groups(false), false);
       const ValidationLosses got = losses_of(parallel, e.grad_accum);
       EXPECT_NEAR(got.mean, expected.mean, 1e-7 * expected.mean);
+      EXPECT_EQ(got.tokens, expected.tokens);
+      EXPECT_EQ(got.loads, expected.loads);
     }
   }
 }
