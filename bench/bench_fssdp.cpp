@@ -11,7 +11,8 @@
 //   mean and the max over ranks;
 // - expert parameters held at once per rank (owned, plus copies of every MoE layer, which live
 //   from forward to backward; with re-materialization, of one layer), the max over ranks, in MB
-//   of fp32;
+//   of fp32, and the host memory in use at its peak (parameters, gradients, moments, activations,
+//   copies), the max over ranks;
 // - the step time on this machine, and of it the time in the experts' GEMMs and SwiGLUs and inside
 //   collectives (waiting for slower ranks included), from the op profile, mean and max over ranks.
 //   mpirun -np 4 build/bench/bench_fssdp --config configs/quickstart.yaml [--steps 5] [--warmup 3]
@@ -30,6 +31,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "config/yaml_io.h"
+#include "core/allocator.h"
 #include "core/log.h"
 #include "kernels/op_profile.h"
 #include "parallel/process_grid.h"
@@ -48,6 +50,7 @@ struct Measured {
   double expert_ms_mean = 0, expert_ms_max = 0, collective_ms_mean = 0, collective_ms_max = 0;
   CommVolume mean, max;  // bytes per step
   double expert_mb = 0;  // max over ranks
+  double peak_mb = 0;    // host memory in use at its peak during the measured steps, max over ranks
 };
 
 std::vector<double> gathered(Communicator& world, double value) {
@@ -104,6 +107,7 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
   reset_volume(groups);
   double seconds = 0;
   ops::reset_op_profile();
+  reset_host_bytes_peak();
   for (int step = warmup; step < warmup + steps; ++step) {
     world.barrier();
     const auto start = std::chrono::steady_clock::now();
@@ -141,6 +145,7 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
     m.max.bytes[kind] = static_cast<int64_t>(max_of(all));
   }
   m.expert_mb = max_of(gathered(world, expert_mb));
+  m.peak_mb = max_of(gathered(world, static_cast<double>(host_bytes_peak()) / 1e6));
   return m;
 }
 
@@ -170,12 +175,13 @@ int main(int argc, char** argv) {
       std::printf(
           "# %d ranks, %s, %d warm-up + %d measured steps; per step: expert rows max/mean "
           "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
-          "all-reduce, all-gather; expert MB held (max); step ms; ms per step in the experts "
-          "and inside collectives (waiting included), mean and max over ranks\n"
-          "%-10s %8s %14s %14s %14s %14s %10s %9s %14s %14s\n",
+          "all-reduce, all-gather; expert MB held (max); peak MB in use (max); step ms; ms per "
+          "step in the experts and inside collectives (waiting included), mean and max over "
+          "ranks\n"
+          "%-10s %8s %14s %14s %14s %14s %10s %8s %9s %14s %14s\n",
           world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
           steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
-          "step ms", "expert ms", "collective ms");
+          "peak MB", "step ms", "expert ms", "collective ms");
     for (const std::string mode : {"ep", "fssdp", "fssdp-pred", "fssdp-rm", "llep"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
@@ -193,14 +199,14 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       if (world->rank() == 0)
-        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %9.1f %6.1f %7.1f %6.1f %7.1f\n",
+        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %8.1f %9.1f %6.1f %7.1f %6.1f %7.1f\n",
                     mode.c_str(), m.balance,
                     pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
                     pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
                     pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),
                     pair(m.mean[Collective::all_gather], m.max[Collective::all_gather]).c_str(),
-                    m.expert_mb, m.step_ms, m.expert_ms_mean, m.expert_ms_max, m.collective_ms_mean,
-                    m.collective_ms_max);
+                    m.expert_mb, m.peak_mb, m.step_ms, m.expert_ms_mean, m.expert_ms_max,
+                    m.collective_ms_mean, m.collective_ms_max);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

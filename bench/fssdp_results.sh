@@ -3,15 +3,22 @@
 # ranks) on 4 and 8 ranks with and without router skew (with the balancing losses, and without
 # them so that routing stays put), and on a trained model's real routing, then the cost model's
 # sweep over skew for a 32-GPU cluster with 1, 2 and 4 copy slots, and its plot.
+# Then the step time of EP, FSSDP and LLEP on 2 and 4 ranks (one thread each), with more steps.
 #   bench/fssdp_results.sh [BUILD_DIR] [TRAINED_STEP_DIR]     (from the repository root)
-# TRAINED_STEP_DIR: an MoE checkpoint trained on real text (default: the upcycling replication's
-# Drop-Upcycled model, runs/upcycling/drop/step_00000300; skipped when absent).
+# TRAINED_STEP_DIR: an MoE checkpoint trained on real text (default: the quickstart model trained
+# for 300 steps with its aux and z losses, runs/quickstart-trained/step_00000300, trained here
+# first when absent: about 3 minutes).
 set -euo pipefail
 build="${1:-build}"
-trained="${2:-runs/upcycling/drop/step_00000300}"
+trained="${2:-runs/quickstart-trained/step_00000300}"
 mpirun=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
 export OMP_NUM_THREADS=1
+quiet=(grep -v -e '^\[rank 0\] FSSDP' -e '^\[rank 0\] LLEP')
+if [ ! -d "$trained" ] && [ $# -lt 2 ]; then
+  "$build/moe-train" --config configs/quickstart.yaml --set train.steps=300 \
+    --set checkpoint.interval=300 --set checkpoint.dir="$(dirname "$trained")" >/dev/null
+fi
 # llep.min_tokens: these steps route about 4 x 128 x 2 tokens per rank, far below LLEP's default
 # chunk of 1024.
 small=(--set train.warmup_steps=1 --set train.micro_batch_size=4 --set llep.min_tokens=64)
@@ -21,18 +28,26 @@ for ranks in 4 8; do
       echo "## $ranks ranks, moe.router_skew $skew, fssdp.slots $slots"
       "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --config configs/quickstart.yaml \
         --steps 5 --warmup 3 "${small[@]}" --set moe.router_skew="$skew" \
-        --set fssdp.slots="$slots" 2>&1 | grep -v '^\[rank 0\] FSSDP'
+        --set fssdp.slots="$slots" 2>&1 | "${quiet[@]}"
     done
   done
   echo "## $ranks ranks, moe.router_skew 8 without balancing losses (stable routing), fssdp.slots 2"
   "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --config configs/quickstart.yaml \
     --steps 5 --warmup 3 "${small[@]}" --set moe.router_skew=8 --set moe.aux_loss_coeff=0 \
-    --set moe.z_loss_coeff=0 2>&1 | grep -v '^\[rank 0\] FSSDP'
+    --set moe.z_loss_coeff=0 2>&1 | "${quiet[@]}"
   if [ -d "$trained" ]; then
     echo "## $ranks ranks, trained model $trained, fssdp.slots 2"
     "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --checkpoint "$trained" --steps 5 \
-      --warmup 3 "${small[@]}" 2>&1 | grep -v '^\[rank 0\] FSSDP'
+      --warmup 3 "${small[@]}" 2>&1 | "${quiet[@]}"
   fi
+done
+for ranks in 2 4; do
+  echo "## step time, $ranks ranks, moe.router_skew 8, fssdp.slots 2"
+  "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --config configs/quickstart.yaml \
+    --steps 20 --warmup 3 "${small[@]}" --set moe.router_skew=8 2>&1 | "${quiet[@]}"
+  echo "## step time, $ranks ranks, trained model $trained, fssdp.slots 2"
+  "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --checkpoint "$trained" --steps 20 \
+    --warmup 3 "${small[@]}" 2>&1 | "${quiet[@]}"
 done
 echo "## cost model"
 sweeps=()

@@ -6,6 +6,8 @@
 
 namespace moe {
 
+constexpr int kPasses = 4;  // over the copied experts: the first, then three refinements
+
 void balance_holders(ExpertPlan& plan, const std::vector<int64_t>& tokens, int ranks) {
   const int experts = plan.experts();
   MOE_ASSERT(static_cast<int>(tokens.size()) == experts, "balance_holders: ", tokens.size(),
@@ -20,9 +22,8 @@ void balance_holders(ExpertPlan& plan, const std::vector<int64_t>& tokens, int r
       load[plan.holders[e][0]] += tokens[e];
     }
   }
-  const std::vector<int> order = order_by_load({tokens.begin(), tokens.end()});
-  for (int e : order) {
-    if (plan.holders[e].size() == 1) continue;
+  // Fills the least-loaded holders of e up to a common level with its tokens, given the others'.
+  auto fill = [&](int e) {
     std::vector<size_t> by_load(plan.holders[e].size());  // holder indices, least loaded first
     for (size_t i = 0; i < by_load.size(); ++i) by_load[i] = i;
     auto rank_load = [&](size_t i) { return load[plan.holders[e][i]]; };
@@ -44,7 +45,21 @@ void balance_holders(ExpertPlan& plan, const std::vector<int64_t>& tokens, int r
       plan.quota[e][i] = take;
       load[plan.holders[e][i]] += take;
     }
-  }
+  };
+  std::vector<int> copied;  // hottest first
+  for (int e : order_by_load({tokens.begin(), tokens.end()}))
+    if (plan.holders[e].size() > 1) copied.push_back(e);
+  for (int e : copied) fill(e);
+  // Each later pass takes one expert's tokens back and fills them again given every other
+  // expert's: the busiest holder never gets busier, and the first pass's greedy order matters less.
+  for (int pass = 1; pass < kPasses; ++pass)
+    for (int e : copied) {
+      for (size_t i = 0; i < plan.holders[e].size(); ++i) {
+        load[plan.holders[e][i]] -= plan.quota[e][i];
+        plan.quota[e][i] = 0;
+      }
+      fill(e);
+    }
 }
 
 }  // namespace moe

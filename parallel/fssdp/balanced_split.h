@@ -6,6 +6,9 @@
 // - Experts with one holder are pinned to it. Then, hottest expert first (lower index on ties),
 //   an expert's tokens fill its least-loaded holders up to a common level (water-filling); the
 //   rounding remainder goes one token each to the lowest of them, lower rank first on ties.
+//   Three more passes take each copied expert's tokens back and fill them again given all the
+//   others (coordinate descent on the busiest rank: a refill never raises it), which undoes most
+//   of what the greedy first order got wrong.
 // - Exact loads only: the quotas must add up to this forward's tokens, so a predicted plan
 //   (calibrate: false) keeps the even split.
 // - The quotas go to route_by_quota (replica_routing.h), which needs every rank's counts and one

@@ -1,7 +1,7 @@
 // The calibrated FSSDP plan's token quotas (parallel/fssdp/balanced_split.h): hand-worked
-// water-filling cases, and over random plans the invariants: each expert's quotas add up to its
-// tokens, and the holders of the last copied expert split end within one token of each other,
-// and those left without its tokens no lower.
+// water-filling cases (one where the refining passes matter), and over random plans the invariants:
+// each expert's quotas add up to its tokens, and the holders of the last copied expert split end
+// within one token of each other, and those left without its tokens no lower.
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -30,6 +30,15 @@ TEST(BalancedSplit, PinnedExpertsFirstThenTheCopiesLevelTheHolders) {
   balance_holders(plan, {10, 2, 0, 30}, 3);
   EXPECT_EQ(plan.quota, (std::vector<std::vector<int64_t>>{{10}, {2}, {0}, {4, 12, 14}}));
   EXPECT_EQ(rank_load(plan, 3), (std::vector<int64_t>{14, 14, 14}));
+}
+
+TEST(BalancedSplit, LaterPassesUndoTheGreedyOrder) {
+  // Expert 0 (12 tokens) on ranks 0 and 1, expert 1 (12) on ranks 1 and 2, expert 2 (6) pinned to
+  // rank 2. One greedy pass splits expert 0 6/6, then expert 1 6/6: ranks at 6, 12, 12. The
+  // refills move expert 0 towards rank 0 and expert 1 towards rank 1: 10 each.
+  ExpertPlan plan{{0, 1, 2}, {{0, 1}, {1, 2}, {2}}, {}};
+  balance_holders(plan, {12, 12, 6}, 3);
+  EXPECT_EQ(rank_load(plan, 3), (std::vector<int64_t>{10, 10, 10}));
 }
 
 TEST(BalancedSplit, TooFewTokensStayWithTheLeastLoadedHolders) {
