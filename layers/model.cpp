@@ -334,6 +334,7 @@ Tensor Model::backward_blocks(int begin, int end, const Tensor& dout, double los
 }
 
 void Model::finish_backward(const Tensor& dx, Stream& stream) {
+  if (fssdp_) fssdp_->finish_pending(stream);  // the last MoE layer's copies' gradients
   if (embedding_.grad.defined())
     ops::embedding_backward(saved_.inputs, dx, vocab_start_, embedding_.grad, stream);
   saved_ = Saved{};

@@ -29,6 +29,7 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, MoeConfig con
 
 std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtype,
                                               Stream& stream) const {
+  fssdp_->finish_pending(stream);  // one transfer at a time between the same ranks
   const int rank = fssdp_->rank();
   const int64_t hidden = experts_.hidden(), d_model = experts_.d_model();
   std::vector<FfnWeights> held;
@@ -63,7 +64,7 @@ void MoeLayer::reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeight
       grads[e] = {held[j].dw_gate, held[j].dw_up, held[j].dw_down};
       ++j;
     }
-  sparse_reduce_scatter(plan, grads, fssdp_->group(), stream);
+  fssdp_->defer(start_sparse_reduce_scatter(plan, grads, fssdp_->group(), stream), stream);
 }
 
 void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,

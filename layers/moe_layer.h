@@ -67,7 +67,8 @@ class MoeLayer {
   // The weights of the experts this rank holds this step, owned ones and copies gathered from
   // their owners.
   std::vector<FfnWeights> materialize(const ExpertPlan& plan, DType dtype, Stream& stream) const;
-  // Sums the copies' gradients onto their owners (held: forward's, copies given zero gradients).
+  // Starts summing the copies' gradients onto their owners (held: forward's, copies given zero
+  // gradients); the coordinator finishes it behind the rest of backward.
   void reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,
                      Stream& stream) const;
 

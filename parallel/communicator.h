@@ -43,6 +43,14 @@ struct Transfer {
   Tensor tensor;  // sent from, or received into (a handle: its storage is written)
 };
 
+// Transfers started by Communicator::start_send_recv; wait() completes them (once; the
+// destructor waits if nobody did). The tensors must stay as they are until then.
+class PendingTransfers {
+ public:
+  virtual ~PendingTransfers() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -69,6 +77,12 @@ class Communicator {
   // a transfer with this rank itself is a copy. Any dtype. Counted: the bytes sent to other ranks.
   virtual void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
                          Stream& stream) = 0;
+  // The same transfers, started: the caller computes while they move and waits when it needs
+  // them. MPI posts them nonblocking; the default (NCCL, whose calls are already asynchronous on
+  // the stream) runs send_recv and returns a handle with nothing left to wait for.
+  virtual std::unique_ptr<PendingTransfers> start_send_recv(const std::vector<Transfer>& sends,
+                                                            const std::vector<Transfer>& recvs,
+                                                            Stream& stream);
   // x on every rank = x on `root`.
   virtual void broadcast(Tensor& x, int root, Stream& stream) = 0;
   virtual void barrier() = 0;

@@ -177,34 +177,72 @@ std::vector<int64_t> MpiCommunicator::exchange_counts(const std::vector<int64_t>
   return recv;
 }
 
+namespace {
+
+// Posted sends and receives, and the row types they use, until they complete.
+class MpiPendingTransfers final : public PendingTransfers {
+ public:
+  MpiPendingTransfers(MpiCommunicator& comm, const std::vector<Transfer>& sends,
+                      const std::vector<Transfer>& recvs)
+      : sends_(sends), recvs_(recvs) {
+    const char* name = "send_recv";
+    for (const std::vector<Transfer>* list : {&recvs, &sends})
+      for (const Transfer& t : *list) {
+        expect_host(name, list == &sends ? "a sent tensor" : "a received tensor", t.tensor);
+        collective::check_peer(name, t.peer, comm.size());
+        as_int(name, "rows of a transferred tensor", rows_of(t.tensor));
+      }
+    auto post = [&](const Transfer& t, bool send) {
+      types_.push_back(std::make_unique<RowType>(name, row_bytes(t.tensor)));
+      MPI_Request request = MPI_REQUEST_NULL;
+      const int rows = static_cast<int>(rows_of(t.tensor));
+      if (send)
+        MOE_MPI_CHECK(MPI_Isend(t.tensor.raw(), rows, types_.back()->get(), t.peer, 0, comm.comm(),
+                                &request));
+      else
+        MOE_MPI_CHECK(MPI_Irecv(t.tensor.raw(), rows, types_.back()->get(), t.peer, 0, comm.comm(),
+                                &request));
+      requests_.push_back(request);
+    };
+    for (const Transfer& t : recvs) post(t, false);
+    for (const Transfer& t : sends) post(t, true);
+  }
+  ~MpiPendingTransfers() override {
+    if (!requests_.empty())
+      MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+  }
+  void wait() override {
+    const ops::OpProfileScope profile("comm_send_recv_wait");
+    complete();
+  }
+  void complete() {
+    std::vector<MPI_Request> requests;
+    requests.swap(requests_);
+    MOE_MPI_CHECK(
+        MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  }
+
+ private:
+  std::vector<Transfer> sends_, recvs_;  // the tensors stay alive until the transfers end
+  std::vector<std::unique_ptr<RowType>> types_;
+  std::vector<MPI_Request> requests_;
+};
+
+}  // namespace
+
+std::unique_ptr<PendingTransfers> MpiCommunicator::start_send_recv(
+    const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs, Stream&) {
+  const ops::OpProfileScope profile("comm_send_recv_start");
+  auto pending = std::make_unique<MpiPendingTransfers>(*this, sends, recvs);
+  for (const Transfer& t : sends)
+    if (t.peer != rank_) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
+  return pending;
+}
+
 void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
                                 const std::vector<Transfer>& recvs, Stream&) {
   const ops::OpProfileScope profile("comm_send_recv");
-  const char* name = "send_recv";
-  for (const std::vector<Transfer>* list : {&recvs, &sends})
-    for (const Transfer& t : *list) {
-      expect_host(name, list == &sends ? "a sent tensor" : "a received tensor", t.tensor);
-      collective::check_peer(name, t.peer, size_);
-      as_int(name, "rows of a transferred tensor", rows_of(t.tensor));
-    }
-  std::vector<MPI_Request> requests;
-  std::vector<std::unique_ptr<RowType>> types;
-  auto post = [&](const Transfer& t, bool send) {
-    types.push_back(std::make_unique<RowType>(name, row_bytes(t.tensor)));
-    MPI_Request request = MPI_REQUEST_NULL;
-    const int rows = static_cast<int>(rows_of(t.tensor));
-    if (send)
-      MOE_MPI_CHECK(
-          MPI_Isend(t.tensor.raw(), rows, types.back()->get(), t.peer, 0, comm_, &request));
-    else
-      MOE_MPI_CHECK(
-          MPI_Irecv(t.tensor.raw(), rows, types.back()->get(), t.peer, 0, comm_, &request));
-    requests.push_back(request);
-  };
-  for (const Transfer& t : recvs) post(t, false);
-  for (const Transfer& t : sends) post(t, true);
-  MOE_MPI_CHECK(
-      MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  MpiPendingTransfers(*this, sends, recvs).complete();
   for (const Transfer& t : sends)
     if (t.peer != rank_) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
 }

@@ -15,6 +15,10 @@
 // - all_gather is in place when `in` is this rank's block of `out` (MPI_IN_PLACE).
 // - Each method is timed in the op profile as comm_<collective> (ops::OpProfileScope; one branch
 //   when profiling is off): the time spent in the call, waiting for slower ranks included.
+//   start_send_recv is timed as comm_send_recv_start (posting) and comm_send_recv_wait (the wait),
+//   so the profile tells the time communication was hidden from the time it was waited for.
+// - send_recv posts nonblocking sends and receives and waits for them at once; start_send_recv
+//   returns them posted. Pending transfers progress whenever this process is inside MPI.
 #pragma once
 
 #include <mpi.h>
@@ -42,6 +46,9 @@ class MpiCommunicator final : public Communicator {
   std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send) override;
   void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
                  Stream& stream) override;
+  std::unique_ptr<PendingTransfers> start_send_recv(const std::vector<Transfer>& sends,
+                                                    const std::vector<Transfer>& recvs,
+                                                    Stream& stream) override;
   void broadcast(Tensor& x, int root, Stream& stream) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;

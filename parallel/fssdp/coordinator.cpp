@@ -89,4 +89,11 @@ void FssdpCoordinator::record(const std::vector<std::vector<int64_t>>& loads) {
     history_[l].record(std::vector<double>(loads[l].begin(), loads[l].end()));
 }
 
+void FssdpCoordinator::defer(PendingReduce reduce, Stream& stream) {
+  finish_pending(stream);
+  pending_ = std::move(reduce);
+}
+
+void FssdpCoordinator::finish_pending(Stream& stream) { pending_.finish(stream); }
+
 }  // namespace moe

@@ -16,6 +16,9 @@
 //   Routers that move from step to step (balancing losses against a skew) then stay balanced.
 //   With exact loads the holders can also take token quotas that even out the ranks
 //   (balanced_split.h) instead of the even, local-first split.
+// - Overlap: the coordinator keeps the one copies' reduce that runs behind backward (defer), so
+//   that MoE layers, which are const during forward and backward, can start it and a later one,
+//   or the model at the end of backward, can finish it.
 #pragma once
 
 #include <optional>
@@ -26,6 +29,7 @@
 #include "parallel/fssdp/least_loaded.h"
 #include "parallel/fssdp/load_history.h"
 #include "parallel/fssdp/materialization.h"
+#include "parallel/fssdp/sparse_collectives.h"
 
 namespace moe {
 
@@ -76,6 +80,12 @@ class FssdpCoordinator {
   // One step's tokens per expert, summed over all ranks, for each MoE layer.
   void record(const std::vector<std::vector<int64_t>>& loads);
 
+  // A layer's copies' gradient reduce, started in its backward, left running behind the work
+  // that follows (one at a time: a pending one is finished first). finish_pending completes it:
+  // before the next sparse transfer and at the end of backward.
+  void defer(PendingReduce reduce, Stream& stream);
+  void finish_pending(Stream& stream);
+
  private:
   int experts_;
   FssdpPlacement placement_;
@@ -85,6 +95,7 @@ class FssdpCoordinator {
   std::vector<int> owner_;  // [layer * experts + expert]
   std::vector<LoadHistory> history_;
   std::vector<ExpertPlan> plans_;
+  PendingReduce pending_;
 };
 
 }  // namespace moe

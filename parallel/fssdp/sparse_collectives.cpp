@@ -32,8 +32,8 @@ void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks,
   if (!sends.empty() || !recvs.empty()) comm->send_recv(sends, recvs, stream);
 }
 
-void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
-                           Communicator* comm, Stream& stream) {
+PendingReduce start_sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
+                                          Communicator* comm, Stream& stream) {
   const int rank = group_rank(comm);
   check_chunks(plan, grads, rank, "sparse_reduce_scatter");
   std::vector<Transfer> sends, recvs;
@@ -52,8 +52,21 @@ void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& gra
       }
     }
   }
-  if (!sends.empty() || !recvs.empty()) comm->send_recv(sends, recvs, stream);
-  for (auto& [own, gradient] : received) ops::add(own, gradient, own, stream);
+  if (sends.empty() && recvs.empty()) return {};
+  return {comm->start_send_recv(sends, recvs, stream), std::move(received)};
+}
+
+void PendingReduce::finish(Stream& stream) {
+  if (!transfers_) return;
+  transfers_->wait();
+  transfers_.reset();
+  for (auto& [own, gradient] : received_) ops::add(own, gradient, own, stream);
+  received_.clear();
+}
+
+void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
+                           Communicator* comm, Stream& stream) {
+  start_sparse_reduce_scatter(plan, grads, comm, stream).finish(stream);
 }
 
 }  // namespace moe

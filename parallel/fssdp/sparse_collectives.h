@@ -13,8 +13,12 @@
 // - A replica that got no tokens still sends its (zero) gradient: the plan, not the data, decides
 //   who talks to whom, so all ranks agree on it without an extra exchange.
 // - The byte counts are the communicator's (send_recv: what this rank sends to others).
+// - The reduce can run behind other work (start_sparse_reduce_scatter): MoE layers start their
+//   copies' reduce in backward and finish it when the next transfer or the optimizer needs it.
 #pragma once
 
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "parallel/fssdp/expert_plan.h"
@@ -33,5 +37,25 @@ void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks,
 // replica's (in rank order); the replicas' are left as they were.
 void sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
                            Communicator* comm, Stream& stream);
+
+// The same, started: the transfers are posted, and finish() waits for them and adds what arrived.
+// Until then the gradients must stay as they are, and no other transfer may be started between
+// the same ranks.
+class PendingReduce {
+ public:
+  PendingReduce() = default;  // nothing pending
+  PendingReduce(std::unique_ptr<PendingTransfers> transfers,
+                std::vector<std::pair<Tensor, Tensor>> received)
+      : transfers_(std::move(transfers)), received_(std::move(received)) {}
+  bool pending() const { return transfers_ != nullptr; }
+  void finish(Stream& stream);
+
+ private:
+  std::unique_ptr<PendingTransfers> transfers_;
+  std::vector<std::pair<Tensor, Tensor>> received_;  // (owner's gradient, a replica's)
+};
+
+PendingReduce start_sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,
+                                          Communicator* comm, Stream& stream);
 
 }  // namespace moe

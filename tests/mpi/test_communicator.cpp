@@ -285,6 +285,25 @@ TEST_F(CommunicatorTest, GroupedSendRecvRingAndSelf) {
   EXPECT_EQ(comm->volume()[Collective::send_recv], size == 1 ? 0 : 3 * 48);
 }
 
+// Started transfers move while the ranks do other collectives, and are there after wait(): a
+// ring, with an all-reduce between posting and waiting. Counted when started.
+TEST_F(CommunicatorTest, StartedSendRecvArrivesWhenWaitedFor) {
+  const int next = (rank + 1) % size, prev = (rank + size - 1) % size;
+  const Tensor sent = make_tensor<float>({64, 16}, [&](int64_t i) { return rank * 1e4f + i; });
+  Tensor received = Tensor::zeros({64, 16}, DType::f32);
+  comm->reset_volume();
+  std::unique_ptr<PendingTransfers> pending =
+      comm->start_send_recv({{next, sent}}, {{prev, received}}, stream);
+  EXPECT_EQ(comm->volume()[Collective::send_recv], size == 1 ? 0 : 64 * 16 * 4);
+  Tensor sum = Tensor::from_vector<int64_t>({1}, {1});
+  comm->all_reduce(sum, ReduceOp::sum, stream);
+  EXPECT_EQ(sum.data<int64_t>()[0], size);
+  pending->wait();
+  EXPECT_EQ(received.to_vector<float>(), make_tensor<float>({64, 16}, [&](int64_t i) {
+                                           return prev * 1e4f + i;
+                                         }).to_vector<float>());
+}
+
 TEST_F(CommunicatorTest, SendRecvRejectsABadPeerBeforeSending) {
   const Tensor t = Tensor::zeros({2}, DType::f32);
   EXPECT_TRUE(mentions(input_error_message([&] {
