@@ -10,17 +10,10 @@
 #include <gtest/gtest.h>
 
 #include "parallel/fssdp/balanced_split.h"
+#include "tests/support/quota_load.h"
 
 namespace moe {
 namespace {
-
-std::vector<int64_t> rank_load(const ExpertPlan& plan, int ranks) {
-  std::vector<int64_t> load(ranks, 0);
-  for (int e = 0; e < plan.experts(); ++e)
-    for (size_t h = 0; h < plan.holders[e].size(); ++h)
-      load[plan.holders[e][h]] += plan.quota[e][h];
-  return load;
-}
 
 TEST(BalancedSplit, PinnedExpertsFirstThenTheCopiesLevelTheHolders) {
   // Rank 0 owns expert 0 (10 tokens), rank 1 expert 1 (2), rank 2 expert 2 (0); expert 3 (30
@@ -29,7 +22,7 @@ TEST(BalancedSplit, PinnedExpertsFirstThenTheCopiesLevelTheHolders) {
   ExpertPlan plan{{0, 1, 2, 0}, {{0}, {1}, {2}, {0, 1, 2}}, {}};
   balance_holders(plan, {10, 2, 0, 30}, 3);
   EXPECT_EQ(plan.quota, (std::vector<std::vector<int64_t>>{{10}, {2}, {0}, {4, 12, 14}}));
-  EXPECT_EQ(rank_load(plan, 3), (std::vector<int64_t>{14, 14, 14}));
+  EXPECT_EQ(testing::quota_load(plan, 3), (std::vector<int64_t>{14, 14, 14}));
 }
 
 TEST(BalancedSplit, LaterPassesUndoTheGreedyOrder) {
@@ -38,7 +31,7 @@ TEST(BalancedSplit, LaterPassesUndoTheGreedyOrder) {
   // refills move expert 0 towards rank 0 and expert 1 towards rank 1: 10 each.
   ExpertPlan plan{{0, 1, 2}, {{0, 1}, {1, 2}, {2}}, {}};
   balance_holders(plan, {12, 12, 6}, 3);
-  EXPECT_EQ(rank_load(plan, 3), (std::vector<int64_t>{10, 10, 10}));
+  EXPECT_EQ(testing::quota_load(plan, 3), (std::vector<int64_t>{10, 10, 10}));
 }
 
 TEST(BalancedSplit, TooFewTokensStayWithTheLeastLoadedHolders) {
@@ -75,7 +68,7 @@ TEST(BalancedSplit, RandomPlansSplitEveryTokenAndLevelEachCopiedExpert) {
       EXPECT_EQ(std::accumulate(plan.quota[e].begin(), plan.quota[e].end(), int64_t{0}), tokens[e]);
     // The last expert to be split (the coldest with copies) leaves its holders that got tokens
     // within one token of each other and no lower than those that got none.
-    const std::vector<int64_t> load = rank_load(plan, ranks);
+    const std::vector<int64_t> load = testing::quota_load(plan, ranks);
     for (int e = experts - 1; e >= 0; --e) {
       if (plan.holders[e].size() < 2 || tokens[e] == 0) continue;
       bool coldest = true;

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "parallel/fssdp/least_loaded.h"
 #include "parallel/fssdp/replica_routing.h"
+#include "tests/support/quota_load.h"
 
 namespace moe {
 namespace {
@@ -20,15 +21,6 @@ namespace {
 LeastLoadedBudget budget(double capacity_factor, int64_t min_tokens, double threshold,
                          int slots = 8) {
   return {capacity_factor, min_tokens, threshold, slots};
-}
-
-// Tokens each rank processes under the plan.
-std::vector<int64_t> rank_load(const ExpertPlan& plan, int ranks) {
-  std::vector<int64_t> load(ranks, 0);
-  for (int e = 0; e < plan.experts(); ++e)
-    for (size_t h = 0; h < plan.holders[e].size(); ++h)
-      load[plan.holders[e][h]] += plan.quota[e][h];
-  return load;
 }
 
 TEST(LeastLoaded, BelowTheThresholdEveryExpertStaysWithItsOwner) {
@@ -52,7 +44,7 @@ TEST(LeastLoaded, TheOwnerKeepsRoomForItsOwnExpertsStillToCome) {
   EXPECT_EQ(plan.holders[0], (std::vector<int>{0, 1}));
   EXPECT_EQ(plan.quota[0], (std::vector<int64_t>{10, 50}));
   EXPECT_EQ(plan.quota[1], (std::vector<int64_t>{40}));
-  EXPECT_EQ(rank_load(plan, 2), (std::vector<int64_t>{50, 50}));
+  EXPECT_EQ(testing::quota_load(plan, 2), (std::vector<int64_t>{50, 50}));
 }
 
 TEST(LeastLoaded, ChunksBelowTheMinimumMoveOnlyAsAWholeRemainder) {
@@ -102,7 +94,8 @@ TEST(LeastLoaded, RandomCasesPlaceEveryTokenWithinSlotsAndCapacity) {
     if (per_rank == 1 && slots >= ranks) {
       const int64_t total = std::accumulate(tokens.begin(), tokens.end(), int64_t{0});
       const auto capacity = static_cast<int64_t>(1.1 * static_cast<double>(total) / ranks);
-      for (int64_t load : rank_load(plan, ranks)) EXPECT_LE(load, std::max<int64_t>(capacity, 1));
+      for (int64_t load : testing::quota_load(plan, ranks))
+        EXPECT_LE(load, std::max<int64_t>(capacity, 1));
     }
   }
 }
