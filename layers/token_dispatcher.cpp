@@ -5,6 +5,7 @@
 
 #include "kernels/ops.h"
 #include "layers/activation_sum.h"
+#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
@@ -149,7 +150,7 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
                                             Stream& stream) const {
   const int num = num_experts_, ranks = ep_size_, me = ep_rank_, tp = tp_size_;
   MOE_ASSERT(!gathers_experts(), "FSSDP dispatch runs whole experts (no expert_tp)");
-  MOE_ASSERT(tp == 1 || experts.quota.empty(), "quota routing needs tp = 1");
+  MOE_ASSERT(tp == 1 || experts.quota.empty(), "a planner's quotas need tp = 1");
   MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
              experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
   MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * num,
@@ -157,13 +158,21 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   // routes[t][s][e][d]: rows of expert e that TP rank t of EP rank s sends to EP rank d. Tokens
   // are replicated over TP, so every rank knows every TP rank's share of every rank's counts.
   std::vector<std::vector<std::vector<std::vector<int64_t>>>> routes(tp);
-  for (int t = 0; t < tp; ++t)
-    for (int s = 0; s < ranks; ++s) {
-      std::vector<int64_t> share(num);
-      for (int e = 0; e < num; ++e) share[e] = share_size(all[int64_t{s} * num + e], t, tp);
-      routes[t].push_back(experts.quota.empty() ? route_to_replicas(share, experts, topology, s)
-                                                : route_by_quota(all, experts, ranks, s));
+  for (int t = 0; t < tp; ++t) {
+    std::vector<int64_t> shares(all.size()), tokens(num, 0);  // TP share t of all, its sums
+    for (size_t i = 0; i < all.size(); ++i) {
+      shares[i] = share_size(all[i], t, tp);
+      tokens[i % num] += shares[i];
     }
+    ExpertPlan balanced = experts;
+    if (experts.balance) balance_holders(balanced, tokens, ranks);
+    for (int s = 0; s < ranks; ++s) {
+      const std::vector<int64_t> mine(shares.begin() + int64_t{s} * num,
+                                      shares.begin() + int64_t{s + 1} * num);
+      routes[t].push_back(balanced.quota.empty() ? route_to_replicas(mine, experts, topology, s)
+                                                 : route_by_quota(shares, balanced, ranks, s));
+    }
+  }
 
   DispatchPlan plan;
   plan.rows = sorted_slots.numel();

@@ -41,7 +41,7 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
         f.rematerialize,
         f.reshard_interval,
         f.calibrate,
-        f.calibrate && group_size(groups.tp) == 1};
+        f.calibrate};
   }
   if (config.parallel.experts == ExpertPlacement::llep) {
     const LlepConfig& l = config.llep;

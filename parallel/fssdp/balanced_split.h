@@ -1,6 +1,6 @@
-// How a calibrated FSSDP plan splits each expert's tokens among its holders (fssdp.calibrate with
-// tp 1): as quotas that even out the ranks' loads, instead of replica routing's even split, which
-// keeps every token on its own rank when that rank holds the expert.
+// How a calibrated FSSDP plan splits each expert's tokens among its holders (fssdp.calibrate): as
+// quotas that even out the ranks' loads, instead of replica routing's even split, which keeps
+// every token on its own rank when that rank holds the expert.
 //
 // Decisions:
 // - Experts with one holder are pinned to it. Then, hottest expert first (lower index on ties),
@@ -11,8 +11,9 @@
 //   of what the greedy first order got wrong.
 // - Exact loads only: the quotas must add up to this forward's tokens, so a predicted plan
 //   (calibrate: false) keeps the even split.
-// - The quotas go to route_by_quota (replica_routing.h), which needs every rank's counts and one
-//   share per rank: under tensor parallelism the even split is kept.
+// - The dispatcher computes them from every rank's gathered counts and hands them to
+//   route_by_quota (replica_routing.h); under tensor parallelism, once per TP share of the tokens,
+//   so that each TP rank's share is balanced on its own.
 #pragma once
 
 #include <cstdint>

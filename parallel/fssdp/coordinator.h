@@ -15,7 +15,8 @@
 //   dispatcher gathers every rank's counts anyway, so an exact plan costs no extra collective.
 //   Routers that move from step to step (balancing losses against a skew) then stay balanced.
 //   With exact loads the holders can also take token quotas that even out the ranks
-//   (balanced_split.h) instead of the even, local-first split.
+//   (ExpertPlan::balance: the dispatcher computes them, balanced_split.h) instead of the even,
+//   local-first split.
 // - Overlap: the coordinator keeps the one copies' reduce that runs behind backward (defer), so
 //   that MoE layers, which are const during forward and backward, can start it and a later one,
 //   or the model at the end of backward, can finish it.
@@ -25,7 +26,6 @@
 #include <vector>
 
 #include "parallel/communicator.h"
-#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/least_loaded.h"
 #include "parallel/fssdp/load_history.h"
 #include "parallel/fssdp/materialization.h"
@@ -41,7 +41,7 @@ struct FssdpPlacement {
   bool rematerialize = false;    // gather copies again in backward instead of keeping them
   int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
   bool calibrate = false;        // plan each forward's copies from its own routed tokens
-  bool balance_tokens = false;   // with calibrate: quotas even out the ranks' loads (tp 1)
+  bool balance_tokens = false;   // with calibrate: quotas even out the ranks' loads
   // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
   // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.
   std::optional<LeastLoadedBudget> least_loaded = std::nullopt;
