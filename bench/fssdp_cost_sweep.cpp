@@ -5,7 +5,8 @@
 // parts, the expert-work balance (max / mean rows) and the speedup.
 //   build/bench/fssdp_cost_sweep [--ranks 32] [--ranks-per-node 8] [--experts 64] [--top-k 2]
 //     [--tokens 16384] [--d-model 768] [--expert-hidden 1536] [--slots 4] [--overlap 0]
-//     [--tflops 400] [--intra-gbs 450] [--inter-gbits 400] [--skews 0,0.5,1,1.5,2]
+//     [--tflops 400] [--intra-gbs 450] [--inter-gbits 400] [--skews 0,0.5,1,1.5,2] [--even]
+// FSSDP routes by balanced quotas, as calibrated FSSDP does; --even: the even, local-first split.
 // Defaults: the paper's GPT-MoE-S layer (d 768, expert FFN 2d, 64 experts, top-2, 8 sequences of
 // 2048 tokens per GPU) on 4 nodes of 8 H100-class GPUs (400 TFLOP/s sustained bf16, NVLink
 // 450 GB/s, 400 Gb/s per GPU between nodes).
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--inter-gbits", inter_gbits, "Gb/s per rank between nodes")
       ->check(CLI::PositiveNumber);
   app.add_option("--skews", skews, "Zipf exponents")->delimiter(',');
+  bool even = false;
+  app.add_flag("--even", even,
+               "FSSDP tokens split evenly, local first (fssdp.calibrate: false), not by balanced "
+               "quotas");
   CLI11_PARSE(app, argc, argv);
   if (top_k > experts) {
     std::fprintf(stderr, "error: --top-k %d exceeds --experts %d\n", top_k, experts);
@@ -54,10 +59,10 @@ int main(int argc, char** argv) {
   const std::vector<int> owner = contiguous_owners(1, experts, topology);
   std::printf(
       "# %d ranks (%d per node), %d experts top-%d, %lld tokens/rank, d %lld, F %lld; "
-      "%.0f TFLOP/s, %.0f GB/s in a node, %.0f Gb/s between; FSSDP slots %d\n",
+      "%.0f TFLOP/s, %.0f GB/s in a node, %.0f Gb/s between; FSSDP slots %d, %s\n",
       ranks, per_node, experts, top_k, static_cast<long long>(tokens),
       static_cast<long long>(d_model), static_cast<long long>(hidden), tflops, intra_gbs,
-      inter_gbits, slots);
+      inter_gbits, slots, even ? "even split" : "balanced quotas");
   std::printf("# ms per MoE layer and step (forward + backward expert work and traffic)\n");
   std::printf("%5s | %8s %8s %8s %8s | %8s %8s %8s %8s %8s | %7s\n", "skew", "EP bal", "compute",
               "a2a", "total", "FSSDP bal", "compute", "a2a", "sparse", "total", "speedup");
@@ -68,8 +73,9 @@ int main(int argc, char** argv) {
     for (double& s : share) s /= sum;
     const LayerTime ep =
         predict(layer_counts(share, owners_only(owner), topology, shape), topology, shape, cluster);
-    const ExpertPlan plan =
+    ExpertPlan plan =
         plan_materialization(owner, share, {slots, overlap > 0 ? overlap : experts}, topology);
+    plan.balance = !even;
     const LayerTime fs =
         predict(layer_counts(share, plan, topology, shape), topology, shape, cluster);
     std::printf("%5.2f | %8.2f %8.3f %8.3f %8.3f | %8.2f %8.3f %8.3f %8.3f %8.3f | %7.2f\n", skew,

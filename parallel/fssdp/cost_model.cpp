@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
@@ -24,8 +25,20 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
   std::vector<std::vector<double>> dispatch(ranks, std::vector<double>(ranks, 0)),
       sparse(ranks, std::vector<double>(ranks, 0));
   std::vector<RankCounts> counts(ranks);
+  // Quotas, the planner's or balanced ones (as the dispatcher makes them), cut the tokens of all
+  // ranks, which route the same share each.
+  std::vector<int64_t> all;
+  for (int s = 0; s < ranks; ++s) all.insert(all.end(), tokens.begin(), tokens.end());
+  ExpertPlan routed = plan;
+  if (plan.balance) {
+    std::vector<int64_t> total(experts);
+    for (int e = 0; e < experts; ++e) total[e] = tokens[e] * ranks;
+    balance_holders(routed, total, ranks);
+  }
   for (int s = 0; s < ranks; ++s) {
-    const std::vector<std::vector<int64_t>> send = route_to_replicas(tokens, plan, topology, s);
+    const std::vector<std::vector<int64_t>> send =
+        routed.quota.empty() ? route_to_replicas(tokens, plan, topology, s)
+                             : route_by_quota(all, routed, ranks, s);
     for (int e = 0; e < experts; ++e)
       for (int d = 0; d < ranks; ++d) {
         counts[d].rows += send[e][d];

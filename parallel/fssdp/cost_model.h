@@ -8,7 +8,9 @@
 //   expert rows, and the bytes it sends to ranks on its node and on other nodes, per kind;
 //   predict() turns counts into seconds with a cluster's FLOP rate and bandwidths. The counts are
 //   the same quantities bench_fssdp measures on real ranks.
-// - Every rank routes the same share of its tokens to each expert (the load share is global).
+// - Every rank routes the same share of its tokens to each expert (the load share is global),
+//   by the plan's routing: quotas (LLEP), balanced quotas (ExpertPlan::balance, calibrated FSSDP)
+//   or the even, local-first split.
 // - Time per rank = compute + all-to-all + sparse collectives, each from that rank's own counts;
 //   the layer takes the slowest rank's time (every collective waits for it). Nothing overlaps,
 //   so FSSDP's copies are charged in full (Hecate hides some behind attention).

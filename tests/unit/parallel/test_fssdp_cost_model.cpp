@@ -95,6 +95,12 @@ TEST(CostModel, ExpertParallelismSlowsWithSkewWhileFssdpBalances) {
     EXPECT_LT(fssdp.balance, 0.5 * ep.balance);
     EXPECT_LT(fssdp.total, ep.total);
     EXPECT_GT(fssdp.sparse, 0);
+    // Balanced quotas (calibrated FSSDP) level the same holders further than the even split.
+    ExpertPlan balanced = plan;
+    balanced.balance = true;
+    const LayerTime level =
+        predict(layer_counts(share, balanced, topology, shape), topology, shape, cluster);
+    EXPECT_LT(level.balance, fssdp.balance);
   }
 }
 
