@@ -40,7 +40,6 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
         f.ranks_per_node > 0 ? f.ranks_per_node : ranks,
         f.rematerialize,
         f.reshard_interval,
-        f.calibrate,
         f.calibrate};
   }
   if (config.parallel.experts == ExpertPlacement::llep) {

@@ -59,7 +59,7 @@ const ExpertPlan& FssdpCoordinator::plan_forward(int layer, const std::vector<in
   else if (placement_.calibrate) {
     plan = plan_materialization(plan.owner, {tokens.begin(), tokens.end()}, placement_.budget,
                                 topology_);
-    plan.balance = placement_.balance_tokens;
+    plan.balance = true;  // exact loads: quotas can follow them
   }
   return plan;
 }

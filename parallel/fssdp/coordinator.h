@@ -41,7 +41,6 @@ struct FssdpPlacement {
   bool rematerialize = false;    // gather copies again in backward instead of keeping them
   int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
   bool calibrate = false;        // plan each forward's copies from its own routed tokens
-  bool balance_tokens = false;   // with calibrate: quotas even out the ranks' loads
   // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
   // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.
   std::optional<LeastLoadedBudget> least_loaded = std::nullopt;
