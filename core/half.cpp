@@ -16,15 +16,6 @@ static float bits_float(uint32_t bits) {
   return value;
 }
 
-bf16_t float_to_bf16(float value) {
-  const uint32_t bits = float_bits(value);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((bits >> 16) | 0x0040u)};
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);  // ties go to the even result
-  return {static_cast<uint16_t>((bits + rounding) >> 16)};
-}
-
-float bf16_to_float(bf16_t value) { return bits_float(static_cast<uint32_t>(value.bits) << 16); }
-
 f16_t float_to_f16(float value) {
   const uint32_t bits = float_bits(value);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);

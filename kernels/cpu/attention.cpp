@@ -1,7 +1,7 @@
 // Causal grouped-query attention on the CPU, flash-attention style. Query head h reads kv head
 // h / (Hq / Hkv); query t sees keys 0..t. f32 tensors take the tiled GEMM path of
-// attention_f32.cpp; this file's loops in double serve f64 (the reference the f32 path is tested
-// against) and bf16 (the oracle of the CUDA bf16 kernel, whose rounding points are below).
+// attention_f32.cpp; this file's loops in double serve f64, the reference the f32 path is tested
+// against.
 // - Forward walks the keys in blocks of kBlock and keeps, per query row, a running max, a running
 //   sum of exp(score - max) and the unnormalized output, rescaled whenever the max grows. Scratch
 //   is O(kBlock * hd) per task, never T x T. Tasks are (batch, query head, query block) under a
@@ -13,11 +13,10 @@
 //   one writer: no atomics, no per-thread copies.
 // - Dot products and per-block gradient sums are in double; the output tensors receive one addition
 //   per key block (dq) or per query head (dk, dv).
-// - bf16 q, k, v, out, dout (as kernels/cuda/attention.cu, which computes in f32): elements are
-//   widened exactly and the arithmetic is the f32 path's (double); lse is f32 (compute_t; other
-//   dtypes are an InputError), narrowed from double. Rounding points: out once, on store; dq, dk,
-//   dv are summed in f32 buffers (the additions above) and rounded once at the end, as CUDA assigns
-//   each gradient once from its f32 registers.
+// - bf16 q, k, v, out, dout (the oracle of kernels/cuda/attention.cu, which computes in f32): the
+//   inputs are widened exactly to f32 and run through the f32 path, so the arithmetic is f32 as on
+//   the GPU; lse stays f32. Rounding points: out, dq, dk and dv once each, from the f32 path's
+//   results, as CUDA assigns each output once from its f32 registers.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -58,13 +57,13 @@ HeadRows<P> head_rows(P* data, const Dims& d, int64_t heads, int64_t b, int64_t 
 template <typename T>
 double dot(const T* a, const T* b, int64_t n) {
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(widen(a[i])) * widen(b[i]);
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(a[i]) * b[i];
   return sum;
 }
 
 template <typename T>
 void add_scaled(double alpha, const T* x, double* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * widen(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 // The inputs of one query head: its q rows and the k, v rows of its kv head.
@@ -106,8 +105,7 @@ void absorb_keys(const HeadInputs<T>& in, int64_t t, int64_t s0, int64_t s1, dou
 // Output rows [t0, t1) of one query head. Key blocks start at multiples of kBlock, as t0 does, so
 // every block a row visits holds at least one key it may see.
 template <typename T>
-void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRows<T> out,
-                         compute_t<T>* lse) {
+void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRows<T> out, T* lse) {
   const int64_t hd = in.head_dim;
   std::vector<double> acc(static_cast<size_t>((t1 - t0) * hd), 0.0);
   std::vector<double> scores(kBlock);
@@ -118,8 +116,8 @@ void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRo
                   &acc[(t - t0) * hd]);
   for (int64_t t = t0; t < t1; ++t) {
     const RunningSoftmax& row = rows[t - t0];
-    for (int64_t d = 0; d < hd; ++d) out[t][d] = narrow<T>(acc[(t - t0) * hd + d] / row.sum);
-    lse[t] = static_cast<compute_t<T>>(row.max + std::log(row.sum));
+    for (int64_t d = 0; d < hd; ++d) out[t][d] = static_cast<T>(acc[(t - t0) * hd + d] / row.sum);
+    lse[t] = static_cast<T>(row.max + std::log(row.sum));
   }
 }
 
@@ -129,10 +127,10 @@ void forward_query_block(const HeadInputs<T>& in, int64_t t0, int64_t t1, HeadRo
 template <typename T>
 struct HeadOutputs {
   HeadRows<const T> out, dout;
-  const compute_t<T>* lse;
+  const T* lse;
 };
 
-// Gradient rows: the gradients themselves, or their f32 accumulators for bf16.
+// Gradient rows, summed into in place.
 template <typename G>
 struct HeadGrads {
   HeadRows<G> dq, dk, dv;
@@ -190,14 +188,20 @@ void backward_query_head(const HeadInputs<T>& in, const HeadOutputs<T>& o, int64
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float softmax_scale,
                        Tensor& out, Tensor& lse, Stream&) {
   if (q.dtype() == DType::f32) return attention_forward_f32(q, k, v, softmax_scale, out, lse);
+  if (q.dtype() == DType::bf16) {
+    Tensor out32 = Tensor::empty(out.shape(), DType::f32);
+    attention_forward_f32(widened_tensor(q), widened_tensor(k), widened_tensor(v), softmax_scale,
+                          out32, lse);
+    return round_into(out32, out);
+  }
   const Dims d = attention_dims(q, k);
   const int64_t q_blocks = (d.seq + kBlock - 1) / kBlock;
   const int64_t tasks = d.batch * d.q_heads * q_blocks;
-  storage_dispatch(q.dtype(), "attention_forward", [&]<typename T>() {
+  float_dispatch(q.dtype(), "attention_forward", [&]<typename T>() {
     expect_statistics_dtype<T>("attention_forward", "lse", lse);
     const T *pq = q.data<T>(), *pk = k.data<T>(), *pv = v.data<T>();
     T* pout = out.data<T>();
-    compute_t<T>* plse = lse.data<compute_t<T>>();
+    T* plse = lse.data<T>();
 #pragma omp parallel for schedule(dynamic)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t block = task % q_blocks, h = task / q_blocks % d.q_heads;
@@ -216,14 +220,27 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         Tensor& dk, Tensor& dv, Stream&) {
   if (q.dtype() == DType::f32)
     return attention_backward_f32(dout, q, k, v, out, lse, softmax_scale, dq, dk, dv);
+  if (q.dtype() == DType::bf16) {
+    Tensor dq32 = Tensor::empty(dq.shape(), DType::f32),
+           dk32 = Tensor::empty(dk.shape(), DType::f32);
+    Tensor dv32 = Tensor::empty(dv.shape(), DType::f32);
+    attention_backward_f32(widened_tensor(dout), widened_tensor(q), widened_tensor(k),
+                           widened_tensor(v), widened_tensor(out), lse, softmax_scale, dq32, dk32,
+                           dv32);
+    round_into(dq32, dq);
+    round_into(dk32, dk);
+    return round_into(dv32, dv);
+  }
   const Dims d = attention_dims(q, k);
-  storage_dispatch(q.dtype(), "attention_backward", [&]<typename T>() {
+  float_dispatch(q.dtype(), "attention_backward", [&]<typename T>() {
     expect_statistics_dtype<T>("attention_backward", "lse", lse);
     const T *pq = q.data<T>(), *pk = k.data<T>(), *pv = v.data<T>();
     const T *pout = out.data<T>(), *pdout = dout.data<T>();
-    const compute_t<T>* plse = lse.data<compute_t<T>>();
-    Accumulator<T> acc_dq(dq, false), acc_dk(dk, false), acc_dv(dv, false);
-    auto *pdq = acc_dq.data(), *pdk = acc_dk.data(), *pdv = acc_dv.data();
+    const T* plse = lse.data<T>();
+    T *pdq = dq.data<T>(), *pdk = dk.data<T>(), *pdv = dv.data<T>();
+    std::fill_n(pdq, dq.numel(), T(0));
+    std::fill_n(pdk, dk.numel(), T(0));
+    std::fill_n(pdv, dv.numel(), T(0));
 #pragma omp parallel for schedule(dynamic)
     for (int64_t task = 0; task < d.batch * d.kv_heads; ++task) {
       const int64_t b = task / d.kv_heads, kv = task % d.kv_heads;
@@ -234,15 +251,12 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
         const HeadOutputs<T> o{head_rows(pout, d, d.q_heads, b, h),
                                head_rows(pdout, d, d.q_heads, b, h),
                                plse + (b * d.q_heads + h) * d.seq};
-        const HeadGrads<compute_t<T>> g{head_rows(pdq, d, d.q_heads, b, h),
-                                        head_rows(pdk, d, d.kv_heads, b, kv),
-                                        head_rows(pdv, d, d.kv_heads, b, kv)};
+        const HeadGrads<T> g{head_rows(pdq, d, d.q_heads, b, h),
+                             head_rows(pdk, d, d.kv_heads, b, kv),
+                             head_rows(pdv, d, d.kv_heads, b, kv)};
         backward_query_head(in, o, d.seq, g);
       }
     }
-    acc_dq.round_into_output();
-    acc_dk.round_into_output();
-    acc_dv.round_into_output();
   });
 }
 

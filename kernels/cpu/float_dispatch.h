@@ -37,13 +37,34 @@ T narrow(U x) {
     return static_cast<T>(x);
 }
 
-// A bf16 tensor's values in f32 (exact): the accumulator of an op that rounds once at the end.
+// A bf16 tensor's values written to f32 (exact).
+inline void widen_into(const Tensor& bf16, float* out) {
+  const bf16_t* p = bf16.data<bf16_t>();
+  const int64_t n = bf16.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = widen(p[i]);
+}
+
+// The accumulator of an op that rounds once at the end.
 inline std::vector<float> widened(const Tensor& bf16) {
   std::vector<float> out(static_cast<size_t>(bf16.numel()));
-  const bf16_t* p = bf16.data<bf16_t>();
-  for (int64_t i = 0; i < bf16.numel(); ++i) out[i] = widen(p[i]);
+  widen_into(bf16, out.data());
   return out;
 }
+
+// The same values as a new f32 host tensor, for a bf16 op that runs an f32 kernel.
+inline Tensor widened_tensor(const Tensor& bf16) {
+  Tensor out = Tensor::empty(bf16.shape(), DType::f32);
+  widen_into(bf16, out.data<float>());
+  return out;
+}
+
+// An f32 result stored into its bf16 output, each element rounded once to nearest even.
+inline void round_into(const float* f32, Tensor& bf16) {
+  bf16_t* p = bf16.data<bf16_t>();
+  const int64_t n = bf16.numel();
+  for (int64_t i = 0; i < n; ++i) p[i] = narrow<bf16_t>(f32[i]);
+}
+inline void round_into(const Tensor& f32, Tensor& bf16) { round_into(f32.data<float>(), bf16); }
 
 // Where a sum over several terms lands when its output rounds once: the output itself for f32/f64
 // (summed in place, as ever), an f32 buffer for bf16 that round_into_output() narrows at the end.
@@ -64,9 +85,7 @@ class Accumulator {
       return out_.data<T>();
   }
   void round_into_output() {
-    if constexpr (std::is_same_v<T, bf16_t>)
-      for (int64_t i = 0; i < out_.numel(); ++i)
-        out_.data<bf16_t>()[i] = narrow<bf16_t>(buffer_[i]);
+    if constexpr (std::is_same_v<T, bf16_t>) round_into(buffer_.data(), out_);
   }
 
  private:

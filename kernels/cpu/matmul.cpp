@@ -45,18 +45,31 @@ void gemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int
   }
 }
 
+// t's values in f32, in `buffer`: a per-thread buffer keeps its pages from call to call, where a
+// fresh vector above malloc's mmap threshold would fault in every page again.
+const float* widened_in(const Tensor& t, std::vector<float>& buffer) {
+  buffer.resize(static_cast<size_t>(t.numel()));
+  widen_into(t, buffer.data());
+  return buffer.data();
+}
+
 // bf16 a and b; c bf16 or f32; g.k > 0.
 void bf16_matmul(const Tensor& a, const Tensor& b, Tensor& c, const Gemm& g, bool trans_a,
                  bool trans_b, float alpha, float beta) {
-  const std::vector<float> a32 = widened(a), b32 = widened(b);
+  thread_local std::vector<float> a_buffer, b_buffer, c_buffer;
+  const float* a32 = widened_in(a, a_buffer);
+  const float* b32 = widened_in(b, b_buffer);
   const auto run = [&](float* c32) {
-    gemm<float>(a32.data(), b32.data(), c32, g.batch, g.m, g.n, g.k, trans_a, trans_b,
-                trans_a ? g.m : g.k, trans_b ? g.k : g.n, alpha, beta);
+    gemm<float>(a32, b32, c32, g.batch, g.m, g.n, g.k, trans_a, trans_b, trans_a ? g.m : g.k,
+                trans_b ? g.k : g.n, alpha, beta);
   };
   if (c.dtype() == DType::f32) return run(c.data<float>());
-  Accumulator<bf16_t> c32(c, beta != 0);
-  run(c32.data());
-  c32.round_into_output();
+  if (beta != 0)
+    widened_in(c, c_buffer);
+  else
+    c_buffer.resize(static_cast<size_t>(c.numel()));  // sgemm ignores c when beta is 0
+  run(c_buffer.data());
+  round_into(c_buffer.data(), c);
 }
 
 }  // namespace

@@ -24,8 +24,8 @@
 //   ds = p (dout . v - delta). All three gradients are assigned.
 // - bf16 rounding points (as kernels/cpu/attention.cpp): out is rounded once on store (the f32
 //   accumulator divided by the row sum), lse is f32; delta is read from the stored (bf16) out; dq,
-//   dk and dv are each rounded once, from f32 registers. The CPU does the same arithmetic in
-//   double, so the two agree to f32 accuracy, not bit for bit.
+//   dk and dv are each rounded once, from f32 registers. The CPU runs its f32 path on the same
+//   values in another order, so the two agree to f32 accuracy, not bit for bit.
 #include <algorithm>
 
 #include "kernels/cuda/launch.cuh"

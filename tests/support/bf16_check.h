@@ -38,8 +38,7 @@ using PrecisionRun = std::function<std::vector<Tensor>(DType dtype)>;
 ::testing::AssertionResult bf16_rounds_f32_and_matches_f64(const PrecisionRun& run,
                                                            const std::vector<Bf16Output>& outputs);
 // The f64 side alone (runs bf16 and f64), for an op whose f32 path is a different algorithm from
-// its bf16 arithmetic (attention: tiled f32 GEMMs against loops in double; the fast f32 paths), so
-// that the bf16 outputs are not the f32 run's rounded.
+// its bf16 arithmetic (the fast f32 paths), so that the bf16 outputs are not the f32 run's rounded.
 ::testing::AssertionResult bf16_matches_f64(const PrecisionRun& run,
                                             const std::vector<Bf16Output>& outputs);
 // The f32 run's outputs within f32_tolerance(f32_ops, magnitude) of the f64 run's.

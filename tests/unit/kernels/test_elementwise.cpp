@@ -40,6 +40,10 @@ TEST(Elementwise, ConvertRoundTripsThroughBf16WithinHalfAnUlp) {
   ops::convert(x, half, stream);
   ops::convert(half, back, stream);
   EXPECT_TRUE(testing::all_close(back, x, 0, std::ldexp(1.0, -8)));
+  for (int64_t i = 0; i < 64; ++i) {
+    ASSERT_EQ(half.data<bf16_t>()[i].bits, float_to_bf16(x.data<float>()[i]).bits) << i;
+    ASSERT_EQ(back.data<float>()[i], bf16_to_float(half.data<bf16_t>()[i])) << i;
+  }
 }
 
 TEST(Elementwise, CopyAcrossNarrowedViews) {
