@@ -30,6 +30,7 @@ void Block::run_forward(const Tensor& x, const Tensor& positions, int64_t batch,
   const int64_t tokens = x.dim(0), d_model = x.dim(1);
   const DType dtype = x.dtype();
   saved.x = x;
+  if (moe_) moe_->prefetch(dtype, saved.moe, stream);  // its copies travel during attention
   saved.attn_in = Tensor::empty({tokens, d_model}, dtype, x.device());
   saved.attn_rstd = Tensor::empty({tokens}, accumulation_dtype(dtype), x.device());
   ops::rmsnorm_forward(x, attn_norm_.compute, norm_eps_, saved.attn_in, saved.attn_rstd, stream);

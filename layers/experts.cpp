@@ -48,10 +48,10 @@ FfnWeights Experts::expert(int e) const {
           slice(w_gate_.grad),    slice(w_up_.grad),    slice(w_down_.grad)};
 }
 
-void Experts::for_each_block(
-    const char* name, const Tensor& x, const std::vector<int64_t>& counts, ExpertsImpl impl,
-    const std::vector<FfnWeights>* held,
-    const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn) const {
+void Experts::for_each_block(const char* name, const Tensor& x, const std::vector<int64_t>& counts,
+                             ExpertsImpl impl, const std::vector<FfnWeights>* held,
+                             const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn,
+                             const CopiesInFlight* in_flight) const {
   const int experts = held ? static_cast<int>(held->size()) : num_local_experts();
   MOE_ASSERT(static_cast<int>(counts.size()) == experts, "counts for ", counts.size(),
              " experts, expected ", experts);
@@ -63,11 +63,21 @@ void Experts::for_each_block(
   for (int e = 0; e < experts; ++e)
     if (counts[e] > 0) order.push_back(e);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return counts[a] > counts[b]; });
-  ops::concurrently(name, x.device(), order, [&](int e) {
-    const FfnWeights w = held ? (*held)[e] : expert(e);
-    if (impl == ExpertsImpl::grouped) return fn(w, first[e], counts[e]);
-    for (int64_t row = first[e]; row < first[e + 1]; ++row) fn(w, row, 1);
-  });
+  const auto run = [&](const std::vector<int>& experts_now) {
+    ops::concurrently(name, x.device(), experts_now, [&](int e) {
+      const FfnWeights w = held ? (*held)[e] : expert(e);
+      if (impl == ExpertsImpl::grouped) return fn(w, first[e], counts[e]);
+      for (int64_t row = first[e]; row < first[e + 1]; ++row) fn(w, row, 1);
+    });
+  };
+  if (!in_flight) return run(order);
+  MOE_ASSERT(held && in_flight->arriving.size() == held->size(),
+             "copies in flight: ", in_flight->arriving.size(), " flags for the held experts");
+  std::vector<int> present, arriving;
+  for (int e : order) (in_flight->arriving[e] ? arriving : present).push_back(e);
+  run(present);
+  in_flight->wait();
+  run(arriving);
 }
 
 // Expert blocks of the transposed activations: rows [first, first + rows) of a [width * R] tensor
@@ -78,21 +88,23 @@ static Tensor block(const Tensor& t, int64_t width, int64_t first, int64_t rows)
 
 void Experts::forward(const Tensor& x, const std::vector<int64_t>& counts, ExpertsSaved& saved,
                       Tensor& y, Stream& stream, ExpertsImpl impl,
-                      const std::vector<FfnWeights>* held) const {
+                      const std::vector<FfnWeights>* held, const CopiesInFlight* in_flight) const {
   const int64_t rows = x.dim(0), f = hidden_;
   saved.gate_up = Tensor::empty({2 * f * rows}, x.dtype(), x.device());
   saved.hidden = Tensor::empty({f * rows}, x.dtype(), x.device());
-  for_each_block("experts_forward", x, counts, impl, held,
-                 [&](const FfnWeights& w, int64_t first, int64_t n) {
-                   const Tensor xe = x.narrow(first, n);
-                   Tensor gate_up = block(saved.gate_up, 2 * f, first, n);
-                   Tensor gate = gate_up.narrow(0, f), up = gate_up.narrow(f, f);
-                   Tensor hidden = block(saved.hidden, f, first, n), ye = y.narrow(first, n);
-                   ops::matmul(w.w_gate, xe, gate, false, true, 1.0f, 0.0f, stream);
-                   ops::matmul(w.w_up, xe, up, false, true, 1.0f, 0.0f, stream);
-                   ops::swiglu_forward(gate, up, hidden, stream);
-                   ops::matmul(hidden, w.w_down, ye, true, true, 1.0f, 0.0f, stream);
-                 });
+  for_each_block(
+      "experts_forward", x, counts, impl, held,
+      [&](const FfnWeights& w, int64_t first, int64_t n) {
+        const Tensor xe = x.narrow(first, n);
+        Tensor gate_up = block(saved.gate_up, 2 * f, first, n);
+        Tensor gate = gate_up.narrow(0, f), up = gate_up.narrow(f, f);
+        Tensor hidden = block(saved.hidden, f, first, n), ye = y.narrow(first, n);
+        ops::matmul(w.w_gate, xe, gate, false, true, 1.0f, 0.0f, stream);
+        ops::matmul(w.w_up, xe, up, false, true, 1.0f, 0.0f, stream);
+        ops::swiglu_forward(gate, up, hidden, stream);
+        ops::matmul(hidden, w.w_down, ye, true, true, 1.0f, 0.0f, stream);
+      },
+      in_flight);
 }
 
 void Experts::backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,

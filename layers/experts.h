@@ -27,7 +27,9 @@
 // experts and runs them on its 1/tp of the tokens (duplicate token dropping), so its gradients
 // are partial sums over TP. Under FSSDP (`owned` given) this rank keeps the experts it owns, any
 // set of them (parameters placed by rows), and forward/backward run on the list of experts it
-// holds this step (owned ones and copies) that the caller passes as `held`.
+// holds this step (owned ones and copies) that the caller passes as `held`. While copies are still
+// arriving (`in_flight`), forward runs the experts already present first, then waits for the rest:
+// the owned experts' GEMMs cover the copies' transfer.
 #pragma once
 
 #include <functional>
@@ -50,6 +52,13 @@ struct ExpertsSaved {
   Tensor gate_up, hidden;  // [2FR], [FR]
 };
 
+// FSSDP copies still in flight during forward: which held experts they are, and how to wait for
+// them.
+struct CopiesInFlight {
+  std::vector<bool> arriving;  // per held expert
+  std::function<void()> wait;
+};
+
 class Experts {
  public:
   // num_experts and hidden are global sizes.
@@ -64,10 +73,11 @@ class Experts {
   int64_t d_model() const { return d_model_; }
   FfnWeights expert(int e) const;  // views of local expert e's slices (values and gradients)
   // x[R,D] -> y[R,D]; forward allocates saved. counts has one entry per local expert, or per
-  // expert of `held`, whose weights are used instead.
+  // expert of `held`, whose weights are used instead (those of `in_flight` once it has waited).
   void forward(const Tensor& x, const std::vector<int64_t>& counts, ExpertsSaved& saved, Tensor& y,
                Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped,
-               const std::vector<FfnWeights>* held = nullptr) const;
+               const std::vector<FfnWeights>* held = nullptr,
+               const CopiesInFlight* in_flight = nullptr) const;
   // dx[R,D] is assigned.
   void backward(const Tensor& x, const std::vector<int64_t>& counts, const Tensor& dy,
                 const ExpertsSaved& saved, Tensor& dx, Stream& stream,
@@ -76,10 +86,12 @@ class Experts {
 
  private:
   // Calls fn(weights, first_row, rows) for every block of rows one expert call covers, the
-  // experts concurrently, each expert's blocks in order.
+  // experts concurrently, each expert's blocks in order; the experts of `in_flight` after it has
+  // waited.
   void for_each_block(const char* name, const Tensor& x, const std::vector<int64_t>& counts,
                       ExpertsImpl impl, const std::vector<FfnWeights>* held,
-                      const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn) const;
+                      const std::function<void(const FfnWeights&, int64_t, int64_t)>& fn,
+                      const CopiesInFlight* in_flight = nullptr) const;
 
   int64_t d_model_, hidden_;
   Parameter &w_gate_, &w_up_, &w_down_;

@@ -27,12 +27,13 @@ MoeLayer::MoeLayer(ParameterStore& store, const std::string& name, MoeConfig con
         std::make_unique<Linear>(store, name + ".shared_expert_gate", d_model, 1, false, init_std);
 }
 
-std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtype,
-                                              Stream& stream) const {
+std::shared_ptr<PendingTransfers> MoeLayer::start_materialize(const ExpertPlan& plan, DType dtype,
+                                                              std::vector<FfnWeights>& held,
+                                                              Stream& stream) const {
   fssdp_->finish_pending(stream);  // one transfer at a time between the same ranks
   const int rank = fssdp_->rank();
   const int64_t hidden = experts_.hidden(), d_model = experts_.d_model();
-  std::vector<FfnWeights> held;
+  held.clear();
   std::vector<ExpertChunk> chunks(plan.experts());
   const std::vector<int64_t> owned_experts = fssdp_->owned(fssdp_layer_);
   size_t owned = 0;
@@ -51,8 +52,13 @@ std::vector<FfnWeights> MoeLayer::materialize(const ExpertPlan& plan, DType dtyp
     chunks[e] = {w.w_gate, w.w_up, w.w_down};
     held.push_back(w);
   }
-  sparse_all_gather(plan, chunks, fssdp_->group(), stream);
-  return held;
+  return start_sparse_all_gather(plan, chunks, fssdp_->group(), stream);
+}
+
+void MoeLayer::prefetch(DType dtype, MoeSaved& saved, Stream& stream) const {
+  if (!fssdp_ || !fssdp_->planned_before_routing()) return;
+  saved.holders = fssdp_->plan(fssdp_layer_);
+  saved.arriving = start_materialize(saved.holders, dtype, saved.held, stream);
 }
 
 void MoeLayer::reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,
@@ -104,8 +110,12 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
     const std::vector<int64_t> all = dispatcher_.gather_counts(rows_per_expert);
     std::vector<int64_t> tokens(experts, 0);  // per expert, over the FSSDP group
     for (size_t i = 0; i < all.size(); ++i) tokens[i % experts] += all[i];
-    saved.holders = fssdp_->plan_forward(fssdp_layer_, tokens);
-    saved.held = materialize(saved.holders, x.dtype(), stream);
+    const ExpertPlan& plan = fssdp_->plan_forward(fssdp_layer_, tokens);
+    // Not prefetched: the copies travel during the token dispatch and the owned experts' GEMMs.
+    if (saved.holders.owner.empty()) {
+      saved.holders = plan;
+      saved.arriving = start_materialize(saved.holders, x.dtype(), saved.held, stream);
+    }
     saved.plan =
         dispatcher_.plan_replicas(sorted_slots, all, saved.holders, fssdp_->topology(), stream);
   } else {
@@ -114,8 +124,18 @@ void MoeLayer::forward(const Tensor& x, int64_t seq_len, const CountSource& sour
   saved.permuted = dispatcher_.dispatch(x, k, saved.plan, stream);
   const int64_t rows = saved.permuted.dim(0);
   saved.expert_out = Tensor::empty({rows, d_model}, x.dtype(), x.device());
+  CopiesInFlight copies;
+  if (saved.arriving) {
+    for (int e : saved.plan.local_experts)
+      copies.arriving.push_back(saved.holders.owner[e] != fssdp_->rank());
+    copies.wait = [&saved] {
+      saved.arriving->wait();
+      saved.arriving.reset();
+    };
+  }
   experts_.forward(saved.permuted, saved.plan.expert_counts, saved.experts, saved.expert_out,
-                   stream, impl, fssdp_ ? &saved.held : nullptr);
+                   stream, impl, fssdp_ ? &saved.held : nullptr,
+                   saved.arriving ? &copies : nullptr);
   if (fssdp_ && fssdp_->rematerialize()) saved.held.clear();  // gathered again in backward
   saved.y_slots = Tensor::empty({tokens * k, d_model}, x.dtype(), x.device());
   dispatcher_.combine(saved.expert_out, saved.plan, saved.y_slots, stream);
@@ -146,7 +166,8 @@ void MoeLayer::backward(const Tensor& x, const MoeSaved& saved, const Tensor& dy
   const Tensor dexpert_out = dispatcher_.combine_backward(dy_slots, saved.plan, stream);
   Tensor dpermuted = Tensor::empty(saved.permuted.shape(), x.dtype(), x.device());
   std::vector<FfnWeights> held = saved.held;
-  if (fssdp_ && fssdp_->rematerialize()) held = materialize(saved.holders, x.dtype(), stream);
+  if (fssdp_ && fssdp_->rematerialize())
+    if (auto arriving = start_materialize(saved.holders, x.dtype(), held, stream)) arriving->wait();
   const int rank = fssdp_ ? fssdp_->rank() : 0;
   const DType grad_dtype = accumulation_dtype(x.dtype());  // the gradient arena's
   for (size_t j = 0; j < held.size(); ++j) {

@@ -19,7 +19,10 @@
 //   reduce-scatter) and drops them. The owners' gradients then go through the usual expert
 //   gradient sync, so the optimizer sees what expert parallelism would give it. With
 //   fssdp.rematerialize the copies are dropped right after forward and gathered again in
-//   backward: one layer's copies at a time, for a second all-gather.
+//   backward: one layer's copies at a time, for a second all-gather. The forward all-gather runs
+//   behind compute: started by prefetch() before the block's attention when the plan is the
+//   step's (fssdp.calibrate: false), else right after planning, behind the token dispatch and the
+//   owned experts' GEMMs (Experts::forward runs the copies last).
 #pragma once
 
 #include <memory>
@@ -46,6 +49,7 @@ struct MoeSaved {
   Tensor shared_out, shared_gate;  // before the gate [N,D], gate logits [N,1] (gated only)
   ExpertPlan holders;              // FSSDP: where the experts were held in forward
   std::vector<FfnWeights> held;    // FSSDP: the held experts' weights (owned ones and copies)
+  std::shared_ptr<PendingTransfers> arriving;  // FSSDP: copies of `held` still in flight
 };
 
 class MoeLayer {
@@ -55,6 +59,9 @@ class MoeLayer {
            double init_std, const ParallelGroups& groups = {}, FssdpCoordinator* fssdp = nullptr,
            int fssdp_layer = 0);
 
+  // FSSDP with the step's plan fixed before routing: starts gathering this layer's copies into
+  // saved, to travel while the block's attention runs; forward waits for them. Otherwise nothing.
+  void prefetch(DType dtype, MoeSaved& saved, Stream& stream) const;
   void forward(const Tensor& x, int64_t seq_len, const CountSource& source, MoeSaved& saved,
                Tensor& y, Stream& stream, ExpertsImpl impl = ExpertsImpl::grouped) const;
   // dx is assigned.
@@ -64,9 +71,12 @@ class MoeLayer {
   const Experts& experts() const { return experts_; }
 
  private:
-  // The weights of the experts this rank holds this step, owned ones and copies gathered from
-  // their owners.
-  std::vector<FfnWeights> materialize(const ExpertPlan& plan, DType dtype, Stream& stream) const;
+  // The weights of the experts this rank holds in `plan` into held, owned ones and buffers for
+  // the copies, whose gathering from their owners it starts (done once the result is waited for;
+  // null when nothing moves).
+  std::shared_ptr<PendingTransfers> start_materialize(const ExpertPlan& plan, DType dtype,
+                                                      std::vector<FfnWeights>& held,
+                                                      Stream& stream) const;
   // Starts summing the copies' gradients onto their owners (held: forward's, copies given zero
   // gradients); the coordinator finishes it behind the rest of backward.
   void reduce_copies(const ExpertPlan& plan, const std::vector<FfnWeights>& held,

@@ -62,6 +62,9 @@ class FssdpCoordinator {
   // Where MoE layer `layer`'s experts were held by its last forward (before any: this step's
   // predicted plan).
   const ExpertPlan& plan(int layer) const { return plans_.at(layer); }
+  // Whether plan_forward keeps the step's plan (prediction alone), so that a layer's copies can be
+  // gathered before its router runs.
+  bool planned_before_routing() const { return !placement_.calibrate && !placement_.least_loaded; }
 
   // Plans this step's copies from the predicted loads.
   void begin_step();

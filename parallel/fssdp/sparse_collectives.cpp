@@ -14,8 +14,9 @@ static void check_chunks(const ExpertPlan& plan, const std::vector<ExpertChunk>&
                e, " but passed no chunk for it");
 }
 
-void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks, Communicator* comm,
-                       Stream& stream) {
+std::unique_ptr<PendingTransfers> start_sparse_all_gather(const ExpertPlan& plan,
+                                                          std::vector<ExpertChunk>& chunks,
+                                                          Communicator* comm, Stream& stream) {
   const int rank = group_rank(comm);
   check_chunks(plan, chunks, rank, "sparse_all_gather");
   std::vector<Transfer> sends, recvs;
@@ -29,7 +30,13 @@ void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks,
       }
     }
   }
-  if (!sends.empty() || !recvs.empty()) comm->send_recv(sends, recvs, stream);
+  if (sends.empty() && recvs.empty()) return nullptr;
+  return comm->start_send_recv(sends, recvs, stream);
+}
+
+void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks, Communicator* comm,
+                       Stream& stream) {
+  if (auto pending = start_sparse_all_gather(plan, chunks, comm, stream)) pending->wait();
 }
 
 PendingReduce start_sparse_reduce_scatter(const ExpertPlan& plan, std::vector<ExpertChunk>& grads,

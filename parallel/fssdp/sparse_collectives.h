@@ -13,8 +13,10 @@
 // - A replica that got no tokens still sends its (zero) gradient: the plan, not the data, decides
 //   who talks to whom, so all ranks agree on it without an extra exchange.
 // - The byte counts are the communicator's (send_recv: what this rank sends to others).
-// - The reduce can run behind other work (start_sparse_reduce_scatter): MoE layers start their
-//   copies' reduce in backward and finish it when the next transfer or the optimizer needs it.
+// - Both can run behind other work (start_*): MoE layers start gathering their copies in forward
+//   before they need them (during attention when the plan is known before routing, else during
+//   the token dispatch and the owned experts' GEMMs), and start their copies' reduce in backward
+//   and finish it when the next transfer or the optimizer needs it.
 #pragma once
 
 #include <memory>
@@ -32,6 +34,13 @@ using ExpertChunk = std::vector<Tensor>;
 // elsewhere ignored. comm: the ranks of the plan (null: one rank, nothing moves).
 void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks, Communicator* comm,
                        Stream& stream);
+
+// The same, started: the transfers are posted, and the copies are written once the returned
+// transfers are waited for (nullptr: nothing moves). Until then the owners' chunks must stay as
+// they are, and no other transfer may be started between the same ranks.
+std::unique_ptr<PendingTransfers> start_sparse_all_gather(const ExpertPlan& plan,
+                                                          std::vector<ExpertChunk>& chunks,
+                                                          Communicator* comm, Stream& stream);
 
 // grads[e]: where this rank holds e, its gradient for e. The owner's becomes its own plus every
 // replica's (in rank order); the replicas' are left as they were.

@@ -3,6 +3,7 @@
 // do not depend on the thread count.
 #include <omp.h>
 
+#include <cmath>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -78,6 +79,48 @@ TEST(Experts, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_TRUE(testing::all_close(one.y, three.y, 0, 0));
   EXPECT_TRUE(testing::all_close(one.dx, three.dx, 0, 0));
   EXPECT_TRUE(testing::all_close(one.grads, three.grads, 0, 0));
+}
+
+// FSSDP copies still in flight: forward runs the present experts, waits, then the arriving ones.
+// The copies' buffers hold NaN until wait() writes the owner's weights into them, so a copy run
+// before the wait gives NaN rows; done right, y equals the run with every weight present.
+TEST(Experts, CopiesInFlightRunAfterTheirWait) {
+  ParameterStore store(DType::f32);
+  const Experts experts(store, "e", static_cast<int>(kCounts.size()), kDModel, kHidden, 0.3);
+  store.allocate(7);
+  Stream stream;
+  const Tensor x = random_tensor({kRows, kDModel}, DType::f32, 1);
+  std::vector<FfnWeights> present, held;
+  CopiesInFlight in_flight;
+  for (int e = 0; e < static_cast<int>(kCounts.size()); ++e) {
+    present.push_back(experts.expert(e));
+    const bool copy = e % 2 == 0;  // experts 0, 2 (the busiest) and 4 arrive
+    in_flight.arriving.push_back(copy);
+    FfnWeights w = present.back();
+    if (copy)
+      for (Tensor* t : {&w.w_gate, &w.w_up, &w.w_down}) {
+        *t = Tensor::empty(t->shape(), DType::f32);
+        ops::fill(*t, std::nan(""), stream);
+      }
+    held.push_back(w);
+  }
+  int waits = 0;
+  in_flight.wait = [&] {
+    ++waits;
+    for (size_t e = 0; e < held.size(); ++e)
+      if (in_flight.arriving[e]) {
+        ops::copy(present[e].w_gate, held[e].w_gate, stream);
+        ops::copy(present[e].w_up, held[e].w_up, stream);
+        ops::copy(present[e].w_down, held[e].w_down, stream);
+      }
+  };
+  Tensor expected = Tensor::empty({kRows, kDModel}, DType::f32);
+  Tensor got = Tensor::empty({kRows, kDModel}, DType::f32);
+  ExpertsSaved saved_expected, saved_got;
+  experts.forward(x, kCounts, saved_expected, expected, stream, ExpertsImpl::grouped, &present);
+  experts.forward(x, kCounts, saved_got, got, stream, ExpertsImpl::grouped, &held, &in_flight);
+  EXPECT_EQ(waits, 1);
+  EXPECT_TRUE(testing::all_close(got, expected, 0, 0));
 }
 
 }  // namespace
