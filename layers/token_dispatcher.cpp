@@ -170,7 +170,7 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
       const std::vector<int64_t> mine(shares.begin() + int64_t{s} * num,
                                       shares.begin() + int64_t{s + 1} * num);
       routes[t].push_back(balanced.quota.empty() ? route_to_replicas(mine, experts, topology, s)
-                                                 : route_by_quota(shares, balanced, ranks, s));
+                                                 : route_by_quota(shares, balanced, topology, s));
     }
   }
 

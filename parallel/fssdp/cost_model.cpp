@@ -38,7 +38,7 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
   for (int s = 0; s < ranks; ++s) {
     const std::vector<std::vector<int64_t>> send =
         routed.quota.empty() ? route_to_replicas(tokens, plan, topology, s)
-                             : route_by_quota(all, routed, ranks, s);
+                             : route_by_quota(all, routed, topology, s);
     for (int e = 0; e < experts; ++e)
       for (int d = 0; d < ranks; ++d) {
         counts[d].rows += send[e][d];

@@ -32,29 +32,38 @@ std::vector<std::vector<int64_t>> route_to_replicas(const std::vector<int64_t>& 
 }
 
 std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all,
-                                                 const ExpertPlan& plan, int ranks, int source) {
-  const int experts = plan.experts();
+                                                 const ExpertPlan& plan, const Topology& topology,
+                                                 int source) {
+  const int experts = plan.experts(), ranks = topology.ranks;
   MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * experts &&
                  static_cast<int>(plan.quota.size()) == experts && source >= 0 && source < ranks,
              "route_by_quota: ", all.size(), " counts, ", plan.quota.size(), " quotas for ",
              experts, " experts on ", ranks, " ranks (source ", source, ")");
   std::vector<std::vector<int64_t>> send(experts, std::vector<int64_t>(ranks, 0));
   for (int e = 0; e < experts; ++e) {
-    int64_t first = 0, total = 0;  // source's tokens of e: [first, first + all[source, e])
-    for (int s = 0; s < ranks; ++s) {
-      if (s == source) first = total;
-      total += all[int64_t{s} * experts + e];
-    }
-    const int64_t last = first + all[int64_t{source} * experts + e];
-    int64_t cut = 0;
-    for (size_t h = 0; h < plan.holders[e].size(); ++h) {
-      const int64_t begin = cut, end = cut + plan.quota[e][h];
-      send[e][plan.holders[e][h]] =
-          std::max<int64_t>(0, std::min(end, last) - std::max(begin, first));
-      cut = end;
-    }
-    MOE_ASSERT(cut == total, "route_by_quota: expert ", e, "'s quotas sum to ", cut, " for ", total,
-               " tokens");
+    std::vector<int64_t> left(ranks);  // each source's tokens of e not yet placed
+    int64_t total = 0;
+    for (int s = 0; s < ranks; ++s) total += left[s] = all[int64_t{s} * experts + e];
+    std::vector<int64_t> room = plan.quota[e];  // each holder's quota not yet filled
+    int64_t quotas = 0;
+    for (int64_t q : room) quotas += q;
+    MOE_ASSERT(quotas == total, "route_by_quota: expert ", e, "'s quotas sum to ", quotas, " for ",
+               total, " tokens");
+    // Nearest first: a holder's own tokens, then its node's, then any rank's.
+    for (const int reach : {0, 1, 2})
+      for (size_t h = 0; h < plan.holders[e].size(); ++h) {
+        const int holder = plan.holders[e][h];
+        for (int s = 0; s < ranks && room[h] > 0; ++s) {
+          const bool near = reach == 0   ? s == holder
+                            : reach == 1 ? topology.node_of(s) == topology.node_of(holder)
+                                         : true;
+          if (!near || left[s] == 0) continue;
+          const int64_t moved = std::min(left[s], room[h]);
+          left[s] -= moved;
+          room[h] -= moved;
+          if (s == source) send[e][holder] += moved;
+        }
+      }
   }
   return send;
 }

@@ -7,9 +7,12 @@
 //   the chosen holders, the remainder one each to the holders starting at index (rank mod their
 //   number), so that the remainders of different source ranks land on different holders.
 // - Pure and per source rank: each rank routes its own tokens; no rank needs another's counts.
-// - With quotas (the least-loaded planner's) a holder must receive exactly its quota, which
-//   depends on every rank's counts: the cut of the concatenated tokens does that, and every rank
-//   computes every rank's routing from the same gathered counts.
+// - With quotas (the least-loaded planner's, or calibrated FSSDP's balanced ones) a holder must
+//   receive exactly its quota, which depends on every rank's counts: every rank computes every
+//   rank's routing from the same gathered counts. The quotas are filled nearest first (a holder
+//   takes its own rank's tokens, then its node's, then any rank's), so that only what the quotas
+//   force crosses ranks and nodes: a cut of the tokens in rank order sent up to twice that across
+//   nodes from three nodes on.
 #pragma once
 
 #include <cstdint>
@@ -25,10 +28,12 @@ std::vector<std::vector<int64_t>> route_to_replicas(const std::vector<int64_t>& 
                                                     const ExpertPlan& plan,
                                                     const Topology& topology, int rank);
 
-// The same for a plan with quotas (ExpertPlan::quota): every expert's tokens, source rank after
-// source rank (all[s * E + e]: rank s's tokens of expert e), are cut into its holders' quotas in
-// holder order; source's share of each cut goes to that holder. Needs every rank's counts.
+// The same for a plan with quotas (ExpertPlan::quota), for rank `source`: every holder of an
+// expert is given exactly its quota of the expert's tokens of all ranks (all[s * E + e]: rank
+// s's tokens of expert e), from its own rank first, then from its node's ranks, then from any,
+// holders and sources in rank order within each of the three. Needs every rank's counts.
 std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all,
-                                                 const ExpertPlan& plan, int ranks, int source);
+                                                 const ExpertPlan& plan, const Topology& topology,
+                                                 int source);
 
 }  // namespace moe

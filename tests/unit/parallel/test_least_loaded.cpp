@@ -101,16 +101,41 @@ TEST(LeastLoaded, RandomCasesPlaceEveryTokenWithinSlotsAndCapacity) {
 }
 
 TEST(QuotaRouting, EveryHolderReceivesExactlyItsQuota) {
-  // 3 ranks, 2 experts; rank s's tokens: {5, 0}, {3, 4}, {2, 6}. Expert 0's ten tokens, in rank
-  // order, are cut into rank 0's 4 and rank 2's 6; expert 1 stays on its owner, rank 1.
+  // 3 ranks, 2 experts; rank s's tokens: {5, 0}, {3, 4}, {2, 6}. Expert 0's holders, ranks 0 and
+  // 2 with quotas 4 and 6, keep their own (4 of rank 0's 5, rank 2's 2); rank 2 then takes rank
+  // 0's last and rank 1's 3. Expert 1 stays on its owner, rank 1.
   ExpertPlan plan{{0, 1}, {{0, 2}, {1}}, {{4, 6}, {10}}};
   const std::vector<int64_t> all{5, 0, 3, 4, 2, 6};
+  const Topology one_node{3, 3};
   using Sends = std::vector<std::vector<int64_t>>;
-  EXPECT_EQ(route_by_quota(all, plan, 3, 0), (Sends{{4, 0, 1}, {0, 0, 0}}));
-  EXPECT_EQ(route_by_quota(all, plan, 3, 1), (Sends{{0, 0, 3}, {0, 4, 0}}));
-  EXPECT_EQ(route_by_quota(all, plan, 3, 2), (Sends{{0, 0, 2}, {0, 6, 0}}));
+  EXPECT_EQ(route_by_quota(all, plan, one_node, 0), (Sends{{4, 0, 1}, {0, 0, 0}}));
+  EXPECT_EQ(route_by_quota(all, plan, one_node, 1), (Sends{{0, 0, 3}, {0, 4, 0}}));
+  EXPECT_EQ(route_by_quota(all, plan, one_node, 2), (Sends{{0, 0, 2}, {0, 6, 0}}));
   plan.quota[0] = {4, 5};
-  EXPECT_THROW(route_by_quota(all, plan, 3, 0), InternalError);
+  EXPECT_THROW(route_by_quota(all, plan, one_node, 0), InternalError);
+}
+
+TEST(QuotaRouting, QuotasFillFromTheNearestRanksFirst) {
+  // 3 nodes of one rank; expert 0 held by ranks 1 and 2, quotas 2 and 2; tokens 2, 2, 0. Rank 1
+  // keeps its own two and rank 0's go to rank 2: 2 tokens cross nodes (a cut in rank order would
+  // send rank 0's to rank 1 and rank 1's to rank 2: 4).
+  const ExpertPlan plan{{1}, {{1, 2}}, {{2, 2}}};
+  const std::vector<int64_t> all{2, 2, 0};
+  const Topology three_nodes{3, 1};
+  using Sends = std::vector<std::vector<int64_t>>;
+  EXPECT_EQ(route_by_quota(all, plan, three_nodes, 0), (Sends{{0, 0, 2}}));
+  EXPECT_EQ(route_by_quota(all, plan, three_nodes, 1), (Sends{{0, 2, 0}}));
+  EXPECT_EQ(route_by_quota(all, plan, three_nodes, 2), (Sends{{0, 0, 0}}));
+  // 2 nodes of 2 ranks; expert 0 held by ranks 0 and 3, quotas 3 and 5; tokens 1, 4, 2, 1. Rank 0
+  // keeps its 1 and takes 2 of its node-mate rank 1's; rank 3 keeps its 1, takes rank 2's 2 on
+  // its node, and rank 1's other 2 last.
+  const ExpertPlan two{{0}, {{0, 3}}, {{3, 5}}};
+  const Topology two_nodes{4, 2};
+  const std::vector<int64_t> tokens{1, 4, 2, 1};
+  EXPECT_EQ(route_by_quota(tokens, two, two_nodes, 0), (Sends{{1, 0, 0, 0}}));
+  EXPECT_EQ(route_by_quota(tokens, two, two_nodes, 1), (Sends{{2, 0, 0, 2}}));
+  EXPECT_EQ(route_by_quota(tokens, two, two_nodes, 2), (Sends{{0, 0, 0, 2}}));
+  EXPECT_EQ(route_by_quota(tokens, two, two_nodes, 3), (Sends{{0, 0, 0, 1}}));
 }
 
 }  // namespace
