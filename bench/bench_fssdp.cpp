@@ -19,6 +19,11 @@
 //     [--set moe.router_skew=4 ...] [--checkpoint STEP_DIR]
 // --checkpoint starts both modes from a trained model's weights (and its config, under --set), to
 // measure the skew of real routing on real text.
+// --tflops and --intra-gbs (this machine's sustained expert GEMM rate per rank and point-to-point
+// bandwidth between two ranks) add the cost model's prediction (parallel/fssdp/cost_model.h) for
+// ep and fssdp, from each measured step's loads: ms per step in the experts (the slowest rank) and
+// in their traffic (all-to-all, plus copies for fssdp), summed over the MoE layers, beside the
+// measurement. The model knows nothing of waiting, latency or the rest of the step.
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +39,9 @@
 #include "core/allocator.h"
 #include "core/log.h"
 #include "kernels/op_profile.h"
+#include "parallel/fssdp/cost_model.h"
+#include "parallel/fssdp/materialization.h"
+#include "parallel/fssdp/resharding.h"
 #include "parallel/process_grid.h"
 #include "trainer/make_model.h"
 #include "trainer/train_step.h"
@@ -51,7 +59,32 @@ struct Measured {
   CommVolume mean, max;  // bytes per step
   double expert_mb = 0;  // max over ranks
   double peak_mb = 0;    // host memory in use at its peak during the measured steps, max over ranks
+  LayerTime predicted;   // the cost model's ms per step, summed over MoE layers (ep and fssdp)
 };
+
+// The cost model's time for one MoE layer's measured loads (summed over ranks), under EP's blocks
+// or the FSSDP plan Algorithm 1 makes from those loads, routed by balanced quotas.
+LayerTime predicted_layer(const Config& config, const std::vector<int64_t>& loads, int ranks,
+                          const Cluster& cluster) {
+  const int experts = config.moe.num_experts;
+  const Topology topology{ranks, ranks};
+  std::vector<double> share(loads.begin(), loads.end());
+  double total = 0;
+  for (double l : share) total += l;
+  for (double& l : share) l /= total;
+  const ExpertLayerShape shape{
+      int64_t{config.train.micro_batch_size} * config.data.seq_len * config.train.grad_accum,
+      config.moe.top_k, config.model.d_model, config.moe.expert_hidden,
+      config.train.precision == Precision::bf16 ? 2 : 4};
+  const std::vector<int> owner = contiguous_owners(1, experts, topology);
+  ExpertPlan plan = owners_only(owner);
+  if (config.parallel.experts == ExpertPlacement::fssdp) {
+    const int overlap = config.fssdp.overlap > 0 ? config.fssdp.overlap : experts;
+    plan = plan_materialization(owner, share, {config.fssdp.slots, overlap}, topology);
+    plan.balance = true;
+  }
+  return predict(layer_counts(share, plan, topology, shape), topology, shape, cluster);
+}
 
 std::vector<double> gathered(Communicator& world, double value) {
   Tensor all = Tensor::empty({world.size()}, DType::f64);
@@ -87,7 +120,7 @@ double expert_megabytes(const Model& model, const Config& config, int ranks) {
 }
 
 Measured measure(Communicator& world, Config config, const std::string& checkpoint, int warmup,
-                 int steps) {
+                 int steps, const Cluster* cluster) {
   const int ranks = world.size();
   ProcessGrid grid(world, 1, ranks, ranks);
   const ParallelGroups groups = grid.groups(false);
@@ -122,6 +155,12 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
       const std::vector<double> rows = gathered(world, static_cast<double>(stats.expert_rows[l]));
       m.balance += max_of(rows) / mean_of(rows);
       ++layer_steps;
+      if (!cluster) continue;
+      const LayerTime t = predicted_layer(config, stats.loads[l], ranks, *cluster);
+      m.predicted.compute += 1e3 * t.compute / steps;
+      m.predicted.dispatch += 1e3 * t.dispatch / steps;
+      m.predicted.sparse += 1e3 * t.sparse / steps;
+      m.predicted.total += 1e3 * t.total / steps;
     }
     expert_mb = std::max(expert_mb, expert_megabytes(model, config, ranks));
   }
@@ -156,11 +195,18 @@ int main(int argc, char** argv) {
   std::string config_path, checkpoint;
   std::vector<std::string> overrides;
   int steps = 5, warmup = 3;
+  double tflops = 0, intra_gbs = 0;
   app.add_option("--config", config_path, "run config (YAML)");
   app.add_option("--checkpoint", checkpoint, "start from this step directory's model and config");
   app.add_option("--set", overrides, "override a key (repeatable)");
   app.add_option("--steps", steps, "measured steps per mode")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "steps before measuring")->check(CLI::NonNegativeNumber);
+  app.add_option("--tflops", tflops,
+                 "sustained expert GEMM TFLOP/s per rank, for the cost model's prediction")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--intra-gbs", intra_gbs,
+                 "GB/s point to point between two ranks, for the cost model's prediction")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   MPI_Init(&argc, &argv);
   int status = 0;
@@ -168,6 +214,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<Communicator> world = mpi_world_communicator();
     set_log_rank(world->rank(), world->size());
     MOE_CHECK(config_path.empty() != checkpoint.empty(), "pass --config or --checkpoint");
+    MOE_CHECK((tflops > 0) == (intra_gbs > 0),
+              "the cost model's prediction needs both --tflops and --intra-gbs");
+    const Cluster cluster{tflops * 1e12, intra_gbs * 1e9, intra_gbs * 1e9};
     const Config base = checkpoint.empty()
                             ? load_config(config_path, overrides)
                             : parse_config(checkpoint_config(checkpoint), checkpoint, overrides);
@@ -177,11 +226,13 @@ int main(int argc, char** argv) {
           "over ranks; MB sent per rank (mean, max): all-to-all, send_recv (sparse), "
           "all-reduce, all-gather; expert MB held (max); peak MB in use (max); step ms; ms per "
           "step in the experts and inside collectives (waiting included), mean and max over "
-          "ranks\n"
-          "%-10s %8s %14s %14s %14s %14s %10s %8s %9s %14s %14s\n",
+          "ranks%s\n"
+          "%-10s %8s %14s %14s %14s %14s %10s %8s %9s %14s %14s%s\n",
           world->size(), checkpoint.empty() ? config_path.c_str() : checkpoint.c_str(), warmup,
-          steps, "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB",
-          "peak MB", "step ms", "expert ms", "collective ms");
+          steps,
+          tflops > 0 ? "; predicted by the cost model: expert ms (slowest rank), traffic ms" : "",
+          "mode", "max/mean", "all2all", "send_recv", "all_red", "all_gath", "expert MB", "peak MB",
+          "step ms", "expert ms", "collective ms", tflops > 0 ? "  model: expert traffic" : "");
     for (const std::string mode : {"ep", "fssdp", "fssdp-pred", "fssdp-rm", "llep"}) {
       Config config = base;
       config.parallel = ParallelConfig{};
@@ -192,21 +243,27 @@ int main(int argc, char** argv) {
       config.fssdp.calibrate = mode != "fssdp-pred";
       config.parallel.ep = world->size();
       config.validate("bench_fssdp " + mode);
-      const Measured m = measure(*world, config, checkpoint, warmup, steps);
+      const bool modeled = tflops > 0 && (mode == "ep" || mode == "fssdp");
+      const Measured m =
+          measure(*world, config, checkpoint, warmup, steps, modeled ? &cluster : nullptr);
       auto pair = [](int64_t mean, int64_t max) {
         char text[32];
         std::snprintf(text, sizeof(text), "%6.3f %6.3f", mean / 1e6, max / 1e6);
         return std::string(text);
       };
-      if (world->rank() == 0)
-        std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %8.1f %9.1f %6.1f %7.1f %6.1f %7.1f\n",
-                    mode.c_str(), m.balance,
-                    pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
-                    pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
-                    pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),
-                    pair(m.mean[Collective::all_gather], m.max[Collective::all_gather]).c_str(),
-                    m.expert_mb, m.peak_mb, m.step_ms, m.expert_ms_mean, m.expert_ms_max,
-                    m.collective_ms_mean, m.collective_ms_max);
+      if (world->rank() != 0) continue;
+      std::printf("%-10s %8.3f %14s %14s %14s %14s %10.3f %8.1f %9.1f %6.1f %7.1f %6.1f %7.1f",
+                  mode.c_str(), m.balance,
+                  pair(m.mean[Collective::all_to_all], m.max[Collective::all_to_all]).c_str(),
+                  pair(m.mean[Collective::send_recv], m.max[Collective::send_recv]).c_str(),
+                  pair(m.mean[Collective::all_reduce], m.max[Collective::all_reduce]).c_str(),
+                  pair(m.mean[Collective::all_gather], m.max[Collective::all_gather]).c_str(),
+                  m.expert_mb, m.peak_mb, m.step_ms, m.expert_ms_mean, m.expert_ms_max,
+                  m.collective_ms_mean, m.collective_ms_max);
+      if (modeled)
+        std::printf("  %12.1f %7.1f", m.predicted.compute,
+                    m.predicted.dispatch + m.predicted.sparse);
+      std::printf("\n");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -3,7 +3,10 @@
 # ranks) on 4 and 8 ranks with and without router skew (with the balancing losses, and without
 # them so that routing stays put), and on a trained model's real routing, then the cost model's
 # sweep over skew for a 32-GPU cluster with 1, 2 and 4 copy slots, and its plot.
-# Then the step time of EP, FSSDP and LLEP on 2 and 4 ranks (one thread each), with more steps.
+# Then the step time of EP, FSSDP and LLEP on 2 and 4 ranks (one thread each), with more steps,
+# and the cost model's prediction for those runs from this machine's rates: TFLOPS (default 0.09,
+# bench_kernels' BM_MatmulOps at one thread) and INTRA_GBS (default 11, bench_collectives'
+# send_recv between 2 ranks at 256 KiB-1 MiB), both environment variables.
 #   bench/fssdp_results.sh [BUILD_DIR] [TRAINED_STEP_DIR]     (from the repository root)
 # TRAINED_STEP_DIR: an MoE checkpoint trained on real text (default: the quickstart model trained
 # for 300 steps with its aux and z losses, runs/quickstart-trained/step_00000300, trained here
@@ -41,13 +44,14 @@ for ranks in 4 8; do
       --warmup 3 "${small[@]}" 2>&1 | "${quiet[@]}"
   fi
 done
+model=(--tflops "${TFLOPS:-0.09}" --intra-gbs "${INTRA_GBS:-11}")
 for ranks in 2 4; do
   echo "## step time, $ranks ranks, moe.router_skew 8, fssdp.slots 2"
   "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --config configs/quickstart.yaml \
-    --steps 20 --warmup 3 "${small[@]}" --set moe.router_skew=8 2>&1 | "${quiet[@]}"
+    --steps 20 --warmup 3 "${small[@]}" "${model[@]}" --set moe.router_skew=8 2>&1 | "${quiet[@]}"
   echo "## step time, $ranks ranks, trained model $trained, fssdp.slots 2"
   "${mpirun[@]}" -np "$ranks" "$build/bench/bench_fssdp" --checkpoint "$trained" --steps 20 \
-    --warmup 3 "${small[@]}" 2>&1 | "${quiet[@]}"
+    --warmup 3 "${small[@]}" "${model[@]}" 2>&1 | "${quiet[@]}"
 done
 echo "## cost model"
 sweeps=()
