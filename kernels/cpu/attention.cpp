@@ -131,9 +131,9 @@ struct HeadOutputs {
 };
 
 // Gradient rows, summed into in place.
-template <typename G>
+template <typename T>
 struct HeadGrads {
-  HeadRows<G> dq, dk, dv;
+  HeadRows<T> dq, dk, dv;
 };
 
 // Double scratch for one key block: dk and dv of its keys (dk still without the softmax scale) and
@@ -147,10 +147,10 @@ struct KeyBlockGrads {
 };
 
 // Adds the contributions of query rows t >= s0 against keys [s0, s1) of one query head.
-template <typename T, typename G>
+template <typename T>
 void backward_key_block(const HeadInputs<T>& in, const HeadOutputs<T>& o,
                         const std::vector<double>& delta, int64_t seq, int64_t s0, int64_t s1,
-                        KeyBlockGrads& scratch, const HeadGrads<G>& g) {
+                        KeyBlockGrads& scratch, const HeadGrads<T>& g) {
   const int64_t hd = in.head_dim;
   std::fill(scratch.dk.begin(), scratch.dk.end(), 0.0);
   std::fill(scratch.dv.begin(), scratch.dv.end(), 0.0);
@@ -164,18 +164,18 @@ void backward_key_block(const HeadInputs<T>& in, const HeadOutputs<T>& o,
       add_scaled(ds, in.q[t], &scratch.dk[(s - s0) * hd], hd);
       add_scaled(ds, in.k[s], scratch.dq_row.data(), hd);
     }
-    for (int64_t d = 0; d < hd; ++d) g.dq[t][d] += static_cast<G>(in.scale * scratch.dq_row[d]);
+    for (int64_t d = 0; d < hd; ++d) g.dq[t][d] += static_cast<T>(in.scale * scratch.dq_row[d]);
   }
   for (int64_t s = s0; s < s1; ++s)
     for (int64_t d = 0; d < hd; ++d) {
-      g.dk[s][d] += static_cast<G>(in.scale * scratch.dk[(s - s0) * hd + d]);
-      g.dv[s][d] += static_cast<G>(scratch.dv[(s - s0) * hd + d]);
+      g.dk[s][d] += static_cast<T>(in.scale * scratch.dk[(s - s0) * hd + d]);
+      g.dv[s][d] += static_cast<T>(scratch.dv[(s - s0) * hd + d]);
     }
 }
 
-template <typename T, typename G>
+template <typename T>
 void backward_query_head(const HeadInputs<T>& in, const HeadOutputs<T>& o, int64_t seq,
-                         const HeadGrads<G>& g) {
+                         const HeadGrads<T>& g) {
   std::vector<double> delta(static_cast<size_t>(seq));
   for (int64_t t = 0; t < seq; ++t) delta[t] = dot(o.dout[t], o.out[t], in.head_dim);
   KeyBlockGrads scratch(in.head_dim);
@@ -189,6 +189,7 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, float 
                        Tensor& out, Tensor& lse, Stream&) {
   if (q.dtype() == DType::f32) return attention_forward_f32(q, k, v, softmax_scale, out, lse);
   if (q.dtype() == DType::bf16) {
+    expect_statistics_dtype<bf16_t>("attention_forward", "lse", lse);
     Tensor out32 = Tensor::empty(out.shape(), DType::f32);
     attention_forward_f32(widened_tensor(q), widened_tensor(k), widened_tensor(v), softmax_scale,
                           out32, lse);
@@ -221,6 +222,7 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
   if (q.dtype() == DType::f32)
     return attention_backward_f32(dout, q, k, v, out, lse, softmax_scale, dq, dk, dv);
   if (q.dtype() == DType::bf16) {
+    expect_statistics_dtype<bf16_t>("attention_backward", "lse", lse);
     Tensor dq32 = Tensor::empty(dq.shape(), DType::f32),
            dk32 = Tensor::empty(dk.shape(), DType::f32);
     Tensor dv32 = Tensor::empty(dv.shape(), DType::f32);

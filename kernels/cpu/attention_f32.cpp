@@ -1,5 +1,6 @@
 // Causal grouped-query attention in f32 on GEMM tiles (FlashAttention-2 on the CPU): the f32 path
-// of kernels/cpu/attention.cpp, which keeps the double-precision loops for f64 and bf16.
+// of kernels/cpu/attention.cpp (which keeps the double-precision loops for f64), and of bf16 on
+// its inputs widened to f32.
 // - Tiles of kTile queries and kTile keys, both starting at multiples of kTile: a query tile sees
 //   key tiles 0..itself, only the diagonal one is masked, and every row sees a key in each.
 // - A query tile stacks the tile's rows of all the query heads of one kv group (G = Hq / Hkv)
@@ -268,13 +269,14 @@ void attention_forward_f32(const Tensor& q, const Tensor& k, const Tensor& v, fl
   const Dims d = attention_dims(q, k);
   const int64_t hd = d.head_dim;
   const float* pq = q.data<float>();
+  float *pout = out.data<float>(), *plse = lse.data<float>();  // checked outside the threads
   std::vector<float> q_stacked(static_cast<size_t>(q.numel()));
   for_each_query_row(d, [&](int64_t i, int64_t row, int64_t) {
     std::copy_n(pq + row, hd, q_stacked.data() + i * hd);
   });
   for_each_tile(d, [&](int64_t b, int64_t kv, int64_t index) {
     forward_tile(d, q_stacked.data(), k.data<float>(), v.data<float>(), softmax_scale,
-                 tile_of(d, b, kv, d.tiles() - 1 - index), out.data<float>(), lse.data<float>());
+                 tile_of(d, b, kv, d.tiles() - 1 - index), pout, plse);
   });
 }
 

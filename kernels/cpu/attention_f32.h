@@ -1,5 +1,6 @@
 // The f32 path of the CPU attention kernels (attention_f32.cpp): kernels/cpu/attention.cpp hands
-// f32 tensors here, with arguments validated as for every op.
+// f32 tensors here, with arguments validated as for every op, and bf16 ones widened to f32 once
+// it has checked that their lse is f32.
 #pragma once
 
 #include "core/tensor.h"

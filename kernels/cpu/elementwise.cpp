@@ -93,8 +93,8 @@ static void convert_each(const Tensor& src, Tensor& dst) {
 }
 
 // f32 <-> bf16, the bf16 weight copy's refresh and the widening of bf16 results, run in a plain
-// loop; the other pairs go through double (exact for every pair but f64 -> bf16, which rounds
-// twice).
+// loop; the other pairs go through double (exact for every pair but f64 -> bf16 and f64 -> f16,
+// which round twice, through f32).
 void convert(const Tensor& src, Tensor& dst, Stream&) {
   if (src.dtype() == DType::f32 && dst.dtype() == DType::bf16)
     return convert_each<float, bf16_t, float_to_bf16>(src, dst);

@@ -46,7 +46,9 @@ void gemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int
 }
 
 // t's values in f32, in `buffer`: a per-thread buffer keeps its pages from call to call, where a
-// fresh vector above malloc's mmap threshold would fault in every page again.
+// fresh vector above malloc's mmap threshold would fault in every page again. The buffers keep
+// their largest size (the largest bf16 GEMM operand, per thread) for the life of the process,
+// outside the host allocator's count.
 const float* widened_in(const Tensor& t, std::vector<float>& buffer) {
   buffer.resize(static_cast<size_t>(t.numel()));
   widen_into(t, buffer.data());

@@ -11,8 +11,9 @@
 // - MoE layers are numbered among themselves (0 .. layers - 1), not by block.
 // - Calibration (fssdp.calibrate, METHODS.md §1.4): each forward plans its copies again from the
 //   tokens its router has just sent to each expert, instead of from the previous steps' mean.
-//   The copies are gathered after routing either way (the all-gather is not prefetched), and the
-//   dispatcher gathers every rank's counts anyway, so an exact plan costs no extra collective.
+//   The dispatcher gathers every rank's counts anyway, so an exact plan costs no extra
+//   collective; but its copies can only be gathered after routing, where the step's predicted
+//   plan (planned_before_routing) lets a block gather them during its attention.
 //   Routers that move from step to step (balancing losses against a skew) then stay balanced.
 //   With exact loads the holders can also take token quotas that even out the ranks
 //   (ExpertPlan::balance: the dispatcher computes them, balanced_split.h) instead of the even,

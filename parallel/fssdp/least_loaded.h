@@ -14,8 +14,8 @@
 // - Memory: a rank takes at most `slots` foreign experts per layer. What no rank can take under
 //   capacity goes to the least-loaded rank that may hold the expert (its owner, a rank already
 //   helping with it, or one with a free slot), past capacity: every token is processed.
-// - The plan carries each holder's token quota; replica_routing.h cuts every expert's tokens,
-//   concatenated over source ranks in rank order, into the holders' quotas in rank order.
+// - The plan carries each holder's token quota; replica_routing.h fills the quotas from every
+//   rank's tokens, nearest first (the holder's own rank, its node, any rank).
 #pragma once
 
 #include <cstdint>

@@ -37,7 +37,7 @@ void sparse_all_gather(const ExpertPlan& plan, std::vector<ExpertChunk>& chunks,
 
 // The same, started: the transfers are posted, and the copies are written once the returned
 // transfers are waited for (nullptr: nothing moves). Until then the owners' chunks must stay as
-// they are, and no other transfer may be started between the same ranks.
+// they are, and no other send_recv may be started between the same ranks (collectives may run).
 std::unique_ptr<PendingTransfers> start_sparse_all_gather(const ExpertPlan& plan,
                                                           std::vector<ExpertChunk>& chunks,
                                                           Communicator* comm, Stream& stream);

@@ -23,6 +23,8 @@
 #include <map>
 #include <string>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "config/yaml_io.h"
@@ -67,7 +69,8 @@ struct Pair {
 
 // Both precisions of one config: the final validation loss and every step's training loss.
 Pair train_both(Config c, const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "moe_bf16_quickstart/";
+  const std::string dir =
+      ::testing::TempDir() + "moe_bf16_quickstart_" + std::to_string(getpid()) + "/";
   std::filesystem::create_directories(dir);
   c.validate();
   Pair pair;

@@ -266,6 +266,25 @@ TEST(Attention, BackwardRejectsMismatchedGradientShapes) {
   EXPECT_NE(message.find("'dout'"), std::string::npos) << message;
 }
 
+// bf16 activations keep their lse in f32 (as the CUDA kernel): a bf16 lse is refused, naming it,
+// forward and backward.
+TEST(Attention, Bf16RefusesABf16Lse) {
+  const Inputs in = random_inputs({1, 4, 2, 1, 4}, DType::bf16, 1650);
+  Stream stream;
+  Tensor out = Tensor::empty(in.q.shape(), DType::bf16);
+  Tensor lse = Tensor::empty({1, 2, 4}, DType::bf16);
+  std::string message = input_error_message(
+      [&] { ops::attention_forward(in.q, in.k, in.v, 1.0f, out, lse, stream); });
+  EXPECT_NE(message.find("lse"), std::string::npos) << message;
+  Tensor dq = Tensor::empty(in.q.shape(), DType::bf16),
+         dk = Tensor::empty(in.k.shape(), DType::bf16);
+  Tensor dv = Tensor::empty(in.v.shape(), DType::bf16);
+  message = input_error_message([&] {
+    ops::attention_backward(in.q, in.q, in.k, in.v, in.q, lse, 1.0f, dq, dk, dv, stream);
+  });
+  EXPECT_NE(message.find("lse"), std::string::npos) << message;
+}
+
 TEST(Attention, RejectsMixedFloatDtypes) {
   const Inputs f32 = random_inputs({1, 4, 2, 1, 4}, DType::f32, 1600);
   const Inputs f64 = random_inputs({1, 4, 2, 1, 4}, DType::f64, 1600);

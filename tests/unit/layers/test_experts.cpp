@@ -83,7 +83,9 @@ TEST(Experts, ResultsDoNotDependOnTheThreadCount) {
 
 // FSSDP copies still in flight: forward runs the present experts, waits, then the arriving ones.
 // The copies' buffers hold NaN until wait() writes the owner's weights into them, so a copy run
-// before the wait gives NaN rows; done right, y equals the run with every weight present.
+// before the wait gives NaN rows; done right, y equals the run with every weight present. y
+// starts as NaN too, and at the wait the present experts' rows must be done already (the work
+// the transfer hides behind) and the arriving ones' not begun.
 TEST(Experts, CopiesInFlightRunAfterTheirWait) {
   ParameterStore store(DType::f32);
   const Experts experts(store, "e", static_cast<int>(kCounts.size()), kDModel, kHidden, 0.3);
@@ -104,9 +106,17 @@ TEST(Experts, CopiesInFlightRunAfterTheirWait) {
       }
     held.push_back(w);
   }
+  Tensor expected = Tensor::empty({kRows, kDModel}, DType::f32);
+  Tensor got = Tensor::empty({kRows, kDModel}, DType::f32);
+  ops::fill(got, std::nan(""), stream);
   int waits = 0;
   in_flight.wait = [&] {
     ++waits;
+    int64_t first = 0;
+    for (size_t e = 0; e < kCounts.size(); first += kCounts[e++])
+      for (int64_t r = first; r < first + kCounts[e]; ++r)
+        EXPECT_EQ(std::isnan(got.data<float>()[r * kDModel]), bool(in_flight.arriving[e]))
+            << "expert " << e << ", row " << r << " at the wait";
     for (size_t e = 0; e < held.size(); ++e)
       if (in_flight.arriving[e]) {
         ops::copy(present[e].w_gate, held[e].w_gate, stream);
@@ -114,8 +124,6 @@ TEST(Experts, CopiesInFlightRunAfterTheirWait) {
         ops::copy(present[e].w_down, held[e].w_down, stream);
       }
   };
-  Tensor expected = Tensor::empty({kRows, kDModel}, DType::f32);
-  Tensor got = Tensor::empty({kRows, kDModel}, DType::f32);
   ExpertsSaved saved_expected, saved_got;
   experts.forward(x, kCounts, saved_expected, expected, stream, ExpertsImpl::grouped, &present);
   experts.forward(x, kCounts, saved_got, got, stream, ExpertsImpl::grouped, &held, &in_flight);
