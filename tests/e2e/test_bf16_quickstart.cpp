@@ -3,19 +3,20 @@
 // the test log.
 //
 // - The dense variant (every layer a dense MLP), 150 steps: bf16 within 2% of f32. The two runs
-//   stay together (measured: 0.4% apart), so a missing compute-copy refresh (bf16 weights frozen
-//   at init), an f32 statistic computed in bf16 or a broken bf16 op misses it by far.
+//   stay together (measured: 0.4% and 0.9% apart), so a missing compute-copy refresh (bf16
+//   weights frozen at init), an f32 statistic computed in bf16 or a broken bf16 op misses it by
+//   far.
 // - The quickstart MoE, 300 steps. Here one seed's pair cannot be held to 2%: near-tied routing
 //   decisions flip from about step 18, at the plateau near loss 3.2, and from then on the runs
-//   differ as two seeds do. Any change of rounding does it, f32 included: the same f32 run on two
-//   data-parallel ranks (only the gradient sums' order differs) ended -7% to +13% from one rank's
-//   over five seeds (bench/precision_seeds.sh, docs/results/precision.md), bf16 -10% to +6%.
-//   So the MoE is checked twice, where each check is sharp:
+//   differ as two seeds do. Even f32 against itself does it: the same run on two tensor-parallel
+//   ranks (only the order of f32 sums differs) ended -3.0% to +2.5% from one rank's over five
+//   seeds, and bf16 -10% to +9% (bench/precision_seeds.sh, docs/results/precision.md). So the MoE
+//   is checked twice, where each check is sharp:
 //   - before the runs part, steps 1 to 15, each step's training loss within 0.5% of f32's
-//     (measured: at most 0.11%; a frozen or stale weight copy is off by far more);
+//     (measured: at most 0.12%; a frozen or stale weight copy is off by far more);
 //   - after 300 steps, the mean validation loss over five seeds within 10% of f32's (measured:
-//     seed pairs scatter with a standard deviation of about 7%, so the mean of five by about 3%,
-//     and 10% is three of those; a run stuck at the plateau is 40% above).
+//     seed pairs scatter with a standard deviation of up to 8%, so the mean of five by about
+//     3.7%, and 10% is 2.7 of those; a run stuck at the plateau is 40% above).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
