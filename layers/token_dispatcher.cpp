@@ -166,12 +166,7 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
     }
     ExpertPlan balanced = experts;
     if (experts.balance) balance_holders(balanced, tokens, ranks);
-    for (int s = 0; s < ranks; ++s) {
-      const std::vector<int64_t> mine(shares.begin() + int64_t{s} * num,
-                                      shares.begin() + int64_t{s + 1} * num);
-      routes[t].push_back(balanced.quota.empty() ? route_to_replicas(mine, experts, topology, s)
-                                                 : route_by_quota(shares, balanced, topology, s));
-    }
+    routes[t] = route_every_rank(shares, balanced, topology);
   }
 
   DispatchPlan plan;

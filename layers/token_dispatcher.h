@@ -19,12 +19,14 @@
 // - Every step has its adjoint: all-to-all <-> reverse all-to-all, all-gather <-> reduce-scatter,
 //   TP gather of outputs <-> taking one's own share. With ep = tp = 1 nothing is communicated.
 // - FSSDP (plan_replicas, whole experts): an expert may be held by several ranks of the EP group
-//   (the FSSDP group), so rows go where route_to_replicas sends them, grouped by destination and,
+//   (the FSSDP group), so rows go where route_every_rank sends them (replica_routing.h: the even
+//   split, or a plan's quotas: LLEP's, or the balanced ones of a calibrated plan, which the
+//   dispatcher computes for each TP share), grouped by destination and,
 //   within one, by expert; a rank's local experts are the ones it holds, in expert order. Every
 //   rank derives every other rank's routing, and every TP rank's of its share, from the gathered
 //   counts (routing is a pure function, tokens are replicated over TP and the plan is the same
-//   on every TP rank), so the count exchange stays one all-gather. A plan with quotas (LLEP) routes
-//   by route_by_quota. dispatch/combine and their adjoints are unchanged.
+//   on every TP rank), so the count exchange stays one all-gather. dispatch/combine and their
+//   adjoints are unchanged.
 #pragma once
 
 #include <vector>

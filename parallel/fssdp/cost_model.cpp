@@ -25,8 +25,8 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
   std::vector<std::vector<double>> dispatch(ranks, std::vector<double>(ranks, 0)),
       sparse(ranks, std::vector<double>(ranks, 0));
   std::vector<RankCounts> counts(ranks);
-  // Quotas, the planner's or balanced ones (as the dispatcher makes them), cut the tokens of all
-  // ranks, which route the same share each.
+  // Routed as the dispatcher does (route_every_rank): by the planner's quotas, or by balanced
+  // quotas unless the even split does as well; every rank routes the same share.
   std::vector<int64_t> all;
   for (int s = 0; s < ranks; ++s) all.insert(all.end(), tokens.begin(), tokens.end());
   ExpertPlan routed = plan;
@@ -35,10 +35,10 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
     for (int e = 0; e < experts; ++e) total[e] = tokens[e] * ranks;
     balance_holders(routed, total, ranks);
   }
+  const std::vector<std::vector<std::vector<int64_t>>> routes =
+      route_every_rank(all, routed, topology);
   for (int s = 0; s < ranks; ++s) {
-    const std::vector<std::vector<int64_t>> send =
-        routed.quota.empty() ? route_to_replicas(tokens, plan, topology, s)
-                             : route_by_quota(all, routed, topology, s);
+    const std::vector<std::vector<int64_t>>& send = routes[s];
     for (int e = 0; e < experts; ++e)
       for (int d = 0; d < ranks; ++d) {
         counts[d].rows += send[e][d];

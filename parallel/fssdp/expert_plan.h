@@ -30,7 +30,7 @@ struct ExpertPlan {
   std::vector<std::vector<int>> holders;  // per expert: sorted ranks with a copy, owner included
   // Empty, or per expert the tokens each holder takes (holders' order): the least-loaded planner
   // sets them (least_loaded.h); without them the tokens split evenly (replica_routing.h).
-  std::vector<std::vector<int64_t>> quota;
+  std::vector<std::vector<int64_t>> quota = {};
   // Instead of quotas: the dispatcher splits each expert's tokens with balanced quotas of its own
   // (balanced_split.h), for each TP share of the tokens (a calibrated FSSDP plan).
   bool balance = false;

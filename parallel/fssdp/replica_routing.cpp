@@ -68,4 +68,32 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
   return send;
 }
 
+// The rows the busiest rank receives.
+static int64_t busiest(const std::vector<std::vector<std::vector<int64_t>>>& routes, int ranks) {
+  std::vector<int64_t> rows(ranks, 0);
+  for (const auto& source : routes)
+    for (const auto& expert : source)
+      for (int d = 0; d < ranks; ++d) rows[d] += expert[d];
+  return *std::max_element(rows.begin(), rows.end());
+}
+
+std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vector<int64_t>& all,
+                                                                const ExpertPlan& plan,
+                                                                const Topology& topology) {
+  const int experts = plan.experts(), ranks = topology.ranks;
+  MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * experts,
+             "route_every_rank: ", all.size(), " counts for ", ranks, " ranks of ", experts,
+             " experts");
+  std::vector<std::vector<std::vector<int64_t>>> even, quota;
+  if (plan.quota.empty() || plan.balance)
+    for (int s = 0; s < ranks; ++s)
+      even.push_back(route_to_replicas(
+          {all.begin() + int64_t{s} * experts, all.begin() + int64_t{s + 1} * experts}, plan,
+          topology, s));
+  if (plan.quota.empty()) return even;
+  for (int s = 0; s < ranks; ++s) quota.push_back(route_by_quota(all, plan, topology, s));
+  if (plan.balance && busiest(even, ranks) <= busiest(quota, ranks)) return even;
+  return quota;
+}
+
 }  // namespace moe

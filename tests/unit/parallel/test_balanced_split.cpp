@@ -88,7 +88,9 @@ TEST(BalancedSplit, RandomPlansSplitEveryTokenAndLevelEachCopiedExpert) {
         }
       }
       EXPECT_LE(high - low, 1) << "trial " << trial << " expert " << e;
-      if (idle != INT64_MAX) EXPECT_GE(idle + 1, high) << "trial " << trial << " expert " << e;
+      if (idle != INT64_MAX) {
+        EXPECT_GE(idle + 1, high) << "trial " << trial << " expert " << e;
+      }
     }
   }
 }

@@ -138,5 +138,23 @@ TEST(QuotaRouting, QuotasFillFromTheNearestRanksFirst) {
   EXPECT_EQ(route_by_quota(tokens, two, two_nodes, 3), (Sends{{0, 0, 0, 1}}));
 }
 
+// route_every_rank: 2 ranks on one node, one expert held by both. Balanced quotas that level the
+// ranks are followed; ones that leave the busiest rank no better off than the even split give way
+// to it (which keeps each rank's tokens home); a planner's quotas (LLEP) are always followed.
+TEST(QuotaRouting, BalancedQuotasGiveWayWhenTheEvenSplitDoesAsWell) {
+  const Topology topology{2, 2};
+  using Routes = std::vector<std::vector<std::vector<int64_t>>>;
+  ExpertPlan plan{{0}, {{0, 1}}, {{3, 3}}};
+  plan.balance = true;
+  // Tokens 6 and 0: the even split keeps rank 0's six on rank 0 (busiest 6), the quotas 3 and 3.
+  EXPECT_EQ(route_every_rank({6, 0}, plan, topology), (Routes{{{3, 3}}, {{0, 0}}}));
+  // Tokens 3 and 3: the even split keeps both home (busiest 3), against quotas 5 and 1 (5).
+  plan.quota = {{5, 1}};
+  EXPECT_EQ(route_every_rank({3, 3}, plan, topology), (Routes{{{3, 0}}, {{0, 3}}}));
+  // The same quotas from the least-loaded planner stand.
+  plan.balance = false;
+  EXPECT_EQ(route_every_rank({3, 3}, plan, topology), (Routes{{{3, 0}}, {{2, 1}}}));
+}
+
 }  // namespace
 }  // namespace moe
