@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,15 +60,16 @@ struct Measured {
   CommVolume mean, max;  // bytes per step
   double expert_mb = 0;  // max over ranks
   double peak_mb = 0;    // host memory in use at its peak during the measured steps, max over ranks
-  LayerTime predicted;   // the cost model's ms per step, summed over MoE layers (ep and fssdp)
+  LayerTime predicted;  // the cost model's ms per step (compute, dispatch, sparse), summed over MoE
+                        // layers (ep and fssdp)
 };
 
 // The cost model's time for one MoE layer's measured loads (summed over ranks), under EP's blocks
-// or the FSSDP plan Algorithm 1 makes from those loads, routed by balanced quotas.
-LayerTime predicted_layer(const Config& config, const std::vector<int64_t>& loads, int ranks,
-                          const Cluster& cluster) {
+// or (fssdp: the run's resolved placement) the FSSDP plan Algorithm 1 makes from those loads.
+LayerTime predicted_layer(const Config& config, const std::optional<FssdpPlacement>& fssdp,
+                          const std::vector<int64_t>& loads, int ranks, const Cluster& cluster) {
   const int experts = config.moe.num_experts;
-  const Topology topology{ranks, ranks};
+  const Topology topology{ranks, fssdp ? fssdp->ranks_per_node : ranks};
   std::vector<double> share(loads.begin(), loads.end());
   double total = 0;
   for (double l : share) total += l;
@@ -78,10 +80,9 @@ LayerTime predicted_layer(const Config& config, const std::vector<int64_t>& load
       config.train.precision == Precision::bf16 ? 2 : 4};
   const std::vector<int> owner = contiguous_owners(1, experts, topology);
   ExpertPlan plan = owners_only(owner);
-  if (config.parallel.experts == ExpertPlacement::fssdp) {
-    const int overlap = config.fssdp.overlap > 0 ? config.fssdp.overlap : experts;
-    plan = plan_materialization(owner, share, {config.fssdp.slots, overlap}, topology);
-    plan.balance = true;
+  if (fssdp) {
+    plan = plan_materialization(owner, share, fssdp->budget, topology);
+    plan.balance = fssdp->calibrate;
   }
   return predict(layer_counts(share, plan, topology, shape), topology, shape, cluster);
 }
@@ -126,7 +127,8 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
   const ParallelGroups groups = grid.groups(false);
   std::unique_ptr<TokenLoader> loader = make_token_loader(config.data, grid.dp_rank(), ranks);
   ParameterStore store(DType::f32);
-  Model model(config.model, config.moe, store, groups, model_options(config, groups));
+  const ModelOptions options = model_options(config, groups);
+  Model model(config.model, config.moe, store, groups, options);
   store.allocate(static_cast<uint64_t>(config.train.seed));
   if (!checkpoint.empty()) load_checkpoint(checkpoint, {&store, false, {}}, groups);
   AdamW optimizer(store, config.train, groups, false);
@@ -156,11 +158,10 @@ Measured measure(Communicator& world, Config config, const std::string& checkpoi
       m.balance += max_of(rows) / mean_of(rows);
       ++layer_steps;
       if (!cluster) continue;
-      const LayerTime t = predicted_layer(config, stats.loads[l], ranks, *cluster);
+      const LayerTime t = predicted_layer(config, options.fssdp, stats.loads[l], ranks, *cluster);
       m.predicted.compute += 1e3 * t.compute / steps;
       m.predicted.dispatch += 1e3 * t.dispatch / steps;
       m.predicted.sparse += 1e3 * t.sparse / steps;
-      m.predicted.total += 1e3 * t.total / steps;
     }
     expert_mb = std::max(expert_mb, expert_megabytes(model, config, ranks));
   }

@@ -5,7 +5,6 @@
 
 #include "kernels/ops.h"
 #include "layers/activation_sum.h"
-#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
@@ -159,14 +158,9 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   // are replicated over TP, so every rank knows every TP rank's share of every rank's counts.
   std::vector<std::vector<std::vector<std::vector<int64_t>>>> routes(tp);
   for (int t = 0; t < tp; ++t) {
-    std::vector<int64_t> shares(all.size()), tokens(num, 0);  // TP share t of all, its sums
-    for (size_t i = 0; i < all.size(); ++i) {
-      shares[i] = share_size(all[i], t, tp);
-      tokens[i % num] += shares[i];
-    }
-    ExpertPlan balanced = experts;
-    if (experts.balance) balance_holders(balanced, tokens, ranks);
-    routes[t] = route_every_rank(shares, balanced, topology);
+    std::vector<int64_t> shares(all.size());  // TP share t of all
+    for (size_t i = 0; i < all.size(); ++i) shares[i] = share_size(all[i], t, tp);
+    routes[t] = route_every_rank(shares, experts, topology);
   }
 
   DispatchPlan plan;

@@ -97,6 +97,11 @@ class Communicator {
 
  protected:
   void count(Collective kind, int64_t bytes) { volume_.bytes[static_cast<int>(kind)] += bytes; }
+  // send_recv's count: the bytes of the sends to other ranks.
+  void count_sends(const std::vector<Transfer>& sends) {
+    for (const Transfer& t : sends)
+      if (t.peer != rank()) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
+  }
 
  private:
   CommVolume volume_;

@@ -234,8 +234,7 @@ std::unique_ptr<PendingTransfers> MpiCommunicator::start_send_recv(
     const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs, Stream&) {
   const ops::OpProfileScope profile("comm_send_recv_start");
   auto pending = std::make_unique<MpiPendingTransfers>(*this, sends, recvs);
-  for (const Transfer& t : sends)
-    if (t.peer != rank_) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
+  count_sends(sends);
   return pending;
 }
 
@@ -243,8 +242,7 @@ void MpiCommunicator::send_recv(const std::vector<Transfer>& sends,
                                 const std::vector<Transfer>& recvs, Stream&) {
   const ops::OpProfileScope profile("comm_send_recv");
   MpiPendingTransfers(*this, sends, recvs).complete();
-  for (const Transfer& t : sends)
-    if (t.peer != rank_) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
+  count_sends(sends);
 }
 
 void MpiCommunicator::broadcast(Tensor& x, int root, Stream&) {

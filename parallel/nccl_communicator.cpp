@@ -167,8 +167,7 @@ void NcclCommunicator::send_recv(const std::vector<Transfer>& sends,
     MOE_NCCL_CHECK(
         ncclSend(t.tensor.raw(), t.tensor.nbytes(), ncclUint8, t.peer, comm_, stream_of(stream)));
   group.end();
-  for (const Transfer& t : sends)
-    if (t.peer != rank()) count(Collective::send_recv, static_cast<int64_t>(t.tensor.nbytes()));
+  count_sends(sends);
 }
 
 void NcclCommunicator::broadcast(Tensor& x, int root, Stream& stream) {

@@ -11,10 +11,9 @@
 //   of what the greedy first order got wrong.
 // - Exact loads only: the quotas must add up to this forward's tokens, so a predicted plan
 //   (calibrate: false) keeps the even split.
-// - The dispatcher computes them from every rank's gathered counts and hands them to
-//   route_every_rank (replica_routing.h), which follows them unless the even split leaves the
-//   busiest rank no more rows; under tensor parallelism, once per TP share of the tokens, so that
-//   each TP rank's share is balanced on its own.
+// - route_every_rank (replica_routing.h) computes them from every rank's gathered counts and
+//   follows them unless the even split leaves the busiest rank no more rows; the dispatcher calls
+//   it once per TP share of the tokens, so that each TP rank's share is balanced on its own.
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "parallel/fssdp/balanced_split.h"
 #include "parallel/fssdp/replica_routing.h"
 
 namespace moe {
@@ -29,14 +28,8 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
   // quotas unless the even split does as well; every rank routes the same share.
   std::vector<int64_t> all;
   for (int s = 0; s < ranks; ++s) all.insert(all.end(), tokens.begin(), tokens.end());
-  ExpertPlan routed = plan;
-  if (plan.balance) {
-    std::vector<int64_t> total(experts);
-    for (int e = 0; e < experts; ++e) total[e] = tokens[e] * ranks;
-    balance_holders(routed, total, ranks);
-  }
   const std::vector<std::vector<std::vector<int64_t>>> routes =
-      route_every_rank(all, routed, topology);
+      route_every_rank(all, plan, topology);
   for (int s = 0; s < ranks; ++s) {
     const std::vector<std::vector<int64_t>>& send = routes[s];
     for (int e = 0; e < experts; ++e)

@@ -31,8 +31,8 @@ struct ExpertPlan {
   // Empty, or per expert the tokens each holder takes (holders' order): the least-loaded planner
   // sets them (least_loaded.h); without them the tokens split evenly (replica_routing.h).
   std::vector<std::vector<int64_t>> quota = {};
-  // Instead of quotas: the dispatcher splits each expert's tokens with balanced quotas of its own
-  // (balanced_split.h), for each TP share of the tokens (a calibrated FSSDP plan).
+  // Instead of quotas: routing (route_every_rank) splits each expert's tokens with balanced quotas
+  // of its own (balanced_split.h), for each TP share of the tokens (a calibrated FSSDP plan).
   bool balance = false;
 
   int experts() const { return static_cast<int>(owner.size()); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "parallel/fssdp/balanced_split.h"
 
 namespace moe {
 
@@ -84,15 +85,21 @@ std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vecto
   MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * experts,
              "route_every_rank: ", all.size(), " counts for ", ranks, " ranks of ", experts,
              " experts");
+  ExpertPlan routed = plan;
+  if (plan.balance && plan.quota.empty()) {
+    std::vector<int64_t> tokens(experts, 0);  // per expert, over the ranks
+    for (size_t i = 0; i < all.size(); ++i) tokens[i % experts] += all[i];
+    balance_holders(routed, tokens, ranks);
+  }
   std::vector<std::vector<std::vector<int64_t>>> even, quota;
-  if (plan.quota.empty() || plan.balance)
+  if (routed.quota.empty() || routed.balance)
     for (int s = 0; s < ranks; ++s)
       even.push_back(route_to_replicas(
           {all.begin() + int64_t{s} * experts, all.begin() + int64_t{s + 1} * experts}, plan,
           topology, s));
-  if (plan.quota.empty()) return even;
-  for (int s = 0; s < ranks; ++s) quota.push_back(route_by_quota(all, plan, topology, s));
-  if (plan.balance && busiest(even, ranks) <= busiest(quota, ranks)) return even;
+  if (routed.quota.empty()) return even;
+  for (int s = 0; s < ranks; ++s) quota.push_back(route_by_quota(all, routed, topology, s));
+  if (routed.balance && busiest(even, ranks) <= busiest(quota, ranks)) return even;
   return quota;
 }
 

@@ -37,7 +37,8 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
                                                  int source);
 
 // Every rank's routing, routes[s][e][d], of the tokens all[s * E + e]: by the plan's quotas where
-// it has them, except that balanced quotas (ExpertPlan::balance, calibrated FSSDP) give way to
+// it has them (a plan with ExpertPlan::balance and no quotas yet gets balanced ones from these
+// tokens, balanced_split.h), except that balanced quotas (calibrated FSSDP) give way to
 // the even split when it leaves the busiest rank no more rows, since it keeps tokens nearer (on
 // several nodes with mild skew the quotas would move tokens between nodes for nothing). A
 // planner's quotas (LLEP) are always followed.
