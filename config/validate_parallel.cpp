@@ -27,10 +27,9 @@ void validate_parallel_layout(const Config& config, const std::string& where) {
   MOE_CHECK(!p.expert_tp || moe.expert_hidden % p.tp == 0, "invalid config in ", where,
             ": parallel.tp = ", p.tp, " must divide moe.expert_hidden = ", moe.expert_hidden,
             " when parallel.expert_tp is set");
-  MOE_CHECK(p.experts == ExpertPlacement::ep || !p.expert_tp, "invalid config in ", where,
-            ": parallel.experts = ", word_of(p.experts),
-            " moves whole experts between ranks: it does not split them over TP "
-            "(parallel.expert_tp); each TP rank runs the whole experts on its share of the tokens");
+  MOE_CHECK(p.experts != ExpertPlacement::llep || !p.expert_tp, "invalid config in ", where,
+            ": parallel.experts = llep moves whole experts between ranks: it does not split them "
+            "over TP (parallel.expert_tp)");
   MOE_CHECK(p.experts != ExpertPlacement::llep || p.tp == 1, "invalid config in ", where,
             ": parallel.experts = llep needs parallel.tp = 1 (got ", p.tp,
             "): its token quotas cut each expert's whole token list, which TP shares out");

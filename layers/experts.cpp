@@ -12,11 +12,10 @@ namespace moe {
 // The placement of a stacked expert weight whose hidden units are on dim hidden_dim.
 static Placement expert_placement(const ParallelGroups& groups, int hidden_dim,
                                   const std::optional<std::vector<int64_t>>& owned) {
-  if (owned) return {ParamGroup::expert, TpMode::partial, {}, owned};
-  const Split by_ep{0, group_rank(groups.ep), group_size(groups.ep)};
-  if (groups.expert_tp)
-    return {ParamGroup::expert, TpMode::split, {by_ep, tp_split(groups, hidden_dim)}};
-  return {ParamGroup::expert, TpMode::partial, {by_ep}};
+  std::vector<Split> splits;
+  if (!owned) splits.push_back({0, group_rank(groups.ep), group_size(groups.ep)});
+  if (groups.expert_tp) splits.push_back(tp_split(groups, hidden_dim));
+  return {ParamGroup::expert, groups.expert_tp ? TpMode::split : TpMode::partial, splits, owned};
 }
 
 // num_experts, once checked to split evenly over EP (FSSDP owners hold any number).

@@ -26,10 +26,11 @@
 // (hidden units on dim 1 of w_gate/w_up, dim 2 of w_down), otherwise every TP rank holds the whole
 // experts and runs them on its 1/tp of the tokens (duplicate token dropping), so its gradients
 // are partial sums over TP. Under FSSDP (`owned` given) this rank keeps the experts it owns, any
-// set of them (parameters placed by rows), and forward/backward run on the list of experts it
-// holds this step (owned ones and copies) that the caller passes as `held`. While copies are still
-// arriving (`in_flight`), forward runs the experts already present first, then waits for the rest:
-// the owned experts' GEMMs cover the copies' transfer.
+// set of them (parameters placed by rows; with expert_tp its TP slice of each), and
+// forward/backward run on the list of experts it holds this step (owned ones and copies) that the
+// caller passes as `held`. While copies are still arriving (`in_flight`), forward runs the experts
+// already present first, then waits for the rest: the owned experts' GEMMs cover the copies'
+// transfer.
 #pragma once
 
 #include <functional>

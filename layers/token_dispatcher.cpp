@@ -61,15 +61,20 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
     plan.send_rows.push_back(send);
     plan.recv_rows.push_back(recv);
   }
+  lay_out_arrivals(local, rows_from, plan, stream);
+  return plan;
+}
+
+void TokenDispatcher::lay_out_arrivals(int local, const RowsFrom& rows_from, DispatchPlan& plan,
+                                       Stream& stream) const {
+  const int tp = tp_size_;
+  plan.arrived_rows.clear();
   for (int t = 0; t < tp; ++t) {
     int64_t arrived = 0;
     for (int s = 0; s < ep_size_; ++s)
       for (int e = 0; e < local; ++e) arrived += rows_from(t, s, e);
     plan.arrived_rows.push_back(arrived);
   }
-
-  // The arrived layout: TP blocks (only this rank's unless experts gather), each by source rank,
-  // then local expert. expert_order lists it expert by expert.
   std::vector<int> blocks;
   if (gathers_experts())
     for (int t = 0; t < tp; ++t) blocks.push_back(t);
@@ -93,7 +98,6 @@ DispatchPlan TokenDispatcher::plan(const Tensor& sorted_slots, const std::vector
     }
   if (reorders())
     plan.expert_order = on_device({static_cast<int64_t>(order.size())}, order, stream);
-  return plan;
 }
 
 void TokenDispatcher::share_out(const Tensor& sorted_slots, const std::vector<int64_t>& counts,
@@ -148,7 +152,6 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
                                             const ExpertPlan& experts, const Topology& topology,
                                             Stream& stream) const {
   const int num = num_experts_, ranks = ep_size_, me = ep_rank_, tp = tp_size_;
-  MOE_ASSERT(!gathers_experts(), "FSSDP dispatch runs whole experts (no expert_tp)");
   MOE_ASSERT(tp == 1 || experts.quota.empty(), "a planner's quotas need tp = 1");
   MOE_ASSERT(experts.experts() == num && topology.ranks == ranks, "FSSDP plan of ",
              experts.experts(), " experts on ", topology.ranks, " ranks for ", num, " on ", ranks);
@@ -191,33 +194,18 @@ DispatchPlan TokenDispatcher::plan_replicas(const Tensor& sorted_slots,
   plan.share_slots = on_device({plan.rows}, share_slots, stream);
   if (tp > 1) plan.share_gather = share_gather(plan.share_rows, stream);
 
-  // Arrival order (this TP rank's): by source rank, then expert. Local experts: the held ones, in
-  // expert order.
+  // Arrivals: the held experts, in expert order, are the local ones.
   const std::vector<std::vector<std::vector<int64_t>>>& mine = routes[tp_rank_];
-  std::vector<int64_t> source_start(ranks + 1, 0);
   for (int s = 0; s < ranks; ++s) {
     int64_t rows = 0;
     for (int e = 0; e < num; ++e) rows += mine[s][e][me];
     plan.recv_rows.push_back(rows);
-    source_start[s + 1] = source_start[s] + rows;
   }
-  plan.arrived = source_start[ranks];
-  plan.arrived_rows = {plan.arrived};
-  std::vector<int32_t> order;
-  for (int e = 0; e < num; ++e) {
-    if (!experts.holds(e, me)) continue;
-    plan.local_experts.push_back(e);
-    int64_t rows = 0;
-    for (int s = 0; s < ranks; ++s) {
-      int64_t at = source_start[s];
-      for (int before = 0; before < e; ++before) at += mine[s][before][me];
-      for (int64_t i = 0; i < mine[s][e][me]; ++i) order.push_back(static_cast<int32_t>(at + i));
-      rows += mine[s][e][me];
-    }
-    plan.expert_counts.push_back(rows);
-  }
-  if (reorders())
-    plan.expert_order = on_device({static_cast<int64_t>(order.size())}, order, stream);
+  for (int e = 0; e < num; ++e)
+    if (experts.holds(e, me)) plan.local_experts.push_back(e);
+  lay_out_arrivals(
+      static_cast<int>(plan.local_experts.size()),
+      [&](int t, int s, int j) { return routes[t][s][plan.local_experts[j]][me]; }, plan, stream);
   return plan;
 }
 

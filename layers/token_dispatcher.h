@@ -18,17 +18,19 @@
 //   gather (moe_permute with k = 1); its adjoint scatters them back.
 // - Every step has its adjoint: all-to-all <-> reverse all-to-all, all-gather <-> reduce-scatter,
 //   TP gather of outputs <-> taking one's own share. With ep = tp = 1 nothing is communicated.
-// - FSSDP (plan_replicas, whole experts): an expert may be held by several ranks of the EP group
-//   (the FSSDP group), so rows go where route_every_rank sends them (replica_routing.h: the even
-//   split, or a plan's quotas: LLEP's, or the balanced ones of a calibrated plan, which the
-//   dispatcher computes for each TP share), grouped by destination and,
-//   within one, by expert; a rank's local experts are the ones it holds, in expert order. Every
-//   rank derives every other rank's routing, and every TP rank's of its share, from the gathered
-//   counts (routing is a pure function, tokens are replicated over TP and the plan is the same
-//   on every TP rank), so the count exchange stays one all-gather. dispatch/combine and their
-//   adjoints are unchanged.
+// - FSSDP (plan_replicas): an expert may be held by several ranks of the EP group (the FSSDP
+//   group), so rows go where route_every_rank sends them (replica_routing.h: the even split, or a
+//   plan's quotas: LLEP's, or the balanced ones of a calibrated plan, which route_every_rank
+//   computes for each TP share), grouped by destination and, within one, by expert; a rank's
+//   local experts are the ones it holds, in expert order. Every rank derives every other rank's
+//   routing, and every TP rank's of its share, from the gathered counts (routing is a pure
+//   function, tokens are replicated over TP and the plan is the same on every TP rank), so the
+//   count exchange stays one all-gather. With expert_tp the TP ranks of an EP rank hold the same
+//   experts (each its slice), so they gather the rows each of them received as above.
+//   dispatch/combine and their adjoints are unchanged.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "core/stream.h"
@@ -63,8 +65,8 @@ class TokenDispatcher {
                     Stream& stream) const;
   // Every EP rank's per-expert counts, all[s * E + e] (one all-gather on the host).
   std::vector<int64_t> gather_counts(const std::vector<int64_t>& counts) const;
-  // FSSDP: the same, with experts held as `experts` says over the EP group (whole experts, no
-  // expert_tp), from every EP rank's counts (gather_counts).
+  // FSSDP: the same, with experts held as `experts` says over the EP group (with expert_tp, each
+  // TP rank holds its slice of them), from every EP rank's counts (gather_counts).
   DispatchPlan plan_replicas(const Tensor& sorted_slots, const std::vector<int64_t>& all_counts,
                              const ExpertPlan& experts, const Topology& topology,
                              Stream& stream) const;
@@ -94,6 +96,13 @@ class TokenDispatcher {
   // one TP rank, the slots themselves, so that planning reads only counts from the device.
   void share_out(const Tensor& sorted_slots, const std::vector<int64_t>& counts, DispatchPlan& plan,
                  Stream& stream) const;
+  // Rows of local expert e that TP rank t of EP rank s sends to this EP rank.
+  using RowsFrom = std::function<int64_t(int t, int s, int e)>;
+  // The arrived layout into plan (arrived_rows, arrived, expert_counts, expert_order): TP blocks
+  // (only this rank's unless experts gather), each padded to the largest, by source rank, then
+  // local expert; expert_order lists it expert by expert.
+  void lay_out_arrivals(int local, const RowsFrom& rows_from, DispatchPlan& plan,
+                        Stream& stream) const;
   // Where each share's rows are in a TP all-gather of the shares padded to the largest.
   Tensor share_gather(const std::vector<int64_t>& share_rows, Stream& stream) const;
   // This TP rank's share of rows -> every share's rows, in share_slots order (a TP all-gather).

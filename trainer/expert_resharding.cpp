@@ -17,6 +17,9 @@ Tensor row_of(const Tensor& flat, int64_t row, int64_t row_size) {
   return flat.narrow(row * row_size, row_size);
 }
 
+// The elements of one expert's row on this rank (its TP slice with expert_tp).
+int64_t row_elements(const Parameter& p) { return p.shape.with_dim(0, 1).numel(); }
+
 }  // namespace
 
 int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimizer,
@@ -58,7 +61,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
   for (int l = 0; l < num_layers; ++l)
     for (int w = 0; w < static_cast<int>(layers[l].size()); ++w) {
       const Parameter& p = *layers[l][w];
-      const int64_t size = p.shape.numel() / std::max<int64_t>(p.shape[0], 1);
+      const int64_t size = row_elements(p);
       const auto [m, v] = moments_of(runs, &p);
       const Tensor values = p.value.view({p.shape.numel()});
       for (size_t i = 0; i < p.placement.rows->size(); ++i) {
@@ -81,7 +84,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
       if (rank != from && rank != to) continue;
       for (int w = 0; w < static_cast<int>(layers[l].size()); ++w) {
         const Parameter& p = *layers[l][w];
-        const int64_t size = p.global_shape.numel() / p.global_shape[0];
+        const int64_t size = row_elements(p);
         std::vector<Tensor>& parts = rows[{l, e, w}];
         if (rank == to) parts.assign(kParts, Tensor());
         for (int part = 0; part < kParts; ++part) {
@@ -109,7 +112,7 @@ int reshard_experts(LanguageModel& model, ParameterStore& store, AdamW& optimize
   for (int l = 0; l < num_layers; ++l)
     for (int w = 0; w < static_cast<int>(layers[l].size()); ++w) {
       const Parameter& p = *layers[l][w];
-      const int64_t size = p.global_shape.numel() / p.global_shape[0];
+      const int64_t size = row_elements(p);
       const auto [m, v] = moments_of(after, &p);
       const Tensor values = p.value.view({p.shape.numel()});
       const Tensor targets[kParts] = {values, m, v};

@@ -8,7 +8,8 @@
 //   whole state. The ParameterStore keeps its size (every rank owns as many experts as before),
 //   so the arenas and the optimizer's moment buffers stay; only their contents are rearranged.
 // - One grouped send/recv over the FSSDP group carries every moving expert's rows (three weights,
-//   each with value and two moments), in (layer, expert, weight) order on both sides.
+//   each with value and two moments), in (layer, expert, weight) order on both sides. With
+//   expert_tp each TP rank moves its slice of the experts over its own FSSDP group.
 #pragma once
 
 #include <vector>

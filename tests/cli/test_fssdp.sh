@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # FSSDP through the real moe-train and moe-eval: training with parallel.experts: fssdp on 2 ranks,
 # its checkpoint resumed under expert parallelism and on one rank, an EP checkpoint resumed under
-# FSSDP, evaluation in both, ZeRO-1 under FSSDP trained and resumed; and the configurations FSSDP
-# refuses. LLEP (parallel.experts: llep) trained and resumed under EP, and its refusals.
+# FSSDP, evaluation in both, ZeRO-1 and expert_tp under FSSDP trained and resumed; and the
+# configurations FSSDP refuses. LLEP (parallel.experts: llep) trained and resumed under EP, and its refusals.
 #   test_fssdp.sh <moe-train> <moe-eval> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
@@ -40,9 +40,13 @@ else
   failures=$((failures + 1))
 fi
 
-expect nonzero "parallel.experts = fssdp moves whole experts between ranks" "$moe_train" \
-  "${small[@]}" "${fssdp[@]}" --set parallel.tp=2 --set parallel.expert_tp=true \
-  --set model.vocab_size=258
+# Experts split over TP under FSSDP: tp 2 x dp 2, each TP rank holding its slices; resumed on one
+# rank.
+expect zero "experts split over tp" "$@" -np 4 "$moe_train" "${small[@]}" "${fssdp[@]}" \
+  --set parallel.tp=2 --set parallel.expert_tp=true --set model.vocab_size=258 \
+  --set train.steps=2 --set checkpoint.dir="$tmp/expert_tp"
+expect zero "resumed from $tmp/expert_tp/step_00000002 at step 2" "$moe_train" "${small[@]}" \
+  --set model.vocab_size=258 --set train.steps=3 --set checkpoint.dir="$tmp/expert_tp"
 expect zero "step 2/2" "$@" -np 2 "$moe_train" "${small[@]}" "${fssdp[@]}" --set parallel.zero=1 \
   --set train.steps=2 --set checkpoint.dir="$tmp/zero"
 expect zero "resumed from $tmp/zero/step_00000002 at step 2" "$@" -np 2 "$moe_train" \
@@ -63,4 +67,6 @@ expect nonzero "parallel.ep = 3 must divide moe.num_experts = 8" "$moe_train" "$
   "${llep[@]}" --set parallel.ep=3
 expect nonzero "llep.capacity_factor" "$moe_train" "${small[@]}" "${llep[@]}" \
   --set llep.capacity_factor=0.5
+expect nonzero "parallel.experts = llep moves whole experts between ranks" "$moe_train" \
+  "${small[@]}" "${llep[@]}" --set parallel.expert_tp=true
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }

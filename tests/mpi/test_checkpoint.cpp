@@ -54,7 +54,8 @@ Layout world_layout(int world) {
 }
 
 std::vector<Layout> smaller_layouts(int world) {
-  if (world == 8) return {{1}, {1, 4, 4}, {2, 2, 1}, {2, 2, 2, true, true}};
+  if (world == 8)
+    return {{1}, {1, 4, 4}, {2, 2, 1}, {2, 2, 2, true, true}, {2, 2, 2, true, false, false, true}};
   if (world == 4) return {{1}, {1, 2, 2}, {2, 1, 1, true}};
   return {{1}};
 }

@@ -44,7 +44,8 @@ std::vector<Layout> layouts_for(int world) {
               {2, 2, 2, true, true},
               {1, 4, 4, false, false, false, true, true},
               {1, 4, 2, false, true, false, true},
-              {2, 2, 2, false, false, false, true}};
+              {2, 2, 2, false, false, false, true},
+              {2, 2, 2, true, false, false, true}};
     default:
       return {};
   }

@@ -84,7 +84,9 @@ std::vector<Layout> layouts_for(int world) {
               {1, 4, 4, false, true, false, true},
               {1, 4, 2, false, true, false, true, true},
               {2, 2, 2, false, false, false, true},
-              {2, 2, 2, false, true, false, true, true}};
+              {2, 2, 2, false, true, false, true, true},
+              {2, 2, 2, true, false, false, true},
+              {2, 2, 2, true, true, false, true, true}};
     case 8:
       return {{2, 4, 2},
               {2, 4, 2, true},
@@ -92,7 +94,8 @@ std::vector<Layout> layouts_for(int world) {
               {2, 4, 2, true, true},
               {1, 8, 4, false, true},
               {1, 8, 8, false, false, false, true},
-              {2, 4, 4, false, true, false, true}};
+              {2, 4, 4, false, true, false, true},
+              {2, 4, 4, true, true, false, true}};
     default:
       return {};
   }
@@ -235,7 +238,8 @@ TEST_F(ParallelLayouts, FssdpReshardingMovesExpertStateExactly) {
     if (!layout.fssdp) continue;
     SCOPED_TRACE(layout.name());
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
-    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(false), false);
+    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(layout.expert_tp),
+                     false);
     Stream stream;
     for (int64_t step = 0; step < 3; ++step) parallel.step(step, stream);
     // Every parameter's value and moments, gathered (a rank without a parameter's rows, and so

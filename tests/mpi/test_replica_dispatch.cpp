@@ -6,7 +6,9 @@
 //   own expert (each expert multiplies by its own factor), so no row is lost, duplicated or sent
 //   to the wrong expert;
 // - the backward pair (combine_backward, dispatch_backward) is the adjoint: <combine(a), b> equals
-//   <a, combine_backward(b)> and likewise for dispatch.
+//   <a, combine_backward(b)> and likewise for dispatch;
+// - with expert_tp (2 TP ranks, EP over the rest) the TP ranks of an EP rank run their slices of
+//   the held experts on all the rows any of them received, and combine sums the slices' parts.
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -17,6 +19,7 @@
 #include "kernels/ops.h"
 #include "layers/token_dispatcher.h"
 #include "parallel/fssdp/replica_routing.h"
+#include "parallel/process_grid.h"
 
 namespace moe {
 namespace {
@@ -30,18 +33,40 @@ class ReplicaDispatch : public ::testing::Test {
   const int rank = world->rank(), ranks = world->size();
   Stream stream;
 
-  ExpertPlan random_plan(uint32_t seed) const {
+  ExpertPlan random_plan(uint32_t seed) const { return random_plan(seed, ranks); }
+  // Holders over `over` ranks (the EP group), the same on every rank that asks.
+  static ExpertPlan random_plan(uint32_t seed, int over) {
     std::mt19937 rng(seed);
     ExpertPlan plan;
     for (int e = 0; e < kExperts; ++e) {
-      plan.owner.push_back(static_cast<int>(rng() % ranks));
+      plan.owner.push_back(static_cast<int>(rng() % over));
       plan.holders.emplace_back();
-      for (int r = 0; r < ranks; ++r)
+      for (int r = 0; r < over; ++r)
         if (r == plan.owner[e] || rng() % 3 == 0) plan.holders[e].push_back(r);
     }
     return plan;
   }
 };
+
+// Sorted slots and per-expert counts of random top-2 routing; ids[n * kTopK + j] is token n's
+// j-th expert.
+struct Routing {
+  std::vector<int32_t> ids;
+  Tensor slots, counts;
+};
+
+Routing random_routing(std::mt19937& rng, Stream& stream) {
+  Routing r{std::vector<int32_t>(kTokens * kTopK), Tensor::empty({kTokens * kTopK}, DType::i32),
+            Tensor::empty({kExperts}, DType::i64)};
+  for (int64_t n = 0; n < kTokens; ++n) {
+    const int first = static_cast<int>(rng() % kExperts);
+    r.ids[n * kTopK] = first;
+    r.ids[n * kTopK + 1] = (first + 1 + static_cast<int>(rng() % (kExperts - 1))) % kExperts;
+  }
+  ops::moe_sort_by_expert(Tensor::from_vector<int32_t>({kTokens, kTopK}, r.ids), kExperts, r.slots,
+                          r.counts, stream);
+  return r;
+}
 
 // x[n] = (rank, n, 1) scaled; expert e multiplies by (e + 2).
 TEST_F(ReplicaDispatch, EveryRowReachesAHolderOfItsExpertAndComesBackToItsSlot) {
@@ -52,23 +77,16 @@ TEST_F(ReplicaDispatch, EveryRowReachesAHolderOfItsExpertAndComesBackToItsSlot) 
     groups.ep = groups.dp = groups.world = world.get();
     const TokenDispatcher dispatcher(kExperts, groups, true);
     std::mt19937 rng(1000 * trial + rank);
-    std::vector<int32_t> ids(kTokens * kTopK);
-    for (int64_t n = 0; n < kTokens; ++n) {
-      const int first = static_cast<int>(rng() % kExperts);
-      ids[n * kTopK] = first;
-      ids[n * kTopK + 1] = (first + 1 + static_cast<int>(rng() % (kExperts - 1))) % kExperts;
-    }
-    Tensor slots = Tensor::empty({kTokens * kTopK}, DType::i32);
-    Tensor counts = Tensor::empty({kExperts}, DType::i64);
-    ops::moe_sort_by_expert(Tensor::from_vector<int32_t>({kTokens, kTopK}, ids), kExperts, slots,
-                            counts, stream);
+    const Routing r = random_routing(rng, stream);
+    const std::vector<int32_t>& ids = r.ids;
     std::vector<float> xs;
     for (int64_t n = 0; n < kTokens; ++n)
       xs.insert(xs.end(), {static_cast<float>(rank), static_cast<float>(n), 1.0f});
     const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
 
-    const DispatchPlan plan = dispatcher.plan_replicas(
-        slots, dispatcher.gather_counts(counts.to_vector<int64_t>()), experts, topology, stream);
+    const DispatchPlan plan =
+        dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
+                                 experts, topology, stream);
     std::vector<int> held;
     for (int e = 0; e < kExperts; ++e)
       if (experts.holds(e, rank)) held.push_back(e);
@@ -149,6 +167,89 @@ TEST_F(ReplicaDispatch, TheBackwardPairIsTheAdjoint) {
   world->all_reduce(more, ReduceOp::sum, stream);
   EXPECT_EQ(sums.data<double>()[0], sums.data<double>()[1]) << "dispatch";
   EXPECT_EQ(more.data<double>()[0], more.data<double>()[1]) << "combine";
+}
+
+// Tokens and their routing are replicated over TP (seeded by the EP rank), as in the model. Each TP
+// rank t scales the rows of held expert e by (e + 2)(t + 1), its slice's part of the output;
+// combine sums the parts, so every slot comes back scaled by (e + 2) tp (tp + 1) / 2.
+TEST_F(ReplicaDispatch, WithExpertTpTheTpRanksRunTheirSlicesOnEveryRowTheyReceived) {
+  const int tp = ranks >= 2 ? 2 : 1;
+  ProcessGrid grid(*world, tp, ranks / tp, ranks / tp);
+  const ParallelGroups groups = grid.groups(true);
+  const int ep = grid.ep_size(), me = grid.ep_rank(), t = grid.tp_rank();
+  const TokenDispatcher dispatcher(kExperts, groups, true);
+  for (uint32_t trial = 0; trial < 10; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    const ExpertPlan experts = random_plan(trial, ep);
+    std::mt19937 rng(1000 * trial + me);
+    const Routing r = random_routing(rng, stream);
+    std::vector<float> xs;
+    for (int64_t n = 0; n < kTokens; ++n)
+      xs.insert(xs.end(), {static_cast<float>(me), static_cast<float>(n), 1.0f});
+    const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
+    const DispatchPlan plan =
+        dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
+                                 experts, Topology{ep, 1}, stream);
+    Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
+    // Every TP rank's share arrives: over the EP group the holders run each expert's rows once.
+    Tensor rows_per_expert = Tensor::zeros({kExperts}, DType::i64);
+    for (size_t j = 0; j < plan.local_experts.size(); ++j) {
+      EXPECT_TRUE(experts.holds(plan.local_experts[j], me));
+      rows_per_expert.data<int64_t>()[plan.local_experts[j]] = plan.expert_counts[j];
+    }
+    Tensor routed = Tensor::from_vector<int64_t>({kExperts}, r.counts.to_vector<int64_t>());
+    grid.ep_group().all_reduce(rows_per_expert, ReduceOp::sum, stream);
+    grid.ep_group().all_reduce(routed, ReduceOp::sum, stream);
+    EXPECT_EQ(rows_per_expert.to_vector<int64_t>(), routed.to_vector<int64_t>());
+    int64_t at = 0;
+    for (size_t j = 0; j < plan.local_experts.size(); ++j)
+      for (int64_t i = 0; i < plan.expert_counts[j]; ++i, ++at)
+        for (int64_t c = 0; c < kWidth; ++c)
+          rows.data<float>()[at * kWidth + c] *=
+              static_cast<float>((plan.local_experts[j] + 2) * (t + 1));
+    ASSERT_EQ(at, rows.dim(0));
+    Tensor y_slots = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
+    dispatcher.combine(rows, plan, y_slots, stream);
+    for (int64_t s = 0; s < kTokens * kTopK; ++s)
+      for (int64_t c = 0; c < kWidth; ++c)
+        EXPECT_EQ(
+            y_slots.data<float>()[s * kWidth + c],
+            xs[(s / kTopK) * kWidth + c] * static_cast<float>((r.ids[s] + 2) * tp * (tp + 1) / 2))
+            << "slot " << s;
+  }
+}
+
+// The adjoint identities with expert_tp. Inputs and outputs replicated over TP (x, the combined
+// slots) count once per EP rank; the experts' rows and outputs, which differ per TP rank, count
+// on every rank.
+TEST_F(ReplicaDispatch, WithExpertTpTheBackwardPairIsTheAdjoint) {
+  const int tp = ranks >= 2 ? 2 : 1;
+  ProcessGrid grid(*world, tp, ranks / tp, ranks / tp);
+  const int ep = grid.ep_size(), me = grid.ep_rank();
+  const TokenDispatcher dispatcher(kExperts, grid.groups(true), true);
+  const ExpertPlan experts = random_plan(99, ep);
+  std::mt19937 shared(7 + me), own(70 + rank);
+  const Routing r = random_routing(shared, stream);
+  const DispatchPlan plan =
+      dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
+                               experts, Topology{ep, 1}, stream);
+  const int64_t local =
+      std::accumulate(plan.expert_counts.begin(), plan.expert_counts.end(), int64_t{0});
+  const Tensor x = random_tensor({kTokens, kWidth}, shared);
+  const Tensor dslots = random_tensor({kTokens * kTopK, kWidth}, shared);
+  const Tensor drows = random_tensor({local, kWidth}, own);
+  const Tensor out = random_tensor({local, kWidth}, own);
+  const Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
+  Tensor dx = Tensor::empty({kTokens, kWidth}, DType::f32);
+  dispatcher.dispatch_backward(drows, kTopK, plan, dx, stream);
+  Tensor slots_out = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
+  dispatcher.combine(out, plan, slots_out, stream);
+  const Tensor dout = dispatcher.combine_backward(dslots, plan, stream);
+  Tensor sums = Tensor::from_vector<double>(
+      {4}, {dot(rows, drows), dot(x, dx) / tp, dot(slots_out, dslots) / tp, dot(out, dout)});
+  world->all_reduce(sums, ReduceOp::sum, stream);
+  EXPECT_EQ(sums.data<double>()[0], sums.data<double>()[1]) << "dispatch";
+  EXPECT_EQ(sums.data<double>()[2], sums.data<double>()[3]) << "combine";
 }
 
 }  // namespace

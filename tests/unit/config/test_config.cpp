@@ -323,9 +323,10 @@ TEST(Config, CrossFieldConstraints) {
   c.model.vocab_size = 258;
   EXPECT_NO_THROW(c.validate());  // each TP rank runs whole experts on its share of the tokens
   c.parallel.expert_tp = true;
-  EXPECT_CONTAINS(validate_error(c),
-                  "parallel.experts = fssdp moves whole experts between ranks: it does not split "
-                  "them over TP (parallel.expert_tp)");
+  EXPECT_NO_THROW(c.validate());  // each TP rank holds its slice of the experts it holds
+  c.moe.expert_hidden = 33;
+  EXPECT_CONTAINS(validate_error(c), "parallel.tp = 2 must divide moe.expert_hidden = 33");
+  c.moe.expert_hidden = Config{}.moe.expert_hidden;
   c.parallel.expert_tp = false;
   c.parallel.tp = 1;
   c.parallel.zero = 1;
@@ -345,6 +346,11 @@ TEST(Config, CrossFieldConstraints) {
   c.parallel.tp = 2;
   c.model.vocab_size = 258;
   EXPECT_CONTAINS(validate_error(c), "parallel.experts = llep needs parallel.tp = 1 (got 2)");
+  c.parallel.tp = 1;
+  c.parallel.expert_tp = true;
+  EXPECT_CONTAINS(validate_error(c),
+                  "parallel.experts = llep moves whole experts between ranks: it does not split "
+                  "them over TP (parallel.expert_tp)");
   EXPECT_CONTAINS(parse_error("llep:\n  capacity_factor: 0.9\n"),
                   "value 0.9 for 'llep.capacity_factor' in run.yaml is out of range: allowed >= 1");
   EXPECT_CONTAINS(parse_error("llep:\n  min_tokens: 0\n"),
