@@ -109,9 +109,10 @@ class Checkpoints : public ::testing::Test {
   std::string dataset, root;
 };
 
-void expect_bitwise_resume(const Config& c, const Layout& layout, Communicator& world,
-                           const std::function<std::string(Replica&, int64_t)>& save,
-                           const std::function<CheckpointMeta(Replica&, const std::string&)>& load) {
+void expect_bitwise_resume(
+    const Config& c, const Layout& layout, Communicator& world,
+    const std::function<std::string(Replica&, int64_t)>& save,
+    const std::function<CheckpointMeta(Replica&, const std::string&)>& load) {
   ProcessGrid grid(world, layout.tp, layout.dp, layout.ep);
   Stream stream;
   Replica straight(c, grid.groups(layout.expert_tp), layout.zero);

@@ -238,8 +238,7 @@ TEST_F(ParallelLayouts, FssdpReshardingMovesExpertStateExactly) {
     if (!layout.fssdp) continue;
     SCOPED_TRACE(layout.name());
     ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
-    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(layout.expert_tp),
-                     false);
+    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(layout.expert_tp), false);
     Stream stream;
     for (int64_t step = 0; step < 3; ++step) parallel.step(step, stream);
     // Every parameter's value and moments, gathered (a rank without a parameter's rows, and so
