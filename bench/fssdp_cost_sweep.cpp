@@ -6,7 +6,10 @@
 //   build/bench/fssdp_cost_sweep [--ranks 32] [--ranks-per-node 8] [--experts 64] [--top-k 2]
 //     [--tokens 16384] [--d-model 768] [--expert-hidden 1536] [--slots 4] [--overlap 0]
 //     [--tflops 400] [--intra-gbs 450] [--inter-gbits 400] [--skews 0,0.5,1,1.5,2] [--even]
-// FSSDP routes by balanced quotas, as calibrated FSSDP does; --even: the even, local-first split.
+//     [--rows-only]
+// FSSDP routes as calibrated FSSDP does: by balanced quotas unless the even, local-first split
+// costs the slowest rank no more, rows and traffic weighed with the cluster's rates (the row
+// costs of with_row_costs); --rows-only: weighing rows alone; --even: always the even split.
 // Defaults: the paper's GPT-MoE-S layer (d 768, expert FFN 2d, 64 experts, top-2, 8 sequences of
 // 2048 tokens per GPU) on 4 nodes of 8 H100-class GPUs (400 TFLOP/s sustained bf16, NVLink
 // 450 GB/s, 400 Gb/s per GPU between nodes).
@@ -47,22 +50,31 @@ int main(int argc, char** argv) {
   app.add_flag("--even", even,
                "FSSDP tokens split evenly, local first (fssdp.calibrate: false), not by balanced "
                "quotas");
+  bool rows_only = false;
+  app.add_flag("--rows-only", rows_only,
+               "choose between balanced quotas and the even split by rows alone, not traffic");
   CLI11_PARSE(app, argc, argv);
   if (top_k > experts) {
     std::fprintf(stderr, "error: --top-k %d exceeds --experts %d\n", top_k, experts);
     return 1;
   }
 
-  const Topology topology{ranks, per_node};
   const ExpertLayerShape shape{tokens, top_k, d_model, hidden, 2};
   const Cluster cluster{tflops * 1e12, intra_gbs * 1e9, inter_gbits * 1e9 / 8};
+  const Topology nodes{ranks, per_node};
+  const Topology topology = rows_only ? nodes : with_row_costs(nodes, shape, cluster);
   const std::vector<int> owner = contiguous_owners(1, experts, topology);
   std::printf(
       "# %d ranks (%d per node), %d experts top-%d, %lld tokens/rank, d %lld, F %lld; "
-      "%.0f TFLOP/s, %.0f GB/s in a node, %.0f Gb/s between; FSSDP slots %d, %s\n",
+      "%.0f TFLOP/s, %.0f GB/s in a node, %.0f Gb/s between; FSSDP slots %d, %s "
+      "(row costs %.3f in a node, %.3f between)\n",
       ranks, per_node, experts, top_k, static_cast<long long>(tokens),
       static_cast<long long>(d_model), static_cast<long long>(hidden), tflops, intra_gbs,
-      inter_gbits, slots, even ? "even split" : "balanced quotas");
+      inter_gbits, slots,
+      even        ? "even split"
+      : rows_only ? "balanced quotas where they leave fewer rows"
+                  : "balanced quotas where they cost less",
+      topology.intra_node_row_cost, topology.inter_node_row_cost);
   std::printf("# ms per MoE layer and step (forward + backward expert work and traffic)\n");
   std::printf("%5s | %8s %8s %8s %8s | %8s %8s %8s %8s %8s | %7s\n", "skew", "EP bal", "compute",
               "a2a", "total", "FSSDP bal", "compute", "a2a", "sparse", "total", "speedup");

@@ -106,6 +106,7 @@ struct FssdpConfig {
   bool rematerialize = false;
   int reshard_interval = 100;
   bool calibrate = true;
+  double inter_node_row_cost = 1.0;
 
   template <class V>
   void visit(V& v) {
@@ -126,6 +127,10 @@ struct FssdpConfig {
     v.field("calibrate", calibrate,
             "plan each MoE layer's copies from the tokens its router has just sent to each "
             "expert (true) or from the mean load of the last `window` steps (false)");
+    v.field("inter_node_row_cost", inter_node_row_cost, Range::at_least(0),
+            "what moving a token row between nodes costs, in units of computing it in its expert "
+            "(forward and backward): calibrated routing weighs balance against traffic with it; "
+            "0 = rows only");
   }
   bool operator==(const FssdpConfig&) const = default;
 };

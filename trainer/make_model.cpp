@@ -34,13 +34,19 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
   if (config.parallel.experts == ExpertPlacement::fssdp) {
     const FssdpConfig& f = config.fssdp;
     const int ranks = group_size(groups.ep);
+    // A copy's three [F, D] weights (this rank's TP slice with expert_tp) against a row's D
+    // elements there and back, in the same dtype.
+    const int64_t hidden =
+        config.moe.expert_hidden / (groups.expert_tp ? group_size(groups.tp) : 1);
     options.fssdp = FssdpPlacement{
         MaterializationBudget{f.slots, f.overlap > 0 ? f.overlap : config.moe.num_experts},
         f.window,
         f.ranks_per_node > 0 ? f.ranks_per_node : ranks,
         f.rematerialize,
         f.reshard_interval,
-        f.calibrate};
+        f.calibrate,
+        f.inter_node_row_cost,
+        1.5 * static_cast<double>(hidden)};
   }
   if (config.parallel.experts == ExpertPlacement::llep) {
     const LlepConfig& l = config.llep;

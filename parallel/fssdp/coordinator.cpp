@@ -21,7 +21,8 @@ FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement
                                    Communicator* group)
     : experts_(experts),
       placement_(placement),
-      topology_{group_size(group), placement.ranks_per_node},
+      topology_{group_size(group), placement.ranks_per_node, 0, placement.inter_node_row_cost,
+                placement.copy_rows},
       group_(group),
       rank_(group_rank(group)),
       owner_(placement.least_loaded ? expert_parallel_blocks(layers, experts, topology_.ranks)

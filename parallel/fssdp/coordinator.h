@@ -36,12 +36,14 @@ namespace moe {
 
 // How the experts are owned and copied (the fssdp.* keys, every "0 = derived" resolved).
 struct FssdpPlacement {
-  MaterializationBudget budget;  // copies per rank and layer (slots), per step (overlap)
-  int window = 1;                // steps of load the predicted copies are planned from
-  int ranks_per_node = 1;        // of the FSSDP group, for placing copies near their tokens
-  bool rematerialize = false;    // gather copies again in backward instead of keeping them
-  int reshard_interval = 0;      // steps between owner moves; 0 = never (the trainer moves them)
-  bool calibrate = false;        // plan each forward's copies from its own routed tokens
+  MaterializationBudget budget;    // copies per rank and layer (slots), per step (overlap)
+  int window = 1;                  // steps of load the predicted copies are planned from
+  int ranks_per_node = 1;          // of the FSSDP group, for placing copies near their tokens
+  bool rematerialize = false;      // gather copies again in backward instead of keeping them
+  int reshard_interval = 0;        // steps between owner moves; 0 = never (the trainer moves them)
+  bool calibrate = false;          // plan each forward's copies from its own routed tokens
+  double inter_node_row_cost = 0;  // Topology::inter_node_row_cost, for routing
+  double copy_rows = 0;            // Topology::copy_rows
   // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
   // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.
   std::optional<LeastLoadedBudget> least_loaded = std::nullopt;

@@ -89,4 +89,14 @@ LayerTime predict(const std::vector<RankCounts>& counts, const Topology& topolog
   return slowest;
 }
 
+Topology with_row_costs(Topology topology, const ExpertLayerShape& shape, const Cluster& cluster) {
+  const auto d = static_cast<double>(shape.d_model);
+  const double compute = 18.0 * d * static_cast<double>(shape.expert_hidden) / cluster.flops;
+  const double bytes = 2.0 * d * shape.bytes_per_element;
+  topology.intra_node_row_cost = bytes / cluster.intra_node_bw / compute;
+  topology.inter_node_row_cost = bytes / cluster.inter_node_bw / compute;
+  topology.copy_rows = 1.5 * static_cast<double>(shape.expert_hidden);  // 3 D F / 2 D
+  return topology;
+}
+
 }  // namespace moe

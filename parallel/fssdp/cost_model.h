@@ -64,4 +64,9 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
 LayerTime predict(const std::vector<RankCounts>& counts, const Topology& topology,
                   const ExpertLayerShape& shape, const Cluster& cluster);
 
+// `topology` with the traffic costs (Topology) that make routing weigh what predict() charges: a
+// row exchanged with another rank adds 2 D elements to the rank's bytes each way (it goes out and
+// comes back in forward and in backward), against its 18 D F FLOPs; a copy 3 D F elements.
+Topology with_row_costs(Topology topology, const ExpertLayerShape& shape, const Cluster& cluster);
+
 }  // namespace moe

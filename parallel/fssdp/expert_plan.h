@@ -16,10 +16,15 @@
 
 namespace moe {
 
-// Ranks and how they group into nodes (rank r is on node r / ranks_per_node).
+// Ranks and how they group into nodes (rank r is on node r / ranks_per_node), and what traffic
+// costs, for routing to weigh a choice's balance against it (replica_routing.h; 0: rows only):
+// exchanging a token row with another rank, in units of the time its expert takes to compute it
+// (forward and backward), and an expert copy's traffic (parameters in, gradient back) in rows.
 struct Topology {
   int ranks = 1;
   int ranks_per_node = 1;
+  double intra_node_row_cost = 0, inter_node_row_cost = 0;
+  double copy_rows = 0;
 
   int node_of(int rank) const { return rank / ranks_per_node; }
   int nodes() const { return (ranks + ranks_per_node - 1) / ranks_per_node; }

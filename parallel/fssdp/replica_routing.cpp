@@ -69,13 +69,36 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
   return send;
 }
 
-// The rows the busiest rank receives.
-static int64_t busiest(const std::vector<std::vector<std::vector<int64_t>>>& routes, int ranks) {
-  std::vector<int64_t> rows(ranks, 0);
-  for (const auto& source : routes)
-    for (const auto& expert : source)
-      for (int d = 0; d < ranks; ++d) rows[d] += expert[d];
-  return *std::max_element(rows.begin(), rows.end());
+// The slowest rank's cost of a routing, in rows: the rows it computes, plus the transfer costs of
+// the rows it exchanges (sends and receives; each goes out and comes back) and of the plan's
+// copies it sends or receives, within its node and across nodes, as the cost model charges them.
+static double slowest_rank(const std::vector<std::vector<std::vector<int64_t>>>& routes,
+                           const ExpertPlan& plan, const Topology& topology) {
+  const int ranks = topology.ranks;
+  std::vector<double> rows(ranks, 0), intra(ranks, 0), inter(ranks, 0);
+  for (int e = 0; e < plan.experts(); ++e)
+    for (int holder : plan.holders[e])
+      if (holder != plan.owner[e]) {
+        std::vector<double>& exchanged =
+            topology.node_of(holder) == topology.node_of(plan.owner[e]) ? intra : inter;
+        exchanged[holder] += topology.copy_rows;
+        exchanged[plan.owner[e]] += topology.copy_rows;
+      }
+  for (int s = 0; s < ranks; ++s)
+    for (const std::vector<int64_t>& expert : routes[s])
+      for (int d = 0; d < ranks; ++d) {
+        const auto n = static_cast<double>(expert[d]);
+        rows[d] += n;
+        if (d == s) continue;
+        std::vector<double>& exchanged = topology.node_of(s) == topology.node_of(d) ? intra : inter;
+        exchanged[s] += n;
+        exchanged[d] += n;
+      }
+  double slowest = 0;
+  for (int r = 0; r < ranks; ++r)
+    slowest = std::max(slowest, rows[r] + topology.intra_node_row_cost * intra[r] +
+                                    topology.inter_node_row_cost * inter[r]);
+  return slowest;
 }
 
 std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vector<int64_t>& all,
@@ -99,7 +122,8 @@ std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vecto
           topology, s));
   if (routed.quota.empty()) return even;
   for (int s = 0; s < ranks; ++s) quota.push_back(route_by_quota(all, routed, topology, s));
-  if (routed.balance && busiest(even, ranks) <= busiest(quota, ranks)) return even;
+  if (routed.balance && slowest_rank(even, plan, topology) <= slowest_rank(quota, plan, topology))
+    return even;
   return quota;
 }
 

@@ -13,6 +13,8 @@
 //   takes its own rank's tokens, then its node's, then any rank's), so that only what the quotas
 //   force crosses ranks and nodes: a cut of the tokens in rank order sent up to twice that across
 //   nodes from three nodes on.
+// - Balanced quotas against the even split is decided by the slowest rank's rows and traffic,
+//   the same sum of compute and transfer time the cost model charges (cost_model.h).
 #pragma once
 
 #include <cstdint>
@@ -38,10 +40,11 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
 
 // Every rank's routing, routes[s][e][d], of the tokens all[s * E + e]: by the plan's quotas where
 // it has them (a plan with ExpertPlan::balance and no quotas yet gets balanced ones from these
-// tokens, balanced_split.h), except that balanced quotas (calibrated FSSDP) give way to
-// the even split when it leaves the busiest rank no more rows, since it keeps tokens nearer (on
-// several nodes with mild skew the quotas would move tokens between nodes for nothing). A
-// planner's quotas (LLEP) are always followed.
+// tokens, balanced_split.h), except that balanced quotas (calibrated FSSDP) give way to the even
+// split when it costs the slowest rank no more: its rows plus the transfer costs of the rows it
+// sends and receives and of its copies (Topology's costs). The even split keeps tokens nearer, so on several
+// nodes with mild skew it can win on traffic what it loses on balance. A planner's quotas (LLEP)
+// are always followed.
 std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vector<int64_t>& all,
                                                                 const ExpertPlan& plan,
                                                                 const Topology& topology);

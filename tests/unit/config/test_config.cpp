@@ -353,6 +353,9 @@ TEST(Config, CrossFieldConstraints) {
                   "them over TP (parallel.expert_tp)");
   EXPECT_CONTAINS(parse_error("llep:\n  capacity_factor: 0.9\n"),
                   "value 0.9 for 'llep.capacity_factor' in run.yaml is out of range: allowed >= 1");
+  EXPECT_CONTAINS(parse_error("fssdp:\n  inter_node_row_cost: -1\n"),
+                  "value -1 for 'fssdp.inter_node_row_cost' in run.yaml is out of range: allowed "
+                  ">= 0");
   EXPECT_CONTAINS(parse_error("llep:\n  min_tokens: 0\n"),
                   "value 0 for 'llep.min_tokens' in run.yaml is out of range: allowed >= 1");
   EXPECT_CONTAINS(parse_error("parallel:\n  experts: lep\n"), "ep, fssdp, llep");

@@ -104,5 +104,35 @@ TEST(CostModel, ExpertParallelismSlowsWithSkewWhileFssdpBalances) {
   }
 }
 
+// Weighed with the cluster's traffic costs (with_row_costs), calibrated routing's choice between
+// balanced quotas and the even split is the one predict() times faster, at every skew and copy
+// budget; by rows alone it takes the quotas where the even split is faster (mild skew on several
+// nodes, where the quotas send tokens between nodes).
+TEST(CostModel, TrafficCostsMakeRoutingChooseTheFasterSplit) {
+  const Topology nodes{32, 8};
+  const ExpertLayerShape shape{16384, 2, 768, 1536, 2};
+  const Cluster cluster{4e14, 4.5e11, 5e10};
+  const Topology costed = with_row_costs(nodes, shape, cluster);
+  EXPECT_GT(costed.inter_node_row_cost, costed.intra_node_row_cost);
+  const int experts = 64;
+  const std::vector<int> owner = contiguous_owners(1, experts, nodes);
+  int better_than_rows_only = 0;
+  for (int slots : {1, 2, 4})
+    for (double skew : {0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0}) {
+      SCOPED_TRACE(::testing::Message() << "slots " << slots << ", skew " << skew);
+      const std::vector<double> share = zipf(experts, skew);
+      ExpertPlan plan = plan_materialization(owner, share, {slots, experts}, nodes);
+      const auto time = [&](const ExpertPlan& p, const Topology& t) {
+        return predict(layer_counts(share, p, t, shape), nodes, shape, cluster).total;
+      };
+      const double even = time(plan, nodes);
+      plan.balance = true;
+      const double weighed = time(plan, costed), rows_only = time(plan, nodes);
+      EXPECT_LE(weighed, std::min(even, rows_only) * (1 + 1e-12));
+      better_than_rows_only += weighed < rows_only * (1 - 1e-3);
+    }
+  EXPECT_GT(better_than_rows_only, 0);
+}
+
 }  // namespace
 }  // namespace moe

@@ -156,5 +156,23 @@ TEST(QuotaRouting, BalancedQuotasGiveWayWhenTheEvenSplitDoesAsWell) {
   EXPECT_EQ(route_every_rank({3, 3}, plan, topology), (Routes{{{3, 0}}, {{2, 1}}}));
 }
 
+// Two nodes of one rank, one expert held by both; tokens 6 and 2. The even split keeps each rank's
+// own (rows 6 and 2); the balanced quotas 4 and 4 move 2 of rank 0's to rank 1, so each rank
+// exchanges 2 rows across nodes: 4 + 2c against 6 with an inter-node row cost c. The copy (rank 1
+// holds the expert it does not own) costs both splits the same.
+TEST(QuotaRouting, BalancedQuotasAreWeighedAgainstTheirTraffic) {
+  ExpertPlan plan{{0}, {{0, 1}}};
+  plan.balance = true;
+  using Routes = std::vector<std::vector<std::vector<int64_t>>>;
+  const Routes quotas{{{4, 2}}, {{0, 2}}}, even{{{6, 0}}, {{0, 2}}};
+  for (const double cost : {0.0, 0.5, 0.99})
+    EXPECT_EQ(route_every_rank({6, 2}, plan, Topology{2, 1, 0, cost, 10}), quotas) << cost;
+  for (const double cost : {1.0, 2.0})
+    EXPECT_EQ(route_every_rank({6, 2}, plan, Topology{2, 1, 0, cost, 10}), even) << cost;
+  // On one node only the intra-node cost counts.
+  EXPECT_EQ(route_every_rank({6, 2}, plan, Topology{2, 2, 0, 5}), quotas);
+  EXPECT_EQ(route_every_rank({6, 2}, plan, Topology{2, 2, 1}), even);
+}
+
 }  // namespace
 }  // namespace moe
