@@ -68,6 +68,14 @@ Routing random_routing(std::mt19937& rng, Stream& stream) {
   return r;
 }
 
+// Token n of rank `source` (its EP rank): the row (source, n, 1).
+std::vector<float> tagged_rows(int source) {
+  std::vector<float> xs;
+  for (int64_t n = 0; n < kTokens; ++n)
+    xs.insert(xs.end(), {static_cast<float>(source), static_cast<float>(n), 1.0f});
+  return xs;
+}
+
 // x[n] = (rank, n, 1) scaled; expert e multiplies by (e + 2).
 TEST_F(ReplicaDispatch, EveryRowReachesAHolderOfItsExpertAndComesBackToItsSlot) {
   for (uint32_t trial = 0; trial < 10; ++trial) {
@@ -79,9 +87,7 @@ TEST_F(ReplicaDispatch, EveryRowReachesAHolderOfItsExpertAndComesBackToItsSlot) 
     std::mt19937 rng(1000 * trial + rank);
     const Routing r = random_routing(rng, stream);
     const std::vector<int32_t>& ids = r.ids;
-    std::vector<float> xs;
-    for (int64_t n = 0; n < kTokens; ++n)
-      xs.insert(xs.end(), {static_cast<float>(rank), static_cast<float>(n), 1.0f});
+    const std::vector<float> xs = tagged_rows(rank);
     const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
 
     const DispatchPlan plan =
@@ -183,9 +189,7 @@ TEST_F(ReplicaDispatch, WithExpertTpTheTpRanksRunTheirSlicesOnEveryRowTheyReceiv
     const ExpertPlan experts = random_plan(trial, ep);
     std::mt19937 rng(1000 * trial + me);
     const Routing r = random_routing(rng, stream);
-    std::vector<float> xs;
-    for (int64_t n = 0; n < kTokens; ++n)
-      xs.insert(xs.end(), {static_cast<float>(me), static_cast<float>(n), 1.0f});
+    const std::vector<float> xs = tagged_rows(me);
     const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
     const DispatchPlan plan =
         dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
