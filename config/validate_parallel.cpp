@@ -29,7 +29,7 @@ void validate_parallel_layout(const Config& config, const std::string& where) {
             " when parallel.expert_tp is set");
   MOE_CHECK(p.experts != ExpertPlacement::llep || !p.expert_tp, "invalid config in ", where,
             ": parallel.experts = llep moves whole experts between ranks: it does not split them "
-            "over TP (parallel.expert_tp)");
+            "over TP (parallel.expert_tp; LLEP needs parallel.tp = 1, where it splits nothing)");
   MOE_CHECK(p.experts != ExpertPlacement::llep || p.tp == 1, "invalid config in ", where,
             ": parallel.experts = llep needs parallel.tp = 1 (got ", p.tp,
             "): its token quotas cut each expert's whole token list, which TP shares out");

@@ -47,7 +47,7 @@ struct DispatchPlan {
   std::vector<int64_t> share_offset, share_rows;  // per TP rank: where its share is in share_slots
   Tensor share_gather;  // i32[rows]: where each share's rows are in a padded TP gather (tp > 1)
   std::vector<int64_t> send_rows, recv_rows;  // per EP rank, this rank's share
-  std::vector<int64_t> arrived_rows;          // per TP rank: rows it received (expert_tp)
+  std::vector<int64_t> arrived_rows;          // per TP rank: rows it received
   Tensor expert_order;  // i32: expert-major row r is arrived row expert_order[r] (undefined when
                         // rows arrive expert-major: one EP rank, experts not gathered over TP)
   int64_t arrived = 0;  // rows of the arrived layout (expert_tp: tp blocks, padded)
@@ -99,8 +99,8 @@ class TokenDispatcher {
   // Rows of local expert e that TP rank t of EP rank s sends to this EP rank.
   using RowsFrom = std::function<int64_t(int t, int s, int e)>;
   // The arrived layout into plan (arrived_rows, arrived, expert_counts, expert_order): TP blocks
-  // (only this rank's unless experts gather), each padded to the largest, by source rank, then
-  // local expert; expert_order lists it expert by expert.
+  // (only this rank's unless experts gather, then each padded to the largest), by source rank,
+  // then local expert; expert_order lists it expert by expert.
   void lay_out_arrivals(int local, const RowsFrom& rows_from, DispatchPlan& plan,
                         Stream& stream) const;
   // Where each share's rows are in a TP all-gather of the shares padded to the largest.

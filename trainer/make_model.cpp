@@ -34,8 +34,9 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
   if (config.parallel.experts == ExpertPlacement::fssdp) {
     const FssdpConfig& f = config.fssdp;
     const int ranks = group_size(groups.ep);
-    // A copy's three [F, D] weights (this rank's TP slice with expert_tp) against a row's D
-    // elements there and back, in the same dtype.
+    // Routing weighs a copy as this many rows: its three [F, D] weights (this rank's TP slice
+    // with expert_tp), whose gradient comes back in f32, against a row's D elements there and
+    // back in the activations' dtype (f32, or bf16: half the bytes).
     const int64_t hidden =
         config.moe.expert_hidden / (groups.expert_tp ? group_size(groups.tp) : 1);
     options.fssdp = FssdpPlacement{
@@ -46,7 +47,7 @@ ModelOptions model_options(const Config& config, const ParallelGroups& groups) {
         f.reshard_interval,
         f.calibrate,
         f.inter_node_row_cost,
-        1.5 * static_cast<double>(hidden)};
+        1.5 * static_cast<double>(hidden) * (options.bf16 ? 2 : 1)};
   }
   if (config.parallel.experts == ExpertPlacement::llep) {
     const LlepConfig& l = config.llep;

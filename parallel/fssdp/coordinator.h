@@ -42,7 +42,7 @@ struct FssdpPlacement {
   bool rematerialize = false;      // gather copies again in backward instead of keeping them
   int reshard_interval = 0;        // steps between owner moves; 0 = never (the trainer moves them)
   bool calibrate = false;          // plan each forward's copies from its own routed tokens
-  double inter_node_row_cost = 0;  // Topology::inter_node_row_cost, for routing
+  double inter_node_row_cost = 0;  // Topology::inter_node_row_cost (moe-train: the fssdp key's)
   double copy_rows = 0;            // Topology::copy_rows
   // parallel.experts: llep: owners stay the expert-parallel blocks and each forward plans with
   // the least-loaded planner (least_loaded.h) instead of Algorithm 1; never resharded.

@@ -25,7 +25,8 @@ std::vector<RankCounts> layer_counts(const std::vector<double>& share, const Exp
       sparse(ranks, std::vector<double>(ranks, 0));
   std::vector<RankCounts> counts(ranks);
   // Routed as the dispatcher does (route_every_rank): by the planner's quotas, or by balanced
-  // quotas unless the even split does as well; every rank routes the same share.
+  // quotas unless the even split costs the slowest rank no more (weighed with the topology's
+  // traffic costs, with_row_costs); every rank routes the same share.
   std::vector<int64_t> all;
   for (int s = 0; s < ranks; ++s) all.insert(all.end(), tokens.begin(), tokens.end());
   const std::vector<std::vector<std::vector<int64_t>>> routes =

@@ -34,7 +34,8 @@ struct ExpertLayerShape {
   int64_t tokens_per_rank = 0;  // tokens of one step on one rank
   int top_k = 1;
   int64_t d_model = 0, expert_hidden = 0;
-  int bytes_per_element = 2;  // bf16 activations, weights and gradients on the wire
+  int bytes_per_element = 2;  // bf16 activations, weights and gradients on the wire (MoEForge's
+                              // copies send their gradients back in f32: up to twice that)
 };
 
 struct Cluster {

@@ -6,7 +6,9 @@
 //
 // Decisions:
 // - Plain vectors indexed by expert: plans are pure values, compared and hashed in tests, and
-//   computed identically on every rank from the same (all-reduced) loads.
+//   computed identically on every rank from the same (all-reduced) loads. Routing's choice weighs
+//   doubles (Topology's costs), summed in the same order on every rank: the same binary on every
+//   rank gives every rank the same choice, which the collectives' sizes rely on.
 // - Holders are kept sorted by rank, so every loop over them (sends, sums, routing) has one order
 //   on every rank; this is what makes the collectives deadlock-free and the sums deterministic.
 #pragma once

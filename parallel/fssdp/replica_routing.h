@@ -42,9 +42,9 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
 // it has them (a plan with ExpertPlan::balance and no quotas yet gets balanced ones from these
 // tokens, balanced_split.h), except that balanced quotas (calibrated FSSDP) give way to the even
 // split when it costs the slowest rank no more: its rows plus the transfer costs of the rows it
-// sends and receives and of its copies (Topology's costs). The even split keeps tokens nearer, so on several
-// nodes with mild skew it can win on traffic what it loses on balance. A planner's quotas (LLEP)
-// are always followed.
+// sends and receives and of its copies (Topology's costs). The even split keeps tokens nearer, so
+// on several nodes with mild skew it can win on traffic what it loses on balance. A planner's
+// quotas (LLEP) are always followed.
 std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vector<int64_t>& all,
                                                                 const ExpertPlan& plan,
                                                                 const Topology& topology);

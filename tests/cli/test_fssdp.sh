@@ -2,7 +2,8 @@
 # FSSDP through the real moe-train and moe-eval: training with parallel.experts: fssdp on 2 ranks,
 # its checkpoint resumed under expert parallelism and on one rank, an EP checkpoint resumed under
 # FSSDP, evaluation in both, ZeRO-1 and expert_tp under FSSDP trained and resumed; and the
-# configurations FSSDP refuses. LLEP (parallel.experts: llep) trained and resumed under EP, and its refusals.
+# configurations FSSDP refuses. LLEP (parallel.experts: llep) trained and resumed under EP, and
+# its refusals.
 #   test_fssdp.sh <moe-train> <moe-eval> <repo root> <mpirun flags...>
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"

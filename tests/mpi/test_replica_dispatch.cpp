@@ -7,8 +7,10 @@
 //   to the wrong expert;
 // - the backward pair (combine_backward, dispatch_backward) is the adjoint: <combine(a), b> equals
 //   <a, combine_backward(b)> and likewise for dispatch;
-// - with expert_tp (2 TP ranks, EP over the rest) the TP ranks of an EP rank run their slices of
-//   the held experts on all the rows any of them received, and combine sums the slices' parts.
+// - with 2 TP ranks (EP over the rest) each TP rank's share reaches the holders, by the even split
+//   and by balanced quotas: without expert_tp each TP rank runs whole experts on its share; with
+//   it the TP ranks of an EP rank run their slices of the held experts on all the rows any of them
+//   received, and combine sums the slices' parts; the backward pair is the adjoint in both.
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -175,85 +177,97 @@ TEST_F(ReplicaDispatch, TheBackwardPairIsTheAdjoint) {
   EXPECT_EQ(more.data<double>()[0], more.data<double>()[1]) << "combine";
 }
 
-// Tokens and their routing are replicated over TP (seeded by the EP rank), as in the model. Each TP
-// rank t scales the rows of held expert e by (e + 2)(t + 1), its slice's part of the output;
-// combine sums the parts, so every slot comes back scaled by (e + 2) tp (tp + 1) / 2.
-TEST_F(ReplicaDispatch, WithExpertTpTheTpRanksRunTheirSlicesOnEveryRowTheyReceived) {
+// Tokens and their routing are replicated over TP (seeded by the EP rank), as in the model; each
+// TP rank routes its share of them, by the even split or (odd trials) by balanced quotas. Without
+// expert_tp each TP rank runs whole experts on the rows of its share: it scales the rows of held
+// expert e by (e + 2). With expert_tp the TP ranks of an EP rank run their slices on the rows of
+// every share: TP rank t scales by (e + 2)(t + 1), its slice's part of the output, and combine sums
+// the parts, so every slot comes back scaled by (e + 2) tp (tp + 1) / 2.
+TEST_F(ReplicaDispatch, WithTpEveryShareReachesTheHoldersAndComesBack) {
   const int tp = ranks >= 2 ? 2 : 1;
   ProcessGrid grid(*world, tp, ranks / tp, ranks / tp);
-  const ParallelGroups groups = grid.groups(true);
   const int ep = grid.ep_size(), me = grid.ep_rank(), t = grid.tp_rank();
-  const TokenDispatcher dispatcher(kExperts, groups, true);
-  for (uint32_t trial = 0; trial < 10; ++trial) {
-    SCOPED_TRACE("trial " + std::to_string(trial));
-    const ExpertPlan experts = random_plan(trial, ep);
-    std::mt19937 rng(1000 * trial + me);
-    const Routing r = random_routing(rng, stream);
-    const std::vector<float> xs = tagged_rows(me);
-    const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
-    const DispatchPlan plan =
-        dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
-                                 experts, Topology{ep, 1}, stream);
-    Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
-    // Every TP rank's share arrives: over the EP group the holders run each expert's rows once.
-    Tensor rows_per_expert = Tensor::zeros({kExperts}, DType::i64);
-    for (size_t j = 0; j < plan.local_experts.size(); ++j) {
-      EXPECT_TRUE(experts.holds(plan.local_experts[j], me));
-      rows_per_expert.data<int64_t>()[plan.local_experts[j]] = plan.expert_counts[j];
-    }
-    Tensor routed = Tensor::from_vector<int64_t>({kExperts}, r.counts.to_vector<int64_t>());
-    grid.ep_group().all_reduce(rows_per_expert, ReduceOp::sum, stream);
-    grid.ep_group().all_reduce(routed, ReduceOp::sum, stream);
-    EXPECT_EQ(rows_per_expert.to_vector<int64_t>(), routed.to_vector<int64_t>());
-    int64_t at = 0;
-    for (size_t j = 0; j < plan.local_experts.size(); ++j)
-      for (int64_t i = 0; i < plan.expert_counts[j]; ++i, ++at)
+  for (const bool expert_tp : {false, true})
+    for (uint32_t trial = 0; trial < 10; ++trial) {
+      SCOPED_TRACE((expert_tp ? "expert_tp, trial " : "trial ") + std::to_string(trial));
+      const TokenDispatcher dispatcher(kExperts, grid.groups(expert_tp), true);
+      ExpertPlan experts = random_plan(trial, ep);
+      experts.balance = trial % 2 == 1;
+      std::mt19937 rng(1000 * trial + me);
+      const Routing r = random_routing(rng, stream);
+      const std::vector<float> xs = tagged_rows(me);
+      const Tensor x = Tensor::from_vector<float>({kTokens, kWidth}, xs);
+      const DispatchPlan plan =
+          dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
+                                   experts, Topology{ep, 1}, stream);
+      Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
+      // Over all ranks the holders run each expert's rows once per TP share, and with expert_tp
+      // every TP rank runs every share.
+      Tensor rows_per_expert = Tensor::zeros({kExperts}, DType::i64);
+      for (size_t j = 0; j < plan.local_experts.size(); ++j) {
+        EXPECT_TRUE(experts.holds(plan.local_experts[j], me));
+        rows_per_expert.data<int64_t>()[plan.local_experts[j]] = plan.expert_counts[j];
+      }
+      Tensor routed = Tensor::from_vector<int64_t>({kExperts}, r.counts.to_vector<int64_t>());
+      world->all_reduce(rows_per_expert, ReduceOp::sum, stream);
+      grid.ep_group().all_reduce(routed, ReduceOp::sum, stream);
+      for (int e = 0; e < kExperts; ++e)
+        EXPECT_EQ(rows_per_expert.data<int64_t>()[e],
+                  routed.data<int64_t>()[e] * (expert_tp ? tp : 1))
+            << "expert " << e;
+      int64_t at = 0;
+      for (size_t j = 0; j < plan.local_experts.size(); ++j)
+        for (int64_t i = 0; i < plan.expert_counts[j]; ++i, ++at)
+          for (int64_t c = 0; c < kWidth; ++c)
+            rows.data<float>()[at * kWidth + c] *=
+                static_cast<float>((plan.local_experts[j] + 2) * (expert_tp ? t + 1 : 1));
+      ASSERT_EQ(at, rows.dim(0));
+      Tensor y_slots = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
+      dispatcher.combine(rows, plan, y_slots, stream);
+      const int parts = expert_tp ? tp * (tp + 1) / 2 : 1;
+      for (int64_t s = 0; s < kTokens * kTopK; ++s)
         for (int64_t c = 0; c < kWidth; ++c)
-          rows.data<float>()[at * kWidth + c] *=
-              static_cast<float>((plan.local_experts[j] + 2) * (t + 1));
-    ASSERT_EQ(at, rows.dim(0));
-    Tensor y_slots = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
-    dispatcher.combine(rows, plan, y_slots, stream);
-    for (int64_t s = 0; s < kTokens * kTopK; ++s)
-      for (int64_t c = 0; c < kWidth; ++c)
-        EXPECT_EQ(
-            y_slots.data<float>()[s * kWidth + c],
-            xs[(s / kTopK) * kWidth + c] * static_cast<float>((r.ids[s] + 2) * tp * (tp + 1) / 2))
-            << "slot " << s;
-  }
+          EXPECT_EQ(y_slots.data<float>()[s * kWidth + c],
+                    xs[(s / kTopK) * kWidth + c] * static_cast<float>((r.ids[s] + 2) * parts))
+              << "slot " << s;
+    }
 }
 
-// The adjoint identities with expert_tp. Inputs and outputs replicated over TP (x, the combined
-// slots) count once per EP rank; the experts' rows and outputs, which differ per TP rank, count
-// on every rank.
-TEST_F(ReplicaDispatch, WithExpertTpTheBackwardPairIsTheAdjoint) {
+// The adjoint identities with TP, with and without expert_tp. Inputs and outputs replicated over
+// TP (x, the combined slots) count once per EP rank; the experts' rows and outputs, which differ
+// per TP rank, count on every rank.
+TEST_F(ReplicaDispatch, WithTpTheBackwardPairIsTheAdjoint) {
   const int tp = ranks >= 2 ? 2 : 1;
   ProcessGrid grid(*world, tp, ranks / tp, ranks / tp);
   const int ep = grid.ep_size(), me = grid.ep_rank();
-  const TokenDispatcher dispatcher(kExperts, grid.groups(true), true);
-  const ExpertPlan experts = random_plan(99, ep);
-  std::mt19937 shared(7 + me), own(70 + rank);
-  const Routing r = random_routing(shared, stream);
-  const DispatchPlan plan =
-      dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
-                               experts, Topology{ep, 1}, stream);
-  const int64_t local =
-      std::accumulate(plan.expert_counts.begin(), plan.expert_counts.end(), int64_t{0});
-  const Tensor x = random_tensor({kTokens, kWidth}, shared);
-  const Tensor dslots = random_tensor({kTokens * kTopK, kWidth}, shared);
-  const Tensor drows = random_tensor({local, kWidth}, own);
-  const Tensor out = random_tensor({local, kWidth}, own);
-  const Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
-  Tensor dx = Tensor::empty({kTokens, kWidth}, DType::f32);
-  dispatcher.dispatch_backward(drows, kTopK, plan, dx, stream);
-  Tensor slots_out = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
-  dispatcher.combine(out, plan, slots_out, stream);
-  const Tensor dout = dispatcher.combine_backward(dslots, plan, stream);
-  Tensor sums = Tensor::from_vector<double>(
-      {4}, {dot(rows, drows), dot(x, dx) / tp, dot(slots_out, dslots) / tp, dot(out, dout)});
-  world->all_reduce(sums, ReduceOp::sum, stream);
-  EXPECT_EQ(sums.data<double>()[0], sums.data<double>()[1]) << "dispatch";
-  EXPECT_EQ(sums.data<double>()[2], sums.data<double>()[3]) << "combine";
+  for (const bool expert_tp : {false, true}) {
+    SCOPED_TRACE(expert_tp ? "expert_tp" : "whole experts");
+    const TokenDispatcher dispatcher(kExperts, grid.groups(expert_tp), true);
+    ExpertPlan experts = random_plan(99, ep);
+    experts.balance = true;
+    std::mt19937 shared(7 + me), own(70 + rank);
+    const Routing r = random_routing(shared, stream);
+    const DispatchPlan plan =
+        dispatcher.plan_replicas(r.slots, dispatcher.gather_counts(r.counts.to_vector<int64_t>()),
+                                 experts, Topology{ep, 1}, stream);
+    const int64_t local =
+        std::accumulate(plan.expert_counts.begin(), plan.expert_counts.end(), int64_t{0});
+    const Tensor x = random_tensor({kTokens, kWidth}, shared);
+    const Tensor dslots = random_tensor({kTokens * kTopK, kWidth}, shared);
+    const Tensor drows = random_tensor({local, kWidth}, own);
+    const Tensor out = random_tensor({local, kWidth}, own);
+    const Tensor rows = dispatcher.dispatch(x, kTopK, plan, stream);
+    Tensor dx = Tensor::empty({kTokens, kWidth}, DType::f32);
+    dispatcher.dispatch_backward(drows, kTopK, plan, dx, stream);
+    Tensor slots_out = Tensor::empty({kTokens * kTopK, kWidth}, DType::f32);
+    dispatcher.combine(out, plan, slots_out, stream);
+    const Tensor dout = dispatcher.combine_backward(dslots, plan, stream);
+    Tensor sums = Tensor::from_vector<double>(
+        {4}, {dot(rows, drows), dot(x, dx) / tp, dot(slots_out, dslots) / tp, dot(out, dout)});
+    world->all_reduce(sums, ReduceOp::sum, stream);
+    EXPECT_EQ(sums.data<double>()[0], sums.data<double>()[1]) << "dispatch";
+    EXPECT_EQ(sums.data<double>()[2], sums.data<double>()[3]) << "combine";
+  }
 }
 
 }  // namespace

@@ -350,7 +350,8 @@ TEST(Config, CrossFieldConstraints) {
   c.parallel.expert_tp = true;
   EXPECT_CONTAINS(validate_error(c),
                   "parallel.experts = llep moves whole experts between ranks: it does not split "
-                  "them over TP (parallel.expert_tp)");
+                  "them over TP (parallel.expert_tp; LLEP needs parallel.tp = 1, where it splits "
+                  "nothing)");
   EXPECT_CONTAINS(parse_error("llep:\n  capacity_factor: 0.9\n"),
                   "value 0.9 for 'llep.capacity_factor' in run.yaml is out of range: allowed >= 1");
   EXPECT_CONTAINS(parse_error("fssdp:\n  inter_node_row_cost: -1\n"),

@@ -158,8 +158,8 @@ TEST(QuotaRouting, BalancedQuotasGiveWayWhenTheEvenSplitDoesAsWell) {
 
 // Two nodes of one rank, one expert held by both; tokens 6 and 2. The even split keeps each rank's
 // own (rows 6 and 2); the balanced quotas 4 and 4 move 2 of rank 0's to rank 1, so each rank
-// exchanges 2 rows across nodes: 4 + 2c against 6 with an inter-node row cost c. The copy (rank 1
-// holds the expert it does not own) costs both splits the same.
+// exchanges 2 rows across nodes. The copy (rank 1 holds the expert rank 0 owns) weighs 10 rows on
+// both: the slowest rank costs 4 + 2c + 10c against 6 + 10c with an inter-node row cost c.
 TEST(QuotaRouting, BalancedQuotasAreWeighedAgainstTheirTraffic) {
   ExpertPlan plan{{0}, {{0, 1}}};
   plan.balance = true;
