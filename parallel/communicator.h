@@ -78,11 +78,15 @@ class Communicator {
   virtual void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
                          Stream& stream) = 0;
   // The same transfers, started: the caller computes while they move and waits when it needs
-  // them. MPI posts them nonblocking; the default (NCCL, whose calls are already asynchronous on
-  // the stream) runs send_recv and returns a handle with nothing left to wait for.
+  // them. MPI posts them nonblocking; NCCL, once enable_overlapped_transfers() has run, moves
+  // them on a stream of their own, and wait() orders `stream` after them. The default runs
+  // send_recv and returns a handle with nothing left to wait for.
   virtual std::unique_ptr<PendingTransfers> start_send_recv(const std::vector<Transfer>& sends,
                                                             const std::vector<Transfer>& recvs,
                                                             Stream& stream);
+  // Makes what start_send_recv needs to overlap where that takes resources (NCCL: a stream and a
+  // communicator of its own). Collective; nothing by default.
+  virtual void enable_overlapped_transfers() {}
   // x on every rank = x on `root`.
   virtual void broadcast(Tensor& x, int root, Stream& stream) = 0;
   virtual void barrier() = 0;

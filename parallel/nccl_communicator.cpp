@@ -6,6 +6,7 @@
 
 #include <exception>
 
+#include "kernels/cuda/cuda_check.h"
 #include "parallel/collective_checks.h"
 #include "parallel/mpi_check.h"
 #include "parallel/nccl_check.h"
@@ -50,6 +51,62 @@ cudaStream_t stream_of(Stream& stream) { return static_cast<cudaStream_t>(stream
 
 char* bytes_at(const Tensor& t, int64_t offset) { return static_cast<char*>(t.raw()) + offset; }
 
+// A new NCCL communicator of the ranks of `group`: rank 0 makes the unique id, MPI broadcasts it.
+ncclComm_t join(MpiCommunicator& group) {
+  ncclUniqueId id{};
+  if (group.rank() == 0) MOE_NCCL_CHECK(ncclGetUniqueId(&id));
+  MOE_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, group.comm()));
+  ncclComm_t comm = nullptr;
+  MOE_NCCL_CHECK(ncclCommInitRank(&comm, group.size(), id, group.rank()));
+  return comm;
+}
+
+// Unwinding after an error: the peers may sit in a collective this rank never joins, and
+// ncclCommDestroy would wait for them; aborting lets the error reach MPI_Abort. Called from a
+// destructor, which cannot throw, so the results are not checked.
+void leave(ncclComm_t comm) {
+  if (!comm) return;
+  if (std::uncaught_exceptions() > 0)
+    ncclCommAbort(comm);
+  else
+    ncclCommDestroy(comm);
+}
+
+// Transfers on the communicator's transfer stream: wait() orders the caller's stream after them.
+// Holds the tensors (handles) until then.
+class NcclPendingTransfers final : public PendingTransfers {
+ public:
+  NcclPendingTransfers(std::vector<Transfer> sends, std::vector<Transfer> recvs,
+                       cudaStream_t caller)
+      : sends_(std::move(sends)), recvs_(std::move(recvs)), caller_(caller) {
+    MOE_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
+  NcclPendingTransfers(const NcclPendingTransfers&) = delete;
+  NcclPendingTransfers& operator=(const NcclPendingTransfers&) = delete;
+  ~NcclPendingTransfers() override {
+    if (!done_) return;
+    if (std::uncaught_exceptions() == 0) {
+      wait();
+    } else {
+      cudaEventDestroy(done_);
+    }
+  }
+  cudaEvent_t done() const { return done_; }
+  void wait() override {
+    if (!done_) return;
+    MOE_CUDA_CHECK(cudaStreamWaitEvent(caller_, done_, 0));
+    MOE_CUDA_CHECK(cudaEventDestroy(done_));
+    done_ = nullptr;
+    sends_.clear();  // the caller's stream now orders any reuse of their memory after the moves
+    recvs_.clear();
+  }
+
+ private:
+  std::vector<Transfer> sends_, recvs_;
+  cudaStream_t caller_;
+  cudaEvent_t done_ = nullptr;
+};
+
 // Sends and receives posted between ncclGroupStart and ncclGroupEnd, so none waits for another.
 class Group {
  public:
@@ -69,21 +126,22 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> group, Devic
   MOE_CHECK(device_.is_cuda(), "NcclCommunicator needs a CUDA device, got ", device_.str());
   MOE_CHECK(cudaSetDevice(device_.index) == cudaSuccess, "rank ", group_->rank(), ": cannot use ",
             device_.str(), " (", cudaGetErrorString(cudaGetLastError()), ")");
-  ncclUniqueId id{};
-  if (group_->rank() == 0) MOE_NCCL_CHECK(ncclGetUniqueId(&id));
-  MOE_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, group_->comm()));
-  MOE_NCCL_CHECK(ncclCommInitRank(&comm_, group_->size(), id, group_->rank()));
+  comm_ = join(*group_);
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  if (!comm_) return;
-  // Unwinding after an error: the peers may sit in a collective this rank never joins, and
-  // ncclCommDestroy would wait for them; aborting lets the error reach MPI_Abort. A destructor
-  // cannot throw, so the results are not checked.
-  if (std::uncaught_exceptions() > 0)
-    ncclCommAbort(comm_);
-  else
-    ncclCommDestroy(comm_);
+  leave(transfer_comm_);
+  leave(comm_);
+  if (transfer_stream_) cudaStreamDestroy(static_cast<cudaStream_t>(transfer_stream_));
+}
+
+void NcclCommunicator::enable_overlapped_transfers() {
+  if (transfer_comm_) return;
+  MOE_CUDA_CHECK(cudaSetDevice(device_.index));
+  cudaStream_t stream = nullptr;
+  MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  transfer_stream_ = stream;
+  transfer_comm_ = join(*group_);
 }
 
 void NcclCommunicator::expect_here(const char* op, const char* arg, const Tensor& t) const {
@@ -151,23 +209,44 @@ std::vector<int64_t> NcclCommunicator::exchange_counts(const std::vector<int64_t
   return recv;
 }
 
-void NcclCommunicator::send_recv(const std::vector<Transfer>& sends,
-                                 const std::vector<Transfer>& recvs, Stream& stream) {
+void NcclCommunicator::post_send_recv(const std::vector<Transfer>& sends,
+                                      const std::vector<Transfer>& recvs, ncclComm_t comm,
+                                      void* stream) {
   const char* name = "send_recv";
   for (const std::vector<Transfer>* list : {&recvs, &sends})
     for (const Transfer& t : *list) {
       expect_here(name, list == &sends ? "a sent tensor" : "a received tensor", t.tensor);
       collective::check_peer(name, t.peer, size());
     }
+  const auto on = static_cast<cudaStream_t>(stream);
   Group group;
   for (const Transfer& t : recvs)
-    MOE_NCCL_CHECK(
-        ncclRecv(t.tensor.raw(), t.tensor.nbytes(), ncclUint8, t.peer, comm_, stream_of(stream)));
+    MOE_NCCL_CHECK(ncclRecv(t.tensor.raw(), t.tensor.nbytes(), ncclUint8, t.peer, comm, on));
   for (const Transfer& t : sends)
-    MOE_NCCL_CHECK(
-        ncclSend(t.tensor.raw(), t.tensor.nbytes(), ncclUint8, t.peer, comm_, stream_of(stream)));
+    MOE_NCCL_CHECK(ncclSend(t.tensor.raw(), t.tensor.nbytes(), ncclUint8, t.peer, comm, on));
   group.end();
   count_sends(sends);
+}
+
+void NcclCommunicator::send_recv(const std::vector<Transfer>& sends,
+                                 const std::vector<Transfer>& recvs, Stream& stream) {
+  post_send_recv(sends, recvs, comm_, stream.handle);
+}
+
+std::unique_ptr<PendingTransfers> NcclCommunicator::start_send_recv(
+    const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs, Stream& stream) {
+  if (!transfer_comm_) return Communicator::start_send_recv(sends, recvs, stream);
+  const cudaStream_t caller = stream_of(stream);
+  const auto transfers = static_cast<cudaStream_t>(transfer_stream_);
+  cudaEvent_t ready = nullptr;  // everything the caller's stream did before, such as the writes
+  MOE_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  MOE_CUDA_CHECK(cudaEventRecord(ready, caller));
+  MOE_CUDA_CHECK(cudaStreamWaitEvent(transfers, ready, 0));
+  MOE_CUDA_CHECK(cudaEventDestroy(ready));  // released once recorded work completes
+  auto pending = std::make_unique<NcclPendingTransfers>(sends, recvs, caller);
+  post_send_recv(sends, recvs, transfer_comm_, transfer_stream_);
+  MOE_CUDA_CHECK(cudaEventRecord(pending->done(), transfers));
+  return pending;
 }
 
 void NcclCommunicator::broadcast(Tensor& x, int root, Stream& stream) {

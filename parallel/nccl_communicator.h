@@ -13,6 +13,13 @@
 //   does; reading a result on the host goes through ops::copy on the same stream.
 // - Arguments are checked first, with the same rules and messages as MPI (collective_checks.h),
 //   plus: every tensor must be on this communicator's device.
+// - start_send_recv overlaps (FSSDP's copies) once enable_overlapped_transfers() has made a
+//   transfer stream and a second NCCL communicator of the same ranks: NCCL orders one
+//   communicator's operations across streams, so on the same one the token all-to-all would wait
+//   for the copies. The transfer stream waits for an event recorded on the caller's stream when
+//   the transfers start, and wait() makes the caller's stream wait for their event; the host does
+//   not block. The pending transfers hold every tensor until wait(), so none returns to the
+//   caching allocator (one stream per device) while the transfer stream may still use it.
 #pragma once
 
 #include <memory>
@@ -42,6 +49,10 @@ class NcclCommunicator final : public Communicator {
   std::vector<int64_t> exchange_counts(const std::vector<int64_t>& send) override;
   void send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
                  Stream& stream) override;
+  std::unique_ptr<PendingTransfers> start_send_recv(const std::vector<Transfer>& sends,
+                                                    const std::vector<Transfer>& recvs,
+                                                    Stream& stream) override;
+  void enable_overlapped_transfers() override;
   void broadcast(Tensor& x, int root, Stream& stream) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
@@ -49,10 +60,15 @@ class NcclCommunicator final : public Communicator {
 
  private:
   void expect_here(const char* op, const char* arg, const Tensor& t) const;
+  // Checks the transfers and posts them as one group on `comm` and `stream`.
+  void post_send_recv(const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs,
+                      ncclComm_t comm, void* stream);
 
   std::unique_ptr<MpiCommunicator> group_;
   Device device_;
   ncclComm_t comm_ = nullptr;
+  ncclComm_t transfer_comm_ = nullptr;  // enable_overlapped_transfers
+  void* transfer_stream_ = nullptr;     // a cudaStream_t
 };
 
 }  // namespace moe

@@ -141,6 +141,38 @@ TEST_F(NcclVsMpi, SendRecvInARingIncludingSelf) {
   EXPECT_TRUE(same_bytes(on_host(to_self), own));
 }
 
+// Started transfers, before and after the transfer stream and communicator exist: the values of
+// send_recv once waited for, and in between the caller's stream runs an all-reduce on the main
+// communicator (FSSDP's token all-to-all behind the copies) and a copy of the data the transfers
+// read (their sources stay untouched until the wait).
+TEST_F(NcclVsMpi, StartedSendRecvMatchesSendRecvAndLetsTheStreamWorkMeanwhile) {
+  const int size = mpi->size(), rank = mpi->rank();
+  const int next = (rank + 1) % size, previous = (rank + size - 1) % size;
+  const Tensor mine = host_input(64, DType::f32);
+  Tensor expected = Tensor::empty(mine.shape(), DType::f32);
+  mpi->send_recv({{next, mine}}, {{previous, expected}}, host);
+  Tensor summed = host_input(5, DType::f32, 1), expected_sum = summed.clone();
+  mpi->all_reduce(expected_sum, ReduceOp::sum, host);
+  for (const bool overlapped : {false, true}) {
+    SCOPED_TRACE(overlapped ? "overlapped" : "before enable_overlapped_transfers");
+    if (overlapped) nccl->enable_overlapped_transfers();
+    const Tensor source = on_device(mine);
+    Tensor received = Tensor::empty(mine.shape(), DType::f32, device);
+    Tensor to_self = Tensor::empty(mine.shape(), DType::f32, device);
+    std::unique_ptr<PendingTransfers> pending = nccl->start_send_recv(
+        {{next, source}, {rank, source}}, {{previous, received}, {rank, to_self}}, gpu);
+    Tensor meanwhile = on_device(summed);
+    nccl->all_reduce(meanwhile, ReduceOp::sum, gpu);
+    Tensor read = Tensor::empty(mine.shape(), DType::f32, device);
+    ops::copy(source, read, gpu);
+    pending->wait();
+    EXPECT_TRUE(same_bytes(on_host(received), expected));
+    EXPECT_TRUE(same_bytes(on_host(to_self), mine));
+    EXPECT_TRUE(same_bytes(on_host(meanwhile), expected_sum));
+    EXPECT_TRUE(same_bytes(on_host(read), mine));
+  }
+}
+
 TEST_F(NcclVsMpi, SplitIntoEvenAndOddRanks) {
   auto mpi_half = mpi->split(mpi->rank() % 2, mpi->rank());
   auto nccl_half = nccl->split(mpi->rank() % 2, mpi->rank());
