@@ -4,7 +4,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "kernels/cuda/cuda_check.h"
 #include "parallel/collective_checks.h"
@@ -83,13 +85,12 @@ class NcclPendingTransfers final : public PendingTransfers {
   }
   NcclPendingTransfers(const NcclPendingTransfers&) = delete;
   NcclPendingTransfers& operator=(const NcclPendingTransfers&) = delete;
+  // Orders the caller's stream after the transfers even while unwinding (it never blocks the
+  // host), so no tensor returns to the caching allocator early; unchecked: it cannot throw.
   ~NcclPendingTransfers() override {
     if (!done_) return;
-    if (std::uncaught_exceptions() == 0) {
-      wait();
-    } else {
-      cudaEventDestroy(done_);
-    }
+    cudaStreamWaitEvent(caller_, done_, 0);
+    cudaEventDestroy(done_);
   }
   cudaEvent_t done() const { return done_; }
   void wait() override {
@@ -137,11 +138,27 @@ NcclCommunicator::~NcclCommunicator() {
 
 void NcclCommunicator::enable_overlapped_transfers() {
   if (transfer_comm_) return;
+  const char* off = std::getenv("MOE_NCCL_OVERLAP");
+  if (off && std::string(off) == "0") return;  // the same-stream path, for comparison
   MOE_CUDA_CHECK(cudaSetDevice(device_.index));
+  transfer_comm_ = join(*group_);
   cudaStream_t stream = nullptr;
   MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   transfer_stream_ = stream;
-  transfer_comm_ = join(*group_);
+  // NCCL connects each pair of ranks on its first transfer, allocating device memory; one byte to
+  // and from every rank now keeps that out of a step, where the main communicator's kernels run.
+  void* bytes = nullptr;
+  MOE_CUDA_CHECK(cudaMalloc(&bytes, 2 * static_cast<size_t>(size())));
+  Group group;
+  for (int peer = 0; peer < size(); ++peer) {
+    MOE_NCCL_CHECK(
+        ncclRecv(static_cast<char*>(bytes) + peer, 1, ncclUint8, peer, transfer_comm_, stream));
+    MOE_NCCL_CHECK(ncclSend(static_cast<char*>(bytes) + size() + peer, 1, ncclUint8, peer,
+                            transfer_comm_, stream));
+  }
+  group.end();
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  MOE_CUDA_CHECK(cudaFree(bytes));
 }
 
 void NcclCommunicator::expect_here(const char* op, const char* arg, const Tensor& t) const {
@@ -233,6 +250,7 @@ void NcclCommunicator::send_recv(const std::vector<Transfer>& sends,
   post_send_recv(sends, recvs, comm_, stream.handle);
 }
 
+// Events are made on the current device, this communicator's: one thread per rank and device.
 std::unique_ptr<PendingTransfers> NcclCommunicator::start_send_recv(
     const std::vector<Transfer>& sends, const std::vector<Transfer>& recvs, Stream& stream) {
   if (!transfer_comm_) return Communicator::start_send_recv(sends, recvs, stream);

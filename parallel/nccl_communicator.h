@@ -19,7 +19,10 @@
 //   for the copies. The transfer stream waits for an event recorded on the caller's stream when
 //   the transfers start, and wait() makes the caller's stream wait for their event; the host does
 //   not block. The pending transfers hold every tensor until wait(), so none returns to the
-//   caching allocator (one stream per device) while the transfer stream may still use it.
+//   caching allocator (one stream per device) while the transfer stream may still use it. Work
+//   on other streams (the default stream's uploads) is not ordered after the transfers: every
+//   transfer is waited for within its step (forward, or FssdpCoordinator::finish_pending).
+//   MOE_NCCL_OVERLAP=0 keeps the transfers on the caller's stream.
 #pragma once
 
 #include <memory>

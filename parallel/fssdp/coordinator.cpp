@@ -32,7 +32,7 @@ FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement
       history_(layers, LoadHistory(experts, placement.window)) {
   MOE_ASSERT(layers > 0 && placement.ranks_per_node > 0, "FssdpCoordinator: ", layers, " layers, ",
              placement.ranks_per_node, " ranks per node");
-  if (group_) group_->enable_overlapped_transfers();  // the copies travel behind compute
+  if (group_size(group_) > 1) group_->enable_overlapped_transfers();  // copies behind compute
   for (int l = 0; l < layers; ++l)
     plans_.push_back(
         owners_only({owner_.begin() + l * experts, owner_.begin() + (l + 1) * experts}));

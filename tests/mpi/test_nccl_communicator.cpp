@@ -141,35 +141,52 @@ TEST_F(NcclVsMpi, SendRecvInARingIncludingSelf) {
   EXPECT_TRUE(same_bytes(on_host(to_self), own));
 }
 
-// Started transfers, before and after the transfer stream and communicator exist: the values of
-// send_recv once waited for, and in between the caller's stream runs an all-reduce on the main
-// communicator (FSSDP's token all-to-all behind the copies) and a copy of the data the transfers
-// read (their sources stay untouched until the wait).
+// Started transfers, before and after the transfer stream and communicator exist, on a stream of
+// the test's own (as training's), with payloads large enough (24 MiB) for a missing order to show:
+// - the source is doubled on the stream just before the start: the transfers must wait for it;
+// - the test drops its handle on the source and fills a new tensor of the same size before the
+//   wait: the pending transfers must hold the source, or the caching allocator hands its block to
+//   the new tensor while the transfers still read it;
+// - an all-reduce on the main communicator runs on the stream meanwhile (FSSDP's token all-to-all
+//   behind the copies);
+// and after the wait the values are MPI send_recv's.
 TEST_F(NcclVsMpi, StartedSendRecvMatchesSendRecvAndLetsTheStreamWorkMeanwhile) {
   const int size = mpi->size(), rank = mpi->rank();
   const int next = (rank + 1) % size, previous = (rank + size - 1) % size;
-  const Tensor mine = host_input(64, DType::f32);
+  const int64_t rows = int64_t{2} << 20;  // x 3 f32 values: 24 MiB
+  Tensor mine = host_input(rows, DType::f32);
+  ops::scale(mine, 2.0f, host);
   Tensor expected = Tensor::empty(mine.shape(), DType::f32);
   mpi->send_recv({{next, mine}}, {{previous, expected}}, host);
   Tensor summed = host_input(5, DType::f32, 1), expected_sum = summed.clone();
   mpi->all_reduce(expected_sum, ReduceOp::sum, host);
+  ops::OwnedStream owned(device);
+  Stream& stream = owned.get();
   for (const bool overlapped : {false, true}) {
     SCOPED_TRACE(overlapped ? "overlapped" : "before enable_overlapped_transfers");
     if (overlapped) nccl->enable_overlapped_transfers();
-    const Tensor source = on_device(mine);
+    Tensor source = Tensor::empty(mine.shape(), DType::f32, device);
+    ops::copy(host_input(rows, DType::f32), source, stream);
+    ops::scale(source, 2.0f, stream);
     Tensor received = Tensor::empty(mine.shape(), DType::f32, device);
     Tensor to_self = Tensor::empty(mine.shape(), DType::f32, device);
     std::unique_ptr<PendingTransfers> pending = nccl->start_send_recv(
-        {{next, source}, {rank, source}}, {{previous, received}, {rank, to_self}}, gpu);
-    Tensor meanwhile = on_device(summed);
-    nccl->all_reduce(meanwhile, ReduceOp::sum, gpu);
-    Tensor read = Tensor::empty(mine.shape(), DType::f32, device);
-    ops::copy(source, read, gpu);
+        {{next, source}, {rank, source}}, {{previous, received}, {rank, to_self}}, stream);
+    source = Tensor();
+    Tensor reuse = Tensor::empty(mine.shape(), DType::f32, device);
+    ops::fill(reuse, -1.0, stream);
+    Tensor meanwhile = Tensor::empty(summed.shape(), DType::f32, device);
+    ops::copy(summed, meanwhile, stream);
+    nccl->all_reduce(meanwhile, ReduceOp::sum, stream);
     pending->wait();
-    EXPECT_TRUE(same_bytes(on_host(received), expected));
-    EXPECT_TRUE(same_bytes(on_host(to_self), mine));
-    EXPECT_TRUE(same_bytes(on_host(meanwhile), expected_sum));
-    EXPECT_TRUE(same_bytes(on_host(read), mine));
+    Tensor got = Tensor::empty(mine.shape(), DType::f32), got_self = got.clone(),
+           got_sum = Tensor::empty(summed.shape(), DType::f32);
+    ops::copy(received, got, stream);
+    ops::copy(to_self, got_self, stream);
+    ops::copy(meanwhile, got_sum, stream);
+    EXPECT_TRUE(same_bytes(got, expected));
+    EXPECT_TRUE(same_bytes(got_self, mine));
+    EXPECT_TRUE(same_bytes(got_sum, expected_sum));
   }
 }
 
