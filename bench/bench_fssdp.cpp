@@ -65,14 +65,18 @@ struct Measured {
 };
 
 // The cost model's time for one MoE layer's measured loads (summed over ranks), under EP's blocks
-// or (fssdp: the run's resolved placement) the FSSDP plan Algorithm 1 makes from those loads.
+// or (fssdp: the run's resolved placement) the FSSDP plan Algorithm 1 makes from those loads,
+// routed with the run's traffic costs as the trainer routes it. A layer without tokens takes none.
 LayerTime predicted_layer(const Config& config, const std::optional<FssdpPlacement>& fssdp,
                           const std::vector<int64_t>& loads, int ranks, const Cluster& cluster) {
   const int experts = config.moe.num_experts;
-  const Topology topology{ranks, fssdp ? fssdp->ranks_per_node : ranks};
+  const Topology topology = fssdp ? Topology{ranks, fssdp->ranks_per_node, 0,
+                                             fssdp->inter_node_row_cost, fssdp->copy_rows}
+                                  : Topology{ranks, ranks};
   std::vector<double> share(loads.begin(), loads.end());
   double total = 0;
   for (double l : share) total += l;
+  if (total == 0) return {};
   for (double& l : share) l /= total;
   const ExpertLayerShape shape{
       int64_t{config.train.micro_batch_size} * config.data.seq_len * config.train.grad_accum,
