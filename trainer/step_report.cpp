@@ -23,7 +23,7 @@ void add_fssdp(const StepFigures& f, double steps, StepReport& report) {
   report.line += " | copies";
   for (size_t i = 0, moe_layer = 0; i < f.interval.loads.size(); ++i) {
     if (f.interval.loads[i].empty()) continue;
-    const double copies = static_cast<double>(f.interval.fssdp_copies.at(moe_layer++)) / steps;
+    const double copies = f.interval.fssdp_copies.at(moe_layer++) / steps;
     report.line += " L" + std::to_string(i) + " " + number_text("%.1f", copies);
     report.record.add("fssdp_copies.layer" + std::to_string(i), copies);
   }

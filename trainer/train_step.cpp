@@ -38,7 +38,7 @@ void StepStats::add(const StepStats& other) {
   mtp_loss += other.mtp_loss;
   grad_norm += other.grad_norm;
   skipped += other.skipped;
-  if (fssdp_copies.empty()) fssdp_copies.assign(other.fssdp_copies.size(), 0);
+  if (fssdp_copies.empty()) fssdp_copies.assign(other.fssdp_copies.size(), 0.0);
   for (size_t i = 0; i < other.fssdp_copies.size(); ++i) fssdp_copies[i] += other.fssdp_copies[i];
   if (loads.empty()) {
     loads = other.loads;
@@ -116,7 +116,7 @@ StepStats train_step(LanguageModel& model, AdamW& optimizer, ParameterStore& sto
                                          !optimizer.averages_gradients(), stream);
   if (const FssdpCoordinator* fssdp = model.fssdp())
     for (int layer = 0; layer < fssdp->layers(); ++layer)
-      stats.fssdp_copies.push_back(fssdp->plan(layer).copies());
+      stats.fssdp_copies.push_back(fssdp->copies_per_forward(layer));
   watchdog_phase("optimizer");
   const bool finite_loss =
       std::isfinite(stats.lm_loss + stats.aux_loss + stats.z_loss + stats.mtp_loss);

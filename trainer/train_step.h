@@ -28,9 +28,9 @@ struct StepStats {
   std::vector<std::vector<int64_t>> loads;
   std::vector<int64_t> dropped;
   std::vector<int64_t> expert_rows;  // per block: rows this rank's experts processed (not summed)
-  // FSSDP, per MoE layer: expert copies beyond the owners in the plan of the step's last forward
-  // (the same on every rank, so not summed over ranks).
-  std::vector<int64_t> fssdp_copies;
+  // FSSDP, per MoE layer: expert copies beyond the owners, the mean over the step's forwards'
+  // plans (the same on every rank, so not summed over ranks).
+  std::vector<double> fssdp_copies;
 
   void add_micro_batch(const ModelOutput& out, int grad_accum);
   void add(const StepStats& other);

@@ -29,7 +29,9 @@ FssdpCoordinator::FssdpCoordinator(int layers, int experts, const FssdpPlacement
                                     : shard_experts(std::vector<std::vector<double>>(
                                                         layers, std::vector<double>(experts)),
                                                     0, topology_)),
-      history_(layers, LoadHistory(experts, placement.window)) {
+      history_(layers, LoadHistory(experts, placement.window)),
+      step_copies_(layers, 0),
+      step_forwards_(layers, 0) {
   MOE_ASSERT(layers > 0 && placement.ranks_per_node > 0, "FssdpCoordinator: ", layers, " layers, ",
              placement.ranks_per_node, " ranks per node");
   if (group_size(group_) > 1) group_->enable_overlapped_transfers();  // copies behind compute
@@ -46,6 +48,8 @@ std::vector<int64_t> FssdpCoordinator::owned(int layer) const {
 }
 
 void FssdpCoordinator::begin_step() {
+  step_copies_.assign(layers(), 0);
+  step_forwards_.assign(layers(), 0);
   if (placement_.least_loaded) return;  // planned by each forward
   for (int l = 0; l < layers(); ++l)
     plans_[l] =
@@ -63,7 +67,14 @@ const ExpertPlan& FssdpCoordinator::plan_forward(int layer, const std::vector<in
                                 topology_);
     plan.balance = true;  // exact loads: quotas can follow them
   }
+  step_copies_[layer] += plan.copies();
+  ++step_forwards_[layer];
   return plan;
+}
+
+double FssdpCoordinator::copies_per_forward(int layer) const {
+  if (step_forwards_.at(layer) == 0) return static_cast<double>(plans_.at(layer).copies());
+  return static_cast<double>(step_copies_[layer]) / step_forwards_[layer];
 }
 
 std::vector<int> FssdpCoordinator::proposed_owners() const {

@@ -65,6 +65,9 @@ class FssdpCoordinator {
   // Where MoE layer `layer`'s experts were held by its last forward (before any: this step's
   // predicted plan).
   const ExpertPlan& plan(int layer) const { return plans_.at(layer); }
+  // The copies (ExpertPlan::copies) of MoE layer `layer`'s plans, the mean over this step's
+  // forwards (calibrated plans differ between micro-batches); the plan's before any forward.
+  double copies_per_forward(int layer) const;
   // Whether plan_forward keeps the step's plan (prediction alone), so that a layer's copies can be
   // gathered before its router runs.
   bool planned_before_routing() const { return !placement_.calibrate && !placement_.least_loaded; }
@@ -100,6 +103,8 @@ class FssdpCoordinator {
   std::vector<int> owner_;  // [layer * experts + expert]
   std::vector<LoadHistory> history_;
   std::vector<ExpertPlan> plans_;
+  std::vector<int64_t> step_copies_;  // per layer: copies summed over this step's forwards
+  std::vector<int> step_forwards_;    // per layer: this step's forwards
   PendingReduce pending_;
 };
 

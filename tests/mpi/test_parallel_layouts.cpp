@@ -348,6 +348,29 @@ TEST_F(ParallelLayouts, FssdpCalibrationCopiesFromTheFirstForward) {
   }
 }
 
+// The copies a step logs are the mean over its forwards' plans: calibrated plans differ between
+// micro-batches (one forward here sends every token to expert 0, the other none anywhere).
+TEST_F(ParallelLayouts, FssdpLogsTheMeanCopiesOfTheStepsForwards) {
+  for (const Layout& layout : layouts) {
+    if (!layout.fssdp) continue;
+    SCOPED_TRACE(layout.name());
+    ProcessGrid grid(*world, layout.tp, layout.dp, layout.ep);
+    Replica parallel(layout_run(dataset_for(*world), layout), grid.groups(layout.expert_tp), false);
+    FssdpCoordinator& fssdp = *parallel.model->fssdp();
+    const int experts = parallel.config.moe.num_experts;
+    std::vector<int64_t> skewed(experts, 0), none(experts, 0);
+    skewed[0] = 1000;
+    for (int step = 0; step < 2; ++step) {  // the second step starts the mean afresh
+      fssdp.begin_step();
+      EXPECT_EQ(fssdp.copies_per_forward(0), static_cast<double>(fssdp.plan(0).copies()));
+      const double copies = static_cast<double>(fssdp.plan_forward(0, skewed).copies());
+      EXPECT_GT(copies, 0);
+      EXPECT_EQ(fssdp.plan_forward(0, none).copies(), 0);
+      EXPECT_EQ(fssdp.copies_per_forward(0), copies / 2);
+    }
+  }
+}
+
 // LLEP on the groups of the FSSDP layouts with tp 1 (experts over ep): skewed routing and no
 // threshold, so every forward moves tokens and experts to the least-loaded ranks; a batch's
 // gradient and the loss curve of ten steps equal the single rank's.
