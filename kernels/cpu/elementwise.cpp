@@ -83,23 +83,13 @@ static void store(Tensor& t, int64_t i, double value) {
   }
 }
 
-template <typename From, typename To, To (*convert_one)(From)>
-static void convert_each(const Tensor& src, Tensor& dst) {
-  const From* from = src.data<From>();
-  To* to = dst.data<To>();
-  const int64_t n = src.numel();
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) to[i] = convert_one(from[i]);
-}
-
 // f32 <-> bf16, the bf16 weight copy's refresh and the widening of bf16 results, run in a plain
 // loop; the other pairs go through double (exact for every pair but f64 -> bf16 and f64 -> f16,
 // which round twice, through f32).
 void convert(const Tensor& src, Tensor& dst, Stream&) {
-  if (src.dtype() == DType::f32 && dst.dtype() == DType::bf16)
-    return convert_each<float, bf16_t, float_to_bf16>(src, dst);
+  if (src.dtype() == DType::f32 && dst.dtype() == DType::bf16) return round_into(src, dst);
   if (src.dtype() == DType::bf16 && dst.dtype() == DType::f32)
-    return convert_each<bf16_t, float, bf16_to_float>(src, dst);
+    return widen_into(src, dst.data<float>());
   const int64_t n = src.numel();
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) store(dst, i, load(src, i));

@@ -37,10 +37,12 @@ T narrow(U x) {
     return static_cast<T>(x);
 }
 
-// A bf16 tensor's values written to f32 (exact).
+// A bf16 tensor's values written to f32 (exact). Element by element, so any thread count gives
+// the same bits.
 inline void widen_into(const Tensor& bf16, float* out) {
   const bf16_t* p = bf16.data<bf16_t>();
   const int64_t n = bf16.numel();
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = widen(p[i]);
 }
 
@@ -62,6 +64,7 @@ inline Tensor widened_tensor(const Tensor& bf16) {
 inline void round_into(const float* f32, Tensor& bf16) {
   bf16_t* p = bf16.data<bf16_t>();
   const int64_t n = bf16.numel();
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) p[i] = narrow<bf16_t>(f32[i]);
 }
 inline void round_into(const Tensor& f32, Tensor& bf16) { round_into(f32.data<float>(), bf16); }

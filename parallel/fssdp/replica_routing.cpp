@@ -32,15 +32,17 @@ std::vector<std::vector<int64_t>> route_to_replicas(const std::vector<int64_t>& 
   return send;
 }
 
-std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all,
-                                                 const ExpertPlan& plan, const Topology& topology,
-                                                 int source) {
+// Every source's routing by the plan's quotas, routes[s][e][d]: one filling of the quotas serves
+// all sources.
+static std::vector<std::vector<std::vector<int64_t>>> route_all_by_quota(
+    const std::vector<int64_t>& all, const ExpertPlan& plan, const Topology& topology) {
   const int experts = plan.experts(), ranks = topology.ranks;
   MOE_ASSERT(static_cast<int64_t>(all.size()) == int64_t{ranks} * experts &&
-                 static_cast<int>(plan.quota.size()) == experts && source >= 0 && source < ranks,
+                 static_cast<int>(plan.quota.size()) == experts,
              "route_by_quota: ", all.size(), " counts, ", plan.quota.size(), " quotas for ",
-             experts, " experts on ", ranks, " ranks (source ", source, ")");
-  std::vector<std::vector<int64_t>> send(experts, std::vector<int64_t>(ranks, 0));
+             experts, " experts on ", ranks, " ranks");
+  std::vector<std::vector<std::vector<int64_t>>> routes(
+      ranks, std::vector<std::vector<int64_t>>(experts, std::vector<int64_t>(ranks, 0)));
   for (int e = 0; e < experts; ++e) {
     std::vector<int64_t> left(ranks);  // each source's tokens of e not yet placed
     int64_t total = 0;
@@ -62,11 +64,19 @@ std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all
           const int64_t moved = std::min(left[s], room[h]);
           left[s] -= moved;
           room[h] -= moved;
-          if (s == source) send[e][holder] += moved;
+          routes[s][e][holder] += moved;
         }
       }
   }
-  return send;
+  return routes;
+}
+
+std::vector<std::vector<int64_t>> route_by_quota(const std::vector<int64_t>& all,
+                                                 const ExpertPlan& plan, const Topology& topology,
+                                                 int source) {
+  MOE_ASSERT(source >= 0 && source < topology.ranks, "route_by_quota: source ", source, " of ",
+             topology.ranks, " ranks");
+  return route_all_by_quota(all, plan, topology)[source];
 }
 
 // The slowest rank's cost of a routing, in rows: the rows it computes, plus the transfer costs of
@@ -114,14 +124,15 @@ std::vector<std::vector<std::vector<int64_t>>> route_every_rank(const std::vecto
     for (size_t i = 0; i < all.size(); ++i) tokens[i % experts] += all[i];
     balance_holders(routed, tokens, ranks);
   }
-  std::vector<std::vector<std::vector<int64_t>>> even, quota;
+  std::vector<std::vector<std::vector<int64_t>>> even;
   if (routed.quota.empty() || routed.balance)
     for (int s = 0; s < ranks; ++s)
       even.push_back(route_to_replicas(
           {all.begin() + int64_t{s} * experts, all.begin() + int64_t{s + 1} * experts}, plan,
           topology, s));
   if (routed.quota.empty()) return even;
-  for (int s = 0; s < ranks; ++s) quota.push_back(route_by_quota(all, routed, topology, s));
+  const std::vector<std::vector<std::vector<int64_t>>> quota =
+      route_all_by_quota(all, routed, topology);
   if (routed.balance && slowest_rank(even, plan, topology) <= slowest_rank(quota, plan, topology))
     return even;
   return quota;
